@@ -1,0 +1,13 @@
+//! # walker-abi
+//!
+//! The contract between the walker host (a PostgreSQL extension) and its plugins:
+//! `#[repr(C)]` types with a version handshake ([`types`]), the C header generated
+//! from them (`include/walker_plugin.h`), and a safe Rust SDK ([`sdk`]) with an
+//! export macro. A plugin needs nothing else: no PostgreSQL headers, no pgrx.
+
+pub mod sdk;
+pub mod types;
+
+pub use abi_stable;
+pub use sdk::{Host, Plugin, PluginError, PluginInfo, PluginResult, Record, RowSink, SharedState, Value, ViewDef};
+pub use types::*;

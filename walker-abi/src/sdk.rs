@@ -1,0 +1,777 @@
+//! The safe Rust SDK for writing walker plugins.
+//!
+//! Implement [`Plugin`] for a type and call [`export_plugin!`](crate::export_plugin)
+//! once in the crate (a `cdylib`). The macro exports the entry symbol and the layout
+//! symbol; every callback goes through a trampoline here that catches panics, so a
+//! plugin never unwinds into the host: a panic becomes [`WalkerStatus::PANIC`] with the
+//! panic message, and the host marks the plugin failed while the others go on.
+
+use crate::types::*;
+use std::any::Any;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+/// Error a plugin callback returns; its message reaches `walker.plugins.last_error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginError(pub String);
+
+impl PluginError {
+    /// An error with this message.
+    pub fn new(msg: impl fmt::Display) -> Self {
+        PluginError(msg.to_string())
+    }
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+impl From<String> for PluginError {
+    fn from(s: String) -> Self {
+        PluginError(s)
+    }
+}
+
+impl From<&str> for PluginError {
+    fn from(s: &str) -> Self {
+        PluginError(s.to_string())
+    }
+}
+
+/// Result of a plugin callback.
+pub type PluginResult<T = ()> = Result<T, PluginError>;
+
+/// A view the plugin declares: `walker.<plugin>_<name>`.
+#[derive(Debug, Clone)]
+pub struct ViewDef {
+    /// Lower-case SQL identifier.
+    pub name: &'static str,
+    /// One-line description.
+    pub description: &'static str,
+    /// Column names and types, in order.
+    pub columns: Vec<(&'static str, WalkerType)>,
+}
+
+/// What a plugin declares about itself.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    /// Version, free text.
+    pub version: &'static str,
+    /// One-line description.
+    pub description: &'static str,
+    /// Resource managers whose records the plugin receives (see [`mask_of`], [`ALL_RMGRS`]).
+    pub rmgrs: [u64; WALKER_RMGR_MASK_WORDS],
+    /// Views.
+    pub views: Vec<ViewDef>,
+}
+
+/// A plugin. One type per shared library, exported with [`export_plugin!`](crate::export_plugin).
+///
+/// `init` runs once in the postmaster; the value it returns lives for the process and
+/// is inherited by every server process, so per-process state belongs in it only when
+/// it is read-only after `init`. Shared, changing state belongs in the shared-memory
+/// region ([`Host::with_exclusive`], [`Host::with_shared`]).
+pub trait Plugin: Send + Sync + Sized + 'static {
+    /// Version, description, subscriptions and views.
+    fn describe() -> PluginInfo;
+    /// Defines settings and builds the plugin.
+    fn init(host: &Host) -> PluginResult<Self>;
+    /// Bytes of shared memory needed.
+    fn shmem_size(&self, _host: &Host) -> usize {
+        0
+    }
+    /// Initialises the shared region (which the host zeroed when `found` is false).
+    fn shmem_init(&self, _host: &Host, _found: bool) -> PluginResult {
+        Ok(())
+    }
+    /// One record of a subscribed resource manager.
+    fn on_record(&self, _host: &Host, _record: &Record<'_>) -> PluginResult {
+        Ok(())
+    }
+    /// The walker caught up; `lsn` is the end of the last record delivered.
+    fn on_idle(&self, _host: &Host, _lsn: u64) -> PluginResult {
+        Ok(())
+    }
+    /// The worker is stopping.
+    fn shutdown(&self, _host: &Host) -> PluginResult {
+        Ok(())
+    }
+    /// Emits the rows of view number `view` (index into `describe().views`).
+    fn view_rows(&self, _host: &Host, _view: usize, _sink: &mut RowSink<'_>) -> PluginResult {
+        Ok(())
+    }
+}
+
+/// Plain data that may live in the shared-memory region.
+///
+/// # Safety
+/// The type must be `#[repr(C)]`, contain no pointers or references (the region is
+/// mapped in many processes), and all-zero bytes must be a valid value (the host
+/// zeroes the region before `shmem_init`).
+pub unsafe trait SharedState: Sized + 'static {}
+
+/// The host services, bound to this plugin.
+#[derive(Clone, Copy)]
+pub struct Host {
+    api: *const WalkerHostApi,
+    plugin: *mut WalkerPlugin,
+}
+
+// SAFETY: the host API table is immutable and valid for the process; the host's
+// services are documented as callable from any thread it calls the plugin on.
+unsafe impl Send for Host {}
+// SAFETY: as above.
+unsafe impl Sync for Host {}
+
+/// A column value for [`RowSink::row`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    /// SQL NULL.
+    Null,
+    /// `int8`.
+    Int8(i64),
+    /// `float8`.
+    Float8(f64),
+    /// `text`.
+    Text(&'a str),
+    /// `bool`.
+    Bool(bool),
+    /// `pg_lsn`.
+    Lsn(u64),
+    /// `timestamptz`, microseconds since the Unix epoch.
+    TimestampTz(i64),
+    /// `jsonb`, as JSON text.
+    Jsonb(&'a str),
+}
+
+impl Value<'_> {
+    fn to_abi(self) -> WalkerValue {
+        let mut v = WalkerValue {
+            ty: WalkerType(0),
+            is_null: false,
+            bool_value: false,
+            int_value: 0,
+            lsn_value: 0,
+            float_value: 0.0,
+            str_ptr: std::ptr::null(),
+            str_len: 0,
+        };
+        match self {
+            Value::Null => v.is_null = true,
+            Value::Int8(i) => {
+                v.ty = WalkerType::INT8;
+                v.int_value = i;
+            }
+            Value::Float8(f) => {
+                v.ty = WalkerType::FLOAT8;
+                v.float_value = f;
+            }
+            Value::Text(s) => {
+                v.ty = WalkerType::TEXT;
+                v.str_ptr = s.as_ptr();
+                v.str_len = s.len();
+            }
+            Value::Bool(b) => {
+                v.ty = WalkerType::BOOL;
+                v.bool_value = b;
+            }
+            Value::Lsn(l) => {
+                v.ty = WalkerType::LSN;
+                v.lsn_value = l;
+            }
+            Value::TimestampTz(t) => {
+                v.ty = WalkerType::TIMESTAMPTZ;
+                v.int_value = t;
+            }
+            Value::Jsonb(s) => {
+                v.ty = WalkerType::JSONB;
+                v.str_ptr = s.as_ptr();
+                v.str_len = s.len();
+            }
+        }
+        v
+    }
+}
+
+/// Where [`Plugin::view_rows`] writes rows.
+pub struct RowSink<'a> {
+    sink: &'a WalkerRowSink,
+}
+
+impl RowSink<'_> {
+    /// Adds one row; the values must match the declared columns in number and type.
+    pub fn row(&mut self, values: &[Value<'_>]) -> PluginResult {
+        let abi: Vec<WalkerValue> = values.iter().map(|v| v.to_abi()).collect();
+        let emit = self.sink.emit.ok_or_else(|| PluginError::new("the host's row sink has no emit function"))?;
+        // SAFETY: `abi` holds `abi.len()` initialised values whose string pointers
+        // borrow from `values`, alive for the duration of the call.
+        let status = unsafe { emit(self.sink.ctx, abi.as_ptr(), abi.len() as u32) };
+        if status.is_ok() {
+            Ok(())
+        } else {
+            Err(PluginError::new("the host refused the row: the values do not match the view's declared columns"))
+        }
+    }
+}
+
+/// A WAL record, borrowed for the duration of [`Plugin::on_record`].
+pub struct Record<'a> {
+    raw: &'a WalkerRecord,
+}
+
+impl<'a> Record<'a> {
+    /// Wraps a raw record.
+    ///
+    /// # Safety
+    /// `raw`'s pointers must be valid for `'a` with the lengths it states.
+    pub unsafe fn from_raw(raw: &'a WalkerRecord) -> Self {
+        Record { raw }
+    }
+    /// The raw struct.
+    pub fn raw(&self) -> &'a WalkerRecord {
+        self.raw
+    }
+    /// Start LSN.
+    pub fn lsn(&self) -> u64 {
+        self.raw.lsn
+    }
+    /// End LSN.
+    pub fn end_lsn(&self) -> u64 {
+        self.raw.end_lsn
+    }
+    /// Resource manager id.
+    pub fn rmid(&self) -> u8 {
+        self.raw.rmid
+    }
+    /// `xl_info`.
+    pub fn info(&self) -> u8 {
+        self.raw.info
+    }
+    /// Writing transaction (0 when none).
+    pub fn xid(&self) -> u32 {
+        self.raw.xid
+    }
+    /// Top-level transaction when known (0 otherwise).
+    pub fn toplevel_xid(&self) -> u32 {
+        self.raw.toplevel_xid
+    }
+    /// Total record length, images included.
+    pub fn total_len(&self) -> u32 {
+        self.raw.total_len
+    }
+    /// Bytes of full-page images.
+    pub fn fpi_len(&self) -> u32 {
+        self.raw.fpi_len
+    }
+    /// Main data.
+    pub fn main_data(&self) -> &'a [u8] {
+        // SAFETY: guaranteed by `from_raw`'s contract.
+        unsafe { slice_or_empty(self.raw.main_data, self.raw.main_data_len as usize) }
+    }
+    /// Block references.
+    pub fn blocks(&self) -> &'a [WalkerBlockRef] {
+        // SAFETY: guaranteed by `from_raw`'s contract.
+        unsafe { slice_or_empty(self.raw.blocks, self.raw.n_blocks as usize) }
+    }
+    /// Per-block data of `block`.
+    pub fn block_data(&self, block: &WalkerBlockRef) -> &'a [u8] {
+        // SAFETY: guaranteed by `from_raw`'s contract.
+        unsafe { slice_or_empty(block.data, block.data_len as usize) }
+    }
+}
+
+/// # Safety
+/// `ptr` must be valid for `len` elements when `len > 0`.
+unsafe fn slice_or_empty<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller guarantees `ptr` is valid for `len` elements.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', " ")).expect("NUL bytes were replaced")
+}
+
+impl Host {
+    /// Binds the raw table and handle (the SDK does this in `init`).
+    ///
+    /// # Safety
+    /// `api` must point to a host API table valid for the process.
+    pub unsafe fn from_raw(api: *const WalkerHostApi, plugin: *mut WalkerPlugin) -> Self {
+        Host { api, plugin }
+    }
+
+    fn api(&self) -> &WalkerHostApi {
+        // SAFETY: `from_raw`'s contract: the table lives for the process.
+        unsafe { &*self.api }
+    }
+
+    /// Writes a message to the server log.
+    pub fn log(&self, level: WalkerLogLevel, msg: &str) {
+        if let Some(f) = self.api().log {
+            // SAFETY: `msg` is valid for its length during the call.
+            unsafe { f(self.plugin, level, msg.as_ptr(), msg.len()) }
+        }
+    }
+
+    /// Logs at `LOG` level.
+    pub fn info(&self, msg: &str) {
+        self.log(WalkerLogLevel::INFO, msg)
+    }
+
+    /// Logs at `WARNING` level.
+    pub fn warning(&self, msg: &str) {
+        self.log(WalkerLogLevel::WARNING, msg)
+    }
+
+    fn set_error(&self, msg: &str) {
+        if let Some(f) = self.api().set_error {
+            // SAFETY: `msg` is valid for its length during the call.
+            unsafe { f(self.plugin, msg.as_ptr(), msg.len()) }
+        }
+    }
+
+    fn region<T: SharedState>(&self) -> PluginResult<*mut T> {
+        let f = self.api().shmem_region.ok_or_else(|| PluginError::new("host offers no shared memory"))?;
+        let mut size = 0usize;
+        // SAFETY: `size` is a valid out pointer.
+        let ptr = unsafe { f(self.plugin, &mut size) };
+        if ptr.is_null() {
+            return Err(PluginError::new("no shared-memory region: shmem_size returned 0 or shared memory is not initialised"));
+        }
+        if size < std::mem::size_of::<T>() || (ptr as usize) % std::mem::align_of::<T>() != 0 {
+            return Err(PluginError::new(format!(
+                "shared-memory region of {size} bytes cannot hold the plugin's state of {} bytes",
+                std::mem::size_of::<T>()
+            )));
+        }
+        Ok(ptr as *mut T)
+    }
+
+    /// Runs `f` on the shared state under the region's shared lock.
+    pub fn with_shared<T: SharedState, R>(&self, f: impl FnOnce(&T) -> R) -> PluginResult<R> {
+        let ptr = self.region::<T>()?;
+        let guard = LockGuard::new(self, false);
+        // SAFETY: the region holds a `T` (checked size and alignment; zeroed or
+        // initialised by `shmem_init`), and writers are excluded by the lock.
+        let out = f(unsafe { &*ptr });
+        drop(guard);
+        Ok(out)
+    }
+
+    /// Runs `f` on the shared state under the region's exclusive lock.
+    pub fn with_exclusive<T: SharedState, R>(&self, f: impl FnOnce(&mut T) -> R) -> PluginResult<R> {
+        let ptr = self.region::<T>()?;
+        let guard = LockGuard::new(self, true);
+        // SAFETY: as in `with_shared`, and every other accessor is excluded by the lock.
+        let out = f(unsafe { &mut *ptr });
+        drop(guard);
+        Ok(out)
+    }
+
+    fn status(&self, st: WalkerStatus, what: &str, name: &str) -> PluginResult {
+        match st {
+            WalkerStatus::OK => Ok(()),
+            WalkerStatus::NOT_FOUND => Err(PluginError::new(format!("{what} \"{name}\": no such setting of this plugin"))),
+            _ => Err(PluginError::new(format!("{what} \"{name}\" failed (status {})", st.0))),
+        }
+    }
+
+    /// Defines an integer setting `<plugin>.<name>`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn define_int(
+        &self,
+        name: &str,
+        description: &str,
+        default: i64,
+        min: i64,
+        max: i64,
+        unit: WalkerSettingUnit,
+        context: WalkerSettingContext,
+    ) -> PluginResult {
+        let f = self.api().define_int.ok_or_else(|| PluginError::new("host cannot define settings"))?;
+        let (n, d) = (cstring(name), cstring(description));
+        // SAFETY: the strings are NUL-terminated and live during the call.
+        let st = unsafe { f(self.plugin, n.as_ptr(), d.as_ptr(), default, min, max, unit, context) };
+        self.status(st, "defining setting", name)
+    }
+
+    /// Defines a floating-point setting `<plugin>.<name>`.
+    pub fn define_real(&self, name: &str, description: &str, default: f64, min: f64, max: f64, context: WalkerSettingContext) -> PluginResult {
+        let f = self.api().define_real.ok_or_else(|| PluginError::new("host cannot define settings"))?;
+        let (n, d) = (cstring(name), cstring(description));
+        // SAFETY: the strings are NUL-terminated and live during the call.
+        let st = unsafe { f(self.plugin, n.as_ptr(), d.as_ptr(), default, min, max, context) };
+        self.status(st, "defining setting", name)
+    }
+
+    /// Defines a boolean setting `<plugin>.<name>`.
+    pub fn define_bool(&self, name: &str, description: &str, default: bool, context: WalkerSettingContext) -> PluginResult {
+        let f = self.api().define_bool.ok_or_else(|| PluginError::new("host cannot define settings"))?;
+        let (n, d) = (cstring(name), cstring(description));
+        // SAFETY: the strings are NUL-terminated and live during the call.
+        let st = unsafe { f(self.plugin, n.as_ptr(), d.as_ptr(), default, context) };
+        self.status(st, "defining setting", name)
+    }
+
+    /// Defines a string setting `<plugin>.<name>`.
+    pub fn define_string(&self, name: &str, description: &str, default: &str, context: WalkerSettingContext) -> PluginResult {
+        let f = self.api().define_string.ok_or_else(|| PluginError::new("host cannot define settings"))?;
+        let (n, d, v) = (cstring(name), cstring(description), cstring(default));
+        // SAFETY: the strings are NUL-terminated and live during the call.
+        let st = unsafe { f(self.plugin, n.as_ptr(), d.as_ptr(), v.as_ptr(), context) };
+        self.status(st, "defining setting", name)
+    }
+
+    /// Defines an enum setting `<plugin>.<name>`; reads back as an index into `options`.
+    pub fn define_enum(&self, name: &str, description: &str, default: usize, options: &[&str], context: WalkerSettingContext) -> PluginResult {
+        let f = self.api().define_enum.ok_or_else(|| PluginError::new("host cannot define settings"))?;
+        let (n, d) = (cstring(name), cstring(description));
+        let opts: Vec<CString> = options.iter().map(|o| cstring(o)).collect();
+        let ptrs: Vec<*const c_char> = opts.iter().map(|o| o.as_ptr()).collect();
+        // SAFETY: all strings are NUL-terminated and live during the call.
+        let st = unsafe { f(self.plugin, n.as_ptr(), d.as_ptr(), default as u32, ptrs.as_ptr(), ptrs.len() as u32, context) };
+        self.status(st, "defining setting", name)
+    }
+
+    /// Reads an integer setting of this plugin.
+    pub fn get_int(&self, name: &str) -> PluginResult<i64> {
+        let f = self.api().get_int.ok_or_else(|| PluginError::new("host cannot read settings"))?;
+        let n = cstring(name);
+        let mut out = 0i64;
+        // SAFETY: valid string and out pointer.
+        let st = unsafe { f(self.plugin, n.as_ptr(), &mut out) };
+        self.status(st, "reading setting", name).map(|_| out)
+    }
+
+    /// Reads a floating-point setting of this plugin.
+    pub fn get_real(&self, name: &str) -> PluginResult<f64> {
+        let f = self.api().get_real.ok_or_else(|| PluginError::new("host cannot read settings"))?;
+        let n = cstring(name);
+        let mut out = 0f64;
+        // SAFETY: valid string and out pointer.
+        let st = unsafe { f(self.plugin, n.as_ptr(), &mut out) };
+        self.status(st, "reading setting", name).map(|_| out)
+    }
+
+    /// Reads a boolean setting of this plugin.
+    pub fn get_bool(&self, name: &str) -> PluginResult<bool> {
+        let f = self.api().get_bool.ok_or_else(|| PluginError::new("host cannot read settings"))?;
+        let n = cstring(name);
+        let mut out = false;
+        // SAFETY: valid string and out pointer.
+        let st = unsafe { f(self.plugin, n.as_ptr(), &mut out) };
+        self.status(st, "reading setting", name).map(|_| out)
+    }
+
+    /// Reads an enum setting of this plugin as the option's index.
+    pub fn get_enum(&self, name: &str) -> PluginResult<usize> {
+        let f = self.api().get_enum.ok_or_else(|| PluginError::new("host cannot read settings"))?;
+        let n = cstring(name);
+        let mut out = 0u32;
+        // SAFETY: valid string and out pointer.
+        let st = unsafe { f(self.plugin, n.as_ptr(), &mut out) };
+        self.status(st, "reading setting", name).map(|_| out as usize)
+    }
+
+    /// Reads a string setting of this plugin.
+    pub fn get_string(&self, name: &str) -> PluginResult<String> {
+        let f = self.api().get_string.ok_or_else(|| PluginError::new("host cannot read settings"))?;
+        let n = cstring(name);
+        let mut buf = vec![0u8; 256];
+        loop {
+            let mut len = 0usize;
+            // SAFETY: `buf` is writable for `buf.len()` bytes.
+            let st = unsafe { f(self.plugin, n.as_ptr(), buf.as_mut_ptr(), buf.len(), &mut len) };
+            if st == WalkerStatus::INVALID && len > buf.len() {
+                buf.resize(len, 0);
+                continue;
+            }
+            self.status(st, "reading setting", name)?;
+            buf.truncate(len);
+            return String::from_utf8(buf).map_err(|e| PluginError::new(format!("setting \"{name}\" is not UTF-8: {e}")));
+        }
+    }
+
+    /// Wall-clock time in microseconds since the Unix epoch.
+    pub fn now_micros(&self) -> i64 {
+        match self.api().now_micros {
+            // SAFETY: no arguments.
+            Some(f) => unsafe { f() },
+            None => 0,
+        }
+    }
+
+    /// The server's name for resource manager `rmid`, when it has one.
+    pub fn rmgr_name(&self, rmid: u8) -> Option<String> {
+        let f = self.api().rmgr_name?;
+        let mut buf = [0u8; 64];
+        let mut len = 0usize;
+        // SAFETY: `buf` is writable for its length.
+        let st = unsafe { f(rmid, buf.as_mut_ptr(), buf.len(), &mut len) };
+        if st.is_ok() && len <= buf.len() {
+            Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+        } else {
+            None
+        }
+    }
+}
+
+struct LockGuard<'h> {
+    host: &'h Host,
+    exclusive: bool,
+}
+
+impl<'h> LockGuard<'h> {
+    fn new(host: &'h Host, exclusive: bool) -> Self {
+        let f = if exclusive { host.api().lock_exclusive } else { host.api().lock_shared };
+        if let Some(f) = f {
+            // SAFETY: the handle is the one the host gave this plugin.
+            unsafe { f(host.plugin) }
+        }
+        LockGuard { host, exclusive }
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        let f = if self.exclusive { self.host.api().unlock_exclusive } else { self.host.api().unlock_shared };
+        if let Some(f) = f {
+            // SAFETY: releases the lock taken in `new`.
+            unsafe { f(self.host.plugin) }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Export machinery: used by `export_plugin!`, not by plugin authors directly.
+// ---------------------------------------------------------------------------------
+
+struct Instance {
+    host: Host,
+    plugin: Box<dyn Any + Send + Sync>,
+}
+
+static INSTANCE: OnceLock<Instance> = OnceLock::new();
+
+struct DescriptorHolder {
+    desc: WalkerPluginDescriptor,
+    // Keep the C strings and arrays the descriptor points into alive.
+    _strings: Vec<CString>,
+    _columns: Vec<Vec<WalkerColumn>>,
+    _views: Vec<WalkerView>,
+}
+
+// SAFETY: the holder is immutable after construction and its pointers target data it owns.
+unsafe impl Sync for DescriptorHolder {}
+// SAFETY: as above.
+unsafe impl Send for DescriptorHolder {}
+
+static DESCRIPTOR: OnceLock<DescriptorHolder> = OnceLock::new();
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("plugin panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("plugin panicked: {s}")
+    } else {
+        "plugin panicked".to_string()
+    }
+}
+
+fn instance<P: Plugin>() -> Option<(&'static Host, &'static P)> {
+    let inst = INSTANCE.get()?;
+    let p = inst.plugin.downcast_ref::<P>()?;
+    Some((&inst.host, p))
+}
+
+/// Runs a callback body, turning errors and panics into a status and a message.
+fn guarded(host: Option<Host>, body: impl FnOnce() -> PluginResult) -> WalkerStatus {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => WalkerStatus::OK,
+        Ok(Err(e)) => {
+            if let Some(h) = host {
+                h.set_error(&e.0);
+            }
+            WalkerStatus::ERROR
+        }
+        Err(payload) => {
+            if let Some(h) = host {
+                h.set_error(&panic_message(payload.as_ref()));
+            }
+            WalkerStatus::PANIC
+        }
+    }
+}
+
+fn not_initialised() -> PluginError {
+    PluginError::new("plugin callback before a successful init")
+}
+
+unsafe extern "C" fn tramp_init<P: Plugin>(api: *const WalkerHostApi, plugin: *mut WalkerPlugin) -> WalkerStatus {
+    if api.is_null() {
+        return WalkerStatus::INVALID;
+    }
+    // SAFETY: the host passes a table valid for the process.
+    let host = unsafe { Host::from_raw(api, plugin) };
+    guarded(Some(host), || {
+        let p = P::init(&host)?;
+        INSTANCE
+            .set(Instance { host, plugin: Box::new(p) })
+            .map_err(|_| PluginError::new("init called twice"))
+    })
+}
+
+unsafe extern "C" fn tramp_shmem_size<P: Plugin>(_plugin: *mut WalkerPlugin) -> usize {
+    catch_unwind(|| instance::<P>().map(|(h, p)| p.shmem_size(h)).unwrap_or(0)).unwrap_or(0)
+}
+
+unsafe extern "C" fn tramp_shmem_init<P: Plugin>(_plugin: *mut WalkerPlugin, _region: *mut c_void, _size: usize, found: bool) -> WalkerStatus {
+    let inst = instance::<P>();
+    guarded(inst.map(|(h, _)| *h), || {
+        let (h, p) = inst.ok_or_else(not_initialised)?;
+        p.shmem_init(h, found)
+    })
+}
+
+unsafe extern "C" fn tramp_on_record<P: Plugin>(_plugin: *mut WalkerPlugin, record: *const WalkerRecord) -> WalkerStatus {
+    let inst = instance::<P>();
+    guarded(inst.map(|(h, _)| *h), || {
+        let (h, p) = inst.ok_or_else(not_initialised)?;
+        if record.is_null() {
+            return Err(PluginError::new("null record"));
+        }
+        // SAFETY: the host passes a record valid for the duration of the call.
+        let rec = unsafe { Record::from_raw(&*record) };
+        p.on_record(h, &rec)
+    })
+}
+
+unsafe extern "C" fn tramp_on_idle<P: Plugin>(_plugin: *mut WalkerPlugin, lsn: u64) -> WalkerStatus {
+    let inst = instance::<P>();
+    guarded(inst.map(|(h, _)| *h), || {
+        let (h, p) = inst.ok_or_else(not_initialised)?;
+        p.on_idle(h, lsn)
+    })
+}
+
+unsafe extern "C" fn tramp_shutdown<P: Plugin>(_plugin: *mut WalkerPlugin) -> WalkerStatus {
+    let inst = instance::<P>();
+    guarded(inst.map(|(h, _)| *h), || {
+        let (h, p) = inst.ok_or_else(not_initialised)?;
+        p.shutdown(h)
+    })
+}
+
+unsafe extern "C" fn tramp_view_rows<P: Plugin>(_plugin: *mut WalkerPlugin, view: u32, sink: *const WalkerRowSink) -> WalkerStatus {
+    let inst = instance::<P>();
+    guarded(inst.map(|(h, _)| *h), || {
+        let (h, p) = inst.ok_or_else(not_initialised)?;
+        if sink.is_null() {
+            return Err(PluginError::new("null row sink"));
+        }
+        // SAFETY: the host passes a sink valid for the duration of the call.
+        let mut rows = RowSink { sink: unsafe { &*sink } };
+        p.view_rows(h, view as usize, &mut rows)
+    })
+}
+
+/// Builds (once) and returns the descriptor of plugin type `P`.
+#[doc(hidden)]
+pub fn descriptor<P: Plugin>() -> *const WalkerPluginDescriptor {
+    let holder = DESCRIPTOR.get_or_init(|| {
+        let info = P::describe();
+        let mut strings = Vec::new();
+        let mut keep = |s: &str| {
+            let c = cstring(s);
+            let p = c.as_ptr();
+            strings.push(c);
+            p
+        };
+        let version = keep(info.version);
+        let description = keep(info.description);
+        let mut columns: Vec<Vec<WalkerColumn>> = Vec::new();
+        let mut views: Vec<WalkerView> = Vec::new();
+        for v in &info.views {
+            let cols: Vec<WalkerColumn> = v.columns.iter().map(|(n, t)| WalkerColumn { name: keep(n), ty: *t }).collect();
+            views.push(WalkerView {
+                name: keep(v.name),
+                description: keep(v.description),
+                columns: cols.as_ptr(),
+                n_columns: cols.len() as u32,
+            });
+            columns.push(cols);
+        }
+        let desc = WalkerPluginDescriptor {
+            abi_major: WALKER_ABI_MAJOR,
+            abi_minor: WALKER_ABI_MINOR,
+            struct_size: std::mem::size_of::<WalkerPluginDescriptor>() as u32,
+            version,
+            description,
+            rmgr_mask: info.rmgrs,
+            views: views.as_ptr(),
+            n_views: views.len() as u32,
+            init: Some(tramp_init::<P>),
+            shmem_size: Some(tramp_shmem_size::<P>),
+            shmem_init: Some(tramp_shmem_init::<P>),
+            on_record: Some(tramp_on_record::<P>),
+            on_idle: Some(tramp_on_idle::<P>),
+            shutdown: Some(tramp_shutdown::<P>),
+            view_rows: Some(tramp_view_rows::<P>),
+        };
+        DescriptorHolder { desc, _strings: strings, _columns: columns, _views: views }
+    });
+    &holder.desc
+}
+
+/// The `abi_stable` layout of the descriptor (and, through its pointers, of every ABI
+/// type) as this crate was compiled.
+pub fn descriptor_layout() -> &'static abi_stable::type_layout::TypeLayout {
+    <WalkerPluginDescriptor as abi_stable::StableAbi>::LAYOUT
+}
+
+/// Reads a NUL-terminated string the ABI passes; `None` for null or non-UTF-8.
+///
+/// # Safety
+/// `p` must be null or point to a NUL-terminated string.
+pub unsafe fn c_str<'a>(p: *const c_char) -> Option<&'a str> {
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: the caller guarantees a NUL-terminated string.
+        unsafe { CStr::from_ptr(p) }.to_str().ok()
+    }
+}
+
+/// Exports a [`Plugin`] implementation as this shared library's walker plugin.
+///
+/// ```ignore
+/// struct MyPlugin;
+/// impl walker_abi::Plugin for MyPlugin { /* ... */ }
+/// walker_abi::export_plugin!(MyPlugin);
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    ($ty:ty) => {
+        /// The walker plugin entry point.
+        #[no_mangle]
+        pub extern "C" fn walker_plugin_entry() -> *const $crate::WalkerPluginDescriptor {
+            $crate::sdk::descriptor::<$ty>()
+        }
+
+        /// The ABI layout this plugin was built against.
+        #[no_mangle]
+        pub extern "C" fn walker_plugin_layout() -> &'static $crate::abi_stable::type_layout::TypeLayout {
+            $crate::sdk::descriptor_layout()
+        }
+    };
+}

@@ -1,0 +1,472 @@
+//! The `#[repr(C)]` types shared by the walker host and its plugins (ABI v1).
+//!
+//! Rules every type here follows, so that a plugin binary keeps working when the
+//! host gains features:
+//! - New fields are only ever appended; a struct that can grow carries `struct_size`.
+//! - Function pointers are nullable (`Option<unsafe extern "C" fn ...>`): a null one
+//!   means "not provided" and the caller skips it.
+//! - Closed sets of values (status, column type, log level, ...) are `u32`/`i32`
+//!   newtypes with associated constants, never Rust enums, so an unknown value coming
+//!   from C is not undefined behaviour: it is rejected.
+//! - No callback ever unwinds across the boundary: errors are status codes, and the
+//!   message travels through [`WalkerHostApi::set_error`].
+
+use abi_stable::StableAbi;
+use std::ffi::{c_char, c_void};
+
+/// Major version of the ABI. The host loads only plugins with the same major.
+pub const WALKER_ABI_MAJOR: u32 = 1;
+/// Minor version of the ABI. The host loads plugins whose minor is at most its own.
+pub const WALKER_ABI_MINOR: u32 = 0;
+
+/// Name of the symbol every plugin exports: `const WalkerPluginDescriptor *walker_plugin_entry(void)`.
+pub const WALKER_PLUGIN_ENTRY_SYMBOL: &str = "walker_plugin_entry";
+/// Name of the optional symbol Rust plugins export (the SDK's export macro does it):
+/// it returns the `abi_stable` type layout of [`WalkerPluginDescriptor`] the plugin was
+/// built with, which the host compares with its own before calling anything.
+pub const WALKER_PLUGIN_LAYOUT_SYMBOL: &str = "walker_plugin_layout";
+
+/// Number of 64-bit words in a resource-manager subscription mask (256 rmgr ids:
+/// the built-in ones and the custom range 128..=255).
+pub const WALKER_RMGR_MASK_WORDS: usize = 4;
+
+/// Result of every callback and of the host services that can fail.
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct WalkerStatus(pub i32);
+
+impl WalkerStatus {
+    /// The call succeeded.
+    pub const OK: WalkerStatus = WalkerStatus(0);
+    /// The call failed; the message was passed to [`WalkerHostApi::set_error`].
+    pub const ERROR: WalkerStatus = WalkerStatus(1);
+    /// The plugin panicked (Rust SDK) and the panic was caught at the boundary.
+    pub const PANIC: WalkerStatus = WalkerStatus(2);
+    /// An argument was invalid (unknown name, wrong type, buffer too small, ...).
+    pub const INVALID: WalkerStatus = WalkerStatus(3);
+    /// The requested item (setting, view) does not exist.
+    pub const NOT_FOUND: WalkerStatus = WalkerStatus(4);
+
+    /// True for [`WalkerStatus::OK`].
+    pub fn is_ok(self) -> bool {
+        self == WalkerStatus::OK
+    }
+}
+
+/// SQL type of a view column. Values are passed in [`WalkerValue`].
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct WalkerType(pub u32);
+
+impl WalkerType {
+    /// `int8`, value in [`WalkerValue::int_value`].
+    pub const INT8: WalkerType = WalkerType(1);
+    /// `float8`, value in [`WalkerValue::float_value`].
+    pub const FLOAT8: WalkerType = WalkerType(2);
+    /// `text`, UTF-8 in [`WalkerValue::str_ptr`] / [`WalkerValue::str_len`].
+    pub const TEXT: WalkerType = WalkerType(3);
+    /// `bool`, value in [`WalkerValue::bool_value`].
+    pub const BOOL: WalkerType = WalkerType(4);
+    /// `pg_lsn`, value in [`WalkerValue::lsn_value`].
+    pub const LSN: WalkerType = WalkerType(5);
+    /// `timestamptz`, microseconds since the Unix epoch in [`WalkerValue::int_value`].
+    pub const TIMESTAMPTZ: WalkerType = WalkerType(6);
+    /// `jsonb`, JSON text in [`WalkerValue::str_ptr`] / [`WalkerValue::str_len`].
+    pub const JSONB: WalkerType = WalkerType(7);
+}
+
+/// Severity of a message sent through [`WalkerHostApi::log`].
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct WalkerLogLevel(pub u32);
+
+impl WalkerLogLevel {
+    /// Server `DEBUG1`.
+    pub const DEBUG: WalkerLogLevel = WalkerLogLevel(1);
+    /// Server `LOG`.
+    pub const INFO: WalkerLogLevel = WalkerLogLevel(2);
+    /// Server `WARNING`.
+    pub const WARNING: WalkerLogLevel = WalkerLogLevel(3);
+}
+
+/// When a plugin-defined setting may change (the server's GUC contexts).
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct WalkerSettingContext(pub u32);
+
+impl WalkerSettingContext {
+    /// Only at server start.
+    pub const POSTMASTER: WalkerSettingContext = WalkerSettingContext(1);
+    /// In the configuration file, applied on reload.
+    pub const SIGHUP: WalkerSettingContext = WalkerSettingContext(2);
+    /// Also by superusers with `SET`.
+    pub const SUSET: WalkerSettingContext = WalkerSettingContext(3);
+    /// Also by any user with `SET`.
+    pub const USERSET: WalkerSettingContext = WalkerSettingContext(4);
+}
+
+/// Unit of an integer setting, so operators can write `'64MB'` or `'5min'`.
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct WalkerSettingUnit(pub u32);
+
+impl WalkerSettingUnit {
+    /// A plain number.
+    pub const NONE: WalkerSettingUnit = WalkerSettingUnit(0);
+    /// Bytes.
+    pub const BYTES: WalkerSettingUnit = WalkerSettingUnit(1);
+    /// Kilobytes.
+    pub const KB: WalkerSettingUnit = WalkerSettingUnit(2);
+    /// Megabytes.
+    pub const MB: WalkerSettingUnit = WalkerSettingUnit(3);
+    /// Milliseconds.
+    pub const MS: WalkerSettingUnit = WalkerSettingUnit(4);
+    /// Seconds.
+    pub const S: WalkerSettingUnit = WalkerSettingUnit(5);
+    /// Minutes.
+    pub const MIN: WalkerSettingUnit = WalkerSettingUnit(6);
+}
+
+/// Opaque handle the host gives each plugin; pass it back to every host service.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct WalkerPlugin {
+    _opaque: [u8; 0],
+}
+
+/// One block reference of a WAL record.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct WalkerBlockRef {
+    /// Block reference id within the record (0..=32).
+    pub block_id: u8,
+    /// Fork number: 0 main, 1 free space map, 2 visibility map, 3 init.
+    pub fork: u8,
+    /// The record carries a full-page image of this block.
+    pub has_image: bool,
+    /// Redo applies the image (rather than keeping it only for consistency checks).
+    pub apply_image: bool,
+    /// The record carries per-block data (`data`, `data_len`).
+    pub has_data: bool,
+    /// Tablespace OID.
+    pub tablespace: u32,
+    /// Database OID (0 for shared relations).
+    pub database: u32,
+    /// Relation file number.
+    pub relfilenode: u32,
+    /// Block number within the fork.
+    pub block: u32,
+    /// Bytes of the full-page image as stored in the record (after hole removal and
+    /// compression); 0 without an image.
+    pub image_len: u32,
+    /// Per-block data, valid only during the callback; null when `data_len` is 0.
+    pub data: *const u8,
+    /// Length of `data`.
+    pub data_len: u32,
+}
+
+/// One WAL record, as handed to [`WalkerPluginDescriptor::on_record`].
+/// All pointers are valid only during the callback.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct WalkerRecord {
+    /// Size of this struct as filled by the host (never smaller than ABI 1.0's).
+    pub struct_size: u32,
+    /// Resource manager id (`pg_waldump`'s rmgr, 0..=255).
+    pub rmid: u8,
+    /// The record's `xl_info` byte (the rmgr-specific record type in the high bits).
+    pub info: u8,
+    /// Timeline the record was read from.
+    pub timeline: u32,
+    /// Start of the record.
+    pub lsn: u64,
+    /// End of the record: where the next record starts (modulo page headers).
+    pub end_lsn: u64,
+    /// Transaction id that wrote the record (0 when none).
+    pub xid: u32,
+    /// Top-level transaction id when `xid` is a subtransaction and the record says so
+    /// (0 otherwise).
+    pub toplevel_xid: u32,
+    /// Total length of the record in bytes (`xl_tot_len`), full-page images included.
+    pub total_len: u32,
+    /// Bytes of full-page images in the record (sum of the blocks' `image_len`).
+    pub fpi_len: u32,
+    /// Main data of the record; null when `main_data_len` is 0.
+    pub main_data: *const u8,
+    /// Length of `main_data`.
+    pub main_data_len: u32,
+    /// The record's block references.
+    pub blocks: *const WalkerBlockRef,
+    /// Number of entries in `blocks`.
+    pub n_blocks: u32,
+}
+
+/// One column of a plugin-declared view.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct WalkerColumn {
+    /// Column name: a lower-case SQL identifier, NUL-terminated.
+    pub name: *const c_char,
+    /// Column type.
+    pub ty: WalkerType,
+}
+
+/// A view a plugin declares; it appears in SQL as `walker.<plugin>_<name>`.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct WalkerView {
+    /// View name: a lower-case SQL identifier, NUL-terminated.
+    pub name: *const c_char,
+    /// One-line description (becomes the view's comment); may be null.
+    pub description: *const c_char,
+    /// The columns, in order.
+    pub columns: *const WalkerColumn,
+    /// Number of entries in `columns`.
+    pub n_columns: u32,
+}
+
+/// One value of a view row. Which field is read depends on `ty`, which must equal the
+/// declared column type (or `is_null` must be set).
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct WalkerValue {
+    /// Type of the value; must match the column.
+    pub ty: WalkerType,
+    /// SQL NULL; the other fields are ignored.
+    pub is_null: bool,
+    /// `bool` value.
+    pub bool_value: bool,
+    /// `int8` value, or `timestamptz` in microseconds since the Unix epoch.
+    pub int_value: i64,
+    /// `pg_lsn` value.
+    pub lsn_value: u64,
+    /// `float8` value.
+    pub float_value: f64,
+    /// UTF-8 bytes of a `text` or `jsonb` value (not NUL-terminated).
+    pub str_ptr: *const u8,
+    /// Length of `str_ptr`.
+    pub str_len: usize,
+}
+
+/// Where a plugin writes the rows of a view, in [`WalkerPluginDescriptor::view_rows`].
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct WalkerRowSink {
+    /// Host context; pass it back to `emit`.
+    pub ctx: *mut c_void,
+    /// Adds one row of `n_values` values (one per declared column, in order).
+    /// Returns `INVALID` when the count or a type does not match the declaration.
+    pub emit: Option<unsafe extern "C" fn(ctx: *mut c_void, values: *const WalkerValue, n_values: u32) -> WalkerStatus>,
+}
+
+/// The services the host offers a plugin. Handed to `init`; valid for the life of the
+/// process. Every function may be called from any plugin callback and any thread the
+/// host calls the plugin on; none of them calls into PostgreSQL from a foreign thread.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct WalkerHostApi {
+    /// Size of this table as the host filled it: a field is present when its end
+    /// offset is at most `struct_size`.
+    pub struct_size: u32,
+    /// The host's ABI major.
+    pub abi_major: u32,
+    /// The host's ABI minor.
+    pub abi_minor: u32,
+
+    /// Writes a message to the server log (prefixed with the plugin's name). Messages from
+    /// threads other than the server's are queued and written by the main thread.
+    pub log: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, level: WalkerLogLevel, msg: *const u8, len: usize)>,
+    /// Records the message that explains the error status the current callback is about
+    /// to return.
+    pub set_error: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, msg: *const u8, len: usize)>,
+
+    /// The plugin's shared-memory region (the size it asked for in `shmem_size`), the
+    /// same address in every server process; null before `shmem_init` or when it asked
+    /// for none. The region's size is written to `size_out` when not null.
+    pub shmem_region: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, size_out: *mut usize) -> *mut c_void>,
+    /// Takes the region's lock in shared mode (readers). Spins, then yields; hold it briefly.
+    pub lock_shared: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin)>,
+    /// Releases a shared lock.
+    pub unlock_shared: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin)>,
+    /// Takes the region's lock in exclusive mode (writers).
+    pub lock_exclusive: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin)>,
+    /// Releases an exclusive lock.
+    pub unlock_exclusive: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin)>,
+
+    /// Defines the integer setting `<plugin>.<name>`. Only during `init`.
+    pub define_int: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            name: *const c_char,
+            description: *const c_char,
+            default_value: i64,
+            min_value: i64,
+            max_value: i64,
+            unit: WalkerSettingUnit,
+            context: WalkerSettingContext,
+        ) -> WalkerStatus,
+    >,
+    /// Defines the floating-point setting `<plugin>.<name>`. Only during `init`.
+    pub define_real: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            name: *const c_char,
+            description: *const c_char,
+            default_value: f64,
+            min_value: f64,
+            max_value: f64,
+            context: WalkerSettingContext,
+        ) -> WalkerStatus,
+    >,
+    /// Defines the boolean setting `<plugin>.<name>`. Only during `init`.
+    pub define_bool: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            name: *const c_char,
+            description: *const c_char,
+            default_value: bool,
+            context: WalkerSettingContext,
+        ) -> WalkerStatus,
+    >,
+    /// Defines the string setting `<plugin>.<name>`. Only during `init`.
+    pub define_string: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            name: *const c_char,
+            description: *const c_char,
+            default_value: *const c_char,
+            context: WalkerSettingContext,
+        ) -> WalkerStatus,
+    >,
+    /// Defines the enum setting `<plugin>.<name>` whose values are `options`
+    /// (lower-case words); it reads back as the index of the chosen option.
+    pub define_enum: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            name: *const c_char,
+            description: *const c_char,
+            default_index: u32,
+            options: *const *const c_char,
+            n_options: u32,
+            context: WalkerSettingContext,
+        ) -> WalkerStatus,
+    >,
+    /// Reads an integer setting of this plugin (`name` without the prefix).
+    pub get_int: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, name: *const c_char, out: *mut i64) -> WalkerStatus>,
+    /// Reads a floating-point setting.
+    pub get_real: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, name: *const c_char, out: *mut f64) -> WalkerStatus>,
+    /// Reads a boolean setting.
+    pub get_bool: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, name: *const c_char, out: *mut bool) -> WalkerStatus>,
+    /// Reads an enum setting as the index of its option.
+    pub get_enum: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, name: *const c_char, out: *mut u32) -> WalkerStatus>,
+    /// Reads a string setting into `buf` (not NUL-terminated); its full length goes to
+    /// `len_out`. Returns `INVALID` when `cap` is too small (and still sets `len_out`).
+    pub get_string: Option<
+        unsafe extern "C" fn(plugin: *mut WalkerPlugin, name: *const c_char, buf: *mut u8, cap: usize, len_out: *mut usize) -> WalkerStatus,
+    >,
+
+    /// Wall-clock time in microseconds since the Unix epoch.
+    pub now_micros: Option<unsafe extern "C" fn() -> i64>,
+    /// Name of resource manager `rmid` as the server knows it (`Heap`, `Transaction`,
+    /// ...), into `buf`; its length goes to `len_out`. `NOT_FOUND` for an unused id.
+    pub rmgr_name: Option<unsafe extern "C" fn(rmid: u8, buf: *mut u8, cap: usize, len_out: *mut usize) -> WalkerStatus>,
+}
+
+/// What a plugin tells the host about itself. Returned by the plugin's
+/// `walker_plugin_entry` symbol; must stay valid for the life of the process.
+///
+/// The host reads `abi_major`, `abi_minor` and `struct_size` first; it accepts the
+/// plugin when the major equals its own, the minor is at most its own and
+/// `struct_size` covers at least ABI 1.0's fields. It then copies
+/// `min(struct_size, its own size)` bytes into a zeroed descriptor, so fields a newer
+/// plugin added are ignored and fields an older plugin lacks read as null.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct WalkerPluginDescriptor {
+    /// [`WALKER_ABI_MAJOR`] the plugin was built with.
+    pub abi_major: u32,
+    /// [`WALKER_ABI_MINOR`] the plugin was built with.
+    pub abi_minor: u32,
+    /// `sizeof(WalkerPluginDescriptor)` as the plugin was built.
+    pub struct_size: u32,
+    /// Plugin version, free text (e.g. `1.2.0`), NUL-terminated; may be null.
+    pub version: *const c_char,
+    /// One-line description; may be null.
+    pub description: *const c_char,
+    /// Resource managers whose records `on_record` receives: bit `rmid % 64` of word
+    /// `rmid / 64`.
+    pub rmgr_mask: [u64; WALKER_RMGR_MASK_WORDS],
+    /// The views the plugin fills through `view_rows`.
+    pub views: *const WalkerView,
+    /// Number of entries in `views`.
+    pub n_views: u32,
+
+    /// Called once in the postmaster at server start, before anything else: keep
+    /// `host` and `plugin`, define settings.
+    pub init: Option<unsafe extern "C" fn(host: *const WalkerHostApi, plugin: *mut WalkerPlugin) -> WalkerStatus>,
+    /// Bytes of shared memory the plugin needs (0 for none). Called once in the
+    /// postmaster after `init`; settings can be read.
+    pub shmem_size: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin) -> usize>,
+    /// Called in the postmaster when shared memory is (re)created: initialise `region`.
+    /// `found` is true when the region already existed.
+    pub shmem_init: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, region: *mut c_void, size: usize, found: bool) -> WalkerStatus>,
+    /// Called in the walker worker, on one of its dispatch threads, for every record of
+    /// a subscribed resource manager, in WAL order.
+    pub on_record: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, record: *const WalkerRecord) -> WalkerStatus>,
+    /// Called on the dispatch thread whenever the walker has caught up with the WAL
+    /// written so far; `lsn` is the end of the last record delivered.
+    pub on_idle: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, lsn: u64) -> WalkerStatus>,
+    /// Called on the dispatch thread when the worker stops.
+    pub shutdown: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin) -> WalkerStatus>,
+    /// Called in any server process reading the view number `view` (index into
+    /// `views`): emit each row into `sink`.
+    pub view_rows: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, view: u32, sink: *const WalkerRowSink) -> WalkerStatus>,
+}
+
+/// Size of ABI 1.0's descriptor: a plugin whose `struct_size` is smaller is refused.
+pub const WALKER_DESCRIPTOR_V1_0_SIZE: u32 = std::mem::size_of::<WalkerPluginDescriptor>() as u32;
+
+/// Size of ABI 1.0's record struct.
+pub const WALKER_RECORD_V1_0_SIZE: u32 = std::mem::size_of::<WalkerRecord>() as u32;
+
+/// Size of ABI 1.0's host API table.
+pub const WALKER_HOST_API_V1_0_SIZE: u32 = std::mem::size_of::<WalkerHostApi>() as u32;
+
+/// Signature of the `walker_plugin_entry` symbol.
+pub type WalkerPluginEntryFn = unsafe extern "C" fn() -> *const WalkerPluginDescriptor;
+
+/// Signature of the `walker_plugin_layout` symbol (Rust plugins only).
+pub type WalkerPluginLayoutFn = extern "C" fn() -> &'static abi_stable::type_layout::TypeLayout;
+
+/// True when `rmid` is set in `mask`.
+pub fn mask_has(mask: &[u64; WALKER_RMGR_MASK_WORDS], rmid: u8) -> bool {
+    let i = rmid as usize;
+    mask[i / 64] & (1u64 << (i % 64)) != 0
+}
+
+/// A mask with every resource manager set.
+pub const ALL_RMGRS: [u64; WALKER_RMGR_MASK_WORDS] = [u64::MAX; WALKER_RMGR_MASK_WORDS];
+
+/// Builds a mask from a list of rmgr ids.
+pub const fn mask_of(rmids: &[u8]) -> [u64; WALKER_RMGR_MASK_WORDS] {
+    let mut mask = [0u64; WALKER_RMGR_MASK_WORDS];
+    let mut i = 0;
+    while i < rmids.len() {
+        let r = rmids[i] as usize;
+        mask[r / 64] |= 1u64 << (r % 64);
+        i += 1;
+    }
+    mask
+}
+
+// SAFETY (for the `Send`/`Sync` impls below): these structs hold raw pointers only to
+// immutable, process-lifetime data (static strings and tables), so sharing them
+// across threads is sound.
+unsafe impl Sync for WalkerPluginDescriptor {}
+unsafe impl Send for WalkerPluginDescriptor {}
+unsafe impl Sync for WalkerView {}
+unsafe impl Send for WalkerView {}
+unsafe impl Sync for WalkerColumn {}
+unsafe impl Send for WalkerColumn {}
+unsafe impl Sync for WalkerHostApi {}
+unsafe impl Send for WalkerHostApi {}

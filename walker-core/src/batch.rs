@@ -1,0 +1,224 @@
+//! Batches of decoded records: built on the worker's main thread from the server's
+//! reader, then shared read-only by every dispatch thread.
+
+use walker_abi::{WalkerBlockRef, WalkerRecord, WALKER_RECORD_V1_0_SIZE};
+
+/// Header fields of one record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordHead {
+    /// Start LSN.
+    pub lsn: u64,
+    /// End LSN.
+    pub end_lsn: u64,
+    /// Timeline read from.
+    pub timeline: u32,
+    /// Writing transaction.
+    pub xid: u32,
+    /// Top-level transaction, when the record names one.
+    pub toplevel_xid: u32,
+    /// Resource manager.
+    pub rmid: u8,
+    /// `xl_info`.
+    pub info: u8,
+    /// `xl_tot_len`.
+    pub total_len: u32,
+}
+
+/// Fields of one block reference (its data travels separately).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockHead {
+    /// Block id within the record.
+    pub block_id: u8,
+    /// Fork.
+    pub fork: u8,
+    /// Has a full-page image.
+    pub has_image: bool,
+    /// The image is applied at redo.
+    pub apply_image: bool,
+    /// Has per-block data.
+    pub has_data: bool,
+    /// Tablespace.
+    pub tablespace: u32,
+    /// Database.
+    pub database: u32,
+    /// Relation file number.
+    pub relfilenode: u32,
+    /// Block number.
+    pub block: u32,
+    /// Stored image length.
+    pub image_len: u32,
+}
+
+struct Pending {
+    head: RecordHead,
+    fpi_len: u32,
+    main: (usize, usize),
+    blocks: (usize, usize),
+}
+
+/// Accumulates records into a batch.
+#[derive(Default)]
+pub struct BatchBuilder {
+    records: Vec<Pending>,
+    blocks: Vec<(BlockHead, (usize, usize))>,
+    data: Vec<u8>,
+}
+
+impl BatchBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records so far.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// No records yet.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Bytes of copied data so far.
+    pub fn data_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    fn copy(&mut self, bytes: &[u8]) -> (usize, usize) {
+        let off = self.data.len();
+        self.data.extend_from_slice(bytes);
+        (off, bytes.len())
+    }
+
+    /// Adds a record with its main data and block references (with their data).
+    /// The full-page-image length is the sum of the blocks' image lengths, as
+    /// PostgreSQL's own statistics count it.
+    pub fn push<'a>(&mut self, head: RecordHead, main_data: &[u8], blocks: impl IntoIterator<Item = (BlockHead, &'a [u8])>) {
+        let main = self.copy(main_data);
+        let first = self.blocks.len();
+        let mut fpi_len = 0u32;
+        for (b, data) in blocks {
+            if b.has_image {
+                fpi_len = fpi_len.saturating_add(b.image_len);
+            }
+            let d = self.copy(data);
+            self.blocks.push((b, d));
+        }
+        let n = self.blocks.len() - first;
+        self.records.push(Pending { head, fpi_len, main, blocks: (first, n) });
+    }
+
+    /// Freezes the batch: builds the ABI structs pointing into its own storage.
+    pub fn finish(self) -> Batch {
+        let data = self.data;
+        let base = data.as_ptr();
+        let ptr_at = |(off, len): (usize, usize)| if len == 0 { std::ptr::null() } else { base.wrapping_add(off) };
+        let blocks: Vec<WalkerBlockRef> = self
+            .blocks
+            .iter()
+            .map(|(b, d)| WalkerBlockRef {
+                block_id: b.block_id,
+                fork: b.fork,
+                has_image: b.has_image,
+                apply_image: b.apply_image,
+                has_data: b.has_data,
+                tablespace: b.tablespace,
+                database: b.database,
+                relfilenode: b.relfilenode,
+                block: b.block,
+                image_len: if b.has_image { b.image_len } else { 0 },
+                data: ptr_at(*d),
+                data_len: d.1 as u32,
+            })
+            .collect();
+        let bbase = blocks.as_ptr();
+        let records: Vec<WalkerRecord> = self
+            .records
+            .iter()
+            .map(|r| WalkerRecord {
+                struct_size: WALKER_RECORD_V1_0_SIZE,
+                rmid: r.head.rmid,
+                info: r.head.info,
+                timeline: r.head.timeline,
+                lsn: r.head.lsn,
+                end_lsn: r.head.end_lsn,
+                xid: r.head.xid,
+                toplevel_xid: r.head.toplevel_xid,
+                total_len: r.head.total_len,
+                fpi_len: r.fpi_len,
+                main_data: ptr_at(r.main),
+                main_data_len: r.main.1 as u32,
+                blocks: if r.blocks.1 == 0 { std::ptr::null() } else { bbase.wrapping_add(r.blocks.0) },
+                n_blocks: r.blocks.1 as u32,
+            })
+            .collect();
+        let end_lsn = self.records.last().map(|r| r.head.end_lsn).unwrap_or(0);
+        Batch { records, _blocks: blocks, _data: data, end_lsn }
+    }
+}
+
+/// An immutable batch of records in WAL order.
+pub struct Batch {
+    records: Vec<WalkerRecord>,
+    // The storage the records point into; never mutated after `finish`.
+    _blocks: Vec<WalkerBlockRef>,
+    _data: Vec<u8>,
+    /// End LSN of the last record (0 for an empty batch).
+    pub end_lsn: u64,
+}
+
+// SAFETY: a batch is immutable after `finish`; its raw pointers target its own heap
+// buffers, which live as long as the batch.
+unsafe impl Send for Batch {}
+// SAFETY: as above.
+unsafe impl Sync for Batch {}
+
+impl Batch {
+    /// The records, ready to hand to plugins.
+    pub fn records(&self) -> &[WalkerRecord] {
+        &self.records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use walker_abi::Record;
+
+    #[test]
+    fn records_point_into_their_batch() {
+        let mut b = BatchBuilder::new();
+        let h1 = RecordHead { lsn: 100, end_lsn: 150, rmid: 10, info: 0x20, total_len: 50, xid: 7, ..Default::default() };
+        let blk = |id, img: Option<u32>| BlockHead {
+            block_id: id,
+            has_image: img.is_some(),
+            image_len: img.unwrap_or(99),
+            relfilenode: 16384,
+            database: 5,
+            block: id as u32,
+            has_data: true,
+            ..Default::default()
+        };
+        b.push(h1, b"main", vec![(blk(0, Some(8000)), &b"d0"[..]), (blk(1, None), &b""[..]), (blk(2, Some(100)), &b"d2"[..])]);
+        let h2 = RecordHead { lsn: 152, end_lsn: 176, rmid: 1, total_len: 24, ..Default::default() };
+        b.push(h2, b"", Vec::<(BlockHead, &[u8])>::new());
+        assert_eq!(b.len(), 2);
+        let batch = b.finish();
+        assert_eq!(batch.end_lsn, 176);
+        let r = batch.records();
+        // SAFETY: the batch is alive.
+        let r0 = unsafe { Record::from_raw(&r[0]) };
+        assert_eq!(r0.main_data(), b"main");
+        assert_eq!(r0.fpi_len(), 8100, "images of blocks 0 and 2");
+        assert_eq!(r0.blocks().len(), 3);
+        assert_eq!(r0.block_data(&r0.blocks()[0]), b"d0");
+        assert_eq!(r0.block_data(&r0.blocks()[1]), b"");
+        assert_eq!(r0.blocks()[1].image_len, 0, "no image, no image length");
+        assert_eq!(r0.block_data(&r0.blocks()[2]), b"d2");
+        // SAFETY: as above.
+        let r1 = unsafe { Record::from_raw(&r[1]) };
+        assert!(r1.main_data().is_empty() && r1.blocks().is_empty());
+        assert_eq!((r1.lsn(), r1.end_lsn(), r1.rmid()), (152, 176, 1));
+    }
+}

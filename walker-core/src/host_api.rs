@@ -1,0 +1,388 @@
+//! The host API table handed to every plugin, and the services behind it that need no
+//! PostgreSQL call: logging queue, errors, shared regions and locks, setting snapshots,
+//! clock, rmgr names. Defining a setting needs the server: the host installs a
+//! [`Definer`] for that.
+
+use crate::registry::PluginSlot;
+use crate::settings::{Setting, SettingDef, SettingKind, Storage, Value};
+use std::ffi::{c_char, c_void};
+use std::sync::{Mutex, OnceLock, RwLock};
+use walker_abi::sdk::c_str;
+use walker_abi::*;
+
+/// Defines a setting in the server (installed by the host; runs on the main thread
+/// during `init`).
+pub type Definer = fn(&SettingDef, Storage) -> Result<(), String>;
+
+static DEFINER: OnceLock<Definer> = OnceLock::new();
+
+/// Installs the server-side setting definer.
+pub fn set_definer(d: Definer) {
+    let _ = DEFINER.set(d);
+}
+
+/// A message a plugin logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Plugin name.
+    pub plugin: String,
+    /// Severity.
+    pub level: WalkerLogLevel,
+    /// Text.
+    pub message: String,
+}
+
+/// Most queued log lines kept; older ones are dropped and counted.
+pub const LOG_QUEUE_CAPACITY: usize = 10_000;
+
+struct LogQueue {
+    lines: Vec<LogLine>,
+    dropped: u64,
+}
+
+static LOG_QUEUE: Mutex<LogQueue> = Mutex::new(LogQueue { lines: Vec::new(), dropped: 0 });
+
+/// Queues a log line (any thread).
+pub fn queue_log(line: LogLine) {
+    let mut q = LOG_QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+    if q.lines.len() >= LOG_QUEUE_CAPACITY {
+        q.lines.remove(0);
+        q.dropped = q.dropped.saturating_add(1);
+    }
+    q.lines.push(line);
+}
+
+/// Takes the queued lines and the count of lines dropped since the last call
+/// (main thread: it writes them to the server log).
+pub fn drain_logs() -> (Vec<LogLine>, u64) {
+    let mut q = LOG_QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+    let dropped = std::mem::take(&mut q.dropped);
+    (std::mem::take(&mut q.lines), dropped)
+}
+
+static RMGR_NAMES: RwLock<Vec<Option<String>>> = RwLock::new(Vec::new());
+
+/// Sets the resource-manager names (the host reads them from the server on its main thread).
+pub fn set_rmgr_names(names: Vec<Option<String>>) {
+    *RMGR_NAMES.write().unwrap_or_else(|e| e.into_inner()) = names;
+}
+
+/// Name of `rmid`, when known.
+pub fn rmgr_name_of(rmid: u8) -> Option<String> {
+    RMGR_NAMES.read().unwrap_or_else(|e| e.into_inner()).get(rmid as usize).cloned().flatten()
+}
+
+/// Copies `s` into a caller's buffer; `INVALID` when it does not fit.
+///
+/// # Safety
+/// `buf` must be writable for `cap` bytes; `len_out` null or writable.
+unsafe fn copy_out(s: &str, buf: *mut u8, cap: usize, len_out: *mut usize) -> WalkerStatus {
+    if !len_out.is_null() {
+        // SAFETY: caller's contract.
+        unsafe { *len_out = s.len() };
+    }
+    if s.len() > cap || (buf.is_null() && !s.is_empty()) {
+        return WalkerStatus::INVALID;
+    }
+    if !s.is_empty() {
+        // SAFETY: `buf` holds `cap >= s.len()` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), buf, s.len()) };
+    }
+    WalkerStatus::OK
+}
+
+/// # Safety
+/// `p` must be null or valid for `len` bytes.
+unsafe fn str_from(p: *const u8, len: usize) -> String {
+    if p.is_null() || len == 0 {
+        String::new()
+    } else {
+        // SAFETY: caller's contract.
+        String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(p, len) }).into_owned()
+    }
+}
+
+unsafe extern "C" fn api_log(plugin: *mut WalkerPlugin, level: WalkerLogLevel, msg: *const u8, len: usize) {
+    // SAFETY: handles come from the host; `msg` is valid for `len` per the ABI.
+    let (slot, message) = unsafe { (PluginSlot::from_handle(plugin), str_from(msg, len)) };
+    let plugin = slot.map(|s| s.name.clone()).unwrap_or_else(|| "?".into());
+    queue_log(LogLine { plugin, level, message });
+}
+
+unsafe extern "C" fn api_set_error(plugin: *mut WalkerPlugin, msg: *const u8, len: usize) {
+    // SAFETY: as in `api_log`.
+    let (slot, message) = unsafe { (PluginSlot::from_handle(plugin), str_from(msg, len)) };
+    if let Some(s) = slot {
+        s.set_pending_error(message);
+    }
+}
+
+unsafe extern "C" fn api_shmem_region(plugin: *mut WalkerPlugin, size_out: *mut usize) -> *mut c_void {
+    // SAFETY: handles come from the host.
+    let Some(slot) = (unsafe { PluginSlot::from_handle(plugin) }) else { return std::ptr::null_mut() };
+    let (p, n) = slot.region();
+    if !size_out.is_null() {
+        // SAFETY: the ABI requires a writable pointer or null.
+        unsafe { *size_out = n };
+    }
+    p as *mut c_void
+}
+
+fn with_lock(plugin: *mut WalkerPlugin, f: impl FnOnce(&crate::shared::RwSpinLock)) {
+    // SAFETY: handles come from the host.
+    if let Some(h) = unsafe { PluginSlot::from_handle(plugin) }.and_then(|s| s.region_header()) {
+        f(&h.lock)
+    }
+}
+
+unsafe extern "C" fn api_lock_shared(plugin: *mut WalkerPlugin) {
+    with_lock(plugin, |l| l.lock_shared())
+}
+unsafe extern "C" fn api_unlock_shared(plugin: *mut WalkerPlugin) {
+    with_lock(plugin, |l| l.unlock_shared())
+}
+unsafe extern "C" fn api_lock_exclusive(plugin: *mut WalkerPlugin) {
+    with_lock(plugin, |l| l.lock_exclusive())
+}
+unsafe extern "C" fn api_unlock_exclusive(plugin: *mut WalkerPlugin) {
+    with_lock(plugin, |l| l.unlock_exclusive())
+}
+
+/// Shared path of every `define_*`: builds the definition, asks the server, keeps the setting.
+///
+/// # Safety
+/// `plugin` must be a host handle; `name`, `description` null or NUL-terminated.
+unsafe fn define(
+    plugin: *mut WalkerPlugin,
+    name: *const c_char,
+    description: *const c_char,
+    build: impl FnOnce(&str, &str, &str) -> Result<SettingDef, crate::settings::SettingError>,
+) -> WalkerStatus {
+    // SAFETY: caller's contract.
+    let Some(slot) = (unsafe { PluginSlot::from_handle(plugin) }) else { return WalkerStatus::INVALID };
+    // SAFETY: caller's contract.
+    let (name, description) = unsafe { (c_str(name).unwrap_or(""), c_str(description).unwrap_or("")) };
+    let fail = |msg: String| {
+        slot.set_pending_error(msg);
+        WalkerStatus::INVALID
+    };
+    if !slot.initialising() {
+        return fail(crate::settings::SettingError::NotDuringInit(format!("{}.{name}", slot.name)).to_string());
+    }
+    if slot.setting(name).is_some() {
+        return fail(crate::settings::SettingError::Duplicate(format!("{}.{name}", slot.name)).to_string());
+    }
+    let def = match build(&slot.name, name, description) {
+        Ok(d) => d,
+        Err(e) => return fail(e.to_string()),
+    };
+    let setting: &'static Setting = Box::leak(Box::new(Setting::new(def)));
+    if let Some(definer) = DEFINER.get() {
+        if let Err(e) = definer(&setting.def, setting.storage()) {
+            return fail(crate::settings::SettingError::Server(setting.def.full_name.clone(), e).to_string());
+        }
+    }
+    slot.add_setting(setting);
+    WalkerStatus::OK
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn api_define_int(
+    plugin: *mut WalkerPlugin,
+    name: *const c_char,
+    description: *const c_char,
+    default_value: i64,
+    min_value: i64,
+    max_value: i64,
+    unit: WalkerSettingUnit,
+    context: WalkerSettingContext,
+) -> WalkerStatus {
+    // SAFETY: forwarded ABI contract.
+    unsafe {
+        define(plugin, name, description, |p, n, d| SettingDef::int(p, n, d, (default_value, min_value, max_value), unit, context))
+    }
+}
+
+unsafe extern "C" fn api_define_real(
+    plugin: *mut WalkerPlugin,
+    name: *const c_char,
+    description: *const c_char,
+    default: f64,
+    min: f64,
+    max: f64,
+    context: WalkerSettingContext,
+) -> WalkerStatus {
+    // SAFETY: forwarded ABI contract.
+    unsafe { define(plugin, name, description, |p, n, d| SettingDef::new(p, n, d, SettingKind::Real { default, min, max }, context)) }
+}
+
+unsafe extern "C" fn api_define_bool(
+    plugin: *mut WalkerPlugin,
+    name: *const c_char,
+    description: *const c_char,
+    default: bool,
+    context: WalkerSettingContext,
+) -> WalkerStatus {
+    // SAFETY: forwarded ABI contract.
+    unsafe { define(plugin, name, description, |p, n, d| SettingDef::new(p, n, d, SettingKind::Bool { default }, context)) }
+}
+
+unsafe extern "C" fn api_define_string(
+    plugin: *mut WalkerPlugin,
+    name: *const c_char,
+    description: *const c_char,
+    default: *const c_char,
+    context: WalkerSettingContext,
+) -> WalkerStatus {
+    // SAFETY: ABI contract: NUL-terminated or null.
+    let default = unsafe { c_str(default) }.unwrap_or("").to_string();
+    // SAFETY: forwarded ABI contract.
+    unsafe { define(plugin, name, description, |p, n, d| SettingDef::new(p, n, d, SettingKind::Str { default }, context)) }
+}
+
+unsafe extern "C" fn api_define_enum(
+    plugin: *mut WalkerPlugin,
+    name: *const c_char,
+    description: *const c_char,
+    default: u32,
+    options: *const *const c_char,
+    n_options: u32,
+    context: WalkerSettingContext,
+) -> WalkerStatus {
+    let mut opts = Vec::new();
+    if !options.is_null() {
+        for i in 0..n_options as usize {
+            // SAFETY: ABI contract: `n_options` NUL-terminated strings.
+            opts.push(unsafe { c_str(*options.add(i)) }.unwrap_or("").to_string());
+        }
+    }
+    // SAFETY: forwarded ABI contract.
+    unsafe {
+        define(plugin, name, description, |p, n, d| SettingDef::new(p, n, d, SettingKind::Enum { default, options: opts }, context))
+    }
+}
+
+/// # Safety
+/// `plugin` a host handle; `name` null or NUL-terminated.
+unsafe fn lookup(plugin: *mut WalkerPlugin, name: *const c_char) -> Option<Value> {
+    // SAFETY: caller's contract.
+    let slot = unsafe { PluginSlot::from_handle(plugin) }?;
+    // SAFETY: caller's contract.
+    let name = unsafe { c_str(name) }?;
+    slot.setting(name).map(|s| s.value())
+}
+
+macro_rules! getter {
+    ($fn:ident, $ty:ty, $pat:pat => $val:expr) => {
+        unsafe extern "C" fn $fn(plugin: *mut WalkerPlugin, name: *const c_char, out: *mut $ty) -> WalkerStatus {
+            // SAFETY: ABI contract.
+            match unsafe { lookup(plugin, name) } {
+                None => WalkerStatus::NOT_FOUND,
+                Some($pat) if !out.is_null() => {
+                    // SAFETY: `out` is writable per the ABI.
+                    unsafe { *out = $val };
+                    WalkerStatus::OK
+                }
+                Some(_) => WalkerStatus::INVALID,
+            }
+        }
+    };
+}
+
+getter!(api_get_int, i64, Value::Int(v) => v);
+getter!(api_get_real, f64, Value::Real(v) => v);
+getter!(api_get_bool, bool, Value::Bool(v) => v);
+getter!(api_get_enum, u32, Value::Enum(v) => v);
+
+unsafe extern "C" fn api_get_string(plugin: *mut WalkerPlugin, name: *const c_char, buf: *mut u8, cap: usize, len_out: *mut usize) -> WalkerStatus {
+    // SAFETY: ABI contract.
+    match unsafe { lookup(plugin, name) } {
+        None => WalkerStatus::NOT_FOUND,
+        // SAFETY: ABI contract on `buf`/`len_out`.
+        Some(Value::Str(s)) => unsafe { copy_out(&s, buf, cap, len_out) },
+        Some(_) => WalkerStatus::INVALID,
+    }
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_micros() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+    }
+}
+
+unsafe extern "C" fn api_now_micros() -> i64 {
+    now_micros()
+}
+
+unsafe extern "C" fn api_rmgr_name(rmid: u8, buf: *mut u8, cap: usize, len_out: *mut usize) -> WalkerStatus {
+    match rmgr_name_of(rmid) {
+        // SAFETY: ABI contract on `buf`/`len_out`.
+        Some(n) => unsafe { copy_out(&n, buf, cap, len_out) },
+        None => WalkerStatus::NOT_FOUND,
+    }
+}
+
+/// The table every plugin receives.
+pub static HOST_API: WalkerHostApi = WalkerHostApi {
+    struct_size: std::mem::size_of::<WalkerHostApi>() as u32,
+    abi_major: WALKER_ABI_MAJOR,
+    abi_minor: WALKER_ABI_MINOR,
+    log: Some(api_log),
+    set_error: Some(api_set_error),
+    shmem_region: Some(api_shmem_region),
+    lock_shared: Some(api_lock_shared),
+    unlock_shared: Some(api_unlock_shared),
+    lock_exclusive: Some(api_lock_exclusive),
+    unlock_exclusive: Some(api_unlock_exclusive),
+    define_int: Some(api_define_int),
+    define_real: Some(api_define_real),
+    define_bool: Some(api_define_bool),
+    define_string: Some(api_define_string),
+    define_enum: Some(api_define_enum),
+    get_int: Some(api_get_int),
+    get_real: Some(api_get_real),
+    get_bool: Some(api_get_bool),
+    get_enum: Some(api_get_enum),
+    get_string: Some(api_get_string),
+    now_micros: Some(api_now_micros),
+    rmgr_name: Some(api_rmgr_name),
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_out_reports_needed_length() {
+        let mut buf = [0u8; 4];
+        let mut len = 0;
+        // SAFETY: valid buffers.
+        assert_eq!(unsafe { copy_out("hello", buf.as_mut_ptr(), 4, &mut len) }, WalkerStatus::INVALID);
+        assert_eq!(len, 5);
+        // SAFETY: valid buffers.
+        assert_eq!(unsafe { copy_out("hey", buf.as_mut_ptr(), 4, &mut len) }, WalkerStatus::OK);
+        assert_eq!((&buf[..3], len), (&b"hey"[..], 3));
+    }
+
+    #[test]
+    fn log_queue_is_bounded() {
+        for i in 0..LOG_QUEUE_CAPACITY + 5 {
+            queue_log(LogLine { plugin: "p".into(), level: WalkerLogLevel::INFO, message: i.to_string() });
+        }
+        let (lines, dropped) = drain_logs();
+        assert_eq!(lines.len(), LOG_QUEUE_CAPACITY);
+        assert_eq!(dropped, 5);
+        assert_eq!(lines[0].message, "5");
+        assert!(drain_logs().0.is_empty());
+    }
+
+    #[test]
+    fn rmgr_names_lookup() {
+        set_rmgr_names(vec![Some("XLOG".into()), None]);
+        assert_eq!(rmgr_name_of(0).as_deref(), Some("XLOG"));
+        assert_eq!(rmgr_name_of(1), None);
+        assert_eq!(rmgr_name_of(200), None);
+    }
+}

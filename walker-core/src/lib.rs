@@ -1,0 +1,17 @@
+//! # walker-core
+//!
+//! Everything the walker host does that needs no PostgreSQL server: plugin names and
+//! library resolution, ABI negotiation, loading, the shared-memory layout and its
+//! locks, setting snapshots, the host API table, record batches, dispatch threads,
+//! and view rows. `walker-host` (the pgrx extension) wires these to the server.
+
+pub mod batch;
+pub mod dispatch;
+pub mod host_api;
+pub mod loader;
+pub mod names;
+pub mod negotiate;
+pub mod registry;
+pub mod rows;
+pub mod settings;
+pub mod shared;

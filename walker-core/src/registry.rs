@@ -1,0 +1,252 @@
+//! The process-local list of plugins: one slot per `walker.plugins` entry, created in
+//! the postmaster and inherited by every server process it forks.
+
+use crate::negotiate::ViewInfo;
+use crate::settings::Setting;
+use crate::shared::{PluginShared, PluginState, RegionHeader};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
+use walker_abi::{WalkerPlugin, WalkerPluginDescriptor, WalkerStatus};
+
+/// One listed plugin.
+pub struct PluginSlot {
+    /// Position in `walker.plugins`.
+    pub index: usize,
+    /// Name as listed (prefix of its settings and views).
+    pub name: String,
+    /// Library file, when found.
+    pub path: Option<PathBuf>,
+    /// Version the plugin declares.
+    pub version: String,
+    /// ABI version the plugin was built for, when its descriptor could be read.
+    pub abi: Option<(u32, u32)>,
+    /// The negotiated descriptor, when loaded.
+    pub desc: Option<WalkerPluginDescriptor>,
+    /// Declared views.
+    pub views: Vec<ViewInfo>,
+    /// Why it is not usable (load or init failure); `None` when usable.
+    load_error: Mutex<Option<(PluginState, String)>>,
+    initialising: AtomicBool,
+    region: AtomicPtr<u8>,
+    region_size: AtomicUsize,
+    region_header: AtomicPtr<RegionHeader>,
+    shared: AtomicPtr<PluginShared>,
+    pending_error: Mutex<Option<String>>,
+    settings: Mutex<Vec<&'static Setting>>,
+    _library: Option<libloading::Library>,
+}
+
+// SAFETY: the descriptor's pointers target immutable process-lifetime data of the
+// loaded library (kept open by `_library`); all mutable fields are atomics or mutexes.
+unsafe impl Send for PluginSlot {}
+// SAFETY: as above.
+unsafe impl Sync for PluginSlot {}
+
+impl PluginSlot {
+    /// A slot for a plugin that could not be loaded.
+    pub fn not_loaded(index: usize, name: &str, path: Option<PathBuf>, abi: Option<(u32, u32)>, error: String) -> PluginSlot {
+        let mut s = PluginSlot::new(index, name, path, None, Vec::new(), String::new(), None);
+        s.abi = abi;
+        *s.load_error.get_mut().unwrap() = Some((PluginState::NotLoaded, error));
+        s
+    }
+
+    /// A slot for a loaded plugin.
+    pub fn new(
+        index: usize,
+        name: &str,
+        path: Option<PathBuf>,
+        desc: Option<WalkerPluginDescriptor>,
+        views: Vec<ViewInfo>,
+        version: String,
+        library: Option<libloading::Library>,
+    ) -> PluginSlot {
+        let abi = desc.as_ref().map(|d| (d.abi_major, d.abi_minor));
+        PluginSlot {
+            index,
+            name: name.to_string(),
+            path,
+            version,
+            abi,
+            desc,
+            views,
+            load_error: Mutex::new(None),
+            initialising: AtomicBool::new(false),
+            region: AtomicPtr::new(std::ptr::null_mut()),
+            region_size: AtomicUsize::new(0),
+            region_header: AtomicPtr::new(std::ptr::null_mut()),
+            shared: AtomicPtr::new(std::ptr::null_mut()),
+            pending_error: Mutex::new(None),
+            settings: Mutex::new(Vec::new()),
+            _library: library,
+        }
+    }
+
+    /// The handle passed to the plugin.
+    pub fn handle(&'static self) -> *mut WalkerPlugin {
+        self as *const PluginSlot as *mut WalkerPlugin
+    }
+
+    /// The slot behind a handle.
+    ///
+    /// # Safety
+    /// `h` must be a handle from [`PluginSlot::handle`] (or null).
+    pub unsafe fn from_handle(h: *mut WalkerPlugin) -> Option<&'static PluginSlot> {
+        // SAFETY: handles are addresses of leaked, never-freed slots.
+        unsafe { (h as *const PluginSlot).as_ref() }
+    }
+
+    /// The load or init error, when the plugin is unusable.
+    pub fn load_error(&self) -> Option<(PluginState, String)> {
+        self.load_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// True when loaded and initialised: callbacks may be called.
+    pub fn usable(&self) -> bool {
+        self.desc.is_some() && self.load_error().is_none()
+    }
+
+    /// Calls the plugin's `init` with the host API. On failure the slot is marked failed.
+    pub fn init(&'static self) -> Result<(), String> {
+        let Some(desc) = self.desc.as_ref() else { return Err("not loaded".into()) };
+        let Some(init) = desc.init else { return Ok(()) };
+        self.initialising.store(true, Ordering::SeqCst);
+        // SAFETY: `init` comes from a negotiated descriptor; the API table is static.
+        let st = unsafe { init(&crate::host_api::HOST_API, self.handle()) };
+        self.initialising.store(false, Ordering::SeqCst);
+        match self.check(st, "init") {
+            Ok(()) => Ok(()),
+            Err(msg) => {
+                *self.load_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((PluginState::Failed, msg.clone()));
+                Err(msg)
+            }
+        }
+    }
+
+    /// True while `init` runs (settings may be defined only then).
+    pub fn initialising(&self) -> bool {
+        self.initialising.load(Ordering::SeqCst)
+    }
+
+    /// Stores the message a callback reports with `set_error`.
+    pub fn set_pending_error(&self, msg: String) {
+        *self.pending_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+    }
+
+    /// Turns a callback's status into a result, with the message it reported.
+    pub fn check(&self, st: WalkerStatus, callback: &str) -> Result<(), String> {
+        let msg = self.pending_error.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if st.is_ok() {
+            return Ok(());
+        }
+        let what = match st {
+            WalkerStatus::PANIC => "panicked",
+            WalkerStatus::INVALID => "reported invalid input",
+            WalkerStatus::NOT_FOUND => "reported not found",
+            _ => "failed",
+        };
+        Err(match msg {
+            Some(m) => format!("{callback} {what}: {m}"),
+            None => format!("{callback} {what} (status {}) without a message", st.0),
+        })
+    }
+
+    /// Attaches the shared counters and region (after shared memory exists).
+    pub fn attach_shared(&self, shared: *mut PluginShared, header: *mut RegionHeader, region: *mut u8, size: usize) {
+        self.shared.store(shared, Ordering::Release);
+        self.region_header.store(header, Ordering::Release);
+        self.region.store(region, Ordering::Release);
+        self.region_size.store(size, Ordering::Release);
+    }
+
+    /// Shared counters, once attached.
+    pub fn shared(&self) -> Option<&'static PluginShared> {
+        // SAFETY: the pointer is null or points into shared memory mapped for the life
+        // of the process.
+        unsafe { self.shared.load(Ordering::Acquire).as_ref() }
+    }
+
+    /// The region and its size (null, 0 when none).
+    pub fn region(&self) -> (*mut u8, usize) {
+        (self.region.load(Ordering::Acquire), self.region_size.load(Ordering::Acquire))
+    }
+
+    /// The region's header (its lock), when the plugin has a region.
+    pub fn region_header(&self) -> Option<&'static RegionHeader> {
+        // SAFETY: as for `shared`.
+        unsafe { self.region_header.load(Ordering::Acquire).as_ref() }
+    }
+
+    /// Current state: the load/init failure, else the shared state.
+    pub fn state(&self) -> PluginState {
+        if let Some((s, _)) = self.load_error() {
+            return s;
+        }
+        self.shared().map(|s| s.state()).unwrap_or(PluginState::Loaded)
+    }
+
+    /// Last error: the load/init failure, else the shared last error.
+    pub fn last_error(&self) -> Option<String> {
+        if let Some((_, m)) = self.load_error() {
+            return Some(m);
+        }
+        self.shared().and_then(|s| s.last_error.get())
+    }
+
+    /// Marks the plugin failed at run time with `msg`.
+    pub fn fail(&self, msg: &str) {
+        if let Some(s) = self.shared() {
+            s.errors.fetch_add(1, Ordering::Relaxed);
+            s.last_error.set(msg);
+            s.set_state(PluginState::Failed);
+        }
+    }
+
+    /// Adds a defined setting.
+    pub fn add_setting(&self, s: &'static Setting) {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+    }
+
+    /// Finds a setting by its short name.
+    pub fn setting(&self, name: &str) -> Option<&'static Setting> {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().find(|s| s.def.name == name)
+    }
+
+    /// All settings.
+    pub fn settings(&self) -> Vec<&'static Setting> {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+static REGISTRY: RwLock<Vec<&'static PluginSlot>> = RwLock::new(Vec::new());
+
+/// Adds a slot for the life of the process.
+pub fn register(slot: PluginSlot) -> &'static PluginSlot {
+    let s: &'static PluginSlot = Box::leak(Box::new(slot));
+    REGISTRY.write().unwrap_or_else(|e| e.into_inner()).push(s);
+    s
+}
+
+/// Every slot, in `walker.plugins` order.
+pub fn all() -> Vec<&'static PluginSlot> {
+    REGISTRY.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// The slot of plugin `name`.
+pub fn find(name: &str) -> Option<&'static PluginSlot> {
+    all().into_iter().find(|s| s.name == name)
+}
+
+/// Copies every setting's server value into its snapshot.
+///
+/// # Safety
+/// Call only on the thread the server changes settings on.
+pub unsafe fn refresh_settings() {
+    for slot in all() {
+        for s in slot.settings() {
+            // SAFETY: forwarded from the caller.
+            unsafe { s.refresh() };
+        }
+    }
+}
