@@ -53,6 +53,9 @@ fn lane_main(slot: &'static PluginSlot, rx: Receiver<Msg>) {
     let Some(shared) = slot.shared() else { return };
     let handle = slot.handle();
     shared.set_state(PluginState::Running);
+    // After a worker restart the walk resumes at the slowest plugin's position; a
+    // plugin that had got further must not see its records twice.
+    let resume_after = shared.processed_lsn.load(Ordering::Acquire);
     let mut failed = false;
     for msg in rx.iter() {
         match msg {
@@ -63,7 +66,7 @@ fn lane_main(slot: &'static PluginSlot, rx: Receiver<Msg>) {
                 if let Some(on_record) = desc.on_record {
                     let mut delivered = 0u64;
                     for rec in batch.records() {
-                        if !mask_has(&desc.rmgr_mask, rec.rmid) {
+                        if rec.end_lsn <= resume_after || !mask_has(&desc.rmgr_mask, rec.rmid) {
                             continue;
                         }
                         // SAFETY: `on_record` comes from a negotiated descriptor; the

@@ -289,6 +289,8 @@ pub struct Layout {
     pub region_header: Vec<Option<usize>>,
     /// Offset of plugin `i`'s region, when it asked for shared memory.
     pub region: Vec<Option<usize>>,
+    /// Size plugin `i` asked for (0 when none).
+    pub region_sizes: Vec<usize>,
     /// Total bytes.
     pub total: usize,
 }
@@ -319,7 +321,13 @@ impl Layout {
                 }
             }
         }
-        Layout { host: 0, plugin_shared, region_header, region, total: off }
+        let region_sizes = region_sizes.iter().map(|s| s.unwrap_or(0)).collect();
+        Layout { host: 0, plugin_shared, region_header, region, region_sizes, total: off }
+    }
+
+    /// Size plugin `i` asked for.
+    pub fn region_size(&self, i: usize) -> usize {
+        self.region_sizes.get(i).copied().unwrap_or(0)
     }
 }
 

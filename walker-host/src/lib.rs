@@ -1,0 +1,124 @@
+//! # walker
+//!
+//! The PostgreSQL extension that reads the server's WAL once, in a background worker,
+//! and hands every record to plugins loaded from `walker.plugins`. This crate is the
+//! thin server edge; the logic lives in `walker-core`, the contract in `walker-abi`.
+
+use pgrx::prelude::*;
+
+mod errors;
+mod gucs;
+mod logging;
+mod pg_version;
+mod shmem;
+mod sql;
+mod startup;
+mod wal;
+mod worker;
+
+pub use worker::walker_worker_main;
+
+pgrx::pg_module_magic!();
+
+/// Called when the library is loaded. Under `shared_preload_libraries` (in the
+/// postmaster) it loads the plugins, reserves shared memory and registers the worker;
+/// loaded any other way it only defines the settings, and the SQL functions explain
+/// that walker must be preloaded.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::define();
+    // SAFETY: reading a server global in _PG_init, on the main thread.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    startup::load_plugins();
+    gucs::reserve_prefix("walker");
+    shmem::install_hooks();
+    worker::register();
+}
+
+extension_sql!(
+    r#"
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'walker_monitor') THEN
+        CREATE ROLE walker_monitor NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'walker_admin') THEN
+        CREATE ROLE walker_admin NOLOGIN;
+    END IF;
+END
+$roles$;
+GRANT walker_monitor TO walker_admin;
+"#,
+    name = "roles",
+    bootstrap
+);
+
+extension_sql!(
+    r#"
+CREATE VIEW @extschema@.status AS
+SELECT state, pid, started_at::timestamptz AS started_at, start_lsn::pg_lsn AS start_lsn,
+       read_lsn::pg_lsn AS read_lsn, processed_lsn::pg_lsn AS processed_lsn,
+       flush_lsn::pg_lsn AS flush_lsn, lag_bytes, records, bytes, records_per_sec,
+       starts, last_error, shmem_bytes,
+       current_setting('walker.enabled')::bool AS enabled
+FROM @extschema@._status();
+COMMENT ON VIEW @extschema@.status IS 'The walker worker: state, WAL positions, lag, throughput.';
+
+CREATE VIEW @extschema@.plugins AS
+SELECT name, version, abi_version, state, records, errors, processed_lsn::pg_lsn AS processed_lsn,
+       last_error, library, views
+FROM @extschema@._plugins();
+COMMENT ON VIEW @extschema@.plugins IS 'Every plugin listed in walker.plugins: state, counters, last error.';
+
+-- (Re)creates walker.<plugin>_<view> for every view the loaded plugins declare.
+-- Run it after changing walker.plugins and restarting; CREATE EXTENSION runs it once.
+CREATE FUNCTION @extschema@.refresh_views() RETURNS SETOF text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    v record;
+    rel text;
+BEGIN
+    FOR v IN
+        SELECT plugin, view, min(description) AS description,
+               string_agg(format('r[%s]::%s AS %I', ordinal, column_type, column_name), ', ' ORDER BY ordinal) AS cols
+        FROM @extschema@.plugin_view_columns()
+        GROUP BY plugin, view ORDER BY plugin, view
+    LOOP
+        rel := format('@extschema@.%I', v.plugin || '_' || v.view);
+        BEGIN
+            EXECUTE format('CREATE OR REPLACE VIEW %s AS SELECT %s FROM @extschema@.plugin_view_rows(%L, %L) AS r',
+                           rel, v.cols, v.plugin, v.view);
+        EXCEPTION WHEN invalid_table_definition OR feature_not_supported OR datatype_mismatch THEN
+            -- The plugin changed its columns: replace the view.
+            EXECUTE format('DROP VIEW %s', rel);
+            EXECUTE format('CREATE VIEW %s AS SELECT %s FROM @extschema@.plugin_view_rows(%L, %L) AS r',
+                           rel, v.cols, v.plugin, v.view);
+        END;
+        EXECUTE format('COMMENT ON VIEW %s IS %L', rel, v.description);
+        EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', rel);
+        EXECUTE format('GRANT SELECT ON %s TO walker_monitor', rel);
+        IF NOT EXISTS (SELECT 1 FROM pg_depend
+                       WHERE classid = 'pg_class'::regclass AND objid = rel::regclass
+                         AND refclassid = 'pg_extension'::regclass AND deptype = 'e') THEN
+            EXECUTE format('ALTER EXTENSION walker ADD VIEW %s', rel);
+        END IF;
+        RETURN NEXT rel;
+    END LOOP;
+END
+$fn$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
+GRANT USAGE ON SCHEMA @extschema@ TO walker_monitor;
+GRANT SELECT ON @extschema@.status, @extschema@.plugins TO walker_monitor;
+GRANT EXECUTE ON FUNCTION @extschema@._status(), @extschema@._plugins(),
+    @extschema@.plugin_view_columns(), @extschema@.plugin_view_rows(text, text) TO walker_monitor;
+GRANT EXECUTE ON FUNCTION @extschema@.refresh_views() TO walker_admin;
+
+SELECT @extschema@.refresh_views();
+"#,
+    name = "views",
+    finalize
+);

@@ -1,0 +1,62 @@
+//! Errors at the SQL boundary: each carries a SQLSTATE and a hint, and is raised with
+//! `ereport` by [`WalkerError::raise`].
+
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::PgLogLevel;
+
+/// What a walker SQL function can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum WalkerError {
+    /// The library was not preloaded, so no plugin or worker exists.
+    #[error("walker is not loaded through shared_preload_libraries")]
+    NotPreloaded,
+    /// No plugin of that name is listed.
+    #[error("walker plugin \"{0}\" is not listed in walker.plugins")]
+    UnknownPlugin(String),
+    /// The plugin is listed but unusable.
+    #[error("walker plugin \"{name}\" is not usable: {reason}")]
+    PluginUnusable { name: String, reason: String },
+    /// The plugin declares no such view.
+    #[error("walker plugin \"{plugin}\" has no view \"{view}\"")]
+    UnknownView { plugin: String, view: String, available: Vec<String> },
+    /// The plugin failed while producing rows.
+    #[error("walker plugin \"{plugin}\" could not produce view \"{view}\": {reason}")]
+    ViewFailed { plugin: String, view: String, reason: String },
+}
+
+impl WalkerError {
+    fn code(&self) -> PgSqlErrorCode {
+        match self {
+            WalkerError::NotPreloaded => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            WalkerError::UnknownPlugin(_) | WalkerError::UnknownView { .. } => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            WalkerError::PluginUnusable { .. } => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            WalkerError::ViewFailed { .. } => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+        }
+    }
+
+    fn hint(&self) -> String {
+        match self {
+            WalkerError::NotPreloaded => "Add walker to shared_preload_libraries in postgresql.conf and restart the server.".into(),
+            WalkerError::UnknownPlugin(name) => {
+                format!("Add \"{name}\" to walker.plugins and restart the server; SELECT name FROM walker.plugins lists the plugins loaded.")
+            }
+            WalkerError::PluginUnusable { .. } => "Fix the cause named in the message and restart the server; walker.plugins shows each plugin's state.".into(),
+            WalkerError::UnknownView { available, .. } => {
+                if available.is_empty() {
+                    "The plugin declares no views.".into()
+                } else {
+                    format!("Its views are: {}.", available.join(", "))
+                }
+            }
+            WalkerError::ViewFailed { .. } => "This is a bug in the plugin; its other views and the walker keep working.".into(),
+        }
+    }
+
+    /// Raises the error with `ereport(ERROR)`.
+    pub fn raise(self) -> ! {
+        let hint = self.hint();
+        ErrorReport::new(self.code(), self.to_string(), "walker").set_hint(hint).report(PgLogLevel::ERROR);
+        unreachable!("ereport(ERROR) returned")
+    }
+}

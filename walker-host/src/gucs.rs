@@ -1,0 +1,166 @@
+//! The host's own settings (`walker.*`) and the definer that turns plugin-declared
+//! settings into server settings (`<plugin>.*`).
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+use pgrx::PgTryBuilder;
+use std::ffi::{c_char, CStr, CString};
+use walker_abi::{WalkerSettingContext, WalkerSettingUnit};
+use walker_core::settings::{c_default, SettingDef, SettingKind, Storage};
+
+/// `walker.plugins`: comma-separated plugin library names, loaded at server start.
+pub static PLUGINS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// `walker.enabled`: when off, the worker pauses (and catches up when turned on).
+pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// `walker.naptime`: milliseconds the worker sleeps on its latch when caught up.
+pub static NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(200);
+/// `walker.batch_records`: most records in one batch handed to the dispatch threads.
+pub static BATCH_RECORDS: GucSetting<i32> = GucSetting::<i32>::new(2048);
+/// `walker.queue_batches`: batches each plugin's queue holds before the reader waits.
+pub static QUEUE_BATCHES: GucSetting<i32> = GucSetting::<i32>::new(4);
+
+/// Defines the `walker.*` settings.
+pub fn define() {
+    GucRegistry::define_string_guc(
+        c"walker.plugins",
+        c"Plugins the walker loads at server start (library names, comma-separated).",
+        c"Each name is a shared library in dynamic_library_path ($libdir by default); names with a path separator are refused.",
+        &PLUGINS,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"walker.enabled",
+        c"Whether the walker worker reads WAL; when off it pauses and catches up later.",
+        c"",
+        &ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"walker.naptime",
+        c"How long the walker worker sleeps when it has caught up with the WAL.",
+        c"",
+        &NAPTIME_MS,
+        10,
+        60_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"walker.batch_records",
+        c"Most WAL records the walker hands to its plugins in one batch.",
+        c"",
+        &BATCH_RECORDS,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"walker.queue_batches",
+        c"Batches each plugin's queue holds before the WAL reader waits for it.",
+        c"",
+        &QUEUE_BATCHES,
+        1,
+        1024,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+}
+
+/// The `walker.plugins` value ("" when unset).
+pub fn plugins_value() -> String {
+    PLUGINS.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Marks a prefix reserved, so misspelt settings under it are reported.
+pub fn reserve_prefix(prefix: &str) {
+    let c = CString::new(prefix).expect("identifiers have no NUL");
+    // SAFETY: called in _PG_init on the main thread with a valid C string.
+    unsafe { pg_sys::MarkGUCPrefixReserved(c.as_ptr()) };
+}
+
+fn leak(s: &str) -> *const c_char {
+    CString::new(s.replace('\0', " ")).expect("NULs replaced").into_raw()
+}
+
+fn context(c: WalkerSettingContext) -> pg_sys::GucContext::Type {
+    match c {
+        WalkerSettingContext::POSTMASTER => pg_sys::GucContext::PGC_POSTMASTER,
+        WalkerSettingContext::SUSET => pg_sys::GucContext::PGC_SUSET,
+        WalkerSettingContext::USERSET => pg_sys::GucContext::PGC_USERSET,
+        _ => pg_sys::GucContext::PGC_SIGHUP,
+    }
+}
+
+fn unit_flags(u: WalkerSettingUnit) -> i32 {
+    (match u {
+        WalkerSettingUnit::BYTES => pg_sys::GUC_UNIT_BYTE,
+        WalkerSettingUnit::KB => pg_sys::GUC_UNIT_KB,
+        WalkerSettingUnit::MB => pg_sys::GUC_UNIT_MB,
+        WalkerSettingUnit::MS => pg_sys::GUC_UNIT_MS,
+        WalkerSettingUnit::S => pg_sys::GUC_UNIT_S,
+        WalkerSettingUnit::MIN => pg_sys::GUC_UNIT_MIN,
+        _ => 0,
+    }) as i32
+}
+
+/// Defines a plugin setting in the server. Installed as walker-core's definer; runs
+/// in the postmaster during a plugin's `init`. A server error becomes `Err`, so a
+/// plugin's bad definition cannot stop the server.
+pub fn define_plugin_setting(def: &SettingDef, storage: Storage) -> Result<(), String> {
+    let def = def.clone();
+    PgTryBuilder::new(move || {
+        let name = leak(&def.full_name);
+        let desc = leak(&def.description);
+        let ctx = context(def.context);
+        // SAFETY: all strings are leaked (they must live for the process), the storage
+        // pointers are leaked by walker-core, and we are in _PG_init on the main thread.
+        unsafe {
+            match (&def.kind, storage) {
+                (SettingKind::Int { default, min, max, unit }, Storage::Int(p)) => pg_sys::DefineCustomIntVariable(
+                    name, desc, std::ptr::null(), p, *default, *min, *max, ctx, unit_flags(*unit), None, None, None,
+                ),
+                (SettingKind::Real { default, min, max }, Storage::Real(p)) => {
+                    pg_sys::DefineCustomRealVariable(name, desc, std::ptr::null(), p, *default, *min, *max, ctx, 0, None, None, None)
+                }
+                (SettingKind::Bool { default }, Storage::Bool(p)) => {
+                    pg_sys::DefineCustomBoolVariable(name, desc, std::ptr::null(), p, *default, ctx, 0, None, None, None)
+                }
+                (SettingKind::Str { .. }, Storage::Str(p)) => {
+                    let boot = c_default(&def).map(|c| c.into_raw() as *const c_char).unwrap_or(std::ptr::null());
+                    pg_sys::DefineCustomStringVariable(name, desc, std::ptr::null(), p, boot, ctx, 0, None, None, None)
+                }
+                (SettingKind::Enum { default, options }, Storage::Enum(p)) => {
+                    let mut entries: Vec<pg_sys::config_enum_entry> = options
+                        .iter()
+                        .enumerate()
+                        .map(|(i, o)| pg_sys::config_enum_entry { name: leak(o), val: i as i32, hidden: false })
+                        .collect();
+                    entries.push(pg_sys::config_enum_entry { name: std::ptr::null(), val: 0, hidden: false });
+                    let entries: &'static [pg_sys::config_enum_entry] = Box::leak(entries.into_boxed_slice());
+                    pg_sys::DefineCustomEnumVariable(
+                        name, desc, std::ptr::null(), p, *default as i32, entries.as_ptr(), ctx, 0, None, None, None,
+                    )
+                }
+                _ => return Err("internal error: setting kind and storage differ".to_string()),
+            }
+        }
+        Ok(())
+    })
+    .catch_others(|e| Err(format!("the server refused the setting: {e:?}")))
+    .execute()
+}
+
+/// Reads a server setting by name (main thread only).
+pub fn server_setting(name: &CStr) -> Option<String> {
+    // SAFETY: GetConfigOption with missing_ok returns null or a valid string; main thread.
+    let p = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: non-null, NUL-terminated.
+        Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+}

@@ -1,0 +1,117 @@
+//! The host's shared memory: sized in `shmem_request_hook` from what each plugin asks
+//! for, created in `shmem_startup_hook`, where each plugin initialises its region.
+
+use pgrx::pg_sys;
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use walker_core::registry;
+use walker_core::shared::{HostShared, Layout, PluginShared, RegionHeader};
+
+static LAYOUT: OnceLock<Layout> = OnceLock::new();
+static mut PREV_REQUEST: pg_sys::shmem_request_hook_type = None;
+static mut PREV_STARTUP: pg_sys::shmem_startup_hook_type = None;
+static mut BASE: *mut u8 = std::ptr::null_mut();
+
+/// Installs the hooks (from `_PG_init`).
+pub fn install_hooks() {
+    // SAFETY: hook chaining in _PG_init, on the postmaster's main thread.
+    unsafe {
+        PREV_REQUEST = pg_sys::shmem_request_hook;
+        pg_sys::shmem_request_hook = Some(request);
+        PREV_STARTUP = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(startup);
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn request() {
+    // SAFETY: chaining to the previous hook, as installed.
+    unsafe {
+        if let Some(prev) = PREV_REQUEST {
+            prev();
+        }
+    }
+    // SAFETY: postmaster main thread, where settings change.
+    unsafe { registry::refresh_settings() };
+    let sizes: Vec<Option<usize>> = registry::all()
+        .into_iter()
+        .map(|slot| {
+            let desc = slot.desc.as_ref().filter(|_| slot.usable())?;
+            let f = desc.shmem_size?;
+            // SAFETY: negotiated callback, called in the postmaster after init.
+            Some(unsafe { f(slot.handle()) })
+        })
+        .collect();
+    let layout = LAYOUT.get_or_init(|| Layout::compute(&sizes));
+    // SAFETY: inside shmem_request_hook, as PostgreSQL 15 requires.
+    unsafe { pg_sys::RequestAddinShmemSpace(layout.total) };
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn startup() {
+    // SAFETY: chaining to the previous hook, as installed.
+    unsafe {
+        if let Some(prev) = PREV_STARTUP {
+            prev();
+        }
+    }
+    let Some(layout) = LAYOUT.get() else { return };
+    let mut found = false;
+    // SAFETY: standard shared-memory initialisation under AddinShmemInitLock; the
+    // segment is sized by our request hook and every offset lies within it.
+    unsafe {
+        let lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
+        pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        let base = pg_sys::ShmemInitStruct(c"walker".as_ptr(), layout.total, &mut found) as *mut u8;
+        if !found {
+            std::ptr::write_bytes(base, 0, layout.total);
+            (*(base as *mut HostShared)).magic.store(HostShared::MAGIC, Ordering::Release);
+        }
+        BASE = base;
+        for slot in registry::all() {
+            let i = slot.index;
+            let shared = base.add(layout.plugin_shared[i]) as *mut PluginShared;
+            let (header, region, size) = match (layout.region_header[i], layout.region[i]) {
+                (Some(h), Some(r)) => {
+                    let size = layout.region_size(i);
+                    let header = base.add(h) as *mut RegionHeader;
+                    (*header).size.store(size as u64, Ordering::Relaxed);
+                    (header, base.add(r), size)
+                }
+                _ => (std::ptr::null_mut(), std::ptr::null_mut(), 0),
+            };
+            slot.attach_shared(shared, header, region, size);
+            if !slot.usable() {
+                continue;
+            }
+            if let (Some(f), false) = (slot.desc.as_ref().and_then(|d| d.shmem_init), region.is_null()) {
+                let st = f(slot.handle(), region as *mut std::ffi::c_void, size, found);
+                if let Err(m) = slot.check(st, "shmem_init") {
+                    slot.fail(&m);
+                    pgrx::warning!("walker: plugin \"{}\" failed: {m}", slot.name);
+                }
+            }
+        }
+        pg_sys::LWLockRelease(lock);
+    }
+    crate::logging::drain();
+}
+
+/// The host's shared state, when shared memory exists (walker was preloaded).
+pub fn host() -> Option<&'static HostShared> {
+    // SAFETY: BASE is null or the start of our segment, mapped for the process's life
+    // and initialised (magic set) before use.
+    unsafe {
+        let base = BASE;
+        if base.is_null() {
+            return None;
+        }
+        let h = &*(base as *const HostShared);
+        (h.magic.load(Ordering::Acquire) == HostShared::MAGIC).then_some(h)
+    }
+}
+
+/// Total bytes of shared memory the host reserved.
+pub fn total_bytes() -> usize {
+    LAYOUT.get().map(|l| l.total).unwrap_or(0)
+}

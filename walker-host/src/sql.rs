@@ -1,0 +1,170 @@
+//! The SQL surface. Each function is a thin shell: it checks that walker is preloaded,
+//! gathers plain Rust values from walker-core and shared memory, and raises
+//! [`WalkerError`]s with their SQLSTATE and hint.
+
+use crate::errors::WalkerError;
+use crate::{logging, shmem, wal};
+use pgrx::prelude::*;
+use std::sync::atomic::Ordering;
+use walker_core::negotiate::sql_type;
+use walker_core::registry;
+use walker_core::rows::{format_lsn, format_timestamptz, RowCollector};
+
+fn host() -> &'static walker_core::shared::HostShared {
+    shmem::host().unwrap_or_else(|| WalkerError::NotPreloaded.raise())
+}
+
+fn lsn_text(l: u64) -> Option<String> {
+    (l != 0).then(|| format_lsn(l))
+}
+
+/// One row: the worker's state and position.
+#[pg_extern(name = "_status", volatile, parallel_unsafe)]
+#[allow(clippy::type_complexity)]
+fn status() -> TableIterator<
+    'static,
+    (
+        name!(state, String),
+        name!(pid, Option<i32>),
+        name!(started_at, Option<String>),
+        name!(start_lsn, Option<String>),
+        name!(read_lsn, Option<String>),
+        name!(processed_lsn, Option<String>),
+        name!(flush_lsn, Option<String>),
+        name!(lag_bytes, Option<i64>),
+        name!(records, i64),
+        name!(bytes, i64),
+        name!(records_per_sec, f64),
+        name!(starts, i64),
+        name!(last_error, Option<String>),
+        name!(shmem_bytes, i64),
+    ),
+> {
+    let h = host();
+    let pid = h.worker_pid.load(Ordering::Relaxed);
+    let started = h.started_at.load(Ordering::Relaxed);
+    let processed = h.processed_lsn.load(Ordering::Acquire);
+    let flush = wal::durable_lsn();
+    let lag = (processed != 0).then(|| i64::try_from(flush.saturating_sub(processed)).unwrap_or(i64::MAX));
+    let row = (
+        h.worker_state().as_str().to_string(),
+        (pid != 0).then_some(pid),
+        (started != 0).then(|| format_timestamptz(started)),
+        lsn_text(h.start_lsn.load(Ordering::Acquire)),
+        lsn_text(h.read_lsn.load(Ordering::Acquire)),
+        lsn_text(processed),
+        lsn_text(flush),
+        lag,
+        i64::try_from(h.records.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        i64::try_from(h.bytes.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        h.rate(),
+        i64::try_from(h.starts.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        h.last_error.get(),
+        i64::try_from(shmem::total_bytes()).unwrap_or(i64::MAX),
+    );
+    TableIterator::new(vec![row])
+}
+
+/// One row per plugin listed in `walker.plugins`.
+#[pg_extern(name = "_plugins", volatile, parallel_unsafe)]
+#[allow(clippy::type_complexity)]
+fn plugins() -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(version, Option<String>),
+        name!(abi_version, Option<String>),
+        name!(state, String),
+        name!(records, i64),
+        name!(errors, i64),
+        name!(processed_lsn, Option<String>),
+        name!(last_error, Option<String>),
+        name!(library, Option<String>),
+        name!(views, Vec<String>),
+    ),
+> {
+    let _ = host();
+    let rows: Vec<_> = registry::all()
+        .into_iter()
+        .map(|s| {
+            let shared = s.shared();
+            let load = |f: fn(&walker_core::shared::PluginShared) -> u64| shared.map(f).unwrap_or(0);
+            (
+                s.name.clone(),
+                (!s.version.is_empty()).then(|| s.version.clone()),
+                s.abi.map(|(a, b)| format!("{a}.{b}")),
+                s.state().as_str().to_string(),
+                i64::try_from(load(|x| x.records.load(Ordering::Relaxed))).unwrap_or(i64::MAX),
+                i64::try_from(load(|x| x.errors.load(Ordering::Relaxed))).unwrap_or(i64::MAX),
+                lsn_text(load(|x| x.processed_lsn.load(Ordering::Acquire))),
+                s.last_error(),
+                s.path.as_ref().map(|p| p.display().to_string()),
+                s.views.iter().map(|v| format!("{}_{}", s.name, v.name)).collect(),
+            )
+        })
+        .collect();
+    TableIterator::new(rows)
+}
+
+/// Columns of every view the loaded plugins declare (used to create the views).
+#[pg_extern(volatile, parallel_unsafe)]
+#[allow(clippy::type_complexity)]
+fn plugin_view_columns() -> TableIterator<
+    'static,
+    (
+        name!(plugin, String),
+        name!(view, String),
+        name!(description, String),
+        name!(ordinal, i32),
+        name!(column_name, String),
+        name!(column_type, String),
+    ),
+> {
+    // Without preloading there are no plugins: an empty list, so CREATE EXTENSION works.
+    let mut rows = Vec::new();
+    if shmem::host().is_some() {
+        for s in registry::all().into_iter().filter(|s| s.usable()) {
+            for v in &s.views {
+                for (i, (c, t)) in v.columns.iter().enumerate() {
+                    let ty = sql_type(*t).unwrap_or("text");
+                    rows.push((s.name.clone(), v.name.clone(), v.description.clone(), i as i32 + 1, c.clone(), ty.to_string()));
+                }
+            }
+        }
+    }
+    TableIterator::new(rows)
+}
+
+/// The rows of a plugin's view, each as the text form of its columns.
+#[pg_extern(volatile, parallel_unsafe)]
+fn plugin_view_rows(plugin: &str, view: &str) -> SetOfIterator<'static, Vec<Option<String>>> {
+    let _ = host();
+    let slot = registry::find(plugin).unwrap_or_else(|| WalkerError::UnknownPlugin(plugin.to_string()).raise());
+    let Some(desc) = slot.desc.as_ref().filter(|_| slot.usable()) else {
+        let reason = slot.last_error().unwrap_or_else(|| "not loaded".into());
+        WalkerError::PluginUnusable { name: plugin.to_string(), reason }.raise()
+    };
+    let Some(index) = slot.views.iter().position(|v| v.name == view) else {
+        let available = slot.views.iter().map(|v| v.name.clone()).collect();
+        WalkerError::UnknownView { plugin: plugin.to_string(), view: view.to_string(), available }.raise()
+    };
+    let Some(view_rows) = desc.view_rows else {
+        return SetOfIterator::new(Vec::new());
+    };
+    // SAFETY: this backend's main thread is where its settings change.
+    unsafe { registry::refresh_settings() };
+    walker_core::host_api::set_rmgr_names(wal::rmgr_names());
+    let mut collector = RowCollector::new(slot.views[index].columns.clone());
+    let sink = collector.sink();
+    // SAFETY: negotiated callback; the sink and its collector outlive the call.
+    let st = unsafe { view_rows(slot.handle(), index as u32, &sink) };
+    logging::drain();
+    let fail = |reason: String| -> ! { WalkerError::ViewFailed { plugin: plugin.to_string(), view: view.to_string(), reason }.raise() };
+    if let Err(m) = slot.check(st, "view_rows") {
+        fail(m);
+    }
+    if let Some(e) = collector.error.take() {
+        fail(e.to_string());
+    }
+    SetOfIterator::new(collector.rows)
+}

@@ -1,0 +1,215 @@
+//! Reading WAL with the server's own XLogReader, on the worker's main thread, and
+//! decoding each record's header and block references into a batch.
+
+use crate::pg_version::block_relation;
+use pgrx::pg_sys;
+use std::ffi::{c_char, c_int, CStr};
+use walker_core::batch::{BatchBuilder, BlockHead, RecordHead};
+
+// The server's page-read and segment callbacks. pgrx wraps its bindings in Rust
+// functions, which cannot be stored in `XLogReaderRoutine`, so they are declared here
+// with the signatures of `XLogPageReadCB`, `WALSegmentOpenCB` and `WALSegmentCloseCB`.
+unsafe extern "C-unwind" {
+    fn read_local_xlog_page_no_wait(
+        state: *mut pg_sys::XLogReaderState,
+        target_page: pg_sys::XLogRecPtr,
+        req_len: c_int,
+        target_rec: pg_sys::XLogRecPtr,
+        cur_page: *mut c_char,
+    ) -> c_int;
+    fn wal_segment_open(state: *mut pg_sys::XLogReaderState, next_seg: pg_sys::XLogSegNo, tli: *mut pg_sys::TimeLineID);
+    fn wal_segment_close(state: *mut pg_sys::XLogReaderState);
+}
+
+/// What one read produced.
+pub enum Read {
+    /// A record was added to the batch.
+    Record,
+    /// No complete record past the current position yet.
+    EndOfWal,
+    /// The reader reported an invalid record or a read failure.
+    Error(String),
+}
+
+/// An XLogReader positioned in the WAL.
+pub struct WalReader {
+    state: *mut pg_sys::XLogReaderState,
+    // Written by the page-read callback; must outlive the reader.
+    private: Box<pg_sys::ReadLocalXLogPageNoWaitPrivate>,
+    /// Where the next record starts (end of the last record read).
+    next: u64,
+}
+
+impl WalReader {
+    /// Allocates a reader.
+    pub fn new() -> WalReader {
+        let mut private = Box::new(pg_sys::ReadLocalXLogPageNoWaitPrivate { end_of_wal: false });
+        let routine = pg_sys::XLogReaderRoutine {
+            page_read: Some(read_local_xlog_page_no_wait),
+            segment_open: Some(wal_segment_open),
+            segment_close: Some(wal_segment_close),
+        };
+        // SAFETY: main thread; the routine is copied by the reader; `private` is boxed
+        // and lives as long as the reader (both owned by `WalReader`).
+        let state = unsafe {
+            pg_sys::XLogReaderAllocate(
+                pg_sys::wal_segment_size,
+                std::ptr::null(),
+                &routine as *const _ as *mut _,
+                &mut *private as *mut _ as *mut std::ffi::c_void,
+            )
+        };
+        if state.is_null() {
+            pgrx::error!("walker: out of memory allocating a WAL reader");
+        }
+        WalReader { state, private, next: 0 }
+    }
+
+    /// Positions at the first valid record at or after `lsn`; `None` when there is
+    /// none yet (end of WAL).
+    pub fn seek(&mut self, lsn: u64) -> Option<u64> {
+        self.private.end_of_wal = false;
+        // SAFETY: valid reader; main thread.
+        let first = unsafe { pg_sys::XLogFindNextRecord(self.state, lsn) };
+        if first == 0 {
+            return None;
+        }
+        // SAFETY: `first` is the start of a valid record.
+        unsafe { pg_sys::XLogBeginRead(self.state, first) };
+        self.next = first;
+        Some(first)
+    }
+
+    /// Restarts reading at the end of the last record read (after end of WAL or an error).
+    fn rewind(&mut self) {
+        self.private.end_of_wal = false;
+        if self.next != 0 {
+            // SAFETY: `next` is the end of a record that was read completely.
+            unsafe { pg_sys::XLogBeginRead(self.state, self.next) };
+        }
+    }
+
+    /// End of the last record read.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Reads one record into `batch`.
+    pub fn read(&mut self, batch: &mut BatchBuilder) -> Read {
+        let mut errmsg: *mut c_char = std::ptr::null_mut();
+        // SAFETY: valid, positioned reader; main thread.
+        let rec = unsafe { pg_sys::XLogReadRecord(self.state, &mut errmsg) };
+        if rec.is_null() {
+            let eow = self.private.end_of_wal;
+            let msg = if errmsg.is_null() {
+                None
+            } else {
+                // SAFETY: the reader's error buffer is NUL-terminated.
+                Some(unsafe { CStr::from_ptr(errmsg) }.to_string_lossy().into_owned())
+            };
+            self.rewind();
+            return match (eow, msg) {
+                (true, _) | (false, None) => Read::EndOfWal,
+                (false, Some(m)) => Read::Error(m),
+            };
+        }
+        // SAFETY: after a successful read, `record` points to the decoded record,
+        // valid until the next read; blocks 0..=max_block_id are initialised.
+        unsafe {
+            let st = &*self.state;
+            let d = &*st.record;
+            let head = RecordHead {
+                lsn: st.ReadRecPtr,
+                end_lsn: st.EndRecPtr,
+                timeline: st.seg.ws_tli,
+                xid: d.header.xl_xid.into(),
+                toplevel_xid: d.toplevel_xid.into(),
+                rmid: d.header.xl_rmid,
+                info: d.header.xl_info,
+                total_len: d.header.xl_tot_len,
+            };
+            let main = slice(d.main_data as *const u8, d.main_data_len as usize);
+            let blocks = (0..=d.max_block_id.max(-1)).filter_map(|i| {
+                let b = &*d.blocks.as_ptr().add(i as usize);
+                if !b.in_use {
+                    return None;
+                }
+                let (tablespace, database, relfilenode) = block_relation(b);
+                let data = if b.has_data { slice(b.data as *const u8, b.data_len as usize) } else { &[][..] };
+                Some((
+                    BlockHead {
+                        block_id: i as u8,
+                        fork: b.forknum as u8,
+                        has_image: b.has_image,
+                        apply_image: b.apply_image,
+                        has_data: b.has_data,
+                        tablespace,
+                        database,
+                        relfilenode,
+                        block: b.blkno,
+                        image_len: b.bimg_len as u32,
+                    },
+                    data,
+                ))
+            });
+            batch.push(head, main, blocks);
+            self.next = st.EndRecPtr;
+        }
+        Read::Record
+    }
+}
+
+/// # Safety
+/// `p` valid for `len` bytes when `len > 0`.
+unsafe fn slice<'a>(p: *const u8, len: usize) -> &'a [u8] {
+    if p.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: caller's contract.
+        unsafe { std::slice::from_raw_parts(p, len) }
+    }
+}
+
+impl Drop for WalReader {
+    fn drop(&mut self) {
+        // SAFETY: the reader was allocated by XLogReaderAllocate and is freed once.
+        unsafe { pg_sys::XLogReaderFree(self.state) };
+    }
+}
+
+/// Where WAL is durable: the flush pointer on a primary, the replay pointer on a standby.
+pub fn durable_lsn() -> u64 {
+    // SAFETY: plain reads of shared WAL positions; main thread.
+    unsafe {
+        if pg_sys::RecoveryInProgress() {
+            pg_sys::GetXLogReplayRecPtr(std::ptr::null_mut())
+        } else {
+            pg_sys::GetFlushRecPtr(std::ptr::null_mut())
+        }
+    }
+}
+
+/// The redo pointer of the last checkpoint: a safe place to start (WAL from there is
+/// always kept).
+pub fn redo_lsn() -> u64 {
+    // SAFETY: reads a shared WAL position; main thread.
+    unsafe { pg_sys::GetRedoRecPtr() }
+}
+
+/// The server's resource-manager names, indexed by id.
+pub fn rmgr_names() -> Vec<Option<String>> {
+    (0..=255usize)
+        .map(|i| {
+            // SAFETY: RmgrTable has RM_MAX_ID + 1 = 256 entries; names are static strings
+            // or null for unused ids.
+            unsafe {
+                let e = &*(std::ptr::addr_of!(pg_sys::RmgrTable) as *const pg_sys::RmgrData).add(i);
+                if e.rm_name.is_null() {
+                    None
+                } else {
+                    Some(CStr::from_ptr(e.rm_name).to_string_lossy().into_owned())
+                }
+            }
+        })
+        .collect()
+}
