@@ -74,7 +74,7 @@ COMMENT ON VIEW @extschema@.plugins IS 'Every plugin listed in walker.plugins: s
 
 -- (Re)creates walker.<plugin>_<view> for every view the loaded plugins declare.
 -- Run it after changing walker.plugins and restarting; CREATE EXTENSION runs it once.
-CREATE FUNCTION @extschema@.refresh_views() RETURNS SETOF text
+CREATE FUNCTION @extschema@.refresh_views() RETURNS SETOF text SECURITY DEFINER
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     v record;
