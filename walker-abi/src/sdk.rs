@@ -348,7 +348,7 @@ impl Host {
         if ptr.is_null() {
             return Err(PluginError::new("no shared-memory region: shmem_size returned 0 or shared memory is not initialised"));
         }
-        if size < std::mem::size_of::<T>() || (ptr as usize) % std::mem::align_of::<T>() != 0 {
+        if size < std::mem::size_of::<T>() || !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
             return Err(PluginError::new(format!(
                 "shared-memory region of {size} bytes cannot hold the plugin's state of {} bytes",
                 std::mem::size_of::<T>()

@@ -32,8 +32,11 @@ VACUUM accounts;
 DROP TABLE events;
 "#;
 
+/// Waits until walker has processed everything written so far. The target is the end
+/// of a record written now (a logical message), which walker reaches exactly once the
+/// WAL writer has flushed it; the flush LSN itself may point past the last record.
 fn wait_caught_up(c: &Cluster) {
-    let target = c.query_one("SELECT pg_current_wal_flush_lsn()");
+    let target = c.query_one("SELECT pg_logical_emit_message(false, 'walker-test', 'sync')");
     c.wait_until("walker catches up with the flush LSN", Duration::from_secs(60), || {
         c.query_one(&format!("SELECT coalesce(processed_lsn >= '{target}'::pg_lsn, false) FROM walker.status")) == "t"
     });
