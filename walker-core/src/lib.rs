@@ -12,6 +12,7 @@ pub mod loader;
 pub mod names;
 pub mod negotiate;
 pub mod registry;
+pub mod retention;
 pub mod rows;
 pub mod settings;
 pub mod shared;

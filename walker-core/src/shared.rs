@@ -245,6 +245,12 @@ pub struct HostShared {
     pub starts: AtomicU64,
     /// Last read error.
     pub last_error: SharedMessage,
+    /// Restart LSN of walker's replication slot (0 without a slot).
+    pub slot_lsn: AtomicU64,
+    /// WAL ranges walker could not read (released past the retention bound, or removed).
+    pub gaps: AtomicU64,
+    /// The last gap: range and reason.
+    pub last_gap: SharedMessage,
 }
 
 impl HostShared {

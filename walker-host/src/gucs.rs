@@ -18,6 +18,8 @@ pub static NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(200);
 pub static BATCH_RECORDS: GucSetting<i32> = GucSetting::<i32>::new(2048);
 /// `walker.queue_batches`: batches each plugin's queue holds before the reader waits.
 pub static QUEUE_BATCHES: GucSetting<i32> = GucSetting::<i32>::new(4);
+/// `walker.max_retained_wal` (MB): most WAL walker's slot may hold back; -1 = no limit.
+pub static MAX_RETAINED_WAL_MB: GucSetting<i32> = GucSetting::<i32>::new(10240);
 
 /// Defines the `walker.*` settings.
 pub fn define() {
@@ -67,6 +69,22 @@ pub fn define() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"walker.max_retained_wal",
+        c"Most WAL walker's replication slot may hold back while walker is behind or paused (-1: no limit).",
+        c"Past it, walker releases the WAL it has not read, reports the gap in walker.status and the log, and goes on.",
+        &MAX_RETAINED_WAL_MB,
+        -1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MB,
+    );
+}
+
+/// The retention bound in bytes (`None`: unbounded).
+pub fn max_retained_bytes() -> Option<u64> {
+    let mb = MAX_RETAINED_WAL_MB.get();
+    (mb >= 0).then(|| (mb as u64).saturating_mul(1 << 20))
 }
 
 /// The `walker.plugins` value ("" when unset).

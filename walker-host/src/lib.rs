@@ -11,6 +11,7 @@ mod gucs;
 mod logging;
 mod pg_version;
 mod shmem;
+mod slot;
 mod sql;
 mod startup;
 mod wal;
@@ -62,9 +63,10 @@ SELECT state, pid, started_at::timestamptz AS started_at, start_lsn::pg_lsn AS s
        read_lsn::pg_lsn AS read_lsn, processed_lsn::pg_lsn AS processed_lsn,
        flush_lsn::pg_lsn AS flush_lsn, lag_bytes, records, bytes, records_per_sec,
        starts, last_error, shmem_bytes,
-       current_setting('walker.enabled')::bool AS enabled
+       current_setting('walker.enabled')::bool AS enabled,
+       'walker'::text AS slot_name, slot_lsn::pg_lsn AS slot_lsn, retained_bytes, gaps, last_gap
 FROM @extschema@._status();
-COMMENT ON VIEW @extschema@.status IS 'The walker worker: state, WAL positions, lag, throughput.';
+COMMENT ON VIEW @extschema@.status IS 'The walker worker: state, WAL positions, lag, throughput, its replication slot and the WAL gaps it could not read.';
 
 CREATE VIEW @extschema@.plugins AS
 SELECT name, version, abi_version, state, records, errors, processed_lsn::pg_lsn AS processed_lsn,

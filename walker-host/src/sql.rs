@@ -38,6 +38,10 @@ fn status() -> TableIterator<
         name!(starts, i64),
         name!(last_error, Option<String>),
         name!(shmem_bytes, i64),
+        name!(slot_lsn, Option<String>),
+        name!(retained_bytes, Option<i64>),
+        name!(gaps, i64),
+        name!(last_gap, Option<String>),
     ),
 > {
     let h = host();
@@ -45,6 +49,7 @@ fn status() -> TableIterator<
     let started = h.started_at.load(Ordering::Relaxed);
     let processed = h.processed_lsn.load(Ordering::Acquire);
     let flush = wal::durable_lsn();
+    let slot_lsn = h.slot_lsn.load(Ordering::Relaxed);
     let lag = (processed != 0).then(|| i64::try_from(flush.saturating_sub(processed)).unwrap_or(i64::MAX));
     let row = (
         h.worker_state().as_str().to_string(),
@@ -61,6 +66,10 @@ fn status() -> TableIterator<
         i64::try_from(h.starts.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
         h.last_error.get(),
         i64::try_from(shmem::total_bytes()).unwrap_or(i64::MAX),
+        lsn_text(slot_lsn),
+        (slot_lsn != 0).then(|| i64::try_from(flush.saturating_sub(slot_lsn)).unwrap_or(i64::MAX)),
+        i64::try_from(h.gaps.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        h.last_gap.get(),
     );
     TableIterator::new(vec![row])
 }

@@ -1,9 +1,11 @@
 //! The walker background worker: reads WAL on its main thread, hands batches to the
-//! dispatch threads, keeps `walker.status` current, sleeps on its latch when caught up.
+//! dispatch threads, moves its replication slot behind the slowest plugin, keeps
+//! `walker.status` current, and sleeps on its latch when caught up.
 
-use crate::{gucs, logging, shmem, wal};
+use crate::{gucs, logging, shmem, slot, wal};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
-use pgrx::pg_sys;
+use pgrx::{pg_sys, PgTryBuilder};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,10 +13,14 @@ use walker_core::batch::BatchBuilder;
 use walker_core::dispatch::Dispatcher;
 use walker_core::host_api::{now_micros, set_rmgr_names};
 use walker_core::registry;
-use walker_core::shared::{HostShared, WorkerState};
+use walker_core::retention::{oldest_available, release_point};
+use walker_core::rows::format_lsn;
+use walker_core::shared::{HostShared, PluginState, WorkerState};
 
 /// Most bytes of record data copied into one batch.
 const BATCH_BYTES: usize = 8 << 20;
+/// How often the slot is written to disk while walking.
+const SLOT_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Registers the worker (from `_PG_init`).
 pub fn register() {
@@ -39,21 +45,207 @@ pub extern "C-unwind" fn walker_worker_main(_arg: pg_sys::Datum) {
     };
     run(host);
     // Exit code 1: the postmaster restarts the worker unless the server is shutting
-    // down, so a stray SIGTERM (pg_terminate_backend) never stops walking for good.
+    // down, so a stray SIGTERM never stops walking for good.
     // SAFETY: ends the process the PostgreSQL way, running its exit callbacks.
     unsafe { pg_sys::proc_exit(1) };
 }
 
-struct Rate {
-    since: Instant,
-    records: u64,
+/// Records a WAL range walker could not read, and moves every plugin's position past it.
+fn record_gap(host: &HostShared, from: u64, to: u64, why: &str) {
+    let msg = format!("{} .. {}: {why}", format_lsn(from), format_lsn(to));
+    pgrx::warning!("walker: skipped WAL {msg}");
+    host.gaps.fetch_add(1, Ordering::Relaxed);
+    host.last_gap.set(&msg);
+    for s in registry::all() {
+        if let Some(sh) = s.shared() {
+            sh.processed_lsn.fetch_max(to, Ordering::AcqRel);
+        }
+    }
+    host.processed_lsn.fetch_max(to, Ordering::AcqRel);
 }
 
-fn publish(host: &HostShared, dispatcher: &Dispatcher, reader: &wal::WalReader) {
-    let read = reader.position();
-    host.read_lsn.store(read, Ordering::Release);
-    let processed = dispatcher.processed_lsn().unwrap_or(read);
-    host.processed_lsn.store(processed, Ordering::Release);
+/// Lowest position among the plugins still receiving records (or `read` without any).
+fn processed_position(dispatcher: &Dispatcher, read: u64) -> u64 {
+    dispatcher.processed_lsn().unwrap_or(read)
+}
+
+struct Walk {
+    host: &'static HostShared,
+    dispatcher: Dispatcher,
+    reader: wal::WalReader,
+    /// Where to (re)position the reader; `None` when positioned.
+    seek_to: Option<u64>,
+    stopping: bool,
+    rate_since: Instant,
+    rate_records: u64,
+    slot_saved: Instant,
+}
+
+impl Walk {
+    fn nap(&mut self, state: WorkerState) {
+        self.host.set_worker_state(state);
+        let naptime = Duration::from_millis(gucs::NAPTIME_MS.get().max(10) as u64);
+        if !BackgroundWorker::wait_latch(Some(naptime)) {
+            self.stopping = true;
+        }
+    }
+
+    /// Releases WAL past the retention bound: the slot moves, the gap is recorded, the
+    /// reader continues after it.
+    fn enforce_retention(&mut self) {
+        let processed = self.host.processed_lsn.load(Ordering::Acquire);
+        let durable = wal::durable_lsn();
+        // SAFETY: reading a server global on the main thread.
+        let seg = unsafe { pg_sys::wal_segment_size } as u64;
+        if let Some(to) = release_point(processed, durable, gucs::max_retained_bytes(), seg) {
+            let why = format!("walker held back more than walker.max_retained_wal ({} MB); the WAL in between was released unread", gucs::MAX_RETAINED_WAL_MB.get());
+            record_gap(self.host, processed, to, &why);
+            slot::advance(to, true);
+            self.seek_to = Some(to);
+        }
+    }
+
+    /// Recovers from a read error: if the WAL at the reader's position is gone, record
+    /// the gap and continue at the oldest WAL still on disk.
+    fn recover(&mut self, msg: String) {
+        let at = self.seek_to.unwrap_or_else(|| self.reader.position());
+        let m = format!("reading WAL at {}: {msg}", format_lsn(at));
+        pgrx::warning!("walker: {m}");
+        self.host.last_error.set(&m);
+        self.reader = wal::WalReader::new();
+        // SAFETY: reading server state on the main thread.
+        let (removed, seg) = unsafe { (pg_sys::XLogGetLastRemovedSegno(), pg_sys::wal_segment_size as u64) };
+        let oldest = oldest_available(removed, seg);
+        if removed > 0 && at < oldest {
+            record_gap(self.host, at, oldest, "the WAL was removed before walker read it (walker had no replication slot holding it)");
+            slot::advance(oldest, true);
+            self.seek_to = Some(oldest);
+        } else {
+            self.seek_to = Some(at);
+        }
+    }
+
+    fn position(&mut self) -> bool {
+        let Some(want) = self.seek_to else { return true };
+        let reader = &mut self.reader;
+        let found = PgTryBuilder::new(AssertUnwindSafe(|| Ok(reader.seek(want))))
+            .catch_others(|e| Err(slot::caught_message(&e)))
+            .execute();
+        match found {
+            Ok(Some(first)) => {
+                self.seek_to = None;
+                let h = self.host;
+                if h.start_lsn.load(Ordering::Acquire) == 0 {
+                    h.start_lsn.store(first, Ordering::Release);
+                }
+                h.read_lsn.store(first, Ordering::Release);
+                if h.processed_lsn.load(Ordering::Acquire) < first {
+                    h.processed_lsn.store(first, Ordering::Release);
+                }
+                true
+            }
+            Ok(None) => false,
+            Err(msg) => {
+                self.recover(msg);
+                false
+            }
+        }
+    }
+
+    fn read_batch(&mut self) -> (BatchBuilder, bool) {
+        let mut batch = BatchBuilder::new();
+        let max_records = gucs::BATCH_RECORDS.get().max(1) as usize;
+        loop {
+            if batch.len() >= max_records || batch.data_bytes() >= BATCH_BYTES {
+                return (batch, false);
+            }
+            let reader = &mut self.reader;
+            let b = &mut batch;
+            let r = PgTryBuilder::new(AssertUnwindSafe(|| reader.read(b)))
+                .catch_others(|e| wal::Read::Error(slot::caught_message(&e)))
+                .execute();
+            match r {
+                wal::Read::Record => {}
+                wal::Read::EndOfWal => return (batch, true),
+                wal::Read::Error(msg) => {
+                    if batch.is_empty() {
+                        self.recover(msg);
+                    } else {
+                        // Deliver what was read; the next round meets the error again.
+                        self.seek_to = Some(self.reader.position());
+                    }
+                    return (batch, true);
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let h = self.host;
+        let read = self.reader.position();
+        if read != 0 {
+            h.read_lsn.store(read, Ordering::Release);
+        }
+        let processed = processed_position(&self.dispatcher, h.read_lsn.load(Ordering::Acquire));
+        h.processed_lsn.fetch_max(processed, Ordering::AcqRel);
+        let save = self.slot_saved.elapsed() >= SLOT_SAVE_INTERVAL;
+        if save {
+            self.slot_saved = Instant::now();
+        }
+        slot::advance(h.processed_lsn.load(Ordering::Acquire), save);
+        h.slot_lsn.store(slot::restart_lsn(), Ordering::Relaxed);
+        h.flush_lsn.store(wal::durable_lsn(), Ordering::Relaxed);
+        let elapsed = self.rate_since.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            let now = h.records.load(Ordering::Relaxed);
+            h.set_rate(now.saturating_sub(self.rate_records) as f64 / elapsed.as_secs_f64());
+            self.rate_since = Instant::now();
+            self.rate_records = now;
+        }
+        logging::drain();
+    }
+
+    fn step(&mut self) {
+        if BackgroundWorker::sighup_received() {
+            // SAFETY: the documented way to reload settings in a background worker.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            // SAFETY: main thread.
+            unsafe { registry::refresh_settings() };
+        }
+        if BackgroundWorker::sigterm_received() {
+            self.stopping = true;
+            return;
+        }
+        self.enforce_retention();
+        if !gucs::ENABLED.get() {
+            self.publish();
+            return self.nap(WorkerState::Paused);
+        }
+        if !self.position() {
+            self.publish();
+            return self.nap(WorkerState::Idle);
+        }
+        let (batch, caught_up) = self.read_batch();
+        if !batch.is_empty() {
+            let batch = Arc::new(batch.finish());
+            let bytes: u64 = batch.records().iter().map(|r| r.total_len as u64).sum();
+            let n = batch.records().len() as u64;
+            self.host.set_worker_state(WorkerState::Walking);
+            let mut stopping = false;
+            let delivered = self.dispatcher.send(batch, Duration::from_millis(100), || {
+                stopping = stopping || BackgroundWorker::sigterm_received();
+                stopping
+            });
+            self.stopping |= stopping || !delivered;
+            self.host.records.fetch_add(n, Ordering::Relaxed);
+            self.host.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        self.publish();
+        if caught_up && !self.stopping {
+            self.dispatcher.idle(self.reader.position());
+            self.nap(WorkerState::Idle);
+        }
+    }
 }
 
 fn run(host: &'static HostShared) {
@@ -66,8 +258,15 @@ fn run(host: &'static HostShared) {
     // SAFETY: the worker's main thread is where settings change.
     unsafe { registry::refresh_settings() };
 
-    let slots = registry::all();
-    let dispatcher = match Dispatcher::start(&slots, gucs::QUEUE_BATCHES.get() as usize) {
+    let slot_lsn = match slot::acquire() {
+        Ok(l) => l,
+        Err(msg) => {
+            pgrx::warning!("walker: {msg}; walking without WAL retention");
+            host.last_error.set(&msg);
+            0
+        }
+    };
+    let dispatcher = match Dispatcher::start(&registry::all(), gucs::QUEUE_BATCHES.get() as usize) {
         Ok(d) => d,
         Err(e) => {
             pgrx::warning!("walker: could not start dispatch threads: {e}");
@@ -75,127 +274,41 @@ fn run(host: &'static HostShared) {
             return;
         }
     };
-    pgrx::log!("walker: worker started with {} running plugin(s)", dispatcher.len());
-
-    let mut reader = wal::WalReader::new();
     // Resume where this server's walk left off (a restarted worker keeps shared
-    // memory), else at the last checkpoint's redo pointer.
+    // memory), else where the slot holds WAL from, else at the last checkpoint.
     let resume = host.processed_lsn.load(Ordering::Acquire);
-    let wanted = if resume != 0 { resume } else { wal::redo_lsn() };
-    let mut stopping = false;
-    let mut positioned = false;
-    let mut rate = Rate { since: Instant::now(), records: host.records.load(Ordering::Relaxed) };
+    let start = [resume, slot_lsn].into_iter().find(|&l| l != 0).unwrap_or_else(wal::redo_lsn);
+    pgrx::log!("walker: worker started at {} with {} running plugin(s)", format_lsn(start), dispatcher.len());
 
-    while !stopping {
-        if BackgroundWorker::sighup_received() {
-            // SAFETY: the documented way to reload settings in a background worker.
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-            // SAFETY: main thread.
-            unsafe { registry::refresh_settings() };
-        }
-        if BackgroundWorker::sigterm_received() {
-            break;
-        }
-        let naptime = Duration::from_millis(gucs::NAPTIME_MS.get().max(10) as u64);
-        if !gucs::ENABLED.get() {
-            host.set_worker_state(WorkerState::Paused);
-            stopping = !BackgroundWorker::wait_latch(Some(naptime));
-            continue;
-        }
-        if !positioned {
-            match reader.seek(wanted) {
-                Some(first) => {
-                    positioned = true;
-                    if host.start_lsn.load(Ordering::Acquire) == 0 {
-                        host.start_lsn.store(first, Ordering::Release);
-                    }
-                    host.read_lsn.store(first, Ordering::Release);
-                    if host.processed_lsn.load(Ordering::Acquire) == 0 {
-                        host.processed_lsn.store(first, Ordering::Release);
-                    }
-                }
-                None => {
-                    host.set_worker_state(WorkerState::Idle);
-                    stopping = !BackgroundWorker::wait_latch(Some(naptime));
-                    continue;
-                }
-            }
-        }
-
-        let mut batch = BatchBuilder::new();
-        let max_records = gucs::BATCH_RECORDS.get().max(1) as usize;
-        let mut caught_up = false;
-        let mut bytes = 0u64;
-        while batch.len() < max_records && batch.data_bytes() < BATCH_BYTES {
-            match reader.read(&mut batch) {
-                wal::Read::Record => {}
-                wal::Read::EndOfWal => {
-                    caught_up = true;
-                    break;
-                }
-                wal::Read::Error(msg) => {
-                    let m = format!("reading WAL after {}: {msg}", walker_core::rows::format_lsn(reader.position()));
-                    pgrx::warning!("walker: {m}");
-                    host.last_error.set(&m);
-                    caught_up = true;
-                    break;
-                }
-            }
-        }
-        let n = batch.len() as u64;
-        if n > 0 {
-            let batch = Arc::new(batch.finish());
-            for r in batch.records() {
-                bytes = bytes.saturating_add(r.total_len as u64);
-            }
-            host.set_worker_state(WorkerState::Walking);
-            let delivered = dispatcher.send(batch, Duration::from_millis(100), || {
-                if BackgroundWorker::sigterm_received() {
-                    stopping = true;
-                }
-                stopping
-            });
-            if !delivered {
-                break;
-            }
-            host.records.fetch_add(n, Ordering::Relaxed);
-            host.bytes.fetch_add(bytes, Ordering::Relaxed);
-        }
-        publish(host, &dispatcher, &reader);
-        host.flush_lsn.store(wal::durable_lsn(), Ordering::Relaxed);
-        let elapsed = rate.since.elapsed();
-        if elapsed >= Duration::from_secs(1) {
-            let now = host.records.load(Ordering::Relaxed);
-            host.set_rate(now.saturating_sub(rate.records) as f64 / elapsed.as_secs_f64());
-            rate = Rate { since: Instant::now(), records: now };
-        }
-        logging::drain();
-        if caught_up {
-            dispatcher.idle(reader.position());
-            host.set_worker_state(WorkerState::Idle);
-            stopping = !BackgroundWorker::wait_latch(Some(naptime));
-        }
+    let mut walk = Walk {
+        host,
+        dispatcher,
+        reader: wal::WalReader::new(),
+        seek_to: Some(start),
+        stopping: false,
+        rate_since: Instant::now(),
+        rate_records: host.records.load(Ordering::Relaxed),
+        slot_saved: Instant::now(),
+    };
+    while !walk.stopping {
+        walk.step();
     }
 
-    pgrx::log!("walker: worker stopping at {}", walker_core::rows::format_lsn(reader.position()));
+    let Walk { dispatcher, reader, .. } = walk;
+    pgrx::log!("walker: worker stopping at {}", format_lsn(reader.position()));
     dispatcher.stop();
-    publish_final(host, &reader);
-    logging::drain();
-}
-
-fn publish_final(host: &HostShared, reader: &wal::WalReader) {
-    host.read_lsn.store(reader.position(), Ordering::Release);
     let processed = registry::all()
         .iter()
         .filter(|s| s.usable())
         .filter_map(|s| s.shared())
-        .filter(|s| s.state() != walker_core::shared::PluginState::Failed)
+        .filter(|s| s.state() != PluginState::Failed)
         .map(|s| s.processed_lsn.load(Ordering::Acquire))
         .min()
         .unwrap_or(reader.position());
-    if processed != 0 {
-        host.processed_lsn.store(processed, Ordering::Release);
-    }
+    host.processed_lsn.fetch_max(processed, Ordering::AcqRel);
+    slot::advance(host.processed_lsn.load(Ordering::Acquire), true);
+    slot::release();
     host.set_worker_state(WorkerState::Stopped);
     host.worker_pid.store(0, Ordering::Relaxed);
+    logging::drain();
 }

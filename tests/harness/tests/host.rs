@@ -180,3 +180,41 @@ fn only_walker_monitor_members_read_the_views() {
     c.exec("GRANT walker_admin TO alice");
     c.psql_as("alice", "postgres", "SELECT count(*) FROM walker.status").expect("admins are monitors too");
 }
+
+#[test]
+fn slot_keeps_unread_wal_and_the_bound_releases_it() {
+    let c = Cluster::builder("retention").plugins("rmgr_stats").conf("max_wal_size", "64MB").conf("min_wal_size", "32MB").start();
+    c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_walinspect;");
+    wait_caught_up(&c);
+    let slot = c.query("SELECT slot_type, active FROM pg_replication_slots WHERE slot_name = 'walker'");
+    assert_eq!(slot, vec![vec!["physical".to_string(), "t".to_string()]], "walker holds its slot");
+
+    // Paused while WAL is written and checkpoints run: the slot keeps every segment,
+    // and walking resumes exactly where it stopped.
+    c.exec("ALTER SYSTEM SET walker.enabled = off; SELECT pg_reload_conf();");
+    c.wait_until("the worker pauses", Duration::from_secs(30), || c.query_one("SELECT state FROM walker.status") == "paused");
+    let held_from = c.query_one("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'walker'");
+    c.exec("CREATE TABLE big (a int, b text); INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 300000) g; CHECKPOINT;");
+    let oldest_kept = c.query_one("SELECT min(name) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'");
+    let needed = c.query_one(&format!("SELECT pg_walfile_name('{held_from}')"));
+    assert!(oldest_kept <= needed, "segment {needed} was removed although the slot holds it (oldest kept {oldest_kept})");
+    c.exec("ALTER SYSTEM SET walker.enabled = on; SELECT pg_reload_conf();");
+    wait_caught_up(&c);
+    assert_exact(&c);
+    assert_eq!(c.query_one("SELECT gaps FROM walker.status"), "0");
+
+    // A bound smaller than the WAL written while paused: walker releases it, reports
+    // the gap with its range, and walks on after it.
+    c.exec("ALTER SYSTEM SET walker.enabled = off; ALTER SYSTEM SET walker.max_retained_wal = '16MB'; SELECT pg_reload_conf();");
+    c.wait_until("the worker pauses", Duration::from_secs(30), || c.query_one("SELECT state FROM walker.status") == "paused");
+    c.exec("INSERT INTO big SELECT g, repeat('y', 200) FROM generate_series(1, 300000) g; CHECKPOINT;");
+    // The bound may be crossed several times during the insert: one gap each time.
+    c.wait_until("walker releases the WAL past the bound", Duration::from_secs(30), || {
+        c.query_one("SELECT gaps >= 1 AND retained_bytes <= 16 * 1024 * 1024 + 16 * 1024 * 1024 FROM walker.status") == "t"
+    });
+    let gap = c.query_one("SELECT last_gap FROM walker.status");
+    assert!(gap.contains("walker.max_retained_wal") && gap.contains(" .. "), "{gap}");
+    assert!(c.server_log().contains("walker: skipped WAL"), "the gap is logged");
+    c.exec("ALTER SYSTEM SET walker.enabled = on; SELECT pg_reload_conf();");
+    wait_caught_up(&c);
+}
