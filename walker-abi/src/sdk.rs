@@ -152,16 +152,7 @@ pub enum Value<'a> {
 
 impl Value<'_> {
     fn to_abi(self) -> WalkerValue {
-        let mut v = WalkerValue {
-            ty: WalkerType(0),
-            is_null: false,
-            bool_value: false,
-            int_value: 0,
-            lsn_value: 0,
-            float_value: 0.0,
-            str_ptr: std::ptr::null(),
-            str_len: 0,
-        };
+        let mut v = WalkerValue::default();
         match self {
             Value::Null => v.is_null = true,
             Value::Int8(i) => {

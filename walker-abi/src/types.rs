@@ -248,6 +248,22 @@ pub struct WalkerValue {
     pub str_len: usize,
 }
 
+impl Default for WalkerValue {
+    /// A value with no type set and every field zero (fill in `ty` and one field).
+    fn default() -> Self {
+        WalkerValue {
+            ty: WalkerType(0),
+            is_null: false,
+            bool_value: false,
+            int_value: 0,
+            lsn_value: 0,
+            float_value: 0.0,
+            str_ptr: std::ptr::null(),
+            str_len: 0,
+        }
+    }
+}
+
 /// Where a plugin writes the rows of a view, in [`WalkerPluginDescriptor::view_rows`].
 #[repr(C)]
 #[derive(StableAbi)]

@@ -178,24 +178,11 @@ mod tests {
 
     fn abi(v: Value<'_>) -> WalkerValue {
         match v {
-            Value::Int8(i) => WalkerValue { ty: WalkerType::INT8, int_value: i, ..zero() },
-            Value::Text(s) => WalkerValue { ty: WalkerType::TEXT, str_ptr: s.as_ptr(), str_len: s.len(), ..zero() },
-            Value::Lsn(l) => WalkerValue { ty: WalkerType::LSN, lsn_value: l, ..zero() },
-            Value::Null => WalkerValue { is_null: true, ..zero() },
+            Value::Int8(i) => WalkerValue { ty: WalkerType::INT8, int_value: i, ..Default::default() },
+            Value::Text(s) => WalkerValue { ty: WalkerType::TEXT, str_ptr: s.as_ptr(), str_len: s.len(), ..Default::default() },
+            Value::Lsn(l) => WalkerValue { ty: WalkerType::LSN, lsn_value: l, ..Default::default() },
+            Value::Null => WalkerValue { is_null: true, ..Default::default() },
             _ => unreachable!("not used in these tests"),
-        }
-    }
-
-    fn zero() -> WalkerValue {
-        WalkerValue {
-            ty: WalkerType(0),
-            is_null: false,
-            bool_value: false,
-            int_value: 0,
-            lsn_value: 0,
-            float_value: 0.0,
-            str_ptr: std::ptr::null(),
-            str_len: 0,
         }
     }
 
