@@ -186,8 +186,9 @@ impl Dispatcher {
     }
 
     /// Sends stop to every lane and waits until each has drained its queue and run
-    /// its `shutdown`.
-    pub fn stop(mut self) {
+    /// its `shutdown`. Returns the lowest processed LSN among the lanes that did not
+    /// fail (`None` when every lane failed or there were none).
+    pub fn stop(mut self) -> Option<u64> {
         for lane in &self.lanes {
             let _ = lane.tx.send(Msg::Stop);
         }
@@ -196,5 +197,11 @@ impl Dispatcher {
                 let _ = t.join();
             }
         }
+        self.lanes
+            .iter()
+            .filter_map(|l| l.slot.shared())
+            .filter(|s| s.state() != PluginState::Failed)
+            .map(|s| s.processed_lsn.load(Ordering::Acquire))
+            .min()
     }
 }

@@ -15,7 +15,7 @@ use walker_core::host_api::{now_micros, set_rmgr_names};
 use walker_core::registry;
 use walker_core::retention::{oldest_available, release_point};
 use walker_core::rows::format_lsn;
-use walker_core::shared::{HostShared, PluginState, WorkerState};
+use walker_core::shared::{HostShared, WorkerState};
 
 /// Most bytes of record data copied into one batch.
 const BATCH_BYTES: usize = 8 << 20;
@@ -296,15 +296,7 @@ fn run(host: &'static HostShared) {
 
     let Walk { dispatcher, reader, .. } = walk;
     pgrx::log!("walker: worker stopping at {}", format_lsn(reader.position()));
-    dispatcher.stop();
-    let processed = registry::all()
-        .iter()
-        .filter(|s| s.usable())
-        .filter_map(|s| s.shared())
-        .filter(|s| s.state() != PluginState::Failed)
-        .map(|s| s.processed_lsn.load(Ordering::Acquire))
-        .min()
-        .unwrap_or(reader.position());
+    let processed = dispatcher.stop().unwrap_or(reader.position());
     host.processed_lsn.fetch_max(processed, Ordering::AcqRel);
     slot::advance(host.processed_lsn.load(Ordering::Acquire), true);
     slot::release();
