@@ -17,6 +17,15 @@ pub enum NameError {
     Duplicate(String),
 }
 
+impl NameError {
+    /// The entry as written in `walker.plugins`.
+    pub fn name(&self) -> &str {
+        match self {
+            NameError::PathSeparator(n) | NameError::Invalid(n) | NameError::Duplicate(n) => n,
+        }
+    }
+}
+
 /// Longest plugin name: view names `<plugin>_<view>` must fit PostgreSQL's 63-byte identifiers.
 pub const MAX_PLUGIN_NAME: usize = 31;
 
@@ -108,6 +117,7 @@ mod tests {
         assert!(matches!(got[1], Err(NameError::PathSeparator(_))));
         assert_eq!(got[2], Ok("garbagemap".into()));
         assert_eq!(got[3], Err(NameError::Duplicate("rmgr_stats".into())));
+        assert_eq!(got[1].as_ref().unwrap_err().name(), "bad/one");
         assert!(parse_plugin_list("").is_empty());
     }
 

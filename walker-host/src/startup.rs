@@ -29,11 +29,7 @@ pub fn load_plugins() {
         let slot = match entry {
             Ok(name) => loader::load_plugin(index, &name, &paths),
             Err(e) => {
-                let shown = match &e {
-                    walker_core::names::NameError::PathSeparator(n)
-                    | walker_core::names::NameError::Invalid(n)
-                    | walker_core::names::NameError::Duplicate(n) => n.clone(),
-                };
+                let shown = e.name().to_string();
                 PluginSlot::not_loaded(index, &shown, None, None, loader::LoadError::from(e).to_string())
             }
         };

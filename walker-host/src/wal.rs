@@ -129,7 +129,7 @@ impl WalReader {
                 total_len: d.header.xl_tot_len,
             };
             let main = slice(d.main_data as *const u8, d.main_data_len as usize);
-            let blocks = (0..=d.max_block_id.max(-1)).filter_map(|i| {
+            let blocks = (0..=d.max_block_id).filter_map(|i| {
                 let b = &*d.blocks.as_ptr().add(i as usize);
                 if !b.in_use {
                     return None;
