@@ -21,7 +21,7 @@ typedef struct WalkerPlugin WalkerPlugin;
 /*
  Minor version of the ABI. The host loads plugins whose minor is at most its own.
  */
-#define WALKER_ABI_MINOR 0
+#define WALKER_ABI_MINOR 1
 
 /*
  Number of 64-bit words in a resource-manager subscription mask (256 rmgr ids:
@@ -472,6 +472,20 @@ typedef struct WalkerRowSink {
 } WalkerRowSink;
 
 /*
+ Where a plugin writes its state in [`WalkerPluginDescriptor::save_state`] (ABI 1.1).
+ */
+typedef struct WalkerStateSink {
+  /*
+   Host context; pass it back to `write`.
+   */
+  void *ctx;
+  /*
+   Appends `len` bytes to the snapshot.
+   */
+  WalkerStatus (*write)(void *ctx, const uint8_t *data, size_t len);
+} WalkerStateSink;
+
+/*
  What a plugin tells the host about itself. Returned by the plugin's
  `walker_plugin_entry` symbol; must stay valid for the life of the process.
 
@@ -549,6 +563,23 @@ typedef struct WalkerPluginDescriptor {
    `views`): emit each row into `sink`.
    */
   WalkerStatus (*view_rows)(WalkerPlugin *plugin, uint32_t view, const struct WalkerRowSink *sink);
+  /*
+   ABI 1.1. Writes the plugin's whole state into `sink` (any number of `write`
+   calls). Called on the dispatch thread between records, so the state reflects
+   every record delivered so far; the host stores it with that LSN in a snapshot
+   file (at checkpoints, on an interval and at shutdown) and moves walker's
+   replication slot only past WAL that a snapshot covers. A plugin provides both
+   `save_state` and `load_state`, or neither.
+   */
+  WalkerStatus (*save_state)(WalkerPlugin *plugin, const struct WalkerStateSink *sink);
+  /*
+   ABI 1.1. Replaces the plugin's state, in the worker before any record is
+   delivered: with the bytes of its last snapshot (`data`, `len`), which reflect
+   every record up to `lsn`; or, when `data` is null, with an empty state (no
+   snapshot, or one the host refused). Records ending at or before `lsn` are not
+   delivered again.
+   */
+  WalkerStatus (*load_state)(WalkerPlugin *plugin, const uint8_t *data, size_t len, uint64_t lsn);
 } WalkerPluginDescriptor;
 
 #endif  /* WALKER_PLUGIN_H */

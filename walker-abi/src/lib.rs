@@ -9,5 +9,8 @@ pub mod sdk;
 pub mod types;
 
 pub use abi_stable;
-pub use sdk::{Host, Plugin, PluginError, PluginInfo, PluginResult, Record, RowSink, SharedState, Value, ViewDef};
+pub use sdk::{
+    Host, Plugin, PluginError, PluginInfo, PluginResult, Record, RowSink, SharedState, Value,
+    ViewDef,
+};
 pub use types::*;

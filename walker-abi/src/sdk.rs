@@ -69,6 +69,9 @@ pub struct PluginInfo {
     pub rmgrs: [u64; WALKER_RMGR_MASK_WORDS],
     /// Views.
     pub views: Vec<ViewDef>,
+    /// The plugin keeps state across restarts through snapshots: the host calls
+    /// [`Plugin::save_state`] and [`Plugin::load_state`] (ABI 1.1).
+    pub snapshots: bool,
 }
 
 /// A plugin. One type per shared library, exported with [`export_plugin!`](crate::export_plugin).
@@ -104,6 +107,18 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     }
     /// Emits the rows of view number `view` (index into `describe().views`).
     fn view_rows(&self, _host: &Host, _view: usize, _sink: &mut RowSink<'_>) -> PluginResult {
+        Ok(())
+    }
+    /// Appends the whole state to `out` (called only when `describe().snapshots`).
+    /// Runs between records on the dispatch thread; include a format version of your own
+    /// so a later release can read (or refuse) what this one wrote.
+    fn save_state(&self, _host: &Host, _out: &mut Vec<u8>) -> PluginResult {
+        Ok(())
+    }
+    /// Replaces the state with a snapshot [`Plugin::save_state`] wrote, which reflects
+    /// every record up to `lsn`; with `None`, resets it to empty. Runs in the worker
+    /// before any record is delivered. An error makes the host start the plugin empty.
+    fn load_state(&self, _host: &Host, _state: Option<&[u8]>, _lsn: u64) -> PluginResult {
         Ok(())
     }
 }
@@ -199,14 +214,19 @@ impl RowSink<'_> {
     /// Adds one row; the values must match the declared columns in number and type.
     pub fn row(&mut self, values: &[Value<'_>]) -> PluginResult {
         let abi: Vec<WalkerValue> = values.iter().map(|v| v.to_abi()).collect();
-        let emit = self.sink.emit.ok_or_else(|| PluginError::new("the host's row sink has no emit function"))?;
+        let emit = self
+            .sink
+            .emit
+            .ok_or_else(|| PluginError::new("the host's row sink has no emit function"))?;
         // SAFETY: `abi` holds `abi.len()` initialised values whose string pointers
         // borrow from `values`, alive for the duration of the call.
         let status = unsafe { emit(self.sink.ctx, abi.as_ptr(), abi.len() as u32) };
         if status.is_ok() {
             Ok(())
         } else {
-            Err(PluginError::new("the host refused the row: the values do not match the view's declared columns"))
+            Err(PluginError::new(
+                "the host refused the row: the values do not match the view's declared columns",
+            ))
         }
     }
 }
@@ -332,14 +352,19 @@ impl Host {
     }
 
     fn region<T: SharedState>(&self) -> PluginResult<*mut T> {
-        let f = self.api().shmem_region.ok_or_else(|| PluginError::new("host offers no shared memory"))?;
+        let f = self
+            .api()
+            .shmem_region
+            .ok_or_else(|| PluginError::new("host offers no shared memory"))?;
         let mut size = 0usize;
         // SAFETY: `size` is a valid out pointer.
         let ptr = unsafe { f(self.plugin, &mut size) };
         if ptr.is_null() {
             return Err(PluginError::new("no shared-memory region: shmem_size returned 0 or shared memory is not initialised"));
         }
-        if size < std::mem::size_of::<T>() || !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
+        if size < std::mem::size_of::<T>()
+            || !(ptr as usize).is_multiple_of(std::mem::align_of::<T>())
+        {
             return Err(PluginError::new(format!(
                 "shared-memory region of {size} bytes cannot hold the plugin's state of {} bytes",
                 std::mem::size_of::<T>()
@@ -360,7 +385,10 @@ impl Host {
     }
 
     /// Runs `f` on the shared state under the region's exclusive lock.
-    pub fn with_exclusive<T: SharedState, R>(&self, f: impl FnOnce(&mut T) -> R) -> PluginResult<R> {
+    pub fn with_exclusive<T: SharedState, R>(
+        &self,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> PluginResult<R> {
         let ptr = self.region::<T>()?;
         let guard = LockGuard::new(self, true);
         // SAFETY: as in `with_shared`, and every other accessor is excluded by the lock.
@@ -372,8 +400,13 @@ impl Host {
     fn status(&self, st: WalkerStatus, what: &str, name: &str) -> PluginResult {
         match st {
             WalkerStatus::OK => Ok(()),
-            WalkerStatus::NOT_FOUND => Err(PluginError::new(format!("{what} \"{name}\": no such setting of this plugin"))),
-            _ => Err(PluginError::new(format!("{what} \"{name}\" failed (status {})", st.0))),
+            WalkerStatus::NOT_FOUND => Err(PluginError::new(format!(
+                "{what} \"{name}\": no such setting of this plugin"
+            ))),
+            _ => Err(PluginError::new(format!(
+                "{what} \"{name}\" failed (status {})",
+                st.0
+            ))),
         }
     }
 
@@ -389,25 +422,69 @@ impl Host {
         unit: WalkerSettingUnit,
         context: WalkerSettingContext,
     ) -> PluginResult {
-        let f = self.api().define_int.ok_or_else(|| PluginError::new("host cannot define settings"))?;
+        let f = self
+            .api()
+            .define_int
+            .ok_or_else(|| PluginError::new("host cannot define settings"))?;
         let (n, d) = (cstring(name), cstring(description));
         // SAFETY: the strings are NUL-terminated and live during the call.
-        let st = unsafe { f(self.plugin, n.as_ptr(), d.as_ptr(), default, min, max, unit, context) };
+        let st = unsafe {
+            f(
+                self.plugin,
+                n.as_ptr(),
+                d.as_ptr(),
+                default,
+                min,
+                max,
+                unit,
+                context,
+            )
+        };
         self.status(st, "defining setting", name)
     }
 
     /// Defines a floating-point setting `<plugin>.<name>`.
-    pub fn define_real(&self, name: &str, description: &str, default: f64, min: f64, max: f64, context: WalkerSettingContext) -> PluginResult {
-        let f = self.api().define_real.ok_or_else(|| PluginError::new("host cannot define settings"))?;
+    pub fn define_real(
+        &self,
+        name: &str,
+        description: &str,
+        default: f64,
+        min: f64,
+        max: f64,
+        context: WalkerSettingContext,
+    ) -> PluginResult {
+        let f = self
+            .api()
+            .define_real
+            .ok_or_else(|| PluginError::new("host cannot define settings"))?;
         let (n, d) = (cstring(name), cstring(description));
         // SAFETY: the strings are NUL-terminated and live during the call.
-        let st = unsafe { f(self.plugin, n.as_ptr(), d.as_ptr(), default, min, max, context) };
+        let st = unsafe {
+            f(
+                self.plugin,
+                n.as_ptr(),
+                d.as_ptr(),
+                default,
+                min,
+                max,
+                context,
+            )
+        };
         self.status(st, "defining setting", name)
     }
 
     /// Defines a boolean setting `<plugin>.<name>`.
-    pub fn define_bool(&self, name: &str, description: &str, default: bool, context: WalkerSettingContext) -> PluginResult {
-        let f = self.api().define_bool.ok_or_else(|| PluginError::new("host cannot define settings"))?;
+    pub fn define_bool(
+        &self,
+        name: &str,
+        description: &str,
+        default: bool,
+        context: WalkerSettingContext,
+    ) -> PluginResult {
+        let f = self
+            .api()
+            .define_bool
+            .ok_or_else(|| PluginError::new("host cannot define settings"))?;
         let (n, d) = (cstring(name), cstring(description));
         // SAFETY: the strings are NUL-terminated and live during the call.
         let st = unsafe { f(self.plugin, n.as_ptr(), d.as_ptr(), default, context) };
@@ -415,8 +492,17 @@ impl Host {
     }
 
     /// Defines a string setting `<plugin>.<name>`.
-    pub fn define_string(&self, name: &str, description: &str, default: &str, context: WalkerSettingContext) -> PluginResult {
-        let f = self.api().define_string.ok_or_else(|| PluginError::new("host cannot define settings"))?;
+    pub fn define_string(
+        &self,
+        name: &str,
+        description: &str,
+        default: &str,
+        context: WalkerSettingContext,
+    ) -> PluginResult {
+        let f = self
+            .api()
+            .define_string
+            .ok_or_else(|| PluginError::new("host cannot define settings"))?;
         let (n, d, v) = (cstring(name), cstring(description), cstring(default));
         // SAFETY: the strings are NUL-terminated and live during the call.
         let st = unsafe { f(self.plugin, n.as_ptr(), d.as_ptr(), v.as_ptr(), context) };
@@ -424,19 +510,42 @@ impl Host {
     }
 
     /// Defines an enum setting `<plugin>.<name>`; reads back as an index into `options`.
-    pub fn define_enum(&self, name: &str, description: &str, default: usize, options: &[&str], context: WalkerSettingContext) -> PluginResult {
-        let f = self.api().define_enum.ok_or_else(|| PluginError::new("host cannot define settings"))?;
+    pub fn define_enum(
+        &self,
+        name: &str,
+        description: &str,
+        default: usize,
+        options: &[&str],
+        context: WalkerSettingContext,
+    ) -> PluginResult {
+        let f = self
+            .api()
+            .define_enum
+            .ok_or_else(|| PluginError::new("host cannot define settings"))?;
         let (n, d) = (cstring(name), cstring(description));
         let opts: Vec<CString> = options.iter().map(|o| cstring(o)).collect();
         let ptrs: Vec<*const c_char> = opts.iter().map(|o| o.as_ptr()).collect();
         // SAFETY: all strings are NUL-terminated and live during the call.
-        let st = unsafe { f(self.plugin, n.as_ptr(), d.as_ptr(), default as u32, ptrs.as_ptr(), ptrs.len() as u32, context) };
+        let st = unsafe {
+            f(
+                self.plugin,
+                n.as_ptr(),
+                d.as_ptr(),
+                default as u32,
+                ptrs.as_ptr(),
+                ptrs.len() as u32,
+                context,
+            )
+        };
         self.status(st, "defining setting", name)
     }
 
     /// Reads an integer setting of this plugin.
     pub fn get_int(&self, name: &str) -> PluginResult<i64> {
-        let f = self.api().get_int.ok_or_else(|| PluginError::new("host cannot read settings"))?;
+        let f = self
+            .api()
+            .get_int
+            .ok_or_else(|| PluginError::new("host cannot read settings"))?;
         let n = cstring(name);
         let mut out = 0i64;
         // SAFETY: valid string and out pointer.
@@ -446,7 +555,10 @@ impl Host {
 
     /// Reads a floating-point setting of this plugin.
     pub fn get_real(&self, name: &str) -> PluginResult<f64> {
-        let f = self.api().get_real.ok_or_else(|| PluginError::new("host cannot read settings"))?;
+        let f = self
+            .api()
+            .get_real
+            .ok_or_else(|| PluginError::new("host cannot read settings"))?;
         let n = cstring(name);
         let mut out = 0f64;
         // SAFETY: valid string and out pointer.
@@ -456,7 +568,10 @@ impl Host {
 
     /// Reads a boolean setting of this plugin.
     pub fn get_bool(&self, name: &str) -> PluginResult<bool> {
-        let f = self.api().get_bool.ok_or_else(|| PluginError::new("host cannot read settings"))?;
+        let f = self
+            .api()
+            .get_bool
+            .ok_or_else(|| PluginError::new("host cannot read settings"))?;
         let n = cstring(name);
         let mut out = false;
         // SAFETY: valid string and out pointer.
@@ -466,30 +581,46 @@ impl Host {
 
     /// Reads an enum setting of this plugin as the option's index.
     pub fn get_enum(&self, name: &str) -> PluginResult<usize> {
-        let f = self.api().get_enum.ok_or_else(|| PluginError::new("host cannot read settings"))?;
+        let f = self
+            .api()
+            .get_enum
+            .ok_or_else(|| PluginError::new("host cannot read settings"))?;
         let n = cstring(name);
         let mut out = 0u32;
         // SAFETY: valid string and out pointer.
         let st = unsafe { f(self.plugin, n.as_ptr(), &mut out) };
-        self.status(st, "reading setting", name).map(|_| out as usize)
+        self.status(st, "reading setting", name)
+            .map(|_| out as usize)
     }
 
     /// Reads a string setting of this plugin.
     pub fn get_string(&self, name: &str) -> PluginResult<String> {
-        let f = self.api().get_string.ok_or_else(|| PluginError::new("host cannot read settings"))?;
+        let f = self
+            .api()
+            .get_string
+            .ok_or_else(|| PluginError::new("host cannot read settings"))?;
         let n = cstring(name);
         let mut buf = vec![0u8; 256];
         loop {
             let mut len = 0usize;
             // SAFETY: `buf` is writable for `buf.len()` bytes.
-            let st = unsafe { f(self.plugin, n.as_ptr(), buf.as_mut_ptr(), buf.len(), &mut len) };
+            let st = unsafe {
+                f(
+                    self.plugin,
+                    n.as_ptr(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut len,
+                )
+            };
             if st == WalkerStatus::INVALID && len > buf.len() {
                 buf.resize(len, 0);
                 continue;
             }
             self.status(st, "reading setting", name)?;
             buf.truncate(len);
-            return String::from_utf8(buf).map_err(|e| PluginError::new(format!("setting \"{name}\" is not UTF-8: {e}")));
+            return String::from_utf8(buf)
+                .map_err(|e| PluginError::new(format!("setting \"{name}\" is not UTF-8: {e}")));
         }
     }
 
@@ -524,7 +655,11 @@ struct LockGuard<'h> {
 
 impl<'h> LockGuard<'h> {
     fn new(host: &'h Host, exclusive: bool) -> Self {
-        let f = if exclusive { host.api().lock_exclusive } else { host.api().lock_shared };
+        let f = if exclusive {
+            host.api().lock_exclusive
+        } else {
+            host.api().lock_shared
+        };
         if let Some(f) = f {
             // SAFETY: the handle is the one the host gave this plugin.
             unsafe { f(host.plugin) }
@@ -535,7 +670,11 @@ impl<'h> LockGuard<'h> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        let f = if self.exclusive { self.host.api().unlock_exclusive } else { self.host.api().unlock_shared };
+        let f = if self.exclusive {
+            self.host.api().unlock_exclusive
+        } else {
+            self.host.api().unlock_shared
+        };
         if let Some(f) = f {
             // SAFETY: releases the lock taken in `new`.
             unsafe { f(self.host.plugin) }
@@ -608,7 +747,10 @@ fn not_initialised() -> PluginError {
     PluginError::new("plugin callback before a successful init")
 }
 
-unsafe extern "C" fn tramp_init<P: Plugin>(api: *const WalkerHostApi, plugin: *mut WalkerPlugin) -> WalkerStatus {
+unsafe extern "C" fn tramp_init<P: Plugin>(
+    api: *const WalkerHostApi,
+    plugin: *mut WalkerPlugin,
+) -> WalkerStatus {
     if api.is_null() {
         return WalkerStatus::INVALID;
     }
@@ -617,7 +759,10 @@ unsafe extern "C" fn tramp_init<P: Plugin>(api: *const WalkerHostApi, plugin: *m
     guarded(Some(host), || {
         let p = P::init(&host)?;
         INSTANCE
-            .set(Instance { host, plugin: Box::new(p) })
+            .set(Instance {
+                host,
+                plugin: Box::new(p),
+            })
             .map_err(|_| PluginError::new("init called twice"))
     })
 }
@@ -626,7 +771,12 @@ unsafe extern "C" fn tramp_shmem_size<P: Plugin>(_plugin: *mut WalkerPlugin) -> 
     catch_unwind(|| instance::<P>().map(|(h, p)| p.shmem_size(h)).unwrap_or(0)).unwrap_or(0)
 }
 
-unsafe extern "C" fn tramp_shmem_init<P: Plugin>(_plugin: *mut WalkerPlugin, _region: *mut c_void, _size: usize, found: bool) -> WalkerStatus {
+unsafe extern "C" fn tramp_shmem_init<P: Plugin>(
+    _plugin: *mut WalkerPlugin,
+    _region: *mut c_void,
+    _size: usize,
+    found: bool,
+) -> WalkerStatus {
     let inst = instance::<P>();
     guarded(inst.map(|(h, _)| *h), || {
         let (h, p) = inst.ok_or_else(not_initialised)?;
@@ -634,7 +784,10 @@ unsafe extern "C" fn tramp_shmem_init<P: Plugin>(_plugin: *mut WalkerPlugin, _re
     })
 }
 
-unsafe extern "C" fn tramp_on_record<P: Plugin>(_plugin: *mut WalkerPlugin, record: *const WalkerRecord) -> WalkerStatus {
+unsafe extern "C" fn tramp_on_record<P: Plugin>(
+    _plugin: *mut WalkerPlugin,
+    record: *const WalkerRecord,
+) -> WalkerStatus {
     let inst = instance::<P>();
     guarded(inst.map(|(h, _)| *h), || {
         let (h, p) = inst.ok_or_else(not_initialised)?;
@@ -647,7 +800,10 @@ unsafe extern "C" fn tramp_on_record<P: Plugin>(_plugin: *mut WalkerPlugin, reco
     })
 }
 
-unsafe extern "C" fn tramp_on_idle<P: Plugin>(_plugin: *mut WalkerPlugin, lsn: u64) -> WalkerStatus {
+unsafe extern "C" fn tramp_on_idle<P: Plugin>(
+    _plugin: *mut WalkerPlugin,
+    lsn: u64,
+) -> WalkerStatus {
     let inst = instance::<P>();
     guarded(inst.map(|(h, _)| *h), || {
         let (h, p) = inst.ok_or_else(not_initialised)?;
@@ -663,7 +819,11 @@ unsafe extern "C" fn tramp_shutdown<P: Plugin>(_plugin: *mut WalkerPlugin) -> Wa
     })
 }
 
-unsafe extern "C" fn tramp_view_rows<P: Plugin>(_plugin: *mut WalkerPlugin, view: u32, sink: *const WalkerRowSink) -> WalkerStatus {
+unsafe extern "C" fn tramp_view_rows<P: Plugin>(
+    _plugin: *mut WalkerPlugin,
+    view: u32,
+    sink: *const WalkerRowSink,
+) -> WalkerStatus {
     let inst = instance::<P>();
     guarded(inst.map(|(h, _)| *h), || {
         let (h, p) = inst.ok_or_else(not_initialised)?;
@@ -671,8 +831,56 @@ unsafe extern "C" fn tramp_view_rows<P: Plugin>(_plugin: *mut WalkerPlugin, view
             return Err(PluginError::new("null row sink"));
         }
         // SAFETY: the host passes a sink valid for the duration of the call.
-        let mut rows = RowSink { sink: unsafe { &*sink } };
+        let mut rows = RowSink {
+            sink: unsafe { &*sink },
+        };
         p.view_rows(h, view as usize, &mut rows)
+    })
+}
+
+unsafe extern "C" fn tramp_save_state<P: Plugin>(
+    _plugin: *mut WalkerPlugin,
+    sink: *const WalkerStateSink,
+) -> WalkerStatus {
+    let inst = instance::<P>();
+    guarded(inst.map(|(h, _)| *h), || {
+        let (h, p) = inst.ok_or_else(not_initialised)?;
+        // SAFETY: the host passes a sink valid for the duration of the call.
+        let sink = unsafe { sink.as_ref() }.ok_or_else(|| PluginError::new("null state sink"))?;
+        let write = sink
+            .write
+            .ok_or_else(|| PluginError::new("state sink without write"))?;
+        let mut out = Vec::new();
+        p.save_state(h, &mut out)?;
+        // SAFETY: `out` is valid for its length; the sink's context is the host's.
+        let st = unsafe { write(sink.ctx, out.as_ptr(), out.len()) };
+        if st.is_ok() {
+            Ok(())
+        } else {
+            Err(PluginError::new(format!(
+                "the host refused the state (status {})",
+                st.0
+            )))
+        }
+    })
+}
+
+unsafe extern "C" fn tramp_load_state<P: Plugin>(
+    _plugin: *mut WalkerPlugin,
+    data: *const u8,
+    len: usize,
+    lsn: u64,
+) -> WalkerStatus {
+    let inst = instance::<P>();
+    guarded(inst.map(|(h, _)| *h), || {
+        let (h, p) = inst.ok_or_else(not_initialised)?;
+        let state = if data.is_null() {
+            None
+        } else {
+            // SAFETY: the host passes `len` readable bytes at `data` for the call.
+            Some(unsafe { std::slice::from_raw_parts(data, len) })
+        };
+        p.load_state(h, state, lsn)
     })
 }
 
@@ -693,7 +901,14 @@ pub fn descriptor<P: Plugin>() -> *const WalkerPluginDescriptor {
         let mut columns: Vec<Vec<WalkerColumn>> = Vec::new();
         let mut views: Vec<WalkerView> = Vec::new();
         for v in &info.views {
-            let cols: Vec<WalkerColumn> = v.columns.iter().map(|(n, t)| WalkerColumn { name: keep(n), ty: *t }).collect();
+            let cols: Vec<WalkerColumn> = v
+                .columns
+                .iter()
+                .map(|(n, t)| WalkerColumn {
+                    name: keep(n),
+                    ty: *t,
+                })
+                .collect();
             views.push(WalkerView {
                 name: keep(v.name),
                 description: keep(v.description),
@@ -718,8 +933,23 @@ pub fn descriptor<P: Plugin>() -> *const WalkerPluginDescriptor {
             on_idle: Some(tramp_on_idle::<P>),
             shutdown: Some(tramp_shutdown::<P>),
             view_rows: Some(tramp_view_rows::<P>),
+            save_state: if info.snapshots {
+                Some(tramp_save_state::<P>)
+            } else {
+                None
+            },
+            load_state: if info.snapshots {
+                Some(tramp_load_state::<P>)
+            } else {
+                None
+            },
         };
-        DescriptorHolder { desc, _strings: strings, _columns: columns, _views: views }
+        DescriptorHolder {
+            desc,
+            _strings: strings,
+            _columns: columns,
+            _views: views,
+        }
     });
     &holder.desc
 }
@@ -761,7 +991,8 @@ macro_rules! export_plugin {
 
         /// The ABI layout this plugin was built against.
         #[no_mangle]
-        pub extern "C" fn walker_plugin_layout() -> &'static $crate::abi_stable::type_layout::TypeLayout {
+        pub extern "C" fn walker_plugin_layout(
+        ) -> &'static $crate::abi_stable::type_layout::TypeLayout {
             $crate::sdk::descriptor_layout()
         }
     };

@@ -17,7 +17,7 @@ use std::ffi::{c_char, c_void};
 /// Major version of the ABI. The host loads only plugins with the same major.
 pub const WALKER_ABI_MAJOR: u32 = 1;
 /// Minor version of the ABI. The host loads plugins whose minor is at most its own.
-pub const WALKER_ABI_MINOR: u32 = 0;
+pub const WALKER_ABI_MINOR: u32 = 1;
 
 /// Name of the symbol every plugin exports: `const WalkerPluginDescriptor *walker_plugin_entry(void)`.
 pub const WALKER_PLUGIN_ENTRY_SYMBOL: &str = "walker_plugin_entry";
@@ -272,7 +272,13 @@ pub struct WalkerRowSink {
     pub ctx: *mut c_void,
     /// Adds one row of `n_values` values (one per declared column, in order).
     /// Returns `INVALID` when the count or a type does not match the declaration.
-    pub emit: Option<unsafe extern "C" fn(ctx: *mut c_void, values: *const WalkerValue, n_values: u32) -> WalkerStatus>,
+    pub emit: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            values: *const WalkerValue,
+            n_values: u32,
+        ) -> WalkerStatus,
+    >,
 }
 
 /// The services the host offers a plugin. Handed to `init`; valid for the life of the
@@ -291,15 +297,25 @@ pub struct WalkerHostApi {
 
     /// Writes a message to the server log (prefixed with the plugin's name). Messages from
     /// threads other than the server's are queued and written by the main thread.
-    pub log: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, level: WalkerLogLevel, msg: *const u8, len: usize)>,
+    pub log: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            level: WalkerLogLevel,
+            msg: *const u8,
+            len: usize,
+        ),
+    >,
     /// Records the message that explains the error status the current callback is about
     /// to return.
-    pub set_error: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, msg: *const u8, len: usize)>,
+    pub set_error:
+        Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, msg: *const u8, len: usize)>,
 
     /// The plugin's shared-memory region (the size it asked for in `shmem_size`), the
     /// same address in every server process; null before `shmem_init` or when it asked
     /// for none. The region's size is written to `size_out` when not null.
-    pub shmem_region: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, size_out: *mut usize) -> *mut c_void>,
+    pub shmem_region: Option<
+        unsafe extern "C" fn(plugin: *mut WalkerPlugin, size_out: *mut usize) -> *mut c_void,
+    >,
     /// Takes the region's lock in shared mode (readers). Spins, then yields; hold it briefly.
     pub lock_shared: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin)>,
     /// Releases a shared lock.
@@ -368,24 +384,61 @@ pub struct WalkerHostApi {
         ) -> WalkerStatus,
     >,
     /// Reads an integer setting of this plugin (`name` without the prefix).
-    pub get_int: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, name: *const c_char, out: *mut i64) -> WalkerStatus>,
+    pub get_int: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            name: *const c_char,
+            out: *mut i64,
+        ) -> WalkerStatus,
+    >,
     /// Reads a floating-point setting.
-    pub get_real: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, name: *const c_char, out: *mut f64) -> WalkerStatus>,
+    pub get_real: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            name: *const c_char,
+            out: *mut f64,
+        ) -> WalkerStatus,
+    >,
     /// Reads a boolean setting.
-    pub get_bool: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, name: *const c_char, out: *mut bool) -> WalkerStatus>,
+    pub get_bool: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            name: *const c_char,
+            out: *mut bool,
+        ) -> WalkerStatus,
+    >,
     /// Reads an enum setting as the index of its option.
-    pub get_enum: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, name: *const c_char, out: *mut u32) -> WalkerStatus>,
+    pub get_enum: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            name: *const c_char,
+            out: *mut u32,
+        ) -> WalkerStatus,
+    >,
     /// Reads a string setting into `buf` (not NUL-terminated); its full length goes to
     /// `len_out`. Returns `INVALID` when `cap` is too small (and still sets `len_out`).
     pub get_string: Option<
-        unsafe extern "C" fn(plugin: *mut WalkerPlugin, name: *const c_char, buf: *mut u8, cap: usize, len_out: *mut usize) -> WalkerStatus,
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            name: *const c_char,
+            buf: *mut u8,
+            cap: usize,
+            len_out: *mut usize,
+        ) -> WalkerStatus,
     >,
 
     /// Wall-clock time in microseconds since the Unix epoch.
     pub now_micros: Option<unsafe extern "C" fn() -> i64>,
     /// Name of resource manager `rmid` as the server knows it (`Heap`, `Transaction`,
     /// ...), into `buf`; its length goes to `len_out`. `NOT_FOUND` for an unused id.
-    pub rmgr_name: Option<unsafe extern "C" fn(rmid: u8, buf: *mut u8, cap: usize, len_out: *mut usize) -> WalkerStatus>,
+    pub rmgr_name: Option<
+        unsafe extern "C" fn(
+            rmid: u8,
+            buf: *mut u8,
+            cap: usize,
+            len_out: *mut usize,
+        ) -> WalkerStatus,
+    >,
 }
 
 /// What a plugin tells the host about itself. Returned by the plugin's
@@ -419,16 +472,30 @@ pub struct WalkerPluginDescriptor {
 
     /// Called once in the postmaster at server start, before anything else: keep
     /// `host` and `plugin`, define settings.
-    pub init: Option<unsafe extern "C" fn(host: *const WalkerHostApi, plugin: *mut WalkerPlugin) -> WalkerStatus>,
+    pub init: Option<
+        unsafe extern "C" fn(host: *const WalkerHostApi, plugin: *mut WalkerPlugin) -> WalkerStatus,
+    >,
     /// Bytes of shared memory the plugin needs (0 for none). Called once in the
     /// postmaster after `init`; settings can be read.
     pub shmem_size: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin) -> usize>,
     /// Called in the postmaster when shared memory is (re)created: initialise `region`.
     /// `found` is true when the region already existed.
-    pub shmem_init: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, region: *mut c_void, size: usize, found: bool) -> WalkerStatus>,
+    pub shmem_init: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            region: *mut c_void,
+            size: usize,
+            found: bool,
+        ) -> WalkerStatus,
+    >,
     /// Called in the walker worker, on one of its dispatch threads, for every record of
     /// a subscribed resource manager, in WAL order.
-    pub on_record: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, record: *const WalkerRecord) -> WalkerStatus>,
+    pub on_record: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            record: *const WalkerRecord,
+        ) -> WalkerStatus,
+    >,
     /// Called on the dispatch thread whenever the walker has caught up with the WAL
     /// written so far; `lsn` is the end of the last record delivered.
     pub on_idle: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, lsn: u64) -> WalkerStatus>,
@@ -436,11 +503,60 @@ pub struct WalkerPluginDescriptor {
     pub shutdown: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin) -> WalkerStatus>,
     /// Called in any server process reading the view number `view` (index into
     /// `views`): emit each row into `sink`.
-    pub view_rows: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, view: u32, sink: *const WalkerRowSink) -> WalkerStatus>,
+    pub view_rows: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            view: u32,
+            sink: *const WalkerRowSink,
+        ) -> WalkerStatus,
+    >,
+
+    // ---- ABI 1.1 ----
+    /// ABI 1.1. Writes the plugin's whole state into `sink` (any number of `write`
+    /// calls). Called on the dispatch thread between records, so the state reflects
+    /// every record delivered so far; the host stores it with that LSN in a snapshot
+    /// file (at checkpoints, on an interval and at shutdown) and moves walker's
+    /// replication slot only past WAL that a snapshot covers. A plugin provides both
+    /// `save_state` and `load_state`, or neither.
+    pub save_state: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            sink: *const WalkerStateSink,
+        ) -> WalkerStatus,
+    >,
+    /// ABI 1.1. Replaces the plugin's state, in the worker before any record is
+    /// delivered: with the bytes of its last snapshot (`data`, `len`), which reflect
+    /// every record up to `lsn`; or, when `data` is null, with an empty state (no
+    /// snapshot, or one the host refused). Records ending at or before `lsn` are not
+    /// delivered again.
+    pub load_state: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            data: *const u8,
+            len: usize,
+            lsn: u64,
+        ) -> WalkerStatus,
+    >,
 }
 
-/// Size of ABI 1.0's descriptor: a plugin whose `struct_size` is smaller is refused.
-pub const WALKER_DESCRIPTOR_V1_0_SIZE: u32 = std::mem::size_of::<WalkerPluginDescriptor>() as u32;
+/// Where a plugin writes its state in [`WalkerPluginDescriptor::save_state`] (ABI 1.1).
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct WalkerStateSink {
+    /// Host context; pass it back to `write`.
+    pub ctx: *mut c_void,
+    /// Appends `len` bytes to the snapshot.
+    pub write:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, data: *const u8, len: usize) -> WalkerStatus>,
+}
+
+/// Size of ABI 1.0's descriptor (up to `view_rows`): a plugin whose `struct_size` is
+/// smaller is refused.
+pub const WALKER_DESCRIPTOR_V1_0_SIZE: u32 =
+    std::mem::offset_of!(WalkerPluginDescriptor, save_state) as u32;
+
+/// Size of ABI 1.1's descriptor (with `save_state` and `load_state`).
+pub const WALKER_DESCRIPTOR_V1_1_SIZE: u32 = std::mem::size_of::<WalkerPluginDescriptor>() as u32;
 
 /// Size of ABI 1.0's record struct.
 pub const WALKER_RECORD_V1_0_SIZE: u32 = std::mem::size_of::<WalkerRecord>() as u32;

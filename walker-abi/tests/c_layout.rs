@@ -37,12 +37,93 @@ macro_rules! both {
 #[test]
 fn c_header_layout_equals_rust_layout() {
     let (rust, program) = both!(
-        WalkerPluginDescriptor { abi_major, abi_minor, struct_size, version, description, rmgr_mask, views, n_views, init, shmem_size, shmem_init, on_record, on_idle, shutdown, view_rows },
-        WalkerRecord { struct_size, rmid, info, timeline, lsn, end_lsn, xid, toplevel_xid, total_len, fpi_len, main_data, main_data_len, blocks, n_blocks },
-        WalkerBlockRef { block_id, fork, has_image, apply_image, has_data, tablespace, database, relfilenode, block, image_len, data, data_len },
-        WalkerHostApi { struct_size, abi_major, abi_minor, log, set_error, shmem_region, lock_shared, unlock_shared, lock_exclusive, unlock_exclusive, define_int, define_real, define_bool, define_string, define_enum, get_int, get_real, get_bool, get_enum, get_string, now_micros, rmgr_name },
-        WalkerValue { ty, is_null, bool_value, int_value, lsn_value, float_value, str_ptr, str_len },
-        WalkerView { name, description, columns, n_columns },
+        WalkerPluginDescriptor {
+            abi_major,
+            abi_minor,
+            struct_size,
+            version,
+            description,
+            rmgr_mask,
+            views,
+            n_views,
+            init,
+            shmem_size,
+            shmem_init,
+            on_record,
+            on_idle,
+            shutdown,
+            view_rows
+        },
+        WalkerRecord {
+            struct_size,
+            rmid,
+            info,
+            timeline,
+            lsn,
+            end_lsn,
+            xid,
+            toplevel_xid,
+            total_len,
+            fpi_len,
+            main_data,
+            main_data_len,
+            blocks,
+            n_blocks
+        },
+        WalkerBlockRef {
+            block_id,
+            fork,
+            has_image,
+            apply_image,
+            has_data,
+            tablespace,
+            database,
+            relfilenode,
+            block,
+            image_len,
+            data,
+            data_len
+        },
+        WalkerHostApi {
+            struct_size,
+            abi_major,
+            abi_minor,
+            log,
+            set_error,
+            shmem_region,
+            lock_shared,
+            unlock_shared,
+            lock_exclusive,
+            unlock_exclusive,
+            define_int,
+            define_real,
+            define_bool,
+            define_string,
+            define_enum,
+            get_int,
+            get_real,
+            get_bool,
+            get_enum,
+            get_string,
+            now_micros,
+            rmgr_name
+        },
+        WalkerValue {
+            ty,
+            is_null,
+            bool_value,
+            int_value,
+            lsn_value,
+            float_value,
+            str_ptr,
+            str_len
+        },
+        WalkerView {
+            name,
+            description,
+            columns,
+            n_columns
+        },
         WalkerColumn { name, ty },
         WalkerRowSink { ctx, emit },
     );
@@ -60,7 +141,11 @@ fn c_header_layout_equals_rust_layout() {
         .arg(&exe)
         .output()
         .unwrap_or_else(|e| panic!("cannot run the C compiler {cc}: {e}"));
-    assert!(out.status.success(), "the header does not compile: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the header does not compile: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run = Command::new(&exe).output().unwrap();
     let c: Vec<(String, usize)> = String::from_utf8(run.stdout)
         .unwrap()

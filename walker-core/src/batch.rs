@@ -94,7 +94,12 @@ impl BatchBuilder {
     /// Adds a record with its main data and block references (with their data).
     /// The full-page-image length is the sum of the blocks' image lengths, as
     /// PostgreSQL's own statistics count it.
-    pub fn push<'a>(&mut self, head: RecordHead, main_data: &[u8], blocks: impl IntoIterator<Item = (BlockHead, &'a [u8])>) {
+    pub fn push<'a>(
+        &mut self,
+        head: RecordHead,
+        main_data: &[u8],
+        blocks: impl IntoIterator<Item = (BlockHead, &'a [u8])>,
+    ) {
         let main = self.copy(main_data);
         let first = self.blocks.len();
         let mut fpi_len = 0u32;
@@ -106,14 +111,25 @@ impl BatchBuilder {
             self.blocks.push((b, d));
         }
         let n = self.blocks.len() - first;
-        self.records.push(Pending { head, fpi_len, main, blocks: (first, n) });
+        self.records.push(Pending {
+            head,
+            fpi_len,
+            main,
+            blocks: (first, n),
+        });
     }
 
     /// Freezes the batch: builds the ABI structs pointing into its own storage.
     pub fn finish(self) -> Batch {
         let data = self.data;
         let base = data.as_ptr();
-        let ptr_at = |(off, len): (usize, usize)| if len == 0 { std::ptr::null() } else { base.wrapping_add(off) };
+        let ptr_at = |(off, len): (usize, usize)| {
+            if len == 0 {
+                std::ptr::null()
+            } else {
+                base.wrapping_add(off)
+            }
+        };
         let blocks: Vec<WalkerBlockRef> = self
             .blocks
             .iter()
@@ -149,12 +165,21 @@ impl BatchBuilder {
                 fpi_len: r.fpi_len,
                 main_data: ptr_at(r.main),
                 main_data_len: r.main.1 as u32,
-                blocks: if r.blocks.1 == 0 { std::ptr::null() } else { bbase.wrapping_add(r.blocks.0) },
+                blocks: if r.blocks.1 == 0 {
+                    std::ptr::null()
+                } else {
+                    bbase.wrapping_add(r.blocks.0)
+                },
                 n_blocks: r.blocks.1 as u32,
             })
             .collect();
         let end_lsn = self.records.last().map(|r| r.head.end_lsn).unwrap_or(0);
-        Batch { records, _blocks: blocks, _data: data, end_lsn }
+        Batch {
+            records,
+            _blocks: blocks,
+            _data: data,
+            end_lsn,
+        }
     }
 }
 
@@ -174,10 +199,31 @@ unsafe impl Send for Batch {}
 // SAFETY: as above.
 unsafe impl Sync for Batch {}
 
+/// Resource manager id of `XLOG` records.
+pub const RM_XLOG_ID: u8 = 0;
+/// `XLOG_CHECKPOINT_SHUTDOWN` (record type in the high bits of `info`).
+pub const XLOG_CHECKPOINT_SHUTDOWN: u8 = 0x00;
+/// `XLOG_CHECKPOINT_ONLINE`.
+pub const XLOG_CHECKPOINT_ONLINE: u8 = 0x10;
+
+/// True for a checkpoint record (online or shutdown).
+pub fn is_checkpoint(r: &WalkerRecord) -> bool {
+    r.rmid == RM_XLOG_ID
+        && matches!(
+            r.info & 0xf0,
+            XLOG_CHECKPOINT_SHUTDOWN | XLOG_CHECKPOINT_ONLINE
+        )
+}
+
 impl Batch {
     /// The records, ready to hand to plugins.
     pub fn records(&self) -> &[WalkerRecord] {
         &self.records
+    }
+
+    /// True when the batch holds a checkpoint record.
+    pub fn has_checkpoint(&self) -> bool {
+        self.records.iter().any(is_checkpoint)
     }
 }
 
@@ -189,7 +235,15 @@ mod tests {
     #[test]
     fn records_point_into_their_batch() {
         let mut b = BatchBuilder::new();
-        let h1 = RecordHead { lsn: 100, end_lsn: 150, rmid: 10, info: 0x20, total_len: 50, xid: 7, ..Default::default() };
+        let h1 = RecordHead {
+            lsn: 100,
+            end_lsn: 150,
+            rmid: 10,
+            info: 0x20,
+            total_len: 50,
+            xid: 7,
+            ..Default::default()
+        };
         let blk = |id, img: Option<u32>| BlockHead {
             block_id: id,
             has_image: img.is_some(),
@@ -200,8 +254,22 @@ mod tests {
             has_data: true,
             ..Default::default()
         };
-        b.push(h1, b"main", vec![(blk(0, Some(8000)), &b"d0"[..]), (blk(1, None), &b""[..]), (blk(2, Some(100)), &b"d2"[..])]);
-        let h2 = RecordHead { lsn: 152, end_lsn: 176, rmid: 1, total_len: 24, ..Default::default() };
+        b.push(
+            h1,
+            b"main",
+            vec![
+                (blk(0, Some(8000)), &b"d0"[..]),
+                (blk(1, None), &b""[..]),
+                (blk(2, Some(100)), &b"d2"[..]),
+            ],
+        );
+        let h2 = RecordHead {
+            lsn: 152,
+            end_lsn: 176,
+            rmid: 1,
+            total_len: 24,
+            ..Default::default()
+        };
         b.push(h2, b"", Vec::<(BlockHead, &[u8])>::new());
         assert_eq!(b.len(), 2);
         let batch = b.finish();

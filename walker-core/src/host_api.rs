@@ -40,7 +40,10 @@ struct LogQueue {
     dropped: u64,
 }
 
-static LOG_QUEUE: Mutex<LogQueue> = Mutex::new(LogQueue { lines: Vec::new(), dropped: 0 });
+static LOG_QUEUE: Mutex<LogQueue> = Mutex::new(LogQueue {
+    lines: Vec::new(),
+    dropped: 0,
+});
 
 /// Queues a log line (any thread).
 pub fn queue_log(line: LogLine) {
@@ -69,7 +72,12 @@ pub fn set_rmgr_names(names: Vec<Option<String>>) {
 
 /// Name of `rmid`, when known.
 pub fn rmgr_name_of(rmid: u8) -> Option<String> {
-    RMGR_NAMES.read().unwrap_or_else(|e| e.into_inner()).get(rmid as usize).cloned().flatten()
+    RMGR_NAMES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(rmid as usize)
+        .cloned()
+        .flatten()
 }
 
 /// Copies `s` into a caller's buffer; `INVALID` when it does not fit.
@@ -102,11 +110,20 @@ unsafe fn str_from(p: *const u8, len: usize) -> String {
     }
 }
 
-unsafe extern "C" fn api_log(plugin: *mut WalkerPlugin, level: WalkerLogLevel, msg: *const u8, len: usize) {
+unsafe extern "C" fn api_log(
+    plugin: *mut WalkerPlugin,
+    level: WalkerLogLevel,
+    msg: *const u8,
+    len: usize,
+) {
     // SAFETY: handles come from the host; `msg` is valid for `len` per the ABI.
     let (slot, message) = unsafe { (PluginSlot::from_handle(plugin), str_from(msg, len)) };
     let plugin = slot.map(|s| s.name.clone()).unwrap_or_else(|| "?".into());
-    queue_log(LogLine { plugin, level, message });
+    queue_log(LogLine {
+        plugin,
+        level,
+        message,
+    });
 }
 
 unsafe extern "C" fn api_set_error(plugin: *mut WalkerPlugin, msg: *const u8, len: usize) {
@@ -117,9 +134,14 @@ unsafe extern "C" fn api_set_error(plugin: *mut WalkerPlugin, msg: *const u8, le
     }
 }
 
-unsafe extern "C" fn api_shmem_region(plugin: *mut WalkerPlugin, size_out: *mut usize) -> *mut c_void {
+unsafe extern "C" fn api_shmem_region(
+    plugin: *mut WalkerPlugin,
+    size_out: *mut usize,
+) -> *mut c_void {
     // SAFETY: handles come from the host.
-    let Some(slot) = (unsafe { PluginSlot::from_handle(plugin) }) else { return std::ptr::null_mut() };
+    let Some(slot) = (unsafe { PluginSlot::from_handle(plugin) }) else {
+        return std::ptr::null_mut();
+    };
     let (p, n) = slot.region();
     if !size_out.is_null() {
         // SAFETY: the ABI requires a writable pointer or null.
@@ -159,18 +181,26 @@ unsafe fn define(
     build: impl FnOnce(&str, &str, &str) -> Result<SettingDef, crate::settings::SettingError>,
 ) -> WalkerStatus {
     // SAFETY: caller's contract.
-    let Some(slot) = (unsafe { PluginSlot::from_handle(plugin) }) else { return WalkerStatus::INVALID };
+    let Some(slot) = (unsafe { PluginSlot::from_handle(plugin) }) else {
+        return WalkerStatus::INVALID;
+    };
     // SAFETY: caller's contract.
-    let (name, description) = unsafe { (c_str(name).unwrap_or(""), c_str(description).unwrap_or("")) };
+    let (name, description) =
+        unsafe { (c_str(name).unwrap_or(""), c_str(description).unwrap_or("")) };
     let fail = |msg: String| {
         slot.set_pending_error(msg);
         WalkerStatus::INVALID
     };
     if !slot.initialising() {
-        return fail(crate::settings::SettingError::NotDuringInit(format!("{}.{name}", slot.name)).to_string());
+        return fail(
+            crate::settings::SettingError::NotDuringInit(format!("{}.{name}", slot.name))
+                .to_string(),
+        );
     }
     if slot.setting(name).is_some() {
-        return fail(crate::settings::SettingError::Duplicate(format!("{}.{name}", slot.name)).to_string());
+        return fail(
+            crate::settings::SettingError::Duplicate(format!("{}.{name}", slot.name)).to_string(),
+        );
     }
     let def = match build(&slot.name, name, description) {
         Ok(d) => d,
@@ -179,7 +209,9 @@ unsafe fn define(
     let setting: &'static Setting = Box::leak(Box::new(Setting::new(def)));
     if let Some(definer) = DEFINER.get() {
         if let Err(e) = definer(&setting.def, setting.storage()) {
-            return fail(crate::settings::SettingError::Server(setting.def.full_name.clone(), e).to_string());
+            return fail(
+                crate::settings::SettingError::Server(setting.def.full_name.clone(), e).to_string(),
+            );
         }
     }
     slot.add_setting(setting);
@@ -199,7 +231,16 @@ unsafe extern "C" fn api_define_int(
 ) -> WalkerStatus {
     // SAFETY: forwarded ABI contract.
     unsafe {
-        define(plugin, name, description, |p, n, d| SettingDef::int(p, n, d, (default_value, min_value, max_value), unit, context))
+        define(plugin, name, description, |p, n, d| {
+            SettingDef::int(
+                p,
+                n,
+                d,
+                (default_value, min_value, max_value),
+                unit,
+                context,
+            )
+        })
     }
 }
 
@@ -213,7 +254,11 @@ unsafe extern "C" fn api_define_real(
     context: WalkerSettingContext,
 ) -> WalkerStatus {
     // SAFETY: forwarded ABI contract.
-    unsafe { define(plugin, name, description, |p, n, d| SettingDef::new(p, n, d, SettingKind::Real { default, min, max }, context)) }
+    unsafe {
+        define(plugin, name, description, |p, n, d| {
+            SettingDef::new(p, n, d, SettingKind::Real { default, min, max }, context)
+        })
+    }
 }
 
 unsafe extern "C" fn api_define_bool(
@@ -224,7 +269,11 @@ unsafe extern "C" fn api_define_bool(
     context: WalkerSettingContext,
 ) -> WalkerStatus {
     // SAFETY: forwarded ABI contract.
-    unsafe { define(plugin, name, description, |p, n, d| SettingDef::new(p, n, d, SettingKind::Bool { default }, context)) }
+    unsafe {
+        define(plugin, name, description, |p, n, d| {
+            SettingDef::new(p, n, d, SettingKind::Bool { default }, context)
+        })
+    }
 }
 
 unsafe extern "C" fn api_define_string(
@@ -237,7 +286,11 @@ unsafe extern "C" fn api_define_string(
     // SAFETY: ABI contract: NUL-terminated or null.
     let default = unsafe { c_str(default) }.unwrap_or("").to_string();
     // SAFETY: forwarded ABI contract.
-    unsafe { define(plugin, name, description, |p, n, d| SettingDef::new(p, n, d, SettingKind::Str { default }, context)) }
+    unsafe {
+        define(plugin, name, description, |p, n, d| {
+            SettingDef::new(p, n, d, SettingKind::Str { default }, context)
+        })
+    }
 }
 
 unsafe extern "C" fn api_define_enum(
@@ -258,7 +311,18 @@ unsafe extern "C" fn api_define_enum(
     }
     // SAFETY: forwarded ABI contract.
     unsafe {
-        define(plugin, name, description, |p, n, d| SettingDef::new(p, n, d, SettingKind::Enum { default, options: opts }, context))
+        define(plugin, name, description, |p, n, d| {
+            SettingDef::new(
+                p,
+                n,
+                d,
+                SettingKind::Enum {
+                    default,
+                    options: opts,
+                },
+                context,
+            )
+        })
     }
 }
 
@@ -274,7 +338,11 @@ unsafe fn lookup(plugin: *mut WalkerPlugin, name: *const c_char) -> Option<Value
 
 macro_rules! getter {
     ($fn:ident, $ty:ty, $pat:pat => $val:expr) => {
-        unsafe extern "C" fn $fn(plugin: *mut WalkerPlugin, name: *const c_char, out: *mut $ty) -> WalkerStatus {
+        unsafe extern "C" fn $fn(
+            plugin: *mut WalkerPlugin,
+            name: *const c_char,
+            out: *mut $ty,
+        ) -> WalkerStatus {
             // SAFETY: ABI contract.
             match unsafe { lookup(plugin, name) } {
                 None => WalkerStatus::NOT_FOUND,
@@ -294,7 +362,13 @@ getter!(api_get_real, f64, Value::Real(v) => v);
 getter!(api_get_bool, bool, Value::Bool(v) => v);
 getter!(api_get_enum, u32, Value::Enum(v) => v);
 
-unsafe extern "C" fn api_get_string(plugin: *mut WalkerPlugin, name: *const c_char, buf: *mut u8, cap: usize, len_out: *mut usize) -> WalkerStatus {
+unsafe extern "C" fn api_get_string(
+    plugin: *mut WalkerPlugin,
+    name: *const c_char,
+    buf: *mut u8,
+    cap: usize,
+    len_out: *mut usize,
+) -> WalkerStatus {
     // SAFETY: ABI contract.
     match unsafe { lookup(plugin, name) } {
         None => WalkerStatus::NOT_FOUND,
@@ -316,7 +390,12 @@ unsafe extern "C" fn api_now_micros() -> i64 {
     now_micros()
 }
 
-unsafe extern "C" fn api_rmgr_name(rmid: u8, buf: *mut u8, cap: usize, len_out: *mut usize) -> WalkerStatus {
+unsafe extern "C" fn api_rmgr_name(
+    rmid: u8,
+    buf: *mut u8,
+    cap: usize,
+    len_out: *mut usize,
+) -> WalkerStatus {
     match rmgr_name_of(rmid) {
         // SAFETY: ABI contract on `buf`/`len_out`.
         Some(n) => unsafe { copy_out(&n, buf, cap, len_out) },
@@ -359,17 +438,27 @@ mod tests {
         let mut buf = [0u8; 4];
         let mut len = 0;
         // SAFETY: valid buffers.
-        assert_eq!(unsafe { copy_out("hello", buf.as_mut_ptr(), 4, &mut len) }, WalkerStatus::INVALID);
+        assert_eq!(
+            unsafe { copy_out("hello", buf.as_mut_ptr(), 4, &mut len) },
+            WalkerStatus::INVALID
+        );
         assert_eq!(len, 5);
         // SAFETY: valid buffers.
-        assert_eq!(unsafe { copy_out("hey", buf.as_mut_ptr(), 4, &mut len) }, WalkerStatus::OK);
+        assert_eq!(
+            unsafe { copy_out("hey", buf.as_mut_ptr(), 4, &mut len) },
+            WalkerStatus::OK
+        );
         assert_eq!((&buf[..3], len), (&b"hey"[..], 3));
     }
 
     #[test]
     fn log_queue_is_bounded() {
         for i in 0..LOG_QUEUE_CAPACITY + 5 {
-            queue_log(LogLine { plugin: "p".into(), level: WalkerLogLevel::INFO, message: i.to_string() });
+            queue_log(LogLine {
+                plugin: "p".into(),
+                level: WalkerLogLevel::INFO,
+                message: i.to_string(),
+            });
         }
         let (lines, dropped) = drain_logs();
         assert_eq!(lines.len(), LOG_QUEUE_CAPACITY);

@@ -17,7 +17,11 @@ pub enum LoadError {
     Name(#[from] NameError),
     /// No such file.
     #[error("plugin library \"{name}{suffix}\" not found (searched {searched}); install it into the server's library directory or a directory in dynamic_library_path, or remove \"{name}\" from walker.plugins", searched = .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
-    NotFound { name: String, suffix: String, searched: Vec<PathBuf> },
+    NotFound {
+        name: String,
+        suffix: String,
+        searched: Vec<PathBuf>,
+    },
     /// The dynamic loader refused it.
     #[error("could not load plugin library \"{path}\": {reason}; rebuild the plugin for this server and platform", path = .path.display())]
     Open { path: PathBuf, reason: String },
@@ -71,7 +75,10 @@ pub fn check_layout(plugin: &'static abi_stable::type_layout::TypeLayout) -> Res
             detail.truncate(cut);
             detail.push_str(" ...");
         }
-        LoadError::Layout { detail, host: format!("{WALKER_ABI_MAJOR}.{WALKER_ABI_MINOR}") }
+        LoadError::Layout {
+            detail,
+            host: format!("{WALKER_ABI_MAJOR}.{WALKER_ABI_MINOR}"),
+        }
     })
 }
 
@@ -80,14 +87,34 @@ pub fn load_path(name: &str, path: &Path) -> Result<Loaded, (LoadError, Option<(
     // SAFETY: opening a library runs its initialisers; the operator chose to load it by
     // listing it in walker.plugins. RTLD_NOW makes missing symbols fail here, not later.
     let lib = unsafe {
-        libloading::os::unix::Library::open(Some(path), libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL)
+        libloading::os::unix::Library::open(
+            Some(path),
+            libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
+        )
     }
-    .map_err(|e| (LoadError::Open { path: path.to_path_buf(), reason: e.to_string() }, None))?;
+    .map_err(|e| {
+        (
+            LoadError::Open {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            },
+            None,
+        )
+    })?;
     let library: libloading::Library = lib.into();
     // SAFETY: the symbol's type is fixed by the ABI.
-    let entry: WalkerPluginEntryFn = match unsafe { library.get::<WalkerPluginEntryFn>(WALKER_PLUGIN_ENTRY_SYMBOL.as_bytes()) } {
+    let entry: WalkerPluginEntryFn = match unsafe {
+        library.get::<WalkerPluginEntryFn>(WALKER_PLUGIN_ENTRY_SYMBOL.as_bytes())
+    } {
         Ok(f) => *f,
-        Err(_) => return Err((LoadError::NoEntry { path: path.to_path_buf() }, None)),
+        Err(_) => {
+            return Err((
+                LoadError::NoEntry {
+                    path: path.to_path_buf(),
+                },
+                None,
+            ))
+        }
     };
     // SAFETY: calling the plugin's entry point, as the ABI prescribes.
     let raw = unsafe { entry() };
@@ -98,7 +125,12 @@ pub fn load_path(name: &str, path: &Path) -> Result<Loaded, (LoadError, Option<(
             None
         } else {
             // SAFETY: non-null descriptors start with major and minor.
-            unsafe { Some(((raw as *const u32).read_unaligned(), (raw as *const u32).add(1).read_unaligned())) }
+            unsafe {
+                Some((
+                    (raw as *const u32).read_unaligned(),
+                    (raw as *const u32).add(1).read_unaligned(),
+                ))
+            }
         };
         (LoadError::Abi(e), abi)
     })?;
@@ -106,17 +138,25 @@ pub fn load_path(name: &str, path: &Path) -> Result<Loaded, (LoadError, Option<(
     // A Rust plugin also tells its layout; compare it when the plugin was built for
     // this very minor (older minors' layouts lack later fields by design).
     // SAFETY: the symbol's type is fixed by the ABI.
-    if let Ok(layout_fn) = unsafe { library.get::<WalkerPluginLayoutFn>(WALKER_PLUGIN_LAYOUT_SYMBOL.as_bytes()) } {
+    if let Ok(layout_fn) =
+        unsafe { library.get::<WalkerPluginLayoutFn>(WALKER_PLUGIN_LAYOUT_SYMBOL.as_bytes()) }
+    {
         if desc.abi_minor == WALKER_ABI_MINOR {
             check_layout(layout_fn()).map_err(|e| (e, abi))?;
         }
     }
     // SAFETY: the descriptor passed negotiation; its views follow the ABI.
-    let views = unsafe { negotiate::read_views(name, &desc) }
-        .map_err(|e| (LoadError::Abi(e), abi))?;
+    let views =
+        unsafe { negotiate::read_views(name, &desc) }.map_err(|e| (LoadError::Abi(e), abi))?;
     // SAFETY: NUL-terminated or null per the ABI.
     let version = unsafe { c_str(desc.version) }.unwrap_or("").to_string();
-    Ok(Loaded { path: path.to_path_buf(), desc, views, version, library })
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        desc,
+        views,
+        version,
+        library,
+    })
 }
 
 /// Resolves and loads plugin `name`, returning its slot (never failing: an unusable
@@ -125,14 +165,37 @@ pub fn load_plugin(index: usize, name: &str, paths: &LibraryPaths) -> PluginSlot
     if let Err(e) = names::validate_name(name) {
         return PluginSlot::not_loaded(index, name, None, None, LoadError::from(e).to_string());
     }
-    let found = names::resolve(name, &paths.dynamic_library_path, &paths.pkglibdir, &paths.dlsuffix, |p| p.is_file());
+    let found = names::resolve(
+        name,
+        &paths.dynamic_library_path,
+        &paths.pkglibdir,
+        &paths.dlsuffix,
+        |p| p.is_file(),
+    );
     let Some(path) = found else {
-        let searched = names::candidate_paths(name, &paths.dynamic_library_path, &paths.pkglibdir, &paths.dlsuffix);
-        let e = LoadError::NotFound { name: name.to_string(), suffix: paths.dlsuffix.clone(), searched };
+        let searched = names::candidate_paths(
+            name,
+            &paths.dynamic_library_path,
+            &paths.pkglibdir,
+            &paths.dlsuffix,
+        );
+        let e = LoadError::NotFound {
+            name: name.to_string(),
+            suffix: paths.dlsuffix.clone(),
+            searched,
+        };
         return PluginSlot::not_loaded(index, name, None, None, e.to_string());
     };
     match load_path(name, &path) {
-        Ok(l) => PluginSlot::new(index, name, Some(l.path), Some(l.desc), l.views, l.version, Some(l.library)),
+        Ok(l) => PluginSlot::new(
+            index,
+            name,
+            Some(l.path),
+            Some(l.desc),
+            l.views,
+            l.version,
+            Some(l.library),
+        ),
         Err((e, abi)) => PluginSlot::not_loaded(index, name, Some(path), abi, e.to_string()),
     }
 }

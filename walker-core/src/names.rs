@@ -65,7 +65,12 @@ pub fn parse_plugin_list(value: &str) -> Vec<Result<String, NameError>> {
 
 /// Candidate files for plugin `name`: each directory of `dynamic_library_path` (with
 /// `$libdir` replaced by `pkglibdir`), in order, `name` plus the shared-library suffix.
-pub fn candidate_paths(name: &str, dynamic_library_path: &str, pkglibdir: &Path, dlsuffix: &str) -> Vec<PathBuf> {
+pub fn candidate_paths(
+    name: &str,
+    dynamic_library_path: &str,
+    pkglibdir: &Path,
+    dlsuffix: &str,
+) -> Vec<PathBuf> {
     let file = format!("{name}{dlsuffix}");
     let mut dirs: Vec<PathBuf> = dynamic_library_path
         .split(':')
@@ -88,8 +93,16 @@ pub fn candidate_paths(name: &str, dynamic_library_path: &str, pkglibdir: &Path,
 }
 
 /// First candidate that exists, per `exists`.
-pub fn resolve(name: &str, dynamic_library_path: &str, pkglibdir: &Path, dlsuffix: &str, exists: impl Fn(&Path) -> bool) -> Option<PathBuf> {
-    candidate_paths(name, dynamic_library_path, pkglibdir, dlsuffix).into_iter().find(|p| exists(p))
+pub fn resolve(
+    name: &str,
+    dynamic_library_path: &str,
+    pkglibdir: &Path,
+    dlsuffix: &str,
+    exists: impl Fn(&Path) -> bool,
+) -> Option<PathBuf> {
+    candidate_paths(name, dynamic_library_path, pkglibdir, dlsuffix)
+        .into_iter()
+        .find(|p| exists(p))
 }
 
 #[cfg(test)]
@@ -100,10 +113,22 @@ mod tests {
     fn names_are_lower_case_identifiers() {
         assert!(validate_name("rmgr_stats").is_ok());
         assert!(validate_name("a1").is_ok());
-        assert_eq!(validate_name("../x"), Err(NameError::PathSeparator("../x".into())));
-        assert_eq!(validate_name("/usr/lib/x"), Err(NameError::PathSeparator("/usr/lib/x".into())));
-        assert_eq!(validate_name("Upper"), Err(NameError::Invalid("Upper".into())));
-        assert_eq!(validate_name("1abc"), Err(NameError::Invalid("1abc".into())));
+        assert_eq!(
+            validate_name("../x"),
+            Err(NameError::PathSeparator("../x".into()))
+        );
+        assert_eq!(
+            validate_name("/usr/lib/x"),
+            Err(NameError::PathSeparator("/usr/lib/x".into()))
+        );
+        assert_eq!(
+            validate_name("Upper"),
+            Err(NameError::Invalid("Upper".into()))
+        );
+        assert_eq!(
+            validate_name("1abc"),
+            Err(NameError::Invalid("1abc".into()))
+        );
         assert_eq!(validate_name("a-b"), Err(NameError::Invalid("a-b".into())));
         assert!(validate_name(&"a".repeat(31)).is_ok());
         assert!(validate_name(&"a".repeat(32)).is_err());
@@ -125,12 +150,26 @@ mod tests {
     fn resolution_follows_dynamic_library_path() {
         let lib = Path::new("/usr/lib/postgresql/15/lib");
         let c = candidate_paths("x", "$libdir:/opt/extra", lib, ".so");
-        assert_eq!(c, vec![PathBuf::from("/usr/lib/postgresql/15/lib/x.so"), PathBuf::from("/opt/extra/x.so")]);
+        assert_eq!(
+            c,
+            vec![
+                PathBuf::from("/usr/lib/postgresql/15/lib/x.so"),
+                PathBuf::from("/opt/extra/x.so")
+            ]
+        );
         // An empty path means $libdir.
-        assert_eq!(candidate_paths("x", "", lib, ".so"), vec![PathBuf::from("/usr/lib/postgresql/15/lib/x.so")]);
+        assert_eq!(
+            candidate_paths("x", "", lib, ".so"),
+            vec![PathBuf::from("/usr/lib/postgresql/15/lib/x.so")]
+        );
         // `$libdir/sub` keeps the suffix after the macro.
-        assert_eq!(candidate_paths("x", "$libdir/sub", lib, ".so"), vec![PathBuf::from("/usr/lib/postgresql/15/lib/sub/x.so")]);
-        let found = resolve("x", "$libdir:/opt/extra", lib, ".so", |p| p.starts_with("/opt"));
+        assert_eq!(
+            candidate_paths("x", "$libdir/sub", lib, ".so"),
+            vec![PathBuf::from("/usr/lib/postgresql/15/lib/sub/x.so")]
+        );
+        let found = resolve("x", "$libdir:/opt/extra", lib, ".so", |p| {
+            p.starts_with("/opt")
+        });
         assert_eq!(found, Some(PathBuf::from("/opt/extra/x.so")));
         assert_eq!(resolve("x", "$libdir", lib, ".so", |_| false), None);
     }

@@ -2,7 +2,8 @@
 //! use it, and copying what it can use into a zeroed descriptor of the host's layout.
 
 use walker_abi::{
-    sdk::c_str, WalkerPluginDescriptor, WalkerType, WALKER_ABI_MAJOR, WALKER_ABI_MINOR, WALKER_DESCRIPTOR_V1_0_SIZE,
+    sdk::c_str, WalkerPluginDescriptor, WalkerType, WALKER_ABI_MAJOR, WALKER_ABI_MINOR,
+    WALKER_DESCRIPTOR_V1_0_SIZE,
 };
 
 /// The three fields every descriptor starts with, whatever its version.
@@ -21,16 +22,32 @@ pub struct AbiHeader {
 pub enum AbiError {
     /// Different major version.
     #[error("the plugin was built for walker ABI {plugin_major}.{plugin_minor}, but this walker speaks ABI {host_major}.{host_minor}; rebuild the plugin against walker-abi {host_major}.x")]
-    Major { plugin_major: u32, plugin_minor: u32, host_major: u32, host_minor: u32 },
+    Major {
+        plugin_major: u32,
+        plugin_minor: u32,
+        host_major: u32,
+        host_minor: u32,
+    },
     /// Same major, newer minor than the host.
     #[error("the plugin was built for walker ABI {plugin_major}.{plugin_minor}, newer than this walker's ABI {host_major}.{host_minor}; upgrade walker or rebuild the plugin against walker-abi {host_major}.{host_minor}")]
-    MinorTooNew { plugin_major: u32, plugin_minor: u32, host_major: u32, host_minor: u32 },
+    MinorTooNew {
+        plugin_major: u32,
+        plugin_minor: u32,
+        host_major: u32,
+        host_minor: u32,
+    },
     /// The descriptor is smaller than ABI 1.0's.
     #[error("the plugin's descriptor is {size} bytes, smaller than the {min} bytes of ABI 1.0's; it was not built from walker-abi's header or types: rebuild it against walker-abi")]
     TooSmall { size: u32, min: u32 },
     /// The entry function returned null.
     #[error("walker_plugin_entry returned a null descriptor; the plugin must return a pointer to a static WalkerPluginDescriptor")]
     NullDescriptor,
+    /// Only one of `save_state` / `load_state` is provided.
+    #[error("the plugin provides {has} but not {lacks}; snapshots need both (or neither): fix the plugin's descriptor")]
+    HalfSnapshot {
+        has: &'static str,
+        lacks: &'static str,
+    },
     /// A declared view or column is unusable.
     #[error("view declaration: {0}; fix the plugin's views")]
     BadView(String),
@@ -38,19 +55,42 @@ pub enum AbiError {
 
 /// Checks a header against this host's ABI.
 pub fn check_header(h: AbiHeader) -> Result<(), AbiError> {
-    check_header_against(h, WALKER_ABI_MAJOR, WALKER_ABI_MINOR, WALKER_DESCRIPTOR_V1_0_SIZE)
+    check_header_against(
+        h,
+        WALKER_ABI_MAJOR,
+        WALKER_ABI_MINOR,
+        WALKER_DESCRIPTOR_V1_0_SIZE,
+    )
 }
 
 /// Checks a header against a given host version (for tests of future versions).
-pub fn check_header_against(h: AbiHeader, host_major: u32, host_minor: u32, min_size: u32) -> Result<(), AbiError> {
+pub fn check_header_against(
+    h: AbiHeader,
+    host_major: u32,
+    host_minor: u32,
+    min_size: u32,
+) -> Result<(), AbiError> {
     if h.major != host_major {
-        return Err(AbiError::Major { plugin_major: h.major, plugin_minor: h.minor, host_major, host_minor });
+        return Err(AbiError::Major {
+            plugin_major: h.major,
+            plugin_minor: h.minor,
+            host_major,
+            host_minor,
+        });
     }
     if h.minor > host_minor {
-        return Err(AbiError::MinorTooNew { plugin_major: h.major, plugin_minor: h.minor, host_major, host_minor });
+        return Err(AbiError::MinorTooNew {
+            plugin_major: h.major,
+            plugin_minor: h.minor,
+            host_major,
+            host_minor,
+        });
     }
     if h.struct_size < min_size {
-        return Err(AbiError::TooSmall { size: h.struct_size, min: min_size });
+        return Err(AbiError::TooSmall {
+            size: h.struct_size,
+            min: min_size,
+        });
     }
     Ok(())
 }
@@ -61,7 +101,9 @@ pub fn check_header_against(h: AbiHeader, host_major: u32, host_minor: u32, min_
 /// # Safety
 /// `ptr` must be null or point to at least 12 readable bytes, and to `struct_size`
 /// readable bytes when the header passes.
-pub unsafe fn read_descriptor(ptr: *const WalkerPluginDescriptor) -> Result<WalkerPluginDescriptor, AbiError> {
+pub unsafe fn read_descriptor(
+    ptr: *const WalkerPluginDescriptor,
+) -> Result<WalkerPluginDescriptor, AbiError> {
     if ptr.is_null() {
         return Err(AbiError::NullDescriptor);
     }
@@ -84,7 +126,19 @@ pub unsafe fn read_descriptor(ptr: *const WalkerPluginDescriptor) -> Result<Walk
     // and the copied prefix comes from a descriptor of the same major layout.
     unsafe {
         std::ptr::copy_nonoverlapping(ptr as *const u8, out.as_mut_ptr() as *mut u8, n);
-        Ok(out.assume_init())
+    }
+    // SAFETY: as above.
+    let desc = unsafe { out.assume_init() };
+    match (desc.save_state.is_some(), desc.load_state.is_some()) {
+        (true, false) => Err(AbiError::HalfSnapshot {
+            has: "save_state",
+            lacks: "load_state",
+        }),
+        (false, true) => Err(AbiError::HalfSnapshot {
+            has: "load_state",
+            lacks: "save_state",
+        }),
+        _ => Ok(desc),
     }
 }
 
@@ -124,19 +178,26 @@ pub fn sql_type(t: WalkerType) -> Option<&'static str> {
 ///
 /// # Safety
 /// `desc.views` must point to `desc.n_views` views whose strings and column arrays are valid.
-pub unsafe fn read_views(plugin: &str, desc: &WalkerPluginDescriptor) -> Result<Vec<ViewInfo>, AbiError> {
+pub unsafe fn read_views(
+    plugin: &str,
+    desc: &WalkerPluginDescriptor,
+) -> Result<Vec<ViewInfo>, AbiError> {
     let mut out = Vec::new();
     if desc.n_views == 0 {
         return Ok(out);
     }
     if desc.views.is_null() {
-        return Err(AbiError::BadView(format!("n_views is {} but views is null", desc.n_views)));
+        return Err(AbiError::BadView(format!(
+            "n_views is {} but views is null",
+            desc.n_views
+        )));
     }
     for i in 0..desc.n_views as usize {
         // SAFETY: the caller guarantees `n_views` entries.
         let v = unsafe { &*desc.views.add(i) };
         // SAFETY: the caller guarantees NUL-terminated strings or null.
-        let name = unsafe { c_str(v.name) }.ok_or_else(|| AbiError::BadView(format!("view {i} has no name")))?;
+        let name = unsafe { c_str(v.name) }
+            .ok_or_else(|| AbiError::BadView(format!("view {i} has no name")))?;
         let full = format!("{plugin}_{name}");
         if !is_identifier(name) || !is_identifier(&full) {
             return Err(AbiError::BadView(format!("view name \"{name}\" is not a lower-case identifier (or \"{full}\" exceeds 63 bytes)")));
@@ -154,19 +215,32 @@ pub unsafe fn read_views(plugin: &str, desc: &WalkerPluginDescriptor) -> Result<
             // SAFETY: the caller guarantees `n_columns` entries.
             let c = unsafe { &*v.columns.add(j) };
             // SAFETY: as above.
-            let cname = unsafe { c_str(c.name) }.ok_or_else(|| AbiError::BadView(format!("view \"{name}\" column {j} has no name")))?;
+            let cname = unsafe { c_str(c.name) }.ok_or_else(|| {
+                AbiError::BadView(format!("view \"{name}\" column {j} has no name"))
+            })?;
             if !is_identifier(cname) {
-                return Err(AbiError::BadView(format!("column \"{cname}\" of view \"{name}\" is not a lower-case identifier")));
+                return Err(AbiError::BadView(format!(
+                    "column \"{cname}\" of view \"{name}\" is not a lower-case identifier"
+                )));
             }
             if sql_type(c.ty).is_none() {
-                return Err(AbiError::BadView(format!("column \"{cname}\" of view \"{name}\" has unknown type {}", c.ty.0)));
+                return Err(AbiError::BadView(format!(
+                    "column \"{cname}\" of view \"{name}\" has unknown type {}",
+                    c.ty.0
+                )));
             }
             if columns.iter().any(|(n, _)| n == cname) {
-                return Err(AbiError::BadView(format!("column \"{cname}\" of view \"{name}\" declared twice")));
+                return Err(AbiError::BadView(format!(
+                    "column \"{cname}\" of view \"{name}\" declared twice"
+                )));
             }
             columns.push((cname.to_string(), c.ty));
         }
-        out.push(ViewInfo { name: name.to_string(), description, columns });
+        out.push(ViewInfo {
+            name: name.to_string(),
+            description,
+            columns,
+        });
     }
     Ok(out)
 }
@@ -180,18 +254,37 @@ mod tests {
     const V1: u32 = WALKER_DESCRIPTOR_V1_0_SIZE;
 
     fn h(major: u32, minor: u32, size: u32) -> AbiHeader {
-        AbiHeader { major, minor, struct_size: size }
+        AbiHeader {
+            major,
+            minor,
+            struct_size: size,
+        }
     }
 
     #[test]
     fn same_version_is_accepted() {
-        assert_eq!(check_header(h(WALKER_ABI_MAJOR, WALKER_ABI_MINOR, V1)), Ok(()));
+        assert_eq!(
+            check_header(h(WALKER_ABI_MAJOR, WALKER_ABI_MINOR, V1)),
+            Ok(())
+        );
     }
 
     #[test]
     fn other_major_is_refused_both_ways() {
-        assert!(matches!(check_header(h(2, 0, V1)), Err(AbiError::Major { plugin_major: 2, .. })));
-        assert!(matches!(check_header(h(0, 9, V1)), Err(AbiError::Major { plugin_major: 0, .. })));
+        assert!(matches!(
+            check_header(h(2, 0, V1)),
+            Err(AbiError::Major {
+                plugin_major: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            check_header(h(0, 9, V1)),
+            Err(AbiError::Major {
+                plugin_major: 0,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -199,19 +292,85 @@ mod tests {
         // A host at 1.3 accepts 1.0..=1.3 and refuses 1.4.
         assert_eq!(check_header_against(h(1, 0, 100), 1, 3, 100), Ok(()));
         assert_eq!(check_header_against(h(1, 3, 120), 1, 3, 100), Ok(()));
-        assert!(matches!(check_header_against(h(1, 4, 120), 1, 3, 100), Err(AbiError::MinorTooNew { plugin_minor: 4, .. })));
+        assert!(matches!(
+            check_header_against(h(1, 4, 120), 1, 3, 100),
+            Err(AbiError::MinorTooNew {
+                plugin_minor: 4,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn descriptor_smaller_than_v1_is_refused() {
-        assert_eq!(check_header(h(1, 0, 12)), Err(AbiError::TooSmall { size: 12, min: V1 }));
-        assert_eq!(check_header(h(1, 0, V1 - 8)), Err(AbiError::TooSmall { size: V1 - 8, min: V1 }));
+        assert_eq!(
+            check_header(h(1, 0, 12)),
+            Err(AbiError::TooSmall { size: 12, min: V1 })
+        );
+        assert_eq!(
+            check_header(h(1, 0, V1 - 8)),
+            Err(AbiError::TooSmall {
+                size: V1 - 8,
+                min: V1
+            })
+        );
     }
 
     #[test]
     fn messages_name_versions_and_fix() {
         let m = check_header(h(2, 1, V1)).unwrap_err().to_string();
-        assert!(m.contains("ABI 2.1") && m.contains("ABI 1.0") && m.contains("rebuild"), "{m}");
+        assert!(
+            m.contains("ABI 2.1") && m.contains("ABI 1.1") && m.contains("rebuild"),
+            "{m}"
+        );
+    }
+
+    unsafe extern "C" fn save(
+        _: *mut walker_abi::WalkerPlugin,
+        _: *const walker_abi::WalkerStateSink,
+    ) -> walker_abi::WalkerStatus {
+        walker_abi::WalkerStatus::OK
+    }
+
+    #[test]
+    fn a_v1_0_descriptor_has_no_snapshot_callbacks() {
+        // A 1.0 plugin's descriptor ends before save_state: whatever follows it in the
+        // plugin's memory must not be read as callbacks.
+        // SAFETY: zeroed is valid for the descriptor.
+        let mut d: WalkerPluginDescriptor = unsafe { std::mem::zeroed() };
+        d.abi_major = 1;
+        d.struct_size = V1;
+        d.save_state = Some(save);
+        // SAFETY: `d` is a full descriptor.
+        let got = unsafe { read_descriptor(&d) }.unwrap();
+        assert!(got.save_state.is_none() && got.load_state.is_none());
+        // The 1.0 size is the offset of the first 1.1 field.
+        assert_eq!(
+            V1 as usize,
+            std::mem::offset_of!(WalkerPluginDescriptor, save_state)
+        );
+    }
+
+    #[test]
+    fn half_a_snapshot_pair_is_refused() {
+        // SAFETY: zeroed is valid for the descriptor.
+        let mut d: WalkerPluginDescriptor = unsafe { std::mem::zeroed() };
+        d.abi_major = 1;
+        d.abi_minor = 1;
+        d.struct_size = std::mem::size_of::<WalkerPluginDescriptor>() as u32;
+        d.save_state = Some(save);
+        // SAFETY: `d` is a full descriptor.
+        let Err(e) = (unsafe { read_descriptor(&d) }) else {
+            panic!("accepted")
+        };
+        assert_eq!(
+            e,
+            AbiError::HalfSnapshot {
+                has: "save_state",
+                lacks: "load_state"
+            }
+        );
+        assert!(e.to_string().contains("snapshots need both"));
     }
 
     #[test]
@@ -240,7 +399,10 @@ mod tests {
     #[test]
     fn null_descriptor_is_refused() {
         // SAFETY: null is allowed.
-        assert!(matches!(unsafe { read_descriptor(std::ptr::null()) }, Err(AbiError::NullDescriptor)));
+        assert!(matches!(
+            unsafe { read_descriptor(std::ptr::null()) },
+            Err(AbiError::NullDescriptor)
+        ));
     }
 
     fn cs(s: &'static [u8]) -> *const c_char {
@@ -250,10 +412,21 @@ mod tests {
     #[test]
     fn views_are_checked() {
         let cols = [
-            WalkerColumn { name: cs(b"rmgr\0"), ty: WalkerType::TEXT },
-            WalkerColumn { name: cs(b"records\0"), ty: WalkerType::INT8 },
+            WalkerColumn {
+                name: cs(b"rmgr\0"),
+                ty: WalkerType::TEXT,
+            },
+            WalkerColumn {
+                name: cs(b"records\0"),
+                ty: WalkerType::INT8,
+            },
         ];
-        let views = [WalkerView { name: cs(b"rmgrs\0"), description: cs(b"per rmgr\0"), columns: cols.as_ptr(), n_columns: 2 }];
+        let views = [WalkerView {
+            name: cs(b"rmgrs\0"),
+            description: cs(b"per rmgr\0"),
+            columns: cols.as_ptr(),
+            n_columns: 2,
+        }];
         // SAFETY: zeroed descriptor is valid.
         let mut d: WalkerPluginDescriptor = unsafe { std::mem::zeroed() };
         d.views = views.as_ptr();
@@ -261,16 +434,35 @@ mod tests {
         // SAFETY: pointers above are valid.
         let got = unsafe { read_views("stats", &d) }.unwrap();
         assert_eq!(got[0].name, "rmgrs");
-        assert_eq!(got[0].columns, vec![("rmgr".to_string(), WalkerType::TEXT), ("records".to_string(), WalkerType::INT8)]);
+        assert_eq!(
+            got[0].columns,
+            vec![
+                ("rmgr".to_string(), WalkerType::TEXT),
+                ("records".to_string(), WalkerType::INT8)
+            ]
+        );
 
-        let bad_cols = [WalkerColumn { name: cs(b"x\0"), ty: WalkerType(99) }];
-        let bad = [WalkerView { name: cs(b"v\0"), description: std::ptr::null(), columns: bad_cols.as_ptr(), n_columns: 1 }];
+        let bad_cols = [WalkerColumn {
+            name: cs(b"x\0"),
+            ty: WalkerType(99),
+        }];
+        let bad = [WalkerView {
+            name: cs(b"v\0"),
+            description: std::ptr::null(),
+            columns: bad_cols.as_ptr(),
+            n_columns: 1,
+        }];
         d.views = bad.as_ptr();
         // SAFETY: pointers above are valid.
         let e = unsafe { read_views("stats", &d) }.unwrap_err();
         assert!(e.to_string().contains("unknown type 99"), "{e}");
 
-        let upper = [WalkerView { name: cs(b"Bad\0"), description: std::ptr::null(), columns: cols.as_ptr(), n_columns: 2 }];
+        let upper = [WalkerView {
+            name: cs(b"Bad\0"),
+            description: std::ptr::null(),
+            columns: cols.as_ptr(),
+            n_columns: 2,
+        }];
         d.views = upper.as_ptr();
         // SAFETY: pointers above are valid.
         assert!(unsafe { read_views("stats", &d) }.is_err());

@@ -45,7 +45,13 @@ unsafe impl Sync for PluginSlot {}
 
 impl PluginSlot {
     /// A slot for a plugin that could not be loaded.
-    pub fn not_loaded(index: usize, name: &str, path: Option<PathBuf>, abi: Option<(u32, u32)>, error: String) -> PluginSlot {
+    pub fn not_loaded(
+        index: usize,
+        name: &str,
+        path: Option<PathBuf>,
+        abi: Option<(u32, u32)>,
+        error: String,
+    ) -> PluginSlot {
         let mut s = PluginSlot::new(index, name, path, None, Vec::new(), String::new(), None);
         s.abi = abi;
         *s.load_error.get_mut().unwrap() = Some((PluginState::NotLoaded, error));
@@ -99,7 +105,10 @@ impl PluginSlot {
 
     /// The load or init error, when the plugin is unusable.
     pub fn load_error(&self) -> Option<(PluginState, String)> {
-        self.load_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.load_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// True when loaded and initialised: callbacks may be called.
@@ -109,7 +118,9 @@ impl PluginSlot {
 
     /// Calls the plugin's `init` with the host API. On failure the slot is marked failed.
     pub fn init(&'static self) -> Result<(), String> {
-        let Some(desc) = self.desc.as_ref() else { return Err("not loaded".into()) };
+        let Some(desc) = self.desc.as_ref() else {
+            return Err("not loaded".into());
+        };
         let Some(init) = desc.init else { return Ok(()) };
         self.initialising.store(true, Ordering::SeqCst);
         // SAFETY: `init` comes from a negotiated descriptor; the API table is static.
@@ -118,7 +129,8 @@ impl PluginSlot {
         match self.check(st, "init") {
             Ok(()) => Ok(()),
             Err(msg) => {
-                *self.load_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((PluginState::Failed, msg.clone()));
+                *self.load_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((PluginState::Failed, msg.clone()));
                 Err(msg)
             }
         }
@@ -136,7 +148,11 @@ impl PluginSlot {
 
     /// Turns a callback's status into a result, with the message it reported.
     pub fn check(&self, st: WalkerStatus, callback: &str) -> Result<(), String> {
-        let msg = self.pending_error.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let msg = self
+            .pending_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if st.is_ok() {
             return Ok(());
         }
@@ -153,7 +169,13 @@ impl PluginSlot {
     }
 
     /// Attaches the shared counters and region (after shared memory exists).
-    pub fn attach_shared(&self, shared: *mut PluginShared, header: *mut RegionHeader, region: *mut u8, size: usize) {
+    pub fn attach_shared(
+        &self,
+        shared: *mut PluginShared,
+        header: *mut RegionHeader,
+        region: *mut u8,
+        size: usize,
+    ) {
         self.shared.store(shared, Ordering::Release);
         self.region_header.store(header, Ordering::Release);
         self.region.store(region, Ordering::Release);
@@ -169,7 +191,10 @@ impl PluginSlot {
 
     /// The region and its size (null, 0 when none).
     pub fn region(&self) -> (*mut u8, usize) {
-        (self.region.load(Ordering::Acquire), self.region_size.load(Ordering::Acquire))
+        (
+            self.region.load(Ordering::Acquire),
+            self.region_size.load(Ordering::Acquire),
+        )
     }
 
     /// The region's header (its lock), when the plugin has a region.
@@ -183,7 +208,9 @@ impl PluginSlot {
         if let Some((s, _)) = self.load_error() {
             return s;
         }
-        self.shared().map(|s| s.state()).unwrap_or(PluginState::Loaded)
+        self.shared()
+            .map(|s| s.state())
+            .unwrap_or(PluginState::Loaded)
     }
 
     /// Last error: the load/init failure, else the shared last error.
@@ -205,17 +232,28 @@ impl PluginSlot {
 
     /// Adds a defined setting.
     pub fn add_setting(&self, s: &'static Setting) {
-        self.settings.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+        self.settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(s);
     }
 
     /// Finds a setting by its short name.
     pub fn setting(&self, name: &str) -> Option<&'static Setting> {
-        self.settings.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().find(|s| s.def.name == name)
+        self.settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .find(|s| s.def.name == name)
     }
 
     /// All settings.
     pub fn settings(&self) -> Vec<&'static Setting> {
-        self.settings.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

@@ -10,7 +10,12 @@
 /// far, `bound` the most bytes that may lie between (`None`: unbounded). The new
 /// position keeps exactly `bound` bytes behind `durable`, rounded up to a segment
 /// start so that no partial segment is kept for nothing.
-pub fn release_point(processed: u64, durable: u64, bound: Option<u64>, segment_size: u64) -> Option<u64> {
+pub fn release_point(
+    processed: u64,
+    durable: u64,
+    bound: Option<u64>,
+    segment_size: u64,
+) -> Option<u64> {
     let bound = bound?;
     let held = durable.saturating_sub(processed);
     if held <= bound {
@@ -24,7 +29,9 @@ pub fn release_point(processed: u64, durable: u64, bound: Option<u64>, segment_s
 
 /// First byte of WAL still on disk, given the last removed segment number.
 pub fn oldest_available(last_removed_segno: u64, segment_size: u64) -> u64 {
-    last_removed_segno.saturating_add(1).saturating_mul(segment_size)
+    last_removed_segno
+        .saturating_add(1)
+        .saturating_mul(segment_size)
 }
 
 #[cfg(test)]
@@ -37,18 +44,31 @@ mod tests {
     fn within_the_bound_nothing_is_released() {
         assert_eq!(release_point(100, 100 + SEG, Some(SEG), SEG), None);
         assert_eq!(release_point(100, 10 * SEG, None, SEG), None, "unbounded");
-        assert_eq!(release_point(5 * SEG, 3 * SEG, Some(0), SEG), None, "ahead of durable");
+        assert_eq!(
+            release_point(5 * SEG, 3 * SEG, Some(0), SEG),
+            None,
+            "ahead of durable"
+        );
     }
 
     #[test]
     fn past_the_bound_keeps_bound_bytes_rounded_to_a_segment() {
         // 10 segments written, walker at 1 segment, bound 4 segments: keep from
         // segment 6 (10 - 4), already a segment start.
-        assert_eq!(release_point(SEG, 10 * SEG, Some(4 * SEG), SEG), Some(6 * SEG));
+        assert_eq!(
+            release_point(SEG, 10 * SEG, Some(4 * SEG), SEG),
+            Some(6 * SEG)
+        );
         // Durable mid-segment: 10.5 segments - 4 = 6.5 -> round up to 7.
-        assert_eq!(release_point(SEG, 10 * SEG + SEG / 2, Some(4 * SEG), SEG), Some(7 * SEG));
+        assert_eq!(
+            release_point(SEG, 10 * SEG + SEG / 2, Some(4 * SEG), SEG),
+            Some(7 * SEG)
+        );
         // A zero bound releases everything up to durable.
-        assert_eq!(release_point(SEG, 3 * SEG + 5, Some(0), SEG), Some(3 * SEG + 5));
+        assert_eq!(
+            release_point(SEG, 3 * SEG + 5, Some(0), SEG),
+            Some(3 * SEG + 5)
+        );
     }
 
     #[test]

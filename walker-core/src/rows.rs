@@ -32,7 +32,12 @@ pub fn format_timestamptz(micros: i64) -> String {
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     let (bc, y) = if y <= 0 { (" BC", 1 - y) } else { ("", y) };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{frac:06}+00{bc}", sod / 3600, sod % 3600 / 60, sod % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{frac:06}+00{bc}",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
 }
 
 /// Formats a float the way `float8in` reads it back exactly.
@@ -40,7 +45,11 @@ pub fn format_float(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+        if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
     } else {
         // Debug prints the shortest representation that round-trips.
         format!("{f:?}")
@@ -55,7 +64,12 @@ pub enum RowError {
     Count { got: usize, want: usize },
     /// Type differs from the declaration.
     #[error("value {index} has type {got}, column \"{column}\" is declared as {want}")]
-    Type { index: usize, column: String, got: u32, want: u32 },
+    Type {
+        index: usize,
+        column: String,
+        got: u32,
+        want: u32,
+    },
     /// Text that PostgreSQL cannot store.
     #[error("value {index} (column \"{column}\") is not valid UTF-8 text without NUL bytes")]
     Text { index: usize, column: String },
@@ -73,13 +87,20 @@ pub struct RowCollector {
 impl RowCollector {
     /// A collector for these columns.
     pub fn new(columns: Vec<(String, WalkerType)>) -> Self {
-        RowCollector { columns, rows: Vec::new(), error: None }
+        RowCollector {
+            columns,
+            rows: Vec::new(),
+            error: None,
+        }
     }
 
     /// Checks and adds one row.
     pub fn push(&mut self, values: &[WalkerValue]) -> Result<(), RowError> {
         if values.len() != self.columns.len() {
-            return Err(RowError::Count { got: values.len(), want: self.columns.len() });
+            return Err(RowError::Count {
+                got: values.len(),
+                want: self.columns.len(),
+            });
         }
         let mut row = Vec::with_capacity(values.len());
         for (i, (v, (name, ty))) in values.iter().zip(&self.columns).enumerate() {
@@ -88,7 +109,12 @@ impl RowCollector {
                 continue;
             }
             if v.ty != *ty {
-                return Err(RowError::Type { index: i, column: name.clone(), got: v.ty.0, want: ty.0 });
+                return Err(RowError::Type {
+                    index: i,
+                    column: name.clone(),
+                    got: v.ty.0,
+                    want: ty.0,
+                });
             }
             let text = match *ty {
                 WalkerType::INT8 => v.int_value.to_string(),
@@ -105,10 +131,22 @@ impl RowCollector {
                     };
                     match std::str::from_utf8(bytes) {
                         Ok(s) if !s.contains('\0') => s.to_string(),
-                        _ => return Err(RowError::Text { index: i, column: name.clone() }),
+                        _ => {
+                            return Err(RowError::Text {
+                                index: i,
+                                column: name.clone(),
+                            })
+                        }
                     }
                 }
-                _ => return Err(RowError::Type { index: i, column: name.clone(), got: v.ty.0, want: ty.0 }),
+                _ => {
+                    return Err(RowError::Type {
+                        index: i,
+                        column: name.clone(),
+                        got: v.ty.0,
+                        want: ty.0,
+                    })
+                }
             };
             row.push(Some(text));
         }
@@ -118,13 +156,18 @@ impl RowCollector {
 
     /// A sink whose `emit` adds rows to this collector. The sink borrows `self`.
     pub fn sink(&mut self) -> WalkerRowSink {
-        WalkerRowSink { ctx: self as *mut RowCollector as *mut c_void, emit: Some(emit) }
+        WalkerRowSink {
+            ctx: self as *mut RowCollector as *mut c_void,
+            emit: Some(emit),
+        }
     }
 }
 
 unsafe extern "C" fn emit(ctx: *mut c_void, values: *const WalkerValue, n: u32) -> WalkerStatus {
     // SAFETY: `ctx` is the collector that built this sink and outlives the call.
-    let Some(c) = (unsafe { (ctx as *mut RowCollector).as_mut() }) else { return WalkerStatus::INVALID };
+    let Some(c) = (unsafe { (ctx as *mut RowCollector).as_mut() }) else {
+        return WalkerStatus::INVALID;
+    };
     let vals = if values.is_null() || n == 0 {
         &[][..]
     } else {
@@ -158,13 +201,22 @@ mod tests {
     fn timestamps_by_hand() {
         assert_eq!(format_timestamptz(0), "1970-01-01 00:00:00.000000+00");
         // 2000-01-01 00:00:00 UTC is 946684800 s after the epoch.
-        assert_eq!(format_timestamptz(946_684_800_000_000), "2000-01-01 00:00:00.000000+00");
+        assert_eq!(
+            format_timestamptz(946_684_800_000_000),
+            "2000-01-01 00:00:00.000000+00"
+        );
         // 2024-02-29 12:34:56.789012 UTC: 19782 days + 45296.789012 s.
-        assert_eq!(format_timestamptz((19_782 * 86_400 + 45_296) * 1_000_000 + 789_012), "2024-02-29 12:34:56.789012+00");
+        assert_eq!(
+            format_timestamptz((19_782 * 86_400 + 45_296) * 1_000_000 + 789_012),
+            "2024-02-29 12:34:56.789012+00"
+        );
         // One microsecond before the epoch.
         assert_eq!(format_timestamptz(-1), "1969-12-31 23:59:59.999999+00");
         // 1900-03-01: 25508 days before the epoch (1900 is not a leap year).
-        assert_eq!(format_timestamptz(-25_508 * 86_400 * 1_000_000), "1900-03-01 00:00:00.000000+00");
+        assert_eq!(
+            format_timestamptz(-25_508 * 86_400 * 1_000_000),
+            "1900-03-01 00:00:00.000000+00"
+        );
     }
 
     #[test]
@@ -178,35 +230,82 @@ mod tests {
 
     fn abi(v: Value<'_>) -> WalkerValue {
         match v {
-            Value::Int8(i) => WalkerValue { ty: WalkerType::INT8, int_value: i, ..Default::default() },
-            Value::Text(s) => WalkerValue { ty: WalkerType::TEXT, str_ptr: s.as_ptr(), str_len: s.len(), ..Default::default() },
-            Value::Lsn(l) => WalkerValue { ty: WalkerType::LSN, lsn_value: l, ..Default::default() },
-            Value::Null => WalkerValue { is_null: true, ..Default::default() },
+            Value::Int8(i) => WalkerValue {
+                ty: WalkerType::INT8,
+                int_value: i,
+                ..Default::default()
+            },
+            Value::Text(s) => WalkerValue {
+                ty: WalkerType::TEXT,
+                str_ptr: s.as_ptr(),
+                str_len: s.len(),
+                ..Default::default()
+            },
+            Value::Lsn(l) => WalkerValue {
+                ty: WalkerType::LSN,
+                lsn_value: l,
+                ..Default::default()
+            },
+            Value::Null => WalkerValue {
+                is_null: true,
+                ..Default::default()
+            },
             _ => unreachable!("not used in these tests"),
         }
     }
 
     #[test]
     fn rows_are_checked_against_columns() {
-        let mut c = RowCollector::new(vec![("n".into(), WalkerType::INT8), ("t".into(), WalkerType::TEXT), ("l".into(), WalkerType::LSN)]);
+        let mut c = RowCollector::new(vec![
+            ("n".into(), WalkerType::INT8),
+            ("t".into(), WalkerType::TEXT),
+            ("l".into(), WalkerType::LSN),
+        ]);
         let sink = c.sink();
-        let row = [abi(Value::Int8(-3)), abi(Value::Text("héllo")), abi(Value::Lsn(0x1_0000_0010))];
+        let row = [
+            abi(Value::Int8(-3)),
+            abi(Value::Text("héllo")),
+            abi(Value::Lsn(0x1_0000_0010)),
+        ];
         // SAFETY: valid sink and values.
-        assert_eq!(unsafe { (sink.emit.unwrap())(sink.ctx, row.as_ptr(), 3) }, WalkerStatus::OK);
+        assert_eq!(
+            unsafe { (sink.emit.unwrap())(sink.ctx, row.as_ptr(), 3) },
+            WalkerStatus::OK
+        );
         let nulls = [abi(Value::Null), abi(Value::Null), abi(Value::Null)];
         // SAFETY: as above.
-        assert_eq!(unsafe { (sink.emit.unwrap())(sink.ctx, nulls.as_ptr(), 3) }, WalkerStatus::OK);
+        assert_eq!(
+            unsafe { (sink.emit.unwrap())(sink.ctx, nulls.as_ptr(), 3) },
+            WalkerStatus::OK
+        );
         let short = [abi(Value::Int8(1))];
         // SAFETY: as above.
-        assert_eq!(unsafe { (sink.emit.unwrap())(sink.ctx, short.as_ptr(), 1) }, WalkerStatus::INVALID);
-        let wrong = [abi(Value::Text("x")), abi(Value::Text("y")), abi(Value::Lsn(1))];
+        assert_eq!(
+            unsafe { (sink.emit.unwrap())(sink.ctx, short.as_ptr(), 1) },
+            WalkerStatus::INVALID
+        );
+        let wrong = [
+            abi(Value::Text("x")),
+            abi(Value::Text("y")),
+            abi(Value::Lsn(1)),
+        ];
         // SAFETY: as above.
-        assert_eq!(unsafe { (sink.emit.unwrap())(sink.ctx, wrong.as_ptr(), 3) }, WalkerStatus::INVALID);
+        assert_eq!(
+            unsafe { (sink.emit.unwrap())(sink.ctx, wrong.as_ptr(), 3) },
+            WalkerStatus::INVALID
+        );
         assert_eq!(c.rows.len(), 2);
-        assert_eq!(c.rows[0], vec![Some("-3".into()), Some("héllo".into()), Some("1/10".into())]);
+        assert_eq!(
+            c.rows[0],
+            vec![Some("-3".into()), Some("héllo".into()), Some("1/10".into())]
+        );
         assert_eq!(c.rows[1], vec![None, None, None]);
         assert_eq!(c.error, Some(RowError::Count { got: 1, want: 3 }));
-        let nul = [abi(Value::Int8(1)), abi(Value::Text("a\0b")), abi(Value::Lsn(1))];
+        let nul = [
+            abi(Value::Int8(1)),
+            abi(Value::Text("a\0b")),
+            abi(Value::Lsn(1)),
+        ];
         assert!(matches!(c.push(&nul), Err(RowError::Text { index: 1, .. })));
     }
 }

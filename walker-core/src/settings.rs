@@ -14,7 +14,12 @@ use walker_abi::{WalkerSettingContext, WalkerSettingUnit};
 #[derive(Debug, Clone, PartialEq)]
 pub enum SettingKind {
     /// Integer (the server stores 32 bits).
-    Int { default: i32, min: i32, max: i32, unit: WalkerSettingUnit },
+    Int {
+        default: i32,
+        min: i32,
+        max: i32,
+        unit: WalkerSettingUnit,
+    },
     /// Floating point.
     Real { default: f64, min: f64, max: f64 },
     /// Boolean.
@@ -71,12 +76,19 @@ pub enum SettingError {
 
 fn ident(s: &str) -> bool {
     let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_lowercase()) && c.all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == '_')
+    c.next().is_some_and(|f| f.is_ascii_lowercase())
+        && c.all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == '_')
 }
 
 impl SettingDef {
     /// Builds and checks a definition.
-    pub fn new(plugin: &str, name: &str, description: &str, kind: SettingKind, context: WalkerSettingContext) -> Result<Self, SettingError> {
+    pub fn new(
+        plugin: &str,
+        name: &str,
+        description: &str,
+        kind: SettingKind,
+        context: WalkerSettingContext,
+    ) -> Result<Self, SettingError> {
         let full_name = format!("{plugin}.{name}");
         if !ident(name) {
             return Err(SettingError::BadName(name.to_string()));
@@ -85,20 +97,30 @@ impl SettingDef {
             return Err(SettingError::BadContext(full_name, context.0));
         }
         match &kind {
-            SettingKind::Int { default, min, max, .. } if !(min <= default && default <= max) => {
+            SettingKind::Int {
+                default, min, max, ..
+            } if !(min <= default && default <= max) => {
                 return Err(SettingError::BadBounds(full_name))
             }
             SettingKind::Real { default, min, max } if !(min <= default && default <= max) => {
                 return Err(SettingError::BadBounds(full_name))
             }
             SettingKind::Enum { default, options }
-                if options.is_empty() || *default as usize >= options.len() || !options.iter().all(|o| ident(o)) =>
+                if options.is_empty()
+                    || *default as usize >= options.len()
+                    || !options.iter().all(|o| ident(o)) =>
             {
                 return Err(SettingError::BadEnum(full_name))
             }
             _ => {}
         }
-        Ok(SettingDef { full_name, name: name.to_string(), description: description.to_string(), kind, context })
+        Ok(SettingDef {
+            full_name,
+            name: name.to_string(),
+            description: description.to_string(),
+            kind,
+            context,
+        })
     }
 
     /// An integer definition from the ABI's 64-bit values.
@@ -110,8 +132,15 @@ impl SettingDef {
         unit: WalkerSettingUnit,
         context: WalkerSettingContext,
     ) -> Result<Self, SettingError> {
-        let fit = |v: i64| i32::try_from(v).map_err(|_| SettingError::OutOfRange(format!("{plugin}.{name}")));
-        let kind = SettingKind::Int { default: fit(default)?, min: fit(min)?, max: fit(max)?, unit };
+        let fit = |v: i64| {
+            i32::try_from(v).map_err(|_| SettingError::OutOfRange(format!("{plugin}.{name}")))
+        };
+        let kind = SettingKind::Int {
+            default: fit(default)?,
+            min: fit(min)?,
+            max: fit(max)?,
+            unit,
+        };
         SettingDef::new(plugin, name, description, kind, context)
     }
 }
@@ -165,13 +194,32 @@ impl Setting {
     /// Allocates the variable for `def`, initialised to its default.
     pub fn new(def: SettingDef) -> Setting {
         let (storage, value) = match &def.kind {
-            SettingKind::Int { default, .. } => (Storage::Int(Box::leak(Box::new(*default))), Value::Int(*default as i64)),
-            SettingKind::Real { default, .. } => (Storage::Real(Box::leak(Box::new(*default))), Value::Real(*default)),
-            SettingKind::Bool { default } => (Storage::Bool(Box::leak(Box::new(*default))), Value::Bool(*default)),
-            SettingKind::Str { default } => (Storage::Str(Box::leak(Box::new(std::ptr::null_mut()))), Value::Str(default.clone())),
-            SettingKind::Enum { default, .. } => (Storage::Enum(Box::leak(Box::new(*default as i32))), Value::Enum(*default)),
+            SettingKind::Int { default, .. } => (
+                Storage::Int(Box::leak(Box::new(*default))),
+                Value::Int(*default as i64),
+            ),
+            SettingKind::Real { default, .. } => (
+                Storage::Real(Box::leak(Box::new(*default))),
+                Value::Real(*default),
+            ),
+            SettingKind::Bool { default } => (
+                Storage::Bool(Box::leak(Box::new(*default))),
+                Value::Bool(*default),
+            ),
+            SettingKind::Str { default } => (
+                Storage::Str(Box::leak(Box::new(std::ptr::null_mut()))),
+                Value::Str(default.clone()),
+            ),
+            SettingKind::Enum { default, .. } => (
+                Storage::Enum(Box::leak(Box::new(*default as i32))),
+                Value::Enum(*default),
+            ),
         };
-        Setting { def, storage, snapshot: Mutex::new(value) }
+        Setting {
+            def,
+            storage,
+            snapshot: Mutex::new(value),
+        }
     }
 
     /// The variable to hand to the server.
@@ -194,7 +242,11 @@ impl Setting {
                 Storage::Enum(p) => Value::Enum((*p).max(0) as u32),
                 Storage::Str(p) => {
                     let s = *p;
-                    Value::Str(if s.is_null() { String::new() } else { CStr::from_ptr(s).to_string_lossy().into_owned() })
+                    Value::Str(if s.is_null() {
+                        String::new()
+                    } else {
+                        CStr::from_ptr(s).to_string_lossy().into_owned()
+                    })
                 }
             }
         };
@@ -203,14 +255,19 @@ impl Setting {
 
     /// The snapshot.
     pub fn value(&self) -> Value {
-        self.snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
 /// Default of a string setting as a C string (for the server's definition call).
 pub fn c_default(def: &SettingDef) -> Option<CString> {
     match &def.kind {
-        SettingKind::Str { default } => Some(CString::new(default.replace('\0', " ")).expect("NULs replaced")),
+        SettingKind::Str { default } => {
+            Some(CString::new(default.replace('\0', " ")).expect("NULs replaced"))
+        }
         _ => None,
     }
 }
@@ -232,16 +289,42 @@ mod tests {
             Err(SettingError::OutOfRange("p.n".into()))
         );
         assert!(SettingDef::new("p", "Bad", "", SettingKind::Bool { default: true }, c).is_err());
-        assert!(SettingDef::new("p", "r", "", SettingKind::Real { default: f64::NAN, min: 0.0, max: 1.0 }, c).is_err());
-        let e = SettingKind::Enum { default: 2, options: vec!["a".into(), "b".into()] };
-        assert_eq!(SettingDef::new("p", "e", "", e, c), Err(SettingError::BadEnum("p.e".into())));
-        assert!(SettingDef::new("p", "b", "", SettingKind::Bool { default: true }, WalkerSettingContext(9)).is_err());
+        assert!(SettingDef::new(
+            "p",
+            "r",
+            "",
+            SettingKind::Real {
+                default: f64::NAN,
+                min: 0.0,
+                max: 1.0
+            },
+            c
+        )
+        .is_err());
+        let e = SettingKind::Enum {
+            default: 2,
+            options: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(
+            SettingDef::new("p", "e", "", e, c),
+            Err(SettingError::BadEnum("p.e".into()))
+        );
+        assert!(SettingDef::new(
+            "p",
+            "b",
+            "",
+            SettingKind::Bool { default: true },
+            WalkerSettingContext(9)
+        )
+        .is_err());
     }
 
     #[test]
     fn snapshot_follows_the_variable() {
         let c = WalkerSettingContext::SIGHUP;
-        let s = Setting::new(SettingDef::int("p", "n", "", (5, 0, 10), WalkerSettingUnit::NONE, c).unwrap());
+        let s = Setting::new(
+            SettingDef::int("p", "n", "", (5, 0, 10), WalkerSettingUnit::NONE, c).unwrap(),
+        );
         assert_eq!(s.value(), Value::Int(5));
         if let Storage::Int(p) = s.storage() {
             // SAFETY: single-threaded test; the pointer is the setting's own variable.
@@ -252,7 +335,18 @@ mod tests {
         unsafe { s.refresh() };
         assert_eq!(s.value(), Value::Int(7));
 
-        let st = Setting::new(SettingDef::new("p", "s", "", SettingKind::Str { default: "x".into() }, c).unwrap());
+        let st = Setting::new(
+            SettingDef::new(
+                "p",
+                "s",
+                "",
+                SettingKind::Str {
+                    default: "x".into(),
+                },
+                c,
+            )
+            .unwrap(),
+        );
         assert_eq!(st.value(), Value::Str("x".into()));
         let owned = CString::new("hello").unwrap();
         if let Storage::Str(p) = st.storage() {

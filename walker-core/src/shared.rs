@@ -43,7 +43,12 @@ impl RwSpinLock {
         let mut spins = 0;
         loop {
             let s = self.state.load(Ordering::Relaxed);
-            if s & WRITER == 0 && self.state.compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            if s & WRITER == 0
+                && self
+                    .state
+                    .compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
                 return;
             }
             Self::backoff(&mut spins);
@@ -59,7 +64,11 @@ impl RwSpinLock {
     pub fn lock_exclusive(&self) {
         let mut spins = 0;
         loop {
-            if self.state.compare_exchange_weak(0, WRITER, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            if self
+                .state
+                .compare_exchange_weak(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
                 return;
             }
             Self::backoff(&mut spins);
@@ -166,6 +175,20 @@ pub struct PluginShared {
     pub processed_lsn: AtomicU64,
     /// Last error message.
     pub last_error: SharedMessage,
+    /// Where the plugin's state could be rebuilt from after a crash: its last durable
+    /// snapshot (or the empty start) for a plugin with snapshots, else `processed_lsn`.
+    /// walker's slot never moves past the lowest of these.
+    pub durable_lsn: AtomicU64,
+    /// LSN of the last snapshot written or restored (0: none).
+    pub snapshot_lsn: AtomicU64,
+    /// When that snapshot was written, microseconds since the Unix epoch.
+    pub snapshot_at: AtomicI64,
+    /// Snapshots written since shared memory was created.
+    pub snapshots: AtomicU64,
+    /// 1 when the plugin started empty although it keeps snapshots.
+    pub started_empty: AtomicU32,
+    /// How the plugin's state started: restored from which snapshot, or empty and why.
+    pub start_note: SharedMessage,
 }
 
 impl PluginShared {
@@ -251,6 +274,9 @@ pub struct HostShared {
     pub gaps: AtomicU64,
     /// The last gap: range and reason.
     pub last_gap: SharedMessage,
+    /// Times shared memory was created anew after a crash of some server process (the
+    /// postmaster's crash restarts), so the worker's restarts survive them in the view.
+    pub crash_restarts: AtomicU64,
 }
 
 impl HostShared {
@@ -328,7 +354,14 @@ impl Layout {
             }
         }
         let region_sizes = region_sizes.iter().map(|s| s.unwrap_or(0)).collect();
-        Layout { host: 0, plugin_shared, region_header, region, region_sizes, total: off }
+        Layout {
+            host: 0,
+            plugin_shared,
+            region_header,
+            region,
+            region_sizes,
+            total: off,
+        }
     }
 
     /// Size plugin `i` asked for.
@@ -347,7 +380,10 @@ mod tests {
         let l = Layout::compute(&[Some(100), None, Some(1), Some(0)]);
         let host = align_up(std::mem::size_of::<HostShared>());
         let ps = align_up(std::mem::size_of::<PluginShared>());
-        assert_eq!(l.plugin_shared, vec![host, host + ps, host + 2 * ps, host + 3 * ps]);
+        assert_eq!(
+            l.plugin_shared,
+            vec![host, host + ps, host + 2 * ps, host + 3 * ps]
+        );
         let first_region_header = host + 4 * ps;
         let rh = align_up(std::mem::size_of::<RegionHeader>());
         assert_eq!(l.region_header[0], Some(first_region_header));

@@ -19,18 +19,30 @@ pub enum WalkerError {
     PluginUnusable { name: String, reason: String },
     /// The plugin declares no such view.
     #[error("walker plugin \"{plugin}\" has no view \"{view}\"")]
-    UnknownView { plugin: String, view: String, available: Vec<String> },
+    UnknownView {
+        plugin: String,
+        view: String,
+        available: Vec<String>,
+    },
     /// The plugin failed while producing rows.
     #[error("walker plugin \"{plugin}\" could not produce view \"{view}\": {reason}")]
-    ViewFailed { plugin: String, view: String, reason: String },
+    ViewFailed {
+        plugin: String,
+        view: String,
+        reason: String,
+    },
 }
 
 impl WalkerError {
     fn code(&self) -> PgSqlErrorCode {
         match self {
             WalkerError::NotPreloaded => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            WalkerError::UnknownPlugin(_) | WalkerError::UnknownView { .. } => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            WalkerError::PluginUnusable { .. } => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            WalkerError::UnknownPlugin(_) | WalkerError::UnknownView { .. } => {
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT
+            }
+            WalkerError::PluginUnusable { .. } => {
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            }
             WalkerError::ViewFailed { .. } => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
         }
     }
@@ -56,7 +68,9 @@ impl WalkerError {
     /// Raises the error with `ereport(ERROR)`.
     pub fn raise(self) -> ! {
         let hint = self.hint();
-        ErrorReport::new(self.code(), self.to_string(), "walker").set_hint(hint).report(PgLogLevel::ERROR);
+        ErrorReport::new(self.code(), self.to_string(), "walker")
+            .set_hint(hint)
+            .report(PgLogLevel::ERROR);
         unreachable!("ereport(ERROR) returned")
     }
 }

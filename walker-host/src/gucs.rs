@@ -21,6 +21,10 @@ pub static QUEUE_BATCHES: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// `walker.max_retained_wal` (MB): most WAL walker's slot may hold back; -1 = no limit.
 pub static MAX_RETAINED_WAL_MB: GucSetting<i32> = GucSetting::<i32>::new(10240);
 
+/// `walker.snapshot_interval` (s): how often plugins with state save a snapshot, besides
+/// at every checkpoint record and at shutdown; 0 = only then.
+pub static SNAPSHOT_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(60);
+
 /// Defines the `walker.*` settings.
 pub fn define() {
     GucRegistry::define_string_guc(
@@ -79,6 +83,16 @@ pub fn define() {
         GucContext::Sighup,
         GucFlags::UNIT_MB,
     );
+    GucRegistry::define_int_guc(
+        c"walker.snapshot_interval",
+        c"How often plugins that keep state save a snapshot, besides at checkpoints and shutdown (0: only then).",
+        c"walker's replication slot keeps the WAL since the oldest snapshot, so a shorter interval retains less WAL and replays less after a crash.",
+        &SNAPSHOT_INTERVAL_S,
+        0,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
 }
 
 /// The retention bound in bytes (`None`: unbounded).
@@ -89,7 +103,10 @@ pub fn max_retained_bytes() -> Option<u64> {
 
 /// The `walker.plugins` value ("" when unset).
 pub fn plugins_value() -> String {
-    PLUGINS.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
+    PLUGINS
+        .get()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Marks a prefix reserved, so misspelt settings under it are reported.
@@ -100,7 +117,9 @@ pub fn reserve_prefix(prefix: &str) {
 }
 
 fn leak(s: &str) -> *const c_char {
-    CString::new(s.replace('\0', " ")).expect("NULs replaced").into_raw()
+    CString::new(s.replace('\0', " "))
+        .expect("NULs replaced")
+        .into_raw()
 }
 
 fn context(c: WalkerSettingContext) -> pg_sys::GucContext::Type {
@@ -137,29 +156,104 @@ pub fn define_plugin_setting(def: &SettingDef, storage: Storage) -> Result<(), S
         // pointers are leaked by walker-core, and we are in _PG_init on the main thread.
         unsafe {
             match (&def.kind, storage) {
-                (SettingKind::Int { default, min, max, unit }, Storage::Int(p)) => pg_sys::DefineCustomIntVariable(
-                    name, desc, std::ptr::null(), p, *default, *min, *max, ctx, unit_flags(*unit), None, None, None,
+                (
+                    SettingKind::Int {
+                        default,
+                        min,
+                        max,
+                        unit,
+                    },
+                    Storage::Int(p),
+                ) => pg_sys::DefineCustomIntVariable(
+                    name,
+                    desc,
+                    std::ptr::null(),
+                    p,
+                    *default,
+                    *min,
+                    *max,
+                    ctx,
+                    unit_flags(*unit),
+                    None,
+                    None,
+                    None,
                 ),
                 (SettingKind::Real { default, min, max }, Storage::Real(p)) => {
-                    pg_sys::DefineCustomRealVariable(name, desc, std::ptr::null(), p, *default, *min, *max, ctx, 0, None, None, None)
+                    pg_sys::DefineCustomRealVariable(
+                        name,
+                        desc,
+                        std::ptr::null(),
+                        p,
+                        *default,
+                        *min,
+                        *max,
+                        ctx,
+                        0,
+                        None,
+                        None,
+                        None,
+                    )
                 }
                 (SettingKind::Bool { default }, Storage::Bool(p)) => {
-                    pg_sys::DefineCustomBoolVariable(name, desc, std::ptr::null(), p, *default, ctx, 0, None, None, None)
+                    pg_sys::DefineCustomBoolVariable(
+                        name,
+                        desc,
+                        std::ptr::null(),
+                        p,
+                        *default,
+                        ctx,
+                        0,
+                        None,
+                        None,
+                        None,
+                    )
                 }
                 (SettingKind::Str { .. }, Storage::Str(p)) => {
-                    let boot = c_default(&def).map(|c| c.into_raw() as *const c_char).unwrap_or(std::ptr::null());
-                    pg_sys::DefineCustomStringVariable(name, desc, std::ptr::null(), p, boot, ctx, 0, None, None, None)
+                    let boot = c_default(&def)
+                        .map(|c| c.into_raw() as *const c_char)
+                        .unwrap_or(std::ptr::null());
+                    pg_sys::DefineCustomStringVariable(
+                        name,
+                        desc,
+                        std::ptr::null(),
+                        p,
+                        boot,
+                        ctx,
+                        0,
+                        None,
+                        None,
+                        None,
+                    )
                 }
                 (SettingKind::Enum { default, options }, Storage::Enum(p)) => {
                     let mut entries: Vec<pg_sys::config_enum_entry> = options
                         .iter()
                         .enumerate()
-                        .map(|(i, o)| pg_sys::config_enum_entry { name: leak(o), val: i as i32, hidden: false })
+                        .map(|(i, o)| pg_sys::config_enum_entry {
+                            name: leak(o),
+                            val: i as i32,
+                            hidden: false,
+                        })
                         .collect();
-                    entries.push(pg_sys::config_enum_entry { name: std::ptr::null(), val: 0, hidden: false });
-                    let entries: &'static [pg_sys::config_enum_entry] = Box::leak(entries.into_boxed_slice());
+                    entries.push(pg_sys::config_enum_entry {
+                        name: std::ptr::null(),
+                        val: 0,
+                        hidden: false,
+                    });
+                    let entries: &'static [pg_sys::config_enum_entry] =
+                        Box::leak(entries.into_boxed_slice());
                     pg_sys::DefineCustomEnumVariable(
-                        name, desc, std::ptr::null(), p, *default as i32, entries.as_ptr(), ctx, 0, None, None, None,
+                        name,
+                        desc,
+                        std::ptr::null(),
+                        p,
+                        *default as i32,
+                        entries.as_ptr(),
+                        ctx,
+                        0,
+                        None,
+                        None,
+                        None,
                     )
                 }
                 _ => return Err("internal error: setting kind and storage differ".to_string()),

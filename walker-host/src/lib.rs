@@ -64,15 +64,17 @@ SELECT state, pid, started_at::timestamptz AS started_at, start_lsn::pg_lsn AS s
        flush_lsn::pg_lsn AS flush_lsn, lag_bytes, records, bytes, records_per_sec,
        starts, last_error, shmem_bytes,
        current_setting('walker.enabled')::bool AS enabled,
-       'walker'::text AS slot_name, slot_lsn::pg_lsn AS slot_lsn, retained_bytes, gaps, last_gap
+       'walker'::text AS slot_name, slot_lsn::pg_lsn AS slot_lsn, retained_bytes, gaps, last_gap,
+       crash_restarts
 FROM @extschema@._status();
 COMMENT ON VIEW @extschema@.status IS 'The walker worker: state, WAL positions, lag, throughput, its replication slot and the WAL gaps it could not read.';
 
 CREATE VIEW @extschema@.plugins AS
 SELECT name, version, abi_version, state, records, errors, processed_lsn::pg_lsn AS processed_lsn,
-       last_error, library, views
+       last_error, library, views, snapshots, snapshot_lsn::pg_lsn AS snapshot_lsn,
+       snapshot_at::timestamptz AS snapshot_at, snapshots_written, started_empty, start
 FROM @extschema@._plugins();
-COMMENT ON VIEW @extschema@.plugins IS 'Every plugin listed in walker.plugins: state, counters, last error.';
+COMMENT ON VIEW @extschema@.plugins IS 'Every plugin listed in walker.plugins: state, counters, last error, snapshots and how its state started.';
 
 -- (Re)creates walker.<plugin>_<view> for every view the loaded plugins declare.
 -- Run it after changing walker.plugins and restarting; CREATE EXTENSION runs it once.

@@ -9,12 +9,16 @@ pub fn drain() {
     let (lines, dropped) = drain_logs();
     for l in lines {
         match l.level {
-            WalkerLogLevel::WARNING => pgrx::warning!("walker plugin \"{}\": {}", l.plugin, l.message),
+            WalkerLogLevel::WARNING => {
+                pgrx::warning!("walker plugin \"{}\": {}", l.plugin, l.message)
+            }
             WalkerLogLevel::DEBUG => pgrx::debug1!("walker plugin \"{}\": {}", l.plugin, l.message),
             _ => pgrx::log!("walker plugin \"{}\": {}", l.plugin, l.message),
         }
     }
     if dropped > 0 {
-        pgrx::warning!("walker: {dropped} plugin log lines were dropped because the log queue was full");
+        pgrx::warning!(
+            "walker: {dropped} plugin log lines were dropped because the log queue was full"
+        );
     }
 }

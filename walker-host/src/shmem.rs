@@ -11,6 +11,9 @@ static LAYOUT: OnceLock<Layout> = OnceLock::new();
 static mut PREV_REQUEST: pg_sys::shmem_request_hook_type = None;
 static mut PREV_STARTUP: pg_sys::shmem_startup_hook_type = None;
 static mut BASE: *mut u8 = std::ptr::null_mut();
+/// Times this process created the segment (the postmaster: once at start, once more
+/// after every crash of a server process).
+static mut CREATED: u64 = 0;
 
 /// Installs the hooks (from `_PG_init`).
 pub fn install_hooks() {
@@ -65,7 +68,10 @@ unsafe extern "C-unwind" fn startup() {
         let base = pg_sys::ShmemInitStruct(c"walker".as_ptr(), layout.total, &mut found) as *mut u8;
         if !found {
             std::ptr::write_bytes(base, 0, layout.total);
-            (*(base as *mut HostShared)).magic.store(HostShared::MAGIC, Ordering::Release);
+            let host = &*(base as *const HostShared);
+            host.crash_restarts.store(CREATED, Ordering::Relaxed);
+            CREATED += 1;
+            host.magic.store(HostShared::MAGIC, Ordering::Release);
         }
         BASE = base;
         for slot in registry::all() {
@@ -84,7 +90,10 @@ unsafe extern "C-unwind" fn startup() {
             if !slot.usable() {
                 continue;
             }
-            if let (Some(f), false) = (slot.desc.as_ref().and_then(|d| d.shmem_init), region.is_null()) {
+            if let (Some(f), false) = (
+                slot.desc.as_ref().and_then(|d| d.shmem_init),
+                region.is_null(),
+            ) {
                 let st = f(slot.handle(), region as *mut std::ffi::c_void, size, found);
                 if let Err(m) = slot.check(st, "shmem_init") {
                     slot.fail(&m);

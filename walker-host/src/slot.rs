@@ -18,8 +18,9 @@ pub fn caught_message(e: &CaughtError) -> String {
 }
 
 /// Takes (creating it when missing) the slot for this worker. Returns its restart LSN,
-/// which for a new slot is the last checkpoint's redo pointer.
-pub fn acquire() -> Result<u64, String> {
+/// which for a new slot is the last checkpoint's redo pointer, and whether it was
+/// created now.
+pub fn acquire() -> Result<(u64, bool), String> {
     PgTryBuilder::new(|| {
         // SAFETY: main thread of a background worker with shared-memory access; the
         // slot functions raise ERRORs, which PgTryBuilder turns into Err.
@@ -27,7 +28,9 @@ pub fn acquire() -> Result<u64, String> {
             if pg_sys::max_replication_slots == 0 {
                 return Err("max_replication_slots is 0, so walker cannot keep the WAL it has not read; set max_replication_slots to at least 1 and restart".to_string());
             }
+            let mut created = false;
             if pg_sys::SearchNamedReplicationSlot(SLOT_NAME.as_ptr(), true).is_null() {
+                created = true;
                 pg_sys::ReplicationSlotCreate(SLOT_NAME.as_ptr(), false, pg_sys::ReplicationSlotPersistency::RS_PERSISTENT, false);
                 pg_sys::ReplicationSlotReserveWal();
                 pg_sys::ReplicationSlotMarkDirty();
@@ -36,7 +39,7 @@ pub fn acquire() -> Result<u64, String> {
             } else if pg_sys::MyReplicationSlot.is_null() {
                 pg_sys::ReplicationSlotAcquire(SLOT_NAME.as_ptr(), true);
             }
-            Ok(restart_lsn())
+            Ok((restart_lsn(), created))
         }
     })
     .catch_others(|e| Err(format!("cannot use replication slot \"walker\": {}", caught_message(&e))))

@@ -7,6 +7,7 @@ use crate::{logging, shmem, wal};
 use pgrx::prelude::*;
 use std::sync::atomic::Ordering;
 use walker_core::negotiate::sql_type;
+use walker_core::persistence::keeps_state;
 use walker_core::registry;
 use walker_core::rows::{format_lsn, format_timestamptz, RowCollector};
 
@@ -42,6 +43,7 @@ fn status() -> TableIterator<
         name!(retained_bytes, Option<i64>),
         name!(gaps, i64),
         name!(last_gap, Option<String>),
+        name!(crash_restarts, i64),
     ),
 > {
     let h = host();
@@ -50,7 +52,8 @@ fn status() -> TableIterator<
     let processed = h.processed_lsn.load(Ordering::Acquire);
     let flush = wal::durable_lsn();
     let slot_lsn = h.slot_lsn.load(Ordering::Relaxed);
-    let lag = (processed != 0).then(|| i64::try_from(flush.saturating_sub(processed)).unwrap_or(i64::MAX));
+    let lag = (processed != 0)
+        .then(|| i64::try_from(flush.saturating_sub(processed)).unwrap_or(i64::MAX));
     let row = (
         h.worker_state().as_str().to_string(),
         (pid != 0).then_some(pid),
@@ -70,6 +73,7 @@ fn status() -> TableIterator<
         (slot_lsn != 0).then(|| i64::try_from(flush.saturating_sub(slot_lsn)).unwrap_or(i64::MAX)),
         i64::try_from(h.gaps.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
         h.last_gap.get(),
+        i64::try_from(h.crash_restarts.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
     );
     TableIterator::new(vec![row])
 }
@@ -90,6 +94,12 @@ fn plugins() -> TableIterator<
         name!(last_error, Option<String>),
         name!(library, Option<String>),
         name!(views, Vec<String>),
+        name!(snapshots, bool),
+        name!(snapshot_lsn, Option<String>),
+        name!(snapshot_at, Option<String>),
+        name!(snapshots_written, i64),
+        name!(started_empty, bool),
+        name!(start, Option<String>),
     ),
 > {
     let _ = host();
@@ -97,7 +107,8 @@ fn plugins() -> TableIterator<
         .into_iter()
         .map(|s| {
             let shared = s.shared();
-            let load = |f: fn(&walker_core::shared::PluginShared) -> u64| shared.map(f).unwrap_or(0);
+            let load =
+                |f: fn(&walker_core::shared::PluginShared) -> u64| shared.map(f).unwrap_or(0);
             (
                 s.name.clone(),
                 (!s.version.is_empty()).then(|| s.version.clone()),
@@ -108,7 +119,19 @@ fn plugins() -> TableIterator<
                 lsn_text(load(|x| x.processed_lsn.load(Ordering::Acquire))),
                 s.last_error(),
                 s.path.as_ref().map(|p| p.display().to_string()),
-                s.views.iter().map(|v| format!("{}_{}", s.name, v.name)).collect(),
+                s.views
+                    .iter()
+                    .map(|v| format!("{}_{}", s.name, v.name))
+                    .collect(),
+                keeps_state(s),
+                lsn_text(load(|x| x.snapshot_lsn.load(Ordering::Acquire))),
+                shared
+                    .map(|x| x.snapshot_at.load(Ordering::Acquire))
+                    .filter(|&t| t != 0)
+                    .map(format_timestamptz),
+                i64::try_from(load(|x| x.snapshots.load(Ordering::Relaxed))).unwrap_or(i64::MAX),
+                shared.is_some_and(|x| x.started_empty.load(Ordering::Acquire) != 0),
+                shared.and_then(|x| x.start_note.get()),
             )
         })
         .collect();
@@ -136,7 +159,14 @@ fn plugin_view_columns() -> TableIterator<
             for v in &s.views {
                 for (i, (c, t)) in v.columns.iter().enumerate() {
                     let ty = sql_type(*t).unwrap_or("text");
-                    rows.push((s.name.clone(), v.name.clone(), v.description.clone(), i as i32 + 1, c.clone(), ty.to_string()));
+                    rows.push((
+                        s.name.clone(),
+                        v.name.clone(),
+                        v.description.clone(),
+                        i as i32 + 1,
+                        c.clone(),
+                        ty.to_string(),
+                    ));
                 }
             }
         }
@@ -148,14 +178,24 @@ fn plugin_view_columns() -> TableIterator<
 #[pg_extern(volatile, parallel_unsafe)]
 fn plugin_view_rows(plugin: &str, view: &str) -> SetOfIterator<'static, Vec<Option<String>>> {
     let _ = host();
-    let slot = registry::find(plugin).unwrap_or_else(|| WalkerError::UnknownPlugin(plugin.to_string()).raise());
+    let slot = registry::find(plugin)
+        .unwrap_or_else(|| WalkerError::UnknownPlugin(plugin.to_string()).raise());
     let Some(desc) = slot.desc.as_ref().filter(|_| slot.usable()) else {
         let reason = slot.last_error().unwrap_or_else(|| "not loaded".into());
-        WalkerError::PluginUnusable { name: plugin.to_string(), reason }.raise()
+        WalkerError::PluginUnusable {
+            name: plugin.to_string(),
+            reason,
+        }
+        .raise()
     };
     let Some(index) = slot.views.iter().position(|v| v.name == view) else {
         let available = slot.views.iter().map(|v| v.name.clone()).collect();
-        WalkerError::UnknownView { plugin: plugin.to_string(), view: view.to_string(), available }.raise()
+        WalkerError::UnknownView {
+            plugin: plugin.to_string(),
+            view: view.to_string(),
+            available,
+        }
+        .raise()
     };
     let Some(view_rows) = desc.view_rows else {
         return SetOfIterator::new(Vec::new());
@@ -168,7 +208,14 @@ fn plugin_view_rows(plugin: &str, view: &str) -> SetOfIterator<'static, Vec<Opti
     // SAFETY: negotiated callback; the sink and its collector outlive the call.
     let st = unsafe { view_rows(slot.handle(), index as u32, &sink) };
     logging::drain();
-    let fail = |reason: String| -> ! { WalkerError::ViewFailed { plugin: plugin.to_string(), view: view.to_string(), reason }.raise() };
+    let fail = |reason: String| -> ! {
+        WalkerError::ViewFailed {
+            plugin: plugin.to_string(),
+            view: view.to_string(),
+            reason,
+        }
+        .raise()
+    };
     if let Err(m) = slot.check(st, "view_rows") {
         fail(m);
     }

@@ -13,9 +13,12 @@ use walker_core::registry::{self, PluginSlot};
 fn library_paths() -> LibraryPaths {
     // SAFETY: `pkglib_path` is a NUL-terminated array the server fills before
     // loading libraries; read on the main thread.
-    let pkglibdir = unsafe { CStr::from_ptr(std::ptr::addr_of!(pg_sys::pkglib_path) as *const std::ffi::c_char) };
+    let pkglibdir = unsafe {
+        CStr::from_ptr(std::ptr::addr_of!(pg_sys::pkglib_path) as *const std::ffi::c_char)
+    };
     LibraryPaths {
-        dynamic_library_path: gucs::server_setting(c"dynamic_library_path").unwrap_or_else(|| "$libdir".into()),
+        dynamic_library_path: gucs::server_setting(c"dynamic_library_path")
+            .unwrap_or_else(|| "$libdir".into()),
         pkglibdir: PathBuf::from(pkglibdir.to_string_lossy().into_owned()),
         dlsuffix: ".so".into(),
     }
@@ -25,12 +28,21 @@ fn library_paths() -> LibraryPaths {
 pub fn load_plugins() {
     walker_core::host_api::set_definer(gucs::define_plugin_setting);
     let paths = library_paths();
-    for (index, entry) in parse_plugin_list(&gucs::plugins_value()).into_iter().enumerate() {
+    for (index, entry) in parse_plugin_list(&gucs::plugins_value())
+        .into_iter()
+        .enumerate()
+    {
         let slot = match entry {
             Ok(name) => loader::load_plugin(index, &name, &paths),
             Err(e) => {
                 let shown = e.name().to_string();
-                PluginSlot::not_loaded(index, &shown, None, None, loader::LoadError::from(e).to_string())
+                PluginSlot::not_loaded(
+                    index,
+                    &shown,
+                    None,
+                    None,
+                    loader::LoadError::from(e).to_string(),
+                )
             }
         };
         let slot = registry::register(slot);
@@ -38,9 +50,16 @@ pub fn load_plugins() {
             match slot.init() {
                 Ok(()) => {
                     gucs::reserve_prefix(&slot.name);
-                    pgrx::log!("walker: plugin \"{}\" {} loaded from {}", slot.name, slot.version, display_path(slot));
+                    pgrx::log!(
+                        "walker: plugin \"{}\" {} loaded from {}",
+                        slot.name,
+                        slot.version,
+                        display_path(slot)
+                    );
                 }
-                Err(msg) => pgrx::warning!("walker: plugin \"{}\" failed to start: {msg}", slot.name),
+                Err(msg) => {
+                    pgrx::warning!("walker: plugin \"{}\" failed to start: {msg}", slot.name)
+                }
             }
         } else if let Some((_, msg)) = slot.load_error() {
             pgrx::warning!("walker: plugin \"{}\" not loaded: {msg}", slot.name);
@@ -50,5 +69,8 @@ pub fn load_plugins() {
 }
 
 fn display_path(slot: &PluginSlot) -> String {
-    slot.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+    slot.path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }

@@ -17,7 +17,11 @@ unsafe extern "C-unwind" {
         target_rec: pg_sys::XLogRecPtr,
         cur_page: *mut c_char,
     ) -> c_int;
-    fn wal_segment_open(state: *mut pg_sys::XLogReaderState, next_seg: pg_sys::XLogSegNo, tli: *mut pg_sys::TimeLineID);
+    fn wal_segment_open(
+        state: *mut pg_sys::XLogReaderState,
+        next_seg: pg_sys::XLogSegNo,
+        tli: *mut pg_sys::TimeLineID,
+    );
     fn wal_segment_close(state: *mut pg_sys::XLogReaderState);
 }
 
@@ -62,7 +66,11 @@ impl WalReader {
         if state.is_null() {
             pgrx::error!("walker: out of memory allocating a WAL reader");
         }
-        WalReader { state, private, next: 0 }
+        WalReader {
+            state,
+            private,
+            next: 0,
+        }
     }
 
     /// Positions at the first valid record at or after `lsn`; `None` when there is
@@ -105,7 +113,11 @@ impl WalReader {
                 None
             } else {
                 // SAFETY: the reader's error buffer is NUL-terminated.
-                Some(unsafe { CStr::from_ptr(errmsg) }.to_string_lossy().into_owned())
+                Some(
+                    unsafe { CStr::from_ptr(errmsg) }
+                        .to_string_lossy()
+                        .into_owned(),
+                )
             };
             self.rewind();
             return match (eow, msg) {
@@ -135,7 +147,11 @@ impl WalReader {
                     return None;
                 }
                 let (tablespace, database, relfilenode) = block_relation(b);
-                let data = if b.has_data { slice(b.data as *const u8, b.data_len as usize) } else { &[][..] };
+                let data = if b.has_data {
+                    slice(b.data as *const u8, b.data_len as usize)
+                } else {
+                    &[][..]
+                };
                 Some((
                     BlockHead {
                         block_id: i as u8,

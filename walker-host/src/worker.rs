@@ -3,7 +3,9 @@
 //! `walker.status` current, and sleeps on its latch when caught up.
 
 use crate::{gucs, logging, shmem, slot, wal};
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
+};
 use pgrx::{pg_sys, PgTryBuilder};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -12,10 +14,11 @@ use std::time::{Duration, Instant};
 use walker_core::batch::BatchBuilder;
 use walker_core::dispatch::Dispatcher;
 use walker_core::host_api::{now_micros, set_rmgr_names};
+use walker_core::persistence::{self, SnapshotConfig, StartFacts, Started};
 use walker_core::registry;
 use walker_core::retention::{oldest_available, release_point};
 use walker_core::rows::format_lsn;
-use walker_core::shared::{HostShared, WorkerState};
+use walker_core::shared::{HostShared, PluginState, WorkerState};
 
 /// Most bytes of record data copied into one batch.
 const BATCH_BYTES: usize = 8 << 20;
@@ -43,7 +46,22 @@ pub extern "C-unwind" fn walker_worker_main(_arg: pg_sys::Datum) {
         pgrx::warning!("walker: shared memory is not initialised; the worker exits");
         return;
     };
-    run(host);
+    // An ERROR that escapes the walk is recorded for walker.status before the worker
+    // exits; the postmaster restarts it after the restart interval.
+    PgTryBuilder::new(AssertUnwindSafe(|| run(host)))
+        .catch_others(|e| {
+            if let Some(host) = shmem::host() {
+                let msg = format!(
+                    "the worker stopped on an error and restarts in 5 s: {}",
+                    slot::caught_message(&e)
+                );
+                host.last_error.set(&msg);
+                host.set_worker_state(WorkerState::Stopped);
+                host.worker_pid.store(0, Ordering::Relaxed);
+            }
+            e.rethrow()
+        })
+        .execute();
     // Exit code 1: the postmaster restarts the worker unless the server is shutting
     // down, so a stray SIGTERM never stops walking for good.
     // SAFETY: ends the process the PostgreSQL way, running its exit callbacks.
@@ -79,6 +97,10 @@ struct Walk {
     rate_since: Instant,
     rate_records: u64,
     slot_saved: Instant,
+    /// When plugins last saved snapshots.
+    snapshot_saved: Instant,
+    /// A snapshot is due (after a checkpoint record or a gap).
+    snapshot_due: bool,
 }
 
 impl Walk {
@@ -102,6 +124,7 @@ impl Walk {
             record_gap(self.host, processed, to, &why);
             slot::advance(to, true);
             self.seek_to = Some(to);
+            self.snapshot_due = true;
         }
     }
 
@@ -114,19 +137,27 @@ impl Walk {
         self.host.last_error.set(&m);
         self.reader = wal::WalReader::new();
         // SAFETY: reading server state on the main thread.
-        let (removed, seg) = unsafe { (pg_sys::XLogGetLastRemovedSegno(), pg_sys::wal_segment_size as u64) };
+        let (removed, seg) = unsafe {
+            (
+                pg_sys::XLogGetLastRemovedSegno(),
+                pg_sys::wal_segment_size as u64,
+            )
+        };
         let oldest = oldest_available(removed, seg);
         if removed > 0 && at < oldest {
             record_gap(self.host, at, oldest, "the WAL was removed before walker read it (walker had no replication slot holding it)");
             slot::advance(oldest, true);
             self.seek_to = Some(oldest);
+            self.snapshot_due = true;
         } else {
             self.seek_to = Some(at);
         }
     }
 
     fn position(&mut self) -> bool {
-        let Some(want) = self.seek_to else { return true };
+        let Some(want) = self.seek_to else {
+            return true;
+        };
         let reader = &mut self.reader;
         let found = PgTryBuilder::new(AssertUnwindSafe(|| Ok(reader.seek(want))))
             .catch_others(|e| Err(slot::caught_message(&e)))
@@ -186,13 +217,16 @@ impl Walk {
         if read != 0 {
             h.read_lsn.store(read, Ordering::Release);
         }
-        let processed = processed_position(&self.dispatcher, h.read_lsn.load(Ordering::Acquire));
+        let read = h.read_lsn.load(Ordering::Acquire);
+        let processed = processed_position(&self.dispatcher, read);
         h.processed_lsn.fetch_max(processed, Ordering::AcqRel);
         let save = self.slot_saved.elapsed() >= SLOT_SAVE_INTERVAL;
         if save {
             self.slot_saved = Instant::now();
         }
-        slot::advance(h.processed_lsn.load(Ordering::Acquire), save);
+        // The slot keeps the WAL from the oldest point some plugin's state could be
+        // rebuilt from (its last snapshot), never just from what it processed.
+        slot::advance(self.dispatcher.durable_lsn().unwrap_or(read), save);
         h.slot_lsn.store(slot::restart_lsn(), Ordering::Relaxed);
         h.flush_lsn.store(wal::durable_lsn(), Ordering::Relaxed);
         let elapsed = self.rate_since.elapsed();
@@ -203,6 +237,25 @@ impl Walk {
             self.rate_records = now;
         }
         logging::drain();
+    }
+
+    /// Asks plugins with state to save a snapshot when one is due: after a checkpoint
+    /// record or a gap, and every `walker.snapshot_interval`.
+    fn maybe_save(&mut self) {
+        let interval = gucs::SNAPSHOT_INTERVAL_S.get();
+        let timed =
+            interval > 0 && self.snapshot_saved.elapsed() >= Duration::from_secs(interval as u64);
+        if self.stopping || !(self.snapshot_due || timed) {
+            return;
+        }
+        let mut stopping = false;
+        let asked = self.dispatcher.save(Duration::from_millis(100), || {
+            stopping = stopping || BackgroundWorker::sigterm_received();
+            stopping
+        });
+        self.stopping |= stopping || !asked;
+        self.snapshot_due = false;
+        self.snapshot_saved = Instant::now();
     }
 
     fn step(&mut self) {
@@ -230,6 +283,7 @@ impl Walk {
             let batch = Arc::new(batch.finish());
             let bytes: u64 = batch.records().iter().map(|r| r.total_len as u64).sum();
             let n = batch.records().len() as u64;
+            self.snapshot_due |= batch.has_checkpoint();
             self.host.set_worker_state(WorkerState::Walking);
             let mut stopping = false;
             let delivered = self.dispatcher.send(batch, Duration::from_millis(100), || {
@@ -240,6 +294,7 @@ impl Walk {
             self.host.records.fetch_add(n, Ordering::Relaxed);
             self.host.bytes.fetch_add(bytes, Ordering::Relaxed);
         }
+        self.maybe_save();
         self.publish();
         if caught_up && !self.stopping {
             self.dispatcher.idle(self.reader.position());
@@ -248,25 +303,85 @@ impl Walk {
     }
 }
 
+/// Where snapshots live (`$PGDATA/walker`) and this cluster's identity.
+fn snapshot_config() -> SnapshotConfig {
+    // SAFETY: DataDir is set before any worker starts; GetSystemIdentifier reads the
+    // control file copy in shared memory. Main thread.
+    let (dir, system_id) = unsafe {
+        let d = std::ffi::CStr::from_ptr(pg_sys::DataDir)
+            .to_string_lossy()
+            .into_owned();
+        (
+            std::path::PathBuf::from(d).join("walker"),
+            pg_sys::GetSystemIdentifier(),
+        )
+    };
+    SnapshotConfig { dir, system_id }
+}
+
 fn run(host: &'static HostShared) {
     host.set_worker_state(WorkerState::Starting);
     // SAFETY: reading the process id global on the main thread.
-    host.worker_pid.store(unsafe { pg_sys::MyProcPid }, Ordering::Relaxed);
+    host.worker_pid
+        .store(unsafe { pg_sys::MyProcPid }, Ordering::Relaxed);
     host.started_at.store(now_micros(), Ordering::Relaxed);
     host.starts.fetch_add(1, Ordering::Relaxed);
     set_rmgr_names(wal::rmgr_names());
     // SAFETY: the worker's main thread is where settings change.
     unsafe { registry::refresh_settings() };
 
-    let slot_lsn = match slot::acquire() {
+    let (slot_lsn, slot_created) = match slot::acquire() {
         Ok(l) => l,
         Err(msg) => {
             pgrx::warning!("walker: {msg}; walking without WAL retention");
             host.last_error.set(&msg);
-            0
+            (0, false)
         }
     };
-    let dispatcher = match Dispatcher::start(&registry::all(), gucs::QUEUE_BATCHES.get() as usize) {
+    let snapshots = snapshot_config();
+    if let Err(e) = std::fs::create_dir_all(&snapshots.dir) {
+        let msg = format!(
+            "cannot create the snapshot directory {}: {e}; plugin state will not survive a restart",
+            snapshots.dir.display()
+        );
+        pgrx::warning!("walker: {msg}");
+        host.last_error.set(&msg);
+    }
+    // Each plugin's state: restored from its snapshot, or empty, or (without
+    // snapshots) continuing where it was in shared memory.
+    let facts = StartFacts {
+        slot_created,
+        wal_end: wal::durable_lsn(),
+    };
+    let plugins: Vec<_> = registry::all()
+        .into_iter()
+        .filter(|s| s.usable() && s.shared().is_some_and(|x| x.state() != PluginState::Failed))
+        .collect();
+    let started: Vec<Started> = plugins
+        .iter()
+        .map(|&s| {
+            persistence::restore(s, &snapshots, facts, &mut |m| pgrx::warning!("walker: {m}"))
+        })
+        .collect();
+    // Plugins starting empty read from where the slot keeps WAL (else this server's
+    // position, else the last checkpoint); the walk starts at the lowest resume point.
+    let previous = host.processed_lsn.load(Ordering::Acquire);
+    let fallback = [slot_lsn, previous]
+        .into_iter()
+        .find(|&l| l != 0)
+        .unwrap_or_else(wal::redo_lsn);
+    let start = persistence::walk_start(&started, fallback);
+    for (s, how) in plugins.iter().zip(&started) {
+        if let (Started::Empty, Some(sh)) = (how, s.shared()) {
+            sh.durable_lsn.store(start, Ordering::Release);
+        }
+    }
+    host.processed_lsn.store(start, Ordering::Release);
+    let dispatcher = match Dispatcher::start(
+        &registry::all(),
+        gucs::QUEUE_BATCHES.get() as usize,
+        Some(Arc::new(snapshots)),
+    ) {
         Ok(d) => d,
         Err(e) => {
             pgrx::warning!("walker: could not start dispatch threads: {e}");
@@ -274,11 +389,11 @@ fn run(host: &'static HostShared) {
             return;
         }
     };
-    // Resume where this server's walk left off (a restarted worker keeps shared
-    // memory), else where the slot holds WAL from, else at the last checkpoint.
-    let resume = host.processed_lsn.load(Ordering::Acquire);
-    let start = [resume, slot_lsn].into_iter().find(|&l| l != 0).unwrap_or_else(wal::redo_lsn);
-    pgrx::log!("walker: worker started at {} with {} running plugin(s)", format_lsn(start), dispatcher.len());
+    pgrx::log!(
+        "walker: worker started at {} with {} running plugin(s)",
+        format_lsn(start),
+        dispatcher.len()
+    );
 
     let mut walk = Walk {
         host,
@@ -289,16 +404,24 @@ fn run(host: &'static HostShared) {
         rate_since: Instant::now(),
         rate_records: host.records.load(Ordering::Relaxed),
         slot_saved: Instant::now(),
+        snapshot_saved: Instant::now(),
+        snapshot_due: false,
     };
     while !walk.stopping {
         walk.step();
     }
 
-    let Walk { dispatcher, reader, .. } = walk;
-    pgrx::log!("walker: worker stopping at {}", format_lsn(reader.position()));
-    let processed = dispatcher.stop().unwrap_or(reader.position());
-    host.processed_lsn.fetch_max(processed, Ordering::AcqRel);
-    slot::advance(host.processed_lsn.load(Ordering::Acquire), true);
+    let Walk {
+        dispatcher, reader, ..
+    } = walk;
+    pgrx::log!(
+        "walker: worker stopping at {}",
+        format_lsn(reader.position())
+    );
+    // The lanes drain their queues and save a last snapshot; the slot moves to what
+    // they made durable.
+    let durable = dispatcher.stop().unwrap_or(reader.position());
+    slot::advance(durable, true);
     slot::release();
     host.set_worker_state(WorkerState::Stopped);
     host.worker_pid.store(0, Ordering::Relaxed);

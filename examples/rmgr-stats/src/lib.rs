@@ -10,7 +10,10 @@
 //! the counts, so the numbers can be compared with
 //! `pg_get_wal_stats(since_lsn, through_lsn)` exactly.
 
-use walker_abi::{Host, Plugin, PluginInfo, PluginResult, Record, RowSink, SharedState, Value, ViewDef, WalkerType, ALL_RMGRS};
+use walker_abi::{
+    Host, Plugin, PluginInfo, PluginResult, Record, RowSink, SharedState, Value, ViewDef,
+    WalkerType, ALL_RMGRS,
+};
 
 /// Counters of one resource manager.
 #[repr(C)]
@@ -39,7 +42,74 @@ pub struct State {
 // SAFETY: repr(C), plain integers, valid when zeroed.
 unsafe impl SharedState for State {}
 
+/// Version of the snapshot layout [`State::encode`] writes.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
 impl State {
+    /// An empty state.
+    pub fn empty() -> State {
+        State {
+            since_lsn: 0,
+            through_lsn: 0,
+            rmgrs: [Counters::default(); 256],
+        }
+    }
+
+    /// Snapshot bytes: format, since, through, the number of rmgrs with records, then
+    /// for each its id (1 byte) and records, record bytes, FPI bytes (little-endian u64).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
+        out.extend_from_slice(&self.since_lsn.to_le_bytes());
+        out.extend_from_slice(&self.through_lsn.to_le_bytes());
+        let used: Vec<(usize, &Counters)> = self
+            .rmgrs
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.records > 0)
+            .collect();
+        out.extend_from_slice(&(used.len() as u16).to_le_bytes());
+        for (id, c) in used {
+            out.push(id as u8);
+            for v in [c.records, c.record_bytes, c.fpi_bytes] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+
+    /// Reads what [`State::encode`] wrote.
+    pub fn decode(mut b: &[u8]) -> Result<State, String> {
+        fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+            if b.len() < n {
+                return Err("snapshot ends early".into());
+            }
+            let (head, rest) = b.split_at(n);
+            *b = rest;
+            Ok(head)
+        }
+        let u64_of = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("8 bytes"));
+        let format = u32::from_le_bytes(take(&mut b, 4)?.try_into().expect("4 bytes"));
+        if format != SNAPSHOT_FORMAT {
+            return Err(format!(
+                "snapshot format {format}, this version reads {SNAPSHOT_FORMAT}"
+            ));
+        }
+        let mut s = State::empty();
+        s.since_lsn = u64_of(take(&mut b, 8)?);
+        s.through_lsn = u64_of(take(&mut b, 8)?);
+        let n = u16::from_le_bytes(take(&mut b, 2)?.try_into().expect("2 bytes"));
+        for _ in 0..n {
+            let id = take(&mut b, 1)?[0] as usize;
+            let c = &mut s.rmgrs[id];
+            c.records = u64_of(take(&mut b, 8)?);
+            c.record_bytes = u64_of(take(&mut b, 8)?);
+            c.fpi_bytes = u64_of(take(&mut b, 8)?);
+        }
+        if !b.is_empty() {
+            return Err(format!("{} bytes after the last counter", b.len()));
+        }
+        Ok(s)
+    }
+
     /// Counts one record.
     pub fn count(&mut self, lsn: u64, end_lsn: u64, rmid: u8, total_len: u32, fpi_len: u32) {
         if self.since_lsn == 0 {
@@ -76,6 +146,7 @@ impl Plugin for RmgrStats {
                     ("through_lsn", WalkerType::LSN),
                 ],
             }],
+            snapshots: true,
         }
     }
 
@@ -88,14 +159,37 @@ impl Plugin for RmgrStats {
     }
 
     fn on_record(&self, host: &Host, r: &Record<'_>) -> PluginResult {
-        host.with_exclusive(|s: &mut State| s.count(r.lsn(), r.end_lsn(), r.rmid(), r.total_len(), r.fpi_len()))
+        host.with_exclusive(|s: &mut State| {
+            s.count(r.lsn(), r.end_lsn(), r.rmid(), r.total_len(), r.fpi_len())
+        })
+    }
+
+    fn save_state(&self, host: &Host, out: &mut Vec<u8>) -> PluginResult {
+        let state = host.with_shared(|s: &State| *s)?;
+        state.encode(out);
+        Ok(())
+    }
+
+    fn load_state(&self, host: &Host, state: Option<&[u8]>, _lsn: u64) -> PluginResult {
+        let new = match state {
+            Some(b) => State::decode(b)?,
+            None => State::empty(),
+        };
+        host.with_exclusive(|s: &mut State| *s = new)
     }
 
     fn view_rows(&self, host: &Host, _view: usize, sink: &mut RowSink<'_>) -> PluginResult {
         // Copy under the lock, emit outside it.
         let state = host.with_shared(|s: &State| *s)?;
-        for (id, c) in state.rmgrs.iter().enumerate().filter(|(_, c)| c.records > 0) {
-            let name = host.rmgr_name(id as u8).unwrap_or_else(|| format!("rmgr {id}"));
+        for (id, c) in state
+            .rmgrs
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.records > 0)
+        {
+            let name = host
+                .rmgr_name(id as u8)
+                .unwrap_or_else(|| format!("rmgr {id}"));
             let to_i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             sink.row(&[
                 Value::Int8(id as i64),
@@ -120,13 +214,47 @@ mod tests {
 
     #[test]
     fn counts_split_images_from_records() {
-        let mut s: State = State { since_lsn: 0, through_lsn: 0, rmgrs: [Counters::default(); 256] };
+        let mut s = State::empty();
         s.count(100, 180, 10, 80, 0);
         s.count(180, 8400, 10, 8220, 8192);
         s.count(8400, 8430, 1, 30, 0);
         assert_eq!((s.since_lsn, s.through_lsn), (100, 8430));
         let heap = s.rmgrs[10];
-        assert_eq!((heap.records, heap.record_bytes, heap.fpi_bytes), (2, 80 + 28, 8192));
+        assert_eq!(
+            (heap.records, heap.record_bytes, heap.fpi_bytes),
+            (2, 80 + 28, 8192)
+        );
         assert_eq!(s.rmgrs[1].records, 1);
+    }
+
+    #[test]
+    fn snapshot_bytes_are_as_documented() {
+        let mut s = State::empty();
+        s.count(0x100, 0x180, 10, 80, 0);
+        let mut b = Vec::new();
+        s.encode(&mut b);
+        // 4 format + 8 since + 8 through + 2 count + (1 id + 24 counters).
+        assert_eq!(b.len(), 4 + 8 + 8 + 2 + 25);
+        assert_eq!(&b[..4], &[1, 0, 0, 0]);
+        assert_eq!(&b[4..6], &[0x00, 0x01]);
+        assert_eq!(&b[20..23], &[1, 0, 10]);
+        let back = State::decode(&b).unwrap();
+        assert_eq!(
+            (
+                back.since_lsn,
+                back.through_lsn,
+                back.rmgrs[10].records,
+                back.rmgrs[10].record_bytes
+            ),
+            (0x100, 0x180, 1, 80)
+        );
+        assert!(State::decode(&b[..b.len() - 1]).is_err());
+        let mut extra = b.clone();
+        extra.push(0);
+        assert!(State::decode(&extra).is_err());
+        b[0] = 2;
+        assert!(State::decode(&b)
+            .err()
+            .is_some_and(|e| e.contains("format 2")));
     }
 }

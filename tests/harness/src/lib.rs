@@ -102,7 +102,9 @@ fn server_command(bin: &str) -> Command {
 }
 
 fn run(mut cmd: Command, what: &str) -> Result<Output, String> {
-    let out = cmd.output().map_err(|e| format!("{what}: could not run {cmd:?}: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: could not run {cmd:?}: {e}"))?;
     if out.status.success() {
         Ok(out)
     } else {
@@ -128,7 +130,11 @@ fn free_port() -> u16 {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("cannot bind 127.0.0.1:0 to find a free port");
-        if ports_in_use().lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+        if ports_in_use()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(port)
+        {
             return port;
         }
     }
@@ -136,7 +142,10 @@ fn free_port() -> u16 {
 }
 
 fn release_port(port: u16) {
-    ports_in_use().lock().unwrap_or_else(|e| e.into_inner()).remove(&port);
+    ports_in_use()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&port);
 }
 
 /// Quotes a postgresql.conf value unless it is already single-quoted.
@@ -161,9 +170,18 @@ pub struct ClusterBuilder {
     plugins: Option<String>,
     fixtures_in_library_path: bool,
     conf: Vec<(String, String)>,
+    standby_of: Option<u16>,
 }
 
 impl ClusterBuilder {
+    /// Makes the cluster a streaming standby of `primary`: its data directory comes
+    /// from `pg_basebackup -R` (so it has the primary's files and settings) instead of
+    /// initdb; this builder's settings are applied on top.
+    pub fn standby_of(mut self, primary: &Cluster) -> Self {
+        self.standby_of = Some(primary.port);
+        self
+    }
+
     /// Whether `shared_preload_libraries = 'walker'` (default true).
     pub fn preload_walker(mut self, yes: bool) -> Self {
         self.preload_walker = yes;
@@ -203,7 +221,8 @@ impl ClusterBuilder {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let parent = clusters_dir();
-        fs::create_dir_all(&parent).unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
+        fs::create_dir_all(&parent)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
         stop_orphans(&parent);
         let dir = parent.join(format!("{}-{}-{}", self.name, std::process::id(), n));
         if dir.exists() {
@@ -215,16 +234,54 @@ impl ClusterBuilder {
         if is_root() {
             let mut chown = Command::new("chown");
             chown.args(["postgres:postgres"]).arg(&dir);
-            run(chown, "chown of the cluster directory to postgres").unwrap_or_else(|e| panic!("{e}"));
+            run(chown, "chown of the cluster directory to postgres")
+                .unwrap_or_else(|e| panic!("{e}"));
         }
 
-        let mut initdb = server_command("initdb");
-        initdb
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C", "-D"])
-            .arg(&dir);
-        run(initdb, "initdb").unwrap_or_else(|e| panic!("{e}"));
+        if let Some(primary_port) = self.standby_of {
+            // initdb sets these itself; pg_basebackup needs them set.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .unwrap_or_else(|e| panic!("chmod {}: {e}", dir.display()));
+            let mut backup = server_command("pg_basebackup");
+            backup
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &primary_port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .args(["-R", "-X", "stream", "--checkpoint=fast", "--no-sync", "-D"])
+                .arg(&dir);
+            run(backup, "pg_basebackup").unwrap_or_else(|e| panic!("{e}"));
+            // The primary's pid file and log are not the standby's.
+            let _ = fs::remove_file(dir.join("server.log"));
+        } else {
+            let mut initdb = server_command("initdb");
+            initdb
+                .args([
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "-D",
+                ])
+                .arg(&dir);
+            run(initdb, "initdb").unwrap_or_else(|e| panic!("{e}"));
+        }
 
-        let mut cluster = Cluster { name: self.name.clone(), dir, port: 0, stopped: Mutex::new(true) };
+        let mut cluster = Cluster {
+            name: self.name.clone(),
+            dir,
+            port: 0,
+            stopped: Mutex::new(true),
+        };
         let mut last_err = String::new();
         for _attempt in 0..5 {
             let port = free_port();
@@ -238,7 +295,8 @@ impl ClusterBuilder {
                 Err(e) => {
                     release_port(port);
                     let log = cluster.server_log();
-                    let port_taken = log.contains("could not bind") || log.contains("Address already in use");
+                    let port_taken =
+                        log.contains("could not bind") || log.contains("Address already in use");
                     last_err = format!("{e}\n--- server log tail ---\n{}", tail(&log, 40));
                     if !port_taken {
                         break;
@@ -276,7 +334,10 @@ impl ClusterBuilder {
             line("walker.plugins", p);
         }
         if self.fixtures_in_library_path {
-            line("dynamic_library_path", &format!("$libdir:{}", fixtures_dir().display()));
+            line(
+                "dynamic_library_path",
+                &format!("$libdir:{}", fixtures_dir().display()),
+            );
         }
         for (k, v) in &self.conf {
             line(k, v);
@@ -285,13 +346,15 @@ impl ClusterBuilder {
         let include = cluster.dir.join("walker_harness.conf");
         write_as_server_file(&include, &conf);
         let main = cluster.dir.join("postgresql.conf");
-        let text = fs::read_to_string(&main).unwrap_or_else(|e| panic!("cannot read {}: {e}", main.display()));
+        let text = fs::read_to_string(&main)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", main.display()));
         if !text.contains("include 'walker_harness.conf'") {
             let mut f = fs::OpenOptions::new()
                 .append(true)
                 .open(&main)
                 .unwrap_or_else(|e| panic!("cannot append to {}: {e}", main.display()));
-            f.write_all(b"\ninclude 'walker_harness.conf'\n").expect("write postgresql.conf");
+            f.write_all(b"\ninclude 'walker_harness.conf'\n")
+                .expect("write postgresql.conf");
         }
     }
 }
@@ -312,19 +375,26 @@ fn write_as_server_file(path: &Path, text: &str) {
 fn stop_orphans(parent: &Path) {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        let Ok(entries) = fs::read_dir(parent) else { return };
+        let Ok(entries) = fs::read_dir(parent) else {
+            return;
+        };
         for entry in entries.flatten() {
             let dir = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             // <name>-<pid>-<counter>
             let mut parts = name.rsplitn(3, '-');
             let (_counter, pid) = (parts.next(), parts.next());
-            let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else { continue };
+            let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
             if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
                 continue;
             }
             if dir.join("postmaster.pid").exists() && stop_dir(&dir, "immediate").is_ok() {
-                eprintln!("walker-tests: stopped an orphaned test server in {}", dir.display());
+                eprintln!(
+                    "walker-tests: stopped an orphaned test server in {}",
+                    dir.display()
+                );
             }
         }
     });
@@ -335,7 +405,9 @@ fn stop_dir(dir: &Path, mode: &str) -> Result<(), String> {
         return Ok(());
     }
     let mut cmd = server_command("pg_ctl");
-    cmd.arg("-D").arg(dir).args(["-w", "-t", "60", "-m", mode, "stop"]);
+    cmd.arg("-D")
+        .arg(dir)
+        .args(["-w", "-t", "60", "-m", mode, "stop"]);
     run(cmd, "pg_ctl stop").map(|_| ())
 }
 
@@ -353,7 +425,10 @@ impl Cluster {
     /// Starts configuring a cluster; `name` (a short identifier) names its directory.
     pub fn builder(name: &str) -> ClusterBuilder {
         assert!(
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
             "cluster name {name:?} must be non-empty ASCII letters, digits, '_' or '-'"
         );
         ClusterBuilder {
@@ -361,6 +436,7 @@ impl Cluster {
             preload_walker: true,
             plugins: None,
             fixtures_in_library_path: false,
+            standby_of: None,
             conf: Vec::new(),
         }
     }
@@ -387,7 +463,11 @@ impl Cluster {
 
     fn pg_ctl_start(&self) -> Result<(), String> {
         let mut cmd = server_command("pg_ctl");
-        cmd.arg("-D").arg(&self.dir).arg("-l").arg(self.log_path()).args(["-w", "-t", "60", "start"]);
+        cmd.arg("-D")
+            .arg(&self.dir)
+            .arg("-l")
+            .arg(self.log_path())
+            .args(["-w", "-t", "60", "start"]);
         run(cmd, "pg_ctl start").map(|_| ())
     }
 
@@ -396,7 +476,15 @@ impl Cluster {
     /// removed), `Err` with psql's stderr when psql fails (any SQL error stops it).
     pub fn psql_as(&self, user: &str, db: &str, sql: &str) -> Result<String, String> {
         let mut child = Command::new(pg_bindir().join("psql"))
-            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
             .args(["-p", &self.port.to_string(), "-U", user, "-d", db])
             .env("PGCONNECT_TIMEOUT", "10")
             .env_remove("PGOPTIONS")
@@ -421,7 +509,11 @@ impl Cluster {
             Ok(stdout)
         } else {
             let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            Err(if stderr.is_empty() { format!("psql exited with {} and no message", out.status) } else { stderr })
+            Err(if stderr.is_empty() {
+                format!("psql exited with {} and no message", out.status)
+            } else {
+                stderr
+            })
         }
     }
 
@@ -434,7 +526,10 @@ impl Cluster {
     pub fn query(&self, sql: &str) -> Vec<Vec<String>> {
         match self.psql("postgres", sql) {
             Ok(out) if out.is_empty() => Vec::new(),
-            Ok(out) => out.lines().map(|l| l.split('|').map(str::to_string).collect()).collect(),
+            Ok(out) => out
+                .lines()
+                .map(|l| l.split('|').map(str::to_string).collect())
+                .collect(),
             Err(e) => panic!("query failed on cluster {}: {sql}\n{e}", self.name),
         }
     }
@@ -455,7 +550,9 @@ impl Cluster {
 
     /// The server log so far.
     pub fn server_log(&self) -> String {
-        fs::read(self.log_path()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        fs::read(self.log_path())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     /// Adds `key = 'value'` to the cluster's configuration (takes effect on
@@ -479,12 +576,18 @@ impl Cluster {
         let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
         if !*stopped {
             if let Err(e) = stop_dir(&self.dir, "fast") {
-                panic!("{e}\n--- server log tail ---\n{}", tail(&self.server_log(), 40));
+                panic!(
+                    "{e}\n--- server log tail ---\n{}",
+                    tail(&self.server_log(), 40)
+                );
             }
         }
         *stopped = true;
         if let Err(e) = self.pg_ctl_start() {
-            panic!("{e}\n--- server log tail ---\n{}", tail(&self.server_log(), 40));
+            panic!(
+                "{e}\n--- server log tail ---\n{}",
+                tail(&self.server_log(), 40)
+            );
         }
         *stopped = false;
     }
@@ -494,7 +597,10 @@ impl Cluster {
         let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
         if *stopped {
             if let Err(e) = self.pg_ctl_start() {
-                panic!("{e}\n--- server log tail ---\n{}", tail(&self.server_log(), 40));
+                panic!(
+                    "{e}\n--- server log tail ---\n{}",
+                    tail(&self.server_log(), 40)
+                );
             }
             *stopped = false;
         }
@@ -505,10 +611,44 @@ impl Cluster {
         let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
         if !*stopped {
             if let Err(e) = stop_dir(&self.dir, "fast") {
-                panic!("{e}\n--- server log tail ---\n{}", tail(&self.server_log(), 40));
+                panic!(
+                    "{e}\n--- server log tail ---\n{}",
+                    tail(&self.server_log(), 40)
+                );
             }
             *stopped = true;
         }
+    }
+
+    /// Stops the server the way a crash would (`pg_ctl stop -m immediate`: no
+    /// checkpoint, no clean shutdown of the walker worker).
+    pub fn crash(&self) {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if !*stopped {
+            if let Err(e) = stop_dir(&self.dir, "immediate") {
+                panic!(
+                    "{e}\n--- server log tail ---\n{}",
+                    tail(&self.server_log(), 40)
+                );
+            }
+            *stopped = true;
+        }
+    }
+
+    /// Promotes a standby (`pg_ctl promote`, waiting until it accepts writes).
+    pub fn promote(&self) {
+        let mut cmd = server_command("pg_ctl");
+        cmd.arg("-D")
+            .arg(&self.dir)
+            .args(["-w", "-t", "60", "promote"]);
+        run(cmd, "pg_ctl promote").unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Sends `signal` (a `kill` name such as `KILL`) to process `pid` of this server.
+    pub fn signal(&self, pid: &str, signal: &str) {
+        let mut cmd = Command::new("kill");
+        cmd.arg(format!("-{signal}")).arg(pid);
+        run(cmd, "kill").unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Calls `f` every 100 ms until it returns true; panics after `timeout` with
@@ -537,10 +677,17 @@ impl Drop for Cluster {
         let _ = stop_dir(&self.dir, "immediate");
         release_port(self.port);
         if thread::panicking() {
-            eprintln!("walker-tests: keeping the directory of failed cluster {}: {}", self.name, self.dir.display());
+            eprintln!(
+                "walker-tests: keeping the directory of failed cluster {}: {}",
+                self.name,
+                self.dir.display()
+            );
             eprintln!("walker-tests: its log: {}", self.log_path().display());
         } else if std::env::var_os("WALKER_KEEP_CLUSTERS").is_some() {
-            eprintln!("walker-tests: WALKER_KEEP_CLUSTERS set, keeping {}", self.dir.display());
+            eprintln!(
+                "walker-tests: WALKER_KEEP_CLUSTERS set, keeping {}",
+                self.dir.display()
+            );
         } else if let Err(e) = fs::remove_dir_all(&self.dir) {
             eprintln!("walker-tests: could not remove {}: {e}", self.dir.display());
         }

@@ -1,79 +1,12 @@
 //! Integration tests of the walker host against real PostgreSQL clusters: exact
 //! per-rmgr totals against pg_walinspect, bad plugins, permissions, pause/resume.
 
+mod common;
+
+use common::{assert_exact, wait_caught_up, WORKLOAD};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use walker_tests::Cluster;
-
-/// A workload touching the main resource managers: tables with indexes, inserts,
-/// updates, deletes, a COPY, an aborted transaction, a sequence, DDL.
-const WORKLOAD: &str = r#"
-CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance numeric NOT NULL DEFAULT 0);
-CREATE INDEX accounts_owner ON accounts (owner);
-CREATE TABLE events (id bigserial PRIMARY KEY, account int, payload jsonb, at timestamptz DEFAULT now());
-CREATE INDEX events_account ON events (account);
-INSERT INTO accounts SELECT g, 'owner' || (g % 97), g * 10 FROM generate_series(1, 20000) g;
-UPDATE accounts SET balance = balance + 1 WHERE id % 3 = 0;
-UPDATE accounts SET owner = owner || '-x' WHERE id % 11 = 0;
-DELETE FROM accounts WHERE id % 7 = 0;
-INSERT INTO events (account, payload) SELECT g % 500, jsonb_build_object('n', g) FROM generate_series(1, 5000) g;
-COPY events (account, payload) FROM stdin;
-1	{"copy": 1}
-2	{"copy": 2}
-3	{"copy": 3}
-\.
-BEGIN;
-INSERT INTO accounts SELECT g, 'aborted', 0 FROM generate_series(100001, 103000) g;
-UPDATE events SET payload = '{}' WHERE id < 1000;
-ROLLBACK;
-CHECKPOINT;
-UPDATE accounts SET balance = 0 WHERE id < 500;
-VACUUM accounts;
-DROP TABLE events;
-"#;
-
-/// Waits until walker has processed everything written so far. The target is the end
-/// of a record written now (a logical message), which walker reaches exactly once the
-/// WAL writer has flushed it; the flush LSN itself may point past the last record.
-fn wait_caught_up(c: &Cluster) {
-    let target = c.query_one("SELECT pg_logical_emit_message(false, 'walker-test', 'sync')");
-    c.wait_until("walker catches up with the flush LSN", Duration::from_secs(60), || {
-        c.query_one(&format!("SELECT coalesce(processed_lsn >= '{target}'::pg_lsn, false) FROM walker.status")) == "t"
-    });
-}
-
-type Stats = BTreeMap<String, (i64, i64, i64)>;
-
-/// rmgr-stats' counts and the LSN range they cover, read in one snapshot.
-fn plugin_stats(c: &Cluster) -> (String, String, Stats) {
-    let rows = c.query("SELECT rmgr, records, record_bytes, fpi_bytes, since_lsn, through_lsn FROM walker.rmgr_stats_rmgrs");
-    assert!(!rows.is_empty(), "rmgr_stats saw no records");
-    let (since, through) = (rows[0][4].clone(), rows[0][5].clone());
-    let mut stats = Stats::new();
-    for r in rows {
-        assert_eq!((&r[4], &r[5]), (&since, &through), "one snapshot, one range");
-        stats.insert(r[0].clone(), (r[1].parse().unwrap(), r[2].parse().unwrap(), r[3].parse().unwrap()));
-    }
-    (since, through, stats)
-}
-
-/// PostgreSQL's own per-rmgr statistics for the same range.
-fn walinspect_stats(c: &Cluster, since: &str, through: &str) -> Stats {
-    // By position: PostgreSQL 15 names the first column "resource_manager/record_type",
-    // later majors "resource_manager". Columns: name, count, count %, record_size,
-    // record_size %, fpi_size, ...
-    c.query(&format!("SELECT * FROM pg_get_wal_stats('{since}', '{through}') WHERE count > 0"))
-        .into_iter()
-        .map(|r| (r[0].clone(), (r[1].parse().unwrap(), r[3].parse().unwrap(), r[5].parse().unwrap())))
-        .collect()
-}
-
-fn assert_exact(c: &Cluster) -> Stats {
-    let (since, through, ours) = plugin_stats(c);
-    let theirs = walinspect_stats(c, &since, &through);
-    assert_eq!(ours, theirs, "rmgr_stats over {since}..{through} differs from pg_get_wal_stats");
-    ours
-}
 
 #[test]
 fn rmgr_stats_equals_pg_walinspect() {
@@ -83,16 +16,30 @@ fn rmgr_stats_equals_pg_walinspect() {
     wait_caught_up(&c);
     let stats = assert_exact(&c);
     // The workload must have exercised what it claims to.
-    for rmgr in ["Heap", "Heap2", "Btree", "Transaction", "XLOG", "Storage", "Sequence"] {
-        assert!(stats.get(rmgr).is_some_and(|s| s.0 > 0), "no {rmgr} records in {stats:?}");
+    for rmgr in [
+        "Heap",
+        "Heap2",
+        "Btree",
+        "Transaction",
+        "XLOG",
+        "Storage",
+        "Sequence",
+    ] {
+        assert!(
+            stats.get(rmgr).is_some_and(|s| s.0 > 0),
+            "no {rmgr} records in {stats:?}"
+        );
     }
-    assert!(stats.values().any(|s| s.2 > 0), "no full-page images after the CHECKPOINT");
+    assert!(
+        stats.values().any(|s| s.2 > 0),
+        "no full-page images after the CHECKPOINT"
+    );
 
     // The host's own view agrees with the plugin and the server.
     let st = c.query("SELECT state, pid IS NOT NULL, lag_bytes >= 0, records > 0, start_lsn <= processed_lsn FROM walker.status");
     assert_eq!(st[0][1..], ["t", "t", "t", "t"], "{st:?}");
     let p = c.query("SELECT state, records > 0, errors, abi_version, views::text FROM walker.plugins WHERE name = 'rmgr_stats'");
-    assert_eq!(p[0], ["running", "t", "0", "1.0", "{rmgr_stats_rmgrs}"]);
+    assert_eq!(p[0], ["running", "t", "0", "1.1", "{rmgr_stats_rmgrs}"]);
 }
 
 #[test]
@@ -102,11 +49,17 @@ fn pause_and_resume_lose_nothing() {
     c.exec("CREATE TABLE t (a int); INSERT INTO t SELECT generate_series(1, 1000);");
     wait_caught_up(&c);
     c.exec("ALTER SYSTEM SET walker.enabled = off; SELECT pg_reload_conf();");
-    c.wait_until("the worker pauses", Duration::from_secs(30), || c.query_one("SELECT state FROM walker.status") == "paused");
+    c.wait_until("the worker pauses", Duration::from_secs(30), || {
+        c.query_one("SELECT state FROM walker.status") == "paused"
+    });
     let before = c.query_one("SELECT processed_lsn FROM walker.status");
     c.exec("INSERT INTO t SELECT generate_series(1, 20000);");
     std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(c.query_one("SELECT processed_lsn FROM walker.status"), before, "paused, yet walking");
+    assert_eq!(
+        c.query_one("SELECT processed_lsn FROM walker.status"),
+        before,
+        "paused, yet walking"
+    );
     c.exec("ALTER SYSTEM SET walker.enabled = on; SELECT pg_reload_conf();");
     wait_caught_up(&c);
     assert_exact(&c);
@@ -116,34 +69,77 @@ fn pause_and_resume_lose_nothing() {
 fn bad_plugins_never_stop_the_server() {
     let plugins = "rmgr_stats, does_not_exist, fx_no_entry, fx_wrong_major, fx_too_small, fixture_bad_layout, \
                    fx_init_error, fixture_panicky, fx_c_counter, bad/name";
-    let c = Cluster::builder("badplugins").plugins(plugins).fixtures_in_library_path(true).start();
+    let c = Cluster::builder("badplugins")
+        .plugins(plugins)
+        .fixtures_in_library_path(true)
+        .start();
     c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_walinspect;");
     c.exec(WORKLOAD);
     wait_caught_up(&c);
-    c.wait_until("the panicking plugin is marked failed", Duration::from_secs(30), || {
-        c.query_one("SELECT state FROM walker.plugins WHERE name = 'fixture_panicky'") == "failed"
-    });
-    let rows = c.query("SELECT name, state, coalesce(last_error, ''), errors, records FROM walker.plugins");
-    let by_name: BTreeMap<String, Vec<String>> = rows.into_iter().map(|r| (r[0].clone(), r)).collect();
+    c.wait_until(
+        "the panicking plugin is marked failed",
+        Duration::from_secs(30),
+        || {
+            c.query_one("SELECT state FROM walker.plugins WHERE name = 'fixture_panicky'")
+                == "failed"
+        },
+    );
+    let rows = c
+        .query("SELECT name, state, coalesce(last_error, ''), errors, records FROM walker.plugins");
+    let by_name: BTreeMap<String, Vec<String>> =
+        rows.into_iter().map(|r| (r[0].clone(), r)).collect();
     let expect = |name: &str, state: &str, needles: &[&str]| {
-        let r = by_name.get(name).unwrap_or_else(|| panic!("{name} missing from walker.plugins: {by_name:?}"));
+        let r = by_name
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from walker.plugins: {by_name:?}"));
         assert_eq!(r[1], state, "state of {name}: {r:?}");
         for n in needles {
             assert!(r[2].contains(n), "message of {name} lacks {n:?}: {}", r[2]);
         }
     };
     expect("rmgr_stats", "running", &[]);
-    expect("does_not_exist", "not loaded", &["not found", "dynamic_library_path", "walker.plugins"]);
-    expect("fx_no_entry", "not loaded", &["walker_plugin_entry", "not a walker plugin"]);
-    expect("fx_wrong_major", "not loaded", &["ABI 2.0", "ABI 1.0", "rebuild"]);
+    expect(
+        "does_not_exist",
+        "not loaded",
+        &["not found", "dynamic_library_path", "walker.plugins"],
+    );
+    expect(
+        "fx_no_entry",
+        "not loaded",
+        &["walker_plugin_entry", "not a walker plugin"],
+    );
+    expect(
+        "fx_wrong_major",
+        "not loaded",
+        &["ABI 2.0", "ABI 1.1", "rebuild"],
+    );
     expect("fx_too_small", "not loaded", &["16 bytes", "rebuild"]);
-    expect("fixture_bad_layout", "not loaded", &["layout check", "rebuild the plugin against walker-abi 1.0"]);
-    expect("fx_init_error", "failed", &["init failed", "fixture init refuses to start: missing configuration"]);
-    expect("fixture_panicky", "failed", &["panicked", "fixture panic on purpose", "on_record at LSN"]);
+    expect(
+        "fixture_bad_layout",
+        "not loaded",
+        &["layout check", "rebuild the plugin against walker-abi 1.1"],
+    );
+    expect(
+        "fx_init_error",
+        "failed",
+        &[
+            "init failed",
+            "fixture init refuses to start: missing configuration",
+        ],
+    );
+    expect(
+        "fixture_panicky",
+        "failed",
+        &["panicked", "fixture panic on purpose", "on_record at LSN"],
+    );
     expect("fx_c_counter", "running", &[]);
     expect("bad/name", "not loaded", &["path separator"]);
     let panicky = &by_name["fixture_panicky"];
-    assert_eq!((panicky[3].as_str(), panicky[4].as_str()), ("1", "50"), "one error, after 50 records");
+    assert_eq!(
+        (panicky[3].as_str(), panicky[4].as_str()),
+        ("1", "50"),
+        "one error, after 50 records"
+    );
 
     // The good plugins kept working: the Rust one exactly, the C one counting the same records.
     let stats = assert_exact(&c);
@@ -151,17 +147,39 @@ fn bad_plugins_never_stop_the_server() {
     let ours: i64 = c_counter[0][0].parse().unwrap();
     assert!(ours > 0, "the C plugin counted nothing");
     let total: i64 = stats.values().map(|s| s.0).sum();
-    assert!(ours >= total, "the C plugin counts from the same start, so at least as many records: {ours} < {total}");
+    assert!(
+        ours >= total,
+        "the C plugin counts from the same start, so at least as many records: {ours} < {total}"
+    );
 
     // Each failure was logged with the plugin's name, and the server is still up.
     let log = c.server_log();
-    assert!(log.contains("walker: plugin \"fx_wrong_major\" not loaded"), "log lacks the load failure");
+    assert!(
+        log.contains("walker: plugin \"fx_wrong_major\" not loaded"),
+        "log lacks the load failure"
+    );
     assert_eq!(c.query_one("SELECT 1"), "1");
     // Asking a broken plugin for rows names the cause.
-    let err = c.psql("postgres", "SELECT * FROM walker.plugin_view_rows('fx_wrong_major', 'x')").unwrap_err();
-    assert!(err.contains("not usable") && err.contains("ABI 2.0"), "{err}");
-    let err = c.psql("postgres", "SELECT * FROM walker.plugin_view_rows('nope', 'x')").unwrap_err();
-    assert!(err.contains("not listed in walker.plugins") && err.contains("HINT"), "{err}");
+    let err = c
+        .psql(
+            "postgres",
+            "SELECT * FROM walker.plugin_view_rows('fx_wrong_major', 'x')",
+        )
+        .unwrap_err();
+    assert!(
+        err.contains("not usable") && err.contains("ABI 2.0"),
+        "{err}"
+    );
+    let err = c
+        .psql(
+            "postgres",
+            "SELECT * FROM walker.plugin_view_rows('nope', 'x')",
+        )
+        .unwrap_err();
+    assert!(
+        err.contains("not listed in walker.plugins") && err.contains("HINT"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -169,35 +187,69 @@ fn only_walker_monitor_members_read_the_views() {
     let c = Cluster::builder("roles").plugins("rmgr_stats").start();
     c.exec("CREATE EXTENSION walker; CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN; GRANT walker_monitor TO bob;");
     for view in ["walker.status", "walker.plugins", "walker.rmgr_stats_rmgrs"] {
-        let err = c.psql_as("alice", "postgres", &format!("SELECT count(*) FROM {view}")).unwrap_err();
-        assert!(err.contains("permission denied"), "alice read {view}: {err}");
-        c.psql_as("bob", "postgres", &format!("SELECT count(*) FROM {view}")).unwrap_or_else(|e| panic!("bob cannot read {view}: {e}"));
+        let err = c
+            .psql_as("alice", "postgres", &format!("SELECT count(*) FROM {view}"))
+            .unwrap_err();
+        assert!(
+            err.contains("permission denied"),
+            "alice read {view}: {err}"
+        );
+        c.psql_as("bob", "postgres", &format!("SELECT count(*) FROM {view}"))
+            .unwrap_or_else(|e| panic!("bob cannot read {view}: {e}"));
     }
-    let err = c.psql_as("alice", "postgres", "SELECT * FROM walker.plugin_view_rows('rmgr_stats', 'rmgrs')").unwrap_err();
+    let err = c
+        .psql_as(
+            "alice",
+            "postgres",
+            "SELECT * FROM walker.plugin_view_rows('rmgr_stats', 'rmgrs')",
+        )
+        .unwrap_err();
     assert!(err.contains("permission denied"), "{err}");
-    let err = c.psql_as("bob", "postgres", "SELECT walker.refresh_views()").unwrap_err();
-    assert!(err.contains("permission denied"), "a monitor must not manage: {err}");
+    let err = c
+        .psql_as("bob", "postgres", "SELECT walker.refresh_views()")
+        .unwrap_err();
+    assert!(
+        err.contains("permission denied"),
+        "a monitor must not manage: {err}"
+    );
     c.exec("GRANT walker_admin TO alice");
-    c.psql_as("alice", "postgres", "SELECT count(*) FROM walker.status").expect("admins are monitors too");
+    c.psql_as("alice", "postgres", "SELECT count(*) FROM walker.status")
+        .expect("admins are monitors too");
 }
 
 #[test]
 fn slot_keeps_unread_wal_and_the_bound_releases_it() {
-    let c = Cluster::builder("retention").plugins("rmgr_stats").conf("max_wal_size", "64MB").conf("min_wal_size", "32MB").start();
+    let c = Cluster::builder("retention")
+        .plugins("rmgr_stats")
+        .conf("max_wal_size", "64MB")
+        .conf("min_wal_size", "32MB")
+        .start();
     c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_walinspect;");
     wait_caught_up(&c);
-    let slot = c.query("SELECT slot_type, active FROM pg_replication_slots WHERE slot_name = 'walker'");
-    assert_eq!(slot, vec![vec!["physical".to_string(), "t".to_string()]], "walker holds its slot");
+    let slot =
+        c.query("SELECT slot_type, active FROM pg_replication_slots WHERE slot_name = 'walker'");
+    assert_eq!(
+        slot,
+        vec![vec!["physical".to_string(), "t".to_string()]],
+        "walker holds its slot"
+    );
 
     // Paused while WAL is written and checkpoints run: the slot keeps every segment,
     // and walking resumes exactly where it stopped.
     c.exec("ALTER SYSTEM SET walker.enabled = off; SELECT pg_reload_conf();");
-    c.wait_until("the worker pauses", Duration::from_secs(30), || c.query_one("SELECT state FROM walker.status") == "paused");
-    let held_from = c.query_one("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'walker'");
+    c.wait_until("the worker pauses", Duration::from_secs(30), || {
+        c.query_one("SELECT state FROM walker.status") == "paused"
+    });
+    let held_from =
+        c.query_one("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'walker'");
     c.exec("CREATE TABLE big (a int, b text); INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 300000) g; CHECKPOINT;");
-    let oldest_kept = c.query_one("SELECT min(name) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'");
+    let oldest_kept =
+        c.query_one("SELECT min(name) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'");
     let needed = c.query_one(&format!("SELECT pg_walfile_name('{held_from}')"));
-    assert!(oldest_kept <= needed, "segment {needed} was removed although the slot holds it (oldest kept {oldest_kept})");
+    assert!(
+        oldest_kept <= needed,
+        "segment {needed} was removed although the slot holds it (oldest kept {oldest_kept})"
+    );
     c.exec("ALTER SYSTEM SET walker.enabled = on; SELECT pg_reload_conf();");
     wait_caught_up(&c);
     assert_exact(&c);
@@ -206,15 +258,25 @@ fn slot_keeps_unread_wal_and_the_bound_releases_it() {
     // A bound smaller than the WAL written while paused: walker releases it, reports
     // the gap with its range, and walks on after it.
     c.exec("ALTER SYSTEM SET walker.enabled = off; ALTER SYSTEM SET walker.max_retained_wal = '16MB'; SELECT pg_reload_conf();");
-    c.wait_until("the worker pauses", Duration::from_secs(30), || c.query_one("SELECT state FROM walker.status") == "paused");
-    c.exec("INSERT INTO big SELECT g, repeat('y', 200) FROM generate_series(1, 300000) g; CHECKPOINT;");
+    c.wait_until("the worker pauses", Duration::from_secs(30), || {
+        c.query_one("SELECT state FROM walker.status") == "paused"
+    });
+    c.exec(
+        "INSERT INTO big SELECT g, repeat('y', 200) FROM generate_series(1, 300000) g; CHECKPOINT;",
+    );
     // The bound may be crossed several times during the insert: one gap each time.
     c.wait_until("walker releases the WAL past the bound", Duration::from_secs(30), || {
         c.query_one("SELECT gaps >= 1 AND retained_bytes <= 16 * 1024 * 1024 + 16 * 1024 * 1024 FROM walker.status") == "t"
     });
     let gap = c.query_one("SELECT last_gap FROM walker.status");
-    assert!(gap.contains("walker.max_retained_wal") && gap.contains(" .. "), "{gap}");
-    assert!(c.server_log().contains("walker: skipped WAL"), "the gap is logged");
+    assert!(
+        gap.contains("walker.max_retained_wal") && gap.contains(" .. "),
+        "{gap}"
+    );
+    assert!(
+        c.server_log().contains("walker: skipped WAL"),
+        "the gap is logged"
+    );
     c.exec("ALTER SYSTEM SET walker.enabled = on; SELECT pg_reload_conf();");
     wait_caught_up(&c);
 }

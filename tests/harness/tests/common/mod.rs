@@ -1,0 +1,218 @@
+//! Helpers shared by the integration tests: a workload, waiting for walker to catch
+//! up, and rmgr-stats' counts compared with pg_walinspect's.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use walker_tests::Cluster;
+
+/// A workload touching the main resource managers: tables with indexes, inserts,
+/// updates, deletes, a COPY, an aborted transaction, a sequence, DDL.
+pub const WORKLOAD: &str = r#"
+CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance numeric NOT NULL DEFAULT 0);
+CREATE INDEX accounts_owner ON accounts (owner);
+CREATE TABLE events (id bigserial PRIMARY KEY, account int, payload jsonb, at timestamptz DEFAULT now());
+CREATE INDEX events_account ON events (account);
+INSERT INTO accounts SELECT g, 'owner' || (g % 97), g * 10 FROM generate_series(1, 20000) g;
+UPDATE accounts SET balance = balance + 1 WHERE id % 3 = 0;
+UPDATE accounts SET owner = owner || '-x' WHERE id % 11 = 0;
+DELETE FROM accounts WHERE id % 7 = 0;
+INSERT INTO events (account, payload) SELECT g % 500, jsonb_build_object('n', g) FROM generate_series(1, 5000) g;
+COPY events (account, payload) FROM stdin;
+1	{"copy": 1}
+2	{"copy": 2}
+3	{"copy": 3}
+\.
+BEGIN;
+INSERT INTO accounts SELECT g, 'aborted', 0 FROM generate_series(100001, 103000) g;
+UPDATE events SET payload = '{}' WHERE id < 1000;
+ROLLBACK;
+CHECKPOINT;
+UPDATE accounts SET balance = 0 WHERE id < 500;
+VACUUM accounts;
+DROP TABLE events;
+"#;
+
+/// Waits until walker has processed everything written so far. The target is the end
+/// of a record written now (a logical message), which walker reaches exactly once the
+/// WAL writer has flushed it; the flush LSN itself may point past the last record.
+pub fn wait_caught_up(c: &Cluster) {
+    let target = c.query_one("SELECT pg_logical_emit_message(false, 'walker-test', 'sync')");
+    c.wait_until(
+        "walker catches up with the flush LSN",
+        Duration::from_secs(60),
+        || {
+            c.query_one(&format!(
+                "SELECT coalesce(processed_lsn >= '{target}'::pg_lsn, false) FROM walker.status"
+            )) == "t"
+        },
+    );
+}
+
+pub type Stats = BTreeMap<String, (i64, i64, i64)>;
+
+/// rmgr-stats' counts and the LSN range they cover, read in one snapshot.
+pub fn plugin_stats(c: &Cluster) -> (String, String, Stats) {
+    let rows = c.query("SELECT rmgr, records, record_bytes, fpi_bytes, since_lsn, through_lsn FROM walker.rmgr_stats_rmgrs");
+    assert!(!rows.is_empty(), "rmgr_stats saw no records");
+    let (since, through) = (rows[0][4].clone(), rows[0][5].clone());
+    let mut stats = Stats::new();
+    for r in rows {
+        assert_eq!(
+            (&r[4], &r[5]),
+            (&since, &through),
+            "one snapshot, one range"
+        );
+        stats.insert(
+            r[0].clone(),
+            (
+                r[1].parse().unwrap(),
+                r[2].parse().unwrap(),
+                r[3].parse().unwrap(),
+            ),
+        );
+    }
+    (since, through, stats)
+}
+
+/// PostgreSQL's own per-rmgr statistics for the same range.
+pub fn walinspect_stats(c: &Cluster, since: &str, through: &str) -> Stats {
+    // By position: PostgreSQL 15 names the first column "resource_manager/record_type",
+    // later majors "resource_manager". Columns: name, count, count %, record_size,
+    // record_size %, fpi_size, ...
+    c.query(&format!(
+        "SELECT * FROM pg_get_wal_stats('{since}', '{through}') WHERE count > 0"
+    ))
+    .into_iter()
+    .map(|r| {
+        (
+            r[0].clone(),
+            (
+                r[1].parse().unwrap(),
+                r[3].parse().unwrap(),
+                r[5].parse().unwrap(),
+            ),
+        )
+    })
+    .collect()
+}
+
+pub fn assert_exact(c: &Cluster) -> Stats {
+    let (since, through, ours) = plugin_stats(c);
+    let theirs = walinspect_stats(c, &since, &through);
+    assert_eq!(
+        ours, theirs,
+        "rmgr_stats over {since}..{through} differs from pg_get_wal_stats"
+    );
+    ours
+}
+
+/// rmgr-stats' counts on `c` equal pg_walinspect's on `reference` (another server
+/// with the same WAL, e.g. the primary of a standby) over the plugin's range.
+pub fn assert_exact_against(c: &Cluster, reference: &Cluster) -> Stats {
+    let (since, through, ours) = plugin_stats(c);
+    let theirs = walinspect_stats(reference, &since, &through);
+    assert_eq!(
+        ours,
+        theirs,
+        "rmgr_stats on {} over {since}..{through} differs from pg_get_wal_stats on {}",
+        c.name(),
+        reference.name()
+    );
+    ours
+}
+
+/// A workload that runs in a loop on another thread until stopped, ignoring errors
+/// (the server may crash under it on purpose).
+pub struct Background {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+/// One round of the background workload: bulk and single-row writes, updates,
+/// deletes, an abort, and a checkpoint now and then.
+pub const ROUND: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS bg (id bigserial PRIMARY KEY, v text, n int)",
+    "INSERT INTO bg (v, n) SELECT repeat('x', 120), g FROM generate_series(1, 20000) g",
+    "UPDATE bg SET n = n + 1 WHERE id % 5 = 0",
+    "BEGIN; DELETE FROM bg WHERE id % 3 = 0; ROLLBACK",
+    "DELETE FROM bg WHERE id % 13 = 0",
+    "INSERT INTO bg (v, n) VALUES ('one', 1)",
+    "CHECKPOINT",
+];
+
+impl Background {
+    /// Starts looping [`ROUND`] on `port` (as postgres, database postgres).
+    pub fn start(c: &Cluster) -> Background {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let port = c.port();
+        let thread = std::thread::spawn(move || {
+            let mut done = 0u64;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for stmt in ROUND {
+                    if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let ok = std::process::Command::new(walker_tests::pg_bindir().join("psql"))
+                        .args([
+                            "-X",
+                            "-q",
+                            "-h",
+                            "127.0.0.1",
+                            "-p",
+                            &port.to_string(),
+                            "-U",
+                            "postgres",
+                            "-d",
+                            "postgres",
+                            "-c",
+                            stmt,
+                        ])
+                        .env("PGCONNECT_TIMEOUT", "5")
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success());
+                    if ok {
+                        done += 1;
+                    } else {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            }
+            done
+        });
+        Background {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the loop; returns how many statements succeeded.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Waits until the server accepts queries again (after a crash restart).
+pub fn wait_accepting(c: &Cluster) {
+    c.wait_until(
+        "the server accepts connections",
+        Duration::from_secs(60),
+        || c.psql("postgres", "SELECT 1").is_ok(),
+    );
+}
