@@ -296,6 +296,11 @@ typedef struct WalkerHostApi {
    ...), into `buf`; its length goes to `len_out`. `NOT_FOUND` for an unused id.
    */
   WalkerStatus (*rmgr_name)(uint8_t rmid, uint8_t *buf, size_t cap, size_t *len_out);
+  /*
+   ABI 1.1. The server's `PG_VERSION_NUM` (e.g. 150008 for 15.8): record layouts
+   differ between PostgreSQL majors.
+   */
+  uint32_t (*server_version_num)(void);
 } WalkerHostApi;
 
 /*

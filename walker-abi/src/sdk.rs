@@ -633,6 +633,19 @@ impl Host {
         }
     }
 
+    /// The server's `PG_VERSION_NUM` (e.g. 150008), when the host tells it (ABI 1.1).
+    pub fn server_version_num(&self) -> Option<u32> {
+        let api = self.api();
+        let end = std::mem::offset_of!(WalkerHostApi, server_version_num)
+            + std::mem::size_of::<Option<unsafe extern "C" fn() -> u32>>();
+        if (api.struct_size as usize) < end {
+            return None;
+        }
+        let f = api.server_version_num?;
+        // SAFETY: a host service without arguments.
+        Some(unsafe { f() }).filter(|&v| v != 0)
+    }
+
     /// The server's name for resource manager `rmid`, when it has one.
     pub fn rmgr_name(&self, rmid: u8) -> Option<String> {
         let f = self.api().rmgr_name?;

@@ -439,6 +439,11 @@ pub struct WalkerHostApi {
             len_out: *mut usize,
         ) -> WalkerStatus,
     >,
+
+    // ---- ABI 1.1 ----
+    /// ABI 1.1. The server's `PG_VERSION_NUM` (e.g. 150008 for 15.8): record layouts
+    /// differ between PostgreSQL majors.
+    pub server_version_num: Option<unsafe extern "C" fn() -> u32>,
 }
 
 /// What a plugin tells the host about itself. Returned by the plugin's
@@ -562,7 +567,8 @@ pub const WALKER_DESCRIPTOR_V1_1_SIZE: u32 = std::mem::size_of::<WalkerPluginDes
 pub const WALKER_RECORD_V1_0_SIZE: u32 = std::mem::size_of::<WalkerRecord>() as u32;
 
 /// Size of ABI 1.0's host API table.
-pub const WALKER_HOST_API_V1_0_SIZE: u32 = std::mem::size_of::<WalkerHostApi>() as u32;
+pub const WALKER_HOST_API_V1_0_SIZE: u32 =
+    std::mem::offset_of!(WalkerHostApi, server_version_num) as u32;
 
 /// Signature of the `walker_plugin_entry` symbol.
 pub type WalkerPluginEntryFn = unsafe extern "C" fn() -> *const WalkerPluginDescriptor;

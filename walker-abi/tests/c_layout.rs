@@ -52,7 +52,9 @@ fn c_header_layout_equals_rust_layout() {
             on_record,
             on_idle,
             shutdown,
-            view_rows
+            view_rows,
+            save_state,
+            load_state
         },
         WalkerRecord {
             struct_size,
@@ -106,7 +108,8 @@ fn c_header_layout_equals_rust_layout() {
             get_enum,
             get_string,
             now_micros,
-            rmgr_name
+            rmgr_name,
+            server_version_num
         },
         WalkerValue {
             ty,
@@ -126,6 +129,7 @@ fn c_header_layout_equals_rust_layout() {
         },
         WalkerColumn { name, ty },
         WalkerRowSink { ctx, emit },
+        WalkerStateSink { ctx, write },
     );
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));

@@ -386,6 +386,17 @@ pub fn now_micros() -> i64 {
     }
 }
 
+static SERVER_VERSION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Records the server's `PG_VERSION_NUM` (the host, at load).
+pub fn set_server_version(v: u32) {
+    SERVER_VERSION.store(v, std::sync::atomic::Ordering::Relaxed);
+}
+
+unsafe extern "C" fn api_server_version_num() -> u32 {
+    SERVER_VERSION.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 unsafe extern "C" fn api_now_micros() -> i64 {
     now_micros()
 }
@@ -427,6 +438,7 @@ pub static HOST_API: WalkerHostApi = WalkerHostApi {
     get_string: Some(api_get_string),
     now_micros: Some(api_now_micros),
     rmgr_name: Some(api_rmgr_name),
+    server_version_num: Some(api_server_version_num),
 };
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pgrx::pg_module_magic!();
 /// that walker must be preloaded.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    walker_core::host_api::set_server_version(pg_sys::PG_VERSION_NUM);
     gucs::define();
     // SAFETY: reading a server global in _PG_init, on the main thread.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
