@@ -87,10 +87,21 @@ DECLARE
 BEGIN
     FOR v IN
         SELECT plugin, view, min(description) AS description,
-               string_agg(format('r[%s]::%s AS %I', ordinal, column_type, column_name), ', ' ORDER BY ordinal) AS cols
+               string_agg(format('r[%s]::%s AS %I', ordinal, column_type, column_name), ', ' ORDER BY ordinal) AS cols,
+               min(ordinal) FILTER (WHERE column_name = 'database' AND column_type = 'int8') AS db_col,
+               min(ordinal) FILTER (WHERE column_name = 'tablespace' AND column_type = 'int8') AS ts_col,
+               min(ordinal) FILTER (WHERE column_name = 'relfilenode' AND column_type = 'int8') AS rfn_col
         FROM @extschema@.plugin_view_columns()
         GROUP BY plugin, view ORDER BY plugin, view
     LOOP
+        -- A view naming a relation by (database, tablespace, relfilenode) also gets
+        -- `relation`, resolved in the database reading it (NULL for other databases).
+        IF v.db_col IS NOT NULL AND v.ts_col IS NOT NULL AND v.rfn_col IS NOT NULL THEN
+            v.cols := v.cols || format(
+                ', CASE WHEN r[%1$s]::oid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))'
+                ' THEN pg_filenode_relation(r[%2$s]::oid, r[%3$s]::oid) END AS relation',
+                v.db_col, v.ts_col, v.rfn_col);
+        END IF;
         rel := format('@extschema@.%I', v.plugin || '_' || v.view);
         BEGIN
             EXECUTE format('CREATE OR REPLACE VIEW %s AS SELECT %s FROM @extschema@.plugin_view_rows(%L, %L) AS r',

@@ -1,0 +1,355 @@
+//! The copy of the map in shared memory that the views read: fixed-size tables of
+//! relations and ranges, rewritten whole by the worker under the region's lock.
+
+use crate::svg;
+use crate::tracker::Tracker;
+use walker_abi::{SharedState, Value};
+
+/// Most relations published (the upper bound of `garbagemap.max_relations`).
+pub const REL_CAP: usize = 2048;
+/// Most ranges published (the upper bound of `garbagemap.max_ranges`).
+pub const RANGE_CAP: usize = 16384;
+
+/// One relation.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct PubRel {
+    /// Database OID.
+    pub db: u32,
+    /// Tablespace OID.
+    pub ts: u32,
+    /// Relation file number.
+    pub rel: u32,
+    /// Ranges tracked.
+    pub ranges: u32,
+    /// Dead tuples.
+    pub dead_tuples: u64,
+    /// Dead line pointers.
+    pub dead_lps: u64,
+    /// First block of the range with the most dead tuples and line pointers.
+    pub hottest_first_block: u64,
+    /// Dead tuples in that range.
+    pub hottest_dead_tuples: u64,
+    /// Dead line pointers in that range.
+    pub hottest_dead_lps: u64,
+    /// Last change.
+    pub last_change_lsn: u64,
+    /// One past the highest block tracked.
+    pub end_block: u64,
+}
+
+/// One range.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct PubRange {
+    /// Database OID.
+    pub db: u32,
+    /// Tablespace OID.
+    pub ts: u32,
+    /// Relation file number.
+    pub rel: u32,
+    /// Range index.
+    pub index: u32,
+    /// Dead tuples.
+    pub dead_tuples: u64,
+    /// Dead line pointers.
+    pub dead_lps: u64,
+    /// Inserts seen.
+    pub inserts: u64,
+    /// Updates seen.
+    pub updates: u64,
+    /// Deletes seen.
+    pub deletes: u64,
+    /// Last prune record.
+    pub last_prune_lsn: u64,
+    /// Last vacuum record.
+    pub last_vacuum_lsn: u64,
+    /// Last change.
+    pub last_change_lsn: u64,
+}
+
+/// The published map.
+#[repr(C)]
+pub struct Published {
+    /// End of the last record applied.
+    pub through_lsn: u64,
+    /// Blocks per range.
+    pub range_blocks: u64,
+    /// Entries used in `rels`.
+    pub n_rels: u64,
+    /// Entries used in `ranges`.
+    pub n_ranges: u64,
+    /// Pending changes, pending transactions, evicted relations, evicted ranges,
+    /// evicted dead tuples, unattributed changes, undecodable records, dropped relations.
+    pub counters: [u64; 8],
+    /// Relations.
+    pub rels: [PubRel; REL_CAP],
+    /// Ranges.
+    pub ranges: [PubRange; RANGE_CAP],
+}
+
+// SAFETY: repr(C), plain integers, valid when zeroed.
+unsafe impl SharedState for Published {}
+
+/// An owned view value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// `int8`.
+    Int(i64),
+    /// `pg_lsn` (NULL when 0).
+    Lsn(u64),
+    /// `text`.
+    Text(String),
+}
+
+impl Cell {
+    /// The value to emit.
+    pub fn value(&self) -> Value<'_> {
+        match self {
+            Cell::Int(v) => Value::Int8(*v),
+            Cell::Lsn(0) => Value::Null,
+            Cell::Lsn(l) => Value::Lsn(*l),
+            Cell::Text(s) => Value::Text(s),
+        }
+    }
+}
+
+fn int(v: u64) -> Cell {
+    Cell::Int(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+impl Published {
+    /// Rewrites the tables from the tracker.
+    pub fn fill(&mut self, t: &Tracker, through_lsn: u64) {
+        self.through_lsn = through_lsn;
+        let rb = u64::from(t.limits.range_blocks.max(1));
+        self.range_blocks = rb;
+        let c = &t.counters;
+        self.counters = [
+            t.n_pending() as u64,
+            t.n_pending_xacts() as u64,
+            c.evicted_relations,
+            c.evicted_ranges,
+            c.evicted_dead_tuples,
+            c.unattributed,
+            c.undecodable,
+            c.dropped_relations,
+        ];
+        let (mut nr, mut ng) = (0usize, 0usize);
+        for (k, r) in &t.rels {
+            if nr >= REL_CAP {
+                break;
+            }
+            let mut p = PubRel {
+                db: k.db,
+                ts: k.ts,
+                rel: k.rel,
+                ranges: r.ranges.len() as u32,
+                last_change_lsn: r.last_change_lsn,
+                ..PubRel::default()
+            };
+            let mut hottest = 0u64;
+            for (i, g) in &r.ranges {
+                p.dead_tuples += g.dead_tuples;
+                p.dead_lps += g.dead_lps;
+                let first = u64::from(*i) * rb;
+                let end = g.blocks.keys().next_back().map(|b| u64::from(*b) + 1).unwrap_or(first + 1);
+                p.end_block = p.end_block.max(end);
+                if g.dead_tuples + g.dead_lps > hottest {
+                    hottest = g.dead_tuples + g.dead_lps;
+                    p.hottest_first_block = first;
+                    p.hottest_dead_tuples = g.dead_tuples;
+                    p.hottest_dead_lps = g.dead_lps;
+                }
+                if ng < RANGE_CAP {
+                    self.ranges[ng] = PubRange {
+                        db: k.db,
+                        ts: k.ts,
+                        rel: k.rel,
+                        index: *i,
+                        dead_tuples: g.dead_tuples,
+                        dead_lps: g.dead_lps,
+                        inserts: g.inserts,
+                        updates: g.updates,
+                        deletes: g.deletes,
+                        last_prune_lsn: g.last_prune_lsn,
+                        last_vacuum_lsn: g.last_vacuum_lsn,
+                        last_change_lsn: g.last_change_lsn,
+                    };
+                    ng += 1;
+                }
+            }
+            self.rels[nr] = p;
+            nr += 1;
+        }
+        self.n_rels = nr as u64;
+        self.n_ranges = ng as u64;
+    }
+
+    fn rels(&self) -> &[PubRel] {
+        &self.rels[..(self.n_rels as usize).min(REL_CAP)]
+    }
+
+    fn ranges(&self) -> &[PubRange] {
+        &self.ranges[..(self.n_ranges as usize).min(RANGE_CAP)]
+    }
+
+    /// Rows of view `view` (see the plugin's `describe`).
+    pub fn rows(&self, view: usize) -> Vec<Vec<Cell>> {
+        let rb = self.range_blocks.max(1);
+        let key = |db: u32, ts: u32, rel: u32| vec![int(db.into()), int(ts.into()), int(rel.into())];
+        match view {
+            0 => self
+                .rels()
+                .iter()
+                .map(|r| {
+                    let mut row = key(r.db, r.ts, r.rel);
+                    row.extend([
+                        int(r.dead_tuples),
+                        int(r.dead_lps),
+                        int(r.ranges.into()),
+                        int(r.hottest_first_block),
+                        int(r.hottest_dead_tuples),
+                        Cell::Lsn(r.last_change_lsn),
+                    ]);
+                    row
+                })
+                .collect(),
+            1 => self
+                .ranges()
+                .iter()
+                .map(|g| {
+                    let first = u64::from(g.index) * rb;
+                    let mut row = key(g.db, g.ts, g.rel);
+                    row.extend([
+                        int(first),
+                        int(first + rb - 1),
+                        int(g.dead_tuples),
+                        int(g.dead_lps),
+                        int(g.inserts),
+                        int(g.updates),
+                        int(g.deletes),
+                        Cell::Lsn(g.last_prune_lsn),
+                        Cell::Lsn(g.last_vacuum_lsn),
+                        Cell::Lsn(g.last_change_lsn),
+                    ]);
+                    row
+                })
+                .collect(),
+            2 => self.advice(),
+            3 => {
+                let c = &self.counters;
+                vec![vec![
+                    Cell::Lsn(self.through_lsn),
+                    int(self.n_rels),
+                    int(self.n_ranges),
+                    int(rb),
+                    int(c[0]),
+                    int(c[1]),
+                    int(c[2]),
+                    int(c[3]),
+                    int(c[4]),
+                    int(c[5]),
+                    int(c[6]),
+                    int(c[7]),
+                ]]
+            }
+            4 => self
+                .rels()
+                .iter()
+                .map(|r| {
+                    let mut cells: Vec<svg::Cell> = self
+                        .ranges()
+                        .iter()
+                        .filter(|g| (g.db, g.ts, g.rel) == (r.db, r.ts, r.rel))
+                        .map(|g| svg::Cell { first_block: (u64::from(g.index) * rb) as u32, dead: g.dead_tuples + g.dead_lps })
+                        .collect();
+                    cells.sort_by_key(|c| c.first_block);
+                    let title = format!("relfilenode {} (database {}): dead tuples and line pointers per {rb}-block range", r.rel, r.db);
+                    let mut row = key(r.db, r.ts, r.rel);
+                    row.push(Cell::Text(svg::render(&title, &cells, rb as u32, r.end_block as u32)));
+                    row
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Relations with dead items, most first; the block range to start with and why.
+    fn advice(&self) -> Vec<Vec<Cell>> {
+        let rb = self.range_blocks.max(1);
+        let mut rels: Vec<&PubRel> = self.rels().iter().filter(|r| r.dead_tuples + r.dead_lps > 0).collect();
+        rels.sort_by(|a, b| (b.dead_tuples + b.dead_lps).cmp(&(a.dead_tuples + a.dead_lps)).then(a.rel.cmp(&b.rel)));
+        rels.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let total = r.dead_tuples + r.dead_lps;
+                let hot = r.hottest_dead_tuples + r.hottest_dead_lps;
+                let share = hot * 100 / total.max(1);
+                let mut why = format!(
+                    "{} dead tuples and {} dead line pointers in {} range(s); {share}% of them in blocks {}..{}",
+                    r.dead_tuples,
+                    r.dead_lps,
+                    r.ranges,
+                    r.hottest_first_block,
+                    r.hottest_first_block + rb - 1
+                );
+                if r.dead_lps > r.dead_tuples {
+                    why.push_str("; mostly dead line pointers, which only VACUUM frees");
+                }
+                let mut row = vec![int(r.db.into()), int(r.ts.into()), int(r.rel.into())];
+                row.extend([
+                    int(i as u64 + 1),
+                    int(r.dead_tuples),
+                    int(r.dead_lps),
+                    int(r.hottest_first_block),
+                    int(r.hottest_first_block + rb - 1),
+                    Cell::Text(why),
+                ]);
+                row
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Event, Item, RelKey};
+    use crate::tracker::Limits;
+
+    #[test]
+    fn fill_and_rows() {
+        let limits = Limits { range_blocks: 10, max_relations: 10, max_ranges: 10, max_pending: 10 };
+        let mut t = Tracker::new(limits);
+        let a = RelKey { db: 5, ts: 1663, rel: 100 };
+        let b = RelKey { db: 5, ts: 1663, rel: 200 };
+        for (rel, block) in [(a, 1), (a, 2), (a, 25), (b, 3)] {
+            t.apply(Event::Delete { xid: 0, item: Item { rel, block, offset: 1 }, now: true }, 7);
+        }
+        // SAFETY: all-zero is valid for Published; allocated on the heap directly
+        // (it is too large for a test thread's stack).
+        let mut p: Box<Published> = unsafe {
+            let layout = std::alloc::Layout::new::<Published>();
+            Box::from_raw(std::alloc::alloc_zeroed(layout) as *mut Published)
+        };
+        p.fill(&t, 99);
+        assert_eq!((p.n_rels, p.n_ranges), (2, 3));
+        let status = p.rows(3);
+        assert_eq!(status[0][0], Cell::Lsn(99));
+        let rels = p.rows(0);
+        let ra = rels.iter().find(|r| r[2] == Cell::Int(100)).unwrap();
+        // 3 dead tuples, 0 lps, 2 ranges, hottest range starts at block 0 with 2.
+        assert_eq!(ra[3..8], [Cell::Int(3), Cell::Int(0), Cell::Int(2), Cell::Int(0), Cell::Int(2)]);
+        let advice = p.rows(2);
+        assert_eq!(advice[0][2], Cell::Int(100), "the relation with most dead tuples first");
+        assert_eq!(advice[0][3], Cell::Int(1));
+        let Cell::Text(why) = &advice[0][8] else { panic!() };
+        assert!(why.contains("3 dead tuples") && why.contains("66% of them in blocks 0..9"), "{why}");
+        let heat = p.rows(1);
+        assert_eq!(heat.len(), 3);
+        let svg = p.rows(4);
+        let Cell::Text(s) = &svg.iter().find(|r| r[2] == Cell::Int(100)).unwrap()[3] else { panic!() };
+        assert!(s.contains("blocks 20..25: 1 dead"), "{s}");
+    }
+}

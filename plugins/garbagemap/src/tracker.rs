@@ -1,0 +1,758 @@
+//! The dead-tuple map: which line pointers hold dead tuples or are dead, per block,
+//! summed per block range, with pending per-transaction changes until the
+//! transaction's fate is known.
+//!
+//! Bounds: at most `max_relations` relations and `max_ranges` ranges are tracked, and
+//! at most `max_pending` changes wait for their transaction. Past a bound the least
+//! recently changed relations (or ranges) are evicted, a tenth of the bound at a
+//! time, and counted; pending changes past their bound are counted as unattributed.
+
+use crate::decode::{Event, Item, RelKey};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Line pointers per heap page (`MaxHeapTuplesPerPage` for 8 kB pages is 291).
+pub const MAX_ITEMS: usize = 292;
+const WORDS: usize = MAX_ITEMS.div_ceil(64);
+
+/// One bit per line pointer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bits([u64; WORDS]);
+
+impl Bits {
+    fn get(&self, i: u16) -> bool {
+        let i = i as usize;
+        i < MAX_ITEMS && self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+    fn set(&mut self, i: u16, v: bool) {
+        let i = i as usize;
+        if i < MAX_ITEMS {
+            if v {
+                self.0[i / 64] |= 1 << (i % 64);
+            } else {
+                self.0[i / 64] &= !(1 << (i % 64));
+            }
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+}
+
+/// The dead items of one block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockItems {
+    /// Tuples whose deleter committed or whose inserter aborted.
+    pub dead_tuples: Bits,
+    /// `LP_DEAD` line pointers.
+    pub dead_lps: Bits,
+}
+
+/// One block range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Range {
+    /// Dead items per block.
+    pub blocks: BTreeMap<u32, BlockItems>,
+    /// Dead tuples in the range.
+    pub dead_tuples: u64,
+    /// Dead line pointers in the range.
+    pub dead_lps: u64,
+    /// Tuples inserted (by any transaction).
+    pub inserts: u64,
+    /// Tuples updated (old versions).
+    pub updates: u64,
+    /// Tuples deleted.
+    pub deletes: u64,
+    /// LSN of the last prune record.
+    pub last_prune_lsn: u64,
+    /// LSN of the last vacuum record.
+    pub last_vacuum_lsn: u64,
+    /// LSN of the last change.
+    pub last_change_lsn: u64,
+}
+
+/// One relation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rel {
+    /// Ranges by index (block / range size).
+    pub ranges: BTreeMap<u32, Range>,
+    /// LSN of the last change.
+    pub last_change_lsn: u64,
+}
+
+impl Rel {
+    /// Dead tuples in the relation.
+    pub fn dead_tuples(&self) -> u64 {
+        self.ranges.values().map(|r| r.dead_tuples).sum()
+    }
+    /// Dead line pointers in the relation.
+    pub fn dead_lps(&self) -> u64 {
+        self.ranges.values().map(|r| r.dead_lps).sum()
+    }
+}
+
+/// Limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Blocks per range.
+    pub range_blocks: u32,
+    /// Most relations tracked.
+    pub max_relations: usize,
+    /// Most ranges tracked.
+    pub max_ranges: usize,
+    /// Most changes waiting for their transaction.
+    pub max_pending: usize,
+}
+
+/// What happened to what did not fit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Relations evicted to stay within `max_relations`.
+    pub evicted_relations: u64,
+    /// Ranges evicted to stay within `max_ranges` (not counting those of evicted relations).
+    pub evicted_ranges: u64,
+    /// Dead tuples forgotten with evicted relations and ranges.
+    pub evicted_dead_tuples: u64,
+    /// Changes not held because the pending bound was reached (their fate is unknown to the map).
+    pub unattributed: u64,
+    /// Records that could not be decoded.
+    pub undecodable: u64,
+    /// Relations removed because they were dropped, rewritten or their database dropped.
+    pub dropped_relations: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// The old version dies if the transaction commits.
+    DiesOnCommit,
+    /// The new version dies if the transaction aborts.
+    DiesOnAbort,
+}
+
+/// The whole map.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    /// Limits.
+    pub limits: Limits,
+    /// Relations.
+    pub rels: HashMap<RelKey, Rel>,
+    pending: HashMap<u32, Vec<(Item, Fate)>>,
+    pending_len: usize,
+    prepared: HashSet<u32>,
+    /// Counters.
+    pub counters: Counters,
+    n_ranges: usize,
+}
+
+impl Tracker {
+    /// An empty map.
+    pub fn new(limits: Limits) -> Tracker {
+        Tracker {
+            limits,
+            rels: HashMap::new(),
+            pending: HashMap::new(),
+            pending_len: 0,
+            prepared: HashSet::new(),
+            counters: Counters::default(),
+            n_ranges: 0,
+        }
+    }
+
+    /// Ranges tracked.
+    pub fn n_ranges(&self) -> usize {
+        self.n_ranges
+    }
+
+    /// Changes waiting for their transaction.
+    pub fn n_pending(&self) -> usize {
+        self.pending_len
+    }
+
+    /// Transactions with pending changes.
+    pub fn n_pending_xacts(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn range_of(&self, block: u32) -> u32 {
+        block / self.limits.range_blocks.max(1)
+    }
+
+    /// The range of `item`, created when missing (evicting to stay within bounds).
+    fn range_mut(&mut self, rel: RelKey, block: u32, lsn: u64) -> &mut Range {
+        if !self.rels.contains_key(&rel) && self.rels.len() >= self.limits.max_relations.max(1) {
+            self.evict_relations();
+        }
+        let idx = self.range_of(block);
+        let exists = self.rels.get(&rel).is_some_and(|r| r.ranges.contains_key(&idx));
+        if !exists && self.n_ranges >= self.limits.max_ranges.max(1) {
+            self.evict_ranges(rel);
+        }
+        let r = self.rels.entry(rel).or_default();
+        r.last_change_lsn = lsn;
+        let n_ranges = &mut self.n_ranges;
+        let range = r.ranges.entry(idx).or_insert_with(|| {
+            *n_ranges += 1;
+            Range::default()
+        });
+        range.last_change_lsn = lsn;
+        range
+    }
+
+    /// Evicts the least recently changed tenth of the relations.
+    fn evict_relations(&mut self) {
+        let n = (self.limits.max_relations / 10).max(1);
+        let mut by_age: Vec<(u64, RelKey)> = self.rels.iter().map(|(k, r)| (r.last_change_lsn, *k)).collect();
+        by_age.sort();
+        for (_, k) in by_age.into_iter().take(n) {
+            if let Some(r) = self.rels.remove(&k) {
+                self.n_ranges -= r.ranges.len();
+                self.counters.evicted_relations += 1;
+                self.counters.evicted_dead_tuples += r.dead_tuples();
+            }
+        }
+    }
+
+    /// Evicts the least recently changed tenth of the ranges (never from `keep`'s
+    /// newest range being created).
+    fn evict_ranges(&mut self, keep: RelKey) {
+        let n = (self.limits.max_ranges / 10).max(1);
+        let mut by_age: Vec<(u64, RelKey, u32)> = self
+            .rels
+            .iter()
+            .flat_map(|(k, r)| r.ranges.iter().map(move |(i, g)| (g.last_change_lsn, *k, *i)))
+            .collect();
+        by_age.sort();
+        for (_, k, i) in by_age.into_iter().take(n) {
+            let Some(rel) = self.rels.get_mut(&k) else { continue };
+            if let Some(g) = rel.ranges.remove(&i) {
+                self.n_ranges -= 1;
+                self.counters.evicted_ranges += 1;
+                self.counters.evicted_dead_tuples += g.dead_tuples;
+            }
+            if rel.ranges.is_empty() && k != keep {
+                self.rels.remove(&k);
+            }
+        }
+    }
+
+    fn mark_dead(&mut self, item: Item, lsn: u64) {
+        let range = self.range_mut(item.rel, item.block, lsn);
+        let b = range.blocks.entry(item.block).or_default();
+        if !b.dead_tuples.get(item.offset) && !b.dead_lps.get(item.offset) {
+            b.dead_tuples.set(item.offset, true);
+            range.dead_tuples += 1;
+        }
+    }
+
+    fn hold(&mut self, xid: u32, item: Item, fate: Fate) {
+        if xid == 0 {
+            // Without a transaction id the change cannot be attributed.
+            self.counters.unattributed += 1;
+            return;
+        }
+        if self.pending_len >= self.limits.max_pending {
+            self.counters.unattributed += 1;
+            return;
+        }
+        self.pending.entry(xid).or_default().push((item, fate));
+        self.pending_len += 1;
+    }
+
+    fn settle(&mut self, xid: u32, committed: bool, lsn: u64) {
+        let Some(changes) = self.pending.remove(&xid) else { return };
+        self.pending_len -= changes.len();
+        for (item, fate) in changes {
+            let dies = matches!((fate, committed), (Fate::DiesOnCommit, true) | (Fate::DiesOnAbort, false));
+            if dies {
+                self.mark_dead(item, lsn);
+            }
+        }
+    }
+
+    fn clear_page(&mut self, rel: RelKey, block: u32) {
+        let idx = self.range_of(block);
+        if let Some(range) = self.rels.get_mut(&rel).and_then(|r| r.ranges.get_mut(&idx)) {
+            if let Some(b) = range.blocks.remove(&block) {
+                range.dead_tuples -= count(&b.dead_tuples);
+                range.dead_lps -= count(&b.dead_lps);
+            }
+        }
+    }
+
+    fn drop_rel(&mut self, rel: RelKey) {
+        if let Some(r) = self.rels.remove(&rel) {
+            self.n_ranges -= r.ranges.len();
+            self.counters.dropped_relations += 1;
+        }
+    }
+
+    /// Applies one event of the record at `lsn`.
+    pub fn apply(&mut self, e: Event, lsn: u64) {
+        match e {
+            Event::Insert { xid, rel, block, offsets, init_page } => {
+                if init_page {
+                    self.clear_page(rel, block);
+                }
+                self.range_mut(rel, block, lsn).inserts += offsets.len() as u64;
+                for offset in offsets {
+                    self.hold(xid, Item { rel, block, offset }, Fate::DiesOnAbort);
+                }
+            }
+            Event::Delete { xid, item, now } => {
+                self.range_mut(item.rel, item.block, lsn).deletes += 1;
+                if now {
+                    self.mark_dead(item, lsn);
+                } else {
+                    self.hold(xid, item, Fate::DiesOnCommit);
+                }
+            }
+            Event::Update { xid, old, new, new_init_page, .. } => {
+                if new_init_page {
+                    self.clear_page(new.rel, new.block);
+                }
+                self.range_mut(old.rel, old.block, lsn).updates += 1;
+                self.range_mut(new.rel, new.block, lsn).inserts += 1;
+                self.hold(xid, old, Fate::DiesOnCommit);
+                self.hold(xid, new, Fate::DiesOnAbort);
+            }
+            Event::Prune { rel, block, redirected, dead, unused } => {
+                let range = self.range_mut(rel, block, lsn);
+                range.last_prune_lsn = lsn;
+                let b = range.blocks.entry(block).or_default();
+                let (mut dt, mut dl) = (0i64, 0i64);
+                for o in redirected.iter().chain(unused.iter()) {
+                    dt -= i64::from(b.dead_tuples.get(*o));
+                    dl -= i64::from(b.dead_lps.get(*o));
+                    b.dead_tuples.set(*o, false);
+                    b.dead_lps.set(*o, false);
+                }
+                for o in dead {
+                    dt -= i64::from(b.dead_tuples.get(o));
+                    dl += i64::from(!b.dead_lps.get(o));
+                    b.dead_tuples.set(o, false);
+                    b.dead_lps.set(o, true);
+                }
+                let empty = b.dead_tuples.is_empty() && b.dead_lps.is_empty();
+                if empty {
+                    range.blocks.remove(&block);
+                }
+                range.dead_tuples = range.dead_tuples.saturating_add_signed(dt);
+                range.dead_lps = range.dead_lps.saturating_add_signed(dl);
+            }
+            Event::Vacuum { rel, block, unused } => {
+                let range = self.range_mut(rel, block, lsn);
+                range.last_vacuum_lsn = lsn;
+                if let Some(b) = range.blocks.get_mut(&block) {
+                    let (mut dt, mut dl) = (0u64, 0u64);
+                    for o in unused {
+                        dt += u64::from(b.dead_tuples.get(o));
+                        dl += u64::from(b.dead_lps.get(o));
+                        b.dead_tuples.set(o, false);
+                        b.dead_lps.set(o, false);
+                    }
+                    if b.dead_tuples.is_empty() && b.dead_lps.is_empty() {
+                        range.blocks.remove(&block);
+                    }
+                    range.dead_tuples -= dt;
+                    range.dead_lps -= dl;
+                }
+            }
+            Event::End { committed, xid, subxacts, dropped, prepared } => {
+                for x in std::iter::once(xid).chain(subxacts) {
+                    self.settle(x, committed, lsn);
+                }
+                if prepared {
+                    self.prepared.remove(&xid);
+                }
+                for rel in dropped {
+                    self.drop_rel(rel);
+                }
+            }
+            Event::Prepare { xid } => {
+                self.prepared.insert(xid);
+            }
+            Event::Truncate { rel, blocks } => {
+                let first_cut = self.range_of(blocks);
+                let Some(r) = self.rels.get_mut(&rel) else { return };
+                let gone: Vec<u32> = r.ranges.range(first_cut..).map(|(i, _)| *i).collect();
+                for i in gone {
+                    let range = r.ranges.get_mut(&i).expect("listed");
+                    let cut: Vec<u32> = range.blocks.range(blocks..).map(|(b, _)| *b).collect();
+                    for b in cut {
+                        let items = range.blocks.remove(&b).expect("listed");
+                        range.dead_tuples -= count(&items.dead_tuples);
+                        range.dead_lps -= count(&items.dead_lps);
+                    }
+                    if i * self.limits.range_blocks.max(1) >= blocks {
+                        r.ranges.remove(&i);
+                        self.n_ranges -= 1;
+                    }
+                }
+                r.last_change_lsn = lsn;
+            }
+            Event::Create { rel } => self.drop_rel(rel),
+            Event::DropDatabase { db } => {
+                let gone: Vec<RelKey> = self.rels.keys().filter(|k| k.db == db).copied().collect();
+                for k in gone {
+                    self.drop_rel(k);
+                }
+            }
+            Event::ServerRestart => {
+                // Transactions that were running when the server stopped never write
+                // an end record: they aborted. Prepared ones survive; while any is
+                // pending, nothing is settled (its subtransactions are not known here).
+                if self.prepared.is_empty() {
+                    let xids: Vec<u32> = self.pending.keys().copied().collect();
+                    for x in xids {
+                        self.settle(x, false, lsn);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Dead tuples over every tracked relation.
+    pub fn total_dead_tuples(&self) -> u64 {
+        self.rels.values().map(Rel::dead_tuples).sum()
+    }
+}
+
+fn count(b: &Bits) -> u64 {
+    b.0.iter().map(|w| u64::from(w.count_ones())).sum()
+}
+
+// ---------------------------------------------------------------------------------
+// Snapshot encoding: the map, pending changes included, as little-endian integers.
+// ---------------------------------------------------------------------------------
+
+/// Version of the snapshot layout.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+struct Writer<'a>(&'a mut Vec<u8>);
+impl Writer<'_> {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn rel(&mut self, r: RelKey) {
+        self.u32(r.db);
+        self.u32(r.ts);
+        self.u32(r.rel);
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        if self.0.len() < n {
+            return Err("garbagemap snapshot ends early".into());
+        }
+        let (h, t) = self.0.split_at(n);
+        self.0 = t;
+        Ok(h)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2")))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    fn rel(&mut self) -> Result<RelKey, String> {
+        Ok(RelKey { db: self.u32()?, ts: self.u32()?, rel: self.u32()? })
+    }
+    fn bits(&mut self) -> Result<Bits, String> {
+        let mut b = Bits::default();
+        for w in b.0.iter_mut() {
+            *w = self.u64()?;
+        }
+        Ok(b)
+    }
+}
+
+impl Tracker {
+    /// Appends the snapshot bytes.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer(out);
+        w.u32(SNAPSHOT_FORMAT);
+        w.u32(self.limits.range_blocks);
+        let c = &self.counters;
+        for v in [c.evicted_relations, c.evicted_ranges, c.evicted_dead_tuples, c.unattributed, c.undecodable, c.dropped_relations] {
+            w.u64(v);
+        }
+        w.u32(self.rels.len() as u32);
+        for (k, r) in &self.rels {
+            w.rel(*k);
+            w.u64(r.last_change_lsn);
+            w.u32(r.ranges.len() as u32);
+            for (i, g) in &r.ranges {
+                w.u32(*i);
+                for v in [g.inserts, g.updates, g.deletes, g.last_prune_lsn, g.last_vacuum_lsn, g.last_change_lsn] {
+                    w.u64(v);
+                }
+                w.u32(g.blocks.len() as u32);
+                for (b, items) in &g.blocks {
+                    w.u32(*b);
+                    items.dead_tuples.0.iter().chain(items.dead_lps.0.iter()).for_each(|x| w.u64(*x));
+                }
+            }
+        }
+        w.u32(self.pending.len() as u32);
+        for (x, changes) in &self.pending {
+            w.u32(*x);
+            w.u32(changes.len() as u32);
+            for (item, fate) in changes {
+                w.rel(item.rel);
+                w.u32(item.block);
+                w.u16(item.offset);
+                w.u8(matches!(fate, Fate::DiesOnAbort) as u8);
+            }
+        }
+        w.u32(self.prepared.len() as u32);
+        self.prepared.iter().for_each(|x| w.u32(*x));
+    }
+
+    /// Reads a snapshot written by [`Tracker::encode`]. The range size must match (a
+    /// different `garbagemap.range_blocks` makes the map start empty); the other
+    /// limits apply from now on.
+    pub fn decode(bytes: &[u8], limits: Limits) -> Result<Tracker, String> {
+        let mut r = Reader(bytes);
+        let format = r.u32()?;
+        if format != SNAPSHOT_FORMAT {
+            return Err(format!("garbagemap snapshot format {format}, this version reads {SNAPSHOT_FORMAT}"));
+        }
+        let range_blocks = r.u32()?;
+        if range_blocks != limits.range_blocks {
+            return Err(format!(
+                "the snapshot was taken with garbagemap.range_blocks = {range_blocks}, the setting is now {}",
+                limits.range_blocks
+            ));
+        }
+        let mut t = Tracker::new(limits);
+        let c = &mut t.counters;
+        for v in [
+            &mut c.evicted_relations,
+            &mut c.evicted_ranges,
+            &mut c.evicted_dead_tuples,
+            &mut c.unattributed,
+            &mut c.undecodable,
+            &mut c.dropped_relations,
+        ] {
+            *v = r.u64()?;
+        }
+        for _ in 0..r.u32()? {
+            let k = r.rel()?;
+            let mut rel = Rel { last_change_lsn: r.u64()?, ranges: BTreeMap::new() };
+            for _ in 0..r.u32()? {
+                let i = r.u32()?;
+                let mut g = Range {
+                    inserts: r.u64()?,
+                    updates: r.u64()?,
+                    deletes: r.u64()?,
+                    last_prune_lsn: r.u64()?,
+                    last_vacuum_lsn: r.u64()?,
+                    last_change_lsn: r.u64()?,
+                    ..Range::default()
+                };
+                for _ in 0..r.u32()? {
+                    let b = r.u32()?;
+                    let items = BlockItems { dead_tuples: r.bits()?, dead_lps: r.bits()? };
+                    g.dead_tuples += count(&items.dead_tuples);
+                    g.dead_lps += count(&items.dead_lps);
+                    g.blocks.insert(b, items);
+                }
+                rel.ranges.insert(i, g);
+                t.n_ranges += 1;
+            }
+            t.rels.insert(k, rel);
+        }
+        for _ in 0..r.u32()? {
+            let x = r.u32()?;
+            let n = r.u32()? as usize;
+            let mut changes = Vec::with_capacity(n.min(1 << 20));
+            for _ in 0..n {
+                let item = Item { rel: r.rel()?, block: r.u32()?, offset: r.u16()? };
+                let fate = if r.u8()? == 1 { Fate::DiesOnAbort } else { Fate::DiesOnCommit };
+                changes.push((item, fate));
+            }
+            t.pending_len += changes.len();
+            t.pending.insert(x, changes);
+        }
+        for _ in 0..r.u32()? {
+            t.prepared.insert(r.u32()?);
+        }
+        if !r.0.is_empty() {
+            return Err(format!("{} bytes after the end of the garbagemap snapshot", r.0.len()));
+        }
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: RelKey = RelKey { db: 5, ts: 1663, rel: 100 };
+    const LIMITS: Limits = Limits { range_blocks: 4, max_relations: 100, max_ranges: 100, max_pending: 1000 };
+
+    fn it(block: u32, offset: u16) -> Item {
+        Item { rel: A, block, offset }
+    }
+
+    fn end(committed: bool, xid: u32, subxacts: Vec<u32>) -> Event {
+        Event::End { committed, xid, subxacts, dropped: vec![], prepared: false }
+    }
+
+    fn dead(t: &Tracker) -> (u64, u64) {
+        t.rels.get(&A).map(|r| (r.dead_tuples(), r.dead_lps())).unwrap_or((0, 0))
+    }
+
+    #[test]
+    fn fate_decides_which_version_dies() {
+        let mut t = Tracker::new(LIMITS);
+        // Committed delete: the old tuple dies.
+        t.apply(Event::Delete { xid: 10, item: it(0, 1), now: false }, 1);
+        assert_eq!(dead(&t), (0, 0), "nothing dead before the commit");
+        t.apply(end(true, 10, vec![]), 2);
+        assert_eq!(dead(&t), (1, 0));
+        // Aborted insert: the new tuple dies; aborted delete: nothing.
+        t.apply(Event::Insert { xid: 11, rel: A, block: 0, offsets: vec![2, 3], init_page: false }, 3);
+        t.apply(Event::Delete { xid: 11, item: it(0, 4), now: false }, 4);
+        t.apply(end(false, 11, vec![]), 5);
+        assert_eq!(dead(&t), (3, 0));
+        // Committed update: old dies; aborted update: new dies (block 5 is range 1).
+        t.apply(Event::Update { xid: 12, old: it(0, 5), new: it(5, 1), new_init_page: false, hot: false }, 6);
+        t.apply(end(true, 12, vec![]), 7);
+        t.apply(Event::Update { xid: 13, old: it(5, 1), new: it(5, 2), new_init_page: false, hot: true }, 8);
+        t.apply(end(false, 13, vec![]), 9);
+        assert_eq!(dead(&t), (5, 0));
+        let r = &t.rels[&A];
+        assert_eq!((r.ranges[&0].dead_tuples, r.ranges[&1].dead_tuples), (4, 1));
+        assert_eq!(t.n_pending(), 0);
+    }
+
+    #[test]
+    fn subtransactions_and_two_phase() {
+        let mut t = Tracker::new(LIMITS);
+        // Top 20 with subxacts 21 (rolled back to its savepoint) and 22 (kept).
+        t.apply(Event::Delete { xid: 20, item: it(0, 1), now: false }, 1);
+        t.apply(Event::Delete { xid: 21, item: it(0, 2), now: false }, 2);
+        t.apply(Event::Insert { xid: 21, rel: A, block: 0, offsets: vec![3], init_page: false }, 3);
+        t.apply(end(false, 21, vec![]), 4); // ROLLBACK TO SAVEPOINT
+        assert_eq!(dead(&t), (1, 0), "the rolled-back insert is dead at once");
+        t.apply(Event::Delete { xid: 22, item: it(0, 4), now: false }, 5);
+        t.apply(end(true, 20, vec![22]), 6);
+        assert_eq!(dead(&t), (3, 0), "rows 1 and 4 deleted, row 3's insert rolled back; row 2's delete undone");
+        // Prepared 30 stays pending across a restart, then commits.
+        t.apply(Event::Delete { xid: 30, item: it(1, 1), now: false }, 7);
+        t.apply(Event::Prepare { xid: 30 }, 8);
+        t.apply(Event::ServerRestart, 9);
+        assert_eq!(dead(&t), (3, 0));
+        t.apply(Event::End { committed: true, xid: 30, subxacts: vec![], dropped: vec![], prepared: true }, 10);
+        assert_eq!(dead(&t), (4, 0));
+        // A transaction cut off by a restart aborted.
+        t.apply(Event::Insert { xid: 40, rel: A, block: 1, offsets: vec![2], init_page: false }, 11);
+        t.apply(Event::ServerRestart, 12);
+        assert_eq!(dead(&t), (5, 0));
+    }
+
+    #[test]
+    fn prune_and_vacuum_move_items() {
+        let mut t = Tracker::new(LIMITS);
+        for o in 1..=4 {
+            t.apply(Event::Delete { xid: 50, item: it(0, o), now: false }, 1);
+        }
+        t.apply(end(true, 50, vec![]), 2);
+        assert_eq!(dead(&t), (4, 0));
+        // Item 1 redirected (root of a HOT chain), 2 and 3 dead, 4 unused; 7 (a
+        // redirect we did not track) becomes dead too.
+        t.apply(Event::Prune { rel: A, block: 0, redirected: vec![1], dead: vec![2, 3, 7], unused: vec![4] }, 3);
+        assert_eq!(dead(&t), (0, 3));
+        assert_eq!(t.rels[&A].ranges[&0].last_prune_lsn, 3);
+        t.apply(Event::Vacuum { rel: A, block: 0, unused: vec![2, 3, 7] }, 4);
+        assert_eq!(dead(&t), (0, 0));
+        // A dead tuple is not counted twice.
+        t.apply(Event::Delete { xid: 0, item: it(0, 9), now: true }, 5);
+        t.apply(Event::Delete { xid: 0, item: it(0, 9), now: true }, 6);
+        assert_eq!(dead(&t), (1, 0));
+    }
+
+    #[test]
+    fn truncate_drop_and_page_init() {
+        let mut t = Tracker::new(LIMITS);
+        for b in 0..10 {
+            t.apply(Event::Delete { xid: 0, item: it(b, 1), now: true }, 1);
+        }
+        assert_eq!((dead(&t).0, t.n_ranges()), (10, 3));
+        // Truncate to 5 blocks: blocks 5..9 go; range 1 (blocks 4..7) keeps block 4.
+        t.apply(Event::Truncate { rel: A, blocks: 5 }, 2);
+        assert_eq!((dead(&t).0, t.n_ranges()), (5, 2));
+        // A re-initialised page starts empty.
+        t.apply(Event::Insert { xid: 60, rel: A, block: 4, offsets: vec![1], init_page: true }, 3);
+        assert_eq!(dead(&t).0, 4);
+        t.apply(Event::End { committed: true, xid: 61, subxacts: vec![], dropped: vec![A], prepared: false }, 4);
+        assert!(t.rels.is_empty());
+        assert_eq!((t.n_ranges(), t.counters.dropped_relations), (0, 1));
+    }
+
+    #[test]
+    fn bounds_evict_the_oldest_and_count() {
+        let limits = Limits { range_blocks: 1, max_relations: 10, max_ranges: 1000, max_pending: 2 };
+        let mut t = Tracker::new(limits);
+        for r in 0..25u32 {
+            let rel = RelKey { db: 1, ts: 1, rel: r };
+            t.apply(Event::Delete { xid: 0, item: Item { rel, block: 0, offset: 1 }, now: true }, u64::from(r) + 1);
+        }
+        assert!(t.rels.len() <= 10);
+        assert_eq!(t.rels.len() as u64 + t.counters.evicted_relations, 25);
+        assert_eq!(t.counters.evicted_dead_tuples, t.counters.evicted_relations);
+        // The newest relations are the ones kept.
+        assert!(t.rels.contains_key(&RelKey { db: 1, ts: 1, rel: 24 }));
+        // Ranges.
+        let limits = Limits { range_blocks: 1, max_relations: 100, max_ranges: 20, max_pending: 2 };
+        let mut t = Tracker::new(limits);
+        for b in 0..50 {
+            t.apply(Event::Delete { xid: 0, item: it(b, 1), now: true }, u64::from(b) + 1);
+        }
+        assert!(t.n_ranges() <= 20);
+        assert_eq!(t.n_ranges() as u64 + t.counters.evicted_ranges, 50);
+        // Pending past its bound is unattributed, not dropped silently.
+        for o in 1..=3 {
+            t.apply(Event::Delete { xid: 70, item: it(0, o + 1), now: false }, 100);
+        }
+        assert_eq!((t.n_pending(), t.counters.unattributed), (2, 1));
+    }
+
+    #[test]
+    fn snapshot_round_trip() {
+        let mut t = Tracker::new(LIMITS);
+        t.apply(Event::Delete { xid: 10, item: it(0, 1), now: false }, 1);
+        t.apply(end(true, 10, vec![]), 2);
+        t.apply(Event::Prune { rel: A, block: 0, redirected: vec![], dead: vec![1], unused: vec![] }, 3);
+        t.apply(Event::Insert { xid: 11, rel: A, block: 6, offsets: vec![2], init_page: false }, 4);
+        t.apply(Event::Prepare { xid: 11 }, 5);
+        let mut b = Vec::new();
+        t.encode(&mut b);
+        let back = Tracker::decode(&b, LIMITS).unwrap();
+        assert_eq!(back.rels, t.rels);
+        assert_eq!((back.n_pending(), back.n_ranges()), (1, 2));
+        let mut back = back;
+        back.apply(Event::End { committed: false, xid: 11, subxacts: vec![], dropped: vec![], prepared: true }, 6);
+        assert_eq!(back.rels[&A].dead_tuples(), 1);
+        assert!(Tracker::decode(&b[..b.len() - 1], LIMITS).is_err());
+        let other = Limits { range_blocks: 8, ..LIMITS };
+        assert!(Tracker::decode(&b, other).unwrap_err().contains("range_blocks"));
+    }
+}

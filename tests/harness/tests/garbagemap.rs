@@ -1,0 +1,196 @@
+//! garbagemap against pageinspect: dead tuples and dead line pointers per block range,
+//! counted from the pages themselves, equal the plugin's numbers exactly.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use walker_tests::Cluster;
+
+const RANGE: i64 = 16;
+
+/// Waits until garbagemap has applied and published every record written so far.
+fn wait_published(c: &Cluster) {
+    let target = c.query_one("SELECT pg_logical_emit_message(false, 'walker-test', 'sync')");
+    c.wait_until("garbagemap publishes the WAL written so far", Duration::from_secs(60), || {
+        c.query_one(&format!("SELECT coalesce(through_lsn >= '{target}'::pg_lsn, false) FROM walker.garbagemap_status")) == "t"
+    });
+}
+
+type Ranges = BTreeMap<i64, (i64, i64)>;
+
+/// Per range: dead tuples (xmax committed and not a lock, or xmin aborted) and dead
+/// line pointers, read from every page of `rel` in database `db` with pageinspect.
+fn truth(c: &Cluster, db: &str, rel: &str) -> Ranges {
+    let sql = format!(
+        "SELECT blk / {RANGE},
+                count(*) FILTER (WHERE lp_flags = 1 AND (
+                    (t_xmax <> '0' AND t_infomask & 128 = 0 AND t_infomask & 4096 = 0
+                     AND txid_status(t_xmax::text::bigint) = 'committed')
+                    OR txid_status(t_xmin::text::bigint) = 'aborted')),
+                count(*) FILTER (WHERE lp_flags = 3)
+         FROM generate_series(0, pg_relation_size('{rel}') / 8192 - 1) blk,
+              LATERAL heap_page_items(get_raw_page('{rel}', blk::int))
+         GROUP BY 1 ORDER BY 1"
+    );
+    let out = c.psql(db, &sql).unwrap_or_else(|e| panic!("{e}"));
+    out.lines()
+        .map(|l| l.split('|').map(|x| x.parse::<i64>().unwrap()).collect::<Vec<_>>())
+        .filter(|v| v[1] + v[2] > 0)
+        .map(|v| (v[0], (v[1], v[2])))
+        .collect()
+}
+
+/// The plugin's ranges of relation (database oid, relfilenode).
+fn plugin(c: &Cluster, db_oid: &str, filenode: &str) -> Ranges {
+    c.query(&format!(
+        "SELECT first_block / {RANGE}, dead_tuples, dead_line_pointers FROM walker.garbagemap_heatmap
+         WHERE database = {db_oid} AND relfilenode = {filenode} AND dead_tuples + dead_line_pointers > 0 ORDER BY 1"
+    ))
+    .into_iter()
+    .map(|r| (r[0].parse().unwrap(), (r[1].parse().unwrap(), r[2].parse().unwrap())))
+    .collect()
+}
+
+fn ids(c: &Cluster, db: &str, rel: &str) -> (String, String) {
+    let out = c
+        .psql(db, &format!("SELECT (SELECT oid FROM pg_database WHERE datname = current_database()), pg_relation_filenode('{rel}')"))
+        .unwrap();
+    let v: Vec<&str> = out.split('|').collect();
+    (v[0].to_string(), v[1].to_string())
+}
+
+fn assert_same(c: &Cluster, db: &str, rel: &str) -> Ranges {
+    let (oid, filenode) = ids(c, db, rel);
+    let theirs = truth(c, db, rel);
+    let ours = plugin(c, &oid, &filenode);
+    assert_eq!(ours, theirs, "{db}.{rel}: garbagemap (left) against pageinspect (right), per {RANGE}-block range");
+    theirs
+}
+
+const WORKLOAD: &str = r#"
+CREATE TABLE big (id int, pad text) WITH (fillfactor = 100);
+INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g;
+DELETE FROM big WHERE id % 7 = 0;
+UPDATE big SET pad = pad || 'y' WHERE id % 11 = 0;
+BEGIN; INSERT INTO big SELECT g, 'aborted' FROM generate_series(30001, 31000) g; ROLLBACK;
+BEGIN; UPDATE big SET pad = 'z' WHERE id % 13 = 0; ROLLBACK;
+BEGIN; COPY big (id) FROM PROGRAM 'seq 40001 41000'; ROLLBACK;
+COPY big (id) FROM PROGRAM 'seq 50001 52000';
+CREATE TABLE hot (id int PRIMARY KEY, n int) WITH (fillfactor = 50);
+INSERT INTO hot SELECT g, 0 FROM generate_series(1, 2000) g;
+UPDATE hot SET n = n + 1;
+UPDATE hot SET n = n + 1;
+UPDATE hot SET n = n + 1;
+SELECT count(*) FROM hot WHERE n >= 0;
+UPDATE hot SET n = n + 1 WHERE id % 2 = 0;
+SELECT count(*) FROM hot WHERE n >= 0;
+BEGIN;
+DELETE FROM hot WHERE id <= 100;
+SAVEPOINT s1;
+DELETE FROM hot WHERE id BETWEEN 101 AND 200;
+INSERT INTO hot VALUES (5001, 0);
+ROLLBACK TO s1;
+SAVEPOINT s2;
+INSERT INTO hot VALUES (5002, 0);
+UPDATE hot SET n = -1 WHERE id BETWEEN 201 AND 210;
+RELEASE s2;
+COMMIT;
+BEGIN; DELETE FROM big WHERE id BETWEEN 1 AND 50; PREPARE TRANSACTION 'p1';
+COMMIT PREPARED 'p1';
+BEGIN; INSERT INTO big VALUES (-1, 'prepared, then rolled back'); DELETE FROM big WHERE id BETWEEN 51 AND 100; PREPARE TRANSACTION 'p2';
+ROLLBACK PREPARED 'p2';
+"#;
+
+#[test]
+fn dead_tuples_per_range_equal_pageinspect() {
+    let c = Cluster::builder("garbagemap")
+        .plugins("garbagemap")
+        .autovacuum(false)
+        .conf("max_prepared_transactions", "5")
+        .conf("garbagemap.range_blocks", &RANGE.to_string())
+        .start();
+    c.exec("CREATE EXTENSION walker; CREATE EXTENSION pageinspect; CREATE DATABASE other;");
+    c.psql("other", "CREATE EXTENSION pageinspect; CREATE TABLE o (a int, b text);
+                     INSERT INTO o SELECT g, 'o' FROM generate_series(1, 5000) g;
+                     DELETE FROM o WHERE a % 3 = 0;
+                     BEGIN; INSERT INTO o SELECT g, 'rolled back' FROM generate_series(1, 500) g; ROLLBACK;")
+        .unwrap();
+    c.exec(WORKLOAD);
+    wait_published(&c);
+
+    let big = assert_same(&c, "postgres", "big");
+    assert!(big.len() >= 10, "big spans many ranges with dead tuples: {big:?}");
+    let hot = assert_same(&c, "postgres", "hot");
+    assert!(hot.values().any(|v| v.1 > 0), "pruning left dead line pointers in hot: {hot:?}");
+    assert_same(&c, "other", "o");
+    // The relation is resolved in the database that reads the view.
+    let named = c.query_one("SELECT dead_tuples FROM walker.garbagemap_relations WHERE relation = 'big'::regclass");
+    let total: i64 = big.values().map(|v| v.0).sum();
+    assert_eq!(named, total.to_string());
+    let advice = c.query("SELECT rank, relation::text, reason FROM walker.garbagemap_advice WHERE relation IS NOT NULL ORDER BY rank");
+    assert!(advice[0][2].contains("dead tuples"), "{advice:?}");
+    let svg = c.query_one("SELECT svg FROM walker.garbagemap_svg WHERE relation = 'big'::regclass");
+    assert!(svg.starts_with("<svg") && svg.contains("<rect"), "{svg}");
+
+    // VACUUM: the counts drop to what the pages show (no dead tuples, no dead line pointers).
+    c.exec("VACUUM (INDEX_CLEANUP ON) big; VACUUM (INDEX_CLEANUP ON) hot;");
+    c.psql("other", "VACUUM o").unwrap();
+    wait_published(&c);
+    assert_eq!(assert_same(&c, "postgres", "big"), Ranges::new());
+    assert_eq!(assert_same(&c, "postgres", "hot"), Ranges::new());
+    assert_eq!(assert_same(&c, "other", "o"), Ranges::new());
+
+    // TRUNCATE and DROP: the old relation files leave the views.
+    c.exec("DELETE FROM hot WHERE id < 50; DELETE FROM big WHERE id < 1000;");
+    let (_, hot_old) = ids(&c, "postgres", "hot");
+    let (_, big_old) = ids(&c, "postgres", "big");
+    c.exec("TRUNCATE hot; DROP TABLE big;");
+    wait_published(&c);
+    let left = c.query_one(&format!("SELECT count(*) FROM walker.garbagemap_heatmap WHERE relfilenode IN ({hot_old}, {big_old})"));
+    assert_eq!(left, "0", "truncated and dropped relations leave the map");
+    assert_eq!(c.query_one("SELECT undecodable_records FROM walker.garbagemap_status"), "0");
+}
+
+#[test]
+fn the_relation_bound_evicts_the_least_recently_changed() {
+    let c = Cluster::builder("gmbounds").plugins("garbagemap").autovacuum(false).conf("garbagemap.max_relations", "10").start();
+    c.exec("CREATE EXTENSION walker;");
+    c.exec("DO $$ BEGIN FOR i IN 1..30 LOOP EXECUTE format('CREATE TABLE t%s (a int); INSERT INTO t%s VALUES (1), (2)', i, i); END LOOP; END $$;");
+    // No dead catalog tuples left, so reading the catalogs prunes nothing from here on.
+    c.exec("VACUUM");
+    wait_published(&c);
+    let tracked = |c: &Cluster| -> Vec<String> {
+        c.query("SELECT relfilenode FROM walker.garbagemap_relations ORDER BY 1").into_iter().map(|r| r[0].clone()).collect()
+    };
+    let filenode = |i: usize| c.query_one(&format!("SELECT pg_relation_filenode('t{i}')"));
+    let before = tracked(&c);
+    assert!(before.len() <= 10);
+    let evicted_before: i64 = c.query_one("SELECT evicted_relations FROM walker.garbagemap_status").parse().unwrap();
+    // The documented rule, modelled here: a relation entering a full map evicts the
+    // least recently changed one. Before the deletes the map holds, oldest first, the
+    // tables created last (in creation order) and then the catalogs VACUUM pruned.
+    let nodes: Vec<String> = (1..=30).map(filenode).collect();
+    let mut lru: Vec<String> = nodes.iter().filter(|n| before.contains(n)).cloned().collect();
+    lru.extend(before.iter().filter(|n| !nodes.contains(n)).cloned());
+    let mut expected_evictions = 0;
+    for n in &nodes {
+        if let Some(p) = lru.iter().position(|x| x == n) {
+            lru.remove(p);
+        } else if lru.len() >= 10 {
+            lru.remove(0);
+            expected_evictions += 1;
+        }
+        lru.push(n.clone());
+    }
+    let deletes: String = (1..=30).map(|i| format!("DELETE FROM t{i} WHERE a = 1;\n")).collect();
+    c.exec(&deletes);
+    wait_published(&c);
+    let mut expect: Vec<String> = (21..=30).map(filenode).collect();
+    expect.sort();
+    assert_eq!(tracked(&c), expect, "the ten most recently changed relations are kept");
+    let evicted_after: i64 = c.query_one("SELECT evicted_relations FROM walker.garbagemap_status").parse().unwrap();
+    assert_eq!(evicted_after - evicted_before, expected_evictions, "one eviction per relation entering a full map");
+    let dead = c.query("SELECT dead_tuples FROM walker.garbagemap_relations");
+    assert!(dead.iter().all(|r| r[0] == "1"), "each kept table has its one dead tuple: {dead:?}");
+}
