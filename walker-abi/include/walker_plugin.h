@@ -420,6 +420,17 @@ typedef struct WalkerRecord {
    Number of entries in `blocks`.
    */
   uint32_t n_blocks;
+  /*
+   ABI 1.1. One entry per entry of `blocks`: the whole page the block's full-page
+   image restores (`page_size` bytes, hole filled with zeros, decompressed), or
+   null when the block has no image. A record with an image may omit the block's
+   data; the page then tells what the record did.
+   */
+  const uint8_t *const *block_images;
+  /*
+   ABI 1.1. Bytes of each page in `block_images` (the server's block size).
+   */
+  uint32_t page_size;
 } WalkerRecord;
 
 /*

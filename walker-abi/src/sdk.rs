@@ -237,6 +237,23 @@ pub struct Record<'a> {
 }
 
 impl<'a> Record<'a> {
+    /// The page restored from the full-page image of block reference number `i`
+    /// (index into [`Record::blocks`]), when it has one and the host provides pages
+    /// (ABI 1.1).
+    pub fn block_image(&self, i: usize) -> Option<&'a [u8]> {
+        let r = self.raw();
+        let end = std::mem::offset_of!(WalkerRecord, page_size) + std::mem::size_of::<u32>();
+        if (r.struct_size as usize) < end || r.block_images.is_null() || i >= r.n_blocks as usize {
+            return None;
+        }
+        // SAFETY: the host passes `n_blocks` image pointers, each null or `page_size`
+        // readable bytes, valid for the callback.
+        unsafe {
+            let p = *r.block_images.add(i);
+            (!p.is_null()).then(|| std::slice::from_raw_parts(p, r.page_size as usize))
+        }
+    }
+
     /// Wraps a raw record.
     ///
     /// # Safety

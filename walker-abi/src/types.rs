@@ -199,6 +199,15 @@ pub struct WalkerRecord {
     pub blocks: *const WalkerBlockRef,
     /// Number of entries in `blocks`.
     pub n_blocks: u32,
+
+    // ---- ABI 1.1 ----
+    /// ABI 1.1. One entry per entry of `blocks`: the whole page the block's full-page
+    /// image restores (`page_size` bytes, hole filled with zeros, decompressed), or
+    /// null when the block has no image. A record with an image may omit the block's
+    /// data; the page then tells what the record did.
+    pub block_images: *const *const u8,
+    /// ABI 1.1. Bytes of each page in `block_images` (the server's block size).
+    pub page_size: u32,
 }
 
 /// One column of a plugin-declared view.
@@ -564,7 +573,7 @@ pub const WALKER_DESCRIPTOR_V1_0_SIZE: u32 =
 pub const WALKER_DESCRIPTOR_V1_1_SIZE: u32 = std::mem::size_of::<WalkerPluginDescriptor>() as u32;
 
 /// Size of ABI 1.0's record struct.
-pub const WALKER_RECORD_V1_0_SIZE: u32 = std::mem::size_of::<WalkerRecord>() as u32;
+pub const WALKER_RECORD_V1_0_SIZE: u32 = std::mem::offset_of!(WalkerRecord, block_images) as u32;
 
 /// Size of ABI 1.0's host API table.
 pub const WALKER_HOST_API_V1_0_SIZE: u32 =

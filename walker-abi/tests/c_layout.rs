@@ -70,7 +70,9 @@ fn c_header_layout_equals_rust_layout() {
             main_data,
             main_data_len,
             blocks,
-            n_blocks
+            n_blocks,
+            block_images,
+            page_size
         },
         WalkerBlockRef {
             block_id,

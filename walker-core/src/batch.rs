@@ -1,7 +1,7 @@
 //! Batches of decoded records: built on the worker's main thread from the server's
 //! reader, then shared read-only by every dispatch thread.
 
-use walker_abi::{WalkerBlockRef, WalkerRecord, WALKER_RECORD_V1_0_SIZE};
+use walker_abi::{WalkerBlockRef, WalkerRecord};
 
 /// Header fields of one record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,8 +60,9 @@ struct Pending {
 #[derive(Default)]
 pub struct BatchBuilder {
     records: Vec<Pending>,
-    blocks: Vec<(BlockHead, (usize, usize))>,
+    blocks: Vec<(BlockHead, (usize, usize), (usize, usize))>,
     data: Vec<u8>,
+    page_size: u32,
 }
 
 impl BatchBuilder {
@@ -100,15 +101,30 @@ impl BatchBuilder {
         main_data: &[u8],
         blocks: impl IntoIterator<Item = (BlockHead, &'a [u8])>,
     ) {
+        self.push_with_images(head, main_data, blocks.into_iter().map(|(b, d)| (b, d, &[][..])));
+    }
+
+    /// Like [`BatchBuilder::push`], with each block's restored page (empty: none).
+    /// Every page has the same size, which the records report as `page_size`.
+    pub fn push_with_images<'a>(
+        &mut self,
+        head: RecordHead,
+        main_data: &[u8],
+        blocks: impl IntoIterator<Item = (BlockHead, &'a [u8], &'a [u8])>,
+    ) {
         let main = self.copy(main_data);
         let first = self.blocks.len();
         let mut fpi_len = 0u32;
-        for (b, data) in blocks {
+        for (b, data, image) in blocks {
             if b.has_image {
                 fpi_len = fpi_len.saturating_add(b.image_len);
             }
             let d = self.copy(data);
-            self.blocks.push((b, d));
+            let i = self.copy(image);
+            if !image.is_empty() {
+                self.page_size = image.len() as u32;
+            }
+            self.blocks.push((b, d, i));
         }
         let n = self.blocks.len() - first;
         self.records.push(Pending {
@@ -133,7 +149,7 @@ impl BatchBuilder {
         let blocks: Vec<WalkerBlockRef> = self
             .blocks
             .iter()
-            .map(|(b, d)| WalkerBlockRef {
+            .map(|(b, d, _)| WalkerBlockRef {
                 block_id: b.block_id,
                 fork: b.fork,
                 has_image: b.has_image,
@@ -149,11 +165,13 @@ impl BatchBuilder {
             })
             .collect();
         let bbase = blocks.as_ptr();
+        let images: Vec<*const u8> = self.blocks.iter().map(|(_, _, i)| ptr_at(*i)).collect();
+        let ibase = images.as_ptr();
         let records: Vec<WalkerRecord> = self
             .records
             .iter()
             .map(|r| WalkerRecord {
-                struct_size: WALKER_RECORD_V1_0_SIZE,
+                struct_size: std::mem::size_of::<WalkerRecord>() as u32,
                 rmid: r.head.rmid,
                 info: r.head.info,
                 timeline: r.head.timeline,
@@ -171,12 +189,19 @@ impl BatchBuilder {
                     bbase.wrapping_add(r.blocks.0)
                 },
                 n_blocks: r.blocks.1 as u32,
+                block_images: if r.blocks.1 == 0 {
+                    std::ptr::null()
+                } else {
+                    ibase.wrapping_add(r.blocks.0)
+                },
+                page_size: self.page_size,
             })
             .collect();
         let end_lsn = self.records.last().map(|r| r.head.end_lsn).unwrap_or(0);
         Batch {
             records,
             _blocks: blocks,
+            _images: images,
             _data: data,
             end_lsn,
         }
@@ -188,6 +213,7 @@ pub struct Batch {
     records: Vec<WalkerRecord>,
     // The storage the records point into; never mutated after `finish`.
     _blocks: Vec<WalkerBlockRef>,
+    _images: Vec<*const u8>,
     _data: Vec<u8>,
     /// End LSN of the last record (0 for an empty batch).
     pub end_lsn: u64,

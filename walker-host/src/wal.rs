@@ -141,10 +141,11 @@ impl WalReader {
                 total_len: d.header.xl_tot_len,
             };
             let main = slice(d.main_data as *const u8, d.main_data_len as usize);
-            let blocks = (0..=d.max_block_id).filter_map(|i| {
+            let mut blocks = Vec::new();
+            for i in 0..=d.max_block_id {
                 let b = &*d.blocks.as_ptr().add(i as usize);
                 if !b.in_use {
-                    return None;
+                    continue;
                 }
                 let (tablespace, database, relfilenode) = block_relation(b);
                 let data = if b.has_data {
@@ -152,23 +153,29 @@ impl WalReader {
                 } else {
                     &[][..]
                 };
-                Some((
-                    BlockHead {
-                        block_id: i as u8,
-                        fork: b.forknum as u8,
-                        has_image: b.has_image,
-                        apply_image: b.apply_image,
-                        has_data: b.has_data,
-                        tablespace,
-                        database,
-                        relfilenode,
-                        block: b.blkno,
-                        image_len: b.bimg_len as u32,
-                    },
-                    data,
-                ))
-            });
-            batch.push(head, main, blocks);
+                // The page the image restores, for plugins reading page state.
+                let mut page = Vec::new();
+                if b.has_image {
+                    page = vec![0u8; pg_sys::BLCKSZ as usize];
+                    if !pg_sys::RestoreBlockImage(self.state, i as u8, page.as_mut_ptr() as *mut c_char) {
+                        page.clear();
+                    }
+                }
+                let head = BlockHead {
+                    block_id: i as u8,
+                    fork: b.forknum as u8,
+                    has_image: b.has_image,
+                    apply_image: b.apply_image,
+                    has_data: b.has_data,
+                    tablespace,
+                    database,
+                    relfilenode,
+                    block: b.blkno,
+                    image_len: b.bimg_len as u32,
+                };
+                blocks.push((head, data, page));
+            }
+            batch.push_with_images(head, main, blocks.iter().map(|(h, d, p)| (*h, *d, p.as_slice())));
             self.next = st.EndRecPtr;
         }
         Read::Record

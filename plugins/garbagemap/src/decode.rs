@@ -41,6 +41,9 @@ pub enum Event {
     Prune { rel: RelKey, block: u32, redirected: Vec<u16>, dead: Vec<u16>, unused: Vec<u16> },
     /// VACUUM freed these dead line pointers.
     Vacuum { rel: RelKey, block: u32, unused: Vec<u16> },
+    /// A prune or vacuum record carried the whole page instead of its offsets: the
+    /// line pointer flags after it (index 0 is line pointer 1).
+    PageState { rel: RelKey, block: u32, flags: Vec<u8>, vacuum: bool },
     /// A transaction ended. `xid` is the (sub)transaction the record ends, with
     /// `subxacts`; `dropped` relations are removed on commit (and on abort, those
     /// created by the transaction).
@@ -102,6 +105,8 @@ pub struct Block<'a> {
     pub block: u32,
     /// Per-block data.
     pub data: &'a [u8],
+    /// The page the block's full-page image restores, when it has one.
+    pub image: Option<&'a [u8]>,
 }
 
 /// The parts of a record the decoder reads.
@@ -239,8 +244,28 @@ fn heap(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
     }
 }
 
+/// Line pointer flags of a heap page: `lp_flags` of each `ItemIdData` (4 bytes after
+/// the 24-byte page header, up to `pd_lower`).
+pub fn page_flags(page: &[u8]) -> Option<Vec<u8>> {
+    let lower = u16_at(page, 12)? as usize;
+    if lower < 24 || lower > page.len() {
+        return None;
+    }
+    Some((24..lower).step_by(4).filter_map(|o| u32_at(page, o)).map(|v| ((v >> 15) & 3) as u8).collect())
+}
+
 fn heap2(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
-    match r.info & XLOG_HEAP_OPMASK {
+    let op = r.info & XLOG_HEAP_OPMASK;
+    if matches!(op, XLOG_HEAP2_PRUNE | XLOG_HEAP2_VACUUM) {
+        // With a full-page image the record may carry no offsets: read the page.
+        if let Some(b) = r.block(0).filter(|b| b.fork == 0 && b.data.is_empty()) {
+            if let Some(page) = b.image {
+                let flags = page_flags(page).ok_or(DecodeError { what: "heap page image" })?;
+                return Ok(Some(Event::PageState { rel: b.rel, block: b.block, flags, vacuum: op == XLOG_HEAP2_VACUUM }));
+            }
+        }
+    }
+    match op {
         XLOG_HEAP2_PRUNE => {
             let e = DecodeError { what: "heap prune" };
             let Some(b) = main_block(r, 0, "heap prune")? else { return Ok(None) };
@@ -367,7 +392,22 @@ mod tests {
     const PG15: Format = Format { stats_item: 12 };
 
     fn blk(id: u8, block: u32, data: &[u8]) -> Block<'_> {
-        Block { id, fork: 0, rel: REL, block, data }
+        Block { id, fork: 0, rel: REL, block, data, image: None }
+    }
+
+    #[test]
+    fn a_prune_with_only_an_image_reads_the_page() {
+        // A page with 3 line pointers: normal (1), dead (3), unused (0).
+        let mut page = vec![0u8; 8192];
+        page[12..14].copy_from_slice(&(24u16 + 12).to_le_bytes());
+        for (i, flags) in [1u32, 3, 0].iter().enumerate() {
+            let v = (8000 - 40 * i as u32) | (flags << 15) | (40 << 17);
+            page[24 + 4 * i..28 + 4 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        let main = [0, 0, 0, 0, 1, 0, 2, 0];
+        let b = Block { id: 0, fork: 0, rel: REL, block: 2, data: &[], image: Some(&page) };
+        let r = Rec { rmid: RM_HEAP2_ID, info: 0x10, xid: 0, main: &main, blocks: vec![b] };
+        assert_eq!(decode(&r, PG15).unwrap(), Some(Event::PageState { rel: REL, block: 2, flags: vec![1, 3, 0], vacuum: false }));
     }
 
     fn le16(v: &[u16]) -> Vec<u8> {

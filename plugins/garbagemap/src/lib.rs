@@ -203,12 +203,14 @@ impl Plugin for Garbagemap {
         let blocks = r
             .blocks()
             .iter()
-            .map(|b| Block {
+            .enumerate()
+            .map(|(i, b)| Block {
                 id: b.block_id,
                 fork: b.fork,
                 rel: RelKey { db: b.database, ts: b.tablespace, rel: b.relfilenode },
                 block: b.block,
                 data: r.block_data(b),
+                image: r.block_image(i),
             })
             .collect();
         let rec = Rec { rmid: r.rmid(), info: r.info(), xid: r.xid(), main: r.main_data(), blocks };

@@ -356,6 +356,36 @@ impl Tracker {
                     range.dead_lps -= dl;
                 }
             }
+            Event::PageState { rel, block, flags, vacuum } => {
+                let range = self.range_mut(rel, block, lsn);
+                if vacuum {
+                    range.last_vacuum_lsn = lsn;
+                } else {
+                    range.last_prune_lsn = lsn;
+                }
+                let b = range.blocks.entry(block).or_default();
+                let (t0, l0) = (count(&b.dead_tuples), count(&b.dead_lps));
+                for o in 1..MAX_ITEMS as u16 {
+                    // 0 unused, 1 normal, 2 redirect, 3 dead; past pd_lower: unused.
+                    match flags.get(o as usize - 1).copied().unwrap_or(0) {
+                        3 => {
+                            b.dead_tuples.set(o, false);
+                            b.dead_lps.set(o, true);
+                        }
+                        1 => b.dead_lps.set(o, false),
+                        _ => {
+                            b.dead_tuples.set(o, false);
+                            b.dead_lps.set(o, false);
+                        }
+                    }
+                }
+                let (t1, l1) = (count(&b.dead_tuples), count(&b.dead_lps));
+                if t1 == 0 && l1 == 0 {
+                    range.blocks.remove(&block);
+                }
+                range.dead_tuples = range.dead_tuples - t0 + t1;
+                range.dead_lps = range.dead_lps - l0 + l1;
+            }
             Event::End { committed, xid, subxacts, dropped, prepared } => {
                 for x in std::iter::once(xid).chain(subxacts) {
                     self.settle(x, committed, lsn);
@@ -687,6 +717,20 @@ mod tests {
         t.apply(Event::Delete { xid: 0, item: it(0, 9), now: true }, 5);
         t.apply(Event::Delete { xid: 0, item: it(0, 9), now: true }, 6);
         assert_eq!(dead(&t), (1, 0));
+    }
+
+    #[test]
+    fn a_page_image_sets_the_line_pointers() {
+        let mut t = Tracker::new(LIMITS);
+        for o in 1..=3 {
+            t.apply(Event::Delete { xid: 0, item: it(0, o), now: true }, 1);
+        }
+        // After the prune: 1 still a (recently) dead tuple, 2 dead, 3 unused, 4 dead.
+        t.apply(Event::PageState { rel: A, block: 0, flags: vec![1, 3, 0, 3], vacuum: false }, 2);
+        assert_eq!(dead(&t), (1, 2));
+        t.apply(Event::PageState { rel: A, block: 0, flags: vec![1, 0, 0, 0], vacuum: true }, 3);
+        assert_eq!(dead(&t), (1, 0));
+        assert_eq!(t.rels[&A].ranges[&0].last_vacuum_lsn, 3);
     }
 
     #[test]

@@ -133,6 +133,20 @@ fn dead_tuples_per_range_equal_pageinspect() {
     let svg = c.query_one("SELECT svg FROM walker.garbagemap_svg WHERE relation = 'big'::regclass");
     assert!(svg.starts_with("<svg") && svg.contains("<rect"), "{svg}");
 
+    // The map survives a crash: restored from its snapshot, then the WAL after it.
+    // After the checkpoint, the first prune or vacuum of each page carries its image
+    // instead of offsets.
+    c.exec("CHECKPOINT");
+    wait_published(&c);
+    c.exec("DELETE FROM big WHERE id % 17 = 0");
+    c.crash();
+    c.start_again();
+    wait_published(&c);
+    let row = c.query("SELECT started_empty, start FROM walker.plugins WHERE name = 'garbagemap'");
+    assert!(row[0][0] == "f" && row[0][1].starts_with("restored the snapshot"), "{row:?}");
+    assert_same(&c, "postgres", "big");
+    assert_same(&c, "postgres", "hot");
+
     // VACUUM: the counts drop to what the pages show (no dead tuples, no dead line pointers).
     c.exec("VACUUM (INDEX_CLEANUP ON) big; VACUUM (INDEX_CLEANUP ON) hot;");
     c.psql("other", "VACUUM o").unwrap();
