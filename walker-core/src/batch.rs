@@ -56,11 +56,15 @@ struct Pending {
     blocks: (usize, usize),
 }
 
+/// (offset, length) of bytes in a batch's data.
+type Span = (usize, usize);
+
 /// Accumulates records into a batch.
 #[derive(Default)]
 pub struct BatchBuilder {
     records: Vec<Pending>,
-    blocks: Vec<(BlockHead, (usize, usize), (usize, usize))>,
+    /// Each block with the (offset, length) of its data and of its page image in `data`.
+    blocks: Vec<(BlockHead, Span, Span)>,
     data: Vec<u8>,
     page_size: u32,
 }
