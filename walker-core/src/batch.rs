@@ -105,7 +105,11 @@ impl BatchBuilder {
         main_data: &[u8],
         blocks: impl IntoIterator<Item = (BlockHead, &'a [u8])>,
     ) {
-        self.push_with_images(head, main_data, blocks.into_iter().map(|(b, d)| (b, d, &[][..])));
+        self.push_with_images(
+            head,
+            main_data,
+            blocks.into_iter().map(|(b, d)| (b, d, &[][..])),
+        );
     }
 
     /// Like [`BatchBuilder::push`], with each block's restored page (empty: none).

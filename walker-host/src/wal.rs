@@ -157,7 +157,11 @@ impl WalReader {
                 let mut page = Vec::new();
                 if b.has_image {
                     page = vec![0u8; pg_sys::BLCKSZ as usize];
-                    if !pg_sys::RestoreBlockImage(self.state, i as u8, page.as_mut_ptr() as *mut c_char) {
+                    if !pg_sys::RestoreBlockImage(
+                        self.state,
+                        i as u8,
+                        page.as_mut_ptr() as *mut c_char,
+                    ) {
                         page.clear();
                     }
                 }
@@ -175,7 +179,11 @@ impl WalReader {
                 };
                 blocks.push((head, data, page));
             }
-            batch.push_with_images(head, main, blocks.iter().map(|(h, d, p)| (*h, *d, p.as_slice())));
+            batch.push_with_images(
+                head,
+                main,
+                blocks.iter().map(|(h, d, p)| (*h, *d, p.as_slice())),
+            );
             self.next = st.EndRecPtr;
         }
         Read::Record

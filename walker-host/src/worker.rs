@@ -248,12 +248,12 @@ impl Walk {
         if self.stopping || !(self.snapshot_due || timed) {
             return;
         }
-        let mut stopping = false;
-        let asked = self.dispatcher.save(Duration::from_millis(100), || {
-            stopping = stopping || BackgroundWorker::sigterm_received();
-            stopping
-        });
-        self.stopping |= stopping || !asked;
+        // Only SIGTERM interrupts the hand-over, so `false` means stopping.
+        let asked = self.dispatcher.save(
+            Duration::from_millis(100),
+            BackgroundWorker::sigterm_received,
+        );
+        self.stopping |= !asked;
         self.snapshot_due = false;
         self.snapshot_saved = Instant::now();
     }
@@ -285,12 +285,12 @@ impl Walk {
             let n = batch.records().len() as u64;
             self.snapshot_due |= batch.has_checkpoint();
             self.host.set_worker_state(WorkerState::Walking);
-            let mut stopping = false;
-            let delivered = self.dispatcher.send(batch, Duration::from_millis(100), || {
-                stopping = stopping || BackgroundWorker::sigterm_received();
-                stopping
-            });
-            self.stopping |= stopping || !delivered;
+            let delivered = self.dispatcher.send(
+                batch,
+                Duration::from_millis(100),
+                BackgroundWorker::sigterm_received,
+            );
+            self.stopping |= !delivered;
             self.host.records.fetch_add(n, Ordering::Relaxed);
             self.host.bytes.fetch_add(bytes, Ordering::Relaxed);
         }

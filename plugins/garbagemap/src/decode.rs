@@ -31,23 +31,56 @@ pub struct Item {
 pub enum Event {
     /// Tuples inserted by `xid` (dead if it aborts). `init_page`: the page was
     /// (re)initialised first.
-    Insert { xid: u32, rel: RelKey, block: u32, offsets: Vec<u16>, init_page: bool },
+    Insert {
+        xid: u32,
+        rel: RelKey,
+        block: u32,
+        offsets: Vec<u16>,
+        init_page: bool,
+    },
     /// The tuple deleted by `xid` (dead if it commits); `now`: dead at once
     /// (a speculative insertion taken back).
     Delete { xid: u32, item: Item, now: bool },
     /// `old` replaced by `new` by `xid`: old dead if it commits, new dead if it aborts.
-    Update { xid: u32, old: Item, new: Item, new_init_page: bool, hot: bool },
+    Update {
+        xid: u32,
+        old: Item,
+        new: Item,
+        new_init_page: bool,
+        hot: bool,
+    },
     /// Pruning of one page: redirected roots, items now dead, items now unused.
-    Prune { rel: RelKey, block: u32, redirected: Vec<u16>, dead: Vec<u16>, unused: Vec<u16> },
+    Prune {
+        rel: RelKey,
+        block: u32,
+        redirected: Vec<u16>,
+        dead: Vec<u16>,
+        unused: Vec<u16>,
+    },
     /// VACUUM freed these dead line pointers.
-    Vacuum { rel: RelKey, block: u32, unused: Vec<u16> },
+    Vacuum {
+        rel: RelKey,
+        block: u32,
+        unused: Vec<u16>,
+    },
     /// A prune or vacuum record carried the whole page instead of its offsets: the
     /// line pointer flags after it (index 0 is line pointer 1).
-    PageState { rel: RelKey, block: u32, flags: Vec<u8>, vacuum: bool },
+    PageState {
+        rel: RelKey,
+        block: u32,
+        flags: Vec<u8>,
+        vacuum: bool,
+    },
     /// A transaction ended. `xid` is the (sub)transaction the record ends, with
     /// `subxacts`; `dropped` relations are removed on commit (and on abort, those
     /// created by the transaction).
-    End { committed: bool, xid: u32, subxacts: Vec<u32>, dropped: Vec<RelKey>, prepared: bool },
+    End {
+        committed: bool,
+        xid: u32,
+        subxacts: Vec<u32>,
+        dropped: Vec<RelKey>,
+        prepared: bool,
+    },
     /// A transaction was prepared for two-phase commit: it stays pending.
     Prepare { xid: u32 },
     /// The main fork was truncated to `blocks` blocks.
@@ -147,11 +180,17 @@ fn u32_at(b: &[u8], off: usize) -> Option<u32> {
 }
 
 fn offsets(b: &[u8]) -> Vec<u16> {
-    b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+    b.chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect()
 }
 
 fn rel_at(b: &[u8], off: usize) -> Option<RelKey> {
-    Some(RelKey { ts: u32_at(b, off)?, db: u32_at(b, off + 4)?, rel: u32_at(b, off + 8)? })
+    Some(RelKey {
+        ts: u32_at(b, off)?,
+        db: u32_at(b, off + 4)?,
+        rel: u32_at(b, off + 8)?,
+    })
 }
 
 const XLOG_HEAP_OPMASK: u8 = 0x70;
@@ -192,15 +231,28 @@ pub fn decode(r: &Rec<'_>, fmt: Format) -> Result<Option<Event>, DecodeError> {
         RM_XACT_ID => xact(r, fmt),
         RM_SMGR_ID => smgr(r),
         RM_DBASE_ID if r.info & 0xf0 == XLOG_DBASE_DROP => {
-            let db = u32_at(r.main, 0).ok_or(DecodeError { what: "database drop" })?;
+            let db = u32_at(r.main, 0).ok_or(DecodeError {
+                what: "database drop",
+            })?;
             Ok(Some(Event::DropDatabase { db }))
         }
-        RM_XLOG_ID if matches!(r.info & 0xf0, XLOG_CHECKPOINT_SHUTDOWN | XLOG_END_OF_RECOVERY) => Ok(Some(Event::ServerRestart)),
+        RM_XLOG_ID
+            if matches!(
+                r.info & 0xf0,
+                XLOG_CHECKPOINT_SHUTDOWN | XLOG_END_OF_RECOVERY
+            ) =>
+        {
+            Ok(Some(Event::ServerRestart))
+        }
         _ => Ok(None),
     }
 }
 
-fn main_block<'a>(r: &'a Rec<'_>, id: u8, what: &'static str) -> Result<Option<&'a Block<'a>>, DecodeError> {
+fn main_block<'a>(
+    r: &'a Rec<'_>,
+    id: u8,
+    what: &'static str,
+) -> Result<Option<&'a Block<'a>>, DecodeError> {
     match r.block(id) {
         Some(b) if b.fork == 0 => Ok(Some(b)),
         Some(_) => Ok(None),
@@ -212,30 +264,64 @@ fn heap(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
     let init_page = r.info & XLOG_HEAP_INIT_PAGE != 0;
     match r.info & XLOG_HEAP_OPMASK {
         XLOG_HEAP_INSERT => {
-            let e = DecodeError { what: "heap insert" };
-            let Some(b) = main_block(r, 0, "heap insert")? else { return Ok(None) };
+            let e = DecodeError {
+                what: "heap insert",
+            };
+            let Some(b) = main_block(r, 0, "heap insert")? else {
+                return Ok(None);
+            };
             let off = u16_at(r.main, 0).ok_or(e)?;
-            Ok(Some(Event::Insert { xid: r.xid, rel: b.rel, block: b.block, offsets: vec![off], init_page }))
+            Ok(Some(Event::Insert {
+                xid: r.xid,
+                rel: b.rel,
+                block: b.block,
+                offsets: vec![off],
+                init_page,
+            }))
         }
         XLOG_HEAP_DELETE => {
-            let e = DecodeError { what: "heap delete" };
-            let Some(b) = main_block(r, 0, "heap delete")? else { return Ok(None) };
+            let e = DecodeError {
+                what: "heap delete",
+            };
+            let Some(b) = main_block(r, 0, "heap delete")? else {
+                return Ok(None);
+            };
             let off = u16_at(r.main, 4).ok_or(e.clone())?;
             let flags = *r.main.get(7).ok_or(e)?;
-            let item = Item { rel: b.rel, block: b.block, offset: off };
-            Ok(Some(Event::Delete { xid: r.xid, item, now: flags & XLH_DELETE_IS_SUPER != 0 }))
+            let item = Item {
+                rel: b.rel,
+                block: b.block,
+                offset: off,
+            };
+            Ok(Some(Event::Delete {
+                xid: r.xid,
+                item,
+                now: flags & XLH_DELETE_IS_SUPER != 0,
+            }))
         }
         op @ (XLOG_HEAP_UPDATE | XLOG_HEAP_HOT_UPDATE) => {
-            let e = DecodeError { what: "heap update" };
-            let Some(new_b) = main_block(r, 0, "heap update")? else { return Ok(None) };
+            let e = DecodeError {
+                what: "heap update",
+            };
+            let Some(new_b) = main_block(r, 0, "heap update")? else {
+                return Ok(None);
+            };
             // The old tuple is on block 1 when it moved to another page, else on block 0.
             let old_b = r.block(1).unwrap_or(new_b);
             let old_off = u16_at(r.main, 4).ok_or(e.clone())?;
             let new_off = u16_at(r.main, 12).ok_or(e)?;
             Ok(Some(Event::Update {
                 xid: r.xid,
-                old: Item { rel: old_b.rel, block: old_b.block, offset: old_off },
-                new: Item { rel: new_b.rel, block: new_b.block, offset: new_off },
+                old: Item {
+                    rel: old_b.rel,
+                    block: old_b.block,
+                    offset: old_off,
+                },
+                new: Item {
+                    rel: new_b.rel,
+                    block: new_b.block,
+                    offset: new_off,
+                },
                 new_init_page: init_page,
                 hot: op == XLOG_HEAP_HOT_UPDATE,
             }))
@@ -251,7 +337,13 @@ pub fn page_flags(page: &[u8]) -> Option<Vec<u8>> {
     if lower < 24 || lower > page.len() {
         return None;
     }
-    Some((24..lower).step_by(4).filter_map(|o| u32_at(page, o)).map(|v| ((v >> 15) & 3) as u8).collect())
+    Some(
+        (24..lower)
+            .step_by(4)
+            .filter_map(|o| u32_at(page, o))
+            .map(|v| ((v >> 15) & 3) as u8)
+            .collect(),
+    )
 }
 
 fn heap2(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
@@ -260,15 +352,24 @@ fn heap2(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
         // With a full-page image the record may carry no offsets: read the page.
         if let Some(b) = r.block(0).filter(|b| b.fork == 0 && b.data.is_empty()) {
             if let Some(page) = b.image {
-                let flags = page_flags(page).ok_or(DecodeError { what: "heap page image" })?;
-                return Ok(Some(Event::PageState { rel: b.rel, block: b.block, flags, vacuum: op == XLOG_HEAP2_VACUUM }));
+                let flags = page_flags(page).ok_or(DecodeError {
+                    what: "heap page image",
+                })?;
+                return Ok(Some(Event::PageState {
+                    rel: b.rel,
+                    block: b.block,
+                    flags,
+                    vacuum: op == XLOG_HEAP2_VACUUM,
+                }));
             }
         }
     }
     match op {
         XLOG_HEAP2_PRUNE => {
             let e = DecodeError { what: "heap prune" };
-            let Some(b) = main_block(r, 0, "heap prune")? else { return Ok(None) };
+            let Some(b) = main_block(r, 0, "heap prune")? else {
+                return Ok(None);
+            };
             let nredirected = u16_at(r.main, 4).ok_or(e.clone())? as usize;
             let ndead = u16_at(r.main, 6).ok_or(e.clone())? as usize;
             let all = offsets(b.data);
@@ -279,39 +380,70 @@ fn heap2(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
             let redirected = all[..2 * nredirected].chunks(2).map(|p| p[0]).collect();
             let dead = all[2 * nredirected..2 * nredirected + ndead].to_vec();
             let unused = all[2 * nredirected + ndead..].to_vec();
-            Ok(Some(Event::Prune { rel: b.rel, block: b.block, redirected, dead, unused }))
+            Ok(Some(Event::Prune {
+                rel: b.rel,
+                block: b.block,
+                redirected,
+                dead,
+                unused,
+            }))
         }
         XLOG_HEAP2_VACUUM => {
-            let e = DecodeError { what: "heap vacuum" };
-            let Some(b) = main_block(r, 0, "heap vacuum")? else { return Ok(None) };
+            let e = DecodeError {
+                what: "heap vacuum",
+            };
+            let Some(b) = main_block(r, 0, "heap vacuum")? else {
+                return Ok(None);
+            };
             let n = u16_at(r.main, 0).ok_or(e.clone())? as usize;
             let unused = offsets(b.data);
             if unused.len() < n {
                 return Err(e);
             }
-            Ok(Some(Event::Vacuum { rel: b.rel, block: b.block, unused: unused[..n].to_vec() }))
+            Ok(Some(Event::Vacuum {
+                rel: b.rel,
+                block: b.block,
+                unused: unused[..n].to_vec(),
+            }))
         }
         XLOG_HEAP2_MULTI_INSERT => {
-            let e = DecodeError { what: "heap multi-insert" };
-            let Some(b) = main_block(r, 0, "heap multi-insert")? else { return Ok(None) };
+            let e = DecodeError {
+                what: "heap multi-insert",
+            };
+            let Some(b) = main_block(r, 0, "heap multi-insert")? else {
+                return Ok(None);
+            };
             let n = u16_at(r.main, 2).ok_or(e.clone())?;
             let init_page = r.info & XLOG_HEAP_INIT_PAGE != 0;
             let offs = if init_page {
                 (1..=n).collect()
             } else {
-                let o = offsets(r.main.get(4..4 + 2 * n as usize).ok_or(e)?);
-                o
+                offsets(r.main.get(4..4 + 2 * n as usize).ok_or(e)?)
             };
-            Ok(Some(Event::Insert { xid: r.xid, rel: b.rel, block: b.block, offsets: offs, init_page }))
+            Ok(Some(Event::Insert {
+                xid: r.xid,
+                rel: b.rel,
+                block: b.block,
+                offsets: offs,
+                init_page,
+            }))
         }
         _ => Ok(None),
     }
 }
 
 /// Reads a counted array header (`int n`) at `off` and returns (n, offset after `n * size` bytes).
-fn counted(b: &[u8], off: usize, size: usize, e: &DecodeError) -> Result<(usize, usize), DecodeError> {
+fn counted(
+    b: &[u8],
+    off: usize,
+    size: usize,
+    e: &DecodeError,
+) -> Result<(usize, usize), DecodeError> {
     let n = u32_at(b, off).ok_or(e.clone())? as usize;
-    let end = off.checked_add(4).and_then(|x| x.checked_add(n.checked_mul(size)?)).ok_or(e.clone())?;
+    let end = off
+        .checked_add(4)
+        .and_then(|x| x.checked_add(n.checked_mul(size)?))
+        .ok_or(e.clone())?;
     if end > b.len() {
         return Err(e.clone());
     }
@@ -326,7 +458,13 @@ fn xact(r: &Rec<'_>, fmt: Format) -> Result<Option<Event>, DecodeError> {
         XLOG_XACT_PREPARE => return Ok(Some(Event::Prepare { xid: r.xid })),
         _ => return Ok(None),
     };
-    let e = DecodeError { what: if committed { "transaction commit" } else { "transaction abort" } };
+    let e = DecodeError {
+        what: if committed {
+            "transaction commit"
+        } else {
+            "transaction abort"
+        },
+    };
     let b = r.main;
     let mut off = 8; // xact_time
     let xinfo = if r.info & XLOG_XACT_HAS_INFO != 0 {
@@ -342,7 +480,9 @@ fn xact(r: &Rec<'_>, fmt: Format) -> Result<Option<Event>, DecodeError> {
     let mut subxacts = Vec::new();
     if xinfo & XACT_XINFO_HAS_SUBXACTS != 0 {
         let (n, end) = counted(b, off, 4, &e)?;
-        subxacts = (0..n).map(|i| u32_at(b, off + 4 + 4 * i).unwrap_or(0)).collect();
+        subxacts = (0..n)
+            .map(|i| u32_at(b, off + 4 + 4 * i).unwrap_or(0))
+            .collect();
         off = end;
     }
     let mut dropped = Vec::new();
@@ -362,19 +502,29 @@ fn xact(r: &Rec<'_>, fmt: Format) -> Result<Option<Event>, DecodeError> {
     if prepared {
         xid = u32_at(b, off).ok_or(e)?;
     }
-    Ok(Some(Event::End { committed, xid, subxacts, dropped, prepared }))
+    Ok(Some(Event::End {
+        committed,
+        xid,
+        subxacts,
+        dropped,
+        prepared,
+    }))
 }
 
 fn smgr(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
     match r.info & 0xf0 {
         XLOG_SMGR_CREATE => {
-            let e = DecodeError { what: "storage create" };
+            let e = DecodeError {
+                what: "storage create",
+            };
             let rel = rel_at(r.main, 0).ok_or(e.clone())?;
             let fork = u32_at(r.main, 12).ok_or(e)?;
             Ok((fork == 0).then_some(Event::Create { rel }))
         }
         XLOG_SMGR_TRUNCATE => {
-            let e = DecodeError { what: "storage truncate" };
+            let e = DecodeError {
+                what: "storage truncate",
+            };
             let blocks = u32_at(r.main, 0).ok_or(e.clone())?;
             let rel = rel_at(r.main, 4).ok_or(e.clone())?;
             let flags = u32_at(r.main, 16).ok_or(e)?;
@@ -388,11 +538,22 @@ fn smgr(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
 mod tests {
     use super::*;
 
-    const REL: RelKey = RelKey { db: 5, ts: 1663, rel: 16384 };
+    const REL: RelKey = RelKey {
+        db: 5,
+        ts: 1663,
+        rel: 16384,
+    };
     const PG15: Format = Format { stats_item: 12 };
 
     fn blk(id: u8, block: u32, data: &[u8]) -> Block<'_> {
-        Block { id, fork: 0, rel: REL, block, data, image: None }
+        Block {
+            id,
+            fork: 0,
+            rel: REL,
+            block,
+            data,
+            image: None,
+        }
     }
 
     #[test]
@@ -405,9 +566,30 @@ mod tests {
             page[24 + 4 * i..28 + 4 * i].copy_from_slice(&v.to_le_bytes());
         }
         let main = [0, 0, 0, 0, 1, 0, 2, 0];
-        let b = Block { id: 0, fork: 0, rel: REL, block: 2, data: &[], image: Some(&page) };
-        let r = Rec { rmid: RM_HEAP2_ID, info: 0x10, xid: 0, main: &main, blocks: vec![b] };
-        assert_eq!(decode(&r, PG15).unwrap(), Some(Event::PageState { rel: REL, block: 2, flags: vec![1, 3, 0], vacuum: false }));
+        let b = Block {
+            id: 0,
+            fork: 0,
+            rel: REL,
+            block: 2,
+            data: &[],
+            image: Some(&page),
+        };
+        let r = Rec {
+            rmid: RM_HEAP2_ID,
+            info: 0x10,
+            xid: 0,
+            main: &main,
+            blocks: vec![b],
+        };
+        assert_eq!(
+            decode(&r, PG15).unwrap(),
+            Some(Event::PageState {
+                rel: REL,
+                block: 2,
+                flags: vec![1, 3, 0],
+                vacuum: false
+            })
+        );
     }
 
     fn le16(v: &[u16]) -> Vec<u8> {
@@ -418,38 +600,95 @@ mod tests {
     fn heap_insert_delete_update() {
         // xl_heap_insert: offnum 7, flags 0.
         let main = [7, 0, 0];
-        let r = Rec { rmid: RM_HEAP_ID, info: 0x80, xid: 900, main: &main, blocks: vec![blk(0, 3, &[])] };
+        let r = Rec {
+            rmid: RM_HEAP_ID,
+            info: 0x80,
+            xid: 900,
+            main: &main,
+            blocks: vec![blk(0, 3, &[])],
+        };
         assert_eq!(
             decode(&r, PG15).unwrap(),
-            Some(Event::Insert { xid: 900, rel: REL, block: 3, offsets: vec![7], init_page: true })
+            Some(Event::Insert {
+                xid: 900,
+                rel: REL,
+                block: 3,
+                offsets: vec![7],
+                init_page: true
+            })
         );
         // xl_heap_delete: xmax 900, offnum 2, infobits 0, flags IS_SUPER.
         let main = [0x84, 0x03, 0, 0, 2, 0, 0, 1 << 3];
-        let r = Rec { rmid: RM_HEAP_ID, info: 0x10, xid: 900, main: &main, blocks: vec![blk(0, 4, &[])] };
-        let item = Item { rel: REL, block: 4, offset: 2 };
-        assert_eq!(decode(&r, PG15).unwrap(), Some(Event::Delete { xid: 900, item, now: true }));
+        let r = Rec {
+            rmid: RM_HEAP_ID,
+            info: 0x10,
+            xid: 900,
+            main: &main,
+            blocks: vec![blk(0, 4, &[])],
+        };
+        let item = Item {
+            rel: REL,
+            block: 4,
+            offset: 2,
+        };
+        assert_eq!(
+            decode(&r, PG15).unwrap(),
+            Some(Event::Delete {
+                xid: 900,
+                item,
+                now: true
+            })
+        );
         // xl_heap_update: old_xmax, old_offnum 5, infobits, flags, new_xmax, new_offnum 9;
         // new tuple on block 8 (ref 0), old on block 2 (ref 1).
         let mut main = vec![0; 14];
         main[4] = 5;
         main[12] = 9;
-        let r = Rec { rmid: RM_HEAP_ID, info: 0x20, xid: 901, main: &main, blocks: vec![blk(0, 8, &[]), blk(1, 2, &[])] };
+        let r = Rec {
+            rmid: RM_HEAP_ID,
+            info: 0x20,
+            xid: 901,
+            main: &main,
+            blocks: vec![blk(0, 8, &[]), blk(1, 2, &[])],
+        };
         assert_eq!(
             decode(&r, PG15).unwrap(),
             Some(Event::Update {
                 xid: 901,
-                old: Item { rel: REL, block: 2, offset: 5 },
-                new: Item { rel: REL, block: 8, offset: 9 },
+                old: Item {
+                    rel: REL,
+                    block: 2,
+                    offset: 5
+                },
+                new: Item {
+                    rel: REL,
+                    block: 8,
+                    offset: 9
+                },
                 new_init_page: false,
                 hot: false
             })
         );
         // A HOT update keeps both on block 0.
-        let r = Rec { rmid: RM_HEAP_ID, info: 0x40, xid: 901, main: &main, blocks: vec![blk(0, 8, &[])] };
-        let Some(Event::Update { old, hot: true, .. }) = decode(&r, PG15).unwrap() else { panic!() };
+        let r = Rec {
+            rmid: RM_HEAP_ID,
+            info: 0x40,
+            xid: 901,
+            main: &main,
+            blocks: vec![blk(0, 8, &[])],
+        };
+        let Some(Event::Update { old, hot: true, .. }) = decode(&r, PG15).unwrap() else {
+            panic!()
+        };
         assert_eq!(old.block, 8);
         // Too short main data is an error, not a guess.
-        let r = Rec { rmid: RM_HEAP_ID, info: 0x20, xid: 1, main: &main[..10], blocks: vec![blk(0, 8, &[])] };
+        let r = Rec {
+            rmid: RM_HEAP_ID,
+            info: 0x20,
+            xid: 1,
+            main: &main[..10],
+            blocks: vec![blk(0, 8, &[])],
+        };
         assert!(decode(&r, PG15).is_err());
     }
 
@@ -458,29 +697,88 @@ mod tests {
         // xl_heap_prune: horizon, nredirected 1, ndead 2; block data: (1->3), 4, 6, unused 7, 8.
         let main = [0, 0, 0, 0, 1, 0, 2, 0];
         let data = le16(&[1, 3, 4, 6, 7, 8]);
-        let r = Rec { rmid: RM_HEAP2_ID, info: 0x10, xid: 0, main: &main, blocks: vec![blk(0, 0, &data)] };
+        let r = Rec {
+            rmid: RM_HEAP2_ID,
+            info: 0x10,
+            xid: 0,
+            main: &main,
+            blocks: vec![blk(0, 0, &data)],
+        };
         assert_eq!(
             decode(&r, PG15).unwrap(),
-            Some(Event::Prune { rel: REL, block: 0, redirected: vec![1], dead: vec![4, 6], unused: vec![7, 8] })
+            Some(Event::Prune {
+                rel: REL,
+                block: 0,
+                redirected: vec![1],
+                dead: vec![4, 6],
+                unused: vec![7, 8]
+            })
         );
         // xl_heap_vacuum: nunused 2; block data 4, 6.
         let data = le16(&[4, 6]);
-        let r = Rec { rmid: RM_HEAP2_ID, info: 0x20, xid: 0, main: &[2, 0], blocks: vec![blk(0, 0, &data)] };
-        assert_eq!(decode(&r, PG15).unwrap(), Some(Event::Vacuum { rel: REL, block: 0, unused: vec![4, 6] }));
+        let r = Rec {
+            rmid: RM_HEAP2_ID,
+            info: 0x20,
+            xid: 0,
+            main: &[2, 0],
+            blocks: vec![blk(0, 0, &data)],
+        };
+        assert_eq!(
+            decode(&r, PG15).unwrap(),
+            Some(Event::Vacuum {
+                rel: REL,
+                block: 0,
+                unused: vec![4, 6]
+            })
+        );
         // Multi-insert on an initialised page: offsets 1..=3, not in the record.
         let main = [0, 0, 3, 0];
-        let r = Rec { rmid: RM_HEAP2_ID, info: 0xd0, xid: 5, main: &main, blocks: vec![blk(0, 1, &[])] };
-        let Some(Event::Insert { offsets, init_page: true, .. }) = decode(&r, PG15).unwrap() else { panic!() };
+        let r = Rec {
+            rmid: RM_HEAP2_ID,
+            info: 0xd0,
+            xid: 5,
+            main: &main,
+            blocks: vec![blk(0, 1, &[])],
+        };
+        let Some(Event::Insert {
+            offsets,
+            init_page: true,
+            ..
+        }) = decode(&r, PG15).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(offsets, vec![1, 2, 3]);
         // Otherwise the offsets follow.
         let mut main = vec![0, 0, 2, 0];
         main.extend(le16(&[10, 11]));
-        let r = Rec { rmid: RM_HEAP2_ID, info: 0x50, xid: 5, main: &main, blocks: vec![blk(0, 1, &[])] };
-        let Some(Event::Insert { offsets, init_page: false, .. }) = decode(&r, PG15).unwrap() else { panic!() };
+        let r = Rec {
+            rmid: RM_HEAP2_ID,
+            info: 0x50,
+            xid: 5,
+            main: &main,
+            blocks: vec![blk(0, 1, &[])],
+        };
+        let Some(Event::Insert {
+            offsets,
+            init_page: false,
+            ..
+        }) = decode(&r, PG15).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(offsets, vec![10, 11]);
     }
 
-    fn commit_bytes(xinfo: u32, subxacts: &[u32], rels: &[RelKey], stats: usize, invals: usize, twophase: Option<u32>, fmt: Format) -> Vec<u8> {
+    fn commit_bytes(
+        xinfo: u32,
+        subxacts: &[u32],
+        rels: &[RelKey],
+        stats: usize,
+        invals: usize,
+        twophase: Option<u32>,
+        fmt: Format,
+    ) -> Vec<u8> {
         let mut b = vec![0u8; 8];
         b.extend(xinfo.to_le_bytes());
         if xinfo & XACT_XINFO_HAS_DBINFO != 0 {
@@ -520,26 +818,59 @@ mod tests {
             | XACT_XINFO_HAS_DROPPED_STATS
             | XACT_XINFO_HAS_INVALS
             | XACT_XINFO_HAS_TWOPHASE;
-        for fmt in [Format::for_major(15).unwrap(), Format::for_major(16).unwrap()] {
+        for fmt in [
+            Format::for_major(15).unwrap(),
+            Format::for_major(16).unwrap(),
+        ] {
             let main = commit_bytes(all, &[11, 12], &[REL], 2, 3, Some(777), fmt);
             // COMMIT PREPARED with info.
-            let r = Rec { rmid: RM_XACT_ID, info: 0x30 | 0x80, xid: 0, main: &main, blocks: vec![] };
+            let r = Rec {
+                rmid: RM_XACT_ID,
+                info: 0x30 | 0x80,
+                xid: 0,
+                main: &main,
+                blocks: vec![],
+            };
             assert_eq!(
                 decode(&r, fmt).unwrap(),
-                Some(Event::End { committed: true, xid: 777, subxacts: vec![11, 12], dropped: vec![REL], prepared: true })
+                Some(Event::End {
+                    committed: true,
+                    xid: 777,
+                    subxacts: vec![11, 12],
+                    dropped: vec![REL],
+                    prepared: true
+                })
             );
         }
         // A plain abort of a subtransaction: no info, the record's xid.
         let main = [0u8; 8];
-        let r = Rec { rmid: RM_XACT_ID, info: 0x20, xid: 55, main: &main, blocks: vec![] };
+        let r = Rec {
+            rmid: RM_XACT_ID,
+            info: 0x20,
+            xid: 55,
+            main: &main,
+            blocks: vec![],
+        };
         assert_eq!(
             decode(&r, PG15).unwrap(),
-            Some(Event::End { committed: false, xid: 55, subxacts: vec![], dropped: vec![], prepared: false })
+            Some(Event::End {
+                committed: false,
+                xid: 55,
+                subxacts: vec![],
+                dropped: vec![],
+                prepared: false
+            })
         );
         // A count running past the end is an error.
         let mut main = commit_bytes(XACT_XINFO_HAS_SUBXACTS, &[1], &[], 0, 0, None, PG15);
         main.truncate(main.len() - 1);
-        let r = Rec { rmid: RM_XACT_ID, info: 0x80, xid: 1, main: &main, blocks: vec![] };
+        let r = Rec {
+            rmid: RM_XACT_ID,
+            info: 0x80,
+            xid: 1,
+            main: &main,
+            blocks: vec![],
+        };
         assert!(decode(&r, PG15).is_err());
     }
 
@@ -549,11 +880,39 @@ mod tests {
         let mut main = 10u32.to_le_bytes().to_vec();
         main.extend([0x7f, 6, 0, 0, 5, 0, 0, 0, 0, 0x40, 0, 0]);
         main.extend(1u32.to_le_bytes());
-        let r = Rec { rmid: RM_SMGR_ID, info: 0x20, xid: 0, main: &main, blocks: vec![] };
-        assert_eq!(decode(&r, PG15).unwrap(), Some(Event::Truncate { rel: REL, blocks: 10 }));
-        let r = Rec { rmid: RM_XLOG_ID, info: 0x00, xid: 0, main: &[], blocks: vec![] };
+        let r = Rec {
+            rmid: RM_SMGR_ID,
+            info: 0x20,
+            xid: 0,
+            main: &main,
+            blocks: vec![],
+        };
+        assert_eq!(
+            decode(&r, PG15).unwrap(),
+            Some(Event::Truncate {
+                rel: REL,
+                blocks: 10
+            })
+        );
+        let r = Rec {
+            rmid: RM_XLOG_ID,
+            info: 0x00,
+            xid: 0,
+            main: &[],
+            blocks: vec![],
+        };
         assert_eq!(decode(&r, PG15).unwrap(), Some(Event::ServerRestart));
-        let r = Rec { rmid: RM_XLOG_ID, info: 0x10, xid: 0, main: &[], blocks: vec![] };
-        assert_eq!(decode(&r, PG15).unwrap(), None, "an online checkpoint ends nothing");
+        let r = Rec {
+            rmid: RM_XLOG_ID,
+            info: 0x10,
+            xid: 0,
+            main: &[],
+            blocks: vec![],
+        };
+        assert_eq!(
+            decode(&r, PG15).unwrap(),
+            None,
+            "an online checkpoint ends nothing"
+        );
     }
 }

@@ -21,14 +21,15 @@ use published::Published;
 use std::sync::Mutex;
 use tracker::{Limits, Tracker};
 use walker_abi::{
-    mask_of, Host, Plugin, PluginError, PluginInfo, PluginResult, Record, RowSink, Value, ViewDef, WalkerSettingContext,
-    WalkerSettingUnit, WalkerType,
+    mask_of, Host, Plugin, PluginError, PluginInfo, PluginResult, Record, RowSink, Value, ViewDef,
+    WalkerSettingContext, WalkerSettingUnit, WalkerType,
 };
 
 /// Records between two publications while walking.
 const PUBLISH_EVERY: u64 = 4096;
 
-/// The plugin.
+/// The plugin. Its views are declared in `describe` in the order of
+/// [`published::VIEW_RELATIONS`] .. [`published::VIEW_SVG`].
 pub struct Garbagemap {
     /// Read from the settings in `shmem_init` (settings are not final during `init`).
     limits: Mutex<Limits>,
@@ -59,18 +60,17 @@ impl Garbagemap {
     }
 }
 
-/// View numbers, in `describe().views` order.
-const VIEW_RELATIONS: usize = 0;
-const VIEW_HEATMAP: usize = 1;
-const VIEW_ADVICE: usize = 2;
-const VIEW_STATUS: usize = 3;
-const VIEW_SVG: usize = 4;
-
 impl Plugin for Garbagemap {
     fn describe() -> PluginInfo {
         use WalkerType as T;
-        let rel_cols = [("database", T::INT8), ("tablespace", T::INT8), ("relfilenode", T::INT8)];
-        let with_rel = |more: &[(&'static str, WalkerType)]| rel_cols.iter().chain(more).copied().collect::<Vec<_>>();
+        let rel_cols = [
+            ("database", T::INT8),
+            ("tablespace", T::INT8),
+            ("relfilenode", T::INT8),
+        ];
+        let with_rel = |more: &[(&'static str, WalkerType)]| {
+            rel_cols.iter().chain(more).copied().collect::<Vec<_>>()
+        };
         PluginInfo {
             version: env!("CARGO_PKG_VERSION"),
             description: "dead tuples and dead line pointers per block range, from WAL alone",
@@ -145,7 +145,9 @@ impl Plugin for Garbagemap {
     }
 
     fn init(host: &Host) -> PluginResult<Self> {
-        let version = host.server_version_num().ok_or("the walker host does not tell the server version; upgrade walker")?;
+        let version = host
+            .server_version_num()
+            .ok_or("the walker host does not tell the server version; upgrade walker")?;
         let format = Format::for_major(version / 10000).ok_or_else(|| {
             PluginError::new(format!(
                 "garbagemap decodes the heap WAL of PostgreSQL 15 and 16; this server is {}; remove garbagemap from walker.plugins",
@@ -154,7 +156,15 @@ impl Plugin for Garbagemap {
         })?;
         let ctx = WalkerSettingContext::POSTMASTER;
         let none = WalkerSettingUnit::NONE;
-        host.define_int("range_blocks", "Blocks per range of the dead-tuple map (128 blocks = 1 MB).", 128, 1, 1 << 20, none, ctx)?;
+        host.define_int(
+            "range_blocks",
+            "Blocks per range of the dead-tuple map (128 blocks = 1 MB).",
+            128,
+            1,
+            1 << 20,
+            none,
+            ctx,
+        )?;
         host.define_int(
             "max_relations",
             "Most relations the map tracks; past it, the least recently changed are evicted and counted.",
@@ -183,15 +193,27 @@ impl Plugin for Garbagemap {
             ctx,
         )?;
         let limits = read_limits(host)?;
-        let walk = Walk { tracker: Tracker::new(limits), through_lsn: 0, since_publish: 0 };
-        Ok(Garbagemap { limits: Mutex::new(limits), format, map: Mutex::new(walk) })
+        let walk = Walk {
+            tracker: Tracker::new(limits),
+            through_lsn: 0,
+            since_publish: 0,
+        };
+        Ok(Garbagemap {
+            limits: Mutex::new(limits),
+            format,
+            map: Mutex::new(walk),
+        })
     }
 
     fn shmem_init(&self, host: &Host, _found: bool) -> PluginResult {
         let limits = read_limits(host)?;
         *self.limits.lock().unwrap_or_else(|e| e.into_inner()) = limits;
         let mut walk = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        *walk = Walk { tracker: Tracker::new(limits), through_lsn: 0, since_publish: 0 };
+        *walk = Walk {
+            tracker: Tracker::new(limits),
+            through_lsn: 0,
+            since_publish: 0,
+        };
         Ok(())
     }
 
@@ -207,13 +229,23 @@ impl Plugin for Garbagemap {
             .map(|(i, b)| Block {
                 id: b.block_id,
                 fork: b.fork,
-                rel: RelKey { db: b.database, ts: b.tablespace, rel: b.relfilenode },
+                rel: RelKey {
+                    db: b.database,
+                    ts: b.tablespace,
+                    rel: b.relfilenode,
+                },
                 block: b.block,
                 data: r.block_data(b),
                 image: r.block_image(i),
             })
             .collect();
-        let rec = Rec { rmid: r.rmid(), info: r.info(), xid: r.xid(), main: r.main_data(), blocks };
+        let rec = Rec {
+            rmid: r.rmid(),
+            info: r.info(),
+            xid: r.xid(),
+            main: r.main_data(),
+            blocks,
+        };
         let mut walk = self.map.lock().unwrap_or_else(|e| e.into_inner());
         match decode(&rec, self.format) {
             Ok(Some(event)) => walk.tracker.apply(event, r.lsn()),
@@ -221,7 +253,11 @@ impl Plugin for Garbagemap {
             Err(e) => {
                 walk.tracker.counters.undecodable += 1;
                 if walk.tracker.counters.undecodable <= 10 {
-                    host.warning(&format!("record at {:X}/{:X}: {e}", r.lsn() >> 32, r.lsn() as u32));
+                    host.warning(&format!(
+                        "record at {:X}/{:X}: {e}",
+                        r.lsn() >> 32,
+                        r.lsn() as u32
+                    ));
                 }
             }
         }
@@ -257,7 +293,11 @@ impl Plugin for Garbagemap {
             None => Tracker::new(limits),
         };
         let mut walk = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        *walk = Walk { tracker, through_lsn: lsn, since_publish: 0 };
+        *walk = Walk {
+            tracker,
+            through_lsn: lsn,
+            since_publish: 0,
+        };
         self.publish(host, &mut walk)
     }
 
@@ -272,6 +312,3 @@ impl Plugin for Garbagemap {
 }
 
 walker_abi::export_plugin!(Garbagemap);
-
-#[doc(hidden)]
-pub const VIEWS: [usize; 5] = [VIEW_RELATIONS, VIEW_HEATMAP, VIEW_ADVICE, VIEW_STATUS, VIEW_SVG];

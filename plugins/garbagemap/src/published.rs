@@ -10,6 +10,17 @@ pub const REL_CAP: usize = 2048;
 /// Most ranges published (the upper bound of `garbagemap.max_ranges`).
 pub const RANGE_CAP: usize = 16384;
 
+/// View numbers, in the order the plugin declares its views.
+pub const VIEW_RELATIONS: usize = 0;
+/// `heatmap`.
+pub const VIEW_HEATMAP: usize = 1;
+/// `advice`.
+pub const VIEW_ADVICE: usize = 2;
+/// `status`.
+pub const VIEW_STATUS: usize = 3;
+/// `svg`.
+pub const VIEW_SVG: usize = 4;
+
 /// One relation.
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -153,7 +164,12 @@ impl Published {
                 p.dead_tuples += g.dead_tuples;
                 p.dead_lps += g.dead_lps;
                 let first = u64::from(*i) * rb;
-                let end = g.blocks.keys().next_back().map(|b| u64::from(*b) + 1).unwrap_or(first + 1);
+                let end = g
+                    .blocks
+                    .keys()
+                    .next_back()
+                    .map(|b| u64::from(*b) + 1)
+                    .unwrap_or(first + 1);
                 p.end_block = p.end_block.max(end);
                 if g.dead_tuples + g.dead_lps > hottest {
                     hottest = g.dead_tuples + g.dead_lps;
@@ -197,9 +213,10 @@ impl Published {
     /// Rows of view `view` (see the plugin's `describe`).
     pub fn rows(&self, view: usize) -> Vec<Vec<Cell>> {
         let rb = self.range_blocks.max(1);
-        let key = |db: u32, ts: u32, rel: u32| vec![int(db.into()), int(ts.into()), int(rel.into())];
+        let key =
+            |db: u32, ts: u32, rel: u32| vec![int(db.into()), int(ts.into()), int(rel.into())];
         match view {
-            0 => self
+            VIEW_RELATIONS => self
                 .rels()
                 .iter()
                 .map(|r| {
@@ -215,7 +232,7 @@ impl Published {
                     row
                 })
                 .collect(),
-            1 => self
+            VIEW_HEATMAP => self
                 .ranges()
                 .iter()
                 .map(|g| {
@@ -236,8 +253,8 @@ impl Published {
                     row
                 })
                 .collect(),
-            2 => self.advice(),
-            3 => {
+            VIEW_ADVICE => self.advice(),
+            VIEW_STATUS => {
                 let c = &self.counters;
                 vec![vec![
                     Cell::Lsn(self.through_lsn),
@@ -254,7 +271,7 @@ impl Published {
                     int(c[7]),
                 ]]
             }
-            4 => self
+            VIEW_SVG => self
                 .rels()
                 .iter()
                 .map(|r| {
@@ -278,8 +295,16 @@ impl Published {
     /// Relations with dead items, most first; the block range to start with and why.
     fn advice(&self) -> Vec<Vec<Cell>> {
         let rb = self.range_blocks.max(1);
-        let mut rels: Vec<&PubRel> = self.rels().iter().filter(|r| r.dead_tuples + r.dead_lps > 0).collect();
-        rels.sort_by(|a, b| (b.dead_tuples + b.dead_lps).cmp(&(a.dead_tuples + a.dead_lps)).then(a.rel.cmp(&b.rel)));
+        let mut rels: Vec<&PubRel> = self
+            .rels()
+            .iter()
+            .filter(|r| r.dead_tuples + r.dead_lps > 0)
+            .collect();
+        rels.sort_by(|a, b| {
+            (b.dead_tuples + b.dead_lps)
+                .cmp(&(a.dead_tuples + a.dead_lps))
+                .then(a.rel.cmp(&b.rel))
+        });
         rels.iter()
             .enumerate()
             .map(|(i, r)| {
@@ -320,12 +345,36 @@ mod tests {
 
     #[test]
     fn fill_and_rows() {
-        let limits = Limits { range_blocks: 10, max_relations: 10, max_ranges: 10, max_pending: 10 };
+        let limits = Limits {
+            range_blocks: 10,
+            max_relations: 10,
+            max_ranges: 10,
+            max_pending: 10,
+        };
         let mut t = Tracker::new(limits);
-        let a = RelKey { db: 5, ts: 1663, rel: 100 };
-        let b = RelKey { db: 5, ts: 1663, rel: 200 };
+        let a = RelKey {
+            db: 5,
+            ts: 1663,
+            rel: 100,
+        };
+        let b = RelKey {
+            db: 5,
+            ts: 1663,
+            rel: 200,
+        };
         for (rel, block) in [(a, 1), (a, 2), (a, 25), (b, 3)] {
-            t.apply(Event::Delete { xid: 0, item: Item { rel, block, offset: 1 }, now: true }, 7);
+            t.apply(
+                Event::Delete {
+                    xid: 0,
+                    item: Item {
+                        rel,
+                        block,
+                        offset: 1,
+                    },
+                    now: true,
+                },
+                7,
+            );
         }
         // SAFETY: all-zero is valid for Published; allocated on the heap directly
         // (it is too large for a test thread's stack).
@@ -335,21 +384,41 @@ mod tests {
         };
         p.fill(&t, 99);
         assert_eq!((p.n_rels, p.n_ranges), (2, 3));
-        let status = p.rows(3);
+        let status = p.rows(VIEW_STATUS);
         assert_eq!(status[0][0], Cell::Lsn(99));
-        let rels = p.rows(0);
+        let rels = p.rows(VIEW_RELATIONS);
         let ra = rels.iter().find(|r| r[2] == Cell::Int(100)).unwrap();
         // 3 dead tuples, 0 lps, 2 ranges, hottest range starts at block 0 with 2.
-        assert_eq!(ra[3..8], [Cell::Int(3), Cell::Int(0), Cell::Int(2), Cell::Int(0), Cell::Int(2)]);
-        let advice = p.rows(2);
-        assert_eq!(advice[0][2], Cell::Int(100), "the relation with most dead tuples first");
+        assert_eq!(
+            ra[3..8],
+            [
+                Cell::Int(3),
+                Cell::Int(0),
+                Cell::Int(2),
+                Cell::Int(0),
+                Cell::Int(2)
+            ]
+        );
+        let advice = p.rows(VIEW_ADVICE);
+        assert_eq!(
+            advice[0][2],
+            Cell::Int(100),
+            "the relation with most dead tuples first"
+        );
         assert_eq!(advice[0][3], Cell::Int(1));
-        let Cell::Text(why) = &advice[0][8] else { panic!() };
-        assert!(why.contains("3 dead tuples") && why.contains("66% of them in blocks 0..9"), "{why}");
-        let heat = p.rows(1);
+        let Cell::Text(why) = &advice[0][8] else {
+            panic!()
+        };
+        assert!(
+            why.contains("3 dead tuples") && why.contains("66% of them in blocks 0..9"),
+            "{why}"
+        );
+        let heat = p.rows(VIEW_HEATMAP);
         assert_eq!(heat.len(), 3);
-        let svg = p.rows(4);
-        let Cell::Text(s) = &svg.iter().find(|r| r[2] == Cell::Int(100)).unwrap()[3] else { panic!() };
+        let svg = p.rows(VIEW_SVG);
+        let Cell::Text(s) = &svg.iter().find(|r| r[2] == Cell::Int(100)).unwrap()[3] else {
+            panic!()
+        };
         assert!(s.contains("blocks 20..25: 1 dead"), "{s}");
     }
 }

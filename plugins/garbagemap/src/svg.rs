@@ -25,11 +25,19 @@ pub fn colour(dead: u64, max: u64) -> String {
     let t = (dead as f64 / max as f64).clamp(0.0, 1.0);
     // From #fee8c8 (pale) to #b30000 (dark red).
     let mix = |a: u8, b: u8| (a as f64 + (b as f64 - a as f64) * t).round() as u8;
-    format!("#{:02x}{:02x}{:02x}", mix(0xfe, 0xb3), mix(0xe8, 0x00), mix(0xc8, 0x00))
+    format!(
+        "#{:02x}{:02x}{:02x}",
+        mix(0xfe, 0xb3),
+        mix(0xe8, 0x00),
+        mix(0xc8, 0x00)
+    )
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Renders `cells` (sorted by block) of a relation whose ranges span `range_blocks`
@@ -45,8 +53,16 @@ pub fn render(title: &str, cells: &[Cell], range_blocks: u32, end_block: u32) ->
         w = WIDTH + 20,
         h = HEIGHT + 60
     );
-    let _ = write!(s, r#"<title>{}</title><text x="10" y="16">{}</text>"#, escape(title), escape(title));
-    let _ = write!(s, r##"<rect x="10" y="24" width="{WIDTH}" height="{HEIGHT}" fill="#f4f4f4" stroke="#999"/>"##);
+    let _ = write!(
+        s,
+        r#"<title>{}</title><text x="10" y="16">{}</text>"#,
+        escape(title),
+        escape(title)
+    );
+    let _ = write!(
+        s,
+        r##"<rect x="10" y="24" width="{WIDTH}" height="{HEIGHT}" fill="#f4f4f4" stroke="#999"/>"##
+    );
     for c in cells {
         let last = c.first_block.saturating_add(range_blocks).min(end);
         let (x0, x1) = (x(c.first_block), x(last));
@@ -85,13 +101,28 @@ mod tests {
 
     #[test]
     fn one_rect_per_range_at_its_place() {
-        let cells = [Cell { first_block: 0, dead: 4 }, Cell { first_block: 128, dead: 2 }];
+        let cells = [
+            Cell {
+                first_block: 0,
+                dead: 4,
+            },
+            Cell {
+                first_block: 128,
+                dead: 2,
+            },
+        ];
         let svg = render("public.t <x>", &cells, 128, 256);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(svg.contains("public.t &lt;x&gt;"));
         // Range 0 spans pixels 0..400 of 800, range 1 400..800.
-        assert!(svg.contains(r#"<rect x="10.00" y="24" width="400.00""#), "{svg}");
-        assert!(svg.contains(r#"<rect x="410.00" y="24" width="400.00""#), "{svg}");
+        assert!(
+            svg.contains(r#"<rect x="10.00" y="24" width="400.00""#),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(r#"<rect x="410.00" y="24" width="400.00""#),
+            "{svg}"
+        );
         assert!(svg.contains("blocks 128..255: 2 dead"));
         assert!(svg.contains("#b30000"));
     }

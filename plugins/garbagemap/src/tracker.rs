@@ -33,9 +33,6 @@ impl Bits {
             }
         }
     }
-    fn is_empty(&self) -> bool {
-        self.0.iter().all(|w| *w == 0)
-    }
 }
 
 /// The dead items of one block.
@@ -182,7 +179,10 @@ impl Tracker {
             self.evict_relations();
         }
         let idx = self.range_of(block);
-        let exists = self.rels.get(&rel).is_some_and(|r| r.ranges.contains_key(&idx));
+        let exists = self
+            .rels
+            .get(&rel)
+            .is_some_and(|r| r.ranges.contains_key(&idx));
         if !exists && self.n_ranges >= self.limits.max_ranges.max(1) {
             self.evict_ranges(rel);
         }
@@ -200,7 +200,11 @@ impl Tracker {
     /// Evicts the least recently changed tenth of the relations.
     fn evict_relations(&mut self) {
         let n = (self.limits.max_relations / 10).max(1);
-        let mut by_age: Vec<(u64, RelKey)> = self.rels.iter().map(|(k, r)| (r.last_change_lsn, *k)).collect();
+        let mut by_age: Vec<(u64, RelKey)> = self
+            .rels
+            .iter()
+            .map(|(k, r)| (r.last_change_lsn, *k))
+            .collect();
         by_age.sort();
         for (_, k) in by_age.into_iter().take(n) {
             if let Some(r) = self.rels.remove(&k) {
@@ -218,11 +222,17 @@ impl Tracker {
         let mut by_age: Vec<(u64, RelKey, u32)> = self
             .rels
             .iter()
-            .flat_map(|(k, r)| r.ranges.iter().map(move |(i, g)| (g.last_change_lsn, *k, *i)))
+            .flat_map(|(k, r)| {
+                r.ranges
+                    .iter()
+                    .map(move |(i, g)| (g.last_change_lsn, *k, *i))
+            })
             .collect();
         by_age.sort();
         for (_, k, i) in by_age.into_iter().take(n) {
-            let Some(rel) = self.rels.get_mut(&k) else { continue };
+            let Some(rel) = self.rels.get_mut(&k) else {
+                continue;
+            };
             if let Some(g) = rel.ranges.remove(&i) {
                 self.n_ranges -= 1;
                 self.counters.evicted_ranges += 1;
@@ -258,10 +268,15 @@ impl Tracker {
     }
 
     fn settle(&mut self, xid: u32, committed: bool, lsn: u64) {
-        let Some(changes) = self.pending.remove(&xid) else { return };
+        let Some(changes) = self.pending.remove(&xid) else {
+            return;
+        };
         self.pending_len -= changes.len();
         for (item, fate) in changes {
-            let dies = matches!((fate, committed), (Fate::DiesOnCommit, true) | (Fate::DiesOnAbort, false));
+            let dies = matches!(
+                (fate, committed),
+                (Fate::DiesOnCommit, true) | (Fate::DiesOnAbort, false)
+            );
             if dies {
                 self.mark_dead(item, lsn);
             }
@@ -288,7 +303,13 @@ impl Tracker {
     /// Applies one event of the record at `lsn`.
     pub fn apply(&mut self, e: Event, lsn: u64) {
         match e {
-            Event::Insert { xid, rel, block, offsets, init_page } => {
+            Event::Insert {
+                xid,
+                rel,
+                block,
+                offsets,
+                init_page,
+            } => {
                 if init_page {
                     self.clear_page(rel, block);
                 }
@@ -305,7 +326,13 @@ impl Tracker {
                     self.hold(xid, item, Fate::DiesOnCommit);
                 }
             }
-            Event::Update { xid, old, new, new_init_page, .. } => {
+            Event::Update {
+                xid,
+                old,
+                new,
+                new_init_page,
+                ..
+            } => {
                 if new_init_page {
                     self.clear_page(new.rel, new.block);
                 }
@@ -314,79 +341,72 @@ impl Tracker {
                 self.hold(xid, old, Fate::DiesOnCommit);
                 self.hold(xid, new, Fate::DiesOnAbort);
             }
-            Event::Prune { rel, block, redirected, dead, unused } => {
+            Event::Prune {
+                rel,
+                block,
+                redirected,
+                dead,
+                unused,
+            } => {
                 let range = self.range_mut(rel, block, lsn);
                 range.last_prune_lsn = lsn;
-                let b = range.blocks.entry(block).or_default();
-                let (mut dt, mut dl) = (0i64, 0i64);
-                for o in redirected.iter().chain(unused.iter()) {
-                    dt -= i64::from(b.dead_tuples.get(*o));
-                    dl -= i64::from(b.dead_lps.get(*o));
-                    b.dead_tuples.set(*o, false);
-                    b.dead_lps.set(*o, false);
-                }
-                for o in dead {
-                    dt -= i64::from(b.dead_tuples.get(o));
-                    dl += i64::from(!b.dead_lps.get(o));
-                    b.dead_tuples.set(o, false);
-                    b.dead_lps.set(o, true);
-                }
-                let empty = b.dead_tuples.is_empty() && b.dead_lps.is_empty();
-                if empty {
-                    range.blocks.remove(&block);
-                }
-                range.dead_tuples = range.dead_tuples.saturating_add_signed(dt);
-                range.dead_lps = range.dead_lps.saturating_add_signed(dl);
+                edit_block(range, block, |b| {
+                    for o in redirected.iter().chain(unused.iter()) {
+                        b.dead_tuples.set(*o, false);
+                        b.dead_lps.set(*o, false);
+                    }
+                    for o in dead {
+                        b.dead_tuples.set(o, false);
+                        b.dead_lps.set(o, true);
+                    }
+                });
             }
             Event::Vacuum { rel, block, unused } => {
                 let range = self.range_mut(rel, block, lsn);
                 range.last_vacuum_lsn = lsn;
-                if let Some(b) = range.blocks.get_mut(&block) {
-                    let (mut dt, mut dl) = (0u64, 0u64);
+                edit_block(range, block, |b| {
                     for o in unused {
-                        dt += u64::from(b.dead_tuples.get(o));
-                        dl += u64::from(b.dead_lps.get(o));
                         b.dead_tuples.set(o, false);
                         b.dead_lps.set(o, false);
                     }
-                    if b.dead_tuples.is_empty() && b.dead_lps.is_empty() {
-                        range.blocks.remove(&block);
-                    }
-                    range.dead_tuples -= dt;
-                    range.dead_lps -= dl;
-                }
+                });
             }
-            Event::PageState { rel, block, flags, vacuum } => {
+            Event::PageState {
+                rel,
+                block,
+                flags,
+                vacuum,
+            } => {
                 let range = self.range_mut(rel, block, lsn);
                 if vacuum {
                     range.last_vacuum_lsn = lsn;
                 } else {
                     range.last_prune_lsn = lsn;
                 }
-                let b = range.blocks.entry(block).or_default();
-                let (t0, l0) = (count(&b.dead_tuples), count(&b.dead_lps));
-                for o in 1..MAX_ITEMS as u16 {
-                    // 0 unused, 1 normal, 2 redirect, 3 dead; past pd_lower: unused.
-                    match flags.get(o as usize - 1).copied().unwrap_or(0) {
-                        3 => {
-                            b.dead_tuples.set(o, false);
-                            b.dead_lps.set(o, true);
-                        }
-                        1 => b.dead_lps.set(o, false),
-                        _ => {
-                            b.dead_tuples.set(o, false);
-                            b.dead_lps.set(o, false);
+                edit_block(range, block, |b| {
+                    for o in 1..MAX_ITEMS as u16 {
+                        // 0 unused, 1 normal, 2 redirect, 3 dead; past pd_lower: unused.
+                        match flags.get(o as usize - 1).copied().unwrap_or(0) {
+                            3 => {
+                                b.dead_tuples.set(o, false);
+                                b.dead_lps.set(o, true);
+                            }
+                            1 => b.dead_lps.set(o, false),
+                            _ => {
+                                b.dead_tuples.set(o, false);
+                                b.dead_lps.set(o, false);
+                            }
                         }
                     }
-                }
-                let (t1, l1) = (count(&b.dead_tuples), count(&b.dead_lps));
-                if t1 == 0 && l1 == 0 {
-                    range.blocks.remove(&block);
-                }
-                range.dead_tuples = range.dead_tuples - t0 + t1;
-                range.dead_lps = range.dead_lps - l0 + l1;
+                });
             }
-            Event::End { committed, xid, subxacts, dropped, prepared } => {
+            Event::End {
+                committed,
+                xid,
+                subxacts,
+                dropped,
+                prepared,
+            } => {
                 for x in std::iter::once(xid).chain(subxacts) {
                     self.settle(x, committed, lsn);
                 }
@@ -402,7 +422,9 @@ impl Tracker {
             }
             Event::Truncate { rel, blocks } => {
                 let first_cut = self.range_of(blocks);
-                let Some(r) = self.rels.get_mut(&rel) else { return };
+                let Some(r) = self.rels.get_mut(&rel) else {
+                    return;
+                };
                 let gone: Vec<u32> = r.ranges.range(first_cut..).map(|(i, _)| *i).collect();
                 for i in gone {
                     let range = r.ranges.get_mut(&i).expect("listed");
@@ -439,11 +461,20 @@ impl Tracker {
             }
         }
     }
+}
 
-    /// Dead tuples over every tracked relation.
-    pub fn total_dead_tuples(&self) -> u64 {
-        self.rels.values().map(Rel::dead_tuples).sum()
+/// Changes the line pointers of one block with `f`, keeping the range's sums right
+/// and dropping the block once nothing in it is dead.
+fn edit_block(range: &mut Range, block: u32, f: impl FnOnce(&mut BlockItems)) {
+    let b = range.blocks.entry(block).or_default();
+    let (t0, l0) = (count(&b.dead_tuples), count(&b.dead_lps));
+    f(b);
+    let (t1, l1) = (count(&b.dead_tuples), count(&b.dead_lps));
+    if t1 == 0 && l1 == 0 {
+        range.blocks.remove(&block);
     }
+    range.dead_tuples = range.dead_tuples - t0 + t1;
+    range.dead_lps = range.dead_lps - l0 + l1;
 }
 
 fn count(b: &Bits) -> u64 {
@@ -501,7 +532,11 @@ impl Reader<'_> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
     }
     fn rel(&mut self) -> Result<RelKey, String> {
-        Ok(RelKey { db: self.u32()?, ts: self.u32()?, rel: self.u32()? })
+        Ok(RelKey {
+            db: self.u32()?,
+            ts: self.u32()?,
+            rel: self.u32()?,
+        })
     }
     fn bits(&mut self) -> Result<Bits, String> {
         let mut b = Bits::default();
@@ -519,7 +554,14 @@ impl Tracker {
         w.u32(SNAPSHOT_FORMAT);
         w.u32(self.limits.range_blocks);
         let c = &self.counters;
-        for v in [c.evicted_relations, c.evicted_ranges, c.evicted_dead_tuples, c.unattributed, c.undecodable, c.dropped_relations] {
+        for v in [
+            c.evicted_relations,
+            c.evicted_ranges,
+            c.evicted_dead_tuples,
+            c.unattributed,
+            c.undecodable,
+            c.dropped_relations,
+        ] {
             w.u64(v);
         }
         w.u32(self.rels.len() as u32);
@@ -529,13 +571,25 @@ impl Tracker {
             w.u32(r.ranges.len() as u32);
             for (i, g) in &r.ranges {
                 w.u32(*i);
-                for v in [g.inserts, g.updates, g.deletes, g.last_prune_lsn, g.last_vacuum_lsn, g.last_change_lsn] {
+                for v in [
+                    g.inserts,
+                    g.updates,
+                    g.deletes,
+                    g.last_prune_lsn,
+                    g.last_vacuum_lsn,
+                    g.last_change_lsn,
+                ] {
                     w.u64(v);
                 }
                 w.u32(g.blocks.len() as u32);
                 for (b, items) in &g.blocks {
                     w.u32(*b);
-                    items.dead_tuples.0.iter().chain(items.dead_lps.0.iter()).for_each(|x| w.u64(*x));
+                    items
+                        .dead_tuples
+                        .0
+                        .iter()
+                        .chain(items.dead_lps.0.iter())
+                        .for_each(|x| w.u64(*x));
                 }
             }
         }
@@ -561,7 +615,9 @@ impl Tracker {
         let mut r = Reader(bytes);
         let format = r.u32()?;
         if format != SNAPSHOT_FORMAT {
-            return Err(format!("garbagemap snapshot format {format}, this version reads {SNAPSHOT_FORMAT}"));
+            return Err(format!(
+                "garbagemap snapshot format {format}, this version reads {SNAPSHOT_FORMAT}"
+            ));
         }
         let range_blocks = r.u32()?;
         if range_blocks != limits.range_blocks {
@@ -584,7 +640,10 @@ impl Tracker {
         }
         for _ in 0..r.u32()? {
             let k = r.rel()?;
-            let mut rel = Rel { last_change_lsn: r.u64()?, ranges: BTreeMap::new() };
+            let mut rel = Rel {
+                last_change_lsn: r.u64()?,
+                ranges: BTreeMap::new(),
+            };
             for _ in 0..r.u32()? {
                 let i = r.u32()?;
                 let mut g = Range {
@@ -598,7 +657,10 @@ impl Tracker {
                 };
                 for _ in 0..r.u32()? {
                     let b = r.u32()?;
-                    let items = BlockItems { dead_tuples: r.bits()?, dead_lps: r.bits()? };
+                    let items = BlockItems {
+                        dead_tuples: r.bits()?,
+                        dead_lps: r.bits()?,
+                    };
                     g.dead_tuples += count(&items.dead_tuples);
                     g.dead_lps += count(&items.dead_lps);
                     g.blocks.insert(b, items);
@@ -613,8 +675,16 @@ impl Tracker {
             let n = r.u32()? as usize;
             let mut changes = Vec::with_capacity(n.min(1 << 20));
             for _ in 0..n {
-                let item = Item { rel: r.rel()?, block: r.u32()?, offset: r.u16()? };
-                let fate = if r.u8()? == 1 { Fate::DiesOnAbort } else { Fate::DiesOnCommit };
+                let item = Item {
+                    rel: r.rel()?,
+                    block: r.u32()?,
+                    offset: r.u16()?,
+                };
+                let fate = if r.u8()? == 1 {
+                    Fate::DiesOnAbort
+                } else {
+                    Fate::DiesOnCommit
+                };
                 changes.push((item, fate));
             }
             t.pending_len += changes.len();
@@ -624,7 +694,10 @@ impl Tracker {
             t.prepared.insert(r.u32()?);
         }
         if !r.0.is_empty() {
-            return Err(format!("{} bytes after the end of the garbagemap snapshot", r.0.len()));
+            return Err(format!(
+                "{} bytes after the end of the garbagemap snapshot",
+                r.0.len()
+            ));
         }
         Ok(t)
     }
@@ -634,38 +707,101 @@ impl Tracker {
 mod tests {
     use super::*;
 
-    const A: RelKey = RelKey { db: 5, ts: 1663, rel: 100 };
-    const LIMITS: Limits = Limits { range_blocks: 4, max_relations: 100, max_ranges: 100, max_pending: 1000 };
+    const A: RelKey = RelKey {
+        db: 5,
+        ts: 1663,
+        rel: 100,
+    };
+    const LIMITS: Limits = Limits {
+        range_blocks: 4,
+        max_relations: 100,
+        max_ranges: 100,
+        max_pending: 1000,
+    };
 
     fn it(block: u32, offset: u16) -> Item {
-        Item { rel: A, block, offset }
+        Item {
+            rel: A,
+            block,
+            offset,
+        }
     }
 
     fn end(committed: bool, xid: u32, subxacts: Vec<u32>) -> Event {
-        Event::End { committed, xid, subxacts, dropped: vec![], prepared: false }
+        Event::End {
+            committed,
+            xid,
+            subxacts,
+            dropped: vec![],
+            prepared: false,
+        }
     }
 
     fn dead(t: &Tracker) -> (u64, u64) {
-        t.rels.get(&A).map(|r| (r.dead_tuples(), r.dead_lps())).unwrap_or((0, 0))
+        t.rels
+            .get(&A)
+            .map(|r| (r.dead_tuples(), r.dead_lps()))
+            .unwrap_or((0, 0))
     }
 
     #[test]
     fn fate_decides_which_version_dies() {
         let mut t = Tracker::new(LIMITS);
         // Committed delete: the old tuple dies.
-        t.apply(Event::Delete { xid: 10, item: it(0, 1), now: false }, 1);
+        t.apply(
+            Event::Delete {
+                xid: 10,
+                item: it(0, 1),
+                now: false,
+            },
+            1,
+        );
         assert_eq!(dead(&t), (0, 0), "nothing dead before the commit");
         t.apply(end(true, 10, vec![]), 2);
         assert_eq!(dead(&t), (1, 0));
         // Aborted insert: the new tuple dies; aborted delete: nothing.
-        t.apply(Event::Insert { xid: 11, rel: A, block: 0, offsets: vec![2, 3], init_page: false }, 3);
-        t.apply(Event::Delete { xid: 11, item: it(0, 4), now: false }, 4);
+        t.apply(
+            Event::Insert {
+                xid: 11,
+                rel: A,
+                block: 0,
+                offsets: vec![2, 3],
+                init_page: false,
+            },
+            3,
+        );
+        t.apply(
+            Event::Delete {
+                xid: 11,
+                item: it(0, 4),
+                now: false,
+            },
+            4,
+        );
         t.apply(end(false, 11, vec![]), 5);
         assert_eq!(dead(&t), (3, 0));
         // Committed update: old dies; aborted update: new dies (block 5 is range 1).
-        t.apply(Event::Update { xid: 12, old: it(0, 5), new: it(5, 1), new_init_page: false, hot: false }, 6);
+        t.apply(
+            Event::Update {
+                xid: 12,
+                old: it(0, 5),
+                new: it(5, 1),
+                new_init_page: false,
+                hot: false,
+            },
+            6,
+        );
         t.apply(end(true, 12, vec![]), 7);
-        t.apply(Event::Update { xid: 13, old: it(5, 1), new: it(5, 2), new_init_page: false, hot: true }, 8);
+        t.apply(
+            Event::Update {
+                xid: 13,
+                old: it(5, 1),
+                new: it(5, 2),
+                new_init_page: false,
+                hot: true,
+            },
+            8,
+        );
         t.apply(end(false, 13, vec![]), 9);
         assert_eq!(dead(&t), (5, 0));
         let r = &t.rels[&A];
@@ -677,23 +813,82 @@ mod tests {
     fn subtransactions_and_two_phase() {
         let mut t = Tracker::new(LIMITS);
         // Top 20 with subxacts 21 (rolled back to its savepoint) and 22 (kept).
-        t.apply(Event::Delete { xid: 20, item: it(0, 1), now: false }, 1);
-        t.apply(Event::Delete { xid: 21, item: it(0, 2), now: false }, 2);
-        t.apply(Event::Insert { xid: 21, rel: A, block: 0, offsets: vec![3], init_page: false }, 3);
+        t.apply(
+            Event::Delete {
+                xid: 20,
+                item: it(0, 1),
+                now: false,
+            },
+            1,
+        );
+        t.apply(
+            Event::Delete {
+                xid: 21,
+                item: it(0, 2),
+                now: false,
+            },
+            2,
+        );
+        t.apply(
+            Event::Insert {
+                xid: 21,
+                rel: A,
+                block: 0,
+                offsets: vec![3],
+                init_page: false,
+            },
+            3,
+        );
         t.apply(end(false, 21, vec![]), 4); // ROLLBACK TO SAVEPOINT
         assert_eq!(dead(&t), (1, 0), "the rolled-back insert is dead at once");
-        t.apply(Event::Delete { xid: 22, item: it(0, 4), now: false }, 5);
+        t.apply(
+            Event::Delete {
+                xid: 22,
+                item: it(0, 4),
+                now: false,
+            },
+            5,
+        );
         t.apply(end(true, 20, vec![22]), 6);
-        assert_eq!(dead(&t), (3, 0), "rows 1 and 4 deleted, row 3's insert rolled back; row 2's delete undone");
+        assert_eq!(
+            dead(&t),
+            (3, 0),
+            "rows 1 and 4 deleted, row 3's insert rolled back; row 2's delete undone"
+        );
         // Prepared 30 stays pending across a restart, then commits.
-        t.apply(Event::Delete { xid: 30, item: it(1, 1), now: false }, 7);
+        t.apply(
+            Event::Delete {
+                xid: 30,
+                item: it(1, 1),
+                now: false,
+            },
+            7,
+        );
         t.apply(Event::Prepare { xid: 30 }, 8);
         t.apply(Event::ServerRestart, 9);
         assert_eq!(dead(&t), (3, 0));
-        t.apply(Event::End { committed: true, xid: 30, subxacts: vec![], dropped: vec![], prepared: true }, 10);
+        t.apply(
+            Event::End {
+                committed: true,
+                xid: 30,
+                subxacts: vec![],
+                dropped: vec![],
+                prepared: true,
+            },
+            10,
+        );
         assert_eq!(dead(&t), (4, 0));
         // A transaction cut off by a restart aborted.
-        t.apply(Event::Insert { xid: 40, rel: A, block: 1, offsets: vec![2], init_page: false }, 11);
+        t.apply(
+            Event::Insert {
+                xid: 40,
+                rel: A,
+                block: 1,
+                offsets: vec![2],
+                init_page: false,
+            },
+            11,
+        );
         t.apply(Event::ServerRestart, 12);
         assert_eq!(dead(&t), (5, 0));
     }
@@ -702,20 +897,57 @@ mod tests {
     fn prune_and_vacuum_move_items() {
         let mut t = Tracker::new(LIMITS);
         for o in 1..=4 {
-            t.apply(Event::Delete { xid: 50, item: it(0, o), now: false }, 1);
+            t.apply(
+                Event::Delete {
+                    xid: 50,
+                    item: it(0, o),
+                    now: false,
+                },
+                1,
+            );
         }
         t.apply(end(true, 50, vec![]), 2);
         assert_eq!(dead(&t), (4, 0));
         // Item 1 redirected (root of a HOT chain), 2 and 3 dead, 4 unused; 7 (a
         // redirect we did not track) becomes dead too.
-        t.apply(Event::Prune { rel: A, block: 0, redirected: vec![1], dead: vec![2, 3, 7], unused: vec![4] }, 3);
+        t.apply(
+            Event::Prune {
+                rel: A,
+                block: 0,
+                redirected: vec![1],
+                dead: vec![2, 3, 7],
+                unused: vec![4],
+            },
+            3,
+        );
         assert_eq!(dead(&t), (0, 3));
         assert_eq!(t.rels[&A].ranges[&0].last_prune_lsn, 3);
-        t.apply(Event::Vacuum { rel: A, block: 0, unused: vec![2, 3, 7] }, 4);
+        t.apply(
+            Event::Vacuum {
+                rel: A,
+                block: 0,
+                unused: vec![2, 3, 7],
+            },
+            4,
+        );
         assert_eq!(dead(&t), (0, 0));
         // A dead tuple is not counted twice.
-        t.apply(Event::Delete { xid: 0, item: it(0, 9), now: true }, 5);
-        t.apply(Event::Delete { xid: 0, item: it(0, 9), now: true }, 6);
+        t.apply(
+            Event::Delete {
+                xid: 0,
+                item: it(0, 9),
+                now: true,
+            },
+            5,
+        );
+        t.apply(
+            Event::Delete {
+                xid: 0,
+                item: it(0, 9),
+                now: true,
+            },
+            6,
+        );
         assert_eq!(dead(&t), (1, 0));
     }
 
@@ -723,12 +955,35 @@ mod tests {
     fn a_page_image_sets_the_line_pointers() {
         let mut t = Tracker::new(LIMITS);
         for o in 1..=3 {
-            t.apply(Event::Delete { xid: 0, item: it(0, o), now: true }, 1);
+            t.apply(
+                Event::Delete {
+                    xid: 0,
+                    item: it(0, o),
+                    now: true,
+                },
+                1,
+            );
         }
         // After the prune: 1 still a (recently) dead tuple, 2 dead, 3 unused, 4 dead.
-        t.apply(Event::PageState { rel: A, block: 0, flags: vec![1, 3, 0, 3], vacuum: false }, 2);
+        t.apply(
+            Event::PageState {
+                rel: A,
+                block: 0,
+                flags: vec![1, 3, 0, 3],
+                vacuum: false,
+            },
+            2,
+        );
         assert_eq!(dead(&t), (1, 2));
-        t.apply(Event::PageState { rel: A, block: 0, flags: vec![1, 0, 0, 0], vacuum: true }, 3);
+        t.apply(
+            Event::PageState {
+                rel: A,
+                block: 0,
+                flags: vec![1, 0, 0, 0],
+                vacuum: true,
+            },
+            3,
+        );
         assert_eq!(dead(&t), (1, 0));
         assert_eq!(t.rels[&A].ranges[&0].last_vacuum_lsn, 3);
     }
@@ -737,44 +992,112 @@ mod tests {
     fn truncate_drop_and_page_init() {
         let mut t = Tracker::new(LIMITS);
         for b in 0..10 {
-            t.apply(Event::Delete { xid: 0, item: it(b, 1), now: true }, 1);
+            t.apply(
+                Event::Delete {
+                    xid: 0,
+                    item: it(b, 1),
+                    now: true,
+                },
+                1,
+            );
         }
         assert_eq!((dead(&t).0, t.n_ranges()), (10, 3));
         // Truncate to 5 blocks: blocks 5..9 go; range 1 (blocks 4..7) keeps block 4.
         t.apply(Event::Truncate { rel: A, blocks: 5 }, 2);
         assert_eq!((dead(&t).0, t.n_ranges()), (5, 2));
         // A re-initialised page starts empty.
-        t.apply(Event::Insert { xid: 60, rel: A, block: 4, offsets: vec![1], init_page: true }, 3);
+        t.apply(
+            Event::Insert {
+                xid: 60,
+                rel: A,
+                block: 4,
+                offsets: vec![1],
+                init_page: true,
+            },
+            3,
+        );
         assert_eq!(dead(&t).0, 4);
-        t.apply(Event::End { committed: true, xid: 61, subxacts: vec![], dropped: vec![A], prepared: false }, 4);
+        t.apply(
+            Event::End {
+                committed: true,
+                xid: 61,
+                subxacts: vec![],
+                dropped: vec![A],
+                prepared: false,
+            },
+            4,
+        );
         assert!(t.rels.is_empty());
         assert_eq!((t.n_ranges(), t.counters.dropped_relations), (0, 1));
     }
 
     #[test]
     fn bounds_evict_the_oldest_and_count() {
-        let limits = Limits { range_blocks: 1, max_relations: 10, max_ranges: 1000, max_pending: 2 };
+        let limits = Limits {
+            range_blocks: 1,
+            max_relations: 10,
+            max_ranges: 1000,
+            max_pending: 2,
+        };
         let mut t = Tracker::new(limits);
         for r in 0..25u32 {
-            let rel = RelKey { db: 1, ts: 1, rel: r };
-            t.apply(Event::Delete { xid: 0, item: Item { rel, block: 0, offset: 1 }, now: true }, u64::from(r) + 1);
+            let rel = RelKey {
+                db: 1,
+                ts: 1,
+                rel: r,
+            };
+            t.apply(
+                Event::Delete {
+                    xid: 0,
+                    item: Item {
+                        rel,
+                        block: 0,
+                        offset: 1,
+                    },
+                    now: true,
+                },
+                u64::from(r) + 1,
+            );
         }
         assert!(t.rels.len() <= 10);
         assert_eq!(t.rels.len() as u64 + t.counters.evicted_relations, 25);
         assert_eq!(t.counters.evicted_dead_tuples, t.counters.evicted_relations);
         // The newest relations are the ones kept.
-        assert!(t.rels.contains_key(&RelKey { db: 1, ts: 1, rel: 24 }));
+        assert!(t.rels.contains_key(&RelKey {
+            db: 1,
+            ts: 1,
+            rel: 24
+        }));
         // Ranges.
-        let limits = Limits { range_blocks: 1, max_relations: 100, max_ranges: 20, max_pending: 2 };
+        let limits = Limits {
+            range_blocks: 1,
+            max_relations: 100,
+            max_ranges: 20,
+            max_pending: 2,
+        };
         let mut t = Tracker::new(limits);
         for b in 0..50 {
-            t.apply(Event::Delete { xid: 0, item: it(b, 1), now: true }, u64::from(b) + 1);
+            t.apply(
+                Event::Delete {
+                    xid: 0,
+                    item: it(b, 1),
+                    now: true,
+                },
+                u64::from(b) + 1,
+            );
         }
         assert!(t.n_ranges() <= 20);
         assert_eq!(t.n_ranges() as u64 + t.counters.evicted_ranges, 50);
         // Pending past its bound is unattributed, not dropped silently.
         for o in 1..=3 {
-            t.apply(Event::Delete { xid: 70, item: it(0, o + 1), now: false }, 100);
+            t.apply(
+                Event::Delete {
+                    xid: 70,
+                    item: it(0, o + 1),
+                    now: false,
+                },
+                100,
+            );
         }
         assert_eq!((t.n_pending(), t.counters.unattributed), (2, 1));
     }
@@ -782,10 +1105,35 @@ mod tests {
     #[test]
     fn snapshot_round_trip() {
         let mut t = Tracker::new(LIMITS);
-        t.apply(Event::Delete { xid: 10, item: it(0, 1), now: false }, 1);
+        t.apply(
+            Event::Delete {
+                xid: 10,
+                item: it(0, 1),
+                now: false,
+            },
+            1,
+        );
         t.apply(end(true, 10, vec![]), 2);
-        t.apply(Event::Prune { rel: A, block: 0, redirected: vec![], dead: vec![1], unused: vec![] }, 3);
-        t.apply(Event::Insert { xid: 11, rel: A, block: 6, offsets: vec![2], init_page: false }, 4);
+        t.apply(
+            Event::Prune {
+                rel: A,
+                block: 0,
+                redirected: vec![],
+                dead: vec![1],
+                unused: vec![],
+            },
+            3,
+        );
+        t.apply(
+            Event::Insert {
+                xid: 11,
+                rel: A,
+                block: 6,
+                offsets: vec![2],
+                init_page: false,
+            },
+            4,
+        );
         t.apply(Event::Prepare { xid: 11 }, 5);
         let mut b = Vec::new();
         t.encode(&mut b);
@@ -793,10 +1141,24 @@ mod tests {
         assert_eq!(back.rels, t.rels);
         assert_eq!((back.n_pending(), back.n_ranges()), (1, 2));
         let mut back = back;
-        back.apply(Event::End { committed: false, xid: 11, subxacts: vec![], dropped: vec![], prepared: true }, 6);
+        back.apply(
+            Event::End {
+                committed: false,
+                xid: 11,
+                subxacts: vec![],
+                dropped: vec![],
+                prepared: true,
+            },
+            6,
+        );
         assert_eq!(back.rels[&A].dead_tuples(), 1);
         assert!(Tracker::decode(&b[..b.len() - 1], LIMITS).is_err());
-        let other = Limits { range_blocks: 8, ..LIMITS };
-        assert!(Tracker::decode(&b, other).unwrap_err().contains("range_blocks"));
+        let other = Limits {
+            range_blocks: 8,
+            ..LIMITS
+        };
+        assert!(Tracker::decode(&b, other)
+            .unwrap_err()
+            .contains("range_blocks"));
     }
 }

@@ -608,24 +608,19 @@ impl Cluster {
 
     /// Stops the server (fast shutdown) and waits for it to exit.
     pub fn stop(&self) {
-        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
-        if !*stopped {
-            if let Err(e) = stop_dir(&self.dir, "fast") {
-                panic!(
-                    "{e}\n--- server log tail ---\n{}",
-                    tail(&self.server_log(), 40)
-                );
-            }
-            *stopped = true;
-        }
+        self.stop_mode("fast");
     }
 
     /// Stops the server the way a crash would (`pg_ctl stop -m immediate`: no
     /// checkpoint, no clean shutdown of the walker worker).
     pub fn crash(&self) {
+        self.stop_mode("immediate");
+    }
+
+    fn stop_mode(&self, mode: &str) {
         let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
         if !*stopped {
-            if let Err(e) = stop_dir(&self.dir, "immediate") {
+            if let Err(e) = stop_dir(&self.dir, mode) {
                 panic!(
                     "{e}\n--- server log tail ---\n{}",
                     tail(&self.server_log(), 40)

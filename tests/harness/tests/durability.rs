@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    assert_exact, assert_exact_against, plugin_stats, wait_accepting, wait_caught_up, Background,
-    WORKLOAD,
+    assert_exact, assert_exact_against, plugin_stats, wait_accepting, wait_caught_up, wait_reaches,
+    Background, WORKLOAD,
 };
 use std::time::Duration;
 use walker_tests::Cluster;
@@ -28,6 +28,23 @@ fn wait_snapshot(c: &Cluster) {
     });
 }
 
+/// A cluster with rmgr-stats saving a snapshot every second, after `workload`,
+/// with a first snapshot written; also the start of the plugin's counts.
+fn snapshotting_cluster(name: &str, workload: Option<&str>) -> (Cluster, String) {
+    let c = Cluster::builder(name)
+        .plugins("rmgr_stats")
+        .conf("walker.snapshot_interval", "1s")
+        .conf("wal_keep_size", KEEP)
+        .start();
+    c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_walinspect;");
+    if let Some(w) = workload {
+        c.exec(w);
+    }
+    wait_snapshot(&c);
+    let (since, _, _) = plugin_stats(&c);
+    (c, since)
+}
+
 fn plugin_row(c: &Cluster, name: &str, cols: &str) -> Vec<String> {
     c.query(&format!(
         "SELECT {cols} FROM walker.plugins WHERE name = '{name}'"
@@ -39,15 +56,7 @@ fn plugin_row(c: &Cluster, name: &str, cols: &str) -> Vec<String> {
 
 #[test]
 fn immediate_shutdowns_lose_and_repeat_nothing() {
-    let c = Cluster::builder("crash")
-        .plugins("rmgr_stats")
-        .conf("walker.snapshot_interval", "1s")
-        .conf("wal_keep_size", KEEP)
-        .start();
-    c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_walinspect;");
-    c.exec(WORKLOAD);
-    wait_snapshot(&c);
-    let (since, _, _) = plugin_stats(&c);
+    let (c, since) = snapshotting_cluster("crash", Some(WORKLOAD));
 
     // Crash at different points of a running workload; each restart restores the
     // last snapshot and replays the WAL after it.
@@ -85,14 +94,7 @@ fn immediate_shutdowns_lose_and_repeat_nothing() {
 
 #[test]
 fn a_killed_worker_loses_and_repeats_nothing() {
-    let c = Cluster::builder("sigkill")
-        .plugins("rmgr_stats")
-        .conf("walker.snapshot_interval", "1s")
-        .conf("wal_keep_size", KEEP)
-        .start();
-    c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_walinspect;");
-    wait_snapshot(&c);
-    let (since, _, _) = plugin_stats(&c);
+    let (c, since) = snapshotting_cluster("sigkill", None);
     let bg = Background::start(&c);
     std::thread::sleep(Duration::from_millis(1500));
     let pid = c.query_one("SELECT pid FROM walker.status");
@@ -197,15 +199,11 @@ fn a_standby_walks_the_replayed_wal_and_carries_on_after_promotion() {
         .start();
     primary.exec(WORKLOAD);
     // Wait until the standby replayed a record written now, and its walker passed it.
-    let target = primary.query_one("SELECT pg_logical_emit_message(false, 'walker-test', 'sync')");
-    standby.wait_until(
+    wait_reaches(
+        &primary,
+        &standby,
         "the standby's walker reaches the primary's last record",
-        Duration::from_secs(60),
-        || {
-            standby.query_one(&format!(
-                "SELECT coalesce(processed_lsn >= '{target}'::pg_lsn, false) FROM walker.status"
-            )) == "t"
-        },
+        "SELECT processed_lsn FROM walker.status",
     );
     assert_eq!(standby.query_one("SELECT pg_is_in_recovery()"), "t");
     // The primary's snapshot came with the base backup; the standby's new slot cannot
@@ -232,14 +230,7 @@ fn a_standby_walks_the_replayed_wal_and_carries_on_after_promotion() {
 
 #[test]
 fn a_terminated_worker_restarts_by_itself_and_carries_on() {
-    let c = Cluster::builder("sigterm")
-        .plugins("rmgr_stats")
-        .conf("walker.snapshot_interval", "1s")
-        .conf("wal_keep_size", KEEP)
-        .start();
-    c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_walinspect;");
-    wait_snapshot(&c);
-    let (since, _, _) = plugin_stats(&c);
+    let (c, since) = snapshotting_cluster("sigterm", None);
     let bg = Background::start(&c);
     std::thread::sleep(Duration::from_millis(1000));
     let pid = c.query_one("SELECT pid FROM walker.status");

@@ -4,17 +4,18 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 use walker_tests::Cluster;
 
 const RANGE: i64 = 16;
 
 /// Waits until garbagemap has applied and published every record written so far.
 fn wait_published(c: &Cluster) {
-    let target = c.query_one("SELECT pg_logical_emit_message(false, 'walker-test', 'sync')");
-    c.wait_until("garbagemap publishes the WAL written so far", Duration::from_secs(60), || {
-        c.query_one(&format!("SELECT coalesce(through_lsn >= '{target}'::pg_lsn, false) FROM walker.garbagemap_status")) == "t"
-    });
+    common::wait_reaches(
+        c,
+        c,
+        "garbagemap publishes the WAL written so far",
+        "SELECT through_lsn FROM walker.garbagemap_status",
+    );
 }
 
 type Ranges = BTreeMap<i64, (i64, i64)>;
@@ -35,7 +36,11 @@ fn truth(c: &Cluster, db: &str, rel: &str) -> Ranges {
     );
     let out = c.psql(db, &sql).unwrap_or_else(|e| panic!("{e}"));
     out.lines()
-        .map(|l| l.split('|').map(|x| x.parse::<i64>().unwrap()).collect::<Vec<_>>())
+        .map(|l| {
+            l.split('|')
+                .map(|x| x.parse::<i64>().unwrap())
+                .collect::<Vec<_>>()
+        })
         .filter(|v| v[1] + v[2] > 0)
         .map(|v| (v[0], (v[1], v[2])))
         .collect()
@@ -64,7 +69,10 @@ fn assert_same(c: &Cluster, db: &str, rel: &str) -> Ranges {
     let (oid, filenode) = ids(c, db, rel);
     let theirs = truth(c, db, rel);
     let ours = plugin(c, &oid, &filenode);
-    assert_eq!(ours, theirs, "{db}.{rel}: garbagemap (left) against pageinspect (right), per {RANGE}-block range");
+    assert_eq!(
+        ours, theirs,
+        "{db}.{rel}: garbagemap (left) against pageinspect (right), per {RANGE}-block range"
+    );
     theirs
 }
 
@@ -120,12 +128,20 @@ fn dead_tuples_per_range_equal_pageinspect() {
     wait_published(&c);
 
     let big = assert_same(&c, "postgres", "big");
-    assert!(big.len() >= 10, "big spans many ranges with dead tuples: {big:?}");
+    assert!(
+        big.len() >= 10,
+        "big spans many ranges with dead tuples: {big:?}"
+    );
     let hot = assert_same(&c, "postgres", "hot");
-    assert!(hot.values().any(|v| v.1 > 0), "pruning left dead line pointers in hot: {hot:?}");
+    assert!(
+        hot.values().any(|v| v.1 > 0),
+        "pruning left dead line pointers in hot: {hot:?}"
+    );
     assert_same(&c, "other", "o");
     // The relation is resolved in the database that reads the view.
-    let named = c.query_one("SELECT dead_tuples FROM walker.garbagemap_relations WHERE relation = 'big'::regclass");
+    let named = c.query_one(
+        "SELECT dead_tuples FROM walker.garbagemap_relations WHERE relation = 'big'::regclass",
+    );
     let total: i64 = big.values().map(|v| v.0).sum();
     assert_eq!(named, total.to_string());
     let advice = c.query("SELECT rank, relation::text, reason FROM walker.garbagemap_advice WHERE relation IS NOT NULL ORDER BY rank");
@@ -143,7 +159,10 @@ fn dead_tuples_per_range_equal_pageinspect() {
     c.start_again();
     wait_published(&c);
     let row = c.query("SELECT started_empty, start FROM walker.plugins WHERE name = 'garbagemap'");
-    assert!(row[0][0] == "f" && row[0][1].starts_with("restored the snapshot"), "{row:?}");
+    assert!(
+        row[0][0] == "f" && row[0][1].starts_with("restored the snapshot"),
+        "{row:?}"
+    );
     assert_same(&c, "postgres", "big");
     assert_same(&c, "postgres", "hot");
 
@@ -163,29 +182,46 @@ fn dead_tuples_per_range_equal_pageinspect() {
     wait_published(&c);
     let left = c.query_one(&format!("SELECT count(*) FROM walker.garbagemap_heatmap WHERE relfilenode IN ({hot_old}, {big_old})"));
     assert_eq!(left, "0", "truncated and dropped relations leave the map");
-    assert_eq!(c.query_one("SELECT undecodable_records FROM walker.garbagemap_status"), "0");
+    assert_eq!(
+        c.query_one("SELECT undecodable_records FROM walker.garbagemap_status"),
+        "0"
+    );
 }
 
 #[test]
 fn the_relation_bound_evicts_the_least_recently_changed() {
-    let c = Cluster::builder("gmbounds").plugins("garbagemap").autovacuum(false).conf("garbagemap.max_relations", "10").start();
+    let c = Cluster::builder("gmbounds")
+        .plugins("garbagemap")
+        .autovacuum(false)
+        .conf("garbagemap.max_relations", "10")
+        .start();
     c.exec("CREATE EXTENSION walker;");
     c.exec("DO $$ BEGIN FOR i IN 1..30 LOOP EXECUTE format('CREATE TABLE t%s (a int); INSERT INTO t%s VALUES (1), (2)', i, i); END LOOP; END $$;");
     // No dead catalog tuples left, so reading the catalogs prunes nothing from here on.
     c.exec("VACUUM");
     wait_published(&c);
     let tracked = |c: &Cluster| -> Vec<String> {
-        c.query("SELECT relfilenode FROM walker.garbagemap_relations ORDER BY 1").into_iter().map(|r| r[0].clone()).collect()
+        c.query("SELECT relfilenode FROM walker.garbagemap_relations ORDER BY 1")
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect()
     };
     let filenode = |i: usize| c.query_one(&format!("SELECT pg_relation_filenode('t{i}')"));
     let before = tracked(&c);
     assert!(before.len() <= 10);
-    let evicted_before: i64 = c.query_one("SELECT evicted_relations FROM walker.garbagemap_status").parse().unwrap();
+    let evicted_before: i64 = c
+        .query_one("SELECT evicted_relations FROM walker.garbagemap_status")
+        .parse()
+        .unwrap();
     // The documented rule, modelled here: a relation entering a full map evicts the
     // least recently changed one. Before the deletes the map holds, oldest first, the
     // tables created last (in creation order) and then the catalogs VACUUM pruned.
     let nodes: Vec<String> = (1..=30).map(filenode).collect();
-    let mut lru: Vec<String> = nodes.iter().filter(|n| before.contains(n)).cloned().collect();
+    let mut lru: Vec<String> = nodes
+        .iter()
+        .filter(|n| before.contains(n))
+        .cloned()
+        .collect();
     lru.extend(before.iter().filter(|n| !nodes.contains(n)).cloned());
     let mut expected_evictions = 0;
     for n in &nodes {
@@ -197,14 +233,30 @@ fn the_relation_bound_evicts_the_least_recently_changed() {
         }
         lru.push(n.clone());
     }
-    let deletes: String = (1..=30).map(|i| format!("DELETE FROM t{i} WHERE a = 1;\n")).collect();
+    let deletes: String = (1..=30)
+        .map(|i| format!("DELETE FROM t{i} WHERE a = 1;\n"))
+        .collect();
     c.exec(&deletes);
     wait_published(&c);
     let mut expect: Vec<String> = (21..=30).map(filenode).collect();
     expect.sort();
-    assert_eq!(tracked(&c), expect, "the ten most recently changed relations are kept");
-    let evicted_after: i64 = c.query_one("SELECT evicted_relations FROM walker.garbagemap_status").parse().unwrap();
-    assert_eq!(evicted_after - evicted_before, expected_evictions, "one eviction per relation entering a full map");
+    assert_eq!(
+        tracked(&c),
+        expect,
+        "the ten most recently changed relations are kept"
+    );
+    let evicted_after: i64 = c
+        .query_one("SELECT evicted_relations FROM walker.garbagemap_status")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        evicted_after - evicted_before,
+        expected_evictions,
+        "one eviction per relation entering a full map"
+    );
     let dead = c.query("SELECT dead_tuples FROM walker.garbagemap_relations");
-    assert!(dead.iter().all(|r| r[0] == "1"), "each kept table has its one dead tuple: {dead:?}");
+    assert!(
+        dead.iter().all(|r| r[0] == "1"),
+        "each kept table has its one dead tuple: {dead:?}"
+    );
 }

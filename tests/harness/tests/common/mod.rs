@@ -37,16 +37,23 @@ DROP TABLE events;
 /// of a record written now (a logical message), which walker reaches exactly once the
 /// WAL writer has flushed it; the flush LSN itself may point past the last record.
 pub fn wait_caught_up(c: &Cluster) {
-    let target = c.query_one("SELECT pg_logical_emit_message(false, 'walker-test', 'sync')");
-    c.wait_until(
+    wait_reaches(
+        c,
+        c,
         "walker catches up with the flush LSN",
-        Duration::from_secs(60),
-        || {
-            c.query_one(&format!(
-                "SELECT coalesce(processed_lsn >= '{target}'::pg_lsn, false) FROM walker.status"
-            )) == "t"
-        },
+        "SELECT processed_lsn FROM walker.status",
     );
+}
+
+/// Waits until the LSN `lsn_query` returns on `reader` reaches the end of a record
+/// written now on `writer` (the same server, or the primary of a standby).
+pub fn wait_reaches(writer: &Cluster, reader: &Cluster, what: &str, lsn_query: &str) {
+    let target = writer.query_one("SELECT pg_logical_emit_message(false, 'walker-test', 'sync')");
+    reader.wait_until(what, Duration::from_secs(60), || {
+        reader.query_one(&format!(
+            "SELECT coalesce(({lsn_query}) >= '{target}'::pg_lsn, false)"
+        )) == "t"
+    });
 }
 
 pub type Stats = BTreeMap<String, (i64, i64, i64)>;
