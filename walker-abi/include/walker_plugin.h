@@ -21,7 +21,7 @@ typedef struct WalkerPlugin WalkerPlugin;
 /*
  Minor version of the ABI. The host loads plugins whose minor is at most its own.
  */
-#define WALKER_ABI_MINOR 1
+#define WALKER_ABI_MINOR 2
 
 /*
  Number of 64-bit words in a resource-manager subscription mask (256 rmgr ids:
@@ -122,6 +122,15 @@ typedef int32_t WalkerStatus;
  The requested item (setting, view) does not exist.
  */
 #define WalkerStatus_NOT_FOUND 4
+/*
+ ABI 1.2. A service request is not done yet.
+ */
+#define WalkerStatus_PENDING 5
+/*
+ ABI 1.2. A wait was interrupted (the backend's query was cancelled or it is
+ terminating); return at once, the host raises the interrupt.
+ */
+#define WalkerStatus_INTERRUPTED 6
 
 /*
  Severity of a message sent through [`WalkerHostApi::log`].
@@ -193,6 +202,94 @@ typedef uint32_t WalkerSettingContext;
  Also by any user with `SET`.
  */
 #define WalkerSettingContext_USERSET 4
+
+/*
+ ABI 1.2. Which field of a server setting [`WalkerHostApi::server_setting`] reads.
+ */
+typedef uint32_t WalkerSettingField;
+/*
+ The value in the setting's base unit without the unit (`pg_settings.setting`).
+ */
+#define WalkerSettingField_VALUE 0
+/*
+ The base unit (`MB`, `s`, `8kB`, or empty).
+ */
+#define WalkerSettingField_UNIT 1
+/*
+ Where the value comes from (`default`, `configuration file`, `command line`, ...).
+ */
+#define WalkerSettingField_SOURCE 2
+/*
+ The file that set it, when a file did (else empty).
+ */
+#define WalkerSettingField_SOURCE_FILE 3
+/*
+ The value the server started with or was reloaded to before any session
+ change (`pg_settings.reset_val`).
+ */
+#define WalkerSettingField_RESET_VALUE 4
+
+/*
+ ABI 1.2. The checkpointer's counters, as `pg_stat_bgwriter` shows them.
+ */
+typedef struct WalkerCheckpointerStats {
+  /*
+   Checkpoints started because `checkpoint_timeout` elapsed (`checkpoints_timed`).
+   */
+  uint64_t timed;
+  /*
+   Checkpoints requested: by WAL volume, but also by `CHECKPOINT`, backups,
+   `CREATE DATABASE` (`checkpoints_req`).
+   */
+  uint64_t requested;
+  /*
+   When the host read them, microseconds since the Unix epoch.
+   */
+  int64_t read_at_micros;
+} WalkerCheckpointerStats;
+
+/*
+ ABI 1.2. What a [`WalkerServiceRequest`] asks for.
+ */
+typedef uint32_t WalkerServiceKind;
+/*
+ `ALTER SYSTEM SET <name> = '<value>'`, then a configuration reload, then a
+ check that the server now takes the value from `postgresql.auto.conf`. Refused
+ (with the reason) when ALTER SYSTEM is disabled, the file cannot be written, or
+ a source of higher priority (the command line, ...) sets the setting.
+ */
+#define WalkerServiceKind_SET_SERVER_SETTING 1
+/*
+ `pg_notify(<name>, <value>)` in its own transaction in `walker.database`:
+ channel `name`, payload `value` (at most 7999 bytes).
+ */
+#define WalkerServiceKind_NOTIFY 2
+
+/*
+ ABI 1.2. A request for [`WalkerHostApi::request_service`]. The host copies it.
+ */
+typedef struct WalkerServiceRequest {
+  /*
+   What to do.
+   */
+  WalkerServiceKind kind;
+  /*
+   Setting name or notification channel (UTF-8, not NUL-terminated).
+   */
+  const uint8_t *name;
+  /*
+   Length of `name`.
+   */
+  size_t name_len;
+  /*
+   Setting value or notification payload (UTF-8, not NUL-terminated).
+   */
+  const uint8_t *value;
+  /*
+   Length of `value`.
+   */
+  size_t value_len;
+} WalkerServiceRequest;
 
 /*
  The services the host offers a plugin. Handed to `init`; valid for the life of the
@@ -301,6 +398,41 @@ typedef struct WalkerHostApi {
    differ between PostgreSQL majors.
    */
   uint32_t (*server_version_num)(void);
+  /*
+   ABI 1.2. Asks the host to publish a server setting (`max_wal_size`, ...) for
+   `server_setting`. Only during `init`; `NOT_FOUND` when the name is too long
+   or the table of watched settings is full.
+   */
+  WalkerStatus (*watch_setting)(WalkerPlugin *plugin, const char *name);
+  /*
+   ABI 1.2. One field of a watched server setting as `pg_settings` shows it, into
+   `buf` (not NUL-terminated; the full length goes to `len_out`; `INVALID` when
+   `cap` is too small). `NOT_FOUND` when the setting is not watched, does not exist
+   or has not been published yet (the host's services worker publishes every
+   second and after each change it applies).
+   */
+  WalkerStatus (*server_setting)(WalkerPlugin *plugin, const char *name, WalkerSettingField field, uint8_t *buf, size_t cap, size_t *len_out);
+  /*
+   ABI 1.2. The checkpointer's counters (`pg_stat_bgwriter`) as the services worker
+   last published them; `NOT_FOUND` before the first publication.
+   */
+  WalkerStatus (*checkpointer_stats)(WalkerPlugin *plugin, struct WalkerCheckpointerStats *out);
+  /*
+   ABI 1.2. Queues a request the host carries out in its services worker (a server
+   process connected to `walker.database`): change a server setting or send a
+   notification. Any thread. The request's id goes to `id_out`; `ERROR` (with the
+   reason in the log) when the queue is full, `INVALID` when the request is
+   malformed or too long.
+   */
+  WalkerStatus (*request_service)(WalkerPlugin *plugin, const struct WalkerServiceRequest *request, uint64_t *id_out);
+  /*
+   ABI 1.2. The outcome of request `id`, waiting up to `wait_ms` for it: `OK` or
+   `ERROR` when done (the host's message, e.g. the reason ALTER SYSTEM was refused,
+   goes to `buf` like `get_string`; the request is then forgotten), `PENDING` when
+   not done yet, `NOT_FOUND` for an unknown id, `INTERRUPTED` when a backend's wait
+   was interrupted. On dispatch threads keep `wait_ms` short (it holds up records).
+   */
+  WalkerStatus (*service_result)(WalkerPlugin *plugin, uint64_t id, uint32_t wait_ms, uint8_t *buf, size_t cap, size_t *len_out);
 } WalkerHostApi;
 
 /*
@@ -488,7 +620,8 @@ typedef struct WalkerRowSink {
 } WalkerRowSink;
 
 /*
- Where a plugin writes its state in [`WalkerPluginDescriptor::save_state`] (ABI 1.1).
+ Where a plugin writes bytes: its state in [`WalkerPluginDescriptor::save_state`]
+ (ABI 1.1), a function's result in [`WalkerPluginDescriptor::call`] (ABI 1.2).
  */
 typedef struct WalkerStateSink {
   /*
@@ -500,6 +633,29 @@ typedef struct WalkerStateSink {
    */
   WalkerStatus (*write)(void *ctx, const uint8_t *data, size_t len);
 } WalkerStateSink;
+
+/*
+ ABI 1.2. A SQL function a plugin offers: `walker.<plugin>_<name>(args jsonb
+ DEFAULT '{}')`, answered by [`WalkerPluginDescriptor::call`] in the calling backend.
+ */
+typedef struct WalkerFunction {
+  /*
+   Function name (lower-case letters, digits, `_`), NUL-terminated.
+   */
+  const char *name;
+  /*
+   One-line description, NUL-terminated; may be null.
+   */
+  const char *description;
+  /*
+   Result type: [`WalkerType::JSONB`] or [`WalkerType::TEXT`].
+   */
+  WalkerType result;
+  /*
+   Only members of `walker_admin` may call it (else `walker_monitor`).
+   */
+  bool admin_only;
+} WalkerFunction;
 
 /*
  What a plugin tells the host about itself. Returned by the plugin's
@@ -596,6 +752,23 @@ typedef struct WalkerPluginDescriptor {
    delivered again.
    */
   WalkerStatus (*load_state)(WalkerPlugin *plugin, const uint8_t *data, size_t len, uint64_t lsn);
+  /*
+   ABI 1.2. The SQL functions the plugin answers through `call`.
+   */
+  const struct WalkerFunction *functions;
+  /*
+   ABI 1.2. Number of entries in `functions`.
+   */
+  uint32_t n_functions;
+  /*
+   ABI 1.2. Called in the backend running `walker.<plugin>_<function>(args)`, on its
+   main thread: `function` indexes `functions`, `args` is the JSON text of the
+   argument object (`len` bytes), and the result (JSON or text, per the function's
+   declared type) is written into `out`. The plugin may read its shared memory and
+   queue and await service requests; `INVALID` with a message (through
+   `set_error`) reports bad arguments to the caller.
+   */
+  WalkerStatus (*call)(WalkerPlugin *plugin, uint32_t function, const uint8_t *args, size_t len, const struct WalkerStateSink *out);
 } WalkerPluginDescriptor;
 
 #endif  /* WALKER_PLUGIN_H */

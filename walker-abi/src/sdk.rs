@@ -58,6 +58,35 @@ pub struct ViewDef {
     pub columns: Vec<(&'static str, WalkerType)>,
 }
 
+/// A SQL function the plugin answers: `walker.<plugin>_<name>(args jsonb DEFAULT '{}')`
+/// (ABI 1.2), through [`Plugin::call`].
+#[derive(Debug, Clone)]
+pub struct FunctionDef {
+    /// Lower-case SQL identifier.
+    pub name: &'static str,
+    /// One-line description.
+    pub description: &'static str,
+    /// Result type: [`WalkerType::JSONB`] or [`WalkerType::TEXT`].
+    pub result: WalkerType,
+    /// Only members of `walker_admin` may call it (else `walker_monitor` may).
+    pub admin_only: bool,
+}
+
+/// What became of a service request ([`Host::service_result`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceOutcome {
+    /// Carried out; the host's message (e.g. the value the server now shows).
+    Succeeded(String),
+    /// Refused or failed; the reason.
+    Failed(String),
+    /// Not done yet.
+    Pending,
+    /// No such request (never made, or its outcome was already collected).
+    Unknown,
+    /// The backend's wait was interrupted (cancel or termination): return at once.
+    Interrupted,
+}
+
 /// What a plugin declares about itself.
 #[derive(Debug, Clone)]
 pub struct PluginInfo {
@@ -72,6 +101,8 @@ pub struct PluginInfo {
     /// The plugin keeps state across restarts through snapshots: the host calls
     /// [`Plugin::save_state`] and [`Plugin::load_state`] (ABI 1.1).
     pub snapshots: bool,
+    /// SQL functions, answered by [`Plugin::call`] (ABI 1.2).
+    pub functions: Vec<FunctionDef>,
 }
 
 /// A plugin. One type per shared library, exported with [`export_plugin!`](crate::export_plugin).
@@ -120,6 +151,13 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     /// before any record is delivered. An error makes the host start the plugin empty.
     fn load_state(&self, _host: &Host, _state: Option<&[u8]>, _lsn: u64) -> PluginResult {
         Ok(())
+    }
+    /// Answers SQL function number `function` (index into `describe().functions`) in
+    /// the calling backend: `args` is the JSON text of its argument object; the result
+    /// is JSON or text per the function's declared type. An error becomes the SQL
+    /// error the caller sees.
+    fn call(&self, _host: &Host, _function: usize, _args: &str) -> PluginResult<String> {
+        Err(PluginError::new("this plugin declares no functions"))
     }
 }
 
@@ -663,6 +701,117 @@ impl Host {
         Some(unsafe { f() }).filter(|&v| v != 0)
     }
 
+    /// True when the host's table reaches the end of field `end_offset` (a field of a
+    /// later minor than the host's is absent).
+    fn has(&self, end_offset: usize) -> bool {
+        self.api().struct_size as usize >= end_offset
+    }
+
+    fn has_v1_2(&self) -> bool {
+        self.has(std::mem::size_of::<WalkerHostApi>())
+    }
+
+    /// Asks the host to publish server setting `name` for [`Host::server_setting`]
+    /// (ABI 1.2). Only in `init`.
+    pub fn watch_setting(&self, name: &str) -> PluginResult {
+        let f = self
+            .api()
+            .watch_setting
+            .filter(|_| self.has_v1_2())
+            .ok_or_else(|| {
+                PluginError::new("this walker host is older than ABI 1.2 (no server settings)")
+            })?;
+        let c = cstring(name);
+        // SAFETY: a NUL-terminated name; the host copies it.
+        let st = unsafe { f(self.plugin, c.as_ptr()) };
+        self.status(st, "watch_setting", name)
+    }
+
+    /// One field of a watched server setting as `pg_settings` shows it (ABI 1.2);
+    /// `None` when unknown or not published yet.
+    pub fn server_setting(&self, name: &str, field: WalkerSettingField) -> Option<String> {
+        let f = self.api().server_setting.filter(|_| self.has_v1_2())?;
+        let c = cstring(name);
+        let mut buf = vec![0u8; 512];
+        let mut len = 0usize;
+        // SAFETY: `buf` is writable for its length.
+        let st = unsafe {
+            f(
+                self.plugin,
+                c.as_ptr(),
+                field,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut len,
+            )
+        };
+        (st.is_ok() && len <= buf.len()).then(|| String::from_utf8_lossy(&buf[..len]).into_owned())
+    }
+
+    /// The checkpointer's counters as last published (ABI 1.2).
+    pub fn checkpointer_stats(&self) -> Option<WalkerCheckpointerStats> {
+        let f = self.api().checkpointer_stats.filter(|_| self.has_v1_2())?;
+        let mut out = WalkerCheckpointerStats::default();
+        // SAFETY: `out` is writable.
+        unsafe { f(self.plugin, &mut out) }.is_ok().then_some(out)
+    }
+
+    /// Queues a request for the host's services worker (ABI 1.2); its id.
+    pub fn request_service(
+        &self,
+        kind: WalkerServiceKind,
+        name: &str,
+        value: &str,
+    ) -> PluginResult<u64> {
+        let f = self
+            .api()
+            .request_service
+            .filter(|_| self.has_v1_2())
+            .ok_or_else(|| {
+                PluginError::new("this walker host is older than ABI 1.2 (no services)")
+            })?;
+        let req = WalkerServiceRequest {
+            kind,
+            name: name.as_ptr(),
+            name_len: name.len(),
+            value: value.as_ptr(),
+            value_len: value.len(),
+        };
+        let mut id = 0u64;
+        // SAFETY: the request's buffers are valid for the call; the host copies them.
+        let st = unsafe { f(self.plugin, &req, &mut id) };
+        self.status(st, "request_service", name)?;
+        Ok(id)
+    }
+
+    /// The outcome of request `id`, waiting up to `wait_ms` (ABI 1.2).
+    pub fn service_result(&self, id: u64, wait_ms: u32) -> ServiceOutcome {
+        let Some(f) = self.api().service_result.filter(|_| self.has_v1_2()) else {
+            return ServiceOutcome::Unknown;
+        };
+        let mut buf = vec![0u8; 2048];
+        let mut len = 0usize;
+        // SAFETY: `buf` is writable for its length.
+        let st = unsafe {
+            f(
+                self.plugin,
+                id,
+                wait_ms,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut len,
+            )
+        };
+        let msg = String::from_utf8_lossy(&buf[..len.min(buf.len())]).into_owned();
+        match st {
+            WalkerStatus::OK => ServiceOutcome::Succeeded(msg),
+            WalkerStatus::ERROR => ServiceOutcome::Failed(msg),
+            WalkerStatus::PENDING => ServiceOutcome::Pending,
+            WalkerStatus::INTERRUPTED => ServiceOutcome::Interrupted,
+            _ => ServiceOutcome::Unknown,
+        }
+    }
+
     /// The server's name for resource manager `rmid`, when it has one.
     pub fn rmgr_name(&self, rmid: u8) -> Option<String> {
         let f = self.api().rmgr_name?;
@@ -729,6 +878,7 @@ struct DescriptorHolder {
     _strings: Vec<CString>,
     _columns: Vec<Vec<WalkerColumn>>,
     _views: Vec<WalkerView>,
+    _functions: Vec<WalkerFunction>,
 }
 
 // SAFETY: the holder is immutable after construction and its pointers target data it owns.
@@ -914,6 +1064,38 @@ unsafe extern "C" fn tramp_load_state<P: Plugin>(
     })
 }
 
+unsafe extern "C" fn tramp_call<P: Plugin>(
+    _plugin: *mut WalkerPlugin,
+    function: u32,
+    args: *const u8,
+    len: usize,
+    out: *const WalkerStateSink,
+) -> WalkerStatus {
+    let inst = instance::<P>();
+    guarded(inst.map(|(h, _)| *h), || {
+        let (h, p) = inst.ok_or_else(not_initialised)?;
+        // SAFETY: the host passes a sink valid for the duration of the call.
+        let sink = unsafe { out.as_ref() }.ok_or_else(|| PluginError::new("null result sink"))?;
+        let write = sink
+            .write
+            .ok_or_else(|| PluginError::new("result sink without write"))?;
+        let args = if args.is_null() || len == 0 {
+            "{}".to_string()
+        } else {
+            // SAFETY: the host passes `len` readable bytes at `args` for the call.
+            String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(args, len) }).into_owned()
+        };
+        let result = p.call(h, function as usize, &args)?;
+        // SAFETY: `result` is valid for its length; the sink's context is the host's.
+        let st = unsafe { write(sink.ctx, result.as_ptr(), result.len()) };
+        if st.is_ok() {
+            Ok(())
+        } else {
+            Err(PluginError::new("the host refused the result"))
+        }
+    })
+}
+
 /// Builds (once) and returns the descriptor of plugin type `P`.
 #[doc(hidden)]
 pub fn descriptor<P: Plugin>() -> *const WalkerPluginDescriptor {
@@ -947,6 +1129,16 @@ pub fn descriptor<P: Plugin>() -> *const WalkerPluginDescriptor {
             });
             columns.push(cols);
         }
+        let functions: Vec<WalkerFunction> = info
+            .functions
+            .iter()
+            .map(|f| WalkerFunction {
+                name: keep(f.name),
+                description: keep(f.description),
+                result: f.result,
+                admin_only: f.admin_only,
+            })
+            .collect();
         let desc = WalkerPluginDescriptor {
             abi_major: WALKER_ABI_MAJOR,
             abi_minor: WALKER_ABI_MINOR,
@@ -973,12 +1165,16 @@ pub fn descriptor<P: Plugin>() -> *const WalkerPluginDescriptor {
             } else {
                 None
             },
+            functions: functions.as_ptr(),
+            n_functions: functions.len() as u32,
+            call: (!functions.is_empty()).then_some(tramp_call::<P> as _),
         };
         DescriptorHolder {
             desc,
             _strings: strings,
             _columns: columns,
             _views: views,
+            _functions: functions,
         }
     });
     &holder.desc

@@ -17,7 +17,7 @@ use std::ffi::{c_char, c_void};
 /// Major version of the ABI. The host loads only plugins with the same major.
 pub const WALKER_ABI_MAJOR: u32 = 1;
 /// Minor version of the ABI. The host loads plugins whose minor is at most its own.
-pub const WALKER_ABI_MINOR: u32 = 1;
+pub const WALKER_ABI_MINOR: u32 = 2;
 
 /// Name of the symbol every plugin exports: `const WalkerPluginDescriptor *walker_plugin_entry(void)`.
 pub const WALKER_PLUGIN_ENTRY_SYMBOL: &str = "walker_plugin_entry";
@@ -46,6 +46,11 @@ impl WalkerStatus {
     pub const INVALID: WalkerStatus = WalkerStatus(3);
     /// The requested item (setting, view) does not exist.
     pub const NOT_FOUND: WalkerStatus = WalkerStatus(4);
+    /// ABI 1.2. A service request is not done yet.
+    pub const PENDING: WalkerStatus = WalkerStatus(5);
+    /// ABI 1.2. A wait was interrupted (the backend's query was cancelled or it is
+    /// terminating); return at once, the host raises the interrupt.
+    pub const INTERRUPTED: WalkerStatus = WalkerStatus(6);
 
     /// True for [`WalkerStatus::OK`].
     pub fn is_ok(self) -> bool {
@@ -453,6 +458,143 @@ pub struct WalkerHostApi {
     /// ABI 1.1. The server's `PG_VERSION_NUM` (e.g. 150008 for 15.8): record layouts
     /// differ between PostgreSQL majors.
     pub server_version_num: Option<unsafe extern "C" fn() -> u32>,
+
+    // ---- ABI 1.2 ----
+    /// ABI 1.2. Asks the host to publish a server setting (`max_wal_size`, ...) for
+    /// `server_setting`. Only during `init`; `NOT_FOUND` when the name is too long
+    /// or the table of watched settings is full.
+    pub watch_setting: Option<
+        unsafe extern "C" fn(plugin: *mut WalkerPlugin, name: *const c_char) -> WalkerStatus,
+    >,
+    /// ABI 1.2. One field of a watched server setting as `pg_settings` shows it, into
+    /// `buf` (not NUL-terminated; the full length goes to `len_out`; `INVALID` when
+    /// `cap` is too small). `NOT_FOUND` when the setting is not watched, does not exist
+    /// or has not been published yet (the host's services worker publishes every
+    /// second and after each change it applies).
+    pub server_setting: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            name: *const c_char,
+            field: WalkerSettingField,
+            buf: *mut u8,
+            cap: usize,
+            len_out: *mut usize,
+        ) -> WalkerStatus,
+    >,
+    /// ABI 1.2. The checkpointer's counters (`pg_stat_bgwriter`) as the services worker
+    /// last published them; `NOT_FOUND` before the first publication.
+    pub checkpointer_stats: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            out: *mut WalkerCheckpointerStats,
+        ) -> WalkerStatus,
+    >,
+    /// ABI 1.2. Queues a request the host carries out in its services worker (a server
+    /// process connected to `walker.database`): change a server setting or send a
+    /// notification. Any thread. The request's id goes to `id_out`; `ERROR` (with the
+    /// reason in the log) when the queue is full, `INVALID` when the request is
+    /// malformed or too long.
+    pub request_service: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            request: *const WalkerServiceRequest,
+            id_out: *mut u64,
+        ) -> WalkerStatus,
+    >,
+    /// ABI 1.2. The outcome of request `id`, waiting up to `wait_ms` for it: `OK` or
+    /// `ERROR` when done (the host's message, e.g. the reason ALTER SYSTEM was refused,
+    /// goes to `buf` like `get_string`; the request is then forgotten), `PENDING` when
+    /// not done yet, `NOT_FOUND` for an unknown id, `INTERRUPTED` when a backend's wait
+    /// was interrupted. On dispatch threads keep `wait_ms` short (it holds up records).
+    pub service_result: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            id: u64,
+            wait_ms: u32,
+            buf: *mut u8,
+            cap: usize,
+            len_out: *mut usize,
+        ) -> WalkerStatus,
+    >,
+}
+
+/// ABI 1.2. Which field of a server setting [`WalkerHostApi::server_setting`] reads.
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkerSettingField(pub u32);
+
+impl WalkerSettingField {
+    /// The value in the setting's base unit without the unit (`pg_settings.setting`).
+    pub const VALUE: WalkerSettingField = WalkerSettingField(0);
+    /// The base unit (`MB`, `s`, `8kB`, or empty).
+    pub const UNIT: WalkerSettingField = WalkerSettingField(1);
+    /// Where the value comes from (`default`, `configuration file`, `command line`, ...).
+    pub const SOURCE: WalkerSettingField = WalkerSettingField(2);
+    /// The file that set it, when a file did (else empty).
+    pub const SOURCE_FILE: WalkerSettingField = WalkerSettingField(3);
+    /// The value the server started with or was reloaded to before any session
+    /// change (`pg_settings.reset_val`).
+    pub const RESET_VALUE: WalkerSettingField = WalkerSettingField(4);
+}
+
+/// ABI 1.2. The checkpointer's counters, as `pg_stat_bgwriter` shows them.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalkerCheckpointerStats {
+    /// Checkpoints started because `checkpoint_timeout` elapsed (`checkpoints_timed`).
+    pub timed: u64,
+    /// Checkpoints requested: by WAL volume, but also by `CHECKPOINT`, backups,
+    /// `CREATE DATABASE` (`checkpoints_req`).
+    pub requested: u64,
+    /// When the host read them, microseconds since the Unix epoch.
+    pub read_at_micros: i64,
+}
+
+/// ABI 1.2. What a [`WalkerServiceRequest`] asks for.
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkerServiceKind(pub u32);
+
+impl WalkerServiceKind {
+    /// `ALTER SYSTEM SET <name> = '<value>'`, then a configuration reload, then a
+    /// check that the server now takes the value from `postgresql.auto.conf`. Refused
+    /// (with the reason) when ALTER SYSTEM is disabled, the file cannot be written, or
+    /// a source of higher priority (the command line, ...) sets the setting.
+    pub const SET_SERVER_SETTING: WalkerServiceKind = WalkerServiceKind(1);
+    /// `pg_notify(<name>, <value>)` in its own transaction in `walker.database`:
+    /// channel `name`, payload `value` (at most 7999 bytes).
+    pub const NOTIFY: WalkerServiceKind = WalkerServiceKind(2);
+}
+
+/// ABI 1.2. A request for [`WalkerHostApi::request_service`]. The host copies it.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct WalkerServiceRequest {
+    /// What to do.
+    pub kind: WalkerServiceKind,
+    /// Setting name or notification channel (UTF-8, not NUL-terminated).
+    pub name: *const u8,
+    /// Length of `name`.
+    pub name_len: usize,
+    /// Setting value or notification payload (UTF-8, not NUL-terminated).
+    pub value: *const u8,
+    /// Length of `value`.
+    pub value_len: usize,
+}
+
+/// ABI 1.2. A SQL function a plugin offers: `walker.<plugin>_<name>(args jsonb
+/// DEFAULT '{}')`, answered by [`WalkerPluginDescriptor::call`] in the calling backend.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct WalkerFunction {
+    /// Function name (lower-case letters, digits, `_`), NUL-terminated.
+    pub name: *const c_char,
+    /// One-line description, NUL-terminated; may be null.
+    pub description: *const c_char,
+    /// Result type: [`WalkerType::JSONB`] or [`WalkerType::TEXT`].
+    pub result: WalkerType,
+    /// Only members of `walker_admin` may call it (else `walker_monitor`).
+    pub admin_only: bool,
 }
 
 /// What a plugin tells the host about itself. Returned by the plugin's
@@ -551,9 +693,31 @@ pub struct WalkerPluginDescriptor {
             lsn: u64,
         ) -> WalkerStatus,
     >,
+
+    // ---- ABI 1.2 ----
+    /// ABI 1.2. The SQL functions the plugin answers through `call`.
+    pub functions: *const WalkerFunction,
+    /// ABI 1.2. Number of entries in `functions`.
+    pub n_functions: u32,
+    /// ABI 1.2. Called in the backend running `walker.<plugin>_<function>(args)`, on its
+    /// main thread: `function` indexes `functions`, `args` is the JSON text of the
+    /// argument object (`len` bytes), and the result (JSON or text, per the function's
+    /// declared type) is written into `out`. The plugin may read its shared memory and
+    /// queue and await service requests; `INVALID` with a message (through
+    /// `set_error`) reports bad arguments to the caller.
+    pub call: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            function: u32,
+            args: *const u8,
+            len: usize,
+            out: *const WalkerStateSink,
+        ) -> WalkerStatus,
+    >,
 }
 
-/// Where a plugin writes its state in [`WalkerPluginDescriptor::save_state`] (ABI 1.1).
+/// Where a plugin writes bytes: its state in [`WalkerPluginDescriptor::save_state`]
+/// (ABI 1.1), a function's result in [`WalkerPluginDescriptor::call`] (ABI 1.2).
 #[repr(C)]
 #[derive(StableAbi)]
 pub struct WalkerStateSink {
@@ -570,7 +734,11 @@ pub const WALKER_DESCRIPTOR_V1_0_SIZE: u32 =
     std::mem::offset_of!(WalkerPluginDescriptor, save_state) as u32;
 
 /// Size of ABI 1.1's descriptor (with `save_state` and `load_state`).
-pub const WALKER_DESCRIPTOR_V1_1_SIZE: u32 = std::mem::size_of::<WalkerPluginDescriptor>() as u32;
+pub const WALKER_DESCRIPTOR_V1_1_SIZE: u32 =
+    std::mem::offset_of!(WalkerPluginDescriptor, functions) as u32;
+
+/// Size of ABI 1.2's descriptor (with `functions` and `call`).
+pub const WALKER_DESCRIPTOR_V1_2_SIZE: u32 = std::mem::size_of::<WalkerPluginDescriptor>() as u32;
 
 /// Size of ABI 1.0's record struct.
 pub const WALKER_RECORD_V1_0_SIZE: u32 = std::mem::offset_of!(WalkerRecord, block_images) as u32;
@@ -578,6 +746,10 @@ pub const WALKER_RECORD_V1_0_SIZE: u32 = std::mem::offset_of!(WalkerRecord, bloc
 /// Size of ABI 1.0's host API table.
 pub const WALKER_HOST_API_V1_0_SIZE: u32 =
     std::mem::offset_of!(WalkerHostApi, server_version_num) as u32;
+
+/// Size of ABI 1.1's host API table.
+pub const WALKER_HOST_API_V1_1_SIZE: u32 =
+    std::mem::offset_of!(WalkerHostApi, watch_setting) as u32;
 
 /// Signature of the `walker_plugin_entry` symbol.
 pub type WalkerPluginEntryFn = unsafe extern "C" fn() -> *const WalkerPluginDescriptor;
@@ -617,3 +789,5 @@ unsafe impl Sync for WalkerColumn {}
 unsafe impl Send for WalkerColumn {}
 unsafe impl Sync for WalkerHostApi {}
 unsafe impl Send for WalkerHostApi {}
+unsafe impl Sync for WalkerFunction {}
+unsafe impl Send for WalkerFunction {}

@@ -54,7 +54,10 @@ fn c_header_layout_equals_rust_layout() {
             shutdown,
             view_rows,
             save_state,
-            load_state
+            load_state,
+            functions,
+            n_functions,
+            call
         },
         WalkerRecord {
             struct_size,
@@ -111,7 +114,12 @@ fn c_header_layout_equals_rust_layout() {
             get_string,
             now_micros,
             rmgr_name,
-            server_version_num
+            server_version_num,
+            watch_setting,
+            server_setting,
+            checkpointer_stats,
+            request_service,
+            service_result
         },
         WalkerValue {
             ty,
@@ -132,6 +140,24 @@ fn c_header_layout_equals_rust_layout() {
         WalkerColumn { name, ty },
         WalkerRowSink { ctx, emit },
         WalkerStateSink { ctx, write },
+        WalkerCheckpointerStats {
+            timed,
+            requested,
+            read_at_micros
+        },
+        WalkerServiceRequest {
+            kind,
+            name,
+            name_len,
+            value,
+            value_len
+        },
+        WalkerFunction {
+            name,
+            description,
+            result,
+            admin_only
+        },
     );
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));

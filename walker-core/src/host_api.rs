@@ -414,6 +414,167 @@ unsafe extern "C" fn api_rmgr_name(
     }
 }
 
+unsafe extern "C" fn api_watch_setting(
+    plugin: *mut WalkerPlugin,
+    name: *const c_char,
+) -> WalkerStatus {
+    // SAFETY: ABI contract.
+    let (slot, name) = unsafe { (PluginSlot::from_handle(plugin), c_str(name)) };
+    let (Some(slot), Some(name)) = (slot, name) else {
+        return WalkerStatus::INVALID;
+    };
+    if !slot.initialising() {
+        slot.set_pending_error(format!(
+            "watch_setting(\"{name}\") is only allowed during init"
+        ));
+        return WalkerStatus::INVALID;
+    }
+    match crate::services::watch(name) {
+        Some(_) => WalkerStatus::OK,
+        None => WalkerStatus::NOT_FOUND,
+    }
+}
+
+unsafe extern "C" fn api_server_setting(
+    _plugin: *mut WalkerPlugin,
+    name: *const c_char,
+    field: WalkerSettingField,
+    buf: *mut u8,
+    cap: usize,
+    len_out: *mut usize,
+) -> WalkerStatus {
+    // SAFETY: ABI contract.
+    let Some(name) = (unsafe { c_str(name) }) else {
+        return WalkerStatus::INVALID;
+    };
+    let value = crate::services::watched_index(name)
+        .zip(crate::services::get())
+        .and_then(|(i, s)| s.setting_field(i, field));
+    match value {
+        // SAFETY: ABI contract on `buf`/`len_out`.
+        Some(v) => unsafe { copy_out(&v, buf, cap, len_out) },
+        None => WalkerStatus::NOT_FOUND,
+    }
+}
+
+unsafe extern "C" fn api_checkpointer_stats(
+    _plugin: *mut WalkerPlugin,
+    out: *mut WalkerCheckpointerStats,
+) -> WalkerStatus {
+    match crate::services::get().and_then(|s| s.checkpointer()) {
+        Some((timed, requested, at)) if !out.is_null() => {
+            // SAFETY: `out` is writable per the ABI.
+            unsafe {
+                *out = WalkerCheckpointerStats {
+                    timed,
+                    requested,
+                    read_at_micros: at,
+                }
+            };
+            WalkerStatus::OK
+        }
+        Some(_) => WalkerStatus::INVALID,
+        None => WalkerStatus::NOT_FOUND,
+    }
+}
+
+unsafe extern "C" fn api_request_service(
+    plugin: *mut WalkerPlugin,
+    request: *const WalkerServiceRequest,
+    id_out: *mut u64,
+) -> WalkerStatus {
+    // SAFETY: ABI contract.
+    let Some(slot) = (unsafe { PluginSlot::from_handle(plugin) }) else {
+        return WalkerStatus::INVALID;
+    };
+    // SAFETY: ABI contract: null or a valid request.
+    let Some(req) = (unsafe { request.as_ref() }) else {
+        return WalkerStatus::INVALID;
+    };
+    // SAFETY: the request's buffers are valid for their lengths per the ABI.
+    let (name, value) = unsafe {
+        (
+            str_from(req.name, req.name_len),
+            str_from(req.value, req.value_len),
+        )
+    };
+    let Some(services) = crate::services::get() else {
+        slot.set_pending_error("service requests need walker in shared_preload_libraries".into());
+        return WalkerStatus::ERROR;
+    };
+    match services.submit(slot.index as u32, req.kind, &name, &value, now_micros()) {
+        Ok(id) => {
+            if !id_out.is_null() {
+                // SAFETY: writable per the ABI.
+                unsafe { *id_out = id };
+            }
+            WalkerStatus::OK
+        }
+        Err(e) => {
+            let invalid = !matches!(e, crate::services::ServiceError::Full);
+            queue_log(LogLine {
+                plugin: slot.name.clone(),
+                level: WalkerLogLevel::WARNING,
+                message: format!("service request refused: {e}"),
+            });
+            slot.set_pending_error(e.to_string());
+            if invalid {
+                WalkerStatus::INVALID
+            } else {
+                WalkerStatus::ERROR
+            }
+        }
+    }
+}
+
+/// The reason a request fails when no services worker takes it.
+pub const UNANSWERED: &str = "the walker services worker is not running, so nothing carried out this request: it connects to the database named by walker.database (see the server log for why it stopped; set walker.database to an existing database and restart)";
+
+unsafe extern "C" fn api_service_result(
+    plugin: *mut WalkerPlugin,
+    id: u64,
+    wait_ms: u32,
+    buf: *mut u8,
+    cap: usize,
+    len_out: *mut usize,
+) -> WalkerStatus {
+    use crate::services::Outcome;
+    // SAFETY: ABI contract.
+    let Some(slot) = (unsafe { PluginSlot::from_handle(plugin) }) else {
+        return WalkerStatus::INVALID;
+    };
+    let Some(services) = crate::services::get() else {
+        return WalkerStatus::NOT_FOUND;
+    };
+    let start = std::time::Instant::now();
+    loop {
+        match services.outcome(slot.index as u32, id, now_micros(), UNANSWERED) {
+            Outcome::Unknown => return WalkerStatus::NOT_FOUND,
+            Outcome::Done { ok, message } => {
+                // SAFETY: ABI contract on `buf`/`len_out`; a short buffer cuts nothing
+                // the plugin cannot ask for again, so the status is the outcome.
+                let copied = unsafe { copy_out(&message, buf, cap, len_out) };
+                let _ = copied;
+                return if ok {
+                    WalkerStatus::OK
+                } else {
+                    WalkerStatus::ERROR
+                };
+            }
+            Outcome::Pending => {
+                let waited = start.elapsed().as_millis() as u64;
+                if waited >= wait_ms as u64 {
+                    return WalkerStatus::PENDING;
+                }
+                let step = (wait_ms as u64 - waited).min(20) as u32;
+                if !crate::services::pause(step) {
+                    return WalkerStatus::INTERRUPTED;
+                }
+            }
+        }
+    }
+}
+
 /// The table every plugin receives.
 pub static HOST_API: WalkerHostApi = WalkerHostApi {
     struct_size: std::mem::size_of::<WalkerHostApi>() as u32,
@@ -439,6 +600,11 @@ pub static HOST_API: WalkerHostApi = WalkerHostApi {
     now_micros: Some(api_now_micros),
     rmgr_name: Some(api_rmgr_name),
     server_version_num: Some(api_server_version_num),
+    watch_setting: Some(api_watch_setting),
+    server_setting: Some(api_server_setting),
+    checkpointer_stats: Some(api_checkpointer_stats),
+    request_service: Some(api_request_service),
+    service_result: Some(api_service_result),
 };
 
 #[cfg(test)]

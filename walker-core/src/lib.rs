@@ -3,10 +3,11 @@
 //! Everything the walker host does that needs no PostgreSQL server: plugin names and
 //! library resolution, ABI negotiation, loading, the shared-memory layout and its
 //! locks, setting snapshots, the host API table, record batches, dispatch threads,
-//! and view rows. `walker-host` (the pgrx extension) wires these to the server.
+//! view rows, and the queue of requests to the services worker. `walker-host` (the pgrx extension) wires these to the server.
 
 pub mod batch;
 pub mod dispatch;
+pub mod functions;
 pub mod host_api;
 pub mod loader;
 pub mod names;
@@ -15,6 +16,7 @@ pub mod persistence;
 pub mod registry;
 pub mod retention;
 pub mod rows;
+pub mod services;
 pub mod settings;
 pub mod shared;
 pub mod snapshot;

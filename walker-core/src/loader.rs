@@ -55,6 +55,8 @@ pub struct Loaded {
     pub desc: WalkerPluginDescriptor,
     /// Declared views.
     pub views: Vec<negotiate::ViewInfo>,
+    /// Declared SQL functions.
+    pub functions: Vec<negotiate::FunctionInfo>,
     /// Declared version.
     pub version: String,
     /// The open library (kept open for the life of the process).
@@ -148,12 +150,16 @@ pub fn load_path(name: &str, path: &Path) -> Result<Loaded, (LoadError, Option<(
     // SAFETY: the descriptor passed negotiation; its views follow the ABI.
     let views =
         unsafe { negotiate::read_views(name, &desc) }.map_err(|e| (LoadError::Abi(e), abi))?;
+    // SAFETY: as for the views.
+    let functions =
+        unsafe { negotiate::read_functions(name, &desc) }.map_err(|e| (LoadError::Abi(e), abi))?;
     // SAFETY: NUL-terminated or null per the ABI.
     let version = unsafe { c_str(desc.version) }.unwrap_or("").to_string();
     Ok(Loaded {
         path: path.to_path_buf(),
         desc,
         views,
+        functions,
         version,
         library,
     })
@@ -195,7 +201,8 @@ pub fn load_plugin(index: usize, name: &str, paths: &LibraryPaths) -> PluginSlot
             l.views,
             l.version,
             Some(l.library),
-        ),
+        )
+        .with_functions(l.functions),
         Err((e, abi)) => PluginSlot::not_loaded(index, name, Some(path), abi, e.to_string()),
     }
 }

@@ -51,6 +51,9 @@ pub enum AbiError {
     /// A declared view or column is unusable.
     #[error("view declaration: {0}; fix the plugin's views")]
     BadView(String),
+    /// A declared SQL function is unusable.
+    #[error("function declaration: {0}; fix the plugin's functions")]
+    BadFunction(String),
 }
 
 /// Checks a header against this host's ABI.
@@ -172,6 +175,74 @@ pub fn sql_type(t: WalkerType) -> Option<&'static str> {
         WalkerType::JSONB => "jsonb",
         _ => return None,
     })
+}
+
+/// A SQL function as the host keeps it (ABI 1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionInfo {
+    /// Function name (without the plugin prefix).
+    pub name: String,
+    /// Description, possibly empty.
+    pub description: String,
+    /// Result type: JSONB or TEXT.
+    pub result: WalkerType,
+    /// Only `walker_admin` members may call it.
+    pub admin_only: bool,
+}
+
+/// Reads and checks the SQL functions a descriptor declares (none before ABI 1.2, and
+/// none without a `call` callback).
+///
+/// # Safety
+/// `desc.functions` must point to `desc.n_functions` entries with valid strings.
+pub unsafe fn read_functions(
+    plugin: &str,
+    desc: &WalkerPluginDescriptor,
+) -> Result<Vec<FunctionInfo>, AbiError> {
+    let mut out: Vec<FunctionInfo> = Vec::new();
+    if desc.n_functions == 0 {
+        return Ok(out);
+    }
+    let bad = |m: String| Err(AbiError::BadFunction(m));
+    if desc.functions.is_null() {
+        return bad(format!(
+            "n_functions is {} but functions is null",
+            desc.n_functions
+        ));
+    }
+    if desc.call.is_none() {
+        return bad("functions are declared but the call callback is missing".into());
+    }
+    for i in 0..desc.n_functions as usize {
+        // SAFETY: the caller guarantees `n_functions` entries.
+        let f = unsafe { &*desc.functions.add(i) };
+        // SAFETY: NUL-terminated or null per the ABI.
+        let Some(name) = (unsafe { c_str(f.name) }) else {
+            return bad(format!("function {i} has no name"));
+        };
+        let full = format!("{plugin}_{name}");
+        if !is_identifier(name) || !is_identifier(&full) {
+            return bad(format!("function name \"{name}\" is not a lower-case identifier (or \"{full}\" exceeds 63 bytes)"));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return bad(format!("function \"{name}\" declared twice"));
+        }
+        if f.result != WalkerType::JSONB && f.result != WalkerType::TEXT {
+            return bad(format!(
+                "function \"{name}\" returns type {}; only jsonb and text are supported",
+                f.result.0
+            ));
+        }
+        // SAFETY: as above.
+        let description = unsafe { c_str(f.description) }.unwrap_or("").to_string();
+        out.push(FunctionInfo {
+            name: name.to_string(),
+            description,
+            result: f.result,
+            admin_only: f.admin_only,
+        });
+    }
+    Ok(out)
 }
 
 /// Reads and checks the views a descriptor declares.
@@ -320,7 +391,7 @@ mod tests {
     fn messages_name_versions_and_fix() {
         let m = check_header(h(2, 1, V1)).unwrap_err().to_string();
         assert!(
-            m.contains("ABI 2.1") && m.contains("ABI 1.1") && m.contains("rebuild"),
+            m.contains("ABI 2.1") && m.contains("ABI 1.2") && m.contains("rebuild"),
             "{m}"
         );
     }
@@ -407,6 +478,64 @@ mod tests {
 
     fn cs(s: &'static [u8]) -> *const c_char {
         s.as_ptr() as *const c_char
+    }
+
+    unsafe extern "C" fn call(
+        _: *mut walker_abi::WalkerPlugin,
+        _: u32,
+        _: *const u8,
+        _: usize,
+        _: *const walker_abi::WalkerStateSink,
+    ) -> walker_abi::WalkerStatus {
+        walker_abi::WalkerStatus::OK
+    }
+
+    #[test]
+    fn functions_are_checked() {
+        let f = |name: &'static [u8], result| walker_abi::WalkerFunction {
+            name: cs(name),
+            description: std::ptr::null(),
+            result,
+            admin_only: true,
+        };
+        // SAFETY: zeroed descriptor is valid.
+        let mut d: WalkerPluginDescriptor = unsafe { std::mem::zeroed() };
+        let good = [
+            f(b"status\0", WalkerType::JSONB),
+            f(b"metrics\0", WalkerType::TEXT),
+        ];
+        d.functions = good.as_ptr();
+        d.n_functions = 2;
+        // SAFETY: pointers above are valid.
+        let e = unsafe { read_functions("auto", &d) }.unwrap_err();
+        assert!(e.to_string().contains("call callback is missing"), "{e}");
+        d.call = Some(call);
+        // SAFETY: as above.
+        let got = unsafe { read_functions("auto", &d) }.unwrap();
+        assert_eq!(
+            (got[0].name.as_str(), got[1].result, got[1].admin_only),
+            ("status", WalkerType::TEXT, true)
+        );
+        for (bad, why) in [
+            ([f(b"Bad\0", WalkerType::JSONB)], "lower-case identifier"),
+            ([f(b"n\0", WalkerType::INT8)], "only jsonb and text"),
+        ] {
+            d.functions = bad.as_ptr();
+            d.n_functions = 1;
+            // SAFETY: as above.
+            let e = unsafe { read_functions("auto", &d) }
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{e}");
+        }
+        let twice = [f(b"a\0", WalkerType::TEXT), f(b"a\0", WalkerType::TEXT)];
+        d.functions = twice.as_ptr();
+        d.n_functions = 2;
+        // SAFETY: as above.
+        assert!(unsafe { read_functions("auto", &d) }
+            .unwrap_err()
+            .to_string()
+            .contains("declared twice"));
     }
 
     #[test]

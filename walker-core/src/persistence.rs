@@ -7,10 +7,8 @@ use crate::host_api::now_micros;
 use crate::registry::PluginSlot;
 use crate::rows::{format_lsn, format_timestamptz};
 use crate::snapshot::{self, SnapshotHeader};
-use std::ffi::c_void;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use walker_abi::{WalkerStateSink, WalkerStatus};
 
 /// Where snapshots live and which cluster writes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,22 +203,6 @@ pub fn walk_start(started: &[Started], fallback: u64) -> u64 {
     start.unwrap_or(fallback)
 }
 
-unsafe extern "C" fn sink_write(ctx: *mut c_void, data: *const u8, len: usize) -> WalkerStatus {
-    // SAFETY: `ctx` is the `Vec<u8>` `save` passes, alive for the call.
-    let Some(buf) = (unsafe { (ctx as *mut Vec<u8>).as_mut() }) else {
-        return WalkerStatus::INVALID;
-    };
-    if len == 0 {
-        return WalkerStatus::OK;
-    }
-    if data.is_null() {
-        return WalkerStatus::INVALID;
-    }
-    // SAFETY: the plugin passes `len` readable bytes.
-    buf.extend_from_slice(unsafe { std::slice::from_raw_parts(data, len) });
-    WalkerStatus::OK
-}
-
 /// Why a save did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SaveError {
@@ -242,10 +224,7 @@ pub fn save(slot: &'static PluginSlot, cfg: &SnapshotConfig, lsn: u64) -> Result
         return Ok(());
     };
     let mut buf: Vec<u8> = Vec::new();
-    let sink = WalkerStateSink {
-        ctx: &mut buf as *mut Vec<u8> as *mut c_void,
-        write: Some(sink_write),
-    };
+    let sink = crate::functions::vec_sink(&mut buf);
     // SAFETY: negotiated callback; the sink and its buffer outlive the call.
     let st = unsafe { f(slot.handle(), &sink) };
     slot.check(st, "save_state").map_err(SaveError::Plugin)?;

@@ -1,7 +1,7 @@
 //! The process-local list of plugins: one slot per `walker.plugins` entry, created in
 //! the postmaster and inherited by every server process it forks.
 
-use crate::negotiate::ViewInfo;
+use crate::negotiate::{FunctionInfo, ViewInfo};
 use crate::settings::Setting;
 use crate::shared::{PluginShared, PluginState, RegionHeader};
 use std::path::PathBuf;
@@ -25,6 +25,8 @@ pub struct PluginSlot {
     pub desc: Option<WalkerPluginDescriptor>,
     /// Declared views.
     pub views: Vec<ViewInfo>,
+    /// Declared SQL functions (ABI 1.2).
+    pub functions: Vec<FunctionInfo>,
     /// Why it is not usable (load or init failure); `None` when usable.
     load_error: Mutex<Option<(PluginState, String)>>,
     initialising: AtomicBool,
@@ -77,6 +79,7 @@ impl PluginSlot {
             abi,
             desc,
             views,
+            functions: Vec::new(),
             load_error: Mutex::new(None),
             initialising: AtomicBool::new(false),
             region: AtomicPtr::new(std::ptr::null_mut()),
@@ -87,6 +90,12 @@ impl PluginSlot {
             settings: Mutex::new(Vec::new()),
             _library: library,
         }
+    }
+
+    /// Sets the declared SQL functions.
+    pub fn with_functions(mut self, functions: Vec<FunctionInfo>) -> PluginSlot {
+        self.functions = functions;
+        self
     }
 
     /// The handle passed to the plugin.

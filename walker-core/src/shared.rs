@@ -277,6 +277,8 @@ pub struct HostShared {
     /// Times shared memory was created anew after a crash of some server process (the
     /// postmaster's crash restarts), so the worker's restarts survive them in the view.
     pub crash_restarts: AtomicU64,
+    /// Requests to the services worker and the facts it publishes (ABI 1.2).
+    pub services: crate::services::Services,
 }
 
 impl HostShared {

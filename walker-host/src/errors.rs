@@ -4,6 +4,7 @@
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgLogLevel;
+use walker_core::functions::CallError;
 
 /// What a walker SQL function can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,12 @@ pub enum WalkerError {
         view: String,
         available: Vec<String>,
     },
+    /// A plugin's SQL function failed.
+    #[error("{0}")]
+    Call(walker_core::functions::CallError),
+    /// The function is for `walker_admin` members only.
+    #[error("permission denied for walker plugin function \"{0}\"")]
+    NotAdmin(String),
     /// The plugin failed while producing rows.
     #[error("walker plugin \"{plugin}\" could not produce view \"{view}\": {reason}")]
     ViewFailed {
@@ -44,6 +51,14 @@ impl WalkerError {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
             WalkerError::ViewFailed { .. } => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+            WalkerError::NotAdmin(_) => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            WalkerError::Call(CallError::Unknown { .. }) => {
+                PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION
+            }
+            WalkerError::Call(CallError::Interrupted) => PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
+            WalkerError::Call(CallError::Failed { .. }) => {
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+            }
         }
     }
 
@@ -62,6 +77,16 @@ impl WalkerError {
                 }
             }
             WalkerError::ViewFailed { .. } => "This is a bug in the plugin; its other views and the walker keep working.".into(),
+            WalkerError::NotAdmin(_) => "Only members of walker_admin may call it: GRANT walker_admin TO <role>.".into(),
+            WalkerError::Call(CallError::Unknown { available, .. }) => {
+                if available.is_empty() {
+                    "The plugin declares no functions.".into()
+                } else {
+                    format!("Its functions are: {}.", available.join(", "))
+                }
+            }
+            WalkerError::Call(CallError::Interrupted) => "The wait was cancelled.".into(),
+            WalkerError::Call(CallError::Failed { .. }) => "The message names the cause; the plugin keeps running.".into(),
         }
     }
 

@@ -25,8 +25,22 @@ pub static MAX_RETAINED_WAL_MB: GucSetting<i32> = GucSetting::<i32>::new(10240);
 /// at every checkpoint record and at shutdown; 0 = only then.
 pub static SNAPSHOT_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(60);
 
+/// `walker.database`: the database the services worker connects to (it applies settings
+/// plugins ask for, sends their notifications and reads the checkpointer's counters);
+/// empty: no services worker.
+pub static DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+
 /// Defines the `walker.*` settings.
 pub fn define() {
+    GucRegistry::define_string_guc(
+        c"walker.database",
+        c"Database the walker services worker connects to (empty: no services worker).",
+        c"The services worker carries out what plugins ask of the server (ALTER SYSTEM and a reload, NOTIFY) and publishes the settings and checkpointer counters they read. Notifications are sent in this database.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"walker.plugins",
         c"Plugins the walker loads at server start (library names, comma-separated).",
@@ -99,6 +113,14 @@ pub fn define() {
 pub fn max_retained_bytes() -> Option<u64> {
     let mb = MAX_RETAINED_WAL_MB.get();
     (mb >= 0).then(|| (mb as u64).saturating_mul(1 << 20))
+}
+
+/// The `walker.database` value, when not empty.
+pub fn database() -> Option<String> {
+    DATABASE
+        .get()
+        .map(|c| c.to_string_lossy().trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// The `walker.plugins` value ("" when unset).

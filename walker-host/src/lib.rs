@@ -10,6 +10,7 @@ mod errors;
 mod gucs;
 mod logging;
 mod pg_version;
+mod services;
 mod shmem;
 mod slot;
 mod sql;
@@ -17,6 +18,7 @@ mod startup;
 mod wal;
 mod worker;
 
+pub use services::walker_services_main;
 pub use worker::walker_worker_main;
 
 pgrx::pg_module_magic!();
@@ -37,6 +39,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::reserve_prefix("walker");
     shmem::install_hooks();
     worker::register();
+    services::register();
 }
 
 extension_sql!(
@@ -66,7 +69,7 @@ SELECT state, pid, started_at::timestamptz AS started_at, start_lsn::pg_lsn AS s
        starts, last_error, shmem_bytes,
        current_setting('walker.enabled')::bool AS enabled,
        'walker'::text AS slot_name, slot_lsn::pg_lsn AS slot_lsn, retained_bytes, gaps, last_gap,
-       crash_restarts
+       crash_restarts, services_pid, service_requests, service_failures, services_last_error
 FROM @extschema@._status();
 COMMENT ON VIEW @extschema@.status IS 'The walker worker: state, WAL positions, lag, throughput, its replication slot and the WAL gaps it could not read.';
 
@@ -77,13 +80,17 @@ SELECT name, version, abi_version, state, records, errors, processed_lsn::pg_lsn
 FROM @extschema@._plugins();
 COMMENT ON VIEW @extschema@.plugins IS 'Every plugin listed in walker.plugins: state, counters, last error, snapshots and how its state started.';
 
--- (Re)creates walker.<plugin>_<view> for every view the loaded plugins declare.
+-- (Re)creates walker.<plugin>_<view> for every view the loaded plugins declare, and
+-- walker.<plugin>_<function>(args jsonb) for every SQL function they declare.
 -- Run it after changing walker.plugins and restarting; CREATE EXTENSION runs it once.
 CREATE FUNCTION @extschema@.refresh_views() RETURNS SETOF text SECURITY DEFINER
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     v record;
+    f record;
     rel text;
+    fname text;
+    body text;
 BEGIN
     FOR v IN
         SELECT plugin, view, min(description) AS description,
@@ -122,6 +129,32 @@ BEGIN
         END IF;
         RETURN NEXT rel;
     END LOOP;
+    -- Each SQL function a plugin declares: walker.<plugin>_<function>(args jsonb).
+    FOR f IN SELECT * FROM @extschema@.plugin_functions() ORDER BY plugin, function LOOP
+        fname := format('@extschema@.%I', f.plugin || '_' || f.function);
+        body := format('SELECT @extschema@.plugin_call(%L, %L, args::text)::%s',
+                       f.plugin, f.function, f.result_type);
+        BEGIN
+            EXECUTE format('CREATE OR REPLACE FUNCTION %s(args jsonb DEFAULT ''{}'') RETURNS %s'
+                           ' LANGUAGE sql VOLATILE AS %L', fname, f.result_type, body);
+        EXCEPTION WHEN invalid_function_definition THEN
+            -- The plugin changed the result type: replace the function.
+            EXECUTE format('DROP FUNCTION %s(jsonb)', fname);
+            EXECUTE format('CREATE FUNCTION %s(args jsonb DEFAULT ''{}'') RETURNS %s'
+                           ' LANGUAGE sql VOLATILE AS %L', fname, f.result_type, body);
+        END;
+        EXECUTE format('COMMENT ON FUNCTION %s(jsonb) IS %L', fname, f.description);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s(jsonb) FROM PUBLIC', fname);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s(jsonb) TO %I', fname,
+                       CASE WHEN f.admin_only THEN 'walker_admin' ELSE 'walker_monitor' END);
+        IF NOT EXISTS (SELECT 1 FROM pg_depend
+                       WHERE classid = 'pg_proc'::regclass
+                         AND objid = format('%s(jsonb)', fname)::regprocedure
+                         AND refclassid = 'pg_extension'::regclass AND deptype = 'e') THEN
+            EXECUTE format('ALTER EXTENSION walker ADD FUNCTION %s(jsonb)', fname);
+        END IF;
+        RETURN NEXT fname || '(jsonb)';
+    END LOOP;
 END
 $fn$;
 
@@ -130,7 +163,9 @@ REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
 GRANT USAGE ON SCHEMA @extschema@ TO walker_monitor;
 GRANT SELECT ON @extschema@.status, @extschema@.plugins TO walker_monitor;
 GRANT EXECUTE ON FUNCTION @extschema@._status(), @extschema@._plugins(),
-    @extschema@.plugin_view_columns(), @extschema@.plugin_view_rows(text, text) TO walker_monitor;
+    @extschema@.plugin_view_columns(), @extschema@.plugin_view_rows(text, text),
+    @extschema@.plugin_functions(), @extschema@.plugin_call(text, text, text),
+    @extschema@.prometheus() TO walker_monitor;
 GRANT EXECUTE ON FUNCTION @extschema@.refresh_views() TO walker_admin;
 
 SELECT @extschema@.refresh_views();

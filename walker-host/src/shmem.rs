@@ -74,6 +74,7 @@ unsafe extern "C-unwind" fn startup() {
             host.magic.store(HostShared::MAGIC, Ordering::Release);
         }
         BASE = base;
+        walker_core::services::attach(&(*(base as *const HostShared)).services);
         for slot in registry::all() {
             let i = slot.index;
             let shared = base.add(layout.plugin_shared[i]) as *mut PluginShared;

@@ -44,6 +44,10 @@ fn status() -> TableIterator<
         name!(gaps, i64),
         name!(last_gap, Option<String>),
         name!(crash_restarts, i64),
+        name!(services_pid, Option<i32>),
+        name!(service_requests, i64),
+        name!(service_failures, i64),
+        name!(services_last_error, Option<String>),
     ),
 > {
     let h = host();
@@ -74,6 +78,16 @@ fn status() -> TableIterator<
         i64::try_from(h.gaps.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
         h.last_gap.get(),
         i64::try_from(h.crash_restarts.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        Some(h.services.worker_pid.load(Ordering::Relaxed)).filter(|&p| p != 0),
+        i64::try_from(
+            h.services
+                .succeeded
+                .load(Ordering::Relaxed)
+                .saturating_add(h.services.failed.load(Ordering::Relaxed)),
+        )
+        .unwrap_or(i64::MAX),
+        i64::try_from(h.services.failed.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        h.services.last_error.get(),
     );
     TableIterator::new(vec![row])
 }
@@ -223,4 +237,244 @@ fn plugin_view_rows(plugin: &str, view: &str) -> SetOfIterator<'static, Vec<Opti
         fail(e.to_string());
     }
     SetOfIterator::new(collector.rows)
+}
+
+/// Every SQL function the loaded plugins declare (used to create the wrappers).
+#[pg_extern(volatile, parallel_unsafe)]
+#[allow(clippy::type_complexity)]
+fn plugin_functions() -> TableIterator<
+    'static,
+    (
+        name!(plugin, String),
+        name!(function, String),
+        name!(description, String),
+        name!(result_type, String),
+        name!(admin_only, bool),
+    ),
+> {
+    let mut rows = Vec::new();
+    if shmem::host().is_some() {
+        for s in registry::all().into_iter().filter(|s| s.usable()) {
+            for f in &s.functions {
+                rows.push((
+                    s.name.clone(),
+                    f.name.clone(),
+                    f.description.clone(),
+                    sql_type(f.result).unwrap_or("text").to_string(),
+                    f.admin_only,
+                ));
+            }
+        }
+    }
+    TableIterator::new(rows)
+}
+
+/// True when the current user has the privileges of `walker_admin` (superusers do).
+fn is_walker_admin() -> bool {
+    // SAFETY: catalog lookups on a backend's main thread, inside a transaction.
+    unsafe {
+        let admin = pg_sys::get_role_oid(c"walker_admin".as_ptr(), true);
+        admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(pg_sys::GetUserId(), admin)
+    }
+}
+
+/// Waits on this backend's latch for up to `ms`; false when an interrupt is pending.
+fn backend_wait(ms: u32) -> bool {
+    // SAFETY: waiting on the backend's own latch on its main thread, as any extension
+    // does; the interrupt flags are plain globals, read without processing them.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            ms as std::ffi::c_long,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+        !(pg_sys::InterruptPending != 0
+            && (pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0))
+    }
+}
+
+/// Calls a plugin's SQL function; the `walker.<plugin>_<function>(args)` wrappers call this.
+#[pg_extern(volatile, parallel_unsafe)]
+fn plugin_call(plugin: &str, function: &str, args: &str) -> String {
+    let _ = host();
+    let slot = registry::find(plugin)
+        .unwrap_or_else(|| WalkerError::UnknownPlugin(plugin.to_string()).raise());
+    if !slot.usable() {
+        let reason = slot.last_error().unwrap_or_else(|| "not loaded".into());
+        WalkerError::PluginUnusable {
+            name: plugin.to_string(),
+            reason,
+        }
+        .raise()
+    }
+    let index = walker_core::functions::find(slot, function)
+        .unwrap_or_else(|e| WalkerError::Call(e).raise());
+    if slot.functions[index].admin_only && !is_walker_admin() {
+        WalkerError::NotAdmin(format!("{plugin}_{function}")).raise()
+    }
+    // SAFETY: this backend's main thread is where its settings change.
+    unsafe { registry::refresh_settings() };
+    let r = walker_core::services::with_waiter(backend_wait, || {
+        walker_core::functions::call(slot, index, args)
+    });
+    logging::drain();
+    pg_sys::check_for_interrupts!();
+    r.unwrap_or_else(|e| WalkerError::Call(e).raise())
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{labels} {v}");
+    }
+}
+
+/// The walker's metrics in the Prometheus text exposition format, followed by those of
+/// every plugin that declares a text function named `metrics`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn prometheus() -> String {
+    let h = host();
+    let mut out = String::new();
+    let one = |v: u64| vec![(String::new(), v as f64)];
+    let processed = h.processed_lsn.load(Ordering::Acquire);
+    let flush = wal::durable_lsn();
+    metric(
+        &mut out,
+        "walker_records_total",
+        "counter",
+        "WAL records the walker read.",
+        &one(h.records.load(Ordering::Relaxed)),
+    );
+    metric(
+        &mut out,
+        "walker_bytes_total",
+        "counter",
+        "Bytes of WAL records the walker read.",
+        &one(h.bytes.load(Ordering::Relaxed)),
+    );
+    metric(
+        &mut out,
+        "walker_processed_lsn",
+        "gauge",
+        "End of the last record every plugin processed, as a byte position.",
+        &one(processed),
+    );
+    metric(
+        &mut out,
+        "walker_lag_bytes",
+        "gauge",
+        "WAL flushed but not yet processed by every plugin.",
+        &one(flush.saturating_sub(processed)),
+    );
+    metric(
+        &mut out,
+        "walker_retained_bytes",
+        "gauge",
+        "WAL walker's replication slot holds back.",
+        &one(match h.slot_lsn.load(Ordering::Relaxed) {
+            0 => 0,
+            slot => flush.saturating_sub(slot),
+        }),
+    );
+    metric(
+        &mut out,
+        "walker_worker_starts_total",
+        "counter",
+        "Times the walker worker started.",
+        &one(h.starts.load(Ordering::Relaxed)),
+    );
+    metric(
+        &mut out,
+        "walker_gaps_total",
+        "counter",
+        "WAL ranges the walker could not read.",
+        &one(h.gaps.load(Ordering::Relaxed)),
+    );
+    metric(
+        &mut out,
+        "walker_service_requests_total",
+        "counter",
+        "Requests the services worker carried out, by outcome.",
+        &[
+            (
+                "{outcome=\"succeeded\"}".to_string(),
+                h.services.succeeded.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "{outcome=\"failed\"}".to_string(),
+                h.services.failed.load(Ordering::Relaxed) as f64,
+            ),
+        ],
+    );
+    let plugins = registry::all();
+    let per = |f: fn(&walker_core::shared::PluginShared) -> u64| -> Vec<(String, f64)> {
+        plugins
+            .iter()
+            .map(|s| {
+                (
+                    format!("{{plugin=\"{}\"}}", s.name.replace(['\\', '"', '\n'], "_")),
+                    s.shared().map(f).unwrap_or(0) as f64,
+                )
+            })
+            .collect()
+    };
+    metric(
+        &mut out,
+        "walker_plugin_records_total",
+        "counter",
+        "Records delivered to each plugin.",
+        &per(|x| x.records.load(Ordering::Relaxed)),
+    );
+    metric(
+        &mut out,
+        "walker_plugin_errors_total",
+        "counter",
+        "Errors each plugin returned.",
+        &per(|x| x.errors.load(Ordering::Relaxed)),
+    );
+    metric(
+        &mut out,
+        "walker_plugin_up",
+        "gauge",
+        "1 when the plugin is usable, else 0.",
+        &plugins
+            .iter()
+            .map(|s| {
+                (
+                    format!("{{plugin=\"{}\"}}", s.name.replace(['\\', '"', '\n'], "_")),
+                    if s.usable() { 1.0 } else { 0.0 },
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    for s in plugins.into_iter().filter(|s| s.usable()) {
+        let Some(i) = s
+            .functions
+            .iter()
+            .position(|f| f.name == "metrics" && f.result == walker_abi::WalkerType::TEXT)
+        else {
+            continue;
+        };
+        match walker_core::services::with_waiter(backend_wait, || {
+            walker_core::functions::call(s, i, "{}")
+        }) {
+            Ok(text) => {
+                out.push_str(&text);
+                if !text.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            Err(e) => out.push_str(&format!(
+                "# walker plugin \"{}\" metrics failed: {}\n",
+                s.name,
+                e.to_string().replace('\n', " ")
+            )),
+        }
+    }
+    logging::drain();
+    out
 }

@@ -147,6 +147,7 @@ impl Plugin for RmgrStats {
                 ],
             }],
             snapshots: true,
+            functions: Vec::new(),
         }
     }
 

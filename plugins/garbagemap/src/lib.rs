@@ -141,6 +141,7 @@ impl Plugin for Garbagemap {
                 },
             ],
             snapshots: true,
+            functions: Vec::new(),
         }
     }
 

@@ -1,0 +1,300 @@
+//! The services worker: a server process connected to `walker.database` that carries
+//! out what plugins ask of the server and publishes the facts they read.
+//!
+//! Plugins run on the walker worker's dispatch threads, which must not call PostgreSQL,
+//! and the walker worker itself has no database connection (it only reads WAL). This
+//! worker does, so it can run transactions: it applies settings with the server's own
+//! ALTER SYSTEM, reloads the configuration and checks the value took effect; sends
+//! notifications with `pg_notify`; and every second publishes the watched settings (as
+//! `pg_settings` shows them) and the checkpointer's counters. If it cannot connect (the
+//! database does not exist) it stops with the server's error in the log, the walker
+//! keeps walking, and plugins' requests fail with a message naming `walker.database`.
+
+use crate::{gucs, logging, pg_version, shmem, slot};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
+};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, PgTryBuilder};
+use std::ffi::CString;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use walker_abi::WalkerServiceKind;
+use walker_core::host_api::now_micros;
+use walker_core::services::{self, Request, Services};
+
+/// How often the facts are published.
+const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the worker sleeps between looks at the queue.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Registers the services worker (from `_PG_init`), unless `walker.database` is empty.
+pub fn register() {
+    if gucs::database().is_none() {
+        return;
+    }
+    BackgroundWorkerBuilder::new("walker services")
+        .set_type("walker services")
+        .set_function("walker_services_main")
+        .set_library("walker")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::ConsistentState)
+        .set_restart_time(Some(Duration::from_secs(10)))
+        .load();
+}
+
+/// Entry point of the services worker.
+#[pgrx::pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn walker_services_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let Some(host) = shmem::host() else { return };
+    let Some(db) = gucs::database() else { return };
+    // A database that does not exist ends this process with FATAL (logged); the
+    // postmaster retries every 10 s, and requests fail with a message meanwhile.
+    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    let svc = &host.services;
+    svc.fail_running(now_micros());
+    // SAFETY: reading the process id global on the main thread.
+    svc.worker_pid
+        .store(unsafe { pg_sys::MyProcPid }, Ordering::Release);
+    pgrx::log!("walker: services worker started in database \"{db}\"");
+    let mut published: Option<Instant> = None;
+    loop {
+        if BackgroundWorker::sighup_received() {
+            // SAFETY: the documented way to reload settings in a background worker.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            published = None;
+        }
+        if BackgroundWorker::sigterm_received() {
+            break;
+        }
+        while let Some(req) = svc.take_next(now_micros()) {
+            let (ok, message) = execute(&req);
+            if !ok {
+                pgrx::warning!("walker: service request {} failed: {message}", req.id);
+            }
+            svc.finish(req.id, ok, &message, now_micros());
+            published = None;
+        }
+        if published.is_none_or(|t| t.elapsed() >= PUBLISH_INTERVAL) {
+            if let Err(e) = in_transaction(|| publish(svc)) {
+                pgrx::warning!("walker: could not publish server facts: {e}");
+            }
+            published = Some(Instant::now());
+        }
+        logging::drain();
+        if !BackgroundWorker::wait_latch(Some(POLL)) {
+            break;
+        }
+    }
+    svc.worker_pid.store(0, Ordering::Release);
+}
+
+/// Runs `f` in a transaction of its own; an ERROR inside aborts it and comes back as
+/// its message.
+fn in_transaction<R>(f: impl FnOnce() -> Result<R, String>) -> Result<R, String> {
+    // SAFETY: the worker's main thread, connected, outside any transaction.
+    unsafe { pg_sys::StartTransactionCommand() };
+    let r = PgTryBuilder::new(AssertUnwindSafe(f))
+        .catch_others(|e| Err(slot::caught_message(&e)))
+        .execute();
+    // SAFETY: ends the transaction started above, committing only on success.
+    unsafe {
+        if r.is_ok() {
+            pg_sys::CommitTransactionCommand();
+        } else {
+            pg_sys::AbortCurrentTransaction();
+        }
+    }
+    r
+}
+
+/// One setting as `pg_settings` shows it.
+struct Shown {
+    setting: String,
+    unit: String,
+    source: String,
+    sourcefile: String,
+    sourceline: Option<i32>,
+    reset_val: String,
+    context: String,
+}
+
+fn show(name: &str) -> Result<Option<Shown>, String> {
+    Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT setting, coalesce(unit, ''), source, coalesce(sourcefile, ''), sourceline, \
+             coalesce(reset_val, ''), context FROM pg_catalog.pg_settings WHERE name = $1",
+            Some(1),
+            &[name.into()],
+        )?;
+        let mut out = None;
+        for row in rows {
+            out = Some(Shown {
+                setting: row.get::<String>(1)?.unwrap_or_default(),
+                unit: row.get::<String>(2)?.unwrap_or_default(),
+                source: row.get::<String>(3)?.unwrap_or_default(),
+                sourcefile: row.get::<String>(4)?.unwrap_or_default(),
+                sourceline: row.get::<i32>(5)?,
+                reset_val: row.get::<String>(6)?.unwrap_or_default(),
+                context: row.get::<String>(7)?.unwrap_or_default(),
+            });
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Publishes every watched setting and the checkpointer's counters.
+fn publish(svc: &Services) -> Result<(), String> {
+    for (i, name) in services::watched().iter().enumerate() {
+        match show(name)? {
+            Some(s) => svc.publish_setting(
+                i,
+                Some([&s.setting, &s.unit, &s.source, &s.sourcefile, &s.reset_val]),
+            ),
+            None => svc.publish_setting(i, None),
+        }
+    }
+    let counts = Spi::connect(|c| {
+        let row = c
+            .select(pg_version::CHECKPOINTER_COUNTS, Some(1), &[])?
+            .first()
+            .get_two::<i64, i64>()?;
+        Ok::<_, pgrx::spi::Error>(row)
+    })
+    .map_err(|e| e.to_string())?;
+    if let (Some(t), Some(r)) = counts {
+        svc.publish_checkpointer(t.max(0) as u64, r.max(0) as u64, now_micros());
+    }
+    Ok(())
+}
+
+/// Carries out one request: (succeeded, message).
+fn execute(req: &Request) -> (bool, String) {
+    let r = match req.kind {
+        WalkerServiceKind::SET_SERVER_SETTING => set_server_setting(&req.name, &req.value),
+        WalkerServiceKind::NOTIFY => in_transaction(|| {
+            Spi::run_with_args(
+                "SELECT pg_catalog.pg_notify($1, $2)",
+                &[req.name.as_str().into(), req.value.as_str().into()],
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(format!("notified channel \"{}\"", req.name))
+        }),
+        other => Err(format!("unknown service kind {}", other.0)),
+    };
+    match r {
+        Ok(m) => (true, m),
+        Err(m) => (false, m),
+    }
+}
+
+/// Sources that `postgresql.auto.conf` overrides (lower priority than a file).
+fn file_overrides(source: &str) -> bool {
+    matches!(
+        source,
+        "default" | "environment variable" | "configuration file"
+    )
+}
+
+/// ALTER SYSTEM SET `name` = `value`, reload, and check the server now takes the value
+/// from `postgresql.auto.conf`.
+fn set_server_setting(name: &str, value: &str) -> Result<String, String> {
+    let name = name.trim().to_ascii_lowercase();
+    in_transaction(|| {
+        let Some(before) = show(&name)? else {
+            return Err(format!("the server has no setting \"{name}\""));
+        };
+        if matches!(before.context.as_str(), "internal" | "postmaster") {
+            return Err(format!(
+                "{name} can only change at a server restart (context {}); walker applies only settings a reload changes",
+                before.context
+            ));
+        }
+        if let Some(allow) = show("allow_alter_system")? {
+            if allow.setting == "off" {
+                return Err(format!(
+                    "ALTER SYSTEM is disabled on this server (allow_alter_system = off, from {}), so {name} cannot be changed; set it by hand or turn allow_alter_system on",
+                    where_from(&allow)
+                ));
+            }
+        }
+        if !file_overrides(&before.source) {
+            return Err(format!(
+                "{name} is set by a source that ALTER SYSTEM cannot override ({}); remove it there to let walker manage it",
+                where_from(&before)
+            ));
+        }
+        alter_system(&name, value);
+        Ok(())
+    })?;
+    // SAFETY: signalling the postmaster to reload, as pg_reload_conf() does, then
+    // reloading this process's own settings; main thread.
+    unsafe {
+        if libc::kill(pg_sys::PostmasterPid, libc::SIGHUP) != 0 {
+            return Err("could not signal the postmaster to reload its configuration".into());
+        }
+        pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+    }
+    let after = in_transaction(|| show(&name))?
+        .ok_or_else(|| format!("the server has no setting \"{name}\" after the reload"))?;
+    let from_auto =
+        after.source == "configuration file" && after.sourcefile.ends_with("postgresql.auto.conf");
+    let value_differs = value.chars().all(|c| c.is_ascii_digit()) && after.setting != value;
+    if !from_auto || value_differs {
+        return Err(format!(
+            "ALTER SYSTEM wrote {name} = {value}, but after the reload the server shows {} {} from {}; something of higher priority overrides postgresql.auto.conf",
+            after.setting,
+            after.unit,
+            where_from(&after)
+        ));
+    }
+    Ok(format!(
+        "{name} = {}{} (from {})",
+        after.setting,
+        after.unit,
+        where_from(&after)
+    ))
+}
+
+fn where_from(s: &Shown) -> String {
+    match (s.sourcefile.is_empty(), s.sourceline) {
+        (false, Some(l)) => format!("{} {}:{l}", s.source, s.sourcefile),
+        (false, None) => format!("{} {}", s.source, s.sourcefile),
+        _ => s.source.clone(),
+    }
+}
+
+/// Runs ALTER SYSTEM SET `name` = '`value`' through the server's own function, with the
+/// statement built as a parse tree (no SQL text is assembled).
+fn alter_system(name: &str, value: &str) {
+    let name_c = CString::new(name).unwrap_or_default();
+    let value_c = CString::new(value).unwrap_or_default();
+    // SAFETY: builds nodes in the current (transaction) memory context exactly as the
+    // grammar would for `ALTER SYSTEM SET name = 'value'`, and hands them to
+    // AlterSystemSetConfigFile on the main thread of a connected superuser worker.
+    unsafe {
+        let constant =
+            pg_sys::palloc0(std::mem::size_of::<pg_sys::A_Const>()) as *mut pg_sys::A_Const;
+        (*constant).type_ = pg_sys::NodeTag::T_A_Const;
+        (*constant).val.sval.type_ = pg_sys::NodeTag::T_String;
+        (*constant).val.sval.sval = pg_sys::pstrdup(value_c.as_ptr());
+        (*constant).isnull = false;
+        (*constant).location = -1;
+        let set = pg_sys::palloc0(std::mem::size_of::<pg_sys::VariableSetStmt>())
+            as *mut pg_sys::VariableSetStmt;
+        (*set).type_ = pg_sys::NodeTag::T_VariableSetStmt;
+        (*set).kind = pg_sys::VariableSetKind::VAR_SET_VALUE;
+        (*set).name = pg_sys::pstrdup(name_c.as_ptr());
+        (*set).args = pg_sys::lappend(std::ptr::null_mut(), constant as *mut std::ffi::c_void);
+        (*set).is_local = false;
+        let stmt = pg_sys::palloc0(std::mem::size_of::<pg_sys::AlterSystemStmt>())
+            as *mut pg_sys::AlterSystemStmt;
+        (*stmt).type_ = pg_sys::NodeTag::T_AlterSystemStmt;
+        (*stmt).setstmt = set;
+        pg_sys::AlterSystemSetConfigFile(stmt);
+    }
+}
