@@ -433,6 +433,12 @@ typedef struct WalkerHostApi {
    was interrupted. On dispatch threads keep `wait_ms` short (it holds up records).
    */
   WalkerStatus (*service_result)(WalkerPlugin *plugin, uint64_t id, uint32_t wait_ms, uint8_t *buf, size_t cap, size_t *len_out);
+  /*
+   ABI 1.2. Sleeps up to `ms` milliseconds: in a backend (inside `call`) on its latch,
+   returning `INTERRUPTED` at once when its query is cancelled or it must exit;
+   elsewhere a plain sleep. `OK` otherwise.
+   */
+  WalkerStatus (*pause)(uint32_t ms);
 } WalkerHostApi;
 
 /*

@@ -10,7 +10,7 @@ pub mod types;
 
 pub use abi_stable;
 pub use sdk::{
-    Host, Plugin, PluginError, PluginInfo, PluginResult, Record, RowSink, SharedState, Value,
-    ViewDef,
+    FunctionDef, Host, Plugin, PluginError, PluginInfo, PluginResult, Record, RowSink,
+    ServiceOutcome, SharedState, Value, ViewDef,
 };
 pub use types::*;

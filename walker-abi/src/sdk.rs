@@ -812,6 +812,19 @@ impl Host {
         }
     }
 
+    /// Sleeps up to `ms` (ABI 1.2); false when a backend's wait was interrupted (return
+    /// at once: the host raises the cancel).
+    pub fn pause(&self, ms: u32) -> bool {
+        match self.api().pause.filter(|_| self.has_v1_2()) {
+            // SAFETY: a host service with a plain argument.
+            Some(f) => (unsafe { f(ms) }) == WalkerStatus::OK,
+            None => {
+                std::thread::sleep(std::time::Duration::from_millis(ms as u64));
+                true
+            }
+        }
+    }
+
     /// The server's name for resource manager `rmid`, when it has one.
     pub fn rmgr_name(&self, rmid: u8) -> Option<String> {
         let f = self.api().rmgr_name?;

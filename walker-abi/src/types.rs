@@ -516,6 +516,10 @@ pub struct WalkerHostApi {
             len_out: *mut usize,
         ) -> WalkerStatus,
     >,
+    /// ABI 1.2. Sleeps up to `ms` milliseconds: in a backend (inside `call`) on its latch,
+    /// returning `INTERRUPTED` at once when its query is cancelled or it must exit;
+    /// elsewhere a plain sleep. `OK` otherwise.
+    pub pause: Option<unsafe extern "C" fn(ms: u32) -> WalkerStatus>,
 }
 
 /// ABI 1.2. Which field of a server setting [`WalkerHostApi::server_setting`] reads.

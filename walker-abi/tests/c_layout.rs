@@ -119,7 +119,8 @@ fn c_header_layout_equals_rust_layout() {
             server_setting,
             checkpointer_stats,
             request_service,
-            service_result
+            service_result,
+            pause
         },
         WalkerValue {
             ty,

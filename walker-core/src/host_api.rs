@@ -575,6 +575,14 @@ unsafe extern "C" fn api_service_result(
     }
 }
 
+unsafe extern "C" fn api_pause(ms: u32) -> WalkerStatus {
+    if crate::services::pause(ms) {
+        WalkerStatus::OK
+    } else {
+        WalkerStatus::INTERRUPTED
+    }
+}
+
 /// The table every plugin receives.
 pub static HOST_API: WalkerHostApi = WalkerHostApi {
     struct_size: std::mem::size_of::<WalkerHostApi>() as u32,
@@ -605,6 +613,7 @@ pub static HOST_API: WalkerHostApi = WalkerHostApi {
     checkpointer_stats: Some(api_checkpointer_stats),
     request_service: Some(api_request_service),
     service_result: Some(api_service_result),
+    pause: Some(api_pause),
 };
 
 #[cfg(test)]

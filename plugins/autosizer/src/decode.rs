@@ -1,0 +1,118 @@
+//! The few WAL records the autosizer reads, for PostgreSQL 15 and 16: checkpoints
+//! (redo pointer and start time) and transaction ends (their timestamp, which dates
+//! the WAL around them).
+
+/// Resource manager of checkpoint records.
+pub const RM_XLOG_ID: u8 = 0;
+/// Resource manager of transaction records.
+pub const RM_XACT_ID: u8 = 1;
+
+const XLOG_CHECKPOINT_SHUTDOWN: u8 = 0x00;
+const XLOG_CHECKPOINT_ONLINE: u8 = 0x10;
+const XLOG_XACT_OPMASK: u8 = 0x70;
+const XLOG_XACT_COMMIT: u8 = 0x00;
+const XLOG_XACT_ABORT: u8 = 0x20;
+const XLOG_XACT_COMMIT_PREPARED: u8 = 0x30;
+const XLOG_XACT_ABORT_PREPARED: u8 = 0x40;
+/// `CheckPoint.time` (a `pg_time_t`, seconds) sits after redo (8), two timeline ids
+/// (8), fullPageWrites (1, padded to 8), nextXid (8) and seven 4-byte ids (28, padded
+/// to 32): at byte 64 in PostgreSQL 15 and 16.
+const CHECKPOINT_TIME_OFFSET: usize = 64;
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+/// What a record tells the autosizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A checkpoint record: its redo pointer, start time (µs since the Unix epoch),
+    /// and whether it was a shutdown checkpoint.
+    Checkpoint {
+        /// Redo pointer.
+        redo: u64,
+        /// When the checkpoint started.
+        time_us: i64,
+        /// Written at shutdown (never forced by WAL).
+        shutdown: bool,
+    },
+    /// A transaction ended at this time (µs since the Unix epoch).
+    Time(i64),
+}
+
+fn u64_at(d: &[u8], at: usize) -> Option<u64> {
+    d.get(at..at + 8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+}
+
+/// Decodes a record's main data; `None` for anything else.
+pub fn decode(rmid: u8, info: u8, main: &[u8]) -> Option<Event> {
+    match rmid {
+        RM_XLOG_ID => {
+            let op = info & 0xF0;
+            if op != XLOG_CHECKPOINT_ONLINE && op != XLOG_CHECKPOINT_SHUTDOWN {
+                return None;
+            }
+            let redo = u64_at(main, 0)?;
+            let secs = u64_at(main, CHECKPOINT_TIME_OFFSET)? as i64;
+            Some(Event::Checkpoint {
+                redo,
+                time_us: secs.saturating_mul(1_000_000),
+                shutdown: op == XLOG_CHECKPOINT_SHUTDOWN,
+            })
+        }
+        RM_XACT_ID => match info & XLOG_XACT_OPMASK {
+            XLOG_XACT_COMMIT
+            | XLOG_XACT_ABORT
+            | XLOG_XACT_COMMIT_PREPARED
+            | XLOG_XACT_ABORT_PREPARED => {
+                let pg = u64_at(main, 0)? as i64;
+                Some(Event::Time(pg.saturating_add(PG_EPOCH_OFFSET_US)))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_fields() {
+        let mut d = vec![0u8; 88];
+        d[0..8].copy_from_slice(&0x0000_0001_0200_0028u64.to_le_bytes());
+        d[64..72].copy_from_slice(&1_700_000_000u64.to_le_bytes());
+        assert_eq!(
+            decode(RM_XLOG_ID, 0x10, &d),
+            Some(Event::Checkpoint {
+                redo: 0x1_0200_0028,
+                time_us: 1_700_000_000_000_000,
+                shutdown: false
+            })
+        );
+        assert!(matches!(
+            decode(RM_XLOG_ID, 0x00, &d),
+            Some(Event::Checkpoint { shutdown: true, .. })
+        ));
+        // XLOG_SWITCH (0x40) and a short record are not checkpoints.
+        assert_eq!(decode(RM_XLOG_ID, 0x40, &d), None);
+        assert_eq!(decode(RM_XLOG_ID, 0x10, &d[..70]), None);
+    }
+
+    #[test]
+    fn commit_time_moves_to_the_unix_epoch() {
+        // 2000-01-01 00:00:01 in PostgreSQL's epoch is 946684801 s after 1970.
+        let d = 1_000_000i64.to_le_bytes();
+        assert_eq!(
+            decode(RM_XACT_ID, 0x00, &d),
+            Some(Event::Time(946_684_801_000_000))
+        );
+        // The XLOG_XACT_HAS_INFO bit (0x80) does not change the op.
+        assert_eq!(
+            decode(RM_XACT_ID, 0x80 | 0x20, &d),
+            Some(Event::Time(946_684_801_000_000))
+        );
+        // PREPARE (0x10) carries no end time.
+        assert_eq!(decode(RM_XACT_ID, 0x10, &d), None);
+    }
+}

@@ -1,0 +1,789 @@
+//! # autosizer: keeps `max_wal_size` right, from the WAL itself
+//!
+//! A walker plugin. From the checkpoint records it tells checkpoints forced by WAL
+//! volume from timed and requested ones (their redo distance and interval); from the
+//! LSNs and times of the records it measures the WAL written per window, scaled to one
+//! `checkpoint_timeout`. An algorithm turns that into a size; guards (maximum, floor,
+//! free space on pg_wal, shrink rules, cooldown, hourly cap, dry run) decide whether to
+//! apply it, which the host's services worker does with ALTER SYSTEM and a reload.
+//! Every change or dry-run decision lands in the history and is announced with NOTIFY
+//! on channel [`CHANNEL`].
+//!
+//! The model lives on this plugin's dispatch thread; a JSON copy of what the SQL
+//! functions and views show is published into shared memory every second.
+
+pub mod decode;
+pub mod model;
+pub mod report;
+
+use decode::{decode, Event};
+use model::{Action, Algorithm, Config, Decision, Facts, HistoryEntry, Model, Restraint};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use walker_abi::{
+    Host, Plugin, PluginError, PluginInfo, PluginResult, Record, RowSink, ServiceOutcome,
+    SharedState, Value, ViewDef, WalkerServiceKind, WalkerSettingContext, WalkerSettingField,
+    WalkerSettingUnit, WalkerType, ALL_RMGRS,
+};
+
+/// The NOTIFY channel of every change and dry-run decision (payload: JSON).
+pub const CHANNEL: &str = "walker_autosizer";
+/// Bytes of the published JSON.
+const BLOB_CAP: usize = 512 * 1024;
+/// Bytes of an analyze/reset answer.
+const ANSWER_CAP: usize = 64 * 1024;
+/// How long an apply waits for the services worker (ms).
+const APPLY_WAIT_MS: u32 = 20_000;
+/// How long a backend waits for the dispatch thread to run an analyze or reset (ms).
+const ASK_WAIT_MS: u64 = 30_000;
+/// How often the published copy and the server facts are refreshed (µs).
+const REFRESH_US: i64 = 1_000_000;
+
+/// The shared-memory region: requests from backends and the published JSON.
+#[repr(C)]
+pub struct Region {
+    analyze_requested: AtomicU64,
+    analyze_done: AtomicU64,
+    analyze_apply: AtomicU32,
+    reset_requested: AtomicU64,
+    reset_done: AtomicU64,
+    blob_len: AtomicU32,
+    answer_len: AtomicU32,
+    blob: [u8; BLOB_CAP],
+    answer: [u8; ANSWER_CAP],
+}
+
+// SAFETY: repr(C), atomics and byte arrays only, valid at all-zero bytes.
+unsafe impl SharedState for Region {}
+
+/// The plugin.
+pub struct Autosizer {
+    lane: Mutex<Lane>,
+}
+
+#[derive(Default)]
+struct Lane {
+    model: Model,
+    facts: Option<Facts>,
+    facts_at: i64,
+    published_at: i64,
+    through_lsn: u64,
+    last_decision: Option<Decision>,
+    config_error: Option<String>,
+}
+
+const VIEW_HISTORY: usize = 0;
+const FN_STATUS: usize = 0;
+const FN_RECOMMENDATION: usize = 1;
+const FN_ANALYZE: usize = 2;
+const FN_RESET: usize = 3;
+const FN_METRICS: usize = 4;
+
+/// Server settings the autosizer reads.
+const WATCHED: [&str; 5] = [
+    "max_wal_size",
+    "checkpoint_timeout",
+    "checkpoint_completion_target",
+    "wal_segment_size",
+    "data_directory",
+];
+
+fn read_config(host: &Host) -> PluginResult<Config> {
+    let int = |n: &str| host.get_int(n).map(|v| v.max(0) as u64);
+    Ok(Config {
+        enabled: host.get_bool("enabled")?,
+        algorithm: Algorithm::from_index(host.get_enum("algorithm")?),
+        maximum_mb: int("maximum")?,
+        floor_mb: int("floor")?,
+        threshold: int("threshold")? as u32,
+        headroom: host.get_real("headroom")?,
+        percentile: host.get_real("percentile")?,
+        shrink: host.get_bool("shrink")?,
+        shrink_factor: host.get_real("shrink_factor")?,
+        shrink_windows: int("shrink_windows")? as u32,
+        cooldown_s: int("cooldown")?,
+        max_changes_per_hour: int("max_changes_per_hour")? as u32,
+        dry_run: host.get_bool("dry_run")?,
+        retention_s: int("history_retention")?.saturating_mul(60),
+        window_s: int("window")?,
+    })
+}
+
+/// Free bytes on the filesystem holding `dir`.
+fn free_bytes(dir: &str) -> Option<u64> {
+    let c = std::ffi::CString::new(dir).ok()?;
+    // SAFETY: statvfs into a zeroed struct with a NUL-terminated path.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c.as_ptr(), &mut st) == 0)
+            .then(|| (st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    }
+}
+
+/// The server facts, once the services worker has published them.
+fn read_facts(host: &Host) -> Option<Facts> {
+    let get = |n: &str| host.server_setting(n, WalkerSettingField::VALUE);
+    let num = |n: &str| get(n).and_then(|v| v.parse::<f64>().ok());
+    let data_dir = get("data_directory");
+    Some(Facts {
+        max_wal_size_mb: num("max_wal_size")? as u64,
+        source: host
+            .server_setting("max_wal_size", WalkerSettingField::SOURCE)
+            .unwrap_or_default(),
+        sourcefile: host
+            .server_setting("max_wal_size", WalkerSettingField::SOURCE_FILE)
+            .unwrap_or_default(),
+        checkpoint_timeout_s: num("checkpoint_timeout")? as u64,
+        completion_target: num("checkpoint_completion_target")?,
+        segment_bytes: num("wal_segment_size")? as u64,
+        free_bytes: data_dir.and_then(|d| free_bytes(&format!("{d}/pg_wal"))),
+        checkpointer: host.checkpointer_stats().map(|c| (c.timed, c.requested)),
+    })
+}
+
+impl Autosizer {
+    fn lane(&self) -> std::sync::MutexGuard<'_, Lane> {
+        self.lane.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the settings and facts; `None` when no decision can be made yet.
+    fn refresh(&self, host: &Host, lane: &mut Lane, now: i64, force: bool) -> Option<Config> {
+        if force || lane.facts.is_none() || now.saturating_sub(lane.facts_at) >= REFRESH_US {
+            if let Some(f) = read_facts(host) {
+                lane.model.note_facts(&f);
+                lane.facts = Some(f);
+            }
+            lane.facts_at = now;
+        }
+        let cfg = match read_config(host) {
+            Ok(c) => c,
+            Err(e) => {
+                lane.config_error = Some(e.0);
+                return None;
+            }
+        };
+        match cfg.validate() {
+            Ok(()) => {
+                lane.config_error = None;
+                Some(cfg)
+            }
+            Err(e) => {
+                if lane.config_error.as_deref() != Some(&e.0) {
+                    host.warning(&format!(
+                        "{}; the autosizer changes nothing until it is fixed",
+                        e.0
+                    ));
+                }
+                lane.config_error = Some(e.0);
+                None
+            }
+        }
+    }
+
+    /// Sends a notification with the decision (waits briefly for the outcome, so the
+    /// queue slot is freed).
+    fn notify(&self, host: &Host, entry: &HistoryEntry, applied: bool, dry_run: bool) {
+        let payload = report::notification(entry, applied, dry_run);
+        match host.request_service(WalkerServiceKind::NOTIFY, CHANNEL, &payload) {
+            Ok(id) => {
+                if let ServiceOutcome::Failed(m) = host.service_result(id, 5_000) {
+                    host.warning(&format!("could not notify channel {CHANNEL}: {m}"));
+                }
+            }
+            Err(e) => host.warning(&format!("could not notify channel {CHANNEL}: {e}")),
+        }
+    }
+
+    /// Carries out a decision: apply, record, announce. `manual`: an admin's analyze,
+    /// which the cooldown and the hourly cap do not hold back.
+    fn act(
+        &self,
+        host: &Host,
+        lane: &mut Lane,
+        cfg: &Config,
+        d: Decision,
+        now: i64,
+        manual: bool,
+    ) -> serde_json::Value {
+        let mut out = report::decision(&d);
+        let entry = |action: &str, new_mb: u64, reason: String| HistoryEntry {
+            at_us: now,
+            action: action.to_string(),
+            old_mb: d.current_mb,
+            new_mb,
+            reason,
+            measurements: d.measurements.clone(),
+        };
+        let restraint = match (&d.restraint, manual) {
+            (Some(Restraint::Cooldown | Restraint::HourlyCap), true) => None,
+            (r, _) => r.clone(),
+        };
+        if d.action == Action::Hold {
+            lane.last_decision = Some(d);
+            return out;
+        }
+        match restraint {
+            None => {
+                let value = d.recommended_mb.to_string();
+                let outcome = match host.request_service(
+                    WalkerServiceKind::SET_SERVER_SETTING,
+                    "max_wal_size",
+                    &value,
+                ) {
+                    Ok(id) => host.service_result(id, APPLY_WAIT_MS),
+                    Err(e) => ServiceOutcome::Failed(e.0),
+                };
+                let action = if d.action == Action::Grow {
+                    "grow"
+                } else {
+                    "shrink"
+                };
+                match outcome {
+                    ServiceOutcome::Succeeded(msg) => {
+                        lane.model.applied(now);
+                        if let Some(f) = lane.facts.as_mut() {
+                            f.max_wal_size_mb = d.recommended_mb;
+                        }
+                        let e = entry(
+                            action,
+                            d.recommended_mb,
+                            format!("{}; the server now shows {msg}", d.reason),
+                        );
+                        host.info(&format!(
+                            "max_wal_size {} MB -> {} MB: {}",
+                            d.current_mb, d.recommended_mb, d.reason
+                        ));
+                        self.notify(host, &e, true, false);
+                        lane.model.remember(e, cfg.retention_s);
+                        out["applied"] = true.into();
+                    }
+                    ServiceOutcome::Failed(msg) => {
+                        host.warning(&format!("could not set max_wal_size to {} MB: {msg}; the autosizer now only recommends", d.recommended_mb));
+                        lane.model.blocked = Some(msg.clone());
+                        let e = entry(
+                            "failed",
+                            d.recommended_mb,
+                            format!("{}; not applied: {msg}", d.reason),
+                        );
+                        self.notify(host, &e, false, false);
+                        lane.model.remember(e, cfg.retention_s);
+                        out["applied"] = false.into();
+                        out["error"] = msg.into();
+                    }
+                    other => {
+                        let msg = format!(
+                            "the services worker gave no answer within {} s ({other:?})",
+                            APPLY_WAIT_MS / 1000
+                        );
+                        host.warning(&msg);
+                        let e = entry("failed", d.recommended_mb, format!("{}; {msg}", d.reason));
+                        lane.model.remember(e, cfg.retention_s);
+                        out["applied"] = false.into();
+                        out["error"] = msg.into();
+                    }
+                }
+            }
+            Some(Restraint::DryRun | Restraint::RecommendOnly(_)) => {
+                let why = match &restraint {
+                    Some(Restraint::RecommendOnly(m)) => format!("recommend-only ({m})"),
+                    _ => "dry run".to_string(),
+                };
+                // One entry per recommendation and cooldown, not one per window.
+                let repeat = lane.model.history.back().is_some_and(|h| {
+                    h.action == "recommend"
+                        && h.new_mb == d.recommended_mb
+                        && now.saturating_sub(h.at_us)
+                            < (cfg.cooldown_s as i64).saturating_mul(1_000_000)
+                });
+                if !repeat {
+                    let e = entry(
+                        "recommend",
+                        d.recommended_mb,
+                        format!(
+                            "{why}: would {} to {} MB: {}",
+                            if d.action == Action::Grow {
+                                "grow"
+                            } else {
+                                "shrink"
+                            },
+                            d.recommended_mb,
+                            d.reason
+                        ),
+                    );
+                    self.notify(host, &e, false, cfg.dry_run);
+                    lane.model.remember(e, cfg.retention_s);
+                }
+                out["applied"] = false.into();
+            }
+            Some(Restraint::Cooldown) => lane.model.deferred_cooldown += 1,
+            Some(Restraint::HourlyCap) => lane.model.deferred_hourly_cap += 1,
+            Some(Restraint::Disabled) => {}
+        }
+        lane.last_decision = Some(d);
+        out
+    }
+
+    /// Runs what time brings: window ends, backend requests, publication.
+    fn tick(&self, host: &Host, lane: &mut Lane, time_us: i64, now: i64) -> PluginResult {
+        let cfg = self.refresh(host, lane, now, false);
+        if let (Some(cfg), Some(facts)) = (cfg.as_ref(), lane.facts.clone()) {
+            if lane
+                .model
+                .observe_time(time_us, lane.through_lsn, cfg, &facts)
+                .is_some()
+            {
+                let d = lane.model.decide(cfg, &facts, now);
+                self.act(host, lane, cfg, d, now, false);
+                lane.published_at = 0;
+            }
+        }
+        self.answer_requests(host, lane, cfg.as_ref(), now)?;
+        if now.saturating_sub(lane.published_at) >= REFRESH_US {
+            self.publish(host, lane, cfg.as_ref(), now)?;
+        }
+        Ok(())
+    }
+
+    /// Runs an analyze or reset a backend asked for.
+    fn answer_requests(
+        &self,
+        host: &Host,
+        lane: &mut Lane,
+        cfg: Option<&Config>,
+        now: i64,
+    ) -> PluginResult {
+        let (analyze, reset) = host.with_shared(|r: &Region| {
+            (
+                (
+                    r.analyze_requested.load(Ordering::Acquire),
+                    r.analyze_done.load(Ordering::Acquire),
+                    r.analyze_apply.load(Ordering::Acquire) != 0,
+                ),
+                (
+                    r.reset_requested.load(Ordering::Acquire),
+                    r.reset_done.load(Ordering::Acquire),
+                ),
+            )
+        })?;
+        if reset.0 > reset.1 {
+            lane.model = Model::default();
+            lane.last_decision = None;
+            if let Some(f) = lane.facts.as_ref() {
+                lane.model.note_facts(f);
+            }
+            host.info("reset: history, windows and recommend-only state cleared");
+            let answer =
+                serde_json::json!({"reset": true, "initial_mb": lane.model.initial_mb}).to_string();
+            self.publish(host, lane, cfg, now)?;
+            host.with_exclusive(|r: &mut Region| {
+                write_answer(r, &answer);
+                r.reset_done.store(reset.0, Ordering::Release);
+            })?;
+        }
+        if analyze.0 > analyze.1 {
+            let answer = match (cfg, lane.facts.clone()) {
+                (Some(cfg), Some(facts)) => {
+                    let d = lane.model.decide(cfg, &facts, now);
+                    if analyze.2 {
+                        self.act(host, lane, cfg, d, now, true)
+                    } else {
+                        let mut v = report::decision(&d);
+                        v["applied"] = false.into();
+                        v
+                    }
+                }
+                (None, _) => {
+                    serde_json::json!({"error": lane.config_error.clone().unwrap_or_default()})
+                }
+                (_, None) => serde_json::json!({"error": report::NO_FACTS}),
+            };
+            self.publish(host, lane, cfg, now)?;
+            let text = answer.to_string();
+            host.with_exclusive(|r: &mut Region| {
+                write_answer(r, &text);
+                r.analyze_done.store(analyze.0, Ordering::Release);
+            })?;
+        }
+        Ok(())
+    }
+
+    fn publish(
+        &self,
+        host: &Host,
+        lane: &mut Lane,
+        cfg: Option<&Config>,
+        now: i64,
+    ) -> PluginResult {
+        lane.published_at = now;
+        let blob = report::published(
+            &lane.model,
+            cfg,
+            lane.facts.as_ref(),
+            lane.last_decision.as_ref(),
+            lane.config_error.as_deref(),
+            lane.through_lsn,
+            now,
+        );
+        let mut text = blob.to_string();
+        if text.len() > BLOB_CAP {
+            // Keep the status and the recommendation; drop old history until it fits.
+            let mut m = lane.model.clone();
+            while text.len() > BLOB_CAP && !m.history.is_empty() {
+                let n = m.history.len().div_ceil(2);
+                m.history.drain(..n);
+                text = report::published(
+                    &m,
+                    cfg,
+                    lane.facts.as_ref(),
+                    lane.last_decision.as_ref(),
+                    lane.config_error.as_deref(),
+                    lane.through_lsn,
+                    now,
+                )
+                .to_string();
+            }
+        }
+        host.with_exclusive(|r: &mut Region| {
+            let n = text.len().min(BLOB_CAP);
+            r.blob[..n].copy_from_slice(&text.as_bytes()[..n]);
+            r.blob_len.store(n as u32, Ordering::Release);
+        })
+    }
+
+    fn published(&self, host: &Host) -> PluginResult<serde_json::Value> {
+        let text = host.with_shared(|r: &Region| {
+            let n = (r.blob_len.load(Ordering::Acquire) as usize).min(BLOB_CAP);
+            String::from_utf8_lossy(&r.blob[..n]).into_owned()
+        })?;
+        if text.is_empty() {
+            return Err(PluginError::new("nothing published yet: the walker worker has not run the autosizer (see walker.status and walker.plugins)"));
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| PluginError::new(format!("published state unreadable: {e}")))
+    }
+
+    /// Asks the dispatch thread for an analyze or reset and waits for its answer.
+    fn ask(&self, host: &Host, reset: bool, apply: bool) -> PluginResult<String> {
+        let seq = host.with_exclusive(|r: &mut Region| {
+            if reset {
+                r.reset_requested.fetch_add(1, Ordering::AcqRel) + 1
+            } else {
+                r.analyze_apply.store(apply as u32, Ordering::Release);
+                r.analyze_requested.fetch_add(1, Ordering::AcqRel) + 1
+            }
+        })?;
+        let start = std::time::Instant::now();
+        loop {
+            let done = host.with_shared(|r: &Region| {
+                let done = if reset {
+                    r.reset_done.load(Ordering::Acquire)
+                } else {
+                    r.analyze_done.load(Ordering::Acquire)
+                };
+                (done >= seq).then(|| {
+                    let n = (r.answer_len.load(Ordering::Acquire) as usize).min(ANSWER_CAP);
+                    String::from_utf8_lossy(&r.answer[..n]).into_owned()
+                })
+            })?;
+            if let Some(a) = done {
+                return Ok(a);
+            }
+            if start.elapsed().as_millis() as u64 >= ASK_WAIT_MS {
+                return Err(PluginError::new("the walker worker did not answer within 30 s; is it running and caught up? (see walker.status)"));
+            }
+            if !host.pause(50) {
+                return Err(PluginError::new("cancelled"));
+            }
+        }
+    }
+}
+
+fn write_answer(r: &mut Region, text: &str) {
+    let n = text.len().min(ANSWER_CAP);
+    r.answer[..n].copy_from_slice(&text.as_bytes()[..n]);
+    r.answer_len.store(n as u32, Ordering::Release);
+}
+
+impl Plugin for Autosizer {
+    fn describe() -> PluginInfo {
+        use WalkerType as T;
+        let f = |name, description, result, admin_only| walker_abi::FunctionDef {
+            name,
+            description,
+            result,
+            admin_only,
+        };
+        PluginInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            description: "keeps max_wal_size right, from the WAL itself",
+            rmgrs: ALL_RMGRS,
+            views: vec![ViewDef {
+                name: "history",
+                description: "every change and dry-run decision of the autosizer: time, action, old and new size, reason, measurements",
+                columns: vec![
+                    ("at", T::TIMESTAMPTZ),
+                    ("action", T::TEXT),
+                    ("old_mb", T::INT8),
+                    ("new_mb", T::INT8),
+                    ("reason", T::TEXT),
+                    ("measurements", T::JSONB),
+                ],
+            }],
+            snapshots: true,
+            functions: vec![
+                f("status", "the autosizer's mode, settings, measurements and counters", T::JSONB, false),
+                f("recommendation", "current and recommended max_wal_size, the action, the reason and the numbers behind it", T::JSONB, false),
+                f("analyze", "decides now; with {\"apply\": true} also applies the decision (cooldown and hourly cap do not hold it back)", T::JSONB, true),
+                f("reset", "forgets the history, windows and recommend-only state", T::JSONB, true),
+                f("metrics", "the autosizer's metrics in the Prometheus text format", T::TEXT, false),
+            ],
+        }
+    }
+
+    fn init(host: &Host) -> PluginResult<Self> {
+        let version = host
+            .server_version_num()
+            .ok_or("the walker host does not tell the server version; upgrade walker")?;
+        if !(150_000..170_000).contains(&version) {
+            return Err(PluginError::new(format!(
+                "the autosizer reads checkpoint records of PostgreSQL 15 and 16; this server is {}; remove autosizer from walker.plugins",
+                version / 10000
+            )));
+        }
+        for name in WATCHED {
+            host.watch_setting(name)?;
+        }
+        let ctx = WalkerSettingContext::SIGHUP;
+        let none = WalkerSettingUnit::NONE;
+        host.define_bool(
+            "enabled",
+            "Whether the autosizer decides and applies (off: it only measures).",
+            true,
+            ctx,
+        )?;
+        host.define_enum("algorithm", "How the size is computed: demand (peak WAL per checkpoint_timeout), adaptive, percentile, multiplicative or additive.", 0, &Algorithm::NAMES, ctx)?;
+        host.define_int(
+            "maximum",
+            "Largest max_wal_size the autosizer sets.",
+            64 * 1024,
+            32,
+            i32::MAX as i64,
+            WalkerSettingUnit::MB,
+            ctx,
+        )?;
+        host.define_int("floor", "Smallest max_wal_size a shrink sets (0: the size configured when the autosizer first ran).", 0, 0, i32::MAX as i64, WalkerSettingUnit::MB, ctx)?;
+        host.define_int(
+            "threshold",
+            "Checkpoints forced by WAL volume within one window that call for growth.",
+            1,
+            1,
+            1000,
+            none,
+            ctx,
+        )?;
+        host.define_real(
+            "headroom",
+            "Fraction added on top of the measured demand.",
+            0.25,
+            0.0,
+            10.0,
+            ctx,
+        )?;
+        host.define_real(
+            "percentile",
+            "Percentile of the windows' demand the percentile algorithm covers.",
+            90.0,
+            1.0,
+            100.0,
+            ctx,
+        )?;
+        host.define_bool(
+            "shrink",
+            "Whether the autosizer may lower max_wal_size (never below the floor).",
+            false,
+            ctx,
+        )?;
+        host.define_real(
+            "shrink_factor",
+            "The most a shrink keeps: the size times this factor.",
+            0.75,
+            0.1,
+            0.99,
+            ctx,
+        )?;
+        host.define_int(
+            "shrink_windows",
+            "Consecutive windows without a forced checkpoint before a shrink.",
+            5,
+            1,
+            10_000,
+            none,
+            ctx,
+        )?;
+        host.define_int(
+            "cooldown",
+            "Least time between two changes.",
+            300,
+            0,
+            7 * 86_400,
+            WalkerSettingUnit::S,
+            ctx,
+        )?;
+        host.define_int(
+            "max_changes_per_hour",
+            "Most changes within any hour.",
+            4,
+            1,
+            1000,
+            none,
+            ctx,
+        )?;
+        host.define_bool(
+            "dry_run",
+            "Recommend and record (history, NOTIFY) but change nothing.",
+            false,
+            ctx,
+        )?;
+        host.define_int(
+            "history_retention",
+            "How long history entries are kept (at most 500 entries).",
+            7 * 24 * 60,
+            1,
+            365 * 24 * 60,
+            WalkerSettingUnit::MIN,
+            ctx,
+        )?;
+        host.define_int(
+            "window",
+            "Length of a measuring window (0: checkpoint_timeout).",
+            0,
+            0,
+            86_400,
+            WalkerSettingUnit::S,
+            ctx,
+        )?;
+        Ok(Autosizer {
+            lane: Mutex::new(Lane::default()),
+        })
+    }
+
+    fn shmem_size(&self, _host: &Host) -> usize {
+        std::mem::size_of::<Region>()
+    }
+
+    fn on_record(&self, host: &Host, r: &Record<'_>) -> PluginResult {
+        let mut lane = self.lane();
+        lane.through_lsn = r.end_lsn();
+        match decode(r.rmid(), r.info(), r.main_data()) {
+            Some(Event::Checkpoint {
+                redo,
+                time_us,
+                shutdown,
+            }) => {
+                let now = host.now_micros();
+                self.refresh(host, &mut lane, now, false);
+                if let Some(facts) = lane.facts.clone() {
+                    lane.model
+                        .observe_checkpoint(redo, time_us, shutdown, &facts);
+                }
+                self.tick(host, &mut lane, time_us, now)
+            }
+            Some(Event::Time(t)) => self.tick(host, &mut lane, t, host.now_micros()),
+            None => Ok(()),
+        }
+    }
+
+    fn on_idle(&self, host: &Host, lsn: u64) -> PluginResult {
+        let mut lane = self.lane();
+        lane.through_lsn = lane.through_lsn.max(lsn);
+        let now = host.now_micros();
+        self.tick(host, &mut lane, now, now)
+    }
+
+    fn save_state(&self, _host: &Host, out: &mut Vec<u8>) -> PluginResult {
+        out.extend_from_slice(report::STATE_MAGIC);
+        serde_json::to_writer(&mut *out, &self.lane().model)
+            .map_err(|e| PluginError::new(format!("cannot encode the state: {e}")))
+    }
+
+    fn load_state(&self, host: &Host, state: Option<&[u8]>, lsn: u64) -> PluginResult {
+        let model = match state {
+            None => Model::default(),
+            Some(b) => {
+                let json = b
+                    .strip_prefix(report::STATE_MAGIC)
+                    .ok_or("the snapshot is not an autosizer state of this format")?;
+                serde_json::from_slice(json).map_err(|e| {
+                    PluginError::new(format!("the snapshot's state is unreadable: {e}"))
+                })?
+            }
+        };
+        let mut lane = self.lane();
+        *lane = Lane {
+            model,
+            through_lsn: lsn,
+            ..Lane::default()
+        };
+        let now = host.now_micros();
+        let cfg = self.refresh(host, &mut lane, now, true);
+        self.publish(host, &mut lane, cfg.as_ref(), now)
+    }
+
+    fn view_rows(&self, host: &Host, view: usize, sink: &mut RowSink<'_>) -> PluginResult {
+        if view != VIEW_HISTORY {
+            return Ok(());
+        }
+        let p = self.published(host)?;
+        for h in p["history"].as_array().into_iter().flatten() {
+            let e: HistoryEntry =
+                serde_json::from_value(h.clone()).map_err(|e| PluginError::new(e.to_string()))?;
+            let m = e.measurements.to_string();
+            sink.row(&[
+                Value::TimestampTz(e.at_us),
+                Value::Text(&e.action),
+                Value::Int8(e.old_mb as i64),
+                Value::Int8(e.new_mb as i64),
+                Value::Text(&e.reason),
+                Value::Jsonb(&m),
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn call(&self, host: &Host, function: usize, args: &str) -> PluginResult<String> {
+        let args: serde_json::Value = serde_json::from_str(args)
+            .map_err(|e| PluginError::new(format!("the argument is not JSON: {e}")))?;
+        match function {
+            FN_STATUS => Ok(self.published(host)?["status"].to_string()),
+            FN_RECOMMENDATION => Ok(self.published(host)?["recommendation"].to_string()),
+            FN_METRICS => Ok(self.published(host)?["metrics"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()),
+            FN_ANALYZE => {
+                let apply = match args.get("apply") {
+                    None | Some(serde_json::Value::Null) => false,
+                    Some(serde_json::Value::Bool(b)) => *b,
+                    Some(other) => {
+                        return Err(PluginError::new(format!(
+                            "\"apply\" must be true or false, not {other}"
+                        )))
+                    }
+                };
+                if let Some(k) = args
+                    .as_object()
+                    .and_then(|o| o.keys().find(|k| *k != "apply"))
+                {
+                    return Err(PluginError::new(format!(
+                        "unknown argument \"{k}\"; analyze takes {{\"apply\": true|false}}"
+                    )));
+                }
+                self.ask(host, false, apply)
+            }
+            FN_RESET => self.ask(host, true, false),
+            _ => Err(PluginError::new(format!("no function number {function}"))),
+        }
+    }
+}
+
+walker_abi::export_plugin!(Autosizer);

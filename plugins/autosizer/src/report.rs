@@ -1,0 +1,259 @@
+//! What the SQL functions, the history view, NOTIFY and Prometheus show: JSON and text
+//! built from the model (pure).
+
+use crate::model::{Action, Config, Decision, Facts, HistoryEntry, Model, Restraint, MB};
+use serde_json::{json, Value};
+
+/// Prefix of the saved state (format 1: JSON of the model follows).
+pub const STATE_MAGIC: &[u8] = b"AUTOSIZER1\n";
+/// Why nothing is decided before the services worker published the server's settings.
+pub const NO_FACTS: &str = "waiting for the server's settings: the walker services worker publishes them (see walker.status.services_pid; it connects to walker.database)";
+
+fn at(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Grow => "grow",
+        Action::Shrink => "shrink",
+        Action::Hold => "hold",
+    }
+}
+
+fn restraint_text(r: &Option<Restraint>) -> Option<String> {
+    r.as_ref().map(|r| match r {
+        Restraint::Disabled => "autosizer.enabled is off".to_string(),
+        Restraint::DryRun => "dry run (autosizer.dry_run)".to_string(),
+        Restraint::RecommendOnly(m) => format!("recommend-only: {m}"),
+        Restraint::Cooldown => "within autosizer.cooldown of the last change".to_string(),
+        Restraint::HourlyCap => "autosizer.max_changes_per_hour reached".to_string(),
+    })
+}
+
+/// A decision as JSON: current, recommended, action, reason, what holds it back, numbers.
+pub fn decision(d: &Decision) -> Value {
+    json!({
+        "current_mb": d.current_mb,
+        "recommended_mb": d.recommended_mb,
+        "action": action_name(d.action),
+        "reason": d.reason,
+        "held_back_by": restraint_text(&d.restraint),
+        "measurements": d.measurements,
+    })
+}
+
+/// The NOTIFY payload of a history entry.
+pub fn notification(e: &HistoryEntry, applied: bool, dry_run: bool) -> String {
+    let mut v = json!({
+        "at": at(e.at_us),
+        "action": e.action,
+        "old_mb": e.old_mb,
+        "new_mb": e.new_mb,
+        "applied": applied,
+        "dry_run": dry_run,
+        "reason": e.reason,
+    });
+    let mut text = v.to_string();
+    // pg_notify payloads must stay under 8000 bytes.
+    if text.len() > 7900 {
+        v["reason"] = Value::String(e.reason.chars().take(1000).collect());
+        text = v.to_string();
+    }
+    text
+}
+
+fn mode(
+    model: &Model,
+    cfg: Option<&Config>,
+    config_error: Option<&str>,
+) -> (&'static str, Option<String>) {
+    match (cfg, config_error) {
+        (_, Some(e)) => ("misconfigured", Some(e.to_string())),
+        (None, None) => ("misconfigured", None),
+        (Some(c), None) if !c.enabled => ("disabled", Some("autosizer.enabled is off".into())),
+        (Some(_), None) if model.blocked.is_some() => ("recommend-only", model.blocked.clone()),
+        (Some(c), None) if c.dry_run => ("dry run", Some("autosizer.dry_run is on".into())),
+        _ => ("apply", None),
+    }
+}
+
+fn metrics(model: &Model, facts: Option<&Facts>, rec: Option<&Decision>, mode: &str) -> String {
+    let mut out = String::new();
+    let mut m = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in samples {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    if let Some(f) = facts {
+        m(
+            "walker_autosizer_max_wal_size_bytes",
+            "gauge",
+            "max_wal_size as the server shows it.",
+            vec![(String::new(), (f.max_wal_size_mb * MB) as f64)],
+        );
+    }
+    if let Some(d) = rec {
+        m(
+            "walker_autosizer_recommended_bytes",
+            "gauge",
+            "The size the autosizer recommends now.",
+            vec![(String::new(), (d.recommended_mb * MB) as f64)],
+        );
+    }
+    let c = &model.checkpoints;
+    m(
+        "walker_autosizer_checkpoints_total",
+        "counter",
+        "Checkpoints seen in the WAL, by why they happened.",
+        vec![
+            ("{kind=\"wal\"}".into(), c.wal as f64),
+            ("{kind=\"timed\"}".into(), c.timed as f64),
+            ("{kind=\"requested\"}".into(), c.requested as f64),
+            ("{kind=\"shutdown\"}".into(), c.shutdown as f64),
+        ],
+    );
+    let count = |a: &str| model.history.iter().filter(|h| h.action == a).count() as f64;
+    m(
+        "walker_autosizer_decisions",
+        "gauge",
+        "History entries kept, by action.",
+        ["grow", "shrink", "recommend", "failed"]
+            .iter()
+            .map(|a| (format!("{{action=\"{a}\"}}"), count(a)))
+            .collect(),
+    );
+    m(
+        "walker_autosizer_deferred_total",
+        "counter",
+        "Changes held back, by why.",
+        vec![
+            ("{why=\"cooldown\"}".into(), model.deferred_cooldown as f64),
+            (
+                "{why=\"hourly_cap\"}".into(),
+                model.deferred_hourly_cap as f64,
+            ),
+        ],
+    );
+    m(
+        "walker_autosizer_quiet_windows",
+        "gauge",
+        "Consecutive windows without a forced checkpoint.",
+        vec![(String::new(), model.quiet_windows as f64)],
+    );
+    if let Some(w) = model.windows.back() {
+        m(
+            "walker_autosizer_demand_bytes",
+            "gauge",
+            "WAL per checkpoint_timeout in the last window.",
+            vec![(String::new(), w.demand as f64)],
+        );
+    }
+    m("walker_autosizer_applying", "gauge", "1 when the autosizer applies its decisions, 0 when it only recommends (dry run, recommend-only, disabled, misconfigured).", vec![(String::new(), if mode == "apply" { 1.0 } else { 0.0 })]);
+    out
+}
+
+/// Everything the backends read: status, recommendation, history, metrics.
+pub fn published(
+    model: &Model,
+    cfg: Option<&Config>,
+    facts: Option<&Facts>,
+    last: Option<&Decision>,
+    config_error: Option<&str>,
+    through_lsn: u64,
+    now: i64,
+) -> Value {
+    let (mode, mode_reason) = mode(model, cfg, config_error);
+    let rec = cfg.zip(facts).map(|(c, f)| model.decide(c, f, now));
+    let recommendation = match (&rec, facts) {
+        (Some(d), _) => decision(d),
+        (None, None) => json!({"error": NO_FACTS}),
+        (None, Some(_)) => json!({"error": config_error.unwrap_or("settings unreadable")}),
+    };
+    let status = json!({
+        "mode": mode,
+        "mode_reason": mode_reason,
+        "settings": cfg,
+        "max_wal_size_mb": facts.map(|f| f.max_wal_size_mb),
+        "max_wal_size_source": facts.map(|f| if f.sourcefile.is_empty() { f.source.clone() } else { format!("{} {}", f.source, f.sourcefile) }),
+        "checkpoint_timeout_s": facts.map(|f| f.checkpoint_timeout_s),
+        "checkpoint_completion_target": facts.map(|f| f.completion_target),
+        "pg_wal_free_bytes": facts.and_then(|f| f.free_bytes),
+        "initial_mb": model.initial_mb,
+        "floor_mb": cfg.zip(facts).map(|(c, f)| model.floor_mb(c, f)),
+        "checkpoints": model.checkpoints,
+        "checkpointer": facts.and_then(|f| f.checkpointer).map(|(t, r)| json!({"timed": t, "requested": r})),
+        "windows": model.windows.len(),
+        "last_window": model.windows.back(),
+        "quiet_windows": model.quiet_windows,
+        "changes_last_hour": model.changes_last_hour(now),
+        "last_change_at": model.changes.back().map(|&t| at(t)),
+        "deferred_by_cooldown": model.deferred_cooldown,
+        "deferred_by_hourly_cap": model.deferred_hourly_cap,
+        "last_decision": last.map(decision),
+        "history_entries": model.history.len(),
+        "through_lsn": format!("{:X}/{:X}", through_lsn >> 32, through_lsn as u32),
+        "notify_channel": crate::CHANNEL,
+    });
+    json!({
+        "status": status,
+        "recommendation": recommendation,
+        "history": model.history,
+        "metrics": metrics(model, facts, rec.as_ref(), mode),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_iso_utc() {
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        // 2026-11-21 12:34:56 UTC = 1795264496 s.
+        assert_eq!(at(1_795_264_496_000_000), "2026-11-21T12:34:56Z");
+        assert_eq!(at(951_782_400_000_000), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn notification_is_json_and_short() {
+        let e = HistoryEntry {
+            at_us: 0,
+            action: "grow".into(),
+            old_mb: 32,
+            new_mb: 240,
+            reason: "x".repeat(10_000),
+            measurements: Value::Null,
+        };
+        let n = notification(&e, true, false);
+        assert!(n.len() < 8000);
+        let v: Value = serde_json::from_str(&n).unwrap();
+        assert_eq!(
+            (
+                v["old_mb"].as_u64(),
+                v["new_mb"].as_u64(),
+                v["applied"].as_bool()
+            ),
+            (Some(32), Some(240), Some(true))
+        );
+    }
+}
