@@ -61,6 +61,7 @@ pub extern "C-unwind" fn walker_services_main(_arg: pg_sys::Datum) {
         .store(unsafe { pg_sys::MyProcPid }, Ordering::Release);
     pgrx::log!("walker: services worker started in database \"{db}\"");
     let mut published: Option<Instant> = None;
+    let mut publish_error: Option<String> = None;
     loop {
         if BackgroundWorker::sighup_received() {
             // SAFETY: the documented way to reload settings in a background worker.
@@ -79,8 +80,13 @@ pub extern "C-unwind" fn walker_services_main(_arg: pg_sys::Datum) {
             published = None;
         }
         if published.is_none_or(|t| t.elapsed() >= PUBLISH_INTERVAL) {
-            if let Err(e) = in_transaction(|| publish(svc)) {
-                pgrx::warning!("walker: could not publish server facts: {e}");
+            match in_transaction(|| publish(svc)) {
+                Err(e) if publish_error.as_ref() != Some(&e) => {
+                    pgrx::warning!("walker: could not publish server facts: {e}");
+                    publish_error = Some(e);
+                }
+                Err(_) => {}
+                Ok(()) => publish_error = None,
             }
             published = Some(Instant::now());
         }
@@ -95,14 +101,20 @@ pub extern "C-unwind" fn walker_services_main(_arg: pg_sys::Datum) {
 /// Runs `f` in a transaction of its own; an ERROR inside aborts it and comes back as
 /// its message.
 fn in_transaction<R>(f: impl FnOnce() -> Result<R, String>) -> Result<R, String> {
-    // SAFETY: the worker's main thread, connected, outside any transaction.
-    unsafe { pg_sys::StartTransactionCommand() };
+    // SAFETY: the worker's main thread, connected, outside any transaction; queries
+    // need an active snapshot.
+    unsafe {
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
     let r = PgTryBuilder::new(AssertUnwindSafe(f))
         .catch_others(|e| Err(slot::caught_message(&e)))
         .execute();
-    // SAFETY: ends the transaction started above, committing only on success.
+    // SAFETY: ends the transaction started above, committing only on success (an
+    // abort releases the snapshot too).
     unsafe {
         if r.is_ok() {
+            pg_sys::PopActiveSnapshot();
             pg_sys::CommitTransactionCommand();
         } else {
             pg_sys::AbortCurrentTransaction();

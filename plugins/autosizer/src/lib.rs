@@ -206,6 +206,7 @@ impl Autosizer {
         manual: bool,
     ) -> serde_json::Value {
         let mut out = report::decision(&d);
+        out["applied"] = false.into();
         let entry = |action: &str, new_mb: u64, reason: String| HistoryEntry {
             at_us: now,
             action: action.to_string(),

@@ -171,6 +171,7 @@ pub struct ClusterBuilder {
     fixtures_in_library_path: bool,
     conf: Vec<(String, String)>,
     standby_of: Option<u16>,
+    command_line: Vec<(String, String)>,
 }
 
 impl ClusterBuilder {
@@ -200,6 +201,18 @@ impl ClusterBuilder {
     /// override them (e.g. `.conf("shared_buffers", "64MB")`).
     pub fn conf(mut self, key: &str, value: &str) -> Self {
         self.conf.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Passes `-c key=value` on the server's command line (through `pg_ctl -o`), a
+    /// source of higher priority than postgresql.conf and postgresql.auto.conf.
+    /// Repeatable; kept for restarts.
+    pub fn command_line(mut self, key: &str, value: &str) -> Self {
+        assert!(
+            !value.contains(['\'', '"', ' ', '\\']),
+            "command-line values must not need quoting: {value:?}"
+        );
+        self.command_line.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -281,6 +294,12 @@ impl ClusterBuilder {
             dir,
             port: 0,
             stopped: Mutex::new(true),
+            options: self
+                .command_line
+                .iter()
+                .map(|(k, v)| format!("-c {k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
         };
         let mut last_err = String::new();
         for _attempt in 0..5 {
@@ -419,6 +438,8 @@ pub struct Cluster {
     dir: PathBuf,
     port: u16,
     stopped: Mutex<bool>,
+    /// Server command-line options (`pg_ctl -o`).
+    options: String,
 }
 
 impl Cluster {
@@ -438,6 +459,7 @@ impl Cluster {
             fixtures_in_library_path: false,
             standby_of: None,
             conf: Vec::new(),
+            command_line: Vec::new(),
         }
     }
 
@@ -468,6 +490,9 @@ impl Cluster {
             .arg("-l")
             .arg(self.log_path())
             .args(["-w", "-t", "60", "start"]);
+        if !self.options.is_empty() {
+            cmd.args(["-o", &self.options]);
+        }
         run(cmd, "pg_ctl start").map(|_| ())
     }
 

@@ -151,13 +151,18 @@ pub const ROUND: &[&str] = &[
 impl Background {
     /// Starts looping [`ROUND`] on `port` (as postgres, database postgres).
     pub fn start(c: &Cluster) -> Background {
+        Background::start_with(c, ROUND)
+    }
+
+    /// Starts looping `round` (one statement per psql call) on the cluster.
+    pub fn start_with(c: &Cluster, round: &'static [&'static str]) -> Background {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let port = c.port();
         let thread = std::thread::spawn(move || {
             let mut done = 0u64;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                for stmt in ROUND {
+                for stmt in round {
                     if flag.load(std::sync::atomic::Ordering::Relaxed) {
                         break;
                     }

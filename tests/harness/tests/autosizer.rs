@@ -1,0 +1,429 @@
+//! The autosizer against a real server: `max_wal_size` and its source are read back from
+//! `pg_settings` and `postgresql.auto.conf`, forced checkpoints from the checkpointer's
+//! own counter (`pg_stat_bgwriter.checkpoints_req`), notifications through a LISTEN
+//! client. Windows are shortened (`autosizer.window`) so decisions come in seconds;
+//! `checkpoint_timeout` is the server's minimum, 30 s.
+
+mod common;
+
+use common::Background;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use walker_tests::Cluster;
+
+/// A WAL generator: about 5 MB of WAL per round, one round a second.
+const FORCING: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS gen (id bigserial, v text)",
+    "INSERT INTO gen (v) SELECT repeat('x', 200) FROM generate_series(1, 20000)",
+    "SELECT pg_sleep(0.5)",
+    "TRUNCATE gen",
+];
+
+fn cluster(name: &str, conf: &[(&str, &str)], command_line: &[(&str, &str)]) -> Cluster {
+    let mut b = Cluster::builder(name)
+        .plugins("autosizer")
+        .conf("checkpoint_timeout", "30s")
+        .conf("checkpoint_completion_target", "0.9")
+        .conf("autosizer.window", "2s")
+        .conf("walker.naptime", "50ms");
+    for (k, v) in conf {
+        b = b.conf(k, v);
+    }
+    for (k, v) in command_line {
+        b = b.command_line(k, v);
+    }
+    let c = b.start();
+    c.exec("CREATE EXTENSION walker");
+    // The services worker publishes the server's settings; then decisions can start.
+    c.wait_until(
+        "the autosizer sees the server's settings",
+        Duration::from_secs(30),
+        || c.query_one("SELECT walker.autosizer_status()->>'max_wal_size_mb' IS NOT NULL") == "t",
+    );
+    c
+}
+
+fn max_wal_mb(c: &Cluster) -> i64 {
+    c.query_one("SELECT setting::int8 FROM pg_settings WHERE name = 'max_wal_size'")
+        .parse()
+        .unwrap()
+}
+
+fn checkpoints_req(c: &Cluster) -> i64 {
+    c.query_one("SELECT checkpoints_req FROM pg_stat_bgwriter")
+        .parse()
+        .unwrap()
+}
+
+fn auto_conf(c: &Cluster) -> String {
+    std::fs::read_to_string(c.data_dir().join("postgresql.auto.conf")).unwrap_or_default()
+}
+
+fn history(c: &Cluster, action: &str) -> Vec<(i64, i64)> {
+    c.query(&format!(
+        "SELECT old_mb, new_mb FROM walker.autosizer_history WHERE action = '{action}' ORDER BY at"
+    ))
+    .into_iter()
+    .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
+    .collect()
+}
+
+/// A psql session that LISTENs and stays connected, printing notifications.
+struct Listener {
+    child: Child,
+}
+
+impl Listener {
+    fn start(c: &Cluster, channel: &str, seconds: u32) -> Listener {
+        let mut child = Command::new(walker_tests::pg_bindir().join("psql"))
+            .args([
+                "-X",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &c.port().to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("psql starts");
+        let mut script = format!("LISTEN {channel};\n");
+        // psql prints notifications after each statement it runs.
+        for _ in 0..seconds * 2 {
+            script.push_str("SELECT pg_sleep(0.5);\n");
+        }
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        Listener { child }
+    }
+
+    fn output(mut self) -> String {
+        let _ = self.child.kill();
+        let out = self.child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+#[test]
+fn grows_when_wal_forces_checkpoints_then_forcing_stops() {
+    let c = cluster(
+        "sizer-grow",
+        &[
+            ("max_wal_size", "32MB"),
+            ("min_wal_size", "32MB"),
+            ("autosizer.cooldown", "0"),
+        ],
+        &[],
+    );
+    assert_eq!(max_wal_mb(&c), 32);
+    let listener = Listener::start(&c, "walker_autosizer", 120);
+    let load = Background::start_with(&c, FORCING);
+    c.wait_until("max_wal_size grows", Duration::from_secs(90), || {
+        max_wal_mb(&c) > 32
+    });
+    let grown = max_wal_mb(&c);
+    assert!(
+        auto_conf(&c).contains(&format!("max_wal_size = '{grown}'")),
+        "postgresql.auto.conf holds the new size:\n{}",
+        auto_conf(&c)
+    );
+    let source = c.query_one(
+        "SELECT source || ' ' || sourcefile FROM pg_settings WHERE name = 'max_wal_size'",
+    );
+    assert!(
+        source.starts_with("configuration file") && source.ends_with("postgresql.auto.conf"),
+        "{source}"
+    );
+    // The history is published right after the server confirmed the change.
+    c.wait_until("the grow is in the history", Duration::from_secs(10), || !history(&c, "grow").is_empty());
+    let grows = history(&c, "grow");
+    assert_eq!(grows.first().map(|g| g.0), Some(32), "history: {grows:?}");
+    // It may grow before any checkpoint is forced: the demand predicts it.
+    let reason = c.query_one(
+        "SELECT reason FROM walker.autosizer_history WHERE action = 'grow' ORDER BY at LIMIT 1",
+    );
+    assert!(reason.contains("checkpoint"), "{reason}");
+    // Once the size fits the load, the checkpointer's requested count stops rising: a
+    // 20 s stretch without a requested checkpoint (within 90 s; the size may still
+    // be raised once more meanwhile).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut quiet = false;
+    while Instant::now() < deadline && !quiet {
+        let before = checkpoints_req(&c);
+        std::thread::sleep(Duration::from_secs(20));
+        quiet = checkpoints_req(&c) == before;
+    }
+    let rounds = load.stop();
+    assert!(rounds > 0);
+    assert!(
+        quiet,
+        "checkpoints were still requested; max_wal_size is {} MB, history {:?}",
+        max_wal_mb(&c),
+        history(&c, "grow")
+    );
+    let heard = listener.output();
+    assert!(
+        heard.contains("Asynchronous notification \"walker_autosizer\"")
+            && heard.contains("\"action\":\"grow\""),
+        "the LISTEN client heard no grow notification:\n{heard}"
+    );
+    // The recommendation explains itself; Prometheus has the plugin's metrics.
+    let rec = c.query_one("SELECT walker.autosizer_recommendation() ? 'measurements'");
+    assert_eq!(rec, "t");
+    let metrics = c.query_one("SELECT walker.prometheus()");
+    assert!(
+        metrics.contains("walker_autosizer_checkpoints_total{kind=\"wal\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("walker_records_total"), "{metrics}");
+}
+
+#[test]
+fn manual_checkpoints_with_little_wal_do_not_grow() {
+    let c = cluster(
+        "sizer-manual",
+        &[("max_wal_size", "1GB"), ("autosizer.cooldown", "0")],
+        &[],
+    );
+    let req_before = checkpoints_req(&c);
+    for i in 0..8 {
+        c.exec(&format!(
+            "CREATE TABLE IF NOT EXISTS m (v int); INSERT INTO m VALUES ({i}); CHECKPOINT"
+        ));
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    // Let a few windows close.
+    common::wait_caught_up(&c);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        checkpoints_req(&c) >= req_before + 8,
+        "the checkpointer counted them as requested"
+    );
+    let counts = c.query_one(
+        "SELECT (s->'checkpoints'->>'requested')::int8 >= 7 AND (s->'checkpoints'->>'wal')::int8 = 0 FROM walker.autosizer_status() s",
+    );
+    assert_eq!(
+        counts,
+        "t",
+        "{}",
+        c.query_one("SELECT walker.autosizer_status()->'checkpoints'")
+    );
+    assert_eq!(max_wal_mb(&c), 1024);
+    assert!(history(&c, "grow").is_empty());
+    // An admin's analyze agrees: hold, nothing applied.
+    let a = c.query_one("SELECT a->>'action' || ' ' || (a->>'applied') FROM walker.autosizer_analyze('{\"apply\": true}') a");
+    assert_eq!(a, "hold false");
+    assert!(!auto_conf(&c).contains("max_wal_size"));
+}
+
+#[test]
+fn dry_run_recommends_and_records_but_changes_nothing() {
+    let c = cluster(
+        "sizer-dry",
+        &[
+            ("max_wal_size", "32MB"),
+            ("min_wal_size", "32MB"),
+            ("autosizer.dry_run", "on"),
+        ],
+        &[],
+    );
+    let load = Background::start_with(&c, FORCING);
+    c.wait_until("a dry-run recommendation", Duration::from_secs(90), || {
+        !history(&c, "recommend").is_empty()
+    });
+    load.stop();
+    let rec = history(&c, "recommend");
+    assert!(rec[0].0 == 32 && rec[0].1 > 32, "{rec:?}");
+    assert_eq!(max_wal_mb(&c), 32);
+    assert!(!auto_conf(&c).contains("max_wal_size"), "{}", auto_conf(&c));
+    assert_eq!(
+        c.query_one("SELECT walker.autosizer_status()->>'mode'"),
+        "dry run"
+    );
+}
+
+#[test]
+fn shrinks_only_when_enabled_and_never_below_the_floor() {
+    let c = cluster(
+        "sizer-shrink",
+        &[
+            ("max_wal_size", "1GB"),
+            ("autosizer.floor", "400MB"),
+            ("autosizer.shrink_windows", "1"),
+            ("autosizer.cooldown", "0"),
+            ("autosizer.max_changes_per_hour", "100"),
+        ],
+        &[],
+    );
+    // Shrinking is off by default: quiet windows pass, nothing changes.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(max_wal_mb(&c), 1024);
+    assert!(history(&c, "shrink").is_empty());
+    c.exec("ALTER SYSTEM SET autosizer.shrink = on; SELECT pg_reload_conf()");
+    c.wait_until(
+        "max_wal_size shrinks to the floor",
+        Duration::from_secs(60),
+        || max_wal_mb(&c) == 400,
+    );
+    // 1024 × 0.75 = 768, × 0.75 = 576, × 0.75 = 432, then the floor 400.
+    let shrinks = history(&c, "shrink");
+    assert_eq!(
+        shrinks,
+        vec![(1024, 768), (768, 576), (576, 432), (432, 400)]
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(max_wal_mb(&c), 400, "never below the floor");
+    assert_eq!(history(&c, "shrink").len(), 4);
+}
+
+#[test]
+fn cooldown_and_hourly_cap_hold() {
+    // Every 1 s window is quiet and wants a shrink; the guards allow 3 changes, 4 s apart.
+    let c = cluster(
+        "sizer-limits",
+        &[
+            ("max_wal_size", "4GB"),
+            ("autosizer.floor", "64MB"),
+            ("autosizer.shrink", "on"),
+            ("autosizer.shrink_windows", "1"),
+            ("autosizer.window", "1s"),
+            ("autosizer.cooldown", "4s"),
+            ("autosizer.max_changes_per_hour", "3"),
+        ],
+        &[],
+    );
+    c.wait_until("three shrinks", Duration::from_secs(60), || {
+        history(&c, "shrink").len() >= 3
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(history(&c, "shrink").len(), 3, "the hourly cap holds");
+    let gaps = c.query(
+        "SELECT extract(epoch FROM at - lag(at) OVER (ORDER BY at)) FROM walker.autosizer_history WHERE action = 'shrink' ORDER BY at OFFSET 1",
+    );
+    for g in gaps {
+        let secs: f64 = g[0].parse().unwrap();
+        assert!(secs >= 4.0, "changes {secs} s apart, cooldown 4 s");
+    }
+    let held = c.query_one(
+        "SELECT (s->>'deferred_by_cooldown')::int8 > 0 AND (s->>'deferred_by_hourly_cap')::int8 > 0 FROM walker.autosizer_status() s",
+    );
+    assert_eq!(
+        held,
+        "t",
+        "{}",
+        c.query_one("SELECT walker.autosizer_status()")
+    );
+    // 4096 × 0.75³ = 1728.
+    assert_eq!(max_wal_mb(&c), 1728);
+}
+
+#[test]
+fn an_overriding_source_makes_it_recommend_only() {
+    let c = cluster(
+        "sizer-override",
+        &[
+            ("autosizer.floor", "64MB"),
+            ("autosizer.shrink", "on"),
+            ("autosizer.shrink_windows", "1"),
+            ("autosizer.cooldown", "0"),
+        ],
+        &[("max_wal_size", "2GB")],
+    );
+    c.wait_until("recommend-only", Duration::from_secs(60), || {
+        c.query_one("SELECT walker.autosizer_status()->>'mode'") == "recommend-only"
+    });
+    let why = c.query_one("SELECT walker.autosizer_status()->>'mode_reason'");
+    assert!(
+        why.contains("command line") && why.contains("max_wal_size"),
+        "{why}"
+    );
+    assert_eq!(max_wal_mb(&c), 2048);
+    assert!(
+        !auto_conf(&c).contains("max_wal_size"),
+        "nothing written: {}",
+        auto_conf(&c)
+    );
+    assert_eq!(history(&c, "failed").len(), 1);
+    assert!(
+        c.query_one("SELECT service_failures FROM walker.status")
+            .parse::<i64>()
+            .unwrap()
+            >= 1
+    );
+}
+
+#[test]
+fn bad_settings_and_arguments_give_clear_errors() {
+    let c = cluster("sizer-bad", &[("max_wal_size", "1GB")], &[]);
+    let e = c
+        .psql("postgres", "ALTER SYSTEM SET autosizer.maximum = -5")
+        .unwrap_err();
+    assert!(
+        e.contains("-5")
+            && e.contains("outside the valid range")
+            && e.contains("autosizer.maximum"),
+        "{e}"
+    );
+    let e = c
+        .psql("postgres", "ALTER SYSTEM SET autosizer.algorithm = 'magic'")
+        .unwrap_err();
+    assert!(
+        e.contains("invalid value") && e.contains("demand") && e.contains("multiplicative"),
+        "{e}"
+    );
+    let e = c
+        .psql("postgres", "ALTER SYSTEM SET autosizer.shrink_factor = 1.5")
+        .unwrap_err();
+    assert!(e.contains("outside the valid range"), "{e}");
+    // A floor above the maximum: the server cannot check that; the autosizer says so
+    // and changes nothing.
+    c.exec("ALTER SYSTEM SET autosizer.floor = '2GB'; ALTER SYSTEM SET autosizer.maximum = '1GB'; SELECT pg_reload_conf()");
+    c.wait_until("misconfigured", Duration::from_secs(30), || {
+        c.query_one("SELECT walker.autosizer_status()->>'mode'") == "misconfigured"
+    });
+    let why = c.query_one("SELECT walker.autosizer_status()->>'mode_reason'");
+    assert!(
+        why.contains("autosizer.floor (2048 MB) is above autosizer.maximum (1024 MB)"),
+        "{why}"
+    );
+    assert!(c
+        .server_log()
+        .contains("autosizer.floor (2048 MB) is above autosizer.maximum"));
+    // Bad arguments and missing privileges.
+    let e = c
+        .psql(
+            "postgres",
+            "SELECT walker.autosizer_analyze('{\"apply\": \"yes\"}')",
+        )
+        .unwrap_err();
+    assert!(e.contains("\"apply\" must be true or false"), "{e}");
+    let e = c
+        .psql(
+            "postgres",
+            "SELECT walker.autosizer_analyze('{\"aply\": true}')",
+        )
+        .unwrap_err();
+    assert!(e.contains("unknown argument \"aply\""), "{e}");
+    c.exec("CREATE ROLE watcher LOGIN IN ROLE walker_monitor; CREATE ROLE nobody LOGIN");
+    assert!(c
+        .psql_as("watcher", "postgres", "SELECT walker.autosizer_status()")
+        .is_ok());
+    let e = c
+        .psql_as("watcher", "postgres", "SELECT walker.autosizer_analyze()")
+        .unwrap_err();
+    assert!(e.contains("permission denied"), "{e}");
+    let e = c
+        .psql_as("nobody", "postgres", "SELECT walker.autosizer_status()")
+        .unwrap_err();
+    assert!(e.contains("permission denied"), "{e}");
+}
