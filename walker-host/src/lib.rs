@@ -80,6 +80,23 @@ SELECT name, version, abi_version, state, records, errors, processed_lsn::pg_lsn
 FROM @extschema@._plugins();
 COMMENT ON VIEW @extschema@.plugins IS 'Every plugin listed in walker.plugins: state, counters, last error, snapshots and how its state started.';
 
+-- A plugin function's arguments: a "relation" (a name or regclass text) also gets the
+-- "database", "tablespace" and "relfilenode" its WAL records carry.
+CREATE FUNCTION @extschema@.with_relation(args jsonb) RETURNS jsonb
+LANGUAGE sql STABLE AS $fn$
+    -- No SET search_path: the relation name resolves as the caller sees it; every
+    -- catalog object is qualified.
+    SELECT CASE WHEN args ? 'relation' THEN
+        args || (SELECT pg_catalog.jsonb_build_object(
+                     'database', d.oid::int8,
+                     'tablespace', (CASE WHEN c.reltablespace = 0 THEN d.dattablespace ELSE c.reltablespace END)::int8,
+                     'relfilenode', pg_catalog.pg_relation_filenode(c.oid)::int8)
+                 FROM pg_catalog.pg_class c, pg_catalog.pg_database d
+                 WHERE c.oid = (args->>'relation')::pg_catalog.regclass
+                   AND d.datname = pg_catalog.current_database())
+    ELSE args END
+$fn$;
+
 -- (Re)creates walker.<plugin>_<view> for every view the loaded plugins declare, and
 -- walker.<plugin>_<function>(args jsonb) for every SQL function they declare.
 -- Run it after changing walker.plugins and restarting; CREATE EXTENSION runs it once.
@@ -132,7 +149,7 @@ BEGIN
     -- Each SQL function a plugin declares: walker.<plugin>_<function>(args jsonb).
     FOR f IN SELECT * FROM @extschema@.plugin_functions() ORDER BY plugin, function LOOP
         fname := format('@extschema@.%I', f.plugin || '_' || f.function);
-        body := format('SELECT @extschema@.plugin_call(%L, %L, args::text)::%s',
+        body := format('SELECT @extschema@.plugin_call(%L, %L, @extschema@.with_relation(args)::text)::%s',
                        f.plugin, f.function, f.result_type);
         BEGIN
             EXECUTE format('CREATE OR REPLACE FUNCTION %s(args jsonb DEFAULT ''{}'') RETURNS %s'
@@ -165,7 +182,7 @@ GRANT SELECT ON @extschema@.status, @extschema@.plugins TO walker_monitor;
 GRANT EXECUTE ON FUNCTION @extschema@._status(), @extschema@._plugins(),
     @extschema@.plugin_view_columns(), @extschema@.plugin_view_rows(text, text),
     @extschema@.plugin_functions(), @extschema@.plugin_call(text, text, text),
-    @extschema@.prometheus() TO walker_monitor;
+    @extschema@.prometheus(), @extschema@.with_relation(jsonb) TO walker_monitor;
 GRANT EXECUTE ON FUNCTION @extschema@.refresh_views() TO walker_admin;
 
 SELECT @extschema@.refresh_views();

@@ -141,7 +141,12 @@ impl Plugin for Garbagemap {
                 },
             ],
             snapshots: true,
-            functions: Vec::new(),
+            functions: vec![walker_abi::FunctionDef {
+                name: "svg",
+                description: "the SVG heat map of one relation: walker.garbagemap_svg('{\"relation\": \"t\"}')",
+                result: T::TEXT,
+                admin_only: false,
+            }],
         }
     }
 
@@ -300,6 +305,23 @@ impl Plugin for Garbagemap {
             since_publish: 0,
         };
         self.publish(host, &mut walk)
+    }
+
+    fn call(&self, host: &Host, _function: usize, args: &str) -> PluginResult<String> {
+        let key = published::relation_key(args)?;
+        let rows = host.with_shared(|p: &Published| p.rows(published::VIEW_SVG))?;
+        rows.into_iter()
+            .find(|r| published::row_key(r) == Some(key))
+            .and_then(|mut r| match r.pop() {
+                Some(published::Cell::Text(svg)) => Some(svg),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                PluginError::new(format!(
+                    "garbagemap tracks no change of relfilenode {} in database {} (none since walker started, or it was evicted)",
+                    key.2, key.0
+                ))
+            })
     }
 
     fn view_rows(&self, host: &Host, view: usize, sink: &mut RowSink<'_>) -> PluginResult {

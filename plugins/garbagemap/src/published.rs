@@ -422,3 +422,59 @@ mod tests {
         assert!(s.contains("blocks 20..25: 1 dead"), "{s}");
     }
 }
+
+/// The (database, tablespace, relfilenode) a row of a relation view starts with.
+pub fn row_key(row: &[Cell]) -> Option<(i64, i64, i64)> {
+    match row {
+        [Cell::Int(d), Cell::Int(t), Cell::Int(r), ..] => Some((*d, *t, *r)),
+        _ => None,
+    }
+}
+
+/// Reads `{"database": .., "tablespace": .., "relfilenode": ..}` from a function's JSON
+/// arguments (the host adds them when the caller passes `"relation"`).
+pub fn relation_key(args: &str) -> Result<(i64, i64, i64), walker_abi::PluginError> {
+    let num = |name: &str| -> Option<i64> {
+        // A key is followed by a colon (a string value naming a key is not).
+        let pattern = format!("\"{name}\":");
+        let at = args.find(&pattern)? + pattern.len();
+        let rest = args[at..].trim_start();
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .unwrap_or(rest.len());
+        rest[..end].parse().ok()
+    };
+    match (num("database"), num("tablespace"), num("relfilenode")) {
+        (Some(d), Some(t), Some(r)) => Ok((d, t, r)),
+        _ => Err(walker_abi::PluginError::new(
+            "pass the relation: walker.garbagemap_svg('{\"relation\": \"my_table\"}'), or its \"database\", \"tablespace\" and \"relfilenode\"",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn relation_key_from_args() {
+        let a = r#"{"relation": "t", "database": 5, "tablespace": 1663, "relfilenode": 16384}"#;
+        assert_eq!(relation_key(a).unwrap(), (5, 1663, 16384));
+        let tricky =
+            r#"{"database": 5, "relation": "tablespace", "tablespace": 1663, "relfilenode": 7}"#;
+        assert_eq!(relation_key(tricky).unwrap(), (5, 1663, 7));
+        assert!(relation_key(r#"{"relation": "t"}"#)
+            .unwrap_err()
+            .0
+            .contains("pass the relation"));
+        assert_eq!(
+            row_key(&[
+                Cell::Int(1),
+                Cell::Int(2),
+                Cell::Int(3),
+                Cell::Text("x".into())
+            ]),
+            Some((1, 2, 3))
+        );
+    }
+}

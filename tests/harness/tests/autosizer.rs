@@ -145,7 +145,11 @@ fn grows_when_wal_forces_checkpoints_then_forcing_stops() {
         "{source}"
     );
     // The history is published right after the server confirmed the change.
-    c.wait_until("the grow is in the history", Duration::from_secs(10), || !history(&c, "grow").is_empty());
+    c.wait_until(
+        "the grow is in the history",
+        Duration::from_secs(10),
+        || !history(&c, "grow").is_empty(),
+    );
     let grows = history(&c, "grow");
     assert_eq!(grows.first().map(|g| g.0), Some(32), "history: {grows:?}");
     // It may grow before any checkpoint is forced: the demand predicts it.

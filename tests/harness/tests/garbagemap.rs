@@ -148,6 +148,17 @@ fn dead_tuples_per_range_equal_pageinspect() {
     assert!(advice[0][2].contains("dead tuples"), "{advice:?}");
     let svg = c.query_one("SELECT svg FROM walker.garbagemap_svg WHERE relation = 'big'::regclass");
     assert!(svg.starts_with("<svg") && svg.contains("<rect"), "{svg}");
+    // The same heat map from the SQL function, by relation name.
+    let by_fn = c.query_one("SELECT walker.garbagemap_svg('{\"relation\": \"big\"}')");
+    assert_eq!(by_fn, svg);
+    c.exec("CREATE TABLE untouched (v int)");
+    let e = c
+        .psql(
+            "postgres",
+            "SELECT walker.garbagemap_svg('{\"relation\": \"untouched\"}')",
+        )
+        .unwrap_err();
+    assert!(e.contains("tracks no change of relfilenode"), "{e}");
 
     // The map survives a crash: restored from its snapshot, then the WAL after it.
     // After the checkpoint, the first prune or vacuum of each page carries its image
