@@ -363,6 +363,18 @@ fn an_overriding_source_makes_it_recommend_only() {
             .parse::<i64>()
             .unwrap()
             >= 1
+    ); // reset forgets the history and the recommend-only state (which the next refused
+       // change sets again).
+    let before = c.query_one("SELECT clock_timestamp()");
+    assert_eq!(
+        c.query_one("SELECT walker.autosizer_reset()->>'reset'"),
+        "true"
+    );
+    assert_eq!(
+        c.query_one(&format!(
+            "SELECT count(*) FROM walker.autosizer_history WHERE at < '{before}'"
+        )),
+        "0"
     );
 }
 
