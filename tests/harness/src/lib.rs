@@ -172,6 +172,7 @@ pub struct ClusterBuilder {
     conf: Vec<(String, String)>,
     standby_of: Option<u16>,
     command_line: Vec<(String, String)>,
+    copy_of: Option<PathBuf>,
 }
 
 impl ClusterBuilder {
@@ -180,6 +181,15 @@ impl ClusterBuilder {
     /// initdb; this builder's settings are applied on top.
     pub fn standby_of(mut self, primary: &Cluster) -> Self {
         self.standby_of = Some(primary.port);
+        self
+    }
+
+    /// Starts from a copy (`cp -a`) of `source`'s data directory instead of initdb, so
+    /// the new cluster has its data, WAL and replication slots. `source` must be
+    /// stopped ([`Cluster::stop`]) when [`ClusterBuilder::start`] runs. The source's
+    /// harness settings are replaced by this builder's (port, `walker.plugins`, ...).
+    pub fn copy_of(mut self, source: &Cluster) -> Self {
+        self.copy_of = Some(source.dir.clone());
         self
     }
 
@@ -251,7 +261,9 @@ impl ClusterBuilder {
                 .unwrap_or_else(|e| panic!("{e}"));
         }
 
-        if let Some(primary_port) = self.standby_of {
+        if let Some(source) = &self.copy_of {
+            copy_data_dir(source, &dir).unwrap_or_else(|e| panic!("{e}"));
+        } else if let Some(primary_port) = self.standby_of {
             // initdb sets these itself; pg_basebackup needs them set.
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
@@ -378,6 +390,25 @@ impl ClusterBuilder {
     }
 }
 
+/// Copies the stopped cluster in `source` into the empty directory `dir` (`cp -a`, so
+/// owners and modes are kept), without its log.
+fn copy_data_dir(source: &Path, dir: &Path) -> Result<(), String> {
+    if source.join("postmaster.pid").exists() {
+        return Err(format!(
+            "cannot copy the data directory {}: its server is running (stop it first)",
+            source.display()
+        ));
+    }
+    let mut cp = Command::new("cp");
+    cp.arg("-a").arg(source.join(".")).arg(dir);
+    run(cp, "copy of the data directory")?;
+    let _ = fs::remove_file(dir.join("server.log"));
+    // The server refuses a data directory others may read.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("chmod {}: {e}", dir.display()))
+}
+
 /// Writes a file in a data directory, owned by postgres when we are root.
 fn write_as_server_file(path: &Path, text: &str) {
     fs::write(path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
@@ -458,6 +489,7 @@ impl Cluster {
             plugins: None,
             fixtures_in_library_path: false,
             standby_of: None,
+            copy_of: None,
             conf: Vec::new(),
             command_line: Vec::new(),
         }

@@ -1,0 +1,96 @@
+//! How big a run is: `smoke` (CI, seconds), `medium`, `full` (the README's figures).
+
+use std::time::Duration;
+
+/// The parameters of one run size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Size {
+    /// `smoke`, `medium` or `full`.
+    pub name: &'static str,
+    /// Repetitions of each side-by-side measurement.
+    pub reps: usize,
+    /// Figure 1: `pgbench -i` scale of the backlog cluster.
+    pub backlog_scale: u32,
+    /// Figure 1: WAL to generate (bytes); pgbench TPC-B runs until it is reached.
+    pub backlog_bytes: u64,
+    /// Figures 1 and 2: pgbench clients (and threads).
+    pub clients: u32,
+    /// Figure 2: `pgbench -i` scale.
+    pub load_scale: u32,
+    /// Figure 2: seconds of each `pgbench -T` run.
+    pub load_seconds: u32,
+    /// Figure 3: interval between lag samples.
+    pub sample_interval: Duration,
+    /// Figure 5: megabytes of each table of the garbagemap range workload.
+    pub map_table_mb: u32,
+    /// Longest wait for walker to walk the backlog once.
+    pub walk_timeout: Duration,
+}
+
+const MIB: u64 = 1 << 20;
+
+impl Size {
+    /// The size called `name`.
+    pub fn named(name: &str) -> Option<Size> {
+        let base = Size {
+            name: "smoke",
+            reps: 1,
+            backlog_scale: 1,
+            backlog_bytes: 32 * MIB,
+            clients: 2,
+            load_scale: 1,
+            load_seconds: 3,
+            sample_interval: Duration::from_millis(100),
+            map_table_mb: 8,
+            walk_timeout: Duration::from_secs(120),
+        };
+        match name {
+            "smoke" => Some(base),
+            "medium" => Some(Size {
+                name: "medium",
+                reps: 3,
+                backlog_scale: 5,
+                backlog_bytes: 256 * MIB,
+                clients: 4,
+                load_scale: 5,
+                load_seconds: 10,
+                map_table_mb: 32,
+                walk_timeout: Duration::from_secs(300),
+                ..base
+            }),
+            "full" => Some(Size {
+                name: "full",
+                reps: 5,
+                backlog_scale: 10,
+                backlog_bytes: 1024 * MIB,
+                clients: 4,
+                load_scale: 10,
+                load_seconds: 20,
+                map_table_mb: 64,
+                walk_timeout: Duration::from_secs(600),
+                ..base
+            }),
+            _ => None,
+        }
+    }
+
+    /// The names [`Size::named`] knows.
+    pub const NAMES: &'static [&'static str] = &["smoke", "medium", "full"];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_grow() {
+        let all: Vec<Size> = Size::NAMES
+            .iter()
+            .map(|n| Size::named(n).unwrap())
+            .collect();
+        for w in all.windows(2) {
+            assert!(w[0].reps <= w[1].reps && w[0].backlog_bytes < w[1].backlog_bytes);
+        }
+        assert!(Size::named("huge").is_none());
+    }
+}

@@ -1,0 +1,116 @@
+//! pgbench, and the cluster settings every benchmark cluster shares.
+
+use crate::process;
+use std::process::Command;
+use std::time::Duration;
+use walker_tests::{pg_bindir, Cluster, ClusterBuilder};
+
+/// Settings of every benchmark cluster, besides the harness's own (`fsync = off`,
+/// `max_connections = 20`, TCP on 127.0.0.1): as (name, value).
+pub const SETTINGS: &[(&str, &str)] = &[
+    ("shared_buffers", "128MB"),
+    ("autovacuum", "off"),
+    ("walker.max_retained_wal", "-1"),
+];
+
+/// Settings the report lists: the harness's and [`SETTINGS`].
+pub fn reported_settings() -> Vec<(String, String)> {
+    [("fsync", "off"), ("max_connections", "20")]
+        .iter()
+        .chain(SETTINGS)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A cluster builder with [`SETTINGS`] (walker preloaded unless told otherwise).
+pub fn builder(name: &str) -> ClusterBuilder {
+    SETTINGS
+        .iter()
+        .fold(Cluster::builder(name), |b, (k, v)| b.conf(k, v))
+}
+
+/// Runs pgbench against database `postgres` of `c` with `args`; its standard output
+/// (where the summary is) or an error naming `what`.
+pub fn pgbench(
+    c: &Cluster,
+    args: &[&str],
+    what: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    let mut cmd = Command::new(pg_bindir().join("pgbench"));
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &c.port().to_string(),
+        "-U",
+        "postgres",
+    ])
+    .args(args)
+    .arg("postgres")
+    .env("PGCONNECT_TIMEOUT", "10")
+    .env_remove("PGOPTIONS");
+    process::run(cmd, what, timeout)
+}
+
+/// `pgbench -i -q -s <scale>` (initialises the TPC-B tables).
+pub fn init(c: &Cluster, scale: u32) -> Result<(), String> {
+    let scale = scale.to_string();
+    pgbench(
+        c,
+        &["-i", "-q", "-s", &scale],
+        &format!("pgbench -i -s {scale} on {}", c.name()),
+        Duration::from_secs(600),
+    )
+    .map(|_| ())
+}
+
+/// `pgbench -n -T <seconds> -c <clients> -j <clients>` (TPC-B); returns the TPS.
+pub fn tpcb(c: &Cluster, seconds: u32, clients: u32) -> Result<f64, String> {
+    let (t, n) = (seconds.to_string(), clients.to_string());
+    let what = format!("pgbench -T {t} -c {n} on {}", c.name());
+    let out = pgbench(
+        c,
+        &["-n", "-T", &t, "-c", &n, "-j", &n],
+        &what,
+        Duration::from_secs(u64::from(seconds) + 120),
+    )?;
+    parse_tps(&out).ok_or_else(|| format!("{what}: no tps line in its output:\n{out}"))
+}
+
+/// The `tps = N (without initial connection time)` figure of pgbench's summary.
+pub fn parse_tps(output: &str) -> Option<f64> {
+    output.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("tps = ")?;
+        if !rest.contains("without initial connection time") {
+            return None;
+        }
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// What `pgbench` does before a run (vacuum the tables, empty the history), plus a
+/// checkpoint, so every run starts from the same state (the first change of each
+/// page after a checkpoint writes a full-page image).
+pub const BETWEEN_RUNS: &str = "VACUUM pgbench_branches; VACUUM pgbench_tellers; \
+VACUUM pgbench_accounts; TRUNCATE pgbench_history; CHECKPOINT";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tps_from_pgbench_output() {
+        let out = "transaction type: <builtin: TPC-B (sort of)>\n\
+                   number of failed transactions: 0 (0.000%)\n\
+                   latency average = 3.351 ms\n\
+                   initial connection time = 6.215 ms\n\
+                   tps = 1193.592417 (without initial connection time)\n";
+        assert_eq!(parse_tps(out), Some(1193.592417));
+        assert_eq!(
+            parse_tps("tps = 5 (including connections establishing)"),
+            None
+        );
+        assert_eq!(parse_tps("nothing"), None);
+    }
+}
