@@ -191,7 +191,13 @@ fn damaged_snapshots_are_refused_and_the_plugin_starts_empty() {
 
 #[test]
 fn a_standby_walks_the_replayed_wal_and_carries_on_after_promotion() {
-    let primary = Cluster::builder("primary").plugins("rmgr_stats").start();
+    // wal_keep_size: the primary keeps the WAL the standby's walker counted, so
+    // pg_walinspect on the primary can read the same range (its own walker's slot
+    // moves on and the workload's CHECKPOINT would otherwise recycle it).
+    let primary = Cluster::builder("primary")
+        .plugins("rmgr_stats")
+        .conf("wal_keep_size", KEEP)
+        .start();
     primary.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_walinspect;");
     let standby = Cluster::builder("standby")
         .plugins("rmgr_stats")
