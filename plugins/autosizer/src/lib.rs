@@ -65,7 +65,9 @@ pub struct Autosizer {
 struct Lane {
     model: Model,
     facts: Option<Facts>,
-    facts_at: i64,
+    config: Option<Config>,
+    /// When settings and facts were last read (µs; 0: never).
+    refreshed_at: i64,
     published_at: i64,
     through_lsn: u64,
     last_decision: Option<Decision>,
@@ -146,15 +148,24 @@ impl Autosizer {
         self.lane.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reads the settings and facts; `None` when no decision can be made yet.
+    /// The settings and the server facts, read again at most every [`REFRESH_US`]
+    /// (or when `force`d): they change only on a reload or a publication, and every
+    /// commit record comes through here. `None` when no decision can be made.
     fn refresh(&self, host: &Host, lane: &mut Lane, now: i64, force: bool) -> Option<Config> {
-        if force || lane.facts.is_none() || now.saturating_sub(lane.facts_at) >= REFRESH_US {
+        if force || lane.refreshed_at == 0 || now.saturating_sub(lane.refreshed_at) >= REFRESH_US {
             if let Some(f) = read_facts(host) {
                 lane.model.note_facts(&f);
                 lane.facts = Some(f);
             }
-            lane.facts_at = now;
+            lane.config = Self::checked_config(host, lane);
+            lane.refreshed_at = now;
         }
+        lane.config
+    }
+
+    /// Reads and checks the settings; the reason goes to `config_error` (and, once per
+    /// new reason, to the log).
+    fn checked_config(host: &Host, lane: &mut Lane) -> Option<Config> {
         let cfg = match read_config(host) {
             Ok(c) => c,
             Err(e) => {
@@ -327,13 +338,13 @@ impl Autosizer {
     /// Runs what time brings: window ends, backend requests, publication.
     fn tick(&self, host: &Host, lane: &mut Lane, time_us: i64, now: i64) -> PluginResult {
         let cfg = self.refresh(host, lane, now, false);
-        if let (Some(cfg), Some(facts)) = (cfg.as_ref(), lane.facts.clone()) {
+        if let (Some(cfg), Some(facts)) = (cfg.as_ref(), lane.facts.as_ref()) {
             if lane
                 .model
-                .observe_time(time_us, lane.through_lsn, cfg, &facts)
+                .observe_time(time_us, lane.through_lsn, cfg, facts)
                 .is_some()
             {
-                let d = lane.model.decide(cfg, &facts, now);
+                let d = lane.model.decide(cfg, facts, now);
                 self.act(host, lane, cfg, d, now, false);
                 lane.published_at = 0;
             }
@@ -673,7 +684,8 @@ impl Plugin for Autosizer {
     }
 
     fn on_record(&self, host: &Host, r: &Record<'_>) -> PluginResult {
-        let mut lane = self.lane();
+        let mut guard = self.lane();
+        let lane = &mut *guard;
         lane.through_lsn = r.end_lsn();
         match decode(r.rmid(), r.info(), r.main_data()) {
             Some(Event::Checkpoint {
@@ -682,14 +694,14 @@ impl Plugin for Autosizer {
                 shutdown,
             }) => {
                 let now = host.now_micros();
-                self.refresh(host, &mut lane, now, false);
-                if let Some(facts) = lane.facts.clone() {
+                self.refresh(host, lane, now, false);
+                if let Some(facts) = lane.facts.as_ref() {
                     lane.model
-                        .observe_checkpoint(redo, time_us, shutdown, &facts);
+                        .observe_checkpoint(redo, time_us, shutdown, facts);
                 }
-                self.tick(host, &mut lane, time_us, now)
+                self.tick(host, lane, time_us, now)
             }
-            Some(Event::Time(t)) => self.tick(host, &mut lane, t, host.now_micros()),
+            Some(Event::Time(t)) => self.tick(host, lane, t, host.now_micros()),
             None => Ok(()),
         }
     }

@@ -65,7 +65,7 @@ impl Algorithm {
 }
 
 /// The autosizer's settings, read and checked.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Config {
     /// `autosizer.enabled`.
     pub enabled: bool,
