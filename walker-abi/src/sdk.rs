@@ -690,13 +690,9 @@ impl Host {
 
     /// The server's `PG_VERSION_NUM` (e.g. 150008), when the host tells it (ABI 1.1).
     pub fn server_version_num(&self) -> Option<u32> {
-        let api = self.api();
         let end = std::mem::offset_of!(WalkerHostApi, server_version_num)
             + std::mem::size_of::<Option<unsafe extern "C" fn() -> u32>>();
-        if (api.struct_size as usize) < end {
-            return None;
-        }
-        let f = api.server_version_num?;
+        let f = self.api().server_version_num.filter(|_| self.has(end))?;
         // SAFETY: a host service without arguments.
         Some(unsafe { f() }).filter(|&v| v != 0)
     }
@@ -1038,24 +1034,34 @@ unsafe extern "C" fn tramp_save_state<P: Plugin>(
     let inst = instance::<P>();
     guarded(inst.map(|(h, _)| *h), || {
         let (h, p) = inst.ok_or_else(not_initialised)?;
-        // SAFETY: the host passes a sink valid for the duration of the call.
-        let sink = unsafe { sink.as_ref() }.ok_or_else(|| PluginError::new("null state sink"))?;
-        let write = sink
-            .write
-            .ok_or_else(|| PluginError::new("state sink without write"))?;
         let mut out = Vec::new();
         p.save_state(h, &mut out)?;
-        // SAFETY: `out` is valid for its length; the sink's context is the host's.
-        let st = unsafe { write(sink.ctx, out.as_ptr(), out.len()) };
-        if st.is_ok() {
-            Ok(())
-        } else {
-            Err(PluginError::new(format!(
-                "the host refused the state (status {})",
-                st.0
-            )))
-        }
+        // SAFETY: the host passes a sink valid for the duration of the call.
+        unsafe { write_to_sink(sink, "state", &out) }
     })
+}
+
+/// Hands `bytes` to a host sink in one write; `what` names them in errors.
+///
+/// # Safety
+/// `sink` must be null or a sink valid for the call.
+unsafe fn write_to_sink(sink: *const WalkerStateSink, what: &str, bytes: &[u8]) -> PluginResult {
+    // SAFETY: caller's contract.
+    let sink =
+        unsafe { sink.as_ref() }.ok_or_else(|| PluginError::new(format!("null {what} sink")))?;
+    let write = sink
+        .write
+        .ok_or_else(|| PluginError::new(format!("{what} sink without write")))?;
+    // SAFETY: `bytes` is valid for its length; the sink's context is the host's.
+    let st = unsafe { write(sink.ctx, bytes.as_ptr(), bytes.len()) };
+    if st.is_ok() {
+        Ok(())
+    } else {
+        Err(PluginError::new(format!(
+            "the host refused the {what} (status {})",
+            st.0
+        )))
+    }
 }
 
 unsafe extern "C" fn tramp_load_state<P: Plugin>(
@@ -1087,11 +1093,6 @@ unsafe extern "C" fn tramp_call<P: Plugin>(
     let inst = instance::<P>();
     guarded(inst.map(|(h, _)| *h), || {
         let (h, p) = inst.ok_or_else(not_initialised)?;
-        // SAFETY: the host passes a sink valid for the duration of the call.
-        let sink = unsafe { out.as_ref() }.ok_or_else(|| PluginError::new("null result sink"))?;
-        let write = sink
-            .write
-            .ok_or_else(|| PluginError::new("result sink without write"))?;
         let args = if args.is_null() || len == 0 {
             "{}".to_string()
         } else {
@@ -1099,13 +1100,8 @@ unsafe extern "C" fn tramp_call<P: Plugin>(
             String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(args, len) }).into_owned()
         };
         let result = p.call(h, function as usize, &args)?;
-        // SAFETY: `result` is valid for its length; the sink's context is the host's.
-        let st = unsafe { write(sink.ctx, result.as_ptr(), result.len()) };
-        if st.is_ok() {
-            Ok(())
-        } else {
-            Err(PluginError::new("the host refused the result"))
-        }
+        // SAFETY: the host passes a sink valid for the duration of the call.
+        unsafe { write_to_sink(out, "result", result.as_bytes()) }
     })
 }
 

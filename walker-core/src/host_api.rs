@@ -551,10 +551,9 @@ unsafe extern "C" fn api_service_result(
         match services.outcome(slot.index as u32, id, now_micros(), UNANSWERED) {
             Outcome::Unknown => return WalkerStatus::NOT_FOUND,
             Outcome::Done { ok, message } => {
-                // SAFETY: ABI contract on `buf`/`len_out`; a short buffer cuts nothing
-                // the plugin cannot ask for again, so the status is the outcome.
-                let copied = unsafe { copy_out(&message, buf, cap, len_out) };
-                let _ = copied;
+                // SAFETY: ABI contract on `buf`/`len_out`. The status is the outcome
+                // whether or not the message fit (`len_out` tells its length).
+                let _ = unsafe { copy_out(&message, buf, cap, len_out) };
                 return if ok {
                     WalkerStatus::OK
                 } else {

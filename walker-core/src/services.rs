@@ -208,13 +208,6 @@ impl Services {
         result
     }
 
-    /// True when a request waits for the services worker.
-    pub fn has_queued(&self) -> bool {
-        self.slots
-            .iter()
-            .any(|s| s.state.load(Ordering::Acquire) == SlotState::Queued as u32)
-    }
-
     /// The services worker takes the oldest queued request (marking it running).
     pub fn take_next(&self, now: i64) -> Option<Request> {
         self.lock.lock_exclusive();
@@ -482,7 +475,6 @@ mod tests {
         let s = services();
         let id = s.submit(2, SET, "max_wal_size", "2048", 100).unwrap();
         assert_eq!(id, 1);
-        assert!(s.has_queued());
         assert_eq!(s.outcome(2, id, 200, "x"), Outcome::Pending);
         assert_eq!(
             s.outcome(1, id, 200, "x"),
@@ -494,7 +486,6 @@ mod tests {
             (r.id, r.plugin, r.kind, r.name.as_str(), r.value.as_str()),
             (1, 2, SET, "max_wal_size", "2048")
         );
-        assert!(!s.has_queued());
         assert_eq!(s.take_next(300), None);
         s.finish(id, true, "max_wal_size = 2048 MB", 400);
         assert_eq!(

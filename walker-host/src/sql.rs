@@ -295,6 +295,17 @@ fn backend_wait(ms: u32) -> bool {
     }
 }
 
+/// Calls function `index` of a plugin in this backend, its waits on the backend's latch.
+fn call_here(
+    slot: &'static walker_core::registry::PluginSlot,
+    index: usize,
+    args: &str,
+) -> Result<String, walker_core::functions::CallError> {
+    walker_core::services::with_waiter(backend_wait, || {
+        walker_core::functions::call(slot, index, args)
+    })
+}
+
 /// Calls a plugin's SQL function; the `walker.<plugin>_<function>(args)` wrappers call this.
 #[pg_extern(volatile, parallel_unsafe)]
 fn plugin_call(plugin: &str, function: &str, args: &str) -> String {
@@ -316,9 +327,7 @@ fn plugin_call(plugin: &str, function: &str, args: &str) -> String {
     }
     // SAFETY: this backend's main thread is where its settings change.
     unsafe { registry::refresh_settings() };
-    let r = walker_core::services::with_waiter(backend_wait, || {
-        walker_core::functions::call(slot, index, args)
-    });
+    let r = call_here(slot, index, args);
     logging::drain();
     pg_sys::check_for_interrupts!();
     r.unwrap_or_else(|e| WalkerError::Call(e).raise())
@@ -459,9 +468,7 @@ fn prometheus() -> String {
         else {
             continue;
         };
-        match walker_core::services::with_waiter(backend_wait, || {
-            walker_core::functions::call(s, i, "{}")
-        }) {
+        match call_here(s, i, "{}") {
             Ok(text) => {
                 out.push_str(&text);
                 if !text.ends_with('\n') {
