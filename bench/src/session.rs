@@ -2,12 +2,12 @@
 //! few milliseconds costs a round trip, not a process start and a login.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-use walker_tests::pg_bindir;
+use walker_tests::client_command;
 
 /// What psql prints after each query's rows, so we know the rows are complete.
 const END: &str = "__walker_bench_end__";
@@ -26,11 +26,8 @@ pub struct Session {
 impl Session {
     /// Connects to database `db` on 127.0.0.1:`port`; `what` names the server in errors.
     pub fn open(port: u16, db: &str, what: &str) -> Result<Session, String> {
-        let mut child = Command::new(pg_bindir().join("psql"))
-            .args(["-X", "-q", "-At", "-h", "127.0.0.1"])
-            .args(["-p", &port.to_string(), "-U", "postgres", "-d", db])
-            .env("PGCONNECT_TIMEOUT", "10")
-            .env_remove("PGOPTIONS")
+        let mut child = client_command("psql", port, "postgres")
+            .args(["-X", "-q", "-At", "-d", db])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

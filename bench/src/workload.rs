@@ -1,9 +1,9 @@
 //! pgbench, and the cluster settings every benchmark cluster shares.
 
 use crate::process;
-use std::process::Command;
+
 use std::time::Duration;
-use walker_tests::{pg_bindir, Cluster, ClusterBuilder};
+use walker_tests::{client_command, Cluster, ClusterBuilder};
 
 /// Settings of every benchmark cluster, besides the harness's own (`fsync = off`,
 /// `max_connections = 20`, TCP on 127.0.0.1): as (name, value).
@@ -37,19 +37,8 @@ pub fn pgbench(
     what: &str,
     timeout: Duration,
 ) -> Result<String, String> {
-    let mut cmd = Command::new(pg_bindir().join("pgbench"));
-    cmd.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &c.port().to_string(),
-        "-U",
-        "postgres",
-    ])
-    .args(args)
-    .arg("postgres")
-    .env("PGCONNECT_TIMEOUT", "10")
-    .env_remove("PGOPTIONS");
+    let mut cmd = client_command("pgbench", c.port(), "postgres");
+    cmd.args(args).arg("postgres");
     process::run(cmd, what, timeout)
 }
 

@@ -148,6 +148,18 @@ fn release_port(port: u16) {
         .remove(&port);
 }
 
+/// A client program of the server's bin directory (`psql`, `pgbench`, ...) set to
+/// connect to 127.0.0.1:`port` as `user`, with a 10 s connect timeout and no
+/// `PGOPTIONS` or `PGSERVICE` from the environment. Add the database and the rest.
+pub fn client_command(program: &str, port: u16, user: &str) -> Command {
+    let mut cmd = Command::new(pg_bindir().join(program));
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", user])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env_remove("PGOPTIONS")
+        .env_remove("PGSERVICE");
+    cmd
+}
+
 /// Quotes a postgresql.conf value unless it is already single-quoted.
 fn conf_value(value: &str) -> String {
     if value.len() >= 2 && value.starts_with('\'') && value.ends_with('\'') {
@@ -532,20 +544,8 @@ impl Cluster {
     /// output (unaligned, tuples only, quiet: no command tags; leading/trailing newlines
     /// removed), `Err` with psql's stderr when psql fails (any SQL error stops it).
     pub fn psql_as(&self, user: &str, db: &str, sql: &str) -> Result<String, String> {
-        let mut child = Command::new(pg_bindir().join("psql"))
-            .args([
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-            ])
-            .args(["-p", &self.port.to_string(), "-U", user, "-d", db])
-            .env("PGCONNECT_TIMEOUT", "10")
-            .env_remove("PGOPTIONS")
-            .env_remove("PGSERVICE")
+        let mut child = client_command("psql", self.port, user)
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -8,7 +8,7 @@ mod common;
 
 use common::Background;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use walker_tests::Cluster;
 
@@ -76,18 +76,8 @@ struct Listener {
 
 impl Listener {
     fn start(c: &Cluster, channel: &str, seconds: u32) -> Listener {
-        let mut child = Command::new(walker_tests::pg_bindir().join("psql"))
-            .args([
-                "-X",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &c.port().to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-            ])
+        let mut child = walker_tests::client_command("psql", c.port(), "postgres")
+            .args(["-X", "-d", "postgres"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

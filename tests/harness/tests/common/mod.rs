@@ -166,21 +166,8 @@ impl Background {
                     if flag.load(std::sync::atomic::Ordering::Relaxed) {
                         break;
                     }
-                    let ok = std::process::Command::new(walker_tests::pg_bindir().join("psql"))
-                        .args([
-                            "-X",
-                            "-q",
-                            "-h",
-                            "127.0.0.1",
-                            "-p",
-                            &port.to_string(),
-                            "-U",
-                            "postgres",
-                            "-d",
-                            "postgres",
-                            "-c",
-                            stmt,
-                        ])
+                    let ok = walker_tests::client_command("psql", port, "postgres")
+                        .args(["-X", "-q", "-d", "postgres", "-c", stmt])
                         .env("PGCONNECT_TIMEOUT", "5")
                         .stdout(std::process::Stdio::null())
                         .stderr(std::process::Stdio::null())
