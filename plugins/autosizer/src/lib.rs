@@ -245,11 +245,7 @@ impl Autosizer {
                     Ok(id) => host.service_result(id, APPLY_WAIT_MS),
                     Err(e) => ServiceOutcome::Failed(e.0),
                 };
-                let action = if d.action == Action::Grow {
-                    "grow"
-                } else {
-                    "shrink"
-                };
+                let action = d.action.name();
                 match outcome {
                     ServiceOutcome::Succeeded(msg) => {
                         lane.model.applied(now);
@@ -313,11 +309,7 @@ impl Autosizer {
                         d.recommended_mb,
                         format!(
                             "{why}: would {} to {} MB: {}",
-                            if d.action == Action::Grow {
-                                "grow"
-                            } else {
-                                "shrink"
-                            },
+                            d.action.name(),
                             d.recommended_mb,
                             d.reason
                         ),

@@ -247,6 +247,17 @@ pub enum Action {
     Hold,
 }
 
+impl Action {
+    /// The word the history, NOTIFY and the JSON use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Grow => "grow",
+            Action::Shrink => "shrink",
+            Action::Hold => "hold",
+        }
+    }
+}
+
 /// Why a change is not carried out now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

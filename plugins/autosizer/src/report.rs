@@ -1,7 +1,7 @@
 //! What the SQL functions, the history view, NOTIFY and Prometheus show: JSON and text
 //! built from the model (pure).
 
-use crate::model::{Action, Config, Decision, Facts, HistoryEntry, Model, Restraint, MB};
+use crate::model::{Config, Decision, Facts, HistoryEntry, Model, Restraint, MB};
 use serde_json::{json, Value};
 
 /// Prefix of the saved state (format 1: JSON of the model follows).
@@ -31,14 +31,6 @@ fn at(us: i64) -> String {
     )
 }
 
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Grow => "grow",
-        Action::Shrink => "shrink",
-        Action::Hold => "hold",
-    }
-}
-
 fn restraint_text(r: &Option<Restraint>) -> Option<String> {
     r.as_ref().map(|r| match r {
         Restraint::Disabled => "autosizer.enabled is off".to_string(),
@@ -54,7 +46,7 @@ pub fn decision(d: &Decision) -> Value {
     json!({
         "current_mb": d.current_mb,
         "recommended_mb": d.recommended_mb,
-        "action": action_name(d.action),
+        "action": d.action.name(),
         "reason": d.reason,
         "held_back_by": restraint_text(&d.restraint),
         "measurements": d.measurements,
