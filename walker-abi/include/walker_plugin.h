@@ -21,13 +21,28 @@ typedef struct WalkerPlugin WalkerPlugin;
 /*
  Minor version of the ABI. The host loads plugins whose minor is at most its own.
  */
-#define WALKER_ABI_MINOR 2
+#define WALKER_ABI_MINOR 3
 
 /*
  Number of 64-bit words in a resource-manager subscription mask (256 rmgr ids:
  the built-in ones and the custom range 128..=255).
  */
 #define WALKER_RMGR_MASK_WORDS 4
+
+/*
+ ABI 1.3. Bytes of [`WalkerVerdict::message`].
+ */
+#define WALKER_VERDICT_MESSAGE 512
+
+/*
+ ABI 1.3. Bytes of [`WalkerVerdict::detail`].
+ */
+#define WALKER_VERDICT_DETAIL 1024
+
+/*
+ ABI 1.3. Bytes of [`WalkerVerdict::hint`].
+ */
+#define WALKER_VERDICT_HINT 512
 
 /*
  SQL type of a view column. Values are passed in [`WalkerValue`].
@@ -131,6 +146,11 @@ typedef int32_t WalkerStatus;
  terminating); return at once, the host raises the interrupt.
  */
 #define WalkerStatus_INTERRUPTED 6
+/*
+ ABI 1.3. From `on_backend` at statement start: the statement must not run; the
+ host raises the error described in the [`WalkerVerdict`].
+ */
+#define WalkerStatus_REJECTED 7
 
 /*
  Severity of a message sent through [`WalkerHostApi::log`].
@@ -264,6 +284,13 @@ typedef uint32_t WalkerServiceKind;
  channel `name`, payload `value` (at most 7999 bytes).
  */
 #define WalkerServiceKind_NOTIFY 2
+/*
+ ABI 1.3. Runs the SQL statement `value` in its own transaction in
+ `walker.database`, as the bootstrap superuser; `name` is a short label for the
+ log. The outcome's message is the first column of the first row as text (empty
+ when there is none), or the error.
+ */
+#define WalkerServiceKind_SQL 3
 
 /*
  ABI 1.2. A request for [`WalkerHostApi::request_service`]. The host copies it.
@@ -641,6 +668,24 @@ typedef struct WalkerStateSink {
 } WalkerStateSink;
 
 /*
+ Who may call a plugin's SQL function ([`WalkerFunction::access`]).
+ */
+typedef uint8_t WalkerAccess;
+/*
+ Members of `walker_monitor` (and so of `walker_admin`).
+ */
+#define WalkerAccess_MONITOR 0
+/*
+ Members of `walker_admin` only.
+ */
+#define WalkerAccess_ADMIN 1
+/*
+ ABI 1.3. Members of the plugin's own role ([`WalkerPluginDescriptor::role`]) and
+ of `walker_admin`.
+ */
+#define WalkerAccess_ROLE 2
+
+/*
  ABI 1.2. A SQL function a plugin offers: `walker.<plugin>_<name>(args jsonb
  DEFAULT '{}')`, answered by [`WalkerPluginDescriptor::call`] in the calling backend.
  */
@@ -658,10 +703,229 @@ typedef struct WalkerFunction {
    */
   WalkerType result;
   /*
-   Only members of `walker_admin` may call it (else `walker_monitor`).
+   Who may call it. (ABI 1.2 called this byte `admin_only`: 0 and 1 keep their
+   meaning.)
    */
-  bool admin_only;
+  WalkerAccess access;
 } WalkerFunction;
+
+/*
+ ABI 1.3. When [`WalkerPluginDescriptor::on_backend`] is called.
+ */
+typedef uint32_t WalkerBackendEventKind;
+/*
+ Before a statement runs (executor start or utility command); the plugin may
+ wait or reject it.
+ */
+#define WalkerBackendEventKind_STATEMENT_START 1
+/*
+ After a statement ran to completion (not after an error).
+ */
+#define WalkerBackendEventKind_STATEMENT_END 2
+/*
+ The transaction is about to write its commit (or prepare) record.
+ */
+#define WalkerBackendEventKind_PRE_COMMIT 3
+/*
+ The transaction aborted (its abort record, if any, is written).
+ */
+#define WalkerBackendEventKind_ABORT 4
+
+/*
+ ABI 1.3. What kind of statement a [`WalkerBackendEvent`] is about.
+ */
+typedef uint32_t WalkerStatementKind;
+/*
+ Not a statement event, or a kind the host does not name.
+ */
+#define WalkerStatementKind_OTHER 0
+/*
+ `SELECT` (including `SELECT ... FOR UPDATE`).
+ */
+#define WalkerStatementKind_SELECT 1
+/*
+ `INSERT`.
+ */
+#define WalkerStatementKind_INSERT 2
+/*
+ `UPDATE`.
+ */
+#define WalkerStatementKind_UPDATE 3
+/*
+ `DELETE`.
+ */
+#define WalkerStatementKind_DELETE 4
+/*
+ `MERGE`.
+ */
+#define WalkerStatementKind_MERGE 5
+/*
+ A utility command (DDL, `COPY`, `VACUUM`, `CHECKPOINT`, ...); `command` names it.
+ */
+#define WalkerStatementKind_UTILITY 6
+
+/*
+ ABI 1.3. What kind of server process an event comes from.
+ */
+typedef uint32_t WalkerBackendType;
+/*
+ Any other process.
+ */
+#define WalkerBackendType_OTHER 0
+/*
+ A client connection.
+ */
+#define WalkerBackendType_CLIENT 1
+/*
+ An autovacuum worker.
+ */
+#define WalkerBackendType_AUTOVACUUM 2
+/*
+ A background worker (walker's services worker among them).
+ */
+#define WalkerBackendType_BACKGROUND_WORKER 3
+
+/*
+ ABI 1.3. An event in a server process running SQL, for
+ [`WalkerPluginDescriptor::on_backend`]. Pointers are valid only during the call.
+ */
+typedef struct WalkerBackendEvent {
+  /*
+   Size of this struct as filled by the host.
+   */
+  uint32_t struct_size;
+  /*
+   Which event.
+   */
+  WalkerBackendEventKind kind;
+  /*
+   The statement's kind (statement events only).
+   */
+  WalkerStatementKind statement;
+  /*
+   The process's kind.
+   */
+  WalkerBackendType backend_type;
+  /*
+   0 for a statement the client sent; 1 and more for statements run by functions
+   or by other statements.
+   */
+  uint32_t nesting_level;
+  /*
+   The statement cannot write to tables (a plain `SELECT`); utility commands are
+   never read-only here.
+   */
+  bool read_only;
+  /*
+   Process id.
+   */
+  int32_t pid;
+  /*
+   Current database OID.
+   */
+  uint32_t database;
+  /*
+   OID of the current user (the role whose privileges the statement runs with).
+   */
+  uint32_t role;
+  /*
+   The statement's query id (0 when the server computes none).
+   */
+  uint64_t query_id;
+  /*
+   The transaction's top-level transaction id, 0 when it has none yet.
+   */
+  uint32_t top_xid;
+  /*
+   The process's WAL counters so far (`pg_stat_wal` style): records written.
+   */
+  uint64_t wal_records;
+  /*
+   Full-page images written.
+   */
+  uint64_t wal_fpi;
+  /*
+   WAL bytes written.
+   */
+  uint64_t wal_bytes;
+  /*
+   `application_name` (UTF-8, not NUL-terminated).
+   */
+  const uint8_t *application_name;
+  /*
+   Length of `application_name`.
+   */
+  size_t application_name_len;
+  /*
+   Name of `role`.
+   */
+  const uint8_t *role_name;
+  /*
+   Length of `role_name`.
+   */
+  size_t role_name_len;
+  /*
+   Name of `database`.
+   */
+  const uint8_t *database_name;
+  /*
+   Length of `database_name`.
+   */
+  size_t database_name_len;
+  /*
+   The command tag (`INSERT`, `CREATE TABLE`, ...) of a statement event.
+   */
+  const uint8_t *command;
+  /*
+   Length of `command`.
+   */
+  size_t command_len;
+} WalkerBackendEvent;
+
+/*
+ ABI 1.3. What a plugin decided at statement start. The host zeroes it and sets
+ `struct_size` before each call.
+ */
+typedef struct WalkerVerdict {
+  /*
+   Size of this struct as the host allocated it.
+   */
+  uint32_t struct_size;
+  /*
+   When the callback then fails (`ERROR`, `PANIC`), refuse the statement instead
+   of letting it run.
+   */
+  bool fail_closed;
+  /*
+   SQLSTATE of the error raised for `REJECTED` (five characters `0-9A-Z`); all
+   zero means `53000` (insufficient resources).
+   */
+  uint8_t sqlstate[5];
+  /*
+   Length of `message`.
+   */
+  uint32_t message_len;
+  /*
+   The error message (UTF-8, not NUL-terminated).
+   */
+  uint8_t message[WALKER_VERDICT_MESSAGE];
+  /*
+   Length of `detail`.
+   */
+  uint32_t detail_len;
+  /*
+   The error detail.
+   */
+  uint8_t detail[WALKER_VERDICT_DETAIL];
+  /*
+   Length of `hint`.
+   */
+  uint32_t hint_len;
+  /*
+   The error hint.
+   */
+  uint8_t hint[WALKER_VERDICT_HINT];
+} WalkerVerdict;
 
 /*
  What a plugin tells the host about itself. Returned by the plugin's
@@ -775,6 +1039,32 @@ typedef struct WalkerPluginDescriptor {
    `set_error`) reports bad arguments to the caller.
    */
   WalkerStatus (*call)(WalkerPlugin *plugin, uint32_t function, const uint8_t *args, size_t len, const struct WalkerStateSink *out);
+  /*
+   ABI 1.3. Called in server processes that run SQL (client backends, background
+   workers, autovacuum), on their main thread, at each [`WalkerBackendEventKind`]:
+   statement start and end (nested statements too, with their `nesting_level`) and
+   transaction end. At statement start the plugin may wait (through the host's
+   `pause`, returning `INTERRUPTED` when it reports an interrupt) or refuse the
+   statement: it fills `verdict` and returns `REJECTED`. `ERROR` or `PANIC` let the
+   statement run (the host logs the message), unless the plugin set
+   `verdict.fail_closed` first. The host installs its executor, utility and
+   transaction hooks only when a loaded plugin provides this callback.
+   */
+  WalkerStatus (*on_backend)(WalkerPlugin *plugin, const struct WalkerBackendEvent *event, struct WalkerVerdict *verdict);
+  /*
+   ABI 1.3. SQL the host runs each time it creates the plugin's views and
+   functions (`CREATE EXTENSION walker`, `walker.refresh_views()`), after them, as
+   the extension's owner, with `@extschema@` replaced by walker's schema: tables,
+   functions and grants of the plugin's own. It must be idempotent
+   (`CREATE ... IF NOT EXISTS`, `CREATE OR REPLACE`). NUL-terminated; may be null.
+   */
+  const char *sql;
+  /*
+   ABI 1.3. A role the host creates (`NOLOGIN`) for this plugin: its
+   [`WalkerAccess::ROLE`] functions are granted to it. A lower-case identifier
+   starting with `walker_`, NUL-terminated; may be null.
+   */
+  const char *role;
 } WalkerPluginDescriptor;
 
 #endif  /* WALKER_PLUGIN_H */

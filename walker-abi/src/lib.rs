@@ -10,7 +10,7 @@ pub mod types;
 
 pub use abi_stable;
 pub use sdk::{
-    FunctionDef, Host, Plugin, PluginError, PluginInfo, PluginResult, Record, RowSink,
+    Admission, BackendEvent, FunctionDef, Rejection, Host, Plugin, PluginError, PluginInfo, PluginResult, Record, RowSink,
     ServiceOutcome, SharedState, Value, ViewDef,
 };
 pub use types::*;

@@ -68,8 +68,110 @@ pub struct FunctionDef {
     pub description: &'static str,
     /// Result type: [`WalkerType::JSONB`] or [`WalkerType::TEXT`].
     pub result: WalkerType,
-    /// Only members of `walker_admin` may call it (else `walker_monitor` may).
-    pub admin_only: bool,
+    /// Who may call it: [`WalkerAccess::MONITOR`], [`WalkerAccess::ADMIN`], or
+    /// [`WalkerAccess::ROLE`] (the plugin's own role, [`PluginInfo::role`]).
+    pub access: WalkerAccess,
+}
+
+/// An event in a server process running SQL ([`Plugin::on_backend`], ABI 1.3).
+#[derive(Debug, Clone, Copy)]
+pub struct BackendEvent<'a> {
+    /// Which event.
+    pub kind: WalkerBackendEventKind,
+    /// The statement's kind (statement events).
+    pub statement: WalkerStatementKind,
+    /// The process's kind.
+    pub backend_type: WalkerBackendType,
+    /// 0 for a statement the client sent, more for nested ones.
+    pub nesting_level: u32,
+    /// The statement cannot write to tables.
+    pub read_only: bool,
+    /// Process id.
+    pub pid: i32,
+    /// Current database OID.
+    pub database: u32,
+    /// Current user OID.
+    pub role: u32,
+    /// Query id (0 when none is computed).
+    pub query_id: u64,
+    /// Top-level transaction id, 0 when none yet.
+    pub top_xid: u32,
+    /// The process's WAL records so far.
+    pub wal_records: u64,
+    /// The process's full-page images so far.
+    pub wal_fpi: u64,
+    /// The process's WAL bytes so far.
+    pub wal_bytes: u64,
+    /// `application_name`.
+    pub application_name: &'a str,
+    /// Name of the current user.
+    pub role_name: &'a str,
+    /// Name of the current database.
+    pub database_name: &'a str,
+    /// Command tag of a statement event.
+    pub command: &'a str,
+}
+
+impl<'a> BackendEvent<'a> {
+    /// Reads the host's event.
+    ///
+    /// # Safety
+    /// The event's pointers must be valid for their lengths for `'a`.
+    pub unsafe fn from_raw(raw: &'a WalkerBackendEvent) -> Self {
+        // SAFETY: the caller's contract.
+        let text = |p: *const u8, n: usize| -> &'a str {
+            if p.is_null() || n == 0 {
+                ""
+            } else {
+                // SAFETY: the caller's contract (valid for `n` bytes for `'a`).
+                std::str::from_utf8(unsafe { std::slice::from_raw_parts(p, n) }).unwrap_or("")
+            }
+        };
+        BackendEvent {
+            kind: raw.kind,
+            statement: raw.statement,
+            backend_type: raw.backend_type,
+            nesting_level: raw.nesting_level,
+            read_only: raw.read_only,
+            pid: raw.pid,
+            database: raw.database,
+            role: raw.role,
+            query_id: raw.query_id,
+            top_xid: raw.top_xid,
+            wal_records: raw.wal_records,
+            wal_fpi: raw.wal_fpi,
+            wal_bytes: raw.wal_bytes,
+            application_name: text(raw.application_name, raw.application_name_len),
+            role_name: text(raw.role_name, raw.role_name_len),
+            database_name: text(raw.database_name, raw.database_name_len),
+            command: text(raw.command, raw.command_len),
+        }
+    }
+}
+
+/// A statement refused at its start: the error the host raises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// SQLSTATE: five characters `0-9`, `A-Z`.
+    pub sqlstate: [u8; 5],
+    /// Error message.
+    pub message: String,
+    /// Error detail (may be empty).
+    pub detail: String,
+    /// Error hint (may be empty).
+    pub hint: String,
+}
+
+/// What [`Plugin::on_backend`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Go on.
+    Proceed,
+    /// Refuse the statement (statement start only).
+    Reject(Rejection),
+    /// A wait was interrupted ([`Host::pause`] returned false): the host raises the
+    /// interrupt (cancel or termination).
+    Interrupted,
 }
 
 /// What became of a service request ([`Host::service_result`]).
@@ -103,6 +205,14 @@ pub struct PluginInfo {
     pub snapshots: bool,
     /// SQL functions, answered by [`Plugin::call`] (ABI 1.2).
     pub functions: Vec<FunctionDef>,
+    /// The host calls [`Plugin::on_backend`] in processes running SQL (ABI 1.3).
+    pub backend_events: bool,
+    /// SQL the host runs after creating the plugin's views and functions; idempotent
+    /// (ABI 1.3, [`WalkerPluginDescriptor::sql`]).
+    pub sql: Option<&'static str>,
+    /// The plugin's own role, created by the host; [`WalkerAccess::ROLE`] functions
+    /// are granted to it (ABI 1.3).
+    pub role: Option<&'static str>,
 }
 
 /// A plugin. One type per shared library, exported with [`export_plugin!`](crate::export_plugin).
@@ -151,6 +261,18 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     /// before any record is delivered. An error makes the host start the plugin empty.
     fn load_state(&self, _host: &Host, _state: Option<&[u8]>, _lsn: u64) -> PluginResult {
         Ok(())
+    }
+    /// An event in a server process running SQL (when `describe().backend_events`),
+    /// on its main thread: statement start (return [`Admission::Reject`] to refuse it,
+    /// or wait with [`Host::pause`] first), statement end, transaction end. Keep it
+    /// short: it runs for every statement, nested ones included.
+    fn on_backend(&self, _host: &Host, _event: &BackendEvent<'_>) -> PluginResult<Admission> {
+        Ok(Admission::Proceed)
+    }
+    /// When [`Plugin::on_backend`] then fails or panics, refuse the statement rather
+    /// than let it run (asked before each statement-start event).
+    fn fail_closed(&self, _host: &Host) -> bool {
+        false
     }
     /// Answers SQL function number `function` (index into `describe().functions`) in
     /// the calling backend: `args` is the JSON text of its argument object; the result
@@ -1105,6 +1227,51 @@ unsafe extern "C" fn tramp_call<P: Plugin>(
     })
 }
 
+/// Copies `text` into `buf`, cut at a character boundary; returns the length kept.
+fn copy_cut(buf: &mut [u8], text: &str) -> u32 {
+    let mut n = text.len().min(buf.len());
+    while !text.is_char_boundary(n) {
+        n -= 1;
+    }
+    buf[..n].copy_from_slice(&text.as_bytes()[..n]);
+    n as u32
+}
+
+unsafe extern "C" fn tramp_on_backend<P: Plugin>(
+    _plugin: *mut WalkerPlugin,
+    event: *const WalkerBackendEvent,
+    verdict: *mut WalkerVerdict,
+) -> WalkerStatus {
+    let inst = instance::<P>();
+    let mut admission = Admission::Proceed;
+    let st = guarded(inst.map(|(h, _)| *h), || {
+        let (h, p) = inst.ok_or_else(not_initialised)?;
+        if event.is_null() || verdict.is_null() {
+            return Err(PluginError::new("null backend event or verdict"));
+        }
+        // SAFETY: the host passes an event and a verdict valid for the call.
+        let (raw, verdict) = unsafe { (&*event, &mut *verdict) };
+        if raw.kind == WalkerBackendEventKind::STATEMENT_START {
+            verdict.fail_closed = p.fail_closed(h);
+        }
+        // SAFETY: as above.
+        let ev = unsafe { BackendEvent::from_raw(raw) };
+        admission = p.on_backend(h, &ev)?;
+        if let Admission::Reject(r) = &admission {
+            verdict.sqlstate = r.sqlstate;
+            verdict.message_len = copy_cut(&mut verdict.message, &r.message);
+            verdict.detail_len = copy_cut(&mut verdict.detail, &r.detail);
+            verdict.hint_len = copy_cut(&mut verdict.hint, &r.hint);
+        }
+        Ok(())
+    });
+    match (st, admission) {
+        (WalkerStatus::OK, Admission::Reject(_)) => WalkerStatus::REJECTED,
+        (WalkerStatus::OK, Admission::Interrupted) => WalkerStatus::INTERRUPTED,
+        (st, _) => st,
+    }
+}
+
 /// Builds (once) and returns the descriptor of plugin type `P`.
 #[doc(hidden)]
 pub fn descriptor<P: Plugin>() -> *const WalkerPluginDescriptor {
@@ -1145,9 +1312,11 @@ pub fn descriptor<P: Plugin>() -> *const WalkerPluginDescriptor {
                 name: keep(f.name),
                 description: keep(f.description),
                 result: f.result,
-                admin_only: f.admin_only,
+                access: f.access,
             })
             .collect();
+        let sql = info.sql.map_or(std::ptr::null(), &mut keep);
+        let role = info.role.map_or(std::ptr::null(), &mut keep);
         let desc = WalkerPluginDescriptor {
             abi_major: WALKER_ABI_MAJOR,
             abi_minor: WALKER_ABI_MINOR,
@@ -1177,6 +1346,11 @@ pub fn descriptor<P: Plugin>() -> *const WalkerPluginDescriptor {
             functions: functions.as_ptr(),
             n_functions: functions.len() as u32,
             call: (!functions.is_empty()).then_some(tramp_call::<P> as _),
+            on_backend: info
+                .backend_events
+                .then_some(tramp_on_backend::<P> as _),
+            sql,
+            role,
         };
         DescriptorHolder {
             desc,

@@ -17,7 +17,7 @@ use std::ffi::{c_char, c_void};
 /// Major version of the ABI. The host loads only plugins with the same major.
 pub const WALKER_ABI_MAJOR: u32 = 1;
 /// Minor version of the ABI. The host loads plugins whose minor is at most its own.
-pub const WALKER_ABI_MINOR: u32 = 2;
+pub const WALKER_ABI_MINOR: u32 = 3;
 
 /// Name of the symbol every plugin exports: `const WalkerPluginDescriptor *walker_plugin_entry(void)`.
 pub const WALKER_PLUGIN_ENTRY_SYMBOL: &str = "walker_plugin_entry";
@@ -51,6 +51,9 @@ impl WalkerStatus {
     /// ABI 1.2. A wait was interrupted (the backend's query was cancelled or it is
     /// terminating); return at once, the host raises the interrupt.
     pub const INTERRUPTED: WalkerStatus = WalkerStatus(6);
+    /// ABI 1.3. From `on_backend` at statement start: the statement must not run; the
+    /// host raises the error described in the [`WalkerVerdict`].
+    pub const REJECTED: WalkerStatus = WalkerStatus(7);
 
     /// True for [`WalkerStatus::OK`].
     pub fn is_ok(self) -> bool {
@@ -568,6 +571,11 @@ impl WalkerServiceKind {
     /// `pg_notify(<name>, <value>)` in its own transaction in `walker.database`:
     /// channel `name`, payload `value` (at most 7999 bytes).
     pub const NOTIFY: WalkerServiceKind = WalkerServiceKind(2);
+    /// ABI 1.3. Runs the SQL statement `value` in its own transaction in
+    /// `walker.database`, as the bootstrap superuser; `name` is a short label for the
+    /// log. The outcome's message is the first column of the first row as text (empty
+    /// when there is none), or the error.
+    pub const SQL: WalkerServiceKind = WalkerServiceKind(3);
 }
 
 /// ABI 1.2. A request for [`WalkerHostApi::request_service`]. The host copies it.
@@ -597,8 +605,24 @@ pub struct WalkerFunction {
     pub description: *const c_char,
     /// Result type: [`WalkerType::JSONB`] or [`WalkerType::TEXT`].
     pub result: WalkerType,
-    /// Only members of `walker_admin` may call it (else `walker_monitor`).
-    pub admin_only: bool,
+    /// Who may call it. (ABI 1.2 called this byte `admin_only`: 0 and 1 keep their
+    /// meaning.)
+    pub access: WalkerAccess,
+}
+
+/// Who may call a plugin's SQL function ([`WalkerFunction::access`]).
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkerAccess(pub u8);
+
+impl WalkerAccess {
+    /// Members of `walker_monitor` (and so of `walker_admin`).
+    pub const MONITOR: WalkerAccess = WalkerAccess(0);
+    /// Members of `walker_admin` only.
+    pub const ADMIN: WalkerAccess = WalkerAccess(1);
+    /// ABI 1.3. Members of the plugin's own role ([`WalkerPluginDescriptor::role`]) and
+    /// of `walker_admin`.
+    pub const ROLE: WalkerAccess = WalkerAccess(2);
 }
 
 /// What a plugin tells the host about itself. Returned by the plugin's
@@ -718,6 +742,176 @@ pub struct WalkerPluginDescriptor {
             out: *const WalkerStateSink,
         ) -> WalkerStatus,
     >,
+
+    // ---- ABI 1.3 ----
+    /// ABI 1.3. Called in server processes that run SQL (client backends, background
+    /// workers, autovacuum), on their main thread, at each [`WalkerBackendEventKind`]:
+    /// statement start and end (nested statements too, with their `nesting_level`) and
+    /// transaction end. At statement start the plugin may wait (through the host's
+    /// `pause`, returning `INTERRUPTED` when it reports an interrupt) or refuse the
+    /// statement: it fills `verdict` and returns `REJECTED`. `ERROR` or `PANIC` let the
+    /// statement run (the host logs the message), unless the plugin set
+    /// `verdict.fail_closed` first. The host installs its executor, utility and
+    /// transaction hooks only when a loaded plugin provides this callback.
+    pub on_backend: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            event: *const WalkerBackendEvent,
+            verdict: *mut WalkerVerdict,
+        ) -> WalkerStatus,
+    >,
+    /// ABI 1.3. SQL the host runs each time it creates the plugin's views and
+    /// functions (`CREATE EXTENSION walker`, `walker.refresh_views()`), after them, as
+    /// the extension's owner, with `@extschema@` replaced by walker's schema: tables,
+    /// functions and grants of the plugin's own. It must be idempotent
+    /// (`CREATE ... IF NOT EXISTS`, `CREATE OR REPLACE`). NUL-terminated; may be null.
+    pub sql: *const c_char,
+    /// ABI 1.3. A role the host creates (`NOLOGIN`) for this plugin: its
+    /// [`WalkerAccess::ROLE`] functions are granted to it. A lower-case identifier
+    /// starting with `walker_`, NUL-terminated; may be null.
+    pub role: *const c_char,
+}
+
+/// ABI 1.3. When [`WalkerPluginDescriptor::on_backend`] is called.
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkerBackendEventKind(pub u32);
+
+impl WalkerBackendEventKind {
+    /// Before a statement runs (executor start or utility command); the plugin may
+    /// wait or reject it.
+    pub const STATEMENT_START: WalkerBackendEventKind = WalkerBackendEventKind(1);
+    /// After a statement ran to completion (not after an error).
+    pub const STATEMENT_END: WalkerBackendEventKind = WalkerBackendEventKind(2);
+    /// The transaction is about to write its commit (or prepare) record.
+    pub const PRE_COMMIT: WalkerBackendEventKind = WalkerBackendEventKind(3);
+    /// The transaction aborted (its abort record, if any, is written).
+    pub const ABORT: WalkerBackendEventKind = WalkerBackendEventKind(4);
+}
+
+/// ABI 1.3. What kind of statement a [`WalkerBackendEvent`] is about.
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkerStatementKind(pub u32);
+
+impl WalkerStatementKind {
+    /// Not a statement event, or a kind the host does not name.
+    pub const OTHER: WalkerStatementKind = WalkerStatementKind(0);
+    /// `SELECT` (including `SELECT ... FOR UPDATE`).
+    pub const SELECT: WalkerStatementKind = WalkerStatementKind(1);
+    /// `INSERT`.
+    pub const INSERT: WalkerStatementKind = WalkerStatementKind(2);
+    /// `UPDATE`.
+    pub const UPDATE: WalkerStatementKind = WalkerStatementKind(3);
+    /// `DELETE`.
+    pub const DELETE: WalkerStatementKind = WalkerStatementKind(4);
+    /// `MERGE`.
+    pub const MERGE: WalkerStatementKind = WalkerStatementKind(5);
+    /// A utility command (DDL, `COPY`, `VACUUM`, `CHECKPOINT`, ...); `command` names it.
+    pub const UTILITY: WalkerStatementKind = WalkerStatementKind(6);
+}
+
+/// ABI 1.3. What kind of server process an event comes from.
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkerBackendType(pub u32);
+
+impl WalkerBackendType {
+    /// Any other process.
+    pub const OTHER: WalkerBackendType = WalkerBackendType(0);
+    /// A client connection.
+    pub const CLIENT: WalkerBackendType = WalkerBackendType(1);
+    /// An autovacuum worker.
+    pub const AUTOVACUUM: WalkerBackendType = WalkerBackendType(2);
+    /// A background worker (walker's services worker among them).
+    pub const BACKGROUND_WORKER: WalkerBackendType = WalkerBackendType(3);
+}
+
+/// ABI 1.3. An event in a server process running SQL, for
+/// [`WalkerPluginDescriptor::on_backend`]. Pointers are valid only during the call.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct WalkerBackendEvent {
+    /// Size of this struct as filled by the host.
+    pub struct_size: u32,
+    /// Which event.
+    pub kind: WalkerBackendEventKind,
+    /// The statement's kind (statement events only).
+    pub statement: WalkerStatementKind,
+    /// The process's kind.
+    pub backend_type: WalkerBackendType,
+    /// 0 for a statement the client sent; 1 and more for statements run by functions
+    /// or by other statements.
+    pub nesting_level: u32,
+    /// The statement cannot write to tables (a plain `SELECT`); utility commands are
+    /// never read-only here.
+    pub read_only: bool,
+    /// Process id.
+    pub pid: i32,
+    /// Current database OID.
+    pub database: u32,
+    /// OID of the current user (the role whose privileges the statement runs with).
+    pub role: u32,
+    /// The statement's query id (0 when the server computes none).
+    pub query_id: u64,
+    /// The transaction's top-level transaction id, 0 when it has none yet.
+    pub top_xid: u32,
+    /// The process's WAL counters so far (`pg_stat_wal` style): records written.
+    pub wal_records: u64,
+    /// Full-page images written.
+    pub wal_fpi: u64,
+    /// WAL bytes written.
+    pub wal_bytes: u64,
+    /// `application_name` (UTF-8, not NUL-terminated).
+    pub application_name: *const u8,
+    /// Length of `application_name`.
+    pub application_name_len: usize,
+    /// Name of `role`.
+    pub role_name: *const u8,
+    /// Length of `role_name`.
+    pub role_name_len: usize,
+    /// Name of `database`.
+    pub database_name: *const u8,
+    /// Length of `database_name`.
+    pub database_name_len: usize,
+    /// The command tag (`INSERT`, `CREATE TABLE`, ...) of a statement event.
+    pub command: *const u8,
+    /// Length of `command`.
+    pub command_len: usize,
+}
+
+/// ABI 1.3. Bytes of [`WalkerVerdict::message`].
+pub const WALKER_VERDICT_MESSAGE: usize = 512;
+/// ABI 1.3. Bytes of [`WalkerVerdict::detail`].
+pub const WALKER_VERDICT_DETAIL: usize = 1024;
+/// ABI 1.3. Bytes of [`WalkerVerdict::hint`].
+pub const WALKER_VERDICT_HINT: usize = 512;
+
+/// ABI 1.3. What a plugin decided at statement start. The host zeroes it and sets
+/// `struct_size` before each call.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct WalkerVerdict {
+    /// Size of this struct as the host allocated it.
+    pub struct_size: u32,
+    /// When the callback then fails (`ERROR`, `PANIC`), refuse the statement instead
+    /// of letting it run.
+    pub fail_closed: bool,
+    /// SQLSTATE of the error raised for `REJECTED` (five characters `0-9A-Z`); all
+    /// zero means `53000` (insufficient resources).
+    pub sqlstate: [u8; 5],
+    /// Length of `message`.
+    pub message_len: u32,
+    /// The error message (UTF-8, not NUL-terminated).
+    pub message: [u8; WALKER_VERDICT_MESSAGE],
+    /// Length of `detail`.
+    pub detail_len: u32,
+    /// The error detail.
+    pub detail: [u8; WALKER_VERDICT_DETAIL],
+    /// Length of `hint`.
+    pub hint_len: u32,
+    /// The error hint.
+    pub hint: [u8; WALKER_VERDICT_HINT],
 }
 
 /// Where a plugin writes bytes: its state in [`WalkerPluginDescriptor::save_state`]
@@ -742,7 +936,11 @@ pub const WALKER_DESCRIPTOR_V1_1_SIZE: u32 =
     std::mem::offset_of!(WalkerPluginDescriptor, functions) as u32;
 
 /// Size of ABI 1.2's descriptor (with `functions` and `call`).
-pub const WALKER_DESCRIPTOR_V1_2_SIZE: u32 = std::mem::size_of::<WalkerPluginDescriptor>() as u32;
+pub const WALKER_DESCRIPTOR_V1_2_SIZE: u32 =
+    std::mem::offset_of!(WalkerPluginDescriptor, on_backend) as u32;
+
+/// Size of ABI 1.3's descriptor (with `on_backend`, `sql` and `role`).
+pub const WALKER_DESCRIPTOR_V1_3_SIZE: u32 = std::mem::size_of::<WalkerPluginDescriptor>() as u32;
 
 /// Size of ABI 1.0's record struct.
 pub const WALKER_RECORD_V1_0_SIZE: u32 = std::mem::offset_of!(WalkerRecord, block_images) as u32;

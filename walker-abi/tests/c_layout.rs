@@ -57,7 +57,10 @@ fn c_header_layout_equals_rust_layout() {
             load_state,
             functions,
             n_functions,
-            call
+            call,
+            on_backend,
+            sql,
+            role
         },
         WalkerRecord {
             struct_size,
@@ -157,7 +160,42 @@ fn c_header_layout_equals_rust_layout() {
             name,
             description,
             result,
-            admin_only
+            access
+        },
+        WalkerBackendEvent {
+            struct_size,
+            kind,
+            statement,
+            backend_type,
+            nesting_level,
+            read_only,
+            pid,
+            database,
+            role,
+            query_id,
+            top_xid,
+            wal_records,
+            wal_fpi,
+            wal_bytes,
+            application_name,
+            application_name_len,
+            role_name,
+            role_name_len,
+            database_name,
+            database_name_len,
+            command,
+            command_len
+        },
+        WalkerVerdict {
+            struct_size,
+            fail_closed,
+            sqlstate,
+            message_len,
+            message,
+            detail_len,
+            detail,
+            hint_len,
+            hint
         },
     );
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

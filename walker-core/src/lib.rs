@@ -5,6 +5,7 @@
 //! locks, setting snapshots, the host API table, record batches, dispatch threads,
 //! view rows, and the queue of requests to the services worker. `walker-host` (the pgrx extension) wires these to the server.
 
+pub mod backend;
 pub mod batch;
 pub mod dispatch;
 pub mod functions;

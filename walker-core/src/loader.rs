@@ -57,6 +57,10 @@ pub struct Loaded {
     pub views: Vec<negotiate::ViewInfo>,
     /// Declared SQL functions.
     pub functions: Vec<negotiate::FunctionInfo>,
+    /// The plugin's own SQL (ABI 1.3).
+    pub sql: Option<String>,
+    /// The plugin's own role (ABI 1.3).
+    pub role: Option<String>,
     /// Declared version.
     pub version: String,
     /// The open library (kept open for the life of the process).
@@ -153,6 +157,9 @@ pub fn load_path(name: &str, path: &Path) -> Result<Loaded, (LoadError, Option<(
     // SAFETY: as for the views.
     let functions =
         unsafe { negotiate::read_functions(name, &desc) }.map_err(|e| (LoadError::Abi(e), abi))?;
+    // SAFETY: as for the views.
+    let (sql, role) = unsafe { negotiate::read_sql_and_role(name, &desc) }
+        .map_err(|e| (LoadError::Abi(e), abi))?;
     // SAFETY: NUL-terminated or null per the ABI.
     let version = unsafe { c_str(desc.version) }.unwrap_or("").to_string();
     Ok(Loaded {
@@ -160,6 +167,8 @@ pub fn load_path(name: &str, path: &Path) -> Result<Loaded, (LoadError, Option<(
         desc,
         views,
         functions,
+        sql,
+        role,
         version,
         library,
     })
@@ -202,7 +211,8 @@ pub fn load_plugin(index: usize, name: &str, paths: &LibraryPaths) -> PluginSlot
             l.version,
             Some(l.library),
         )
-        .with_functions(l.functions),
+        .with_functions(l.functions)
+        .with_sql_and_role(l.sql, l.role),
         Err((e, abi)) => PluginSlot::not_loaded(index, name, Some(path), abi, e.to_string()),
     }
 }

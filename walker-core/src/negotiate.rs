@@ -186,8 +186,52 @@ pub struct FunctionInfo {
     pub description: String,
     /// Result type: JSONB or TEXT.
     pub result: WalkerType,
-    /// Only `walker_admin` members may call it.
-    pub admin_only: bool,
+    /// Who may call it.
+    pub access: Access,
+}
+
+/// Who may call a plugin function (the ABI's [`walker_abi::WalkerAccess`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `walker_monitor` members.
+    Monitor,
+    /// `walker_admin` members.
+    Admin,
+    /// Members of the plugin's own role, and `walker_admin` members.
+    Role,
+}
+
+impl Access {
+    fn from_abi(a: walker_abi::WalkerAccess) -> Option<Access> {
+        match a {
+            walker_abi::WalkerAccess::MONITOR => Some(Access::Monitor),
+            walker_abi::WalkerAccess::ADMIN => Some(Access::Admin),
+            walker_abi::WalkerAccess::ROLE => Some(Access::Role),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the plugin's own SQL and role (ABI 1.3; `None` before it).
+///
+/// # Safety
+/// `desc.sql` and `desc.role` must be null or NUL-terminated strings.
+pub unsafe fn read_sql_and_role(
+    plugin: &str,
+    desc: &WalkerPluginDescriptor,
+) -> Result<(Option<String>, Option<String>), AbiError> {
+    // SAFETY: the caller's contract.
+    let sql = unsafe { c_str(desc.sql) }.map(str::to_string);
+    // SAFETY: the caller's contract.
+    let role = unsafe { c_str(desc.role) }.map(str::to_string);
+    if let Some(r) = &role {
+        if !r.starts_with("walker_") || !is_identifier(r) {
+            return Err(AbiError::BadFunction(format!(
+                "plugin {plugin} names its role \"{r}\"; a role must be a lower-case identifier starting with walker_"
+            )));
+        }
+    }
+    Ok((sql, role))
 }
 
 /// Reads and checks the SQL functions a descriptor declares (none before ABI 1.2, and
@@ -233,13 +277,25 @@ pub unsafe fn read_functions(
                 f.result.0
             ));
         }
+        let Some(access) = Access::from_abi(f.access) else {
+            return bad(format!(
+                "function \"{name}\" has access {}; 0 (monitor), 1 (admin) and 2 (the plugin's role) exist",
+                f.access.0
+            ));
+        };
+        // SAFETY: NUL-terminated or null per the ABI.
+        if access == Access::Role && unsafe { c_str(desc.role) }.is_none() {
+            return bad(format!(
+                "function \"{name}\" is granted to the plugin's role, but the plugin names no role"
+            ));
+        }
         // SAFETY: as above.
         let description = unsafe { c_str(f.description) }.unwrap_or("").to_string();
         out.push(FunctionInfo {
             name: name.to_string(),
             description,
             result: f.result,
-            admin_only: f.admin_only,
+            access,
         });
     }
     Ok(out)
@@ -496,7 +552,7 @@ mod tests {
             name: cs(name),
             description: std::ptr::null(),
             result,
-            admin_only: true,
+            access: walker_abi::WalkerAccess::ADMIN,
         };
         // SAFETY: zeroed descriptor is valid.
         let mut d: WalkerPluginDescriptor = unsafe { std::mem::zeroed() };
@@ -513,8 +569,8 @@ mod tests {
         // SAFETY: as above.
         let got = unsafe { read_functions("auto", &d) }.unwrap();
         assert_eq!(
-            (got[0].name.as_str(), got[1].result, got[1].admin_only),
-            ("status", WalkerType::TEXT, true)
+            (got[0].name.as_str(), got[1].result, got[1].access),
+            ("status", WalkerType::TEXT, Access::Admin)
         );
         for (bad, why) in [
             ([f(b"Bad\0", WalkerType::JSONB)], "lower-case identifier"),

@@ -27,6 +27,10 @@ pub struct PluginSlot {
     pub views: Vec<ViewInfo>,
     /// Declared SQL functions (ABI 1.2).
     pub functions: Vec<FunctionInfo>,
+    /// The plugin's own SQL, run after its views and functions are created (ABI 1.3).
+    pub sql: Option<String>,
+    /// The plugin's own role (ABI 1.3).
+    pub role: Option<String>,
     /// Why it is not usable (load or init failure); `None` when usable.
     load_error: Mutex<Option<(PluginState, String)>>,
     initialising: AtomicBool,
@@ -80,6 +84,8 @@ impl PluginSlot {
             desc,
             views,
             functions: Vec::new(),
+            sql: None,
+            role: None,
             load_error: Mutex::new(None),
             initialising: AtomicBool::new(false),
             region: AtomicPtr::new(std::ptr::null_mut()),
@@ -96,6 +102,18 @@ impl PluginSlot {
     pub fn with_functions(mut self, functions: Vec<FunctionInfo>) -> PluginSlot {
         self.functions = functions;
         self
+    }
+
+    /// Sets the plugin's own SQL and role.
+    pub fn with_sql_and_role(mut self, sql: Option<String>, role: Option<String>) -> PluginSlot {
+        self.sql = sql;
+        self.role = role;
+        self
+    }
+
+    /// True when the plugin wants backend events (ABI 1.3).
+    pub fn wants_backend_events(&self) -> bool {
+        self.desc.as_ref().is_some_and(|d| d.on_backend.is_some())
     }
 
     /// The handle passed to the plugin.

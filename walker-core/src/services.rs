@@ -35,7 +35,7 @@ pub const FORGOTTEN_AFTER_US: i64 = 600_000_000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceError {
     /// The kind is not one this host knows.
-    #[error("unknown service kind {0}; this host knows 1 (set a server setting) and 2 (notify)")]
+    #[error("unknown service kind {0}; this host knows 1 (set a server setting), 2 (notify) and 3 (run SQL)")]
     UnknownKind(u32),
     /// Name plus value do not fit.
     #[error("the request's name and value are {0} bytes; at most {SERVICE_TEXT} fit")]
@@ -166,7 +166,13 @@ impl Services {
         value: &str,
         now: i64,
     ) -> Result<u64, ServiceError> {
-        if kind != WalkerServiceKind::SET_SERVER_SETTING && kind != WalkerServiceKind::NOTIFY {
+        if ![
+            WalkerServiceKind::SET_SERVER_SETTING,
+            WalkerServiceKind::NOTIFY,
+            WalkerServiceKind::SQL,
+        ]
+        .contains(&kind)
+        {
             return Err(ServiceError::UnknownKind(kind.0));
         }
         if name.is_empty() {

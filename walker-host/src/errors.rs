@@ -28,9 +28,14 @@ pub enum WalkerError {
     /// A plugin's SQL function failed.
     #[error("{0}")]
     Call(walker_core::functions::CallError),
-    /// The function is for `walker_admin` members only.
-    #[error("permission denied for walker plugin function \"{0}\"")]
-    NotAdmin(String),
+    /// The function is for members of another role.
+    #[error("permission denied for walker plugin function \"{function}\"")]
+    NotAllowed {
+        /// `<plugin>_<function>`.
+        function: String,
+        /// The role whose members may call it.
+        role: String,
+    },
     /// The plugin failed while producing rows.
     #[error("walker plugin \"{plugin}\" could not produce view \"{view}\": {reason}")]
     ViewFailed {
@@ -51,7 +56,7 @@ impl WalkerError {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
             WalkerError::ViewFailed { .. } => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
-            WalkerError::NotAdmin(_) => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            WalkerError::NotAllowed { .. } => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             WalkerError::Call(CallError::Unknown { .. }) => {
                 PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION
             }
@@ -77,7 +82,7 @@ impl WalkerError {
                 }
             }
             WalkerError::ViewFailed { .. } => "This is a bug in the plugin; its other views and the walker keep working.".into(),
-            WalkerError::NotAdmin(_) => "Only members of walker_admin may call it: GRANT walker_admin TO <role>.".into(),
+            WalkerError::NotAllowed { role, .. } => format!("Only members of {role} may call it: GRANT {role} TO <role>."),
             WalkerError::Call(CallError::Unknown { available, .. }) => {
                 if available.is_empty() {
                     "The plugin declares no functions.".into()

@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 mod errors;
 mod gucs;
+mod hooks;
 mod logging;
 mod pg_version;
 mod services;
@@ -38,6 +39,7 @@ pub extern "C-unwind" fn _PG_init() {
     startup::load_plugins();
     gucs::reserve_prefix("walker");
     shmem::install_hooks();
+    hooks::install();
     worker::register();
     services::register();
 }
@@ -105,6 +107,8 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     v record;
     f record;
+    p record;
+    o record;
     rel text;
     fname text;
     body text;
@@ -146,6 +150,17 @@ BEGIN
         END IF;
         RETURN NEXT rel;
     END LOOP;
+    -- A plugin's own role (ABI 1.3): created once, NOLOGIN; it may call the functions
+    -- the plugin grants it, through plugin_call.
+    FOR p IN SELECT * FROM @extschema@.plugin_sql() WHERE role IS NOT NULL LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p.role) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', p.role);
+        END IF;
+        EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %I', p.role);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.plugin_call(text, text, text),'
+                       ' @extschema@.with_relation(jsonb) TO %I', p.role);
+        RETURN NEXT 'role ' || p.role;
+    END LOOP;
     -- Each SQL function a plugin declares: walker.<plugin>_<function>(args jsonb).
     FOR f IN SELECT * FROM @extschema@.plugin_functions() ORDER BY plugin, function LOOP
         fname := format('@extschema@.%I', f.plugin || '_' || f.function);
@@ -162,8 +177,10 @@ BEGIN
         END;
         EXECUTE format('COMMENT ON FUNCTION %s(jsonb) IS %L', fname, f.description);
         EXECUTE format('REVOKE ALL ON FUNCTION %s(jsonb) FROM PUBLIC', fname);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s(jsonb) TO %I', fname,
-                       CASE WHEN f.admin_only THEN 'walker_admin' ELSE 'walker_monitor' END);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s(jsonb) TO %I', fname, f.access);
+        IF f.access NOT IN ('walker_admin', 'walker_monitor') THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s(jsonb) TO walker_admin', fname);
+        END IF;
         IF NOT EXISTS (SELECT 1 FROM pg_depend
                        WHERE classid = 'pg_proc'::regclass
                          AND objid = format('%s(jsonb)', fname)::regprocedure
@@ -171,6 +188,29 @@ BEGIN
             EXECUTE format('ALTER EXTENSION walker ADD FUNCTION %s(jsonb)', fname);
         END IF;
         RETURN NEXT fname || '(jsonb)';
+    END LOOP;
+    -- A plugin's own SQL (ABI 1.3), after its views and functions; then whatever it
+    -- created in this schema joins the extension, as the views do.
+    FOR p IN SELECT * FROM @extschema@.plugin_sql() WHERE sql IS NOT NULL ORDER BY plugin LOOP
+        EXECUTE replace(p.sql, '@' || 'extschema' || '@', '@extschema@');
+        RETURN NEXT 'sql of plugin ' || p.plugin;
+    END LOOP;
+    FOR o IN
+        SELECT 'TABLE' AS kind, c.oid::regclass::text AS name FROM pg_class c
+        WHERE c.relnamespace = '@extschema@'::regnamespace AND c.relkind IN ('r', 'v')
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                          AND d.objid = c.oid AND d.deptype = 'e')
+        UNION ALL
+        SELECT 'FUNCTION', pr.oid::regprocedure::text FROM pg_proc pr
+        WHERE pr.pronamespace = '@extschema@'::regnamespace
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                          AND d.objid = pr.oid AND d.deptype = 'e')
+    LOOP
+        IF o.kind = 'TABLE' AND (SELECT relkind FROM pg_class WHERE oid = o.name::regclass) = 'v' THEN
+            EXECUTE format('ALTER EXTENSION walker ADD VIEW %s', o.name);
+        ELSE
+            EXECUTE format('ALTER EXTENSION walker ADD %s %s', o.kind, o.name);
+        END IF;
     END LOOP;
 END
 $fn$;
@@ -181,7 +221,7 @@ GRANT USAGE ON SCHEMA @extschema@ TO walker_monitor;
 GRANT SELECT ON @extschema@.status, @extschema@.plugins TO walker_monitor;
 GRANT EXECUTE ON FUNCTION @extschema@._status(), @extschema@._plugins(),
     @extschema@.plugin_view_columns(), @extschema@.plugin_view_rows(text, text),
-    @extschema@.plugin_functions(), @extschema@.plugin_call(text, text, text),
+    @extschema@.plugin_functions(), @extschema@.plugin_sql(), @extschema@.plugin_call(text, text, text),
     @extschema@.prometheus(), @extschema@.with_relation(jsonb) TO walker_monitor;
 GRANT EXECUTE ON FUNCTION @extschema@.refresh_views() TO walker_admin;
 

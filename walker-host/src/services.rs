@@ -196,6 +196,20 @@ fn execute(req: &Request) -> (bool, String) {
             .map_err(|e| e.to_string())?;
             Ok(format!("notified channel \"{}\"", req.name))
         }),
+        WalkerServiceKind::SQL => in_transaction(|| {
+            // Runs with the services worker's privileges (the bootstrap superuser):
+            // only plugins, which the operator chose to load, queue these.
+            Spi::connect_mut(|c| {
+                let rows = c.update(&req.value, Some(1), &[])?;
+                let first = if rows.is_empty() {
+                    None
+                } else {
+                    rows.first().get::<String>(1).ok().flatten()
+                };
+                Ok::<_, pgrx::spi::Error>(first.unwrap_or_default())
+            })
+            .map_err(|e| e.to_string())
+        }),
         other => Err(format!("unknown service kind {}", other.0)),
     };
     match r {

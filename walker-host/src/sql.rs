@@ -6,7 +6,7 @@ use crate::errors::WalkerError;
 use crate::{logging, shmem, wal};
 use pgrx::prelude::*;
 use std::sync::atomic::Ordering;
-use walker_core::negotiate::sql_type;
+use walker_core::negotiate::{sql_type, Access};
 use walker_core::persistence::keeps_state;
 use walker_core::registry;
 use walker_core::rows::{format_lsn, format_timestamptz, RowCollector};
@@ -249,7 +249,7 @@ fn plugin_functions() -> TableIterator<
         name!(function, String),
         name!(description, String),
         name!(result_type, String),
-        name!(admin_only, bool),
+        name!(access, String),
     ),
 > {
     let mut rows = Vec::new();
@@ -261,7 +261,11 @@ fn plugin_functions() -> TableIterator<
                     f.name.clone(),
                     f.description.clone(),
                     sql_type(f.result).unwrap_or("text").to_string(),
-                    f.admin_only,
+                    match f.access {
+                        Access::Monitor => "walker_monitor".to_string(),
+                        Access::Admin => "walker_admin".to_string(),
+                        Access::Role => s.role.clone().unwrap_or_else(|| "walker_admin".into()),
+                    },
                 ));
             }
         }
@@ -269,12 +273,47 @@ fn plugin_functions() -> TableIterator<
     TableIterator::new(rows)
 }
 
-/// True when the current user has the privileges of `walker_admin` (superusers do).
-fn is_walker_admin() -> bool {
+/// Each loaded plugin's own SQL and role (ABI 1.3), for `refresh_views`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn plugin_sql() -> TableIterator<
+    'static,
+    (
+        name!(plugin, String),
+        name!(role, Option<String>),
+        name!(sql, Option<String>),
+    ),
+> {
+    let mut rows = Vec::new();
+    if shmem::host().is_some() {
+        for s in registry::all().into_iter().filter(|s| s.usable()) {
+            if s.sql.is_some() || s.role.is_some() {
+                rows.push((s.name.clone(), s.role.clone(), s.sql.clone()));
+            }
+        }
+    }
+    TableIterator::new(rows)
+}
+
+/// True when the current user has the privileges of role `name` (superusers do).
+fn has_role(name: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
     // SAFETY: catalog lookups on a backend's main thread, inside a transaction.
     unsafe {
-        let admin = pg_sys::get_role_oid(c"walker_admin".as_ptr(), true);
-        admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(pg_sys::GetUserId(), admin)
+        let role = pg_sys::get_role_oid(c.as_ptr(), true);
+        role != pg_sys::InvalidOid && pg_sys::has_privs_of_role(pg_sys::GetUserId(), role)
+    }
+}
+
+/// True when the current user may call a function with `access` of plugin `slot`.
+fn may_call(slot: &walker_core::registry::PluginSlot, access: Access) -> bool {
+    match access {
+        Access::Monitor => true,
+        Access::Admin => has_role("walker_admin"),
+        Access::Role => {
+            has_role("walker_admin") || slot.role.as_deref().is_some_and(has_role)
+        }
     }
 }
 
@@ -322,8 +361,17 @@ fn plugin_call(plugin: &str, function: &str, args: &str) -> String {
     }
     let index = walker_core::functions::find(slot, function)
         .unwrap_or_else(|e| WalkerError::Call(e).raise());
-    if slot.functions[index].admin_only && !is_walker_admin() {
-        WalkerError::NotAdmin(format!("{plugin}_{function}")).raise()
+    let access = slot.functions[index].access;
+    if !may_call(slot, access) {
+        let role = match access {
+            Access::Role => slot.role.clone().unwrap_or_default(),
+            _ => "walker_admin".to_string(),
+        };
+        WalkerError::NotAllowed {
+            function: format!("{plugin}_{function}"),
+            role,
+        }
+        .raise()
     }
     // SAFETY: this backend's main thread is where its settings change.
     unsafe { registry::refresh_settings() };

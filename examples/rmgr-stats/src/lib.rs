@@ -148,6 +148,9 @@ impl Plugin for RmgrStats {
             }],
             snapshots: true,
             functions: Vec::new(),
+            backend_events: false,
+            sql: None,
+            role: None,
         }
     }
 

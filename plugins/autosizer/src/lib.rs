@@ -511,11 +511,15 @@ fn write_answer(r: &mut Region, text: &str) {
 impl Plugin for Autosizer {
     fn describe() -> PluginInfo {
         use WalkerType as T;
-        let f = |name, description, result, admin_only| walker_abi::FunctionDef {
+        let f = |name, description, result, admin_only: bool| walker_abi::FunctionDef {
             name,
             description,
             result,
-            admin_only,
+            access: if admin_only {
+                walker_abi::WalkerAccess::ADMIN
+            } else {
+                walker_abi::WalkerAccess::MONITOR
+            },
         };
         PluginInfo {
             version: env!("CARGO_PKG_VERSION"),
@@ -541,6 +545,9 @@ impl Plugin for Autosizer {
                 f("reset", "forgets the history, windows and recommend-only state", T::JSONB, true),
                 f("metrics", "the autosizer's metrics in the Prometheus text format", T::TEXT, false),
             ],
+            backend_events: false,
+            sql: None,
+            role: None,
         }
     }
 

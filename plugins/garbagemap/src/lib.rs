@@ -145,8 +145,11 @@ impl Plugin for Garbagemap {
                 name: "svg",
                 description: "the SVG heat map of one relation: walker.garbagemap_svg('{\"relation\": \"t\"}')",
                 result: T::TEXT,
-                admin_only: false,
+                access: walker_abi::WalkerAccess::MONITOR,
             }],
+            backend_events: false,
+            sql: None,
+            role: None,
         }
     }
 
