@@ -730,6 +730,11 @@ typedef uint32_t WalkerBackendEventKind;
  The transaction aborted (its abort record, if any, is written).
  */
 #define WalkerBackendEventKind_ABORT 4
+/*
+ A subtransaction aborted (`ROLLBACK TO SAVEPOINT`, an exception block);
+ `xid` is its transaction id (0 when it had none), written in its abort record.
+ */
+#define WalkerBackendEventKind_SUBXACT_ABORT 5
 
 /*
  ABI 1.3. What kind of statement a [`WalkerBackendEvent`] is about.
@@ -836,6 +841,11 @@ typedef struct WalkerBackendEvent {
    The transaction's top-level transaction id, 0 when it has none yet.
    */
   uint32_t top_xid;
+  /*
+   The current (sub)transaction's id, 0 when it has none yet (equals `top_xid`
+   outside subtransactions).
+   */
+  uint32_t xid;
   /*
    The process's WAL counters so far (`pg_stat_wal` style): records written.
    */

@@ -96,6 +96,8 @@ pub struct BackendEvent<'a> {
     pub query_id: u64,
     /// Top-level transaction id, 0 when none yet.
     pub top_xid: u32,
+    /// The current (sub)transaction's id, 0 when none yet.
+    pub xid: u32,
     /// The process's WAL records so far.
     pub wal_records: u64,
     /// The process's full-page images so far.
@@ -138,6 +140,7 @@ impl<'a> BackendEvent<'a> {
             role: raw.role,
             query_id: raw.query_id,
             top_xid: raw.top_xid,
+            xid: raw.xid,
             wal_records: raw.wal_records,
             wal_fpi: raw.wal_fpi,
             wal_bytes: raw.wal_bytes,

@@ -787,6 +787,9 @@ impl WalkerBackendEventKind {
     pub const PRE_COMMIT: WalkerBackendEventKind = WalkerBackendEventKind(3);
     /// The transaction aborted (its abort record, if any, is written).
     pub const ABORT: WalkerBackendEventKind = WalkerBackendEventKind(4);
+    /// A subtransaction aborted (`ROLLBACK TO SAVEPOINT`, an exception block);
+    /// `xid` is its transaction id (0 when it had none), written in its abort record.
+    pub const SUBXACT_ABORT: WalkerBackendEventKind = WalkerBackendEventKind(5);
 }
 
 /// ABI 1.3. What kind of statement a [`WalkerBackendEvent`] is about.
@@ -856,6 +859,9 @@ pub struct WalkerBackendEvent {
     pub query_id: u64,
     /// The transaction's top-level transaction id, 0 when it has none yet.
     pub top_xid: u32,
+    /// The current (sub)transaction's id, 0 when it has none yet (equals `top_xid`
+    /// outside subtransactions).
+    pub xid: u32,
     /// The process's WAL counters so far (`pg_stat_wal` style): records written.
     pub wal_records: u64,
     /// Full-page images written.

@@ -174,6 +174,7 @@ fn c_header_layout_equals_rust_layout() {
             role,
             query_id,
             top_xid,
+            xid,
             wal_records,
             wal_fpi,
             wal_bytes,

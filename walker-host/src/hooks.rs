@@ -67,6 +67,7 @@ pub fn install() {
         PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(process_utility);
         pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
     }
 }
 
@@ -148,13 +149,16 @@ fn dispatch(s: Statement, in_healthy_transaction: bool) -> Outcome {
     if slots.is_empty() {
         return Outcome::Proceed;
     }
+    // SAFETY: the process's main thread, where its settings change.
+    unsafe { registry::refresh_settings() };
     // SAFETY: process globals read on the main thread.
-    let (pid, database, role, xid, wal, app) = unsafe {
+    let (pid, database, role, top_xid, xid, wal, app) = unsafe {
         (
             pg_sys::MyProcPid,
             pg_sys::MyDatabaseId.to_u32(),
             pg_sys::GetUserId().to_u32(),
             pg_sys::GetTopTransactionIdIfAny().into_inner(),
+            pg_sys::GetCurrentTransactionIdIfAny().into_inner(),
             pg_sys::pgWalUsage,
             owned(pg_sys::application_name),
         )
@@ -171,7 +175,8 @@ fn dispatch(s: Statement, in_healthy_transaction: bool) -> Outcome {
         database,
         role,
         query_id: s.query_id,
-        top_xid: xid,
+        top_xid,
+        xid,
         wal_records: wal.wal_records.max(0) as u64,
         wal_fpi: wal.wal_fpi.max(0) as u64,
         wal_bytes: wal.wal_bytes,
@@ -184,7 +189,9 @@ fn dispatch(s: Statement, in_healthy_transaction: bool) -> Outcome {
         command: s.command.as_ptr(),
         command_len: s.command.len(),
     };
-    let (outcome, failures) = backend::dispatch(&slots, &event);
+    let (outcome, failures) = walker_core::services::with_waiter(crate::sql::backend_wait, || {
+        backend::dispatch(&slots, &event)
+    });
     for f in failures {
         pgrx::warning!("walker plugin \"{}\": {}", f.plugin, f.message);
     }
@@ -443,4 +450,24 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: 
     };
     // Catalog lookups are not allowed in an aborting transaction.
     let _ = dispatch(s, kind == Kind::PRE_COMMIT);
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    _my: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event != pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        return;
+    }
+    let s = Statement {
+        kind: Kind::SUBXACT_ABORT,
+        statement: WalkerStatementKind::OTHER,
+        read_only: false,
+        query_id: 0,
+        command: String::new(),
+    };
+    let _ = dispatch(s, false);
 }

@@ -318,7 +318,7 @@ fn may_call(slot: &walker_core::registry::PluginSlot, access: Access) -> bool {
 }
 
 /// Waits on this backend's latch for up to `ms`; false when an interrupt is pending.
-fn backend_wait(ms: u32) -> bool {
+pub(crate) fn backend_wait(ms: u32) -> bool {
     // SAFETY: waiting on the backend's own latch on its main thread, as any extension
     // does; the interrupt flags are plain globals, read without processing them.
     unsafe {

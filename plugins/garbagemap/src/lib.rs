@@ -11,7 +11,7 @@
 //! whenever the walker catches up. The map survives restarts through walker's
 //! snapshots.
 
-pub mod decode;
+pub use walker_decode as decode;
 pub mod published;
 pub mod svg;
 pub mod tracker;

@@ -1,4 +1,6 @@
-//! Decoding the WAL records that create, kill or free heap tuples into [`Event`]s.
+//! Decoding the WAL records the shipped plugins read: those that create, kill or free
+//! heap tuples and those that end transactions, into [`Event`]s (garbagemap, budget),
+//! and the standby's running-transactions record (budget).
 //!
 //! Layouts are those of PostgreSQL 15 and 16 (`heapam_xlog.h`, `xact.h`,
 //! `storage_xlog.h`, `dbcommands_xlog.h`); [`Format`] carries what differs between
@@ -120,6 +122,8 @@ pub const RM_XACT_ID: u8 = 1;
 pub const RM_SMGR_ID: u8 = 2;
 /// Databases.
 pub const RM_DBASE_ID: u8 = 4;
+/// Standby (running transactions, locks).
+pub const RM_STANDBY_ID: u8 = 8;
 /// Heap, second half.
 pub const RM_HEAP2_ID: u8 = 9;
 /// Heap.
@@ -245,6 +249,21 @@ pub fn decode(r: &Rec<'_>, fmt: Format) -> Result<Option<Event>, DecodeError> {
             Ok(Some(Event::ServerRestart))
         }
         _ => Ok(None),
+    }
+}
+
+/// `XLOG_RUNNING_XACTS` (standby rmgr).
+const XLOG_RUNNING_XACTS: u8 = 0x10;
+
+/// The oldest transaction still running when a running-transactions record was
+/// written (`xl_running_xacts.oldestRunningXid`, after `xcnt`, `subxcnt`,
+/// `subxid_overflow` and `nextXid`): every transaction before it has ended, with an
+/// end record or by a crash.
+pub fn oldest_running_xid(rmid: u8, info: u8, main: &[u8]) -> Option<u32> {
+    if rmid == RM_STANDBY_ID && info & 0xf0 == XLOG_RUNNING_XACTS {
+        u32_at(main, 16)
+    } else {
+        None
     }
 }
 
@@ -536,6 +555,19 @@ fn smgr(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn oldest_running_xid_is_read_after_four_fields() {
+        // xcnt 2, subxcnt 0, overflow false (+3 padding), nextXid 900,
+        // oldestRunningXid 880, latestCompletedXid 899, xids.
+        let mut m = Vec::new();
+        for v in [2u32, 0, 0, 900, 880, 899, 880, 881] {
+            m.extend_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(super::oldest_running_xid(8, 0x10, &m), Some(880));
+        assert_eq!(super::oldest_running_xid(8, 0x00, &m), None);
+        assert_eq!(super::oldest_running_xid(8, 0x10, &m[..18]), None);
+    }
+
     use super::*;
 
     const REL: RelKey = RelKey {

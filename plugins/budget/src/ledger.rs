@@ -1,0 +1,428 @@
+//! The walker side: charges every record's exact bytes to the scope that wrote it.
+//!
+//! - A record of a transaction the owning backend already published is charged to
+//!   its scope at once (and to that scope's policy bucket).
+//! - A record of a transaction not published yet (its first statement is still
+//!   running, or it is a subtransaction) waits in `pending`, keyed by its xid. Its
+//!   commit or abort record settles it: the commit lists the subtransactions, and the
+//!   backend publishes its transaction before the commit record is written. An abort
+//!   is published just after its record, so an ended transaction that is still
+//!   unknown gets [`GRACE_MICROS`] to appear before it is charged to the database's
+//!   unattributed scope.
+//! - A record without a transaction id goes to the background scope of the database
+//!   of its first block reference, or to the cluster scope.
+//! - Totals per database and per relation follow one documented rule: a record counts
+//!   whole for the relation (and database) of its first block reference (the lowest
+//!   block id), and under "no relation" when it has none.
+
+use crate::shm::{Shared, Totals};
+use std::collections::HashMap;
+use walker_decode::{decode, oldest_running_xid, Event, Format, Rec};
+
+/// How long an ended transaction nobody published waits for its backend (µs).
+pub const GRACE_MICROS: i64 = 2_000_000;
+
+/// A record as the ledger needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// Resource manager.
+    pub rmid: u8,
+    /// `xl_info`.
+    pub info: u8,
+    /// `xl_xid`.
+    pub xid: u32,
+    /// Top-level xid when the record carries it.
+    pub toplevel_xid: u32,
+    /// Total length.
+    pub bytes: u64,
+    /// Full-page image bytes.
+    pub fpi: u64,
+    /// End of the record.
+    pub end_lsn: u64,
+    /// (tablespace, database, relfilenode) of the first block reference.
+    pub first_block: Option<(u32, u32, u32)>,
+    /// Main data.
+    pub main: &'a [u8],
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Pending {
+    totals: Totals,
+    database: u32,
+}
+
+/// A transaction that ended before any backend published it.
+#[derive(Debug, Clone)]
+struct Ended {
+    xids: Vec<u32>,
+    totals: Totals,
+    database: u32,
+    deadline: i64,
+    transactions: u64,
+}
+
+/// The walker side's private state.
+pub struct Ledger {
+    format: Format,
+    pending: HashMap<u32, Pending>,
+    ended: Vec<Ended>,
+    backgrounds: HashMap<u32, u32>,
+}
+
+/// What a record means for the ledger.
+enum Kind {
+    /// An ordinary record of transaction `xid` (0: none).
+    Plain(u32),
+    /// The end of `xid` (with `subxacts`): committed, aborted, or prepared (then
+    /// still open).
+    End {
+        xid: u32,
+        subxacts: Vec<u32>,
+        still_open: bool,
+    },
+}
+
+impl Ledger {
+    /// An empty ledger for records of this PostgreSQL format.
+    pub fn new(format: Format) -> Ledger {
+        Ledger {
+            format,
+            pending: HashMap::new(),
+            ended: Vec::new(),
+            backgrounds: HashMap::new(),
+        }
+    }
+
+    /// Forgets everything not yet charged (after the shared totals were replaced).
+    pub fn clear(&mut self) {
+        self.pending.clear();
+        self.ended.clear();
+        self.backgrounds.clear();
+    }
+
+    fn kind(&self, e: &Entry<'_>) -> Kind {
+        let own = if e.toplevel_xid != 0 {
+            e.toplevel_xid
+        } else {
+            e.xid
+        };
+        if e.rmid != walker_decode::RM_XACT_ID {
+            return Kind::Plain(own);
+        }
+        let rec = Rec {
+            rmid: e.rmid,
+            info: e.info,
+            xid: e.xid,
+            main: e.main,
+            blocks: Vec::new(),
+        };
+        match decode(&rec, self.format) {
+            Ok(Some(Event::End { xid, subxacts, .. })) => Kind::End {
+                xid,
+                subxacts,
+                still_open: false,
+            },
+            Ok(Some(Event::Prepare { xid })) => Kind::End {
+                xid,
+                subxacts: Vec::new(),
+                still_open: true,
+            },
+            _ => Kind::Plain(own),
+        }
+    }
+
+    fn background(&mut self, s: &mut Shared, database: u32) -> u32 {
+        *self
+            .backgrounds
+            .entry(database)
+            .or_insert_with(|| s.background_scope(database))
+    }
+
+    /// Charges one record.
+    pub fn record(&mut self, s: &mut Shared, e: &Entry<'_>, now: i64) {
+        s.counters.total.add_record(e.bytes, e.fpi);
+        s.rmgrs[e.rmid as usize].add_record(e.bytes, e.fpi);
+        s.add_relation_record(e.first_block, e.bytes, e.fpi);
+        let database = e.first_block.map_or(0, |b| b.1);
+        let mut this = Totals::default();
+        this.add_record(e.bytes, e.fpi);
+        match self.kind(e) {
+            Kind::Plain(0) => {
+                let scope = self.background(s, database);
+                s.charge_scope(scope, &this, 0, now);
+            }
+            Kind::Plain(xid) => match s.xid_scope(xid) {
+                Some((scope, _)) => {
+                    let mut t = this;
+                    if let Some(p) = self.pending.remove(&xid) {
+                        s.counters.pending_bytes =
+                            s.counters.pending_bytes.saturating_sub(p.totals.bytes);
+                        t.add(&p.totals);
+                    }
+                    s.charge_scope(scope, &t, 0, now);
+                }
+                None => {
+                    let p = self.pending.entry(xid).or_default();
+                    p.totals.add(&this);
+                    if p.database == 0 {
+                        p.database = database;
+                    }
+                    s.counters.pending_bytes = s.counters.pending_bytes.saturating_add(e.bytes);
+                }
+            },
+            Kind::End {
+                xid,
+                subxacts,
+                still_open,
+            } => {
+                let mut t = this;
+                let mut db = database;
+                for x in std::iter::once(xid).chain(subxacts.iter().copied()) {
+                    if let Some(p) = self.pending.remove(&x) {
+                        s.counters.pending_bytes =
+                            s.counters.pending_bytes.saturating_sub(p.totals.bytes);
+                        t.add(&p.totals);
+                        if db == 0 {
+                            db = p.database;
+                        }
+                    }
+                }
+                let transactions = u64::from(!still_open);
+                match s.xid_scope(xid) {
+                    Some((scope, _)) => {
+                        s.charge_scope(scope, &t, transactions, now);
+                        if !still_open {
+                            s.unmap_xid(xid);
+                        }
+                    }
+                    None => {
+                        s.counters.pending_bytes = s.counters.pending_bytes.saturating_add(t.bytes);
+                        let mut xids = vec![xid];
+                        xids.extend(subxacts);
+                        self.ended.push(Ended {
+                            xids,
+                            totals: t,
+                            database: db,
+                            deadline: now.saturating_add(GRACE_MICROS),
+                            transactions,
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(oldest) = oldest_running_xid(e.rmid, e.info, e.main) {
+            self.forget_before(s, oldest, now);
+        }
+        self.settle(s, now);
+        s.as_of_lsn = e.end_lsn;
+    }
+
+    /// Charges ended transactions whose backend published them since, and those
+    /// whose grace ran out to the unattributed scope.
+    pub fn settle(&mut self, s: &mut Shared, now: i64) {
+        if self.ended.is_empty() {
+            return;
+        }
+        let ended = std::mem::take(&mut self.ended);
+        for t in ended {
+            let found = t.xids.iter().find_map(|x| s.xid_scope(*x));
+            let scope = match found {
+                Some((scope, _)) => scope,
+                None if now >= t.deadline => {
+                    s.counters.unattributed_transactions =
+                        s.counters.unattributed_transactions.saturating_add(1);
+                    s.unattributed_scope(t.database)
+                }
+                None => {
+                    self.ended.push(t);
+                    continue;
+                }
+            };
+            s.counters.pending_bytes = s.counters.pending_bytes.saturating_sub(t.totals.bytes);
+            s.charge_scope(scope, &t.totals, t.transactions, now);
+            if t.transactions > 0 {
+                for x in &t.xids {
+                    s.unmap_xid(*x);
+                }
+            }
+        }
+    }
+
+    /// Every transaction before `oldest` ended: what is still pending of them (a
+    /// crash left no end record) goes to the unattributed scopes, and their mappings
+    /// are dropped.
+    fn forget_before(&mut self, s: &mut Shared, oldest: u32, now: i64) {
+        let old: Vec<u32> = self
+            .pending
+            .keys()
+            .copied()
+            .filter(|x| crate::shm::xid_precedes(*x, oldest))
+            .collect();
+        for x in old {
+            if let Some(p) = self.pending.remove(&x) {
+                s.counters.pending_bytes = s.counters.pending_bytes.saturating_sub(p.totals.bytes);
+                let scope = s.xid_scope(x).map(|(sc, _)| sc).unwrap_or_else(|| {
+                    s.counters.unattributed_transactions =
+                        s.counters.unattributed_transactions.saturating_add(1);
+                    s.unattributed_scope(p.database)
+                });
+                s.charge_scope(scope, &p.totals, 1, now);
+            }
+        }
+        s.forget_xids_before(oldest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::{Origin, SessionKey};
+
+    fn shared() -> Box<Shared> {
+        // SAFETY: all-zero bytes are a valid `Shared`.
+        unsafe { Box::new_zeroed().assume_init() }
+    }
+
+    fn plain(xid: u32, bytes: u64, rel: Option<(u32, u32, u32)>) -> Entry<'static> {
+        Entry {
+            rmid: 10,
+            info: 0,
+            xid,
+            toplevel_xid: 0,
+            bytes,
+            fpi: 0,
+            end_lsn: 0,
+            first_block: rel,
+            main: &[],
+        }
+    }
+
+    /// A commit record (PostgreSQL 15 layout): xact_time, xinfo with subxacts.
+    fn commit(xid: u32, subxacts: &[u32], bytes: u64) -> (Vec<u8>, u32, u64) {
+        let mut m = 0i64.to_le_bytes().to_vec();
+        if !subxacts.is_empty() {
+            m.extend_from_slice(&2u32.to_le_bytes()); // XACT_XINFO_HAS_SUBXACTS
+            m.extend_from_slice(&(subxacts.len() as i32).to_le_bytes());
+            for s in subxacts {
+                m.extend_from_slice(&s.to_le_bytes());
+            }
+        }
+        (m, xid, bytes)
+    }
+
+    fn end_entry<'a>(c: &'a (Vec<u8>, u32, u64), abort: bool) -> Entry<'a> {
+        let has_info = if c.0.len() > 8 { 0x80 } else { 0 };
+        Entry {
+            rmid: 1,
+            info: has_info | if abort { 0x20 } else { 0x00 },
+            xid: c.1,
+            toplevel_xid: 0,
+            bytes: c.2,
+            fpi: 0,
+            end_lsn: 0,
+            first_block: None,
+            main: &c.0,
+        }
+    }
+
+    fn key(role: u32) -> SessionKey {
+        SessionKey {
+            role,
+            database: 5,
+            ..SessionKey::default()
+        }
+    }
+
+    fn ledger() -> Ledger {
+        Ledger::new(Format::for_major(15).unwrap())
+    }
+
+    #[test]
+    fn a_published_transaction_is_charged_every_byte_including_subtransactions_and_commit() {
+        let mut s = shared();
+        let mut l = ledger();
+        let scope = s.scope(Origin::Session, &key(10)).unwrap();
+        let rel = Some((1663, 5, 16384));
+        // Records before the backend publishes, one of a subtransaction.
+        l.record(&mut s, &plain(100, 300, rel), 0);
+        l.record(&mut s, &plain(101, 200, rel), 0);
+        assert_eq!(s.counters.pending_bytes, 500);
+        // Published at statement end; the next record of 100 settles its pending bytes.
+        s.map_xid(100, scope, 0);
+        l.record(&mut s, &plain(100, 50, rel), 0);
+        assert_eq!(s.scopes[scope as usize].totals.bytes, 350);
+        // The commit lists 101: its 200 bytes and the commit's 40 join.
+        let c = commit(100, &[101], 40);
+        l.record(&mut s, &end_entry(&c, false), 0);
+        let t = s.scopes[scope as usize].totals;
+        assert_eq!((t.records, t.bytes), (4, 590));
+        assert_eq!(s.scopes[scope as usize].transactions, 1);
+        assert_eq!(s.counters.pending_bytes, 0);
+        assert_eq!(s.xid_scope(100), None);
+        // Relation totals: the commit record has no block reference.
+        assert_eq!(s.no_relation.bytes, 40);
+        assert_eq!(s.dbs.iter().find(|d| d.oid == 5).unwrap().totals.bytes, 550);
+    }
+
+    #[test]
+    fn an_abort_published_late_is_charged_to_its_scope_within_the_grace() {
+        let mut s = shared();
+        let mut l = ledger();
+        let scope = s.scope(Origin::Session, &key(10)).unwrap();
+        l.record(&mut s, &plain(200, 1000, Some((1663, 5, 1))), 0);
+        let c = commit(200, &[], 30);
+        l.record(&mut s, &end_entry(&c, true), 10);
+        assert_eq!(s.counters.pending_bytes, 1030);
+        s.map_xid(200, scope, 0);
+        l.settle(&mut s, 20);
+        assert_eq!(s.scopes[scope as usize].totals.bytes, 1030);
+        assert_eq!(s.counters.pending_bytes, 0);
+        assert_eq!(s.xid_scope(200), None);
+    }
+
+    #[test]
+    fn unknown_transactions_go_to_the_unattributed_scope_after_the_grace() {
+        let mut s = shared();
+        let mut l = ledger();
+        l.record(&mut s, &plain(300, 700, Some((1663, 7, 1))), 0);
+        let c = commit(300, &[], 30);
+        l.record(&mut s, &end_entry(&c, false), 0);
+        l.settle(&mut s, GRACE_MICROS - 1);
+        assert_eq!(s.counters.pending_bytes, 730);
+        l.settle(&mut s, GRACE_MICROS);
+        let un = s.unattributed_scope(7);
+        assert_eq!(s.scopes[un as usize].totals.bytes, 730);
+        assert_eq!(s.counters.unattributed_transactions, 1);
+        // Records without xid: background of their database, or cluster.
+        l.record(&mut s, &plain(0, 90, Some((1663, 7, 1))), 0);
+        l.record(&mut s, &plain(0, 10, None), 0);
+        let bg = s.background_scope(7);
+        let cl = s.background_scope(0);
+        assert_eq!(s.scopes[bg as usize].totals.bytes, 90);
+        assert_eq!(s.scopes[cl as usize].totals.bytes, 10);
+        // Every byte read is in exactly one scope.
+        let sum: u64 = s.scopes.iter().map(|x| x.totals.bytes).sum();
+        assert_eq!(sum + s.counters.pending_bytes, s.counters.total.bytes);
+    }
+
+    #[test]
+    fn a_running_xacts_record_retires_transactions_a_crash_left_open() {
+        let mut s = shared();
+        let mut l = ledger();
+        l.record(&mut s, &plain(400, 500, Some((1663, 5, 1))), 0);
+        let mut m = Vec::new();
+        for v in [0u32, 0, 0, 450, 450, 449] {
+            m.extend_from_slice(&v.to_le_bytes());
+        }
+        let e = Entry {
+            rmid: 8,
+            info: 0x10,
+            main: &m,
+            ..plain(0, 60, None)
+        };
+        l.record(&mut s, &e, 0);
+        let un = s.unattributed_scope(5);
+        assert_eq!(s.scopes[un as usize].totals.bytes, 500);
+        assert_eq!(s.counters.pending_bytes, 0);
+    }
+}

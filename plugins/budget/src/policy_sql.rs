@@ -1,0 +1,173 @@
+//! The SQL the host runs for this plugin (ABI 1.3 `sql`): the durable policies table
+//! and the functions that manage it. Every change is checked by the plugin's own
+//! validator first (so SQL and shared memory agree on what is valid), written to the
+//! table, then loaded into shared memory, all in the caller's transaction.
+//!
+//! Policies live in the database named by `walker.database`, where the services
+//! worker reloads them at server start; the functions refuse to run elsewhere.
+
+/// The SQL (idempotent; `@extschema@` is walker's schema).
+pub const SQL: &str = r#"
+CREATE TABLE IF NOT EXISTS @extschema@.budget_policies (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    scope_kind text NOT NULL
+        CHECK (scope_kind IN ('tenant', 'role', 'database', 'application', 'composite')),
+    scope_value text NOT NULL CHECK (octet_length(scope_value) BETWEEN 1 AND 64),
+    rate_bytes_per_sec bigint NOT NULL CHECK (rate_bytes_per_sec > 0),
+    burst_bytes bigint NOT NULL,
+    mode text NOT NULL CHECK (mode IN ('off', 'observe', 'shadow', 'queue', 'reject')),
+    priority integer NOT NULL DEFAULT 0,
+    enabled boolean NOT NULL DEFAULT true,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK (burst_bytes >= rate_bytes_per_sec)
+);
+COMMENT ON TABLE @extschema@.budget_policies IS
+    'WAL budget policies; change them with walker.budget_create_policy, _update_policy, _set_mode, _disable_policy, _enable_policy, _drop_policy.';
+REVOKE ALL ON @extschema@.budget_policies FROM PUBLIC;
+GRANT SELECT ON @extschema@.budget_policies TO walker_monitor;
+DO $cfg$
+BEGIN
+    -- Keeps the policies in pg_dump output; possible only inside CREATE EXTENSION.
+    PERFORM pg_catalog.pg_extension_config_dump('@extschema@.budget_policies', '');
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+    NULL;
+END
+$cfg$;
+
+CREATE OR REPLACE FUNCTION @extschema@.budget_home() RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $f$
+DECLARE
+    home text := current_setting('walker.database');
+BEGIN
+    IF current_database() OPERATOR(pg_catalog.<>) home THEN
+        RAISE EXCEPTION 'WAL budget policies live in database "%" (walker.database), not in "%"', home, current_database()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Connect to database %I to manage policies, or set walker.database.', home);
+    END IF;
+END
+$f$;
+
+CREATE OR REPLACE FUNCTION @extschema@.budget_reload() RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+DECLARE
+    n integer;
+BEGIN
+    PERFORM @extschema@.budget_home();
+    SELECT count(*) INTO n FROM @extschema@.budget_policies;
+    PERFORM @extschema@.plugin_call('budget', 'load_policies', jsonb_build_object('policies',
+        coalesce((SELECT jsonb_agg(to_jsonb(p) - 'created_at' - 'updated_at' ORDER BY p.id)
+                  FROM @extschema@.budget_policies p), '[]'::jsonb))::text);
+    RETURN n;
+END
+$f$;
+COMMENT ON FUNCTION @extschema@.budget_reload() IS
+    'Loads walker.budget_policies into shared memory (the services worker does it at server start).';
+
+CREATE OR REPLACE FUNCTION @extschema@.budget_check(spec jsonb) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $f$
+    SELECT NULL::void FROM (SELECT @extschema@.plugin_call('budget', 'check_policy', spec::text)) AS checked
+$f$;
+
+CREATE OR REPLACE FUNCTION @extschema@.budget_create_policy(
+    scope_kind text, scope_value text, rate_bytes_per_sec bigint, burst_bytes bigint,
+    mode text DEFAULT 'observe', priority integer DEFAULT 0) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_variable
+DECLARE
+    new_id bigint;
+BEGIN
+    PERFORM @extschema@.budget_home();
+    PERFORM @extschema@.budget_check(jsonb_build_object('scope_kind', scope_kind, 'scope_value', scope_value,
+        'rate_bytes_per_sec', rate_bytes_per_sec, 'burst_bytes', burst_bytes, 'mode', mode, 'priority', priority));
+    INSERT INTO @extschema@.budget_policies AS p (scope_kind, scope_value, rate_bytes_per_sec, burst_bytes, mode, priority)
+    VALUES (scope_kind, scope_value, rate_bytes_per_sec, burst_bytes, mode, priority)
+    RETURNING p.id INTO new_id;
+    PERFORM @extschema@.budget_reload();
+    RETURN new_id;
+END
+$f$;
+
+-- Changes one policy: NULL arguments keep the current value.
+CREATE OR REPLACE FUNCTION @extschema@.budget_change(
+    policy_id bigint, new_value text, new_rate bigint, new_burst bigint, new_mode text,
+    new_priority integer, new_enabled boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+DECLARE
+    cur @extschema@.budget_policies;
+BEGIN
+    PERFORM @extschema@.budget_home();
+    SELECT * INTO cur FROM @extschema@.budget_policies p WHERE p.id = policy_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no WAL budget policy with id %', policy_id
+            USING ERRCODE = 'no_data_found', HINT = 'SELECT * FROM walker.budget_policies lists them.';
+    END IF;
+    cur.scope_value := coalesce(new_value, cur.scope_value);
+    cur.rate_bytes_per_sec := coalesce(new_rate, cur.rate_bytes_per_sec);
+    cur.burst_bytes := coalesce(new_burst, cur.burst_bytes);
+    cur.mode := coalesce(new_mode, cur.mode);
+    cur.priority := coalesce(new_priority, cur.priority);
+    cur.enabled := coalesce(new_enabled, cur.enabled);
+    PERFORM @extschema@.budget_check(to_jsonb(cur) - 'created_at' - 'updated_at');
+    UPDATE @extschema@.budget_policies p
+       SET scope_value = cur.scope_value, rate_bytes_per_sec = cur.rate_bytes_per_sec,
+           burst_bytes = cur.burst_bytes, mode = cur.mode, priority = cur.priority,
+           enabled = cur.enabled, updated_at = pg_catalog.now()
+     WHERE p.id = policy_id;
+    PERFORM @extschema@.budget_reload();
+END
+$f$;
+
+CREATE OR REPLACE FUNCTION @extschema@.budget_update_policy(
+    policy_id bigint, rate_bytes_per_sec bigint DEFAULT NULL, burst_bytes bigint DEFAULT NULL,
+    priority integer DEFAULT NULL, scope_value text DEFAULT NULL) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+    SELECT @extschema@.budget_change(policy_id, scope_value, rate_bytes_per_sec, burst_bytes, NULL, priority, NULL)
+$f$;
+
+CREATE OR REPLACE FUNCTION @extschema@.budget_set_mode(policy_id bigint, mode text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+    SELECT @extschema@.budget_change(policy_id, NULL, NULL, NULL, mode, NULL, NULL)
+$f$;
+
+CREATE OR REPLACE FUNCTION @extschema@.budget_disable_policy(policy_id bigint) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+    SELECT @extschema@.budget_change(policy_id, NULL, NULL, NULL, NULL, NULL, false)
+$f$;
+
+CREATE OR REPLACE FUNCTION @extschema@.budget_enable_policy(policy_id bigint) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+    SELECT @extschema@.budget_change(policy_id, NULL, NULL, NULL, NULL, NULL, true)
+$f$;
+
+CREATE OR REPLACE FUNCTION @extschema@.budget_drop_policy(policy_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+BEGIN
+    PERFORM @extschema@.budget_home();
+    DELETE FROM @extschema@.budget_policies p WHERE p.id = policy_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no WAL budget policy with id %', policy_id
+            USING ERRCODE = 'no_data_found', HINT = 'SELECT * FROM walker.budget_policies lists them.';
+    END IF;
+    PERFORM @extschema@.budget_reload();
+END
+$f$;
+
+DO $grants$
+DECLARE
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY[
+        'budget_home()', 'budget_reload()', 'budget_check(jsonb)',
+        'budget_create_policy(text, text, bigint, bigint, text, integer)',
+        'budget_change(bigint, text, bigint, bigint, text, integer, boolean)',
+        'budget_update_policy(bigint, bigint, bigint, integer, text)',
+        'budget_set_mode(bigint, text)', 'budget_disable_policy(bigint)',
+        'budget_enable_policy(bigint)', 'budget_drop_policy(bigint)']
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.%s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.%s TO walker_admin', f);
+    END LOOP;
+END
+$grants$;
+"#;

@@ -1,0 +1,507 @@
+//! The backend side: what a session publishes and how its statements are admitted.
+//!
+//! Each server process keeps its own [`Session`] (its tenant, the statement running
+//! at top level and what it reserved). Everything shared goes through [`Shared`]
+//! under the region lock; waits happen outside it.
+
+use crate::bucket::{decide, Action};
+use crate::shm::{Decision, Origin, SessionKey, Shared};
+use walker_abi::{BackendEvent, Rejection, WalkerBackendEventKind as Kind, WalkerBackendType};
+
+/// SQLSTATE of a statement refused by a reject policy.
+pub const SQLSTATE_REJECTED: [u8; 5] = *b"WB001";
+
+/// Longest single wait of a queued statement between two looks at its bucket (ms).
+pub const QUEUE_SLICE_MS: u64 = 100;
+
+/// Settings that shape admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// Enforce policies at all.
+    pub enabled: bool,
+    /// Longest time a statement waits in queue mode (ms).
+    pub max_queue_wait_ms: u64,
+}
+
+/// The statement running at top level.
+#[derive(Debug, Clone, Copy, Default)]
+struct Running {
+    wal_bytes: u64,
+    class: u32,
+    query_id: u64,
+    scope: u32,
+    /// (policy index, policy id, policy generation, bytes reserved).
+    reservation: Option<(usize, i64, u64, f64)>,
+}
+
+/// One server process's state.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// Tenant set with `set_tenant` (empty: none).
+    pub tenant: String,
+    running: Option<Running>,
+    published: Vec<u32>,
+}
+
+/// What a statement start comes to, once the lock is released.
+enum Verdict {
+    Go,
+    Wait {
+        policy: usize,
+        policy_id: i64,
+        predicted: f64,
+        wait_ms: u64,
+    },
+    Refuse(Rejection),
+}
+
+fn key(tenant: &str, e: &BackendEvent<'_>) -> SessionKey {
+    SessionKey {
+        tenant: tenant.to_string(),
+        role: e.role,
+        role_name: e.role_name.to_string(),
+        database: e.database,
+        database_name: e.database_name.to_string(),
+        application: e.application_name.to_string(),
+    }
+}
+
+impl Session {
+    /// The scope of this session now; `None` when the scope table is full.
+    fn scope(&self, s: &mut Shared, e: &BackendEvent<'_>) -> Option<u32> {
+        match s.scope(Origin::Session, &key(&self.tenant, e)) {
+            Some(i) => Some(i),
+            None => {
+                s.counters.scopes_full = s.counters.scopes_full.saturating_add(1);
+                None
+            }
+        }
+    }
+
+    /// Maps this transaction (or the aborted subtransaction) to the session's scope,
+    /// once per xid. Called under the lock.
+    pub fn publish(&mut self, s: &mut Shared, e: &BackendEvent<'_>) {
+        let xid = if e.kind == Kind::SUBXACT_ABORT {
+            e.xid
+        } else {
+            e.top_xid
+        };
+        if xid == 0 || self.published.contains(&xid) {
+            return;
+        }
+        let Some(scope) = self.scope(s, e) else {
+            return;
+        };
+        if s.map_xid(xid, scope, e.query_id) {
+            self.published.push(xid);
+        }
+    }
+
+    /// True when `e` needs the shared region.
+    pub fn wants(&self, e: &BackendEvent<'_>) -> bool {
+        let xid = if e.kind == Kind::SUBXACT_ABORT {
+            e.xid
+        } else {
+            e.top_xid
+        };
+        let unpublished = xid != 0 && !self.published.contains(&xid);
+        match e.kind {
+            Kind::STATEMENT_START => e.nesting_level == 0 || unpublished,
+            Kind::STATEMENT_END => (e.nesting_level == 0 && self.running.is_some()) || unpublished,
+            _ => unpublished || self.running.is_some() || !self.published.is_empty(),
+        }
+    }
+
+    /// Handles an event under the lock; a statement start returns what to do next.
+    fn locked(&mut self, s: &mut Shared, e: &BackendEvent<'_>, cfg: Admission, now: i64) -> Verdict {
+        self.publish(s, e);
+        match e.kind {
+            Kind::STATEMENT_START if e.nesting_level == 0 => self.start(s, e, cfg, now),
+            Kind::STATEMENT_END if e.nesting_level == 0 => {
+                if let Some(r) = self.running.take() {
+                    release(s, &r);
+                    let wrote = e.wal_bytes.saturating_sub(r.wal_bytes);
+                    s.learn(r.class, r.query_id, r.scope, wrote, now);
+                }
+                Verdict::Go
+            }
+            Kind::PRE_COMMIT | Kind::ABORT => {
+                if let Some(r) = self.running.take() {
+                    release(s, &r);
+                }
+                self.published.clear();
+                Verdict::Go
+            }
+            _ => Verdict::Go,
+        }
+    }
+
+    fn start(&mut self, s: &mut Shared, e: &BackendEvent<'_>, cfg: Admission, now: i64) -> Verdict {
+        if let Some(r) = self.running.take() {
+            // The previous statement ended in an error without an end event.
+            release(s, &r);
+        }
+        let Some(scope) = self.scope(s, e) else {
+            return Verdict::Go;
+        };
+        let class = e.statement.0;
+        let mut running = Running {
+            wal_bytes: e.wal_bytes,
+            class,
+            query_id: e.query_id,
+            scope,
+            reservation: None,
+        };
+        let governed = cfg.enabled
+            && !e.read_only
+            && e.backend_type == WalkerBackendType::CLIENT;
+        let policy = if governed { s.policy_of(scope) } else { None };
+        let Some(p) = policy else {
+            self.running = Some(running);
+            return Verdict::Go;
+        };
+        s.counters.statements = s.counters.statements.saturating_add(1);
+        let predicted = s.predict(class, e.query_id, scope);
+        let slot = &mut s.policies[p];
+        slot.bucket.refill(slot.rate, slot.burst, now);
+        let wait_ms = slot.bucket.wait_ms(predicted, slot.rate, slot.burst);
+        let action = decide(slot.mode(), wait_ms);
+        let (policy_id, rate, burst, tokens) = (slot.id, slot.rate, slot.burst, slot.bucket.tokens);
+        let decision = Decision {
+            at_micros: now,
+            pid: e.pid,
+            action: action as u32,
+            policy_id,
+            scope,
+            query_id: e.query_id,
+            predicted: predicted as i64,
+            tokens: tokens as i64,
+            wait_ms: wait_ms as i64,
+        };
+        match action {
+            Action::Queue => {
+                self.running = Some(running);
+                Verdict::Wait {
+                    policy: p,
+                    policy_id,
+                    predicted,
+                    wait_ms,
+                }
+            }
+            Action::Reject => {
+                s.record_decision(decision, Some(p));
+                self.running = None;
+                let who = s.scopes[scope as usize].who();
+                let slot = &s.policies[p];
+                Verdict::Refuse(Rejection {
+                    sqlstate: SQLSTATE_REJECTED,
+                    message: format!(
+                        "WAL budget exceeded: policy {} ({} {}) has {} bytes free; this statement is expected to write about {} bytes",
+                        policy_id,
+                        slot.policy().kind.name(),
+                        slot.value.as_str(),
+                        (tokens - slot.bucket.reserved).floor() as i64,
+                        predicted.round() as i64
+                    ),
+                    detail: format!(
+                        "The policy allows {rate} bytes/s with a burst of {burst} bytes and rejects statements over it. Scope: tenant \"{}\", role \"{}\", database \"{}\", application \"{}\".",
+                        who.tenant, who.role, who.database, who.application
+                    ),
+                    hint: format!(
+                        "Retry in about {wait_ms} ms, or change the policy: SELECT walker.budget_update_policy({policy_id}, rate_bytes_per_sec => ...) or walker.budget_set_mode({policy_id}, 'queue')."
+                    ),
+                })
+            }
+            _ => {
+                let slot = &mut s.policies[p];
+                slot.bucket.reserved += predicted;
+                running.reservation = Some((p, policy_id, s.policy_gen, predicted));
+                s.record_decision(decision, Some(p));
+                self.running = Some(running);
+                Verdict::Go
+            }
+        }
+    }
+
+    /// Handles one event: `with` runs a closure under the region lock, `pause` waits
+    /// (false when interrupted), `now` reads the clock.
+    pub fn on_event(
+        &mut self,
+        e: &BackendEvent<'_>,
+        cfg: Admission,
+        with: &mut dyn FnMut(&mut dyn FnMut(&mut Shared)) -> bool,
+        pause: &mut dyn FnMut(u64) -> bool,
+        now: &dyn Fn() -> i64,
+    ) -> Result<walker_abi::Admission, String> {
+        if !self.wants(e) {
+            return Ok(walker_abi::Admission::Proceed);
+        }
+        let mut verdict = Verdict::Go;
+        let t0 = now();
+        if !with(&mut |s| verdict = self.locked(s, e, cfg, t0)) {
+            return Err("the budget's shared memory is not available".into());
+        }
+        match verdict {
+            Verdict::Go => Ok(walker_abi::Admission::Proceed),
+            Verdict::Refuse(r) => Ok(walker_abi::Admission::Reject(r)),
+            Verdict::Wait {
+                policy,
+                policy_id,
+                predicted,
+                wait_ms,
+            } => self.queue(e, cfg, policy, policy_id, predicted, wait_ms, with, pause, now),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn queue(
+        &mut self,
+        e: &BackendEvent<'_>,
+        cfg: Admission,
+        policy: usize,
+        policy_id: i64,
+        predicted: f64,
+        mut wait_ms: u64,
+        with: &mut dyn FnMut(&mut dyn FnMut(&mut Shared)) -> bool,
+        pause: &mut dyn FnMut(u64) -> bool,
+        now: &dyn Fn() -> i64,
+    ) -> Result<walker_abi::Admission, String> {
+        let start = now();
+        let scope = self.running.map_or(0, |r| r.scope);
+        let mut outcome = Action::Queued;
+        loop {
+            let waited = (now().saturating_sub(start) / 1000).max(0) as u64;
+            if waited >= cfg.max_queue_wait_ms {
+                outcome = Action::QueueTimeout;
+                break;
+            }
+            let slice = wait_ms.clamp(1, QUEUE_SLICE_MS).min(cfg.max_queue_wait_ms - waited);
+            if !pause(slice) {
+                outcome = Action::Cancelled;
+                break;
+            }
+            let t = now();
+            let mut still = 0;
+            with(&mut |s| {
+                let slot = &mut s.policies[policy];
+                if slot.id == policy_id {
+                    slot.bucket.refill(slot.rate, slot.burst, t);
+                    still = slot.bucket.wait_ms(predicted, slot.rate, slot.burst);
+                }
+            });
+            if still == 0 {
+                break;
+            }
+            wait_ms = still;
+        }
+        let waited = (now().saturating_sub(start) / 1000).max(0);
+        let t = now();
+        let mut running = self.running.take();
+        with(&mut |s| {
+            let slot = &mut s.policies[policy];
+            let same = slot.id == policy_id;
+            let tokens = if same { slot.bucket.tokens } else { 0.0 };
+            if same && outcome != Action::Cancelled {
+                slot.bucket.reserved += predicted;
+                if let Some(r) = running.as_mut() {
+                    r.reservation = Some((policy, policy_id, s.policy_gen, predicted));
+                }
+            }
+            s.record_decision(
+                Decision {
+                    at_micros: t,
+                    pid: e.pid,
+                    action: outcome as u32,
+                    policy_id,
+                    scope,
+                    query_id: e.query_id,
+                    predicted: predicted as i64,
+                    tokens: tokens as i64,
+                    wait_ms: waited,
+                },
+                same.then_some(policy),
+            );
+        });
+        if outcome == Action::Cancelled {
+            return Ok(walker_abi::Admission::Interrupted);
+        }
+        self.running = running;
+        Ok(walker_abi::Admission::Proceed)
+    }
+
+    /// Records an internal failure at admission.
+    pub fn failed(s: &mut Shared) {
+        s.counters.failures = s.counters.failures.saturating_add(1);
+    }
+}
+
+/// Gives back what a statement reserved (if its policy is still the same one).
+fn release(s: &mut Shared, r: &Running) {
+    if let Some((p, id, gen, bytes)) = r.reservation {
+        if s.policy_gen == gen && s.policies[p].id == id {
+            let b = &mut s.policies[p].bucket;
+            b.reserved = (b.reserved - bytes).max(0.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Policy, PolicySpec};
+    use std::cell::{Cell, RefCell};
+    use walker_abi::{WalkerBackendEventKind, WalkerStatementKind};
+
+    fn shared() -> Box<Shared> {
+        // SAFETY: all-zero bytes are a valid `Shared`.
+        unsafe { Box::new_zeroed().assume_init() }
+    }
+
+    fn event(kind: WalkerBackendEventKind, top_xid: u32, wal: u64) -> BackendEvent<'static> {
+        BackendEvent {
+            kind,
+            statement: WalkerStatementKind::INSERT,
+            backend_type: WalkerBackendType::CLIENT,
+            nesting_level: 0,
+            read_only: false,
+            pid: 42,
+            database: 5,
+            role: 10,
+            query_id: 99,
+            top_xid,
+            xid: top_xid,
+            wal_records: 0,
+            wal_fpi: 0,
+            wal_bytes: wal,
+            application_name: "app",
+            role_name: "writer",
+            database_name: "db",
+            command: "INSERT",
+        }
+    }
+
+    fn policy(mode: &str) -> Policy {
+        Policy::from_spec(&PolicySpec {
+            id: 4,
+            scope_kind: "role".into(),
+            scope_value: "writer".into(),
+            rate_bytes_per_sec: 1000,
+            burst_bytes: 2000,
+            mode: mode.into(),
+            priority: 0,
+            enabled: true,
+        })
+        .unwrap()
+    }
+
+    const CFG: Admission = Admission {
+        enabled: true,
+        max_queue_wait_ms: 10_000,
+    };
+
+    /// Runs one event against `s` with a fake clock that `pause` advances.
+    fn run(
+        sess: &mut Session,
+        s: &RefCell<Box<Shared>>,
+        e: &BackendEvent<'_>,
+        clock: &Cell<i64>,
+        cancel_after: Option<u64>,
+    ) -> walker_abi::Admission {
+        let paused = Cell::new(0u64);
+        let mut with = |f: &mut dyn FnMut(&mut Shared)| {
+            f(&mut s.borrow_mut());
+            true
+        };
+        let mut pause = |ms: u64| {
+            paused.set(paused.get() + ms);
+            clock.set(clock.get() + ms as i64 * 1000);
+            cancel_after.is_none_or(|c| paused.get() < c)
+        };
+        let now = || clock.get();
+        sess.on_event(e, CFG, &mut with, &mut pause, &now).unwrap()
+    }
+
+    #[test]
+    fn transactions_are_published_once_and_forgotten_at_the_end() {
+        let s = RefCell::new(shared());
+        let clock = Cell::new(1_000_000);
+        let mut sess = Session::default();
+        run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
+        run(&mut sess, &s, &event(Kind::STATEMENT_END, 700, 500), &clock, None);
+        let scope = s.borrow().xid_scope(700).unwrap().0;
+        assert_eq!(s.borrow().scopes[scope as usize].role_name.as_str(), "writer");
+        assert!(!sess.wants(&event(Kind::STATEMENT_START, 700, 0)) || sess.running.is_none());
+        run(&mut sess, &s, &event(Kind::PRE_COMMIT, 700, 500), &clock, None);
+        assert!(sess.published.is_empty());
+        // The profile learned 500 bytes for query 99.
+        assert_eq!(s.borrow().predict(WalkerStatementKind::INSERT.0, 99, scope), 500.0);
+    }
+
+    #[test]
+    fn reject_mode_refuses_in_debt_with_its_sqlstate_and_numbers() {
+        let s = RefCell::new(shared());
+        s.borrow_mut().load_policies(&[policy("reject")], 0);
+        let clock = Cell::new(1_000_000);
+        let mut sess = Session::default();
+        // First statement: the bucket starts full; admitted.
+        let a = run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
+        assert_eq!(a, walker_abi::Admission::Proceed);
+        run(&mut sess, &s, &event(Kind::STATEMENT_END, 0, 0), &clock, None);
+        // The stream charges 5000 bytes: 3000 in debt.
+        s.borrow_mut().policies[0].bucket.charge(5000);
+        match run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None) {
+            walker_abi::Admission::Reject(r) => {
+                assert_eq!(&r.sqlstate, b"WB001");
+                assert!(r.message.contains("policy 4 (role writer) has -3000 bytes free"), "{}", r.message);
+                assert!(r.detail.contains("1000 bytes/s with a burst of 2000"), "{}", r.detail);
+                assert!(r.hint.contains("3000 ms"), "{}", r.hint);
+            }
+            other => panic!("{other:?}"),
+        }
+        let sh = s.borrow();
+        assert_eq!(sh.counters.actions[Action::Reject as usize], 1);
+        assert_eq!(sh.counters.actions[Action::Admit as usize], 1);
+    }
+
+    #[test]
+    fn queue_mode_waits_until_the_debt_is_paid_and_a_cancel_ends_the_wait() {
+        let s = RefCell::new(shared());
+        s.borrow_mut().load_policies(&[policy("queue")], 0);
+        let clock = Cell::new(1_000_000);
+        let mut sess = Session::default();
+        run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
+        run(&mut sess, &s, &event(Kind::STATEMENT_END, 0, 0), &clock, None);
+        s.borrow_mut().policies[0].bucket.charge(3500);
+        // 1500 in debt at 1000 B/s: 1.5 s of waiting in 100 ms slices.
+        let t0 = clock.get();
+        let a = run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
+        assert_eq!(a, walker_abi::Admission::Proceed);
+        assert_eq!(clock.get() - t0, 1_500_000);
+        let d = *s.borrow().recent_decisions().last().unwrap();
+        assert_eq!((d.action, d.wait_ms), (Action::Queued as u32, 1500));
+        run(&mut sess, &s, &event(Kind::STATEMENT_END, 0, 0), &clock, None);
+        s.borrow_mut().policies[0].bucket.charge(10_000);
+        let a = run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, Some(300));
+        assert_eq!(a, walker_abi::Admission::Interrupted);
+        let d = *s.borrow().recent_decisions().last().unwrap();
+        assert_eq!(d.action, Action::Cancelled as u32);
+        assert_eq!(s.borrow().policies[0].bucket.reserved, 0.0);
+    }
+
+    #[test]
+    fn observe_and_shadow_never_block_but_record() {
+        for (mode, action) in [("observe", Action::ObserveOver), ("shadow", Action::ShadowBlock)] {
+            let s = RefCell::new(shared());
+            s.borrow_mut().load_policies(&[policy(mode)], 0);
+            let clock = Cell::new(1_000_000);
+            let mut sess = Session::default();
+            run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
+            s.borrow_mut().policies[0].bucket.charge(9000);
+            let t0 = clock.get();
+            let a = run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
+            assert_eq!(a, walker_abi::Admission::Proceed);
+            assert_eq!(clock.get(), t0);
+            assert_eq!(s.borrow().recent_decisions().last().unwrap().action, action as u32);
+        }
+    }
+}

@@ -1,0 +1,1036 @@
+//! The budget's shared memory: fixed-size tables that backends and the walker side
+//! both use, under the host's region lock. Plain `#[repr(C)]` data, valid at all-zero
+//! bytes; every operation is plain Rust, so the tables are unit-tested without a
+//! server.
+//!
+//! - `scopes`: who wrote WAL (tenant, role, database, application, or a background,
+//!   cluster or unattributed scope) with their exact totals.
+//! - `xids`: top-level transaction id → scope, published by the backend that owns the
+//!   transaction, removed when the walker side reads its commit or abort record.
+//! - `policies`: the loaded policies with their token buckets and counters.
+//! - `dbs`, `rels`, `rmgrs`: totals per database, relation and resource manager.
+//! - `profiles`: each query id's (and statement class's) typical WAL per statement.
+//! - `decisions`: a ring of the latest admission decisions.
+
+use crate::bucket::{Action, Bucket};
+use crate::policy::{Mode, Policy, ScopeKind, Who, NAME_BYTES};
+
+/// Scopes kept.
+pub const MAX_SCOPES: usize = 1024;
+/// Transactions in flight that can be mapped at once.
+pub const MAX_XIDS: usize = 8192;
+/// Policies loaded at once.
+pub const MAX_POLICIES: usize = 64;
+/// Databases with totals.
+pub const MAX_DBS: usize = 256;
+/// Relations with totals (more are counted in `other_relations`).
+pub const MAX_RELS: usize = 8192;
+/// Query profiles.
+pub const MAX_PROFILES: usize = 4096;
+/// Decisions kept in the ring.
+pub const DECISIONS: usize = 512;
+/// Parts of a composite policy.
+pub const MAX_CONDITIONS: usize = 4;
+/// Weight of a new sample in a profile's moving average.
+pub const EWMA_ALPHA: f64 = 0.3;
+
+/// A short string in shared memory.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Name {
+    len: u32,
+    bytes: [u8; NAME_BYTES],
+}
+
+impl Default for Name {
+    fn default() -> Self {
+        Name {
+            len: 0,
+            bytes: [0; NAME_BYTES],
+        }
+    }
+}
+
+impl Name {
+    /// Keeps up to [`NAME_BYTES`] bytes of `s`, cut at a character boundary.
+    pub fn new(s: &str) -> Name {
+        let mut n = s.len().min(NAME_BYTES);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        let mut out = Name::default();
+        out.bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
+        out.len = n as u32;
+        out
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        let n = (self.len as usize).min(NAME_BYTES);
+        std::str::from_utf8(&self.bytes[..n]).unwrap_or("")
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, o: &Name) -> bool {
+        self.as_str() == o.as_str()
+    }
+}
+
+/// Where a scope's WAL comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Origin {
+    /// Transactions of sessions (and workers) that published their scope.
+    Session = 1,
+    /// Records without a transaction id in one database: pruning, hint-bit page
+    /// images, vacuum, index cleanup.
+    Background = 2,
+    /// Records without a transaction id and without a database: checkpoints,
+    /// running-transaction snapshots, shared catalogs, WAL switches.
+    Cluster = 3,
+    /// Transactions no backend published (begun before walker was loaded, in a
+    /// process that crashed, or while the transaction map was full), by database.
+    Unattributed = 4,
+}
+
+impl Origin {
+    /// Its name in views.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Session => "session",
+            Origin::Background => "background",
+            Origin::Cluster => "cluster",
+            Origin::Unattributed => "unattributed",
+        }
+    }
+
+    fn from_u32(v: u32) -> Origin {
+        match v {
+            2 => Origin::Background,
+            3 => Origin::Cluster,
+            4 => Origin::Unattributed,
+            _ => Origin::Session,
+        }
+    }
+}
+
+/// Records, bytes and full-page-image bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Records.
+    pub records: u64,
+    /// Bytes (`xl_tot_len`, images included).
+    pub bytes: u64,
+    /// Bytes of full-page images.
+    pub fpi_bytes: u64,
+}
+
+impl Totals {
+    /// Adds one record.
+    pub fn add_record(&mut self, bytes: u64, fpi: u64) {
+        self.records = self.records.saturating_add(1);
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.fpi_bytes = self.fpi_bytes.saturating_add(fpi);
+    }
+
+    /// Adds other totals.
+    pub fn add(&mut self, o: &Totals) {
+        self.records = self.records.saturating_add(o.records);
+        self.bytes = self.bytes.saturating_add(o.bytes);
+        self.fpi_bytes = self.fpi_bytes.saturating_add(o.fpi_bytes);
+    }
+}
+
+/// One scope.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Scope {
+    /// 0: free slot; else an [`Origin`].
+    pub origin: u32,
+    /// Database OID (0 for the cluster scope).
+    pub database: u32,
+    /// Role OID (sessions).
+    pub role: u32,
+    /// Tenant (sessions).
+    pub tenant: Name,
+    /// Role name.
+    pub role_name: Name,
+    /// Database name (sessions).
+    pub database_name: Name,
+    /// `application_name` (sessions).
+    pub application: Name,
+    /// WAL charged.
+    pub totals: Totals,
+    /// Transactions charged (commit or abort records read).
+    pub transactions: u64,
+    /// Index of the governing policy + 1 (0: none), valid for `policy_gen`.
+    pub policy: u32,
+    /// The policy generation `policy` was chosen for.
+    pub policy_gen: u64,
+    /// Last charge or admission (microseconds).
+    pub last_micros: i64,
+}
+
+impl Scope {
+    /// The scope's origin.
+    pub fn origin(&self) -> Origin {
+        Origin::from_u32(self.origin)
+    }
+
+    /// What policies match on.
+    pub fn who(&self) -> Who {
+        Who {
+            tenant: self.tenant.as_str().to_string(),
+            role: self.role_name.as_str().to_string(),
+            database: self.database_name.as_str().to_string(),
+            application: self.application.as_str().to_string(),
+        }
+    }
+}
+
+/// A session scope as a backend describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionKey {
+    /// Tenant.
+    pub tenant: String,
+    /// Role OID.
+    pub role: u32,
+    /// Role name.
+    pub role_name: String,
+    /// Database OID.
+    pub database: u32,
+    /// Database name.
+    pub database_name: String,
+    /// `application_name`.
+    pub application: String,
+}
+
+/// One mapped transaction.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct XidEntry {
+    /// Transaction id (0: free).
+    pub xid: u32,
+    /// Scope index.
+    pub scope: u32,
+    /// The query id of the statement that published it.
+    pub query_id: u64,
+}
+
+/// A loaded policy with its bucket and counters.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct PolicySlot {
+    /// Policy id.
+    pub id: i64,
+    /// [`ScopeKind`] number.
+    pub kind: u32,
+    /// [`Mode`] number.
+    pub mode: u32,
+    /// Priority.
+    pub priority: i32,
+    /// 1 when enabled.
+    pub enabled: u32,
+    /// Bytes per second.
+    pub rate: i64,
+    /// Bucket size.
+    pub burst: i64,
+    /// Scope value as written.
+    pub value: Name,
+    /// Conditions in use.
+    pub n_conditions: u32,
+    /// Condition kinds ([`ScopeKind`] numbers).
+    pub condition_kinds: [u32; MAX_CONDITIONS],
+    /// Condition values.
+    pub condition_values: [Name; MAX_CONDITIONS],
+    /// The token bucket.
+    pub bucket: Bucket,
+    /// WAL charged to it from the stream.
+    pub charged: Totals,
+    /// Statements counted per [`Action`] number (index = number).
+    pub actions: [u64; 12],
+    /// Milliseconds statements waited.
+    pub waited_ms: u64,
+}
+
+impl PolicySlot {
+    fn from_policy(p: &Policy) -> PolicySlot {
+        let mut s = PolicySlot {
+            id: p.id,
+            kind: p.kind as u32,
+            mode: p.mode as u32,
+            priority: p.priority,
+            enabled: p.enabled as u32,
+            rate: p.rate,
+            burst: p.burst,
+            value: Name::new(&p.value),
+            ..PolicySlot::default()
+        };
+        for (i, (k, v)) in p.conditions.iter().take(MAX_CONDITIONS).enumerate() {
+            s.condition_kinds[i] = *k as u32;
+            s.condition_values[i] = Name::new(v);
+            s.n_conditions = i as u32 + 1;
+        }
+        s
+    }
+
+    /// The policy back.
+    pub fn policy(&self) -> Policy {
+        let kind = ScopeKind::from_u32(self.kind).unwrap_or(ScopeKind::Tenant);
+        Policy {
+            id: self.id,
+            kind,
+            value: self.value.as_str().to_string(),
+            conditions: (0..self.n_conditions as usize)
+                .map(|i| {
+                    (
+                        ScopeKind::from_u32(self.condition_kinds[i]).unwrap_or(ScopeKind::Tenant),
+                        self.condition_values[i].as_str().to_string(),
+                    )
+                })
+                .collect(),
+            rate: self.rate,
+            burst: self.burst,
+            mode: Mode::from_u32(self.mode).unwrap_or(Mode::Observe),
+            priority: self.priority,
+            enabled: self.enabled != 0,
+        }
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        Mode::from_u32(self.mode).unwrap_or(Mode::Observe)
+    }
+}
+
+/// Totals of one database.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct DbEntry {
+    /// 1 when used.
+    pub used: u32,
+    /// OID.
+    pub oid: u32,
+    /// Totals.
+    pub totals: Totals,
+}
+
+/// Totals of one relation.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct RelEntry {
+    /// 1 when used.
+    pub used: u32,
+    /// Tablespace.
+    pub ts: u32,
+    /// Database.
+    pub db: u32,
+    /// Relation file number.
+    pub rel: u32,
+    /// Totals.
+    pub totals: Totals,
+}
+
+/// Statement classes profiles fall back to.
+pub const CLASSES: usize = 8;
+
+/// A query's (or a class's) WAL per statement.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Profile {
+    /// 1 when used.
+    pub used: u32,
+    /// Statement class (the host's statement kind).
+    pub class: u32,
+    /// Query id (0 for a class profile).
+    pub query_id: u64,
+    /// Scope index + 1 (0: every scope).
+    pub scope: u32,
+    /// Statements measured.
+    pub count: u64,
+    /// Moving average of WAL bytes per statement.
+    pub avg_bytes: f64,
+    /// Largest seen.
+    pub max_bytes: u64,
+    /// Last update.
+    pub last_micros: i64,
+}
+
+/// One admission decision.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Decision {
+    /// When.
+    pub at_micros: i64,
+    /// Backend process id.
+    pub pid: i32,
+    /// [`Action`] number.
+    pub action: u32,
+    /// Policy id (0: none).
+    pub policy_id: i64,
+    /// Scope index.
+    pub scope: u32,
+    /// Query id.
+    pub query_id: u64,
+    /// Predicted bytes.
+    pub predicted: i64,
+    /// Tokens free at the decision.
+    pub tokens: i64,
+    /// Milliseconds waited (queue) or that it would have waited.
+    pub wait_ms: i64,
+}
+
+/// Counters of the whole plugin.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Counters {
+    /// Every record read.
+    pub total: Totals,
+    /// Bytes of records of transactions not yet ended (charged to a scope at the end).
+    pub pending_bytes: u64,
+    /// Statements that reached admission.
+    pub statements: u64,
+    /// Per [`Action`] number.
+    pub actions: [u64; 12],
+    /// Transactions that could not be mapped (map full).
+    pub xid_map_full: u64,
+    /// Scopes that did not fit (charged to the unattributed scope).
+    pub scopes_full: u64,
+    /// Internal failures at admission (then fail open or closed).
+    pub failures: u64,
+    /// Policy loads.
+    pub policy_loads: u64,
+    /// Transactions charged to the unattributed scopes.
+    pub unattributed_transactions: u64,
+    /// Milliseconds statements waited in queue mode.
+    pub waited_ms: u64,
+}
+
+/// The whole region.
+#[repr(C)]
+pub struct Shared {
+    /// Changes whenever policies are loaded.
+    pub policy_gen: u64,
+    /// 1 once policies were loaded since the server started.
+    pub policies_loaded: u32,
+    /// When they were loaded.
+    pub policies_loaded_at: i64,
+    /// Policies in use.
+    pub n_policies: u32,
+    /// The policies.
+    pub policies: [PolicySlot; MAX_POLICIES],
+    /// Scopes.
+    pub scopes: [Scope; MAX_SCOPES],
+    /// Transactions → scope (open addressing, linear probing).
+    pub xids: [XidEntry; MAX_XIDS],
+    /// Mapped transactions.
+    pub n_xids: u32,
+    /// Databases.
+    pub dbs: [DbEntry; MAX_DBS],
+    /// Relations (open addressing).
+    pub rels: [RelEntry; MAX_RELS],
+    /// Records of relations that did not fit in `rels`.
+    pub other_relations: Totals,
+    /// Records without a block reference (not in `dbs` or `rels`).
+    pub no_relation: Totals,
+    /// Per resource manager.
+    pub rmgrs: [Totals; 256],
+    /// Profiles (open addressing).
+    pub profiles: [Profile; MAX_PROFILES],
+    /// Decision ring.
+    pub decisions: [Decision; DECISIONS],
+    /// Decisions ever written (the next goes to `next % DECISIONS`).
+    pub next_decision: u64,
+    /// Counters.
+    pub counters: Counters,
+    /// End of the last record read: every total reflects exactly the records before it.
+    pub as_of_lsn: u64,
+    /// When the totals were last reset.
+    pub reset_at: i64,
+}
+
+// SAFETY: repr(C), plain numbers and byte arrays only; all-zero bytes are valid (empty
+// tables, zero counters).
+unsafe impl walker_abi::SharedState for Shared {}
+
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// True when transaction id `a` is older than `b` (modulo-2^32 comparison, as the
+/// server compares normal xids).
+pub fn xid_precedes(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+impl Shared {
+    /// Finds or adds the scope of `origin` for `key` (only database and names matter
+    /// for non-session origins); `None` when the table is full.
+    pub fn scope(&mut self, origin: Origin, key: &SessionKey) -> Option<u32> {
+        let want_tenant = Name::new(&key.tenant);
+        let want_app = Name::new(&key.application);
+        let mut free = None;
+        for (i, s) in self.scopes.iter().enumerate() {
+            if s.origin == 0 {
+                if free.is_none() {
+                    free = Some(i);
+                }
+                continue;
+            }
+            let same = s.origin == origin as u32
+                && s.database == key.database
+                && (origin != Origin::Session
+                    || (s.role == key.role && s.tenant == want_tenant && s.application == want_app));
+            if same {
+                return Some(i as u32);
+            }
+        }
+        let i = free?;
+        self.scopes[i] = Scope {
+            origin: origin as u32,
+            database: key.database,
+            role: key.role,
+            tenant: want_tenant,
+            role_name: Name::new(&key.role_name),
+            database_name: Name::new(&key.database_name),
+            application: want_app,
+            ..Scope::default()
+        };
+        Some(i as u32)
+    }
+
+    /// The scope for records without a transaction: background of `database`, or the
+    /// cluster scope for database 0. Falls back to scope 0 when full.
+    pub fn background_scope(&mut self, database: u32) -> u32 {
+        let origin = if database == 0 {
+            Origin::Cluster
+        } else {
+            Origin::Background
+        };
+        self.scope_or_any(origin, database)
+    }
+
+    /// The unattributed scope of `database`.
+    pub fn unattributed_scope(&mut self, database: u32) -> u32 {
+        self.scope_or_any(Origin::Unattributed, database)
+    }
+
+    fn scope_or_any(&mut self, origin: Origin, database: u32) -> u32 {
+        let key = SessionKey {
+            database,
+            ..SessionKey::default()
+        };
+        match self.scope(origin, &key) {
+            Some(i) => i,
+            None => {
+                self.counters.scopes_full = self.counters.scopes_full.saturating_add(1);
+                // The table is full: charge the first cluster-like scope rather than lose bytes.
+                self.scopes
+                    .iter()
+                    .position(|s| s.origin == origin as u32)
+                    .unwrap_or(0) as u32
+            }
+        }
+    }
+
+    fn xid_slot(&self, xid: u32) -> Result<usize, usize> {
+        let mut i = (mix(xid as u64) as usize) % MAX_XIDS;
+        for _ in 0..MAX_XIDS {
+            match self.xids[i].xid {
+                0 => return Err(i),
+                x if x == xid => return Ok(i),
+                _ => i = (i + 1) % MAX_XIDS,
+            }
+        }
+        Err(usize::MAX)
+    }
+
+    /// Maps `xid` to `scope` (a later publication of the same xid keeps the first
+    /// scope). False when the map is full (kept at most 3/4 full).
+    pub fn map_xid(&mut self, xid: u32, scope: u32, query_id: u64) -> bool {
+        if xid == 0 {
+            return true;
+        }
+        match self.xid_slot(xid) {
+            Ok(_) => true,
+            Err(i) if i != usize::MAX && (self.n_xids as usize) < MAX_XIDS * 3 / 4 => {
+                self.xids[i] = XidEntry {
+                    xid,
+                    scope,
+                    query_id,
+                };
+                self.n_xids += 1;
+                true
+            }
+            Err(_) => {
+                self.counters.xid_map_full = self.counters.xid_map_full.saturating_add(1);
+                false
+            }
+        }
+    }
+
+    /// The scope and query id `xid` is mapped to.
+    pub fn xid_scope(&self, xid: u32) -> Option<(u32, u64)> {
+        if xid == 0 {
+            return None;
+        }
+        self.xid_slot(xid)
+            .ok()
+            .map(|i| (self.xids[i].scope, self.xids[i].query_id))
+    }
+
+    /// Removes `xid` (backward-shift deletion keeps every probe chain intact).
+    pub fn unmap_xid(&mut self, xid: u32) {
+        let Ok(mut hole) = self.xid_slot(xid) else {
+            return;
+        };
+        self.xids[hole] = XidEntry::default();
+        self.n_xids = self.n_xids.saturating_sub(1);
+        let mut j = hole;
+        loop {
+            j = (j + 1) % MAX_XIDS;
+            let e = self.xids[j];
+            if e.xid == 0 {
+                return;
+            }
+            let home = (mix(e.xid as u64) as usize) % MAX_XIDS;
+            // Move `e` into the hole when its home is not between the hole and `j`.
+            let between = if hole <= j {
+                hole < home && home <= j
+            } else {
+                hole < home || home <= j
+            };
+            if !between {
+                self.xids[hole] = e;
+                self.xids[j] = XidEntry::default();
+                hole = j;
+            }
+        }
+    }
+
+    /// Removes every mapping of a transaction older than `oldest` (they all ended);
+    /// returns how many.
+    pub fn forget_xids_before(&mut self, oldest: u32) -> usize {
+        let old: Vec<u32> = self
+            .xids
+            .iter()
+            .filter(|e| e.xid != 0 && xid_precedes(e.xid, oldest))
+            .map(|e| e.xid)
+            .collect();
+        for x in &old {
+            self.unmap_xid(*x);
+        }
+        old.len()
+    }
+
+    /// Adds a record to its database and relation (the first block reference's), or
+    /// to `no_relation` without one.
+    pub fn add_relation_record(&mut self, rel: Option<(u32, u32, u32)>, bytes: u64, fpi: u64) {
+        let Some((ts, db, relno)) = rel else {
+            self.no_relation.add_record(bytes, fpi);
+            return;
+        };
+        match self.dbs.iter().position(|d| d.used != 0 && d.oid == db) {
+            Some(i) => self.dbs[i].totals.add_record(bytes, fpi),
+            None => match self.dbs.iter().position(|d| d.used == 0) {
+                Some(i) => {
+                    self.dbs[i] = DbEntry {
+                        used: 1,
+                        oid: db,
+                        totals: Totals::default(),
+                    };
+                    self.dbs[i].totals.add_record(bytes, fpi);
+                }
+                None => self.other_relations.add_record(bytes, fpi),
+            },
+        }
+        let h = mix(((ts as u64) << 32) ^ ((db as u64) << 16) ^ relno as u64);
+        let mut i = (h as usize) % MAX_RELS;
+        for _ in 0..MAX_RELS / 2 {
+            let e = &mut self.rels[i];
+            if e.used == 0 {
+                *e = RelEntry {
+                    used: 1,
+                    ts,
+                    db,
+                    rel: relno,
+                    totals: Totals::default(),
+                };
+            }
+            if e.ts == ts && e.db == db && e.rel == relno {
+                e.totals.add_record(bytes, fpi);
+                return;
+            }
+            i = (i + 1) % MAX_RELS;
+        }
+        self.other_relations.add_record(bytes, fpi);
+    }
+
+    /// Replaces the policies (keeping the bucket and counters of a policy whose id,
+    /// rate and burst did not change) and starts a new generation.
+    pub fn load_policies(&mut self, ps: &[Policy], now: i64) {
+        let old: Vec<PolicySlot> = self.policies[..self.n_policies as usize].to_vec();
+        self.policies = [PolicySlot::default(); MAX_POLICIES];
+        for (i, p) in ps.iter().take(MAX_POLICIES).enumerate() {
+            let mut s = PolicySlot::from_policy(p);
+            if let Some(o) = old.iter().find(|o| o.id == p.id) {
+                s.charged = o.charged;
+                s.actions = o.actions;
+                s.waited_ms = o.waited_ms;
+                if o.rate == p.rate && o.burst == p.burst {
+                    s.bucket = o.bucket;
+                    s.bucket.reserved = 0.0;
+                }
+            }
+            self.policies[i] = s;
+        }
+        self.n_policies = ps.len().min(MAX_POLICIES) as u32;
+        self.policy_gen = self.policy_gen.wrapping_add(1);
+        self.policies_loaded = 1;
+        self.policies_loaded_at = now;
+        self.counters.policy_loads = self.counters.policy_loads.saturating_add(1);
+    }
+
+    /// Index of the policy governing `scope` (cached per policy generation).
+    pub fn policy_of(&mut self, scope: u32) -> Option<usize> {
+        let gen = self.policy_gen;
+        let s = self.scopes.get(scope as usize)?;
+        if s.origin != Origin::Session as u32 {
+            return None;
+        }
+        if s.policy_gen != gen || gen == 0 {
+            let ps: Vec<Policy> = self.policies[..self.n_policies as usize]
+                .iter()
+                .map(PolicySlot::policy)
+                .collect();
+            let chosen = crate::policy::select(&ps, &s.who());
+            let s = &mut self.scopes[scope as usize];
+            s.policy = chosen.map_or(0, |i| i as u32 + 1);
+            s.policy_gen = gen;
+        }
+        match self.scopes[scope as usize].policy {
+            0 => None,
+            p => Some(p as usize - 1),
+        }
+    }
+
+    /// Charges `t` (already counted in the stream totals) to `scope` and its policy's
+    /// bucket.
+    pub fn charge_scope(&mut self, scope: u32, t: &Totals, transactions: u64, now: i64) {
+        let Some(s) = self.scopes.get_mut(scope as usize) else {
+            return;
+        };
+        s.totals.add(t);
+        s.transactions = s.transactions.saturating_add(transactions);
+        s.last_micros = now;
+        if let Some(p) = self.policy_of(scope) {
+            let slot = &mut self.policies[p];
+            slot.bucket.refill(slot.rate, slot.burst, now);
+            slot.bucket.charge(t.bytes);
+            slot.charged.add(t);
+        }
+    }
+
+    fn profile_slot(&self, class: u32, query_id: u64, scope: u32) -> Result<usize, Option<usize>> {
+        let h = mix(query_id ^ ((class as u64) << 56) ^ ((scope as u64) << 24));
+        let mut i = (h as usize) % MAX_PROFILES;
+        for _ in 0..64 {
+            let p = &self.profiles[i];
+            if p.used == 0 {
+                return Err(Some(i));
+            }
+            if p.class == class && p.query_id == query_id && p.scope == scope {
+                return Ok(i);
+            }
+            i = (i + 1) % MAX_PROFILES;
+        }
+        Err(None)
+    }
+
+    /// Records that a statement of `class` / `query_id` by `scope` wrote `bytes`: in
+    /// its own profile, its class's profile for the scope, and its class's profile
+    /// for every scope.
+    pub fn learn(&mut self, class: u32, query_id: u64, scope: u32, bytes: u64, now: i64) {
+        let keys = [
+            (query_id, scope + 1),
+            (0, scope + 1),
+            (0, 0),
+        ];
+        for (i, (q, s)) in keys.into_iter().enumerate() {
+            if i == 0 && q == 0 {
+                continue;
+            }
+            let slot = match self.profile_slot(class, q, s) {
+                Ok(i) => i,
+                Err(Some(i)) => {
+                    self.profiles[i] = Profile {
+                        used: 1,
+                        class,
+                        query_id: q,
+                        scope: s,
+                        ..Profile::default()
+                    };
+                    i
+                }
+                Err(None) => continue,
+            };
+            let p = &mut self.profiles[slot];
+            p.avg_bytes = if p.count == 0 {
+                bytes as f64
+            } else {
+                p.avg_bytes + EWMA_ALPHA * (bytes as f64 - p.avg_bytes)
+            };
+            p.count = p.count.saturating_add(1);
+            p.max_bytes = p.max_bytes.max(bytes);
+            p.last_micros = now;
+        }
+    }
+
+    /// The WAL a statement is predicted to write: its query's profile for the scope,
+    /// else its class's for the scope, else its class's overall, else 0.
+    pub fn predict(&self, class: u32, query_id: u64, scope: u32) -> f64 {
+        let keys = [(query_id, scope + 1), (0, scope + 1), (0, 0)];
+        for (i, (q, s)) in keys.into_iter().enumerate() {
+            if i == 0 && q == 0 {
+                continue;
+            }
+            if let Ok(slot) = self.profile_slot(class, q, s) {
+                return self.profiles[slot].avg_bytes;
+            }
+        }
+        0.0
+    }
+
+    /// Appends a decision to the ring and counts it.
+    pub fn record_decision(&mut self, d: Decision, policy: Option<usize>) {
+        let i = (self.next_decision % DECISIONS as u64) as usize;
+        self.decisions[i] = d;
+        self.next_decision = self.next_decision.wrapping_add(1);
+        let a = (d.action as usize).min(11);
+        self.counters.actions[a] = self.counters.actions[a].saturating_add(1);
+        if let Some(p) = policy {
+            self.policies[p].actions[a] = self.policies[p].actions[a].saturating_add(1);
+        }
+        if d.action == Action::Queued as u32 || d.action == Action::QueueTimeout as u32 {
+            let w = d.wait_ms.max(0) as u64;
+            self.counters.waited_ms = self.counters.waited_ms.saturating_add(w);
+            if let Some(p) = policy {
+                self.policies[p].waited_ms = self.policies[p].waited_ms.saturating_add(w);
+            }
+        }
+    }
+
+    /// The decisions in the ring, oldest first.
+    pub fn recent_decisions(&self) -> Vec<Decision> {
+        let n = self.next_decision.min(DECISIONS as u64);
+        (0..n)
+            .map(|k| {
+                let i = (self.next_decision - n + k) % DECISIONS as u64;
+                self.decisions[i as usize]
+            })
+            .collect()
+    }
+
+    /// Zeroes every total and counter (scopes, databases, relations, rmgrs, profiles,
+    /// decisions); keeps policies with their buckets, and the transaction map.
+    pub fn reset_totals(&mut self, now: i64) {
+        for s in self.scopes.iter_mut() {
+            s.totals = Totals::default();
+            s.transactions = 0;
+        }
+        self.dbs = [DbEntry::default(); MAX_DBS];
+        self.rels = [RelEntry::default(); MAX_RELS];
+        self.other_relations = Totals::default();
+        self.no_relation = Totals::default();
+        self.rmgrs = [Totals::default(); 256];
+        self.profiles = [Profile::default(); MAX_PROFILES];
+        self.decisions = [Decision::default(); DECISIONS];
+        self.next_decision = 0;
+        let pending = self.counters.pending_bytes;
+        self.counters = Counters {
+            pending_bytes: pending,
+            policy_loads: self.counters.policy_loads,
+            ..Counters::default()
+        };
+        for p in self.policies.iter_mut() {
+            p.charged = Totals::default();
+            p.actions = [0; 12];
+            p.waited_ms = 0;
+        }
+        self.reset_at = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Box<Shared> {
+        // SAFETY: all-zero bytes are a valid `Shared` (see the SharedState impl).
+        unsafe { Box::new_zeroed().assume_init() }
+    }
+
+    fn session(tenant: &str, role: u32) -> SessionKey {
+        SessionKey {
+            tenant: tenant.into(),
+            role,
+            role_name: format!("r{role}"),
+            database: 5,
+            database_name: "db".into(),
+            application: "app".into(),
+        }
+    }
+
+    #[test]
+    fn scopes_are_found_again_and_origins_kept_apart() {
+        let mut s = shared();
+        let a = s.scope(Origin::Session, &session("acme", 10)).unwrap();
+        let b = s.scope(Origin::Session, &session("other", 10)).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(s.scope(Origin::Session, &session("acme", 10)), Some(a));
+        let bg = s.background_scope(5);
+        let cl = s.background_scope(0);
+        let un = s.unattributed_scope(5);
+        assert_eq!(
+            [bg, cl, un].map(|i| s.scopes[i as usize].origin()),
+            [Origin::Background, Origin::Cluster, Origin::Unattributed]
+        );
+        assert_eq!(s.background_scope(5), bg);
+    }
+
+    #[test]
+    fn the_xid_map_survives_collisions_and_deletions() {
+        let mut s = shared();
+        // Many xids, so probe chains form; remove every third; the rest stay findable.
+        for x in 1..=3000u32 {
+            assert!(s.map_xid(x, x % 7, x as u64));
+        }
+        for x in (1..=3000u32).step_by(3) {
+            s.unmap_xid(x);
+        }
+        for x in 1..=3000u32 {
+            let want = (x % 3 != 1).then_some((x % 7, x as u64));
+            assert_eq!(s.xid_scope(x), want, "xid {x}");
+        }
+        assert_eq!(s.n_xids, 2000);
+        // Everything before 2000 ended.
+        let gone = s.forget_xids_before(2000);
+        assert_eq!(gone, (1..2000u32).filter(|x| x % 3 != 1).count());
+        assert_eq!(s.xid_scope(1999), None);
+        assert_eq!(s.xid_scope(2000), Some((2000 % 7, 2000)));
+        // The map refuses more than 3/4 of its slots and counts it.
+        let mut t = shared();
+        let mut ok = 0;
+        for x in 1..=(MAX_XIDS as u32) {
+            ok += t.map_xid(x, 0, 0) as usize;
+        }
+        assert_eq!(ok, MAX_XIDS * 3 / 4);
+        assert_eq!(t.counters.xid_map_full as usize, MAX_XIDS - ok);
+    }
+
+    #[test]
+    fn xid_comparison_wraps() {
+        assert!(xid_precedes(5, 6));
+        assert!(!xid_precedes(6, 5));
+        assert!(xid_precedes(u32::MAX - 10, 3));
+    }
+
+    #[test]
+    fn relations_and_databases_add_up() {
+        let mut s = shared();
+        s.add_relation_record(Some((1663, 5, 16384)), 100, 0);
+        s.add_relation_record(Some((1663, 5, 16384)), 8000, 7900);
+        s.add_relation_record(Some((1663, 5, 16390)), 50, 0);
+        s.add_relation_record(None, 30, 0);
+        let db = s.dbs.iter().find(|d| d.oid == 5).unwrap().totals;
+        assert_eq!((db.records, db.bytes, db.fpi_bytes), (3, 8150, 7900));
+        let r = s.rels.iter().find(|r| r.used == 1 && r.rel == 16384).unwrap();
+        assert_eq!(r.totals.bytes, 8100);
+        assert_eq!(s.no_relation.bytes, 30);
+    }
+
+    fn policy(id: i64, kind: &str, value: &str, mode: &str, priority: i32) -> Policy {
+        Policy::from_spec(&crate::policy::PolicySpec {
+            id,
+            scope_kind: kind.into(),
+            scope_value: value.into(),
+            rate_bytes_per_sec: 1000,
+            burst_bytes: 4000,
+            mode: mode.into(),
+            priority,
+            enabled: true,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn charges_reach_the_governing_policy_and_follow_reloads() {
+        let mut s = shared();
+        let a = s.scope(Origin::Session, &session("acme", 10)).unwrap();
+        s.load_policies(&[policy(1, "tenant", "acme", "reject", 0)], 1_000_000);
+        let t = Totals {
+            records: 2,
+            bytes: 5000,
+            fpi_bytes: 0,
+        };
+        s.charge_scope(a, &t, 1, 1_000_000);
+        assert_eq!(s.policies[0].bucket.tokens, -1000.0);
+        assert_eq!(s.scopes[a as usize].totals, t);
+        // A higher-priority policy for the role takes over after a reload; the first
+        // policy keeps its bucket because its rate and burst did not change.
+        s.load_policies(
+            &[policy(1, "tenant", "acme", "reject", 0), policy(2, "role", "r10", "queue", 5)],
+            2_000_000,
+        );
+        assert_eq!(s.policy_of(a), Some(1));
+        assert_eq!(s.policies[0].bucket.tokens, -1000.0);
+        s.charge_scope(a, &t, 1, 2_000_000);
+        assert_eq!(s.policies[1].bucket.tokens, -1000.0);
+        assert_eq!(s.policies[1].charged.bytes, 5000);
+        // Background scopes have no policy.
+        let bg = s.background_scope(5);
+        assert_eq!(s.policy_of(bg), None);
+    }
+
+    #[test]
+    fn predictions_fall_back_from_query_to_class() {
+        let mut s = shared();
+        assert_eq!(s.predict(2, 77, 0), 0.0);
+        s.learn(2, 77, 0, 1000, 1);
+        s.learn(2, 77, 0, 2000, 2);
+        // 1000 + 0.3 * (2000 - 1000).
+        assert_eq!(s.predict(2, 77, 0), 1300.0);
+        // Another query of the same class and scope: the class's average.
+        assert_eq!(s.predict(2, 78, 0), 1300.0);
+        // Another scope: the class's average over every scope.
+        s.learn(2, 79, 1, 100, 3);
+        assert_eq!(s.predict(2, 80, 3), 1300.0 + 0.3 * (100.0 - 1300.0));
+        assert_eq!(s.predict(3, 77, 0), 0.0);
+    }
+
+    #[test]
+    fn the_decision_ring_keeps_the_latest_in_order() {
+        let mut s = shared();
+        for k in 0..(DECISIONS as i64 + 5) {
+            s.record_decision(
+                Decision {
+                    at_micros: k,
+                    action: Action::Admit as u32,
+                    ..Decision::default()
+                },
+                None,
+            );
+        }
+        let d = s.recent_decisions();
+        assert_eq!(d.len(), DECISIONS);
+        assert_eq!(d[0].at_micros, 5);
+        assert_eq!(d[DECISIONS - 1].at_micros, DECISIONS as i64 + 4);
+        assert_eq!(s.counters.actions[Action::Admit as usize], DECISIONS as u64 + 5);
+    }
+}
