@@ -170,4 +170,14 @@ BEGIN
     END LOOP;
 END
 $grants$;
+
+-- Load the table now when this is the policies' database (the services worker does it
+-- at each server start).
+DO $load$
+BEGIN
+    IF current_database() OPERATOR(pg_catalog.=) current_setting('walker.database') THEN
+        PERFORM @extschema@.budget_reload();
+    END IF;
+END
+$load$;
 "#;
