@@ -67,6 +67,19 @@ pub fn tpcb(c: &Cluster, seconds: u32, clients: u32) -> Result<f64, String> {
     parse_tps(&out).ok_or_else(|| format!("{what}: no tps line in its output:\n{out}"))
 }
 
+/// `pgbench -n -S -T <seconds> -c <clients> -j <clients>` (select-only); returns the TPS.
+pub fn select_only(c: &Cluster, seconds: u32, clients: u32) -> Result<f64, String> {
+    let (t, n) = (seconds.to_string(), clients.to_string());
+    let what = format!("pgbench -S -T {t} -c {n} on {}", c.name());
+    let out = pgbench(
+        c,
+        &["-n", "-S", "-T", &t, "-c", &n, "-j", &n],
+        &what,
+        Duration::from_secs(u64::from(seconds) + 120),
+    )?;
+    parse_tps(&out).ok_or_else(|| format!("{what}: no tps line in its output:\n{out}"))
+}
+
 /// The `tps = N (without initial connection time)` figure of pgbench's summary.
 pub fn parse_tps(output: &str) -> Option<f64> {
     output.lines().find_map(|l| {

@@ -3,8 +3,11 @@
 
 use super::Context;
 use crate::plugins::{self, BUDGET};
+use crate::probe::{self, QUERY};
 use crate::report::{Figure, Metric, Outcome};
-use std::time::Instant;
+use crate::session::Session;
+use crate::workload;
+use std::time::{Duration, Instant};
 
 /// Runs figure 4, or reports why it cannot: the budget plugin must be among the
 /// shipped plugins and installed.
@@ -25,8 +28,11 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
         title: "Admission overhead (budget plugin, observe mode)".to_string(),
         method: vec![
             "pgbench select-only (`-S`) and TPC-B, fixed clients and duration, alternating \
-             between a cluster with the budget plugin in observe mode and the same cluster \
-             without it; TPS and the ratio with / without per pair."
+             between a cluster with walker and the budget plugin, whose one policy (role \
+             postgres, observe mode, a rate no run reaches) every writing statement goes \
+             through, and the same cluster without walker; TPS and the ratio with / without \
+             per pair. Read-only statements are not governed, so select-only shows the cost \
+             of the hooks alone; TPC-B adds admission, xid publication and accounting."
                 .to_string(),
         ],
         facts: Vec::new(),
@@ -35,9 +41,69 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
     })
 }
 
-/// The measurement, once the budget plugin exists: the one function to write. Expected
-/// metrics: TPS with and without for `-S` and TPC-B, and the two ratios (see
-/// `overhead::run` for the alternation and `workload::tpcb`).
-fn measure(_ctx: &Context) -> Result<Option<Vec<Metric>>, String> {
-    Ok(None)
+/// The policy every statement of the benchmark goes through: role `postgres`, observe
+/// mode, a rate no run reaches (so the admission path runs in full and never blocks).
+const POLICY: &str =
+    "SELECT walker.budget_create_policy('role', 'postgres', 1000000000000, 1000000000000, 'observe')";
+
+/// Alternating pgbench runs (select-only, then TPC-B) on a cluster with walker and
+/// the budget plugin in observe mode and on the same cluster without walker.
+fn measure(ctx: &Context) -> Result<Option<Vec<Metric>>, String> {
+    let size = &ctx.size;
+    let with = workload::builder("with-budget").plugins(BUDGET).start();
+    let without = workload::builder("without-budget")
+        .preload_walker(false)
+        .start();
+    let mut ws = Session::open(with.port(), "postgres", "the cluster with the budget plugin")?;
+    ws.query("CREATE EXTENSION walker", QUERY)?;
+    probe::wait_plugins(&mut ws, &[BUDGET.to_string()], Duration::from_secs(60))?;
+    ws.query(POLICY, QUERY)?;
+    let mut wo = Session::open(without.port(), "postgres", "the cluster without walker")?;
+    for c in [&with, &without] {
+        workload::init(c, size.load_scale)?;
+    }
+    let statements0: f64 = ws
+        .value("SELECT statements FROM walker.budget_counters", QUERY)?
+        .parse()
+        .map_err(|e| format!("budget_counters.statements: {e}"))?;
+    let (mut s_with, mut s_without, mut t_with, mut t_without) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..size.reps {
+        let order = if rep % 2 == 0 { [true, false] } else { [false, true] };
+        for budget in order {
+            let (c, s) = if budget {
+                (&with, &mut ws)
+            } else {
+                (&without, &mut wo)
+            };
+            s.query(workload::BETWEEN_RUNS, Duration::from_secs(600))?;
+            let sel = workload::select_only(c, size.load_seconds, size.clients)?;
+            let tpcb = workload::tpcb(c, size.load_seconds, size.clients)?;
+            if budget {
+                s_with.push(sel);
+                t_with.push(tpcb);
+            } else {
+                s_without.push(sel);
+                t_without.push(tpcb);
+            }
+        }
+    }
+    let statements1: f64 = ws
+        .value("SELECT statements FROM walker.budget_counters", QUERY)?
+        .parse()
+        .map_err(|e| format!("budget_counters.statements: {e}"))?;
+    let ratio = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>();
+    Ok(Some(vec![
+        Metric::new("select-only TPS with budget (observe)", "tx/s", s_with.clone()),
+        Metric::new("select-only TPS without walker", "tx/s", s_without.clone()),
+        Metric::new("select-only with / without", "ratio", ratio(&s_with, &s_without)),
+        Metric::new("TPC-B TPS with budget (observe)", "tx/s", t_with.clone()),
+        Metric::new("TPC-B TPS without walker", "tx/s", t_without.clone()),
+        Metric::new("TPC-B with / without", "ratio", ratio(&t_with, &t_without)),
+        Metric::new(
+            "writing statements through the observe policy",
+            "statements",
+            vec![statements1 - statements0],
+        ),
+    ]))
 }

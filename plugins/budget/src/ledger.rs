@@ -51,6 +51,22 @@ struct Pending {
     database: u32,
 }
 
+/// A transaction not charged yet, as snapshots keep it: still running (`deadline` 0)
+/// or ended and waiting for its backend's publication.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Parked {
+    /// Its xid, then its subtransactions' (ended ones).
+    pub xids: Vec<u32>,
+    /// Records, bytes, FPI bytes.
+    pub totals: [u64; 3],
+    /// Database of its first block reference.
+    pub database: u32,
+    /// 0 while running; else when its grace ends (µs).
+    pub deadline: i64,
+    /// 1 when it ended with a commit or abort (0: running or prepared).
+    pub transactions: u64,
+}
+
 /// A transaction that ended before any backend published it.
 #[derive(Debug, Clone)]
 struct Ended {
@@ -90,6 +106,61 @@ impl Ledger {
             pending: HashMap::new(),
             ended: Vec::new(),
             backgrounds: HashMap::new(),
+        }
+    }
+
+    /// The transactions not charged yet, in a stable order.
+    pub fn parked(&self) -> Vec<Parked> {
+        let t3 = |t: &Totals| [t.records, t.bytes, t.fpi_bytes];
+        let mut out: Vec<Parked> = self
+            .pending
+            .iter()
+            .map(|(x, p)| Parked {
+                xids: vec![*x],
+                totals: t3(&p.totals),
+                database: p.database,
+                deadline: 0,
+                transactions: 0,
+            })
+            .collect();
+        out.sort_by_key(|p| p.xids[0]);
+        out.extend(self.ended.iter().map(|e| Parked {
+            xids: e.xids.clone(),
+            totals: t3(&e.totals),
+            database: e.database,
+            deadline: e.deadline,
+            transactions: e.transactions,
+        }));
+        out
+    }
+
+    /// Puts back transactions [`Ledger::parked`] returned.
+    pub fn restore(&mut self, parked: &[Parked]) {
+        for p in parked {
+            let totals = Totals {
+                records: p.totals[0],
+                bytes: p.totals[1],
+                fpi_bytes: p.totals[2],
+            };
+            if p.deadline == 0 {
+                if let Some(x) = p.xids.first() {
+                    self.pending.insert(
+                        *x,
+                        Pending {
+                            totals,
+                            database: p.database,
+                        },
+                    );
+                }
+            } else {
+                self.ended.push(Ended {
+                    xids: p.xids.clone(),
+                    totals,
+                    database: p.database,
+                    deadline: p.deadline,
+                    transactions: p.transactions,
+                });
+            }
         }
     }
 

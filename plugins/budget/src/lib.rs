@@ -21,6 +21,7 @@ pub mod policy_sql;
 pub mod report;
 pub mod session;
 pub mod shm;
+pub mod snapshot;
 
 use ledger::{Entry, Ledger};
 use session::{Admission as Settings, Session};
@@ -150,7 +151,7 @@ impl Plugin for Budget {
             description: "who writes how much WAL, exactly, with budgets that observe, queue or reject",
             rmgrs: ALL_RMGRS,
             views: report::views(),
-            snapshots: false,
+            snapshots: true,
             functions: functions(),
             backend_events: true,
             sql: Some(policy_sql::SQL),
@@ -231,6 +232,19 @@ impl Plugin for Budget {
         }
         self.load_policies_if_needed(host);
         Ok(())
+    }
+
+    fn save_state(&self, host: &Host, out: &mut Vec<u8>) -> PluginResult {
+        let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let st = host.with_shared::<Shared, _>(|s| snapshot::capture(s, &ledger))?;
+        out.extend(snapshot::encode(&st));
+        Ok(())
+    }
+
+    fn load_state(&self, host: &Host, state: Option<&[u8]>, lsn: u64) -> PluginResult {
+        let st = state.map(snapshot::decode).transpose().map_err(PluginError::new)?;
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        host.with_exclusive::<Shared, _>(|s| snapshot::restore(s, &mut ledger, st.as_ref(), lsn))
     }
 
     fn view_rows(&self, host: &Host, view: usize, sink: &mut RowSink<'_>) -> PluginResult {

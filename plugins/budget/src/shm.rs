@@ -636,20 +636,32 @@ impl Shared {
             self.no_relation.add_record(bytes, fpi);
             return;
         };
-        match self.dbs.iter().position(|d| d.used != 0 && d.oid == db) {
-            Some(i) => self.dbs[i].totals.add_record(bytes, fpi),
-            None => match self.dbs.iter().position(|d| d.used == 0) {
-                Some(i) => {
-                    self.dbs[i] = DbEntry {
-                        used: 1,
-                        oid: db,
-                        totals: Totals::default(),
-                    };
-                    self.dbs[i].totals.add_record(bytes, fpi);
-                }
-                None => self.other_relations.add_record(bytes, fpi),
-            },
+        let mut one = Totals::default();
+        one.add_record(bytes, fpi);
+        self.restore_db(db, one);
+        self.restore_rel(ts, db, relno, one);
+    }
+
+    /// Adds `t` to database `db` (to `other_relations` when the table is full).
+    pub fn restore_db(&mut self, db: u32, t: Totals) {
+        let slot = match self.dbs.iter().position(|d| d.used != 0 && d.oid == db) {
+            Some(i) => Some(i),
+            None => self.dbs.iter().position(|d| d.used == 0),
+        };
+        match slot {
+            Some(i) => {
+                let d = &mut self.dbs[i];
+                d.used = 1;
+                d.oid = db;
+                d.totals.add(&t);
+            }
+            None => self.other_relations.add(&t),
         }
+    }
+
+    /// Adds `t` to relation (`ts`, `db`, `relno`) (to `other_relations` when its probe
+    /// chain is full).
+    pub fn restore_rel(&mut self, ts: u32, db: u32, relno: u32, t: Totals) {
         let h = mix(((ts as u64) << 32) ^ ((db as u64) << 16) ^ relno as u64);
         let mut i = (h as usize) % MAX_RELS;
         for _ in 0..MAX_RELS / 2 {
@@ -664,12 +676,29 @@ impl Shared {
                 };
             }
             if e.ts == ts && e.db == db && e.rel == relno {
-                e.totals.add_record(bytes, fpi);
+                e.totals.add(&t);
                 return;
             }
             i = (i + 1) % MAX_RELS;
         }
-        self.other_relations.add_record(bytes, fpi);
+        self.other_relations.add(&t);
+    }
+
+    /// Zeroes every total the WAL stream fed (scopes, databases, relations, rmgrs,
+    /// stream totals, pending bytes), for a snapshot to replace them.
+    pub fn clear_totals(&mut self) {
+        for s in self.scopes.iter_mut() {
+            s.totals = Totals::default();
+            s.transactions = 0;
+        }
+        self.dbs = [DbEntry::default(); MAX_DBS];
+        self.rels = [RelEntry::default(); MAX_RELS];
+        self.other_relations = Totals::default();
+        self.no_relation = Totals::default();
+        self.rmgrs = [Totals::default(); 256];
+        self.counters.total = Totals::default();
+        self.counters.pending_bytes = 0;
+        self.counters.unattributed_transactions = 0;
     }
 
     /// Replaces the policies (keeping the bucket and counters of a policy whose id,
@@ -840,19 +869,11 @@ impl Shared {
     /// Zeroes every total and counter (scopes, databases, relations, rmgrs, profiles,
     /// decisions); keeps policies with their buckets, and the transaction map.
     pub fn reset_totals(&mut self, now: i64) {
-        for s in self.scopes.iter_mut() {
-            s.totals = Totals::default();
-            s.transactions = 0;
-        }
-        self.dbs = [DbEntry::default(); MAX_DBS];
-        self.rels = [RelEntry::default(); MAX_RELS];
-        self.other_relations = Totals::default();
-        self.no_relation = Totals::default();
-        self.rmgrs = [Totals::default(); 256];
+        let pending = self.counters.pending_bytes;
+        self.clear_totals();
         self.profiles = [Profile::default(); MAX_PROFILES];
         self.decisions = [Decision::default(); DECISIONS];
         self.next_decision = 0;
-        let pending = self.counters.pending_bytes;
         self.counters = Counters {
             pending_bytes: pending,
             policy_loads: self.counters.policy_loads,

@@ -141,6 +141,18 @@ fn database_relation_and_scope_bytes_equal_pg_walinspect() {
         .parse()
         .unwrap();
     assert!(bg > 0, "background page images of database postgres");
+
+    // The totals survive a crash exactly: the worker resumes from its last snapshot and
+    // reads the WAL after it again, counting nothing twice and losing nothing.
+    let of_t = "SELECT bytes || '/' || records FROM walker.budget_relations WHERE relation = 't'::regclass";
+    let scopes_q = "SELECT sum(bytes) FILTER (WHERE origin = 'session') FROM walker.budget_scopes";
+    let (t_before, scopes_before) = (c.query_one(of_t), c.query_one(scopes_q));
+    c.exec("CHECKPOINT");
+    c.crash();
+    c.start_again();
+    wait_caught_up(&c);
+    assert_eq!(c.query_one(of_t), t_before, "table t after the crash");
+    assert_eq!(c.query_one(scopes_q), scopes_before, "session scopes after the crash");
 }
 
 /// Runs one transaction as `user` with `application_name`; returns its xid.
