@@ -10,7 +10,7 @@ pub mod types;
 
 pub use abi_stable;
 pub use sdk::{
-    Admission, BackendEvent, FunctionDef, Rejection, Host, Plugin, PluginError, PluginInfo, PluginResult, Record, RowSink,
-    ServiceOutcome, SharedState, Value, ViewDef,
+    Admission, BackendEvent, FunctionDef, Host, Plugin, PluginError, PluginInfo, PluginResult,
+    Record, Rejection, RowSink, ServiceOutcome, SharedState, Value, ViewDef,
 };
 pub use types::*;

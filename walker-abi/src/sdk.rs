@@ -1349,9 +1349,7 @@ pub fn descriptor<P: Plugin>() -> *const WalkerPluginDescriptor {
             functions: functions.as_ptr(),
             n_functions: functions.len() as u32,
             call: (!functions.is_empty()).then_some(tramp_call::<P> as _),
-            on_backend: info
-                .backend_events
-                .then_some(tramp_on_backend::<P> as _),
+            on_backend: info.backend_events.then_some(tramp_on_backend::<P> as _),
             sql,
             role,
         };

@@ -66,7 +66,9 @@ fn text(buf: &[u8], len: u32) -> String {
 /// invalid one.
 pub fn sqlstate_of(v: &WalkerVerdict) -> [u8; 5] {
     let s = v.sqlstate;
-    if s.iter().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()) {
+    if s.iter()
+        .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+    {
         s
     } else {
         DEFAULT_SQLSTATE

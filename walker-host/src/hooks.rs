@@ -114,9 +114,15 @@ fn names(role: u32, lookup: bool) -> (String, String) {
         let mut n = n.borrow_mut();
         if n.database.is_none() && lookup {
             // SAFETY: catalog lookup on the main thread inside a transaction.
-            n.database = Some(owned(unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) }));
+            n.database = Some(owned(unsafe {
+                pg_sys::get_database_name(pg_sys::MyDatabaseId)
+            }));
         }
-        let known = n.roles.iter().find(|(o, _)| *o == role).map(|(_, s)| s.clone());
+        let known = n
+            .roles
+            .iter()
+            .find(|(o, _)| *o == role)
+            .map(|(_, s)| s.clone());
         let role_name = match known {
             Some(s) => s,
             None if lookup => {
@@ -215,7 +221,8 @@ fn raise(r: Rejection) -> ! {
     }
     let six = |c: u8| ((c.wrapping_sub(b'0')) & 0x3F) as c_int;
     let s = r.sqlstate;
-    let code = six(s[0]) | (six(s[1]) << 6) | (six(s[2]) << 12) | (six(s[3]) << 18) | (six(s[4]) << 24);
+    let code =
+        six(s[0]) | (six(s[1]) << 6) | (six(s[2]) << 12) | (six(s[3]) << 18) | (six(s[4]) << 24);
     let pstr = |t: &str| {
         let clean: Vec<u8> = t.bytes().filter(|b| *b != 0).chain([0]).collect();
         // SAFETY: copies a NUL-terminated buffer into the current memory context.
@@ -238,7 +245,11 @@ fn raise(r: Rejection) -> ! {
             if let Some(h) = hint {
                 errhint(c"%s".as_ptr(), h);
             }
-            errfinish(c"hooks.rs".as_ptr(), line!() as c_int, c"walker_backend_hook".as_ptr());
+            errfinish(
+                c"hooks.rs".as_ptr(),
+                line!() as c_int,
+                c"walker_backend_hook".as_ptr(),
+            );
         }
     }
     unreachable!("ereport(ERROR) returned")
@@ -296,7 +307,10 @@ fn executor_statement(qd: *mut pg_sys::QueryDesc, kind: Kind) -> Statement {
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_start(qd: *mut pg_sys::QueryDesc, eflags: c_int) {
     if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as c_int == 0 {
-        settle(dispatch(executor_statement(qd, Kind::STATEMENT_START), true));
+        settle(dispatch(
+            executor_statement(qd, Kind::STATEMENT_START),
+            true,
+        ));
     }
     // SAFETY: calling the previous hook or the standard function with the server's
     // own arguments.
@@ -340,8 +354,8 @@ unsafe extern "C-unwind" fn executor_finish(qd: *mut pg_sys::QueryDesc) {
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_end(qd: *mut pg_sys::QueryDesc) {
     // SAFETY: reading the executor's flags of a valid QueryDesc.
-    let explain_only =
-        unsafe { (*qd).estate.as_ref() }.is_some_and(|e| e.es_top_eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as c_int != 0);
+    let explain_only = unsafe { (*qd).estate.as_ref() }
+        .is_some_and(|e| e.es_top_eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as c_int != 0);
     if !explain_only {
         let _ = dispatch(executor_statement(qd, Kind::STATEMENT_END), true);
     }
@@ -430,7 +444,10 @@ unsafe extern "C-unwind" fn process_utility(
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+unsafe extern "C-unwind" fn xact_callback(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
     let kind = match event {
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
             Kind::PRE_COMMIT

@@ -311,9 +311,7 @@ fn may_call(slot: &walker_core::registry::PluginSlot, access: Access) -> bool {
     match access {
         Access::Monitor => true,
         Access::Admin => has_role("walker_admin"),
-        Access::Role => {
-            has_role("walker_admin") || slot.role.as_deref().is_some_and(has_role)
-        }
+        Access::Role => has_role("walker_admin") || slot.role.as_deref().is_some_and(has_role),
     }
 }
 

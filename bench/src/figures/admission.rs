@@ -54,7 +54,11 @@ fn measure(ctx: &Context) -> Result<Option<Vec<Metric>>, String> {
     let without = workload::builder("without-budget")
         .preload_walker(false)
         .start();
-    let mut ws = Session::open(with.port(), "postgres", "the cluster with the budget plugin")?;
+    let mut ws = Session::open(
+        with.port(),
+        "postgres",
+        "the cluster with the budget plugin",
+    )?;
     ws.query("CREATE EXTENSION walker", QUERY)?;
     probe::wait_plugins(&mut ws, &[BUDGET.to_string()], Duration::from_secs(60))?;
     ws.query(POLICY, QUERY)?;
@@ -69,7 +73,11 @@ fn measure(ctx: &Context) -> Result<Option<Vec<Metric>>, String> {
     let (mut s_with, mut s_without, mut t_with, mut t_without) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for rep in 0..size.reps {
-        let order = if rep % 2 == 0 { [true, false] } else { [false, true] };
+        let order = if rep % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
         for budget in order {
             let (c, s) = if budget {
                 (&with, &mut ws)
@@ -94,9 +102,17 @@ fn measure(ctx: &Context) -> Result<Option<Vec<Metric>>, String> {
         .map_err(|e| format!("budget_counters.statements: {e}"))?;
     let ratio = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>();
     Ok(Some(vec![
-        Metric::new("select-only TPS with budget (observe)", "tx/s", s_with.clone()),
+        Metric::new(
+            "select-only TPS with budget (observe)",
+            "tx/s",
+            s_with.clone(),
+        ),
         Metric::new("select-only TPS without walker", "tx/s", s_without.clone()),
-        Metric::new("select-only with / without", "ratio", ratio(&s_with, &s_without)),
+        Metric::new(
+            "select-only with / without",
+            "ratio",
+            ratio(&s_with, &s_without),
+        ),
         Metric::new("TPC-B TPS with budget (observe)", "tx/s", t_with.clone()),
         Metric::new("TPC-B TPS without walker", "tx/s", t_without.clone()),
         Metric::new("TPC-B with / without", "ratio", ratio(&t_with, &t_without)),

@@ -49,7 +49,9 @@ impl Bucket {
         if free >= need {
             0
         } else {
-            (((need - free) / rate.max(1) as f64) * 1000.0).ceil().max(1.0) as u64
+            (((need - free) / rate.max(1) as f64) * 1000.0)
+                .ceil()
+                .max(1.0) as u64
         }
     }
 }
@@ -97,12 +99,18 @@ impl Action {
 
     /// Its name in views.
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(a, _)| *a == self).map_or("?", |(_, n)| n)
+        Self::ALL
+            .iter()
+            .find(|(a, _)| *a == self)
+            .map_or("?", |(_, n)| n)
     }
 
     /// From its stored number.
     pub fn from_u32(v: u32) -> Option<Action> {
-        Self::ALL.iter().find(|(a, _)| *a as u32 == v).map(|(a, _)| *a)
+        Self::ALL
+            .iter()
+            .find(|(a, _)| *a as u32 == v)
+            .map(|(a, _)| *a)
     }
 }
 
@@ -170,6 +178,9 @@ mod tests {
         assert_eq!(decide(Mode::Shadow, 9), Action::ShadowBlock);
         assert_eq!(decide(Mode::Queue, 9), Action::Queue);
         assert_eq!(decide(Mode::Reject, 9), Action::Reject);
-        assert_eq!(Action::from_u32(Action::Queued as u32), Some(Action::Queued));
+        assert_eq!(
+            Action::from_u32(Action::Queued as u32),
+            Some(Action::Queued)
+        );
     }
 }

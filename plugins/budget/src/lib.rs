@@ -148,7 +148,8 @@ impl Plugin for Budget {
     fn describe() -> PluginInfo {
         PluginInfo {
             version: env!("CARGO_PKG_VERSION"),
-            description: "who writes how much WAL, exactly, with budgets that observe, queue or reject",
+            description:
+                "who writes how much WAL, exactly, with budgets that observe, queue or reject",
             rmgrs: ALL_RMGRS,
             views: report::views(),
             snapshots: true,
@@ -242,7 +243,10 @@ impl Plugin for Budget {
     }
 
     fn load_state(&self, host: &Host, state: Option<&[u8]>, lsn: u64) -> PluginResult {
-        let st = state.map(snapshot::decode).transpose().map_err(PluginError::new)?;
+        let st = state
+            .map(snapshot::decode)
+            .transpose()
+            .map_err(PluginError::new)?;
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         host.with_exclusive::<Shared, _>(|s| snapshot::restore(s, &mut ledger, st.as_ref(), lsn))
     }
@@ -251,9 +255,8 @@ impl Plugin for Budget {
         let names: Vec<String> = (0..=255u8)
             .map(|i| host.rmgr_name(i).unwrap_or_else(|| format!("rmgr {i}")))
             .collect();
-        let rows = host.with_shared::<Shared, _>(|s| {
-            report::rows(s, view, &|i| names[i as usize].clone())
-        })?;
+        let rows = host
+            .with_shared::<Shared, _>(|s| report::rows(s, view, &|i| names[i as usize].clone()))?;
         for r in rows {
             let values: Vec<walker_abi::Value<'_>> = r.iter().map(report::Cell::value).collect();
             sink.row(&values)?;
@@ -275,8 +278,12 @@ impl Plugin for Budget {
             Ok(a) => Ok(a),
             Err(why) if !self.fail_closed(host) => {
                 let _ = host.with_exclusive::<Shared, _>(Session::failed);
-                if e.kind == walker_abi::WalkerBackendEventKind::STATEMENT_START && e.nesting_level == 0 {
-                    host.warning(&format!("WAL budget: {why}; the statement runs (budget.fail_open is on)"));
+                if e.kind == walker_abi::WalkerBackendEventKind::STATEMENT_START
+                    && e.nesting_level == 0
+                {
+                    host.warning(&format!(
+                        "WAL budget: {why}; the statement runs (budget.fail_open is on)"
+                    ));
                 }
                 Ok(Admission::Proceed)
             }
@@ -299,19 +306,34 @@ impl Plugin for Budget {
                         t.len()
                     )));
                 }
-                self.session.lock().unwrap_or_else(|p| p.into_inner()).tenant = t.to_string();
+                self.session
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .tenant = t.to_string();
                 Ok(serde_json::json!({ "tenant": t }).to_string())
             }
             FN_CLEAR_TENANT => {
-                self.session.lock().unwrap_or_else(|p| p.into_inner()).tenant.clear();
+                self.session
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .tenant
+                    .clear();
                 Ok(serde_json::json!({ "tenant": null }).to_string())
             }
             FN_CURRENT_TENANT => {
-                let t = self.session.lock().unwrap_or_else(|p| p.into_inner()).tenant.clone();
+                let t = self
+                    .session
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .tenant
+                    .clone();
                 Ok(serde_json::json!({ "tenant": (!t.is_empty()).then_some(t) }).to_string())
             }
             FN_LOAD_POLICIES => {
-                let list = a.get("policies").cloned().unwrap_or(serde_json::Value::Array(Vec::new()));
+                let list = a
+                    .get("policies")
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Array(Vec::new()));
                 let ps = policy::parse_all(&list.to_string(), shm::MAX_POLICIES)
                     .map_err(|e| PluginError::new(e.to_string()))?;
                 let now = host.now_micros();

@@ -37,12 +37,18 @@ impl ScopeKind {
 
     /// Its name.
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(k, _)| *k == self).map_or("?", |(_, n)| n)
+        Self::ALL
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map_or("?", |(_, n)| n)
     }
 
     /// From its stored number.
     pub fn from_u32(v: u32) -> Option<ScopeKind> {
-        Self::ALL.iter().find(|(k, _)| *k as u32 == v).map(|(k, _)| *k)
+        Self::ALL
+            .iter()
+            .find(|(k, _)| *k as u32 == v)
+            .map(|(k, _)| *k)
     }
 }
 
@@ -81,12 +87,18 @@ impl Mode {
 
     /// Its name.
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(m, _)| *m == self).map_or("?", |(_, n)| n)
+        Self::ALL
+            .iter()
+            .find(|(m, _)| *m == self)
+            .map_or("?", |(_, n)| n)
     }
 
     /// From its stored number.
     pub fn from_u32(v: u32) -> Option<Mode> {
-        Self::ALL.iter().find(|(m, _)| *m as u32 == v).map(|(m, _)| *m)
+        Self::ALL
+            .iter()
+            .find(|(m, _)| *m as u32 == v)
+            .map(|(m, _)| *m)
     }
 }
 
@@ -225,8 +237,8 @@ fn conditions(kind: ScopeKind, value: &str) -> Result<Vec<(ScopeKind, String)>, 
 impl Policy {
     /// Checks a spec.
     pub fn from_spec(s: &PolicySpec) -> Result<Policy, PolicyError> {
-        let kind =
-            ScopeKind::parse(&s.scope_kind).ok_or_else(|| PolicyError::Kind(s.scope_kind.clone()))?;
+        let kind = ScopeKind::parse(&s.scope_kind)
+            .ok_or_else(|| PolicyError::Kind(s.scope_kind.clone()))?;
         let mode = Mode::parse(&s.mode).ok_or_else(|| PolicyError::Mode(s.mode.clone()))?;
         if s.rate_bytes_per_sec <= 0 {
             return Err(PolicyError::Rate(s.rate_bytes_per_sec));
@@ -310,23 +322,53 @@ mod tests {
     fn invalid_policies_say_what_is_wrong() {
         let e = |s: PolicySpec| Policy::from_spec(&s).unwrap_err();
         assert_eq!(e(spec("role", "a", 0, 10, "reject")), PolicyError::Rate(0));
-        assert_eq!(e(spec("role", "a", -5, 10, "reject")), PolicyError::Rate(-5));
+        assert_eq!(
+            e(spec("role", "a", -5, 10, "reject")),
+            PolicyError::Rate(-5)
+        );
         assert_eq!(
             e(spec("role", "a", 100, 99, "reject")),
-            PolicyError::Burst { burst: 99, rate: 100 }
+            PolicyError::Burst {
+                burst: 99,
+                rate: 100
+            }
         );
-        assert_eq!(e(spec("user", "a", 1, 1, "reject")), PolicyError::Kind("user".into()));
-        assert_eq!(e(spec("role", "a", 1, 1, "block")), PolicyError::Mode("block".into()));
-        assert_eq!(e(spec("role", "", 1, 1, "queue")), PolicyError::ValueLength(0));
-        for bad in ["tenant=a", "tenant=a,tenant=b", "tenant=a,user=b", "tenant=a,role", "tenant=a,composite=x"] {
-            assert!(matches!(e(spec("composite", bad, 1, 1, "queue")), PolicyError::Composite(_)), "{bad}");
+        assert_eq!(
+            e(spec("user", "a", 1, 1, "reject")),
+            PolicyError::Kind("user".into())
+        );
+        assert_eq!(
+            e(spec("role", "a", 1, 1, "block")),
+            PolicyError::Mode("block".into())
+        );
+        assert_eq!(
+            e(spec("role", "", 1, 1, "queue")),
+            PolicyError::ValueLength(0)
+        );
+        for bad in [
+            "tenant=a",
+            "tenant=a,tenant=b",
+            "tenant=a,user=b",
+            "tenant=a,role",
+            "tenant=a,composite=x",
+        ] {
+            assert!(
+                matches!(
+                    e(spec("composite", bad, 1, 1, "queue")),
+                    PolicyError::Composite(_)
+                ),
+                "{bad}"
+            );
         }
-        assert!(PolicyError::Burst { burst: 1, rate: 2 }.to_string().contains("at least"));
+        assert!(PolicyError::Burst { burst: 1, rate: 2 }
+            .to_string()
+            .contains("at least"));
     }
 
     #[test]
     fn composite_needs_every_part() {
-        let p = Policy::from_spec(&spec("composite", "tenant=acme, role=w", 1, 1, "observe")).unwrap();
+        let p =
+            Policy::from_spec(&spec("composite", "tenant=acme, role=w", 1, 1, "observe")).unwrap();
         let mut who = Who {
             tenant: "acme".into(),
             role: "w".into(),
@@ -361,7 +403,10 @@ mod tests {
         };
         assert_eq!(ps[select(&ps, &other).unwrap()].id, 7);
         assert_eq!(select(&ps, &Who::default()), None);
-        assert!(matches!(parse_all(json, 3), Err(PolicyError::TooMany { max: 3, got: 4 })));
+        assert!(matches!(
+            parse_all(json, 3),
+            Err(PolicyError::TooMany { max: 3, got: 4 })
+        ));
         assert!(matches!(parse_all("{}", 3), Err(PolicyError::Json(_))));
     }
 }

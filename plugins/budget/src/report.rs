@@ -31,7 +31,10 @@ const TOTALS: [(&str, T); 3] = [
     ("fpi_bytes", T::INT8),
 ];
 
-fn with_totals(mut cols: Vec<(&'static str, T)>, tail: &[(&'static str, T)]) -> Vec<(&'static str, T)> {
+fn with_totals(
+    mut cols: Vec<(&'static str, T)>,
+    tail: &[(&'static str, T)],
+) -> Vec<(&'static str, T)> {
     cols.extend(TOTALS);
     cols.extend_from_slice(tail);
     cols
@@ -337,7 +340,8 @@ pub fn rows(s: &Shared, view: usize, rmgr_name: &dyn Fn(u8) -> String) -> Vec<Ve
                     0 => None,
                     i => s.scopes.get(i as usize - 1),
                 };
-                let name = |f: fn(&crate::shm::Scope) -> &str| scope.map_or(Cell::Null, |x| text(f(x)));
+                let name =
+                    |f: fn(&crate::shm::Scope) -> &str| scope.map_or(Cell::Null, |x| text(f(x)));
                 out.push(vec![
                     text(class_name(p.class)),
                     if p.query_id == 0 {
@@ -401,9 +405,15 @@ pub fn metrics(s: &Shared) -> String {
     let mut o = String::new();
     let c = &s.counters;
     o.push_str("# HELP walker_budget_wal_bytes_total WAL bytes read from the stream.\n# TYPE walker_budget_wal_bytes_total counter\n");
-    o.push_str(&format!("walker_budget_wal_bytes_total {}\n", c.total.bytes));
+    o.push_str(&format!(
+        "walker_budget_wal_bytes_total {}\n",
+        c.total.bytes
+    ));
     o.push_str("# HELP walker_budget_pending_bytes WAL bytes of transactions not yet ended.\n# TYPE walker_budget_pending_bytes gauge\n");
-    o.push_str(&format!("walker_budget_pending_bytes {}\n", c.pending_bytes));
+    o.push_str(&format!(
+        "walker_budget_pending_bytes {}\n",
+        c.pending_bytes
+    ));
     o.push_str("# HELP walker_budget_statements_total Statements by admission action.\n# TYPE walker_budget_statements_total counter\n");
     for (a, name) in Action::ALL {
         o.push_str(&format!(

@@ -14,6 +14,10 @@ pub const SQLSTATE_REJECTED: [u8; 5] = *b"WB001";
 /// Longest single wait of a queued statement between two looks at its bucket (ms).
 pub const QUEUE_SLICE_MS: u64 = 100;
 
+/// Runs a closure on the shared region under its lock; false when the region is not
+/// available.
+pub type WithShared<'a> = &'a mut dyn FnMut(&mut dyn FnMut(&mut Shared)) -> bool;
+
 /// Settings that shape admission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admission {
@@ -113,7 +117,13 @@ impl Session {
     }
 
     /// Handles an event under the lock; a statement start returns what to do next.
-    fn locked(&mut self, s: &mut Shared, e: &BackendEvent<'_>, cfg: Admission, now: i64) -> Verdict {
+    fn locked(
+        &mut self,
+        s: &mut Shared,
+        e: &BackendEvent<'_>,
+        cfg: Admission,
+        now: i64,
+    ) -> Verdict {
         self.publish(s, e);
         match e.kind {
             Kind::STATEMENT_START if e.nesting_level == 0 => self.start(s, e, cfg, now),
@@ -152,9 +162,7 @@ impl Session {
             scope,
             reservation: None,
         };
-        let governed = cfg.enabled
-            && !e.read_only
-            && e.backend_type == WalkerBackendType::CLIENT;
+        let governed = cfg.enabled && !e.read_only && e.backend_type == WalkerBackendType::CLIENT;
         let policy = if governed { s.policy_of(scope) } else { None };
         let Some(p) = policy else {
             self.running = Some(running);
@@ -229,7 +237,7 @@ impl Session {
         &mut self,
         e: &BackendEvent<'_>,
         cfg: Admission,
-        with: &mut dyn FnMut(&mut dyn FnMut(&mut Shared)) -> bool,
+        with: WithShared<'_>,
         pause: &mut dyn FnMut(u64) -> bool,
         now: &dyn Fn() -> i64,
     ) -> Result<walker_abi::Admission, String> {
@@ -249,7 +257,9 @@ impl Session {
                 policy_id,
                 predicted,
                 wait_ms,
-            } => self.queue(e, cfg, policy, policy_id, predicted, wait_ms, with, pause, now),
+            } => self.queue(
+                e, cfg, policy, policy_id, predicted, wait_ms, with, pause, now,
+            ),
         }
     }
 
@@ -262,7 +272,7 @@ impl Session {
         policy_id: i64,
         predicted: f64,
         mut wait_ms: u64,
-        with: &mut dyn FnMut(&mut dyn FnMut(&mut Shared)) -> bool,
+        with: WithShared<'_>,
         pause: &mut dyn FnMut(u64) -> bool,
         now: &dyn Fn() -> i64,
     ) -> Result<walker_abi::Admission, String> {
@@ -275,7 +285,9 @@ impl Session {
                 outcome = Action::QueueTimeout;
                 break;
             }
-            let slice = wait_ms.clamp(1, QUEUE_SLICE_MS).min(cfg.max_queue_wait_ms - waited);
+            let slice = wait_ms
+                .clamp(1, QUEUE_SLICE_MS)
+                .min(cfg.max_queue_wait_ms - waited);
             if !pause(slice) {
                 outcome = Action::Cancelled;
                 break;
@@ -426,15 +438,39 @@ mod tests {
         let s = RefCell::new(shared());
         let clock = Cell::new(1_000_000);
         let mut sess = Session::default();
-        run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
-        run(&mut sess, &s, &event(Kind::STATEMENT_END, 700, 500), &clock, None);
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_START, 0, 0),
+            &clock,
+            None,
+        );
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_END, 700, 500),
+            &clock,
+            None,
+        );
         let scope = s.borrow().xid_scope(700).unwrap().0;
-        assert_eq!(s.borrow().scopes[scope as usize].role_name.as_str(), "writer");
+        assert_eq!(
+            s.borrow().scopes[scope as usize].role_name.as_str(),
+            "writer"
+        );
         assert!(!sess.wants(&event(Kind::STATEMENT_START, 700, 0)) || sess.running.is_none());
-        run(&mut sess, &s, &event(Kind::PRE_COMMIT, 700, 500), &clock, None);
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::PRE_COMMIT, 700, 500),
+            &clock,
+            None,
+        );
         assert!(sess.published.is_empty());
         // The profile learned 500 bytes for query 99.
-        assert_eq!(s.borrow().predict(WalkerStatementKind::INSERT.0, 99, scope), 500.0);
+        assert_eq!(
+            s.borrow().predict(WalkerStatementKind::INSERT.0, 99, scope),
+            500.0
+        );
     }
 
     #[test]
@@ -444,16 +480,43 @@ mod tests {
         let clock = Cell::new(1_000_000);
         let mut sess = Session::default();
         // First statement: the bucket starts full; admitted.
-        let a = run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
+        let a = run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_START, 0, 0),
+            &clock,
+            None,
+        );
         assert_eq!(a, walker_abi::Admission::Proceed);
-        run(&mut sess, &s, &event(Kind::STATEMENT_END, 0, 0), &clock, None);
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_END, 0, 0),
+            &clock,
+            None,
+        );
         // The stream charges 5000 bytes: 3000 in debt.
         s.borrow_mut().policies[0].bucket.charge(5000);
-        match run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None) {
+        match run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_START, 0, 0),
+            &clock,
+            None,
+        ) {
             walker_abi::Admission::Reject(r) => {
                 assert_eq!(&r.sqlstate, b"WB001");
-                assert!(r.message.contains("policy 4 (role writer) has -3000 bytes free"), "{}", r.message);
-                assert!(r.detail.contains("1000 bytes/s with a burst of 2000"), "{}", r.detail);
+                assert!(
+                    r.message
+                        .contains("policy 4 (role writer) has -3000 bytes free"),
+                    "{}",
+                    r.message
+                );
+                assert!(
+                    r.detail.contains("1000 bytes/s with a burst of 2000"),
+                    "{}",
+                    r.detail
+                );
                 assert!(r.hint.contains("3000 ms"), "{}", r.hint);
             }
             other => panic!("{other:?}"),
@@ -469,19 +532,49 @@ mod tests {
         s.borrow_mut().load_policies(&[policy("queue")], 0);
         let clock = Cell::new(1_000_000);
         let mut sess = Session::default();
-        run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
-        run(&mut sess, &s, &event(Kind::STATEMENT_END, 0, 0), &clock, None);
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_START, 0, 0),
+            &clock,
+            None,
+        );
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_END, 0, 0),
+            &clock,
+            None,
+        );
         s.borrow_mut().policies[0].bucket.charge(3500);
         // 1500 in debt at 1000 B/s: 1.5 s of waiting in 100 ms slices.
         let t0 = clock.get();
-        let a = run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
+        let a = run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_START, 0, 0),
+            &clock,
+            None,
+        );
         assert_eq!(a, walker_abi::Admission::Proceed);
         assert_eq!(clock.get() - t0, 1_500_000);
         let d = *s.borrow().recent_decisions().last().unwrap();
         assert_eq!((d.action, d.wait_ms), (Action::Queued as u32, 1500));
-        run(&mut sess, &s, &event(Kind::STATEMENT_END, 0, 0), &clock, None);
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_END, 0, 0),
+            &clock,
+            None,
+        );
         s.borrow_mut().policies[0].bucket.charge(10_000);
-        let a = run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, Some(300));
+        let a = run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_START, 0, 0),
+            &clock,
+            Some(300),
+        );
         assert_eq!(a, walker_abi::Admission::Interrupted);
         let d = *s.borrow().recent_decisions().last().unwrap();
         assert_eq!(d.action, Action::Cancelled as u32);
@@ -490,18 +583,36 @@ mod tests {
 
     #[test]
     fn observe_and_shadow_never_block_but_record() {
-        for (mode, action) in [("observe", Action::ObserveOver), ("shadow", Action::ShadowBlock)] {
+        for (mode, action) in [
+            ("observe", Action::ObserveOver),
+            ("shadow", Action::ShadowBlock),
+        ] {
             let s = RefCell::new(shared());
             s.borrow_mut().load_policies(&[policy(mode)], 0);
             let clock = Cell::new(1_000_000);
             let mut sess = Session::default();
-            run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
+            run(
+                &mut sess,
+                &s,
+                &event(Kind::STATEMENT_START, 0, 0),
+                &clock,
+                None,
+            );
             s.borrow_mut().policies[0].bucket.charge(9000);
             let t0 = clock.get();
-            let a = run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
+            let a = run(
+                &mut sess,
+                &s,
+                &event(Kind::STATEMENT_START, 0, 0),
+                &clock,
+                None,
+            );
             assert_eq!(a, walker_abi::Admission::Proceed);
             assert_eq!(clock.get(), t0);
-            assert_eq!(s.borrow().recent_decisions().last().unwrap().action, action as u32);
+            assert_eq!(
+                s.borrow().recent_decisions().last().unwrap().action,
+                action as u32
+            );
         }
     }
 }

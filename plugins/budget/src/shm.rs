@@ -486,7 +486,9 @@ impl Shared {
             let same = s.origin == origin as u32
                 && s.database == key.database
                 && (origin != Origin::Session
-                    || (s.role == key.role && s.tenant == want_tenant && s.application == want_app));
+                    || (s.role == key.role
+                        && s.tenant == want_tenant
+                        && s.application == want_app));
             if same {
                 return Some(i as u32);
             }
@@ -786,11 +788,7 @@ impl Shared {
     /// its own profile, its class's profile for the scope, and its class's profile
     /// for every scope.
     pub fn learn(&mut self, class: u32, query_id: u64, scope: u32, bytes: u64, now: i64) {
-        let keys = [
-            (query_id, scope + 1),
-            (0, scope + 1),
-            (0, 0),
-        ];
+        let keys = [(query_id, scope + 1), (0, scope + 1), (0, 0)];
         for (i, (q, s)) in keys.into_iter().enumerate() {
             if i == 0 && q == 0 {
                 continue;
@@ -971,7 +969,11 @@ mod tests {
         s.add_relation_record(None, 30, 0);
         let db = s.dbs.iter().find(|d| d.oid == 5).unwrap().totals;
         assert_eq!((db.records, db.bytes, db.fpi_bytes), (3, 8150, 7900));
-        let r = s.rels.iter().find(|r| r.used == 1 && r.rel == 16384).unwrap();
+        let r = s
+            .rels
+            .iter()
+            .find(|r| r.used == 1 && r.rel == 16384)
+            .unwrap();
         assert_eq!(r.totals.bytes, 8100);
         assert_eq!(s.no_relation.bytes, 30);
     }
@@ -1006,7 +1008,10 @@ mod tests {
         // A higher-priority policy for the role takes over after a reload; the first
         // policy keeps its bucket because its rate and burst did not change.
         s.load_policies(
-            &[policy(1, "tenant", "acme", "reject", 0), policy(2, "role", "r10", "queue", 5)],
+            &[
+                policy(1, "tenant", "acme", "reject", 0),
+                policy(2, "role", "r10", "queue", 5),
+            ],
             2_000_000,
         );
         assert_eq!(s.policy_of(a), Some(1));
@@ -1052,6 +1057,9 @@ mod tests {
         assert_eq!(d.len(), DECISIONS);
         assert_eq!(d[0].at_micros, 5);
         assert_eq!(d[DECISIONS - 1].at_micros, DECISIONS as i64 + 4);
-        assert_eq!(s.counters.actions[Action::Admit as usize], DECISIONS as u64 + 5);
+        assert_eq!(
+            s.counters.actions[Action::Admit as usize],
+            DECISIONS as u64 + 5
+        );
     }
 }

@@ -89,7 +89,8 @@ fn database_relation_and_scope_bytes_equal_pg_walinspect() {
     // Without autovacuum, so nothing but the test writes around the crash below.
     let c = cluster_with("budget_exact", false);
     c.exec("CREATE DATABASE other");
-    c.psql("other", "CREATE TABLE o (id int PRIMARY KEY, v text)").unwrap();
+    c.psql("other", "CREATE TABLE o (id int PRIMARY KEY, v text)")
+        .unwrap();
     c.exec("CREATE TABLE t (id int PRIMARY KEY, v text); CREATE INDEX t_v ON t (v)");
     wait_caught_up(&c);
     let (from, before) = consistent(&c, READING);
@@ -130,7 +131,9 @@ fn database_relation_and_scope_bytes_equal_pg_walinspect() {
     // Per database, per relation, records without a block reference, and the total.
     let pick = |s: &Sums| -> Sums {
         s.iter()
-            .filter(|(k, _)| k.starts_with("db:") || k.starts_with("rel:") || *k == "norel" || *k == "total")
+            .filter(|(k, _)| {
+                k.starts_with("db:") || k.starts_with("rel:") || *k == "norel" || *k == "total"
+            })
             .map(|(k, v)| (k.clone(), *v))
             .collect()
     };
@@ -163,8 +166,16 @@ fn database_relation_and_scope_bytes_equal_pg_walinspect() {
     let (a_lsn, a) = consistent(&c, q);
     let n = |r: &Vec<Vec<String>>, i: usize| r[0][i].parse::<i64>().unwrap();
     assert_eq!(a[0][3], b[0][3], "table t after the crash");
-    assert_eq!(n(&a, 1) - n(&b, 1), walinspect(&c, &b_lsn, &a_lsn)["total"], "WAL read across the crash");
-    assert_eq!(n(&a, 2), n(&a, 1), "every byte in one scope or pending after the crash");
+    assert_eq!(
+        n(&a, 1) - n(&b, 1),
+        walinspect(&c, &b_lsn, &a_lsn)["total"],
+        "WAL read across the crash"
+    );
+    assert_eq!(
+        n(&a, 2),
+        n(&a, 1),
+        "every byte in one scope or pending after the crash"
+    );
 }
 
 /// Runs one transaction as `user` with `application_name`; returns its xid.
@@ -226,12 +237,19 @@ fn each_role_and_application_is_charged_its_own_wal() {
     assert_eq!(charged.get("alice/app_a").copied(), Some(by_xid(&[&xa])));
     assert_eq!(charged.get("bob/app_b").copied(), Some(by_xid(&[&xb])));
     assert_eq!(charged.get("alice/app_b").copied(), Some(by_xid(&[&xa2])));
-    assert!(charged["bob/app_b"] > 4 * charged["alice/app_a"], "{charged:?}");
+    assert!(
+        charged["bob/app_b"] > 4 * charged["alice/app_a"],
+        "{charged:?}"
+    );
 }
 
 fn sqlstate_of(err: &str) -> &str {
     // psql's verbose errors read "ERROR:  WB001: message".
-    err.split("ERROR:").nth(1).map(|s| s.trim()).and_then(|s| s.get(..5)).unwrap_or("")
+    err.split("ERROR:")
+        .nth(1)
+        .map(|s| s.trim())
+        .and_then(|s| s.get(..5))
+        .unwrap_or("")
 }
 
 fn last_action(c: &Cluster, role: &str) -> (String, i64) {
@@ -244,11 +262,17 @@ fn last_action(c: &Cluster, role: &str) -> (String, i64) {
 /// Makes `role`'s policy bucket go deep into debt: one admitted statement writing
 /// several hundred kilobytes, charged once the walker has read it.
 fn spend(c: &Cluster, role: &str, policy: &str) {
-    c.psql_as(role, "postgres", "INSERT INTO spend SELECT g, repeat('s', 100) FROM generate_series(1, 3000) g")
-        .unwrap();
-    wait_caught_up(&c);
+    c.psql_as(
+        role,
+        "postgres",
+        "INSERT INTO spend SELECT g, repeat('s', 100) FROM generate_series(1, 3000) g",
+    )
+    .unwrap();
+    wait_caught_up(c);
     c.wait_until("the bucket is in debt", Duration::from_secs(10), || {
-        c.query_one(&format!("SELECT tokens < -100000 FROM walker.budget_buckets WHERE policy_id = {policy}")) == "t"
+        c.query_one(&format!(
+            "SELECT tokens < -100000 FROM walker.budget_buckets WHERE policy_id = {policy}"
+        )) == "t"
     });
 }
 
@@ -259,40 +283,61 @@ fn reject_queue_observe_and_shadow_act_as_documented() {
         "CREATE ROLE rej LOGIN; CREATE ROLE que LOGIN;
          CREATE TABLE spend (id int, v text); GRANT INSERT, SELECT ON spend TO rej, que;",
     );
-    let p_rej = c.query_one("SELECT walker.budget_create_policy('role', 'rej', 1000, 2000, 'reject')");
-    let p_que = c.query_one("SELECT walker.budget_create_policy('role', 'que', 200000, 200000, 'queue')");
+    let p_rej =
+        c.query_one("SELECT walker.budget_create_policy('role', 'rej', 1000, 2000, 'reject')");
+    let p_que =
+        c.query_one("SELECT walker.budget_create_policy('role', 'que', 200000, 200000, 'queue')");
 
     // Reject: in debt, the next write is refused with WB001, the policy and the numbers.
     spend(&c, "rej", &p_rej);
     let err = c
-        .psql_as("rej", "postgres", "\\set VERBOSITY verbose\nINSERT INTO spend VALUES (1, 'x')")
+        .psql_as(
+            "rej",
+            "postgres",
+            "\\set VERBOSITY verbose\nINSERT INTO spend VALUES (1, 'x')",
+        )
         .unwrap_err();
     assert_eq!(sqlstate_of(&err), "WB001", "{err}");
     assert!(err.contains(&format!("policy {p_rej} (role rej)")), "{err}");
-    assert!(err.contains("1000 bytes/s with a burst of 2000 bytes"), "{err}");
+    assert!(
+        err.contains("1000 bytes/s with a burst of 2000 bytes"),
+        "{err}"
+    );
     assert_eq!(last_action(&c, "rej").0, "reject");
     // Reads are never refused.
-    assert!(c.psql_as("rej", "postgres", "SELECT count(*) FROM spend").is_ok());
+    assert!(c
+        .psql_as("rej", "postgres", "SELECT count(*) FROM spend")
+        .is_ok());
 
     // Observe and shadow never block, and say what happened.
-    c.exec(&format!("SELECT walker.budget_set_mode({p_rej}, 'observe')"));
+    c.exec(&format!(
+        "SELECT walker.budget_set_mode({p_rej}, 'observe')"
+    ));
     let t = Instant::now();
-    c.psql_as("rej", "postgres", "INSERT INTO spend VALUES (2, 'x')").unwrap();
+    c.psql_as("rej", "postgres", "INSERT INTO spend VALUES (2, 'x')")
+        .unwrap();
     assert_eq!(last_action(&c, "rej").0, "observe_over");
     c.exec(&format!("SELECT walker.budget_set_mode({p_rej}, 'shadow')"));
-    c.psql_as("rej", "postgres", "INSERT INTO spend VALUES (3, 'x')").unwrap();
+    c.psql_as("rej", "postgres", "INSERT INTO spend VALUES (3, 'x')")
+        .unwrap();
     assert_eq!(last_action(&c, "rej").0, "shadow_would_block");
-    assert!(t.elapsed() < Duration::from_secs(5), "observe and shadow did not wait");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "observe and shadow did not wait"
+    );
 
     // Queue: the write waits for the bucket to refill (a debt of several hundred
     // kilobytes at 200 kB/s), then runs.
     spend(&c, "que", &p_que);
     let debt: f64 = c
-        .query_one(&format!("SELECT -tokens FROM walker.budget_buckets WHERE policy_id = {p_que}"))
+        .query_one(&format!(
+            "SELECT -tokens FROM walker.budget_buckets WHERE policy_id = {p_que}"
+        ))
         .parse()
         .unwrap();
     let t = Instant::now();
-    c.psql_as("que", "postgres", "INSERT INTO spend VALUES (4, 'queued')").unwrap();
+    c.psql_as("que", "postgres", "INSERT INTO spend VALUES (4, 'queued')")
+        .unwrap();
     let waited = t.elapsed();
     let (action, wait_ms) = last_action(&c, "que");
     assert_eq!(action, "queued");
@@ -301,12 +346,25 @@ fn reject_queue_observe_and_shadow_act_as_documented() {
         wait_ms as f64 >= expected_ms * 0.5 && waited >= Duration::from_millis(wait_ms as u64),
         "waited {waited:?}, recorded {wait_ms} ms, debt {debt} bytes"
     );
-    assert_eq!(c.query_one("SELECT count(*) FROM spend WHERE v = 'queued'"), "1");
+    assert_eq!(
+        c.query_one("SELECT count(*) FROM spend WHERE v = 'queued'"),
+        "1"
+    );
 
     // A cancel during the wait cancels the statement.
     spend(&c, "que", &p_que);
     let victim = walker_tests::client_command("psql", c.port(), "que")
-        .args(["-X", "-q", "-At", "-d", "postgres", "-c", "SET application_name = 'victim'", "-c", "INSERT INTO spend VALUES (5, 'cancelled')"])
+        .args([
+            "-X",
+            "-q",
+            "-At",
+            "-d",
+            "postgres",
+            "-c",
+            "SET application_name = 'victim'",
+            "-c",
+            "INSERT INTO spend VALUES (5, 'cancelled')",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -317,11 +375,19 @@ fn reject_queue_observe_and_shadow_act_as_documented() {
     c.exec("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'victim'");
     let out = victim.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("canceling statement due to user request"), "{stderr}");
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "{stderr}"
+    );
     assert_eq!(last_action(&c, "que").0, "cancelled");
-    assert_eq!(c.query_one("SELECT count(*) FROM spend WHERE v = 'cancelled'"), "0");
     assert_eq!(
-        c.query_one(&format!("SELECT reserved FROM walker.budget_buckets WHERE policy_id = {p_que}")),
+        c.query_one("SELECT count(*) FROM spend WHERE v = 'cancelled'"),
+        "0"
+    );
+    assert_eq!(
+        c.query_one(&format!(
+            "SELECT reserved FROM walker.budget_buckets WHERE policy_id = {p_que}"
+        )),
         "0"
     );
 }
@@ -352,13 +418,26 @@ fn three_roles_and_invalid_policies() {
     }
     for user in ["nobody", "mon"] {
         denied(user, set);
-        denied(user, "SELECT walker.plugin_call('budget', 'set_tenant', '{\"tenant\": \"x\"}')");
+        denied(
+            user,
+            "SELECT walker.plugin_call('budget', 'set_tenant', '{\"tenant\": \"x\"}')",
+        );
     }
     denied("nobody", "SELECT * FROM walker.budget_scopes");
-    assert!(c.psql_as("mon", "postgres", "SELECT count(*) FROM walker.budget_scopes").is_ok());
+    assert!(c
+        .psql_as(
+            "mon",
+            "postgres",
+            "SELECT count(*) FROM walker.budget_scopes"
+        )
+        .is_ok());
     // The tenant setter sets its session's tenant; the tenant's WAL is charged to it.
-    c.psql_as("setter", "postgres", &format!("{set}; INSERT INTO tt SELECT generate_series(1, 100);"))
-        .unwrap();
+    c.psql_as(
+        "setter",
+        "postgres",
+        &format!("{set}; INSERT INTO tt SELECT generate_series(1, 100);"),
+    )
+    .unwrap();
     wait_caught_up(&c);
     c.wait_until("the tenant's scope is charged", Duration::from_secs(10), || {
         c.query_one("SELECT count(*) FROM walker.budget_scopes WHERE tenant = 'acme' AND role_name = 'setter' AND bytes > 0") == "1"
@@ -374,13 +453,34 @@ fn three_roles_and_invalid_policies() {
     };
     let before = state();
     for (sql, why) in [
-        ("SELECT walker.budget_create_policy('role', 'x', 0, 10, 'reject')", "rate_bytes_per_sec must be greater than 0"),
-        ("SELECT walker.budget_create_policy('role', 'x', 100, 50, 'reject')", "burst_bytes must be at least rate_bytes_per_sec"),
-        ("SELECT walker.budget_create_policy('user', 'x', 100, 100, 'reject')", "unknown scope_kind \"user\""),
-        ("SELECT walker.budget_create_policy('role', 'x', 100, 100, 'block')", "unknown mode \"block\""),
-        (&format!("SELECT walker.budget_update_policy({id}, rate_bytes_per_sec => -5)"), "rate_bytes_per_sec must be greater than 0"),
-        (&format!("SELECT walker.budget_set_mode({id}, 'sometimes')"), "unknown mode \"sometimes\""),
-        ("SELECT walker.budget_set_mode(987654, 'reject')", "no WAL budget policy with id 987654"),
+        (
+            "SELECT walker.budget_create_policy('role', 'x', 0, 10, 'reject')",
+            "rate_bytes_per_sec must be greater than 0",
+        ),
+        (
+            "SELECT walker.budget_create_policy('role', 'x', 100, 50, 'reject')",
+            "burst_bytes must be at least rate_bytes_per_sec",
+        ),
+        (
+            "SELECT walker.budget_create_policy('user', 'x', 100, 100, 'reject')",
+            "unknown scope_kind \"user\"",
+        ),
+        (
+            "SELECT walker.budget_create_policy('role', 'x', 100, 100, 'block')",
+            "unknown mode \"block\"",
+        ),
+        (
+            &format!("SELECT walker.budget_update_policy({id}, rate_bytes_per_sec => -5)"),
+            "rate_bytes_per_sec must be greater than 0",
+        ),
+        (
+            &format!("SELECT walker.budget_set_mode({id}, 'sometimes')"),
+            "unknown mode \"sometimes\"",
+        ),
+        (
+            "SELECT walker.budget_set_mode(987654, 'reject')",
+            "no WAL budget policy with id 987654",
+        ),
     ] {
         let e = c.psql_as("adm", "postgres", sql).unwrap_err();
         assert!(e.contains(why), "{sql}: {e}");
