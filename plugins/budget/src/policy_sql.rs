@@ -28,10 +28,19 @@ REVOKE ALL ON @extschema@.budget_policies FROM PUBLIC;
 GRANT SELECT ON @extschema@.budget_policies TO walker_monitor;
 DO $cfg$
 BEGIN
-    -- Keeps the policies in pg_dump output; possible only inside CREATE EXTENSION.
-    PERFORM pg_catalog.pg_extension_config_dump('@extschema@.budget_policies', '');
-EXCEPTION WHEN object_not_in_prerequisite_state THEN
-    NULL;
+    -- Keeps the policies in pg_dump output. The server allows this only inside
+    -- CREATE EXTENSION; a table created by a later walker.refresh_views() (budget added
+    -- to walker.plugins afterwards) is dumped once ALTER EXTENSION walker UPDATE or a
+    -- re-creation of the extension marks it.
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
+                   WHERE e.extname OPERATOR(pg_catalog.=) 'walker'
+                     AND '@extschema@.budget_policies'::pg_catalog.regclass OPERATOR(pg_catalog.=) ANY (e.extconfig)) THEN
+        BEGIN
+            PERFORM pg_catalog.pg_extension_config_dump('@extschema@.budget_policies', '');
+        EXCEPTION WHEN feature_not_supported OR object_not_in_prerequisite_state THEN
+            RAISE NOTICE 'walker.budget_policies is not marked for pg_dump (only CREATE EXTENSION walker can mark it)';
+        END;
+    END IF;
 END
 $cfg$;
 

@@ -24,6 +24,8 @@ fn cluster_with(name: &str, autovacuum: bool) -> Cluster {
         .conf("compute_query_id", "on")
         .start();
     c.exec("CREATE EXTENSION walker");
+    // Refreshing again (as after a change of walker.plugins) keeps everything.
+    c.exec("SELECT walker.refresh_views()");
     c.exec("CREATE EXTENSION pg_walinspect");
     c.wait_until("the policies are loaded", Duration::from_secs(30), || {
         c.query_one("SELECT policies_loaded FROM walker.budget_counters") == "t"
