@@ -38,11 +38,19 @@ struct Names {
     roles: Vec<(u32, String)>,
 }
 
-/// The plugins that asked for backend events and are usable.
+/// The plugins that asked for backend events (fixed after `_PG_init`), and are usable.
 fn listeners() -> Vec<&'static PluginSlot> {
-    registry::all()
-        .into_iter()
-        .filter(|s| s.usable() && s.wants_backend_events())
+    static WANTING: std::sync::OnceLock<Vec<&'static PluginSlot>> = std::sync::OnceLock::new();
+    WANTING
+        .get_or_init(|| {
+            registry::all()
+                .into_iter()
+                .filter(|s| s.wants_backend_events())
+                .collect()
+        })
+        .iter()
+        .copied()
+        .filter(|s| s.usable())
         .collect()
 }
 

@@ -269,8 +269,11 @@ impl Plugin for Budget {
     }
 
     fn on_backend(&self, host: &Host, e: &BackendEvent<'_>) -> PluginResult<Admission> {
-        let cfg = settings(host);
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        if !session.wants(e) {
+            return Ok(Admission::Proceed);
+        }
+        let cfg = settings(host);
         let mut with = |f: &mut dyn FnMut(&mut Shared)| host.with_exclusive::<Shared, _>(f).is_ok();
         let mut pause = |ms: u64| host.pause(ms.min(u32::MAX as u64) as u32);
         let now = || host.now_micros();

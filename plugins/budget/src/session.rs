@@ -45,6 +45,8 @@ pub struct Session {
     pub tenant: String,
     running: Option<Running>,
     published: Vec<u32>,
+    /// The last scope looked up, so most statements skip the scope table's scan.
+    cached: Option<(SessionKey, u32)>,
 }
 
 /// What a statement start comes to, once the lock is released.
@@ -72,9 +74,19 @@ fn key(tenant: &str, e: &BackendEvent<'_>) -> SessionKey {
 
 impl Session {
     /// The scope of this session now; `None` when the scope table is full.
-    fn scope(&self, s: &mut Shared, e: &BackendEvent<'_>) -> Option<u32> {
-        match s.scope(Origin::Session, &key(&self.tenant, e)) {
-            Some(i) => Some(i),
+    fn scope(&mut self, s: &mut Shared, e: &BackendEvent<'_>) -> Option<u32> {
+        let k = key(&self.tenant, e);
+        if let Some((ck, i)) = &self.cached {
+            let slot = &s.scopes[*i as usize];
+            if *ck == k && slot.origin == Origin::Session as u32 && slot.role == k.role {
+                return Some(*i);
+            }
+        }
+        match s.scope(Origin::Session, &k) {
+            Some(i) => {
+                self.cached = Some((k, i));
+                Some(i)
+            }
             None => {
                 s.counters.scopes_full = s.counters.scopes_full.saturating_add(1);
                 None
@@ -109,8 +121,11 @@ impl Session {
             e.top_xid
         };
         let unpublished = xid != 0 && !self.published.contains(&xid);
+        // Statements that are never governed (reads, other processes' statements) need
+        // nothing unless they publish a transaction.
+        let governed = !e.read_only && e.backend_type == WalkerBackendType::CLIENT;
         match e.kind {
-            Kind::STATEMENT_START => e.nesting_level == 0 || unpublished,
+            Kind::STATEMENT_START => (e.nesting_level == 0 && governed) || unpublished,
             Kind::STATEMENT_END => (e.nesting_level == 0 && self.running.is_some()) || unpublished,
             _ => unpublished || self.running.is_some() || !self.published.is_empty(),
         }
