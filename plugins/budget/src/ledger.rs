@@ -111,13 +111,12 @@ impl Ledger {
 
     /// The transactions not charged yet, in a stable order.
     pub fn parked(&self) -> Vec<Parked> {
-        let t3 = |t: &Totals| [t.records, t.bytes, t.fpi_bytes];
         let mut out: Vec<Parked> = self
             .pending
             .iter()
             .map(|(x, p)| Parked {
                 xids: vec![*x],
-                totals: t3(&p.totals),
+                totals: p.totals.to_array(),
                 database: p.database,
                 deadline: 0,
                 transactions: 0,
@@ -126,7 +125,7 @@ impl Ledger {
         out.sort_by_key(|p| p.xids[0]);
         out.extend(self.ended.iter().map(|e| Parked {
             xids: e.xids.clone(),
-            totals: t3(&e.totals),
+            totals: e.totals.to_array(),
             database: e.database,
             deadline: e.deadline,
             transactions: e.transactions,
@@ -137,11 +136,7 @@ impl Ledger {
     /// Puts back transactions [`Ledger::parked`] returned.
     pub fn restore(&mut self, parked: &[Parked]) {
         for p in parked {
-            let totals = Totals {
-                records: p.totals[0],
-                bytes: p.totals[1],
-                fpi_bytes: p.totals[2],
-            };
+            let totals = Totals::from_array(p.totals);
             if p.deadline == 0 {
                 if let Some(x) = p.xids.first() {
                     self.pending.insert(
@@ -202,6 +197,13 @@ impl Ledger {
         }
     }
 
+    /// Takes `xid`'s pending bytes out of `pending` (and out of the pending counter).
+    fn take_pending(&mut self, s: &mut Shared, xid: u32) -> Option<Pending> {
+        let p = self.pending.remove(&xid)?;
+        s.counters.pending_bytes = s.counters.pending_bytes.saturating_sub(p.totals.bytes);
+        Some(p)
+    }
+
     fn background(&mut self, s: &mut Shared, database: u32) -> u32 {
         *self
             .backgrounds
@@ -225,9 +227,7 @@ impl Ledger {
             Kind::Plain(xid) => match s.xid_scope(xid) {
                 Some((scope, _)) => {
                     let mut t = this;
-                    if let Some(p) = self.pending.remove(&xid) {
-                        s.counters.pending_bytes =
-                            s.counters.pending_bytes.saturating_sub(p.totals.bytes);
+                    if let Some(p) = self.take_pending(s, xid) {
                         t.add(&p.totals);
                     }
                     s.charge_scope(scope, &t, 0, now);
@@ -249,9 +249,7 @@ impl Ledger {
                 let mut t = this;
                 let mut db = database;
                 for x in std::iter::once(xid).chain(subxacts.iter().copied()) {
-                    if let Some(p) = self.pending.remove(&x) {
-                        s.counters.pending_bytes =
-                            s.counters.pending_bytes.saturating_sub(p.totals.bytes);
+                    if let Some(p) = self.take_pending(s, x) {
                         t.add(&p.totals);
                         if db == 0 {
                             db = p.database;
@@ -299,11 +297,7 @@ impl Ledger {
             let found = t.xids.iter().find_map(|x| s.xid_scope(*x));
             let scope = match found {
                 Some((scope, _)) => scope,
-                None if now >= t.deadline => {
-                    s.counters.unattributed_transactions =
-                        s.counters.unattributed_transactions.saturating_add(1);
-                    s.unattributed_scope(t.database)
-                }
+                None if now >= t.deadline => s.unattributed_transaction(t.database),
                 None => {
                     self.ended.push(t);
                     continue;
@@ -330,13 +324,11 @@ impl Ledger {
             .filter(|x| crate::shm::xid_precedes(*x, oldest))
             .collect();
         for x in old {
-            if let Some(p) = self.pending.remove(&x) {
-                s.counters.pending_bytes = s.counters.pending_bytes.saturating_sub(p.totals.bytes);
-                let scope = s.xid_scope(x).map(|(sc, _)| sc).unwrap_or_else(|| {
-                    s.counters.unattributed_transactions =
-                        s.counters.unattributed_transactions.saturating_add(1);
-                    s.unattributed_scope(p.database)
-                });
+            if let Some(p) = self.take_pending(s, x) {
+                let scope = match s.xid_scope(x) {
+                    Some((sc, _)) => sc,
+                    None => s.unattributed_transaction(p.database),
+                };
                 s.charge_scope(scope, &p.totals, 1, now);
             }
         }
@@ -348,11 +340,6 @@ impl Ledger {
 mod tests {
     use super::*;
     use crate::shm::{Origin, SessionKey};
-
-    fn shared() -> Box<Shared> {
-        // SAFETY: all-zero bytes are a valid `Shared`.
-        unsafe { Box::new_zeroed().assume_init() }
-    }
 
     fn plain(xid: u32, bytes: u64, rel: Option<(u32, u32, u32)>) -> Entry<'static> {
         Entry {
@@ -410,7 +397,7 @@ mod tests {
 
     #[test]
     fn a_published_transaction_is_charged_every_byte_including_subtransactions_and_commit() {
-        let mut s = shared();
+        let mut s = Shared::zeroed();
         let mut l = ledger();
         let scope = s.scope(Origin::Session, &key(10)).unwrap();
         let rel = Some((1663, 5, 16384));
@@ -437,7 +424,7 @@ mod tests {
 
     #[test]
     fn an_abort_published_late_is_charged_to_its_scope_within_the_grace() {
-        let mut s = shared();
+        let mut s = Shared::zeroed();
         let mut l = ledger();
         let scope = s.scope(Origin::Session, &key(10)).unwrap();
         l.record(&mut s, &plain(200, 1000, Some((1663, 5, 1))), 0);
@@ -453,7 +440,7 @@ mod tests {
 
     #[test]
     fn unknown_transactions_go_to_the_unattributed_scope_after_the_grace() {
-        let mut s = shared();
+        let mut s = Shared::zeroed();
         let mut l = ledger();
         l.record(&mut s, &plain(300, 700, Some((1663, 7, 1))), 0);
         let c = commit(300, &[], 30);
@@ -478,7 +465,7 @@ mod tests {
 
     #[test]
     fn a_running_xacts_record_retires_transactions_a_crash_left_open() {
-        let mut s = shared();
+        let mut s = Shared::zeroed();
         let mut l = ledger();
         l.record(&mut s, &plain(400, 500, Some((1663, 5, 1))), 0);
         let mut m = Vec::new();

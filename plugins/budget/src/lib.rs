@@ -252,11 +252,9 @@ impl Plugin for Budget {
     }
 
     fn view_rows(&self, host: &Host, view: usize, sink: &mut RowSink<'_>) -> PluginResult {
-        let names: Vec<String> = (0..=255u8)
-            .map(|i| host.rmgr_name(i).unwrap_or_else(|| format!("rmgr {i}")))
-            .collect();
-        let rows = host
-            .with_shared::<Shared, _>(|s| report::rows(s, view, &|i| names[i as usize].clone()))?;
+        // Names are looked up only for the rmgr rows there are (not 256 per view read).
+        let rmgr_name = |i: u8| host.rmgr_name(i).unwrap_or_else(|| format!("rmgr {i}"));
+        let rows = host.with_shared::<Shared, _>(|s| report::rows(s, view, &rmgr_name))?;
         for r in rows {
             let values: Vec<walker_abi::Value<'_>> = r.iter().map(report::Cell::value).collect();
             sink.row(&values)?;

@@ -61,6 +61,20 @@ enum Verdict {
     Refuse(Rejection),
 }
 
+/// The xid an event publishes: the aborted subtransaction's, else the top-level one.
+fn published_xid(e: &BackendEvent<'_>) -> u32 {
+    if e.kind == Kind::SUBXACT_ABORT {
+        e.xid
+    } else {
+        e.top_xid
+    }
+}
+
+/// True for statements a policy may act on: writing statements of client sessions.
+fn governed(e: &BackendEvent<'_>) -> bool {
+    !e.read_only && e.backend_type == WalkerBackendType::CLIENT
+}
+
 fn key(tenant: &str, e: &BackendEvent<'_>) -> SessionKey {
     SessionKey {
         tenant: tenant.to_string(),
@@ -97,11 +111,7 @@ impl Session {
     /// Maps this transaction (or the aborted subtransaction) to the session's scope,
     /// once per xid. Called under the lock.
     pub fn publish(&mut self, s: &mut Shared, e: &BackendEvent<'_>) {
-        let xid = if e.kind == Kind::SUBXACT_ABORT {
-            e.xid
-        } else {
-            e.top_xid
-        };
+        let xid = published_xid(e);
         if xid == 0 || self.published.contains(&xid) {
             return;
         }
@@ -115,15 +125,11 @@ impl Session {
 
     /// True when `e` needs the shared region.
     pub fn wants(&self, e: &BackendEvent<'_>) -> bool {
-        let xid = if e.kind == Kind::SUBXACT_ABORT {
-            e.xid
-        } else {
-            e.top_xid
-        };
+        let xid = published_xid(e);
         let unpublished = xid != 0 && !self.published.contains(&xid);
         // Statements that are never governed (reads, other processes' statements) need
         // nothing unless they publish a transaction.
-        let governed = !e.read_only && e.backend_type == WalkerBackendType::CLIENT;
+        let governed = governed(e);
         match e.kind {
             Kind::STATEMENT_START => (e.nesting_level == 0 && governed) || unpublished,
             Kind::STATEMENT_END => (e.nesting_level == 0 && self.running.is_some()) || unpublished,
@@ -177,8 +183,11 @@ impl Session {
             scope,
             reservation: None,
         };
-        let governed = cfg.enabled && !e.read_only && e.backend_type == WalkerBackendType::CLIENT;
-        let policy = if governed { s.policy_of(scope) } else { None };
+        let policy = if cfg.enabled && governed(e) {
+            s.policy_of(scope)
+        } else {
+            None
+        };
         let Some(p) = policy else {
             self.running = Some(running);
             return Verdict::Go;
@@ -379,11 +388,6 @@ mod tests {
     use std::cell::{Cell, RefCell};
     use walker_abi::{WalkerBackendEventKind, WalkerStatementKind};
 
-    fn shared() -> Box<Shared> {
-        // SAFETY: all-zero bytes are a valid `Shared`.
-        unsafe { Box::new_zeroed().assume_init() }
-    }
-
     fn event(kind: WalkerBackendEventKind, top_xid: u32, wal: u64) -> BackendEvent<'static> {
         BackendEvent {
             kind,
@@ -450,7 +454,7 @@ mod tests {
 
     #[test]
     fn transactions_are_published_once_and_forgotten_at_the_end() {
-        let s = RefCell::new(shared());
+        let s = RefCell::new(Shared::zeroed());
         let clock = Cell::new(1_000_000);
         let mut sess = Session::default();
         run(
@@ -490,7 +494,7 @@ mod tests {
 
     #[test]
     fn reject_mode_refuses_in_debt_with_its_sqlstate_and_numbers() {
-        let s = RefCell::new(shared());
+        let s = RefCell::new(Shared::zeroed());
         s.borrow_mut().load_policies(&[policy("reject")], 0);
         let clock = Cell::new(1_000_000);
         let mut sess = Session::default();
@@ -543,7 +547,7 @@ mod tests {
 
     #[test]
     fn queue_mode_waits_until_the_debt_is_paid_and_a_cancel_ends_the_wait() {
-        let s = RefCell::new(shared());
+        let s = RefCell::new(Shared::zeroed());
         s.borrow_mut().load_policies(&[policy("queue")], 0);
         let clock = Cell::new(1_000_000);
         let mut sess = Session::default();
@@ -602,7 +606,7 @@ mod tests {
             ("observe", Action::ObserveOver),
             ("shadow", Action::ShadowBlock),
         ] {
-            let s = RefCell::new(shared());
+            let s = RefCell::new(Shared::zeroed());
             s.borrow_mut().load_policies(&[policy(mode)], 0);
             let clock = Cell::new(1_000_000);
             let mut sess = Session::default();

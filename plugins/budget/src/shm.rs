@@ -105,7 +105,8 @@ impl Origin {
         }
     }
 
-    fn from_u32(v: u32) -> Origin {
+    /// From its stored number (an unknown one reads as a session).
+    pub fn from_u32(v: u32) -> Origin {
         match v {
             2 => Origin::Background,
             3 => Origin::Cluster,
@@ -133,6 +134,20 @@ impl Totals {
         self.records = self.records.saturating_add(1);
         self.bytes = self.bytes.saturating_add(bytes);
         self.fpi_bytes = self.fpi_bytes.saturating_add(fpi);
+    }
+
+    /// As `[records, bytes, fpi_bytes]` (the snapshot form).
+    pub fn to_array(&self) -> [u64; 3] {
+        [self.records, self.bytes, self.fpi_bytes]
+    }
+
+    /// From `[records, bytes, fpi_bytes]`.
+    pub fn from_array(a: [u64; 3]) -> Totals {
+        Totals {
+            records: a[0],
+            bytes: a[1],
+            fpi_bytes: a[2],
+        }
     }
 
     /// Adds other totals.
@@ -523,6 +538,21 @@ impl Shared {
         self.scope_or_any(Origin::Unattributed, database)
     }
 
+    /// Counts a transaction no backend published and returns the unattributed scope
+    /// of `database` it is charged to.
+    pub fn unattributed_transaction(&mut self, database: u32) -> u32 {
+        self.counters.unattributed_transactions =
+            self.counters.unattributed_transactions.saturating_add(1);
+        self.unattributed_scope(database)
+    }
+
+    /// An empty region, as the host hands it over (for tests).
+    #[cfg(test)]
+    pub fn zeroed() -> Box<Shared> {
+        // SAFETY: all-zero bytes are a valid `Shared` (see the SharedState impl).
+        unsafe { Box::new_zeroed().assume_init() }
+    }
+
     fn scope_or_any(&mut self, origin: Origin, database: u32) -> u32 {
         let key = SessionKey {
             database,
@@ -890,11 +920,6 @@ impl Shared {
 mod tests {
     use super::*;
 
-    fn shared() -> Box<Shared> {
-        // SAFETY: all-zero bytes are a valid `Shared` (see the SharedState impl).
-        unsafe { Box::new_zeroed().assume_init() }
-    }
-
     fn session(tenant: &str, role: u32) -> SessionKey {
         SessionKey {
             tenant: tenant.into(),
@@ -908,7 +933,7 @@ mod tests {
 
     #[test]
     fn scopes_are_found_again_and_origins_kept_apart() {
-        let mut s = shared();
+        let mut s = Shared::zeroed();
         let a = s.scope(Origin::Session, &session("acme", 10)).unwrap();
         let b = s.scope(Origin::Session, &session("other", 10)).unwrap();
         assert_ne!(a, b);
@@ -925,7 +950,7 @@ mod tests {
 
     #[test]
     fn the_xid_map_survives_collisions_and_deletions() {
-        let mut s = shared();
+        let mut s = Shared::zeroed();
         // Many xids, so probe chains form; remove every third; the rest stay findable.
         for x in 1..=3000u32 {
             assert!(s.map_xid(x, x % 7, x as u64));
@@ -944,7 +969,7 @@ mod tests {
         assert_eq!(s.xid_scope(1999), None);
         assert_eq!(s.xid_scope(2000), Some((2000 % 7, 2000)));
         // The map refuses more than 3/4 of its slots and counts it.
-        let mut t = shared();
+        let mut t = Shared::zeroed();
         let mut ok = 0;
         for x in 1..=(MAX_XIDS as u32) {
             ok += t.map_xid(x, 0, 0) as usize;
@@ -962,7 +987,7 @@ mod tests {
 
     #[test]
     fn relations_and_databases_add_up() {
-        let mut s = shared();
+        let mut s = Shared::zeroed();
         s.add_relation_record(Some((1663, 5, 16384)), 100, 0);
         s.add_relation_record(Some((1663, 5, 16384)), 8000, 7900);
         s.add_relation_record(Some((1663, 5, 16390)), 50, 0);
@@ -994,7 +1019,7 @@ mod tests {
 
     #[test]
     fn charges_reach_the_governing_policy_and_follow_reloads() {
-        let mut s = shared();
+        let mut s = Shared::zeroed();
         let a = s.scope(Origin::Session, &session("acme", 10)).unwrap();
         s.load_policies(&[policy(1, "tenant", "acme", "reject", 0)], 1_000_000);
         let t = Totals {
@@ -1026,7 +1051,7 @@ mod tests {
 
     #[test]
     fn predictions_fall_back_from_query_to_class() {
-        let mut s = shared();
+        let mut s = Shared::zeroed();
         assert_eq!(s.predict(2, 77, 0), 0.0);
         s.learn(2, 77, 0, 1000, 1);
         s.learn(2, 77, 0, 2000, 2);
@@ -1042,7 +1067,7 @@ mod tests {
 
     #[test]
     fn the_decision_ring_keeps_the_latest_in_order() {
-        let mut s = shared();
+        let mut s = Shared::zeroed();
         for k in 0..(DECISIONS as i64 + 5) {
             s.record_decision(
                 Decision {

@@ -38,18 +38,6 @@ pub struct State {
     parked: Vec<Parked>,
 }
 
-fn t3(t: &Totals) -> [u64; 3] {
-    [t.records, t.bytes, t.fpi_bytes]
-}
-
-fn totals(a: [u64; 3]) -> Totals {
-    Totals {
-        records: a[0],
-        bytes: a[1],
-        fpi_bytes: a[2],
-    }
-}
-
 /// Captures the state (under the region lock, with the ledger held).
 pub fn capture(s: &Shared, ledger: &Ledger) -> State {
     State {
@@ -65,7 +53,7 @@ pub fn capture(s: &Shared, ledger: &Ledger) -> State {
                 role_name: x.role_name.as_str().into(),
                 database_name: x.database_name.as_str().into(),
                 application: x.application.as_str().into(),
-                totals: t3(&x.totals),
+                totals: x.totals.to_array(),
                 transactions: x.transactions,
             })
             .collect(),
@@ -73,24 +61,24 @@ pub fn capture(s: &Shared, ledger: &Ledger) -> State {
             .dbs
             .iter()
             .filter(|d| d.used != 0)
-            .map(|d| (d.oid, t3(&d.totals)))
+            .map(|d| (d.oid, d.totals.to_array()))
             .collect(),
         rels: s
             .rels
             .iter()
             .filter(|r| r.used != 0)
-            .map(|r| (r.ts, r.db, r.rel, t3(&r.totals)))
+            .map(|r| (r.ts, r.db, r.rel, r.totals.to_array()))
             .collect(),
         rmgrs: s
             .rmgrs
             .iter()
             .enumerate()
             .filter(|(_, t)| t.records > 0)
-            .map(|(i, t)| (i as u8, t3(t)))
+            .map(|(i, t)| (i as u8, t.to_array()))
             .collect(),
-        no_relation: t3(&s.no_relation),
-        other_relations: t3(&s.other_relations),
-        total: t3(&s.counters.total),
+        no_relation: s.no_relation.to_array(),
+        other_relations: s.other_relations.to_array(),
+        total: s.counters.total.to_array(),
         pending_bytes: s.counters.pending_bytes,
         unattributed_transactions: s.counters.unattributed_transactions,
         parked: ledger.parked(),
@@ -123,12 +111,7 @@ pub fn restore(s: &mut Shared, ledger: &mut Ledger, st: Option<&State>, lsn: u64
         return;
     };
     for r in &st.scopes {
-        let origin = match r.origin {
-            2 => Origin::Background,
-            3 => Origin::Cluster,
-            4 => Origin::Unattributed,
-            _ => Origin::Session,
-        };
+        let origin = Origin::from_u32(r.origin);
         let key = SessionKey {
             tenant: r.tenant.clone(),
             role: r.role,
@@ -139,22 +122,22 @@ pub fn restore(s: &mut Shared, ledger: &mut Ledger, st: Option<&State>, lsn: u64
         };
         if let Some(i) = s.scope(origin, &key) {
             let sc = &mut s.scopes[i as usize];
-            sc.totals.add(&totals(r.totals));
+            sc.totals.add(&Totals::from_array(r.totals));
             sc.transactions = sc.transactions.saturating_add(r.transactions);
         }
     }
     for (oid, t) in &st.dbs {
-        s.restore_db(*oid, totals(*t));
+        s.restore_db(*oid, Totals::from_array(*t));
     }
     for (ts, db, rel, t) in &st.rels {
-        s.restore_rel(*ts, *db, *rel, totals(*t));
+        s.restore_rel(*ts, *db, *rel, Totals::from_array(*t));
     }
     for (i, t) in &st.rmgrs {
-        s.rmgrs[*i as usize] = totals(*t);
+        s.rmgrs[*i as usize] = Totals::from_array(*t);
     }
-    s.no_relation = totals(st.no_relation);
-    s.other_relations = totals(st.other_relations);
-    s.counters.total = totals(st.total);
+    s.no_relation = Totals::from_array(st.no_relation);
+    s.other_relations = Totals::from_array(st.other_relations);
+    s.counters.total = Totals::from_array(st.total);
     s.counters.pending_bytes = st.pending_bytes;
     s.counters.unattributed_transactions = st.unattributed_transactions;
     ledger.restore(&st.parked);
@@ -165,11 +148,6 @@ mod tests {
     use super::*;
     use crate::ledger::Entry;
     use walker_decode::Format;
-
-    fn shared() -> Box<Shared> {
-        // SAFETY: all-zero bytes are a valid `Shared`.
-        unsafe { Box::new_zeroed().assume_init() }
-    }
 
     fn rec(xid: u32, bytes: u64, db: u32) -> Entry<'static> {
         Entry {
@@ -187,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_restores_every_total_and_the_pending_transactions() {
-        let mut s = shared();
+        let mut s = Shared::zeroed();
         let mut l = Ledger::new(Format::for_major(15).unwrap());
         let key = SessionKey {
             role: 10,
@@ -203,7 +181,7 @@ mod tests {
         l.record(&mut s, &rec(9, 70, 5), 0); // pending: 9 is not published
         let bytes = encode(&capture(&s, &l));
         // A fresh region (the server restarted), where a backend already made a scope.
-        let mut s2 = shared();
+        let mut s2 = Shared::zeroed();
         let other = SessionKey {
             role: 11,
             ..key.clone()
