@@ -157,6 +157,19 @@ struct Statement {
     command: String,
 }
 
+impl Statement {
+    /// A transaction event (no statement).
+    fn transaction(kind: Kind) -> Statement {
+        Statement {
+            kind,
+            statement: WalkerStatementKind::OTHER,
+            read_only: false,
+            query_id: 0,
+            command: String::new(),
+        }
+    }
+}
+
 /// Builds the event and asks the plugins.
 fn dispatch(s: Statement, in_healthy_transaction: bool) -> Outcome {
     let slots = listeners();
@@ -278,14 +291,14 @@ fn settle(outcome: Outcome) {
 fn executor_statement(qd: *mut pg_sys::QueryDesc, kind: Kind) -> Statement {
     // SAFETY: the executor passes a valid QueryDesc with its planned statement.
     let (op, stmt) = unsafe { ((*qd).operation, (*qd).plannedstmt) };
-    let statement = match op {
-        pg_sys::CmdType::CMD_SELECT => WalkerStatementKind::SELECT,
-        pg_sys::CmdType::CMD_INSERT => WalkerStatementKind::INSERT,
-        pg_sys::CmdType::CMD_UPDATE => WalkerStatementKind::UPDATE,
-        pg_sys::CmdType::CMD_DELETE => WalkerStatementKind::DELETE,
-        pg_sys::CmdType::CMD_MERGE => WalkerStatementKind::MERGE,
-        pg_sys::CmdType::CMD_UTILITY => WalkerStatementKind::UTILITY,
-        _ => WalkerStatementKind::OTHER,
+    let (statement, command) = match op {
+        pg_sys::CmdType::CMD_SELECT => (WalkerStatementKind::SELECT, "SELECT"),
+        pg_sys::CmdType::CMD_INSERT => (WalkerStatementKind::INSERT, "INSERT"),
+        pg_sys::CmdType::CMD_UPDATE => (WalkerStatementKind::UPDATE, "UPDATE"),
+        pg_sys::CmdType::CMD_DELETE => (WalkerStatementKind::DELETE, "DELETE"),
+        pg_sys::CmdType::CMD_MERGE => (WalkerStatementKind::MERGE, "MERGE"),
+        pg_sys::CmdType::CMD_UTILITY => (WalkerStatementKind::UTILITY, ""),
+        _ => (WalkerStatementKind::OTHER, ""),
     };
     // SAFETY: as above; a null planned statement is tolerated.
     let (query_id, read_only) = match unsafe { stmt.as_ref() } {
@@ -294,14 +307,6 @@ fn executor_statement(qd: *mut pg_sys::QueryDesc, kind: Kind) -> Statement {
             op == pg_sys::CmdType::CMD_SELECT && !p.hasModifyingCTE && p.rowMarks.is_null(),
         ),
         None => (0, false),
-    };
-    let command = match statement {
-        WalkerStatementKind::SELECT => "SELECT",
-        WalkerStatementKind::INSERT => "INSERT",
-        WalkerStatementKind::UPDATE => "UPDATE",
-        WalkerStatementKind::DELETE => "DELETE",
-        WalkerStatementKind::MERGE => "MERGE",
-        _ => "",
     };
     Statement {
         kind,
@@ -466,13 +471,7 @@ unsafe extern "C-unwind" fn xact_callback(
         }
         _ => return,
     };
-    let s = Statement {
-        kind,
-        statement: WalkerStatementKind::OTHER,
-        read_only: false,
-        query_id: 0,
-        command: String::new(),
-    };
+    let s = Statement::transaction(kind);
     // Catalog lookups are not allowed in an aborting transaction.
     let _ = dispatch(s, kind == Kind::PRE_COMMIT);
 }
@@ -487,12 +486,6 @@ unsafe extern "C-unwind" fn subxact_callback(
     if event != pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
         return;
     }
-    let s = Statement {
-        kind: Kind::SUBXACT_ABORT,
-        statement: WalkerStatementKind::OTHER,
-        read_only: false,
-        query_id: 0,
-        command: String::new(),
-    };
+    let s = Statement::transaction(Kind::SUBXACT_ABORT);
     let _ = dispatch(s, false);
 }

@@ -268,14 +268,11 @@ impl Plugin for Budget {
 
     fn on_backend(&self, host: &Host, e: &BackendEvent<'_>) -> PluginResult<Admission> {
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        if !session.wants(e) {
-            return Ok(Admission::Proceed);
-        }
-        let cfg = settings(host);
+        let cfg = || settings(host);
         let mut with = |f: &mut dyn FnMut(&mut Shared)| host.with_exclusive::<Shared, _>(f).is_ok();
         let mut pause = |ms: u64| host.pause(ms.min(u32::MAX as u64) as u32);
         let now = || host.now_micros();
-        match session.on_event(e, cfg, &mut with, &mut pause, &now) {
+        match session.on_event(e, &cfg, &mut with, &mut pause, &now) {
             Ok(a) => Ok(a),
             Err(why) if !self.fail_closed(host) => {
                 let _ = host.with_exclusive::<Shared, _>(Session::failed);

@@ -255,12 +255,13 @@ impl Session {
         }
     }
 
-    /// Handles one event: `with` runs a closure under the region lock, `pause` waits
-    /// (false when interrupted), `now` reads the clock.
+    /// Handles one event: `cfg` reads the settings (only for events that need the
+    /// region), `with` runs a closure under the region lock, `pause` waits (false when
+    /// interrupted), `now` reads the clock.
     pub fn on_event(
         &mut self,
         e: &BackendEvent<'_>,
-        cfg: Admission,
+        cfg: &dyn Fn() -> Admission,
         with: WithShared<'_>,
         pause: &mut dyn FnMut(u64) -> bool,
         now: &dyn Fn() -> i64,
@@ -268,6 +269,7 @@ impl Session {
         if !self.wants(e) {
             return Ok(walker_abi::Admission::Proceed);
         }
+        let cfg = cfg();
         let mut verdict = Verdict::Go;
         let t0 = now();
         if !with(&mut |s| verdict = self.locked(s, e, cfg, t0)) {
@@ -449,7 +451,8 @@ mod tests {
             cancel_after.is_none_or(|c| paused.get() < c)
         };
         let now = || clock.get();
-        sess.on_event(e, CFG, &mut with, &mut pause, &now).unwrap()
+        sess.on_event(e, &|| CFG, &mut with, &mut pause, &now)
+            .unwrap()
     }
 
     #[test]
