@@ -25,6 +25,27 @@ pub mod view {
     pub const COUNTERS: usize = 7;
 }
 
+/// The names of a scope in the decisions and profiles views.
+const SCOPE_NAMES: [(&str, T); 4] = [
+    ("tenant", T::TEXT),
+    ("role_name", T::TEXT),
+    ("database_name", T::TEXT),
+    ("application", T::TEXT),
+];
+
+/// A scope's names, in [`SCOPE_NAMES`] order (NULL without a scope).
+fn scope_names(sc: Option<&crate::shm::Scope>) -> [Cell; 4] {
+    match sc {
+        Some(x) => [
+            text(x.tenant.as_str()),
+            text(x.role_name.as_str()),
+            text(x.database_name.as_str()),
+            text(x.application.as_str()),
+        ],
+        None => [Cell::Null, Cell::Null, Cell::Null, Cell::Null],
+    }
+}
+
 const TOTALS: [(&str, T); 3] = [
     ("records", T::INT8),
     ("bytes", T::INT8),
@@ -111,36 +132,38 @@ pub fn views() -> Vec<walker_abi::ViewDef> {
         v(
             "decisions",
             "the latest admission decisions of statements a policy covers (a bounded ring)",
-            vec![
+            [
                 ("at", T::TIMESTAMPTZ),
                 ("pid", T::INT8),
                 ("action", T::TEXT),
                 ("policy_id", T::INT8),
-                ("tenant", T::TEXT),
-                ("role_name", T::TEXT),
-                ("database_name", T::TEXT),
-                ("application", T::TEXT),
+            ]
+            .into_iter()
+            .chain(SCOPE_NAMES)
+            .chain([
                 ("query_id", T::INT8),
                 ("predicted_bytes", T::INT8),
                 ("tokens", T::INT8),
                 ("wait_ms", T::INT8),
-            ],
+            ])
+            .collect(),
         ),
         v(
             "profiles",
             "WAL per statement as the admission predicts it: per query id and scope, per statement class and scope, per statement class",
-            vec![
+            [
                 ("statement", T::TEXT),
                 ("query_id", T::INT8),
-                ("tenant", T::TEXT),
-                ("role_name", T::TEXT),
-                ("database_name", T::TEXT),
-                ("application", T::TEXT),
+            ]
+            .into_iter()
+            .chain(SCOPE_NAMES)
+            .chain([
                 ("statements", T::INT8),
                 ("avg_bytes", T::FLOAT8),
                 ("max_bytes", T::INT8),
                 ("last_at", T::TIMESTAMPTZ),
-            ],
+            ])
+            .collect(),
         ),
         v(
             "counters",
@@ -318,20 +341,20 @@ pub fn rows(s: &Shared, view: usize, rmgr_name: &dyn Fn(u8) -> String) -> Vec<Ve
         view::DECISIONS => {
             for d in s.recent_decisions() {
                 let sc = &s.scopes[(d.scope as usize).min(s.scopes.len() - 1)];
-                out.push(vec![
+                let mut r = vec![
                     Cell::Time(d.at_micros),
                     Cell::Int(d.pid as i64),
                     text(Action::from_u32(d.action).map_or("?", Action::name)),
                     Cell::Int(d.policy_id),
-                    text(sc.tenant.as_str()),
-                    text(sc.role_name.as_str()),
-                    text(sc.database_name.as_str()),
-                    text(sc.application.as_str()),
+                ];
+                r.extend(scope_names(Some(sc)));
+                r.extend([
                     Cell::Int(d.query_id as i64),
                     Cell::Int(d.predicted),
                     Cell::Int(d.tokens),
                     Cell::Int(d.wait_ms),
                 ]);
+                out.push(r);
             }
         }
         view::PROFILES => {
@@ -340,24 +363,22 @@ pub fn rows(s: &Shared, view: usize, rmgr_name: &dyn Fn(u8) -> String) -> Vec<Ve
                     0 => None,
                     i => s.scopes.get(i as usize - 1),
                 };
-                let name =
-                    |f: fn(&crate::shm::Scope) -> &str| scope.map_or(Cell::Null, |x| text(f(x)));
-                out.push(vec![
+                let mut r = vec![
                     text(class_name(p.class)),
                     if p.query_id == 0 {
                         Cell::Null
                     } else {
                         Cell::Int(p.query_id as i64)
                     },
-                    name(|x| x.tenant.as_str()),
-                    name(|x| x.role_name.as_str()),
-                    name(|x| x.database_name.as_str()),
-                    name(|x| x.application.as_str()),
+                ];
+                r.extend(scope_names(scope));
+                r.extend([
                     n(p.count),
                     Cell::Float(p.avg_bytes),
                     n(p.max_bytes),
                     Cell::Time(p.last_micros),
                 ]);
+                out.push(r);
             }
         }
         view::COUNTERS => {
