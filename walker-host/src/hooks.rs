@@ -2,32 +2,30 @@
 //! ends into backend events for plugins (ABI 1.3), and raise a plugin's rejection.
 //!
 //! Installed in the postmaster (so every server process inherits them) only when a
-//! loaded plugin asks for backend events. Each hook calls the previous one, so other
-//! extensions' hooks keep working.
+//! loaded plugin asks for backend events. The hooks themselves are C trampolines
+//! (`hooks.c`): the server's work and other extensions' hooks run below C frames only,
+//! so their errors reach the client exactly as without walker. The trampolines call
+//! the functions here before or after that work, never around it.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr};
 use walker_abi::{
     WalkerBackendEvent, WalkerBackendEventKind as Kind, WalkerBackendType, WalkerStatementKind,
 };
-use walker_core::backend::{self, Outcome, Rejection};
+use walker_core::backend::{self, Outcome};
 use walker_core::registry::{self, PluginSlot};
 
-/// The server's `ERROR` log level (elog.h).
-const ERROR_LEVEL: c_int = 21;
-
-static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
-static mut PREV_EXECUTOR_RUN: pg_sys::ExecutorRun_hook_type = None;
-static mut PREV_EXECUTOR_FINISH: pg_sys::ExecutorFinish_hook_type = None;
-static mut PREV_EXECUTOR_END: pg_sys::ExecutorEnd_hook_type = None;
-static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+unsafe extern "C" {
+    /// Installs the executor and utility hook trampolines (`hooks.c`).
+    fn walker_hooks_install();
+    /// How deep the executor or utility processing is nested right now (0: the
+    /// statement the client sent); kept by `hooks.c`, restored when an error unwinds.
+    static walker_hook_depth: c_int;
+}
 
 thread_local! {
-    /// How deep the executor or utility processing is nested right now (0: the
-    /// statement the client sent).
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
     /// Names looked up in this process: the database's, and roles' by OID.
     static NAMES: RefCell<Names> = RefCell::new(Names::default());
 }
@@ -60,40 +58,22 @@ pub fn install() {
     if listeners().is_empty() {
         return;
     }
-    // SAFETY: _PG_init in the postmaster, main thread: saving and replacing the
-    // server's hook pointers is the documented way to install hooks.
+    // SAFETY: _PG_init in the postmaster, main thread: hooks.c saves and replaces the
+    // server's hook pointers, the documented way to install hooks; the transaction
+    // callbacks are registered the same way.
     unsafe {
         pg_sys::EnableQueryId();
-        PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
-        pg_sys::ExecutorStart_hook = Some(executor_start);
-        PREV_EXECUTOR_RUN = pg_sys::ExecutorRun_hook;
-        pg_sys::ExecutorRun_hook = Some(executor_run);
-        PREV_EXECUTOR_FINISH = pg_sys::ExecutorFinish_hook;
-        pg_sys::ExecutorFinish_hook = Some(executor_finish);
-        PREV_EXECUTOR_END = pg_sys::ExecutorEnd_hook;
-        pg_sys::ExecutorEnd_hook = Some(executor_end);
-        PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
-        pg_sys::ProcessUtility_hook = Some(process_utility);
+        walker_hooks_install();
         pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
     }
 }
 
-/// Restores the nesting depth when dropped (also when an error unwinds).
-struct Nested(u32);
-
-impl Nested {
-    fn enter() -> Nested {
-        let d = DEPTH.with(|c| c.get());
-        DEPTH.with(|c| c.set(d.saturating_add(1)));
-        Nested(d)
-    }
-}
-
-impl Drop for Nested {
-    fn drop(&mut self) {
-        DEPTH.with(|c| c.set(self.0));
-    }
+/// The nesting depth `hooks.c` keeps.
+fn nesting_depth() -> u32 {
+    // SAFETY: a plain int written only by this process's main thread, in hooks.c.
+    let d = unsafe { walker_hook_depth };
+    d.max(0) as u32
 }
 
 fn backend_type() -> WalkerBackendType {
@@ -196,7 +176,7 @@ fn dispatch(s: Statement, in_healthy_transaction: bool) -> Outcome {
         kind: s.kind,
         statement: s.statement,
         backend_type: backend_type(),
-        nesting_level: DEPTH.with(|c| c.get()),
+        nesting_level: nesting_depth(),
         read_only: s.read_only,
         pid,
         database,
@@ -225,65 +205,61 @@ fn dispatch(s: Statement, in_healthy_transaction: bool) -> Outcome {
     outcome
 }
 
-/// Raises a plugin's rejection as an ERROR with the plugin's SQLSTATE.
-///
-/// pgrx's error reporting knows only the server's predefined SQLSTATEs, so this calls
-/// the server's `errstart`/`errfinish` itself. `errfinish` jumps to the server's
-/// error handler: every value with a destructor is dropped before it.
-fn raise(r: Rejection) -> ! {
-    #[allow(improper_ctypes)]
-    unsafe extern "C-unwind" {
-        fn errstart(elevel: c_int, domain: *const c_char) -> bool;
-        fn errcode(sqlerrcode: c_int) -> c_int;
-        fn errmsg_internal(fmt: *const c_char, ...) -> c_int;
-        fn errdetail_internal(fmt: *const c_char, ...) -> c_int;
-        fn errhint(fmt: *const c_char, ...) -> c_int;
-        fn errfinish(filename: *const c_char, lineno: c_int, funcname: *const c_char);
-    }
-    let six = |c: u8| ((c.wrapping_sub(b'0')) & 0x3F) as c_int;
-    let s = r.sqlstate;
-    let code =
-        six(s[0]) | (six(s[1]) << 6) | (six(s[2]) << 12) | (six(s[3]) << 18) | (six(s[4]) << 24);
-    let pstr = |t: &str| {
-        let clean: Vec<u8> = t.bytes().filter(|b| *b != 0).chain([0]).collect();
-        // SAFETY: copies a NUL-terminated buffer into the current memory context.
-        unsafe { pg_sys::pstrdup(clean.as_ptr() as *const c_char) }
-    };
-    let message = pstr(&r.message);
-    let detail = (!r.detail.is_empty()).then(|| pstr(&r.detail));
-    let hint = (!r.hint.is_empty()).then(|| pstr(&r.hint));
-    drop(r);
-    // SAFETY: the server's ereport(ERROR, ...) sequence on the main thread; the
-    // strings are palloc'd and "%s" formats them verbatim. Nothing with a destructor
-    // is alive in this frame, and the hook frames this jumps over hold none either.
-    unsafe {
-        if errstart(ERROR_LEVEL, std::ptr::null()) {
-            errcode(code);
-            errmsg_internal(c"%s".as_ptr(), message);
-            if let Some(d) = detail {
-                errdetail_internal(c"%s".as_ptr(), d);
-            }
-            if let Some(h) = hint {
-                errhint(c"%s".as_ptr(), h);
-            }
-            errfinish(
-                c"hooks.rs".as_ptr(),
-                line!() as c_int,
-                c"walker_backend_hook".as_ptr(),
-            );
-        }
-    }
-    unreachable!("ereport(ERROR) returned")
+/// A plugin's rejection as `hooks.c` raises it (`WalkerHookVerdict` there): the
+/// SQLSTATE encoded as the server does, and strings palloc'd in the statement's
+/// memory context (detail and hint may be null).
+#[repr(C)]
+pub struct HookVerdict {
+    sqlerrcode: c_int,
+    message: *mut c_char,
+    detail: *mut c_char,
+    hint: *mut c_char,
 }
 
-/// Acts on the plugins' answer at statement start: raise their error, process a
-/// pending cancel, or return.
-fn settle(outcome: Outcome) {
+/// `hooks.c`'s answers at statement start.
+const HOOK_PROCEED: c_int = 0;
+const HOOK_REJECT: c_int = 1;
+const HOOK_INTERRUPTED: c_int = 2;
+
+/// The server's encoding of a five-character SQLSTATE (`MAKE_SQLSTATE`).
+fn encode_sqlstate(s: [u8; 5]) -> c_int {
+    let six = |c: u8| (c.wrapping_sub(b'0') & 0x3F) as c_int;
+    six(s[0]) | (six(s[1]) << 6) | (six(s[2]) << 12) | (six(s[3]) << 18) | (six(s[4]) << 24)
+}
+
+/// Copies `t` (without NUL bytes) into the current memory context.
+fn palloc_text(t: &str) -> *mut c_char {
+    let clean: Vec<u8> = t.bytes().filter(|b| *b != 0).chain([0]).collect();
+    // SAFETY: copies a NUL-terminated buffer into the current memory context (main
+    // thread, inside a statement).
+    unsafe { pg_sys::pstrdup(clean.as_ptr() as *const c_char) }
+}
+
+/// Turns the plugins' answer at statement start into `hooks.c`'s: a rejection is
+/// written to `out` for the C side to raise (so no Rust frame is alive when the
+/// server's error handling jumps).
+fn answer(outcome: Outcome, out: *mut HookVerdict) -> c_int {
     match outcome {
-        Outcome::Proceed => {}
-        Outcome::Reject(r) => raise(r),
-        Outcome::Interrupted => {
-            pg_sys::check_for_interrupts!();
+        Outcome::Proceed => HOOK_PROCEED,
+        Outcome::Interrupted => HOOK_INTERRUPTED,
+        Outcome::Reject(r) => {
+            let verdict = HookVerdict {
+                sqlerrcode: encode_sqlstate(r.sqlstate),
+                message: palloc_text(&r.message),
+                detail: if r.detail.is_empty() {
+                    std::ptr::null_mut()
+                } else {
+                    palloc_text(&r.detail)
+                },
+                hint: if r.hint.is_empty() {
+                    std::ptr::null_mut()
+                } else {
+                    palloc_text(&r.hint)
+                },
+            };
+            // SAFETY: `out` points to the C caller's zeroed verdict on its stack.
+            unsafe { out.write(verdict) };
+            HOOK_REJECT
         }
     }
 }
@@ -317,67 +293,34 @@ fn executor_statement(qd: *mut pg_sys::QueryDesc, kind: Kind) -> Statement {
     }
 }
 
+/// Statement start of an executor run (called by `hooks.c` before the server's
+/// `ExecutorStart`). EXPLAIN without ANALYZE is not an event.
 #[pg_guard]
-unsafe extern "C-unwind" fn executor_start(qd: *mut pg_sys::QueryDesc, eflags: c_int) {
-    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as c_int == 0 {
-        settle(dispatch(
-            executor_statement(qd, Kind::STATEMENT_START),
-            true,
-        ));
-    }
-    // SAFETY: calling the previous hook or the standard function with the server's
-    // own arguments.
-    unsafe {
-        match PREV_EXECUTOR_START {
-            Some(f) => f(qd, eflags),
-            None => pg_sys::standard_ExecutorStart(qd, eflags),
-        }
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn executor_run(
+#[no_mangle]
+pub unsafe extern "C-unwind" fn walker_rs_executor_start(
     qd: *mut pg_sys::QueryDesc,
-    direction: pg_sys::ScanDirection::Type,
-    count: u64,
-    execute_once: bool,
-) {
-    let _nested = Nested::enter();
-    // SAFETY: as in executor_start.
-    unsafe {
-        match PREV_EXECUTOR_RUN {
-            Some(f) => f(qd, direction, count, execute_once),
-            None => pg_sys::standard_ExecutorRun(qd, direction, count, execute_once),
-        }
+    eflags: c_int,
+    out: *mut HookVerdict,
+) -> c_int {
+    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as c_int != 0 {
+        return HOOK_PROCEED;
     }
+    answer(
+        dispatch(executor_statement(qd, Kind::STATEMENT_START), true),
+        out,
+    )
 }
 
+/// Statement end of an executor run (called by `hooks.c` before the server's
+/// `ExecutorEnd`).
 #[pg_guard]
-unsafe extern "C-unwind" fn executor_finish(qd: *mut pg_sys::QueryDesc) {
-    let _nested = Nested::enter();
-    // SAFETY: as in executor_start.
-    unsafe {
-        match PREV_EXECUTOR_FINISH {
-            Some(f) => f(qd),
-            None => pg_sys::standard_ExecutorFinish(qd),
-        }
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn executor_end(qd: *mut pg_sys::QueryDesc) {
+#[no_mangle]
+pub unsafe extern "C-unwind" fn walker_rs_executor_end(qd: *mut pg_sys::QueryDesc) {
     // SAFETY: reading the executor's flags of a valid QueryDesc.
     let explain_only = unsafe { (*qd).estate.as_ref() }
         .is_some_and(|e| e.es_top_eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as c_int != 0);
     if !explain_only {
         let _ = dispatch(executor_statement(qd, Kind::STATEMENT_END), true);
-    }
-    // SAFETY: as in executor_start.
-    unsafe {
-        match PREV_EXECUTOR_END {
-            Some(f) => f(qd),
-            None => pg_sys::standard_ExecutorEnd(qd),
-        }
     }
 }
 
@@ -404,51 +347,27 @@ fn utility_statement(pstmt: *mut pg_sys::PlannedStmt, kind: Kind) -> Option<Stat
     })
 }
 
+/// Statement start of a utility statement (called by `hooks.c` before the server's
+/// `ProcessUtility`).
 #[pg_guard]
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C-unwind" fn process_utility(
+#[no_mangle]
+pub unsafe extern "C-unwind" fn walker_rs_utility_start(
     pstmt: *mut pg_sys::PlannedStmt,
-    query_string: *const c_char,
-    read_only_tree: bool,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    query_env: *mut pg_sys::QueryEnvironment,
-    dest: *mut pg_sys::DestReceiver,
-    qc: *mut pg_sys::QueryCompletion,
-) {
-    if let Some(s) = utility_statement(pstmt, Kind::STATEMENT_START) {
-        settle(dispatch(s, true));
+    out: *mut HookVerdict,
+) -> c_int {
+    match utility_statement(pstmt, Kind::STATEMENT_START) {
+        Some(s) => answer(dispatch(s, true), out),
+        None => HOOK_PROCEED,
     }
-    {
-        let _nested = Nested::enter();
-        // SAFETY: as in executor_start.
-        unsafe {
-            match PREV_PROCESS_UTILITY {
-                Some(f) => f(
-                    pstmt,
-                    query_string,
-                    read_only_tree,
-                    context,
-                    params,
-                    query_env,
-                    dest,
-                    qc,
-                ),
-                None => pg_sys::standard_ProcessUtility(
-                    pstmt,
-                    query_string,
-                    read_only_tree,
-                    context,
-                    params,
-                    query_env,
-                    dest,
-                    qc,
-                ),
-            }
-        }
-    }
-    // Some utility statements (COMMIT inside a procedure, VACUUM) end the transaction
-    // they started in; the end event then reports what the process knows now.
+}
+
+/// Statement end of a utility statement (called by `hooks.c` after the server's
+/// `ProcessUtility` returned). Some utility statements (COMMIT inside a procedure,
+/// VACUUM) end the transaction they started in; the end event then reports what the
+/// process knows now.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn walker_rs_utility_end(pstmt: *mut pg_sys::PlannedStmt) {
     if let Some(s) = utility_statement(pstmt, Kind::STATEMENT_END) {
         // SAFETY: reading the server's transaction state on the main thread.
         let healthy = unsafe { pg_sys::IsTransactionState() };
@@ -465,10 +384,7 @@ unsafe extern "C-unwind" fn xact_callback(
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
             Kind::PRE_COMMIT
         }
-        pg_sys::XactEvent::XACT_EVENT_ABORT => {
-            DEPTH.with(|c| c.set(0));
-            Kind::ABORT
-        }
+        pg_sys::XactEvent::XACT_EVENT_ABORT => Kind::ABORT,
         _ => return,
     };
     let s = Statement::transaction(kind);

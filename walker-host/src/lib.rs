@@ -30,6 +30,7 @@ pgrx::pg_module_magic!();
 /// that walker must be preloaded.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    never_capture_backtraces();
     walker_core::host_api::set_server_version(pg_sys::PG_VERSION_NUM);
     gucs::define();
     // SAFETY: reading a server global in _PG_init, on the main thread.
@@ -42,6 +43,26 @@ pub extern "C-unwind" fn _PG_init() {
     hooks::install();
     worker::register();
     services::register();
+}
+
+/// Makes sure no Rust backtrace ever reaches a client or the log through walker's own
+/// errors, whatever `RUST_BACKTRACE` says in the server's environment (pgrx's panic
+/// hook captures one for every error it reports, which is slow and puts kilobytes
+/// into DETAIL).
+///
+/// The standard library decides once per process whether backtraces are captured and
+/// caches the answer in this library's own copy of it; asking once with
+/// `RUST_LIB_BACKTRACE=0` fixes the answer to "no" for walker only. The environment
+/// is then put back as it was, so other extensions and the server see no change.
+/// Server processes forked later inherit the cached answer.
+fn never_capture_backtraces() {
+    let previous = std::env::var_os("RUST_LIB_BACKTRACE");
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    let _ = std::backtrace::Backtrace::capture();
+    match previous {
+        Some(v) => std::env::set_var("RUST_LIB_BACKTRACE", v),
+        None => std::env::remove_var("RUST_LIB_BACKTRACE"),
+    }
 }
 
 extension_sql!(

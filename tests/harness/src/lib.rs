@@ -184,6 +184,7 @@ pub struct ClusterBuilder {
     conf: Vec<(String, String)>,
     standby_of: Option<u16>,
     command_line: Vec<(String, String)>,
+    server_env: Vec<(String, String)>,
     copy_of: Option<PathBuf>,
 }
 
@@ -241,6 +242,13 @@ impl ClusterBuilder {
     /// Shorthand for `.conf("autovacuum", "on"/"off")` (default on).
     pub fn autovacuum(self, on: bool) -> Self {
         self.conf("autovacuum", if on { "on" } else { "off" })
+    }
+
+    /// Sets an environment variable of the server processes (given to `pg_ctl start`,
+    /// also on restarts), e.g. `RUST_BACKTRACE=1`.
+    pub fn server_env(mut self, key: &str, value: &str) -> Self {
+        self.server_env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// Sets `dynamic_library_path = '$libdir:<fixtures_dir>'` so the fixture plugins
@@ -324,6 +332,7 @@ impl ClusterBuilder {
                 .map(|(k, v)| format!("-c {k}={v}"))
                 .collect::<Vec<_>>()
                 .join(" "),
+            env: self.server_env.clone(),
         };
         let mut last_err = String::new();
         for _attempt in 0..5 {
@@ -483,6 +492,8 @@ pub struct Cluster {
     stopped: Mutex<bool>,
     /// Server command-line options (`pg_ctl -o`).
     options: String,
+    /// Environment of the server processes.
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -504,6 +515,7 @@ impl Cluster {
             copy_of: None,
             conf: Vec::new(),
             command_line: Vec::new(),
+            server_env: Vec::new(),
         }
     }
 
@@ -536,6 +548,10 @@ impl Cluster {
             .args(["-w", "-t", "60", "start"]);
         if !self.options.is_empty() {
             cmd.args(["-o", &self.options]);
+        }
+        // runuser keeps the caller's environment, so these reach the server.
+        for (k, v) in &self.env {
+            cmd.env(k, v);
         }
         run(cmd, "pg_ctl start").map(|_| ())
     }
