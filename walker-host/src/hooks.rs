@@ -7,6 +7,7 @@
 //! so their errors reach the client exactly as without walker. The trampolines call
 //! the functions here before or after that work, never around it.
 
+use crate::pg_version;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -279,7 +280,7 @@ fn executor_statement(qd: *mut pg_sys::QueryDesc, kind: Kind) -> Statement {
     // SAFETY: as above; a null planned statement is tolerated.
     let (query_id, read_only) = match unsafe { stmt.as_ref() } {
         Some(p) => (
-            p.queryId,
+            pg_version::query_id(p),
             op == pg_sys::CmdType::CMD_SELECT && !p.hasModifyingCTE && p.rowMarks.is_null(),
         ),
         None => (0, false),
@@ -328,7 +329,7 @@ pub unsafe extern "C-unwind" fn walker_rs_executor_end(qd: *mut pg_sys::QueryDes
 /// `COMMIT`, ...), which is never refused.
 fn utility_statement(pstmt: *mut pg_sys::PlannedStmt, kind: Kind) -> Option<Statement> {
     // SAFETY: the server passes a valid PlannedStmt wrapping the utility node.
-    let (node, query_id) = unsafe { ((*pstmt).utilityStmt, (*pstmt).queryId) };
+    let (node, query_id) = unsafe { ((*pstmt).utilityStmt, pg_version::query_id(&*pstmt)) };
     if node.is_null() {
         return None;
     }

@@ -31,13 +31,13 @@ pub fn acquire() -> Result<(u64, bool), String> {
             let mut created = false;
             if pg_sys::SearchNamedReplicationSlot(SLOT_NAME.as_ptr(), true).is_null() {
                 created = true;
-                pg_sys::ReplicationSlotCreate(SLOT_NAME.as_ptr(), false, pg_sys::ReplicationSlotPersistency::RS_PERSISTENT, false);
+                crate::pg_version::create_physical_slot(SLOT_NAME);
                 pg_sys::ReplicationSlotReserveWal();
                 pg_sys::ReplicationSlotMarkDirty();
                 pg_sys::ReplicationSlotSave();
                 pgrx::log!("walker: created replication slot \"walker\" to keep the WAL it has not read");
             } else if pg_sys::MyReplicationSlot.is_null() {
-                pg_sys::ReplicationSlotAcquire(SLOT_NAME.as_ptr(), true);
+                crate::pg_version::acquire_slot(SLOT_NAME);
             }
             Ok((restart_lsn(), created))
         }
