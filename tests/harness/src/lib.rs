@@ -1,4 +1,5 @@
-//! Test harness for walker's integration tests: throw-away PostgreSQL 15 clusters.
+//! Test harness for walker's integration tests: throw-away PostgreSQL clusters of the
+//! major `WALKER_PG_BINDIR` points at (`./walker test` sets it for each major).
 //!
 //! Every [`Cluster`] gets its own data directory under
 //! `<workspace>/target/walker-clusters/<name>-<pid>-<counter>` and its own TCP port on
@@ -13,8 +14,8 @@
 //! - `WALKER_FIXTURES_DIR`: where the fixture plugins are (see [`fixtures_dir`]).
 //! - `WALKER_KEEP_CLUSTERS`: when set, clusters are stopped but their directories
 //!   are kept. A cluster dropped while its thread panics is always kept.
-//! - `WALKER_PG_BINDIR`: PostgreSQL binaries (default `/usr/lib/postgresql/15/bin`,
-//!   else `pg_config --bindir`).
+//! - `WALKER_PG_BINDIR`: PostgreSQL binaries of the major under test (default
+//!   `/usr/lib/postgresql/15/bin`, else `pg_config --bindir`).
 
 use std::collections::HashSet;
 use std::fs;
