@@ -511,3 +511,162 @@ fn durable_of(slot: &PluginSlot, s: &PluginShared) -> u64 {
         s.processed_lsn.load(Ordering::Acquire)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BatchBuilder, BlockHead, RecordHead};
+    use crate::shared::PluginShared;
+    use std::sync::atomic::AtomicU64;
+    use walker_abi::{WalkerPlugin, WalkerPluginDescriptor, WalkerRecord, WalkerStatus};
+
+    /// Records the "good" test plugin saw.
+    static GOOD_SEEN: AtomicU64 = AtomicU64::new(0);
+    /// The "stuck" plugin blocks at its second record until this is set.
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+    static STUCK_SEEN: AtomicU64 = AtomicU64::new(0);
+
+    unsafe extern "C" fn good(_: *mut WalkerPlugin, _: *const WalkerRecord) -> WalkerStatus {
+        GOOD_SEEN.fetch_add(1, Ordering::SeqCst);
+        WalkerStatus::OK
+    }
+
+    unsafe extern "C" fn stuck(_: *mut WalkerPlugin, _: *const WalkerRecord) -> WalkerStatus {
+        if STUCK_SEEN.fetch_add(1, Ordering::SeqCst) == 1 {
+            while !RELEASE.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        WalkerStatus::OK
+    }
+
+    type OnRecord = unsafe extern "C" fn(*mut WalkerPlugin, *const WalkerRecord) -> WalkerStatus;
+
+    fn slot(index: usize, name: &str, f: OnRecord) -> &'static PluginSlot {
+        // SAFETY: every descriptor field is an integer, a pointer or an Option of a
+        // function pointer: all-zero is "nothing declared".
+        let mut d: WalkerPluginDescriptor = unsafe { std::mem::zeroed() };
+        d.rmgr_mask = [u64::MAX; 4];
+        d.on_record = Some(f);
+        let s = PluginSlot::new(index, name, None, Some(d), Vec::new(), "1".into(), None);
+        let s: &'static PluginSlot = Box::leak(Box::new(s));
+        // SAFETY: all-zero is a valid PluginShared (atomics and messages).
+        let shared: &'static mut PluginShared = Box::leak(Box::new(unsafe { std::mem::zeroed() }));
+        s.attach_shared(shared, std::ptr::null_mut(), std::ptr::null_mut(), 0);
+        s
+    }
+
+    fn batch(first: u64, n: u64) -> Arc<Batch> {
+        let mut b = BatchBuilder::new();
+        for i in 0..n {
+            let lsn = first + i * 100;
+            let h = RecordHead {
+                lsn,
+                end_lsn: lsn + 100,
+                rmid: 10,
+                total_len: 100,
+                ..Default::default()
+            };
+            b.push(h, b"", Vec::<(BlockHead, &[u8])>::new());
+        }
+        Arc::new(b.finish())
+    }
+
+    #[test]
+    fn overdue_and_messages() {
+        assert!(!overdue(0, 10_000_000, 1), "not in a callback");
+        assert!(!overdue(1_000, 5_999, 5_000));
+        assert!(overdue(1_000, 6_000, 5_000));
+        assert!(overdue(1, i64::MAX, i64::MAX - 1), "no overflow");
+        let m = cut_message(
+            &InCallback {
+                callback: Callback::OnRecord,
+                lsn: 0x1_0000_1234,
+                started_us: 1,
+            },
+            Duration::from_secs(5),
+        );
+        assert!(
+            m.starts_with("on_record at LSN 1/1234 did not return within walker.plugin_timeout (5 s); the plugin was cut off"),
+            "{m}"
+        );
+        assert_eq!(human_duration(Duration::from_millis(250)), "250 ms");
+    }
+
+    #[test]
+    fn a_stuck_lane_is_cut_off_and_the_others_walk_on_without_the_main_thread_blocking() {
+        // Indexes past the crash ledger's entries: process-local watch entries.
+        let good = slot(1000, "good", good);
+        let stuck = slot(1001, "stuck", stuck);
+        let mut d = Dispatcher::start(&[good, stuck], 1, None).unwrap();
+        let timeout = Duration::from_millis(300);
+        let started = Instant::now();
+        let mut sent = 0u64;
+        let mut first = 0x1000u64;
+        // Feed 20 batches of 10 records; the main thread keeps going round, never waiting
+        // more than the pump's bound.
+        while sent < 20 {
+            let round = Instant::now();
+            let _ = d.watch(timeout);
+            if d.ready() {
+                d.send(batch(first, 10));
+                first += 1000;
+                sent += 1;
+            } else {
+                d.pump(Duration::from_millis(20));
+            }
+            assert!(round.elapsed() < Duration::from_millis(200), "a round blocked");
+            assert!(started.elapsed() < Duration::from_secs(20), "no progress");
+        }
+        let stuck_state = stuck.shared().unwrap().state();
+        assert!(
+            matches!(stuck_state, PluginState::Stalled | PluginState::Failed),
+            "{stuck_state:?}"
+        );
+        let _ = d.watch(timeout);
+        assert_eq!(stuck.shared().unwrap().state(), PluginState::Failed);
+        let err = stuck.last_error().unwrap();
+        // The second record of the first batch: 0x1000 + 100.
+        assert!(
+            err.starts_with("on_record at LSN 0/1064 did not return within walker.plugin_timeout (300 ms)"),
+            "{err}"
+        );
+        assert_eq!(d.len(), 1, "one lane still fed");
+        // The good lane got everything; the positions ignore the stuck lane.
+        let end = first - 1000 + 10 * 100;
+        let (durable, cut) = d.stop(timeout);
+        assert!(cut.is_empty(), "cut at the watch, not at stop: {cut:?}");
+        assert_eq!(GOOD_SEEN.load(Ordering::SeqCst), 200);
+        assert_eq!(durable, Some(end));
+        assert_eq!(good.shared().unwrap().state(), PluginState::Stopped);
+        // The abandoned thread exits when its callback returns, calling nothing more.
+        RELEASE.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(STUCK_SEEN.load(Ordering::SeqCst), 2);
+        assert_eq!(stuck.shared().unwrap().state(), PluginState::Failed);
+    }
+
+    static STOP_RELEASE: AtomicBool = AtomicBool::new(false);
+    unsafe extern "C" fn stuck_at_once(_: *mut WalkerPlugin, _: *const WalkerRecord) -> WalkerStatus {
+        while !STOP_RELEASE.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        WalkerStatus::OK
+    }
+
+    #[test]
+    fn stop_returns_within_the_timeout_when_a_lane_is_stuck() {
+        let s = slot(1002, "stuck-at-stop", stuck_at_once);
+        let mut d = Dispatcher::start(&[s], 1, None).unwrap();
+        d.send(batch(0x2000, 3));
+        d.send(batch(0x3000, 3));
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        let (durable, cut) = d.stop(Duration::from_millis(200));
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(durable, None, "a cut-off lane holds nothing back");
+        assert_eq!(cut.len(), 1, "{cut:?}");
+        assert!(cut[0].contains("on_record at LSN 0/2000"), "{cut:?}");
+        STOP_RELEASE.store(true, Ordering::SeqCst);
+    }
+}
