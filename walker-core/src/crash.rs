@@ -452,13 +452,30 @@ pub fn crash_message(c: &Crash) -> String {
     )
 }
 
+/// Bit `n` set: signal `n` was ignored (SIG_IGN) before [`install_handler`] (the
+/// server ignores SIGFPE in workers without a database connection).
+static WAS_IGNORED: AtomicU64 = AtomicU64::new(0);
+
 extern "C" fn on_fatal_signal(
     signal: libc::c_int,
-    _info: *mut libc::siginfo_t,
+    info: *mut libc::siginfo_t,
     _ctx: *mut libc::c_void,
 ) {
-    // Only async-signal-safe work here: atomics, pthread_self, signal, raise.
-    if let Some(l) = ledger() {
+    // Only async-signal-safe work here: atomics, getpid, pthread_self, signal, raise.
+    // A fault (si_code > 0) or a signal this process sent itself (abort) is a crash
+    // here; one sent by another process is not blamed on anyone, and keeps being
+    // ignored when the server ignored it.
+    // SAFETY: the kernel passes a valid siginfo_t with SA_SIGINFO; getpid is
+    // async-signal-safe.
+    let own = unsafe {
+        info.as_ref()
+            .is_some_and(|i| i.si_code > 0 || i.si_pid() == libc::getpid())
+    };
+    let bit = 1u64.checked_shl(signal as u32).unwrap_or(0);
+    if !own && WAS_IGNORED.load(Ordering::Relaxed) & bit != 0 {
+        return;
+    }
+    if let (true, Some(l)) = (own, ledger()) {
         // SAFETY: pthread_self is async-signal-safe.
         let me = unsafe { libc::pthread_self() } as u64;
         l.blame(me, signal as u32);
@@ -473,8 +490,9 @@ extern "C" fn on_fatal_signal(
 }
 
 /// Installs the fatal-signal handler in this process (the walker worker). The server
-/// installs no handler for these signals in a background worker, so nothing is
-/// displaced; a handler some other library installed is kept and not replaced.
+/// installs no handler for these signals in a background worker (it ignores SIGFPE,
+/// which a fault raises regardless), so nothing is displaced; a handler some other
+/// library installed is kept and not replaced.
 pub fn install_handler() {
     for sig in FATAL_SIGNALS {
         // SAFETY: querying and installing a process-wide signal action with zeroed,
@@ -484,7 +502,9 @@ pub fn install_handler() {
             if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
                 continue;
             }
-            if old.sa_sigaction != libc::SIG_DFL {
+            if old.sa_sigaction == libc::SIG_IGN {
+                WAS_IGNORED.fetch_or(1u64 << sig, Ordering::Relaxed);
+            } else if old.sa_sigaction != libc::SIG_DFL {
                 continue;
             }
             let mut act: libc::sigaction = std::mem::zeroed();
@@ -659,5 +679,74 @@ mod tests {
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert_eq!(e.signal.load(Ordering::Acquire), 11);
         e.signal.store(0, Ordering::Release);
+    }
+
+    /// Forks a child that runs `crash` inside an `on_record` of lane `index` with the
+    /// handler installed; returns the signal the child died of.
+    fn crash_in_child(index: usize, crash: fn()) -> i32 {
+        // One crashing child at a time; each starts like a server process after a
+        // crash restart (no thread of an earlier child is known; pthread ids repeat).
+        static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        let l = create().expect("mmap");
+        l.reset_after_restart();
+        let e = l.lane(index).unwrap();
+        // SAFETY: fork in a test; the child only sets up its handler and crashes.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // The test binary's Rust runtime has its own stack-overflow handler; the
+            // server's worker has none: start from the server's defaults.
+            // SAFETY: resetting signal actions in the forked child.
+            unsafe {
+                libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+                libc::signal(libc::SIGBUS, libc::SIG_DFL);
+            }
+            install_handler();
+            let t = std::thread::spawn(move || {
+                prepare_lane_thread();
+                e.bind_current_thread();
+                e.enter(Callback::OnRecord, 0x4242, monotonic_us());
+                crash();
+            });
+            let _ = t.join();
+            // SAFETY: not reached when the crash ends the process.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFSIGNALED(status), "the child exited normally: {status}");
+        libc::WTERMSIG(status)
+    }
+
+    #[test]
+    fn a_null_dereference_on_a_lane_is_caught_recorded_and_still_kills() {
+        let sig = crash_in_child(5, || {
+            // SAFETY: deliberately faulting, in a forked child.
+            let v = unsafe { std::ptr::read_volatile(std::ptr::null::<u64>()) };
+            std::hint::black_box(v);
+        });
+        assert_eq!(sig, libc::SIGSEGV, "the process died of the original signal");
+        let c = ledger().unwrap().lane(5).unwrap().crash().unwrap();
+        assert_eq!((c.signal, c.callback, c.lsn), (11, Callback::OnRecord, 0x4242));
+    }
+
+    #[test]
+    fn an_abort_and_a_stack_overflow_on_a_lane_are_caught() {
+        let sig = crash_in_child(6, || std::process::abort());
+        assert_eq!(sig, libc::SIGABRT);
+        assert_eq!(ledger().unwrap().lane(6).unwrap().crash().unwrap().signal, 6);
+        fn deep(n: u64) -> u64 {
+            let buf = std::hint::black_box([n; 512]);
+            if n == u64::MAX {
+                return 0;
+            }
+            deep(n + 1).wrapping_add(buf[(n % 512) as usize])
+        }
+        let sig = crash_in_child(7, || {
+            std::hint::black_box(deep(0));
+        });
+        assert_eq!(sig, libc::SIGSEGV);
+        assert_eq!(ledger().unwrap().lane(7).unwrap().crash().unwrap().signal, 11);
     }
 }

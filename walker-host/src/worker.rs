@@ -355,6 +355,9 @@ fn run(host: &'static HostShared) {
     // and the reader's own are caught by the fatal-signal handler (walker_core::crash).
     let ledger = walker_core::crash::ledger();
     if let Some(l) = ledger {
+        // Threads of an earlier worker process are gone (pthread ids repeat across
+        // processes, and a stuck callback's start time would read as overdue).
+        l.reset_after_restart();
         l.reader.bind_current_thread();
         walker_core::crash::install_handler();
     }
