@@ -416,9 +416,9 @@ pub fn monotonic_us() -> i64 {
     };
     // SAFETY: clock_gettime writes into a local timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as i64)
+    ts.tv_sec
         .saturating_mul(1_000_000)
-        .saturating_add(ts.tv_nsec as i64 / 1000)
+        .saturating_add(ts.tv_nsec / 1000)
 }
 
 /// The signals that end a process with a crash, caught to blame the plugin.
@@ -648,9 +648,15 @@ mod tests {
         note_crash(&lsn, &n, 0x100);
         note_crash(&lsn, &n, 0x100);
         note_crash(&lsn, &n, 0x200);
-        assert_eq!((lsn.load(Ordering::Relaxed), n.load(Ordering::Relaxed)), (0x200, 1));
+        assert_eq!(
+            (lsn.load(Ordering::Relaxed), n.load(Ordering::Relaxed)),
+            (0x200, 1)
+        );
         assert_eq!(reader_verdict(0x200, 2, 11), ReaderVerdict::Continue);
-        assert!(matches!(reader_verdict(0x200, 3, 11), ReaderVerdict::Skip { .. }));
+        assert!(matches!(
+            reader_verdict(0x200, 3, 11),
+            ReaderVerdict::Skip { .. }
+        ));
         assert_eq!(reader_verdict(0, 9, 11), ReaderVerdict::Continue);
         // Reading past the position clears the count.
         let r = ReaderEntry::default();
@@ -715,7 +721,10 @@ mod tests {
         let mut status = 0;
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFSIGNALED(status), "the child exited normally: {status}");
+        assert!(
+            libc::WIFSIGNALED(status),
+            "the child exited normally: {status}"
+        );
         libc::WTERMSIG(status)
     }
 
@@ -726,16 +735,26 @@ mod tests {
             let v = unsafe { std::ptr::read_volatile(std::ptr::null::<u64>()) };
             std::hint::black_box(v);
         });
-        assert_eq!(sig, libc::SIGSEGV, "the process died of the original signal");
+        assert_eq!(
+            sig,
+            libc::SIGSEGV,
+            "the process died of the original signal"
+        );
         let c = ledger().unwrap().lane(5).unwrap().crash().unwrap();
-        assert_eq!((c.signal, c.callback, c.lsn), (11, Callback::OnRecord, 0x4242));
+        assert_eq!(
+            (c.signal, c.callback, c.lsn),
+            (11, Callback::OnRecord, 0x4242)
+        );
     }
 
     #[test]
     fn an_abort_and_a_stack_overflow_on_a_lane_are_caught() {
         let sig = crash_in_child(6, || std::process::abort());
         assert_eq!(sig, libc::SIGABRT);
-        assert_eq!(ledger().unwrap().lane(6).unwrap().crash().unwrap().signal, 6);
+        assert_eq!(
+            ledger().unwrap().lane(6).unwrap().crash().unwrap().signal,
+            6
+        );
         fn deep(n: u64) -> u64 {
             let buf = std::hint::black_box([n; 512]);
             if n == u64::MAX {
@@ -747,6 +766,9 @@ mod tests {
             std::hint::black_box(deep(0));
         });
         assert_eq!(sig, libc::SIGSEGV);
-        assert_eq!(ledger().unwrap().lane(7).unwrap().crash().unwrap().signal, 11);
+        assert_eq!(
+            ledger().unwrap().lane(7).unwrap().crash().unwrap().signal,
+            11
+        );
     }
 }

@@ -16,11 +16,11 @@
 //! returns.
 
 use crate::batch::Batch;
+use crate::crash::{monotonic_us, Callback, InCallback, LaneEntry};
 use crate::persistence::{self, keeps_state, SaveError, SnapshotConfig};
 use crate::registry::PluginSlot;
 use crate::rows::format_lsn;
 use crate::shared::{PluginShared, PluginState};
-use crate::crash::{monotonic_us, Callback, InCallback, LaneEntry};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,9 +101,9 @@ fn lane_main(ctx: LaneCtx, rx: Receiver<Msg>) {
                         }
                         // SAFETY: `on_record` comes from a negotiated descriptor; the
                         // record and everything it points to live in `batch`.
-                        let Some(st) =
-                            ctx.call(Callback::OnRecord, rec.lsn, || unsafe { on_record(handle, rec) })
-                        else {
+                        let Some(st) = ctx.call(Callback::OnRecord, rec.lsn, || unsafe {
+                            on_record(handle, rec)
+                        }) else {
                             end = LaneEnd::Cut;
                             break 'msgs;
                         };
@@ -126,7 +126,8 @@ fn lane_main(ctx: LaneCtx, rx: Receiver<Msg>) {
             Msg::Idle(lsn) => {
                 if let Some(on_idle) = desc.on_idle {
                     // SAFETY: negotiated callback.
-                    let Some(st) = ctx.call(Callback::OnIdle, lsn, || unsafe { on_idle(handle, lsn) })
+                    let Some(st) =
+                        ctx.call(Callback::OnIdle, lsn, || unsafe { on_idle(handle, lsn) })
                     else {
                         end = LaneEnd::Cut;
                         break;
@@ -615,7 +616,10 @@ mod tests {
             } else {
                 d.pump(Duration::from_millis(20));
             }
-            assert!(round.elapsed() < Duration::from_millis(200), "a round blocked");
+            assert!(
+                round.elapsed() < Duration::from_millis(200),
+                "a round blocked"
+            );
             assert!(started.elapsed() < Duration::from_secs(20), "no progress");
         }
         let stuck_state = stuck.shared().unwrap().state();
@@ -628,7 +632,9 @@ mod tests {
         let err = stuck.last_error().unwrap();
         // The second record of the first batch: 0x1000 + 100.
         assert!(
-            err.starts_with("on_record at LSN 0/1064 did not return within walker.plugin_timeout (300 ms)"),
+            err.starts_with(
+                "on_record at LSN 0/1064 did not return within walker.plugin_timeout (300 ms)"
+            ),
             "{err}"
         );
         assert_eq!(d.len(), 1, "one lane still fed");
@@ -647,7 +653,10 @@ mod tests {
     }
 
     static STOP_RELEASE: AtomicBool = AtomicBool::new(false);
-    unsafe extern "C" fn stuck_at_once(_: *mut WalkerPlugin, _: *const WalkerRecord) -> WalkerStatus {
+    unsafe extern "C" fn stuck_at_once(
+        _: *mut WalkerPlugin,
+        _: *const WalkerRecord,
+    ) -> WalkerStatus {
         while !STOP_RELEASE.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(5));
         }

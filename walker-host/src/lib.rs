@@ -40,7 +40,9 @@ pub extern "C-unwind" fn _PG_init() {
     // The crash ledger is mapped here, in the postmaster, so that it outlives crash
     // restarts (see walker_core::crash); a refusal only costs the crash-loop guard.
     if let Err(e) = walker_core::crash::create() {
-        pgrx::warning!("walker: {e}; a plugin that crashes the server will not be left out at the next start");
+        pgrx::warning!(
+            "walker: {e}; a plugin that crashes the server will not be left out at the next start"
+        );
     }
     startup::load_plugins();
     gucs::reserve_prefix("walker");

@@ -217,7 +217,14 @@ impl Autosizer {
 
     /// Sends a notification with the decision; its outcome is collected later
     /// ([`Autosizer::collect`]), never waited for.
-    fn notify(&self, host: &Host, lane: &mut Lane, entry: &HistoryEntry, applied: bool, dry_run: bool) {
+    fn notify(
+        &self,
+        host: &Host,
+        lane: &mut Lane,
+        entry: &HistoryEntry,
+        applied: bool,
+        dry_run: bool,
+    ) {
         let payload = report::notification(entry, applied, dry_run);
         match host.request_service(WalkerServiceKind::NOTIFY, CHANNEL, &payload) {
             Ok(id) => {
@@ -233,14 +240,15 @@ impl Autosizer {
     /// Collects what the services worker finished: the pending change (recorded,
     /// announced, and answered to a waiting analyze) and the notifications. Never waits.
     fn collect(&self, host: &Host, lane: &mut Lane, now: i64) -> PluginResult {
-        lane.notifies.retain(|&id| match host.service_result(id, 0) {
-            ServiceOutcome::Pending => true,
-            ServiceOutcome::Failed(m) => {
-                host.warning(&format!("could not notify channel {CHANNEL}: {m}"));
-                false
-            }
-            _ => false,
-        });
+        lane.notifies
+            .retain(|&id| match host.service_result(id, 0) {
+                ServiceOutcome::Pending => true,
+                ServiceOutcome::Failed(m) => {
+                    host.warning(&format!("could not notify channel {CHANNEL}: {m}"));
+                    false
+                }
+                _ => false,
+            });
         let Some(p) = lane.pending.as_ref() else {
             return Ok(());
         };
@@ -307,7 +315,10 @@ impl Autosizer {
                 out["applied"] = true.into();
             }
             ServiceOutcome::Failed(msg) => {
-                host.warning(&format!("could not set max_wal_size to {} MB: {msg}; the autosizer now only recommends", d.recommended_mb));
+                host.warning(&format!(
+                    "could not set max_wal_size to {} MB: {msg}; the autosizer now only recommends",
+                    d.recommended_mb
+                ));
                 lane.model.blocked = Some(msg.clone());
                 let e = entry(
                     "failed",

@@ -22,7 +22,10 @@ const KEEP: &str = "4GB";
 /// hanging it.
 fn write(c: &Cluster, sql: &str) {
     let t = Instant::now();
-    if let Err(e) = c.psql("postgres", &format!("SET statement_timeout = '60s';\n{sql}")) {
+    if let Err(e) = c.psql(
+        "postgres",
+        &format!("SET statement_timeout = '60s';\n{sql}"),
+    ) {
         panic!("a write failed after {:?}: {sql}\n{e}", t.elapsed());
     }
 }
@@ -88,7 +91,8 @@ fn a_plugin_blocked_in_on_record_is_cut_off_and_the_rest_walk_on() {
         plugin(&c, "fx_c_block").0 == "failed"
     });
     let (_, err) = plugin(&c, "fx_c_block");
-    let want = format!("on_record at LSN {blocked_lsn} did not return within walker.plugin_timeout (2 s)");
+    let want =
+        format!("on_record at LSN {blocked_lsn} did not return within walker.plugin_timeout (2 s)");
     assert!(err.starts_with(&want), "last_error: {err}\nwanted: {want}");
     assert!(err.contains("cut off"), "{err}");
 
@@ -118,7 +122,10 @@ fn a_plugin_blocked_in_on_record_is_cut_off_and_the_rest_walk_on() {
 
     // The stuck thread is still there; the server stops in seconds anyway.
     let stop = timed_stop(&c);
-    println!("pg_ctl stop -m fast with fx_c_block's thread stuck: {:.2} s", stop.as_secs_f64());
+    println!(
+        "pg_ctl stop -m fast with fx_c_block's thread stuck: {:.2} s",
+        stop.as_secs_f64()
+    );
     assert!(stop < Duration::from_secs(15), "stop took {stop:?}");
     assert_eq!(crash_lines(&c), 0, "the server never crashed");
 }
@@ -140,7 +147,11 @@ fn while_a_plugin_is_stuck_retention_reloads_and_shutdown_are_acted_on() {
     c.wait_until("the fixture blocks", Duration::from_secs(60), || {
         c.query_one("SELECT blocked_lsn <> '0/0' FROM walker.fx_c_block_state") == "t"
     });
-    assert_eq!(plugin(&c, "fx_c_block").0, "running", "stuck, not cut off yet");
+    assert_eq!(
+        plugin(&c, "fx_c_block").0,
+        "running",
+        "stuck, not cut off yet"
+    );
 
     // A reload is acted on: walker.enabled = off pauses the worker.
     c.exec("ALTER SYSTEM SET walker.enabled = off; SELECT pg_reload_conf();");
@@ -190,7 +201,10 @@ fn while_a_plugin_is_stuck_retention_reloads_and_shutdown_are_acted_on() {
         worst_dir <= bound + (64 << 20) + seg,
         "pg_wal held {worst_dir} bytes"
     );
-    let gaps: i64 = c.query_one("SELECT gaps FROM walker.status").parse().unwrap();
+    let gaps: i64 = c
+        .query_one("SELECT gaps FROM walker.status")
+        .parse()
+        .unwrap();
     assert!(gaps >= 1, "the release is recorded as a gap");
     assert!(c
         .query_one("SELECT last_gap FROM walker.status")
@@ -218,7 +232,10 @@ fn a_plugin_that_crashes_the_server_is_left_out_after_one_restart() {
     c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_walinspect;");
     let t0 = Instant::now();
     // The crash restart kills this session too: its failure is expected.
-    let _ = c.psql("postgres", &format!("SET statement_timeout = '60s';\n{FIRST}"));
+    let _ = c.psql(
+        "postgres",
+        &format!("SET statement_timeout = '60s';\n{FIRST}"),
+    );
     c.wait_until("the server crashed once", Duration::from_secs(60), || {
         crash_lines(&c) >= 1
     });
@@ -254,7 +271,13 @@ fn a_plugin_that_crashes_the_server_is_left_out_after_one_restart() {
     );
 
     // Everything else walks on, exactly, and the server does not crash again.
-    write(&c, FIRST.replace("TABLE t", "TABLE t2").replace("INTO t ", "INTO t2 ").as_str());
+    write(
+        &c,
+        FIRST
+            .replace("TABLE t", "TABLE t2")
+            .replace("INTO t ", "INTO t2 ")
+            .as_str(),
+    );
     write(&c, WORKLOAD);
     let bg = Background::start(&c);
     std::thread::sleep(Duration::from_secs(4));
@@ -272,14 +295,14 @@ fn a_plugin_that_crashes_the_server_is_left_out_after_one_restart() {
     );
     assert!(stats["Heap"].0 > 20_000, "{stats:?}");
     assert_eq!(crash_lines(&c), 1, "exactly one crash restart");
-    assert_eq!(
-        c.query_one("SELECT crash_restarts FROM walker.status"),
-        "1"
-    );
+    assert_eq!(c.query_one("SELECT crash_restarts FROM walker.status"), "1");
     assert!(c.server_log().contains("fx_c_null\" crashed (signal 11"));
 
     let stop = timed_stop(&c);
-    println!("pg_ctl stop -m fast after the crash: {:.2} s", stop.as_secs_f64());
+    println!(
+        "pg_ctl stop -m fast after the crash: {:.2} s",
+        stop.as_secs_f64()
+    );
     assert!(stop < Duration::from_secs(15), "stop took {stop:?}");
     assert_eq!(crash_lines(&c), 1);
 }
