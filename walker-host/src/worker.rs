@@ -288,6 +288,7 @@ impl Walk {
         if !self.dispatcher.ready() {
             // A lane's queue is full: wait a bounded moment for room, then go round
             // again (signals, the timeout watch and retention are acted on meanwhile).
+            self.host.set_worker_state(WorkerState::Walking);
             self.dispatcher.pump(Duration::from_millis(100));
             self.publish();
             return;
