@@ -26,7 +26,10 @@ fn cluster(name: &str, conf: &[(&str, &str)], command_line: &[(&str, &str)]) -> 
         .conf("checkpoint_timeout", "30s")
         .conf("checkpoint_completion_target", "0.9")
         .conf("autosizer.window", "2s")
-        .conf("walker.naptime", "50ms");
+        .conf("walker.naptime", "50ms")
+        // The autosizer never waits for the services worker on its dispatch thread: a
+        // callback that did (up to 20 s per change before) would be cut off.
+        .conf("walker.plugin_timeout", "1s");
     for (k, v) in conf {
         b = b.conf(k, v);
     }
@@ -180,6 +183,11 @@ fn grows_when_wal_forces_checkpoints_then_forcing_stops() {
         "{metrics}"
     );
     assert!(metrics.contains("walker_records_total"), "{metrics}");
+    // It never overran walker.plugin_timeout (1 s here) while changes were applied.
+    assert_eq!(
+        c.query("SELECT state, errors FROM walker.plugins WHERE name = 'autosizer'")[0],
+        ["running", "0"]
+    );
 }
 
 #[test]
