@@ -2,17 +2,31 @@
 //! slow plugin slows the walk (back-pressure) instead of growing memory, and a failing
 //! plugin is cut off without touching the others. These threads never call
 //! PostgreSQL; they only call plugins and touch shared-memory atomics.
+//!
+//! The worker's main thread never blocks on a lane: a message a lane's full queue
+//! cannot take waits in that lane's backlog (at most one batch, the reader reads no
+//! more until every backlog is empty) and is handed over by [`Dispatcher::pump`], whose
+//! wait is bounded. Each lane writes when its current callback started into its crash
+//! ledger entry ([`crate::crash::LaneEntry`]); the main thread reads it in
+//! [`Dispatcher::watch`] and cuts off a plugin whose callback overran
+//! `walker.plugin_timeout`: the plugin becomes `stalled`, its lane is abandoned (no
+//! more messages, no longer counted in the processed and durable positions, so the
+//! slot moves on), and at the next watch it is `failed`. A thread stuck in a plugin
+//! cannot be killed: it is left behind, never joined, and exits if the callback ever
+//! returns.
 
 use crate::batch::Batch;
+use crate::crash::{monotonic_us, Callback, InCallback, LaneEntry};
 use crate::persistence::{self, keeps_state, SaveError, SnapshotConfig};
 use crate::registry::PluginSlot;
 use crate::rows::format_lsn;
 use crate::shared::{PluginShared, PluginState};
-use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender};
-use std::sync::atomic::Ordering;
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use walker_abi::mask_has;
 
 /// A message to a dispatch thread.
@@ -24,10 +38,219 @@ enum Msg {
     Stop,
 }
 
+/// What a lane needs besides its slot.
+struct LaneCtx {
+    slot: &'static PluginSlot,
+    snapshots: Option<Arc<SnapshotConfig>>,
+    watch: &'static LaneEntry,
+    /// Set by the main thread when it abandons the lane.
+    cut: Arc<AtomicBool>,
+}
+
+impl LaneCtx {
+    /// Runs one plugin callback with its start time published for the watch (and the
+    /// crash ledger). Returns `None` when the lane was cut off meanwhile: the main
+    /// thread owns the plugin's state from then on, and the lane must exit.
+    fn call<R>(&self, cb: Callback, lsn: u64, f: impl FnOnce() -> R) -> Option<R> {
+        self.watch.enter(cb, lsn, monotonic_us());
+        let r = f();
+        self.watch.leave();
+        (!self.cut.load(Ordering::Acquire)).then_some(r)
+    }
+}
+
+/// How a lane's loop ended.
+enum LaneEnd {
+    /// Stop received (or the channel closed): save and shut down.
+    Stop,
+    /// The plugin failed: no more calls.
+    Failed,
+    /// Cut off by the main thread: exit at once, touch nothing.
+    Cut,
+}
+
+fn lane_main(ctx: LaneCtx, rx: Receiver<Msg>) {
+    crate::crash::prepare_lane_thread();
+    ctx.watch.bind_current_thread();
+    let slot = ctx.slot;
+    let Some(desc) = slot.desc.as_ref() else {
+        return;
+    };
+    let Some(shared) = slot.shared() else { return };
+    let handle = slot.handle();
+    shared.set_state(PluginState::Running);
+    // After a worker restart the walk resumes at the slowest plugin's position; a
+    // plugin that had got further must not see its records twice.
+    let resume_after = shared.processed_lsn.load(Ordering::Acquire);
+    let save = |ctx: &LaneCtx| -> Option<bool> {
+        let Some(cfg) = ctx.snapshots.as_deref() else {
+            return Some(true);
+        };
+        let lsn = shared.processed_lsn.load(Ordering::Acquire);
+        ctx.call(Callback::SaveState, lsn, || save_lane(slot, cfg))
+    };
+    let mut end = LaneEnd::Stop;
+    'msgs: for msg in rx.iter() {
+        match msg {
+            Msg::Batch(batch) => {
+                if let Some(on_record) = desc.on_record {
+                    let mut delivered = 0u64;
+                    for rec in batch.records() {
+                        if rec.end_lsn <= resume_after || !mask_has(&desc.rmgr_mask, rec.rmid) {
+                            continue;
+                        }
+                        // SAFETY: `on_record` comes from a negotiated descriptor; the
+                        // record and everything it points to live in `batch`.
+                        let Some(st) = ctx.call(Callback::OnRecord, rec.lsn, || unsafe {
+                            on_record(handle, rec)
+                        }) else {
+                            end = LaneEnd::Cut;
+                            break 'msgs;
+                        };
+                        delivered += 1;
+                        if let Err(m) =
+                            slot.check(st, &format!("on_record at LSN {}", format_lsn(rec.lsn)))
+                        {
+                            shared.records.fetch_add(delivered, Ordering::Relaxed);
+                            slot.fail(&m);
+                            end = LaneEnd::Failed;
+                            break 'msgs;
+                        }
+                    }
+                    shared.records.fetch_add(delivered, Ordering::Relaxed);
+                }
+                shared
+                    .processed_lsn
+                    .fetch_max(batch.end_lsn, Ordering::AcqRel);
+            }
+            Msg::Idle(lsn) => {
+                if let Some(on_idle) = desc.on_idle {
+                    // SAFETY: negotiated callback.
+                    let Some(st) =
+                        ctx.call(Callback::OnIdle, lsn, || unsafe { on_idle(handle, lsn) })
+                    else {
+                        end = LaneEnd::Cut;
+                        break;
+                    };
+                    if let Err(m) = slot.check(st, "on_idle") {
+                        slot.fail(&m);
+                        end = LaneEnd::Failed;
+                        break;
+                    }
+                }
+            }
+            Msg::Save => match save(&ctx) {
+                None => {
+                    end = LaneEnd::Cut;
+                    break;
+                }
+                Some(false) => {
+                    end = LaneEnd::Failed;
+                    break;
+                }
+                Some(true) => {}
+            },
+            Msg::Stop => break,
+        }
+    }
+    if !matches!(end, LaneEnd::Stop) {
+        // Failed or cut off: the plugin is not called again; the lane ends.
+        return;
+    }
+    match save(&ctx) {
+        Some(true) => {}
+        Some(false) | None => return,
+    }
+    if let Some(shutdown) = desc.shutdown {
+        // SAFETY: negotiated callback.
+        let Some(st) = ctx.call(Callback::Shutdown, 0, || unsafe { shutdown(handle) }) else {
+            return;
+        };
+        if let Err(m) = slot.check(st, "shutdown") {
+            slot.fail(&m);
+            return;
+        }
+    }
+    shared.set_state(PluginState::Stopped);
+}
+
+/// True when a callback that started at `started_us` has run past `timeout_us` at
+/// `now_us` (all on the monotonic clock).
+pub fn overdue(started_us: i64, now_us: i64, timeout_us: i64) -> bool {
+    started_us != 0 && now_us.saturating_sub(started_us) >= timeout_us
+}
+
+/// The plugin's `last_error` when it is cut off.
+pub fn cut_message(what: &InCallback, timeout: Duration) -> String {
+    format!(
+        "{} did not return within walker.plugin_timeout ({}); the plugin was cut off and gets no more records (its thread is left behind); fix the plugin or raise walker.plugin_timeout, then restart the server",
+        what.callback.describe(what.lsn),
+        human_duration(timeout)
+    )
+}
+
+/// "5 s", "250 ms".
+fn human_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// One lane, as the main thread keeps it.
 struct Lane {
     slot: &'static PluginSlot,
-    tx: Sender<Msg>,
+    /// `None` once the lane is cut off (the thread sees its channel closed).
+    tx: Option<Sender<Msg>>,
+    /// Messages the lane's full queue could not take yet, oldest first.
+    backlog: VecDeque<Msg>,
     thread: Option<JoinHandle<()>>,
+    watch: &'static LaneEntry,
+    cut: Arc<AtomicBool>,
+}
+
+impl Lane {
+    fn live(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Moves the backlog into the queue while it has room; true when it is empty.
+    fn flush(&mut self) -> bool {
+        let Some(tx) = self.tx.as_ref() else {
+            self.backlog.clear();
+            return true;
+        };
+        while let Some(m) = self.backlog.pop_front() {
+            match tx.try_send(m) {
+                Ok(()) => {}
+                Err(TrySendError::Full(m)) => {
+                    self.backlog.push_front(m);
+                    return false;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    // The thread ended (failed plugin): nothing more to hand over.
+                    self.backlog.clear();
+                    return true;
+                }
+            }
+        }
+        true
+    }
+
+    /// Abandons the lane: no more messages, not counted in positions, never joined.
+    fn cut_off(&mut self, msg: &str) {
+        self.cut.store(true, Ordering::Release);
+        self.tx = None;
+        self.backlog.clear();
+        // Dropping the handle detaches the thread.
+        self.thread = None;
+        if let Some(s) = self.slot.shared() {
+            s.errors.fetch_add(1, Ordering::Relaxed);
+            s.last_error.set(msg);
+            s.set_state(PluginState::Stalled);
+        }
+    }
 }
 
 /// The dispatch threads.
@@ -81,88 +304,6 @@ fn save_lane(slot: &'static PluginSlot, cfg: &SnapshotConfig) -> bool {
     }
 }
 
-fn lane_main(slot: &'static PluginSlot, rx: Receiver<Msg>, snapshots: Option<Arc<SnapshotConfig>>) {
-    let Some(desc) = slot.desc.as_ref() else {
-        return;
-    };
-    let Some(shared) = slot.shared() else { return };
-    let handle = slot.handle();
-    shared.set_state(PluginState::Running);
-    // After a worker restart the walk resumes at the slowest plugin's position; a
-    // plugin that had got further must not see its records twice.
-    let resume_after = shared.processed_lsn.load(Ordering::Acquire);
-    let mut failed = false;
-    for msg in rx.iter() {
-        match msg {
-            Msg::Batch(batch) => {
-                if failed {
-                    continue;
-                }
-                if let Some(on_record) = desc.on_record {
-                    let mut delivered = 0u64;
-                    for rec in batch.records() {
-                        if rec.end_lsn <= resume_after || !mask_has(&desc.rmgr_mask, rec.rmid) {
-                            continue;
-                        }
-                        // SAFETY: `on_record` comes from a negotiated descriptor; the
-                        // record and everything it points to live in `batch`.
-                        let st = unsafe { on_record(handle, rec) };
-                        delivered += 1;
-                        if let Err(m) =
-                            slot.check(st, &format!("on_record at LSN {}", format_lsn(rec.lsn)))
-                        {
-                            shared.records.fetch_add(delivered, Ordering::Relaxed);
-                            slot.fail(&m);
-                            failed = true;
-                            break;
-                        }
-                    }
-                    if failed {
-                        continue;
-                    }
-                    shared.records.fetch_add(delivered, Ordering::Relaxed);
-                }
-                shared
-                    .processed_lsn
-                    .fetch_max(batch.end_lsn, Ordering::AcqRel);
-            }
-            Msg::Idle(lsn) => {
-                if failed {
-                    continue;
-                }
-                if let Some(on_idle) = desc.on_idle {
-                    // SAFETY: negotiated callback.
-                    let st = unsafe { on_idle(handle, lsn) };
-                    if let Err(m) = slot.check(st, "on_idle") {
-                        slot.fail(&m);
-                        failed = true;
-                    }
-                }
-            }
-            Msg::Save => {
-                if let (false, Some(cfg)) = (failed, snapshots.as_deref()) {
-                    failed = !save_lane(slot, cfg);
-                }
-            }
-            Msg::Stop => break,
-        }
-    }
-    if let (false, Some(cfg)) = (failed, snapshots.as_deref()) {
-        failed = !save_lane(slot, cfg);
-    }
-    if !failed {
-        if let Some(shutdown) = desc.shutdown {
-            // SAFETY: negotiated callback.
-            let st = unsafe { shutdown(handle) };
-            if let Err(m) = slot.check(st, "shutdown") {
-                slot.fail(&m);
-                return;
-            }
-        }
-        shared.set_state(PluginState::Stopped);
-    }
-}
-
 impl Dispatcher {
     /// Starts a thread for each usable plugin with shared counters attached. Each
     /// channel holds at most `queue_batches` batches. Plugins with snapshots save them
@@ -181,89 +322,124 @@ impl Dispatcher {
                 continue;
             }
             let (tx, rx) = bounded(queue_batches.max(1));
-            let cfg = snapshots.clone();
+            let watch = crate::crash::lane_entry(slot.index);
+            let cut = Arc::new(AtomicBool::new(false));
+            let ctx = LaneCtx {
+                slot,
+                snapshots: snapshots.clone(),
+                watch,
+                cut: cut.clone(),
+            };
             let thread = with_signals_blocked(|| {
                 std::thread::Builder::new()
                     .name(format!("walker:{}", slot.name))
-                    .spawn(move || lane_main(slot, rx, cfg))
+                    .spawn(move || lane_main(ctx, rx))
             })?;
             lanes.push(Lane {
                 slot,
-                tx,
+                tx: Some(tx),
+                backlog: VecDeque::new(),
                 thread: Some(thread),
+                watch,
+                cut,
             });
         }
         Ok(Dispatcher { lanes })
     }
 
-    /// Number of running lanes.
+    /// Number of lanes still fed (not cut off).
     pub fn len(&self) -> usize {
-        self.lanes.len()
+        self.lanes.iter().filter(|l| l.live()).count()
     }
 
-    /// No lanes.
+    /// No lane is fed.
     pub fn is_empty(&self) -> bool {
-        self.lanes.is_empty()
+        self.len() == 0
     }
 
-    /// Hands a batch to every lane. Blocks while a lane's queue is full, checking
-    /// `interrupted` every `poll`; returns false when interrupted before all lanes took it.
-    pub fn send(
-        &self,
-        batch: Arc<Batch>,
-        poll: Duration,
-        interrupted: impl FnMut() -> bool,
-    ) -> bool {
-        self.broadcast(|_| Some(Msg::Batch(batch.clone())), poll, interrupted)
+    /// Hands a batch to every lane without waiting: a lane whose queue is full keeps it
+    /// in its backlog (see [`Dispatcher::ready`], [`Dispatcher::pump`]).
+    pub fn send(&mut self, batch: Arc<Batch>) {
+        self.post(|_| Some(Msg::Batch(batch.clone())));
     }
 
-    /// Asks every lane with snapshots to save one after the batches already queued.
-    /// Blocks like [`Dispatcher::send`].
-    pub fn save(&self, poll: Duration, interrupted: impl FnMut() -> bool) -> bool {
-        self.broadcast(
-            |slot| keeps_state(slot).then_some(Msg::Save),
-            poll,
-            interrupted,
-        )
+    /// Asks every lane with snapshots to save one after the batches already queued,
+    /// without waiting, like [`Dispatcher::send`].
+    pub fn save(&mut self) {
+        self.post(|slot| keeps_state(slot).then_some(Msg::Save));
     }
 
-    fn broadcast(
-        &self,
-        make: impl Fn(&PluginSlot) -> Option<Msg>,
-        poll: Duration,
-        mut interrupted: impl FnMut() -> bool,
-    ) -> bool {
-        for lane in &self.lanes {
-            let Some(mut msg) = make(lane.slot) else {
-                continue;
-            };
-            loop {
-                match lane.tx.send_timeout(msg, poll) {
-                    Ok(()) => break,
-                    Err(SendTimeoutError::Timeout(m)) => {
-                        if interrupted() {
-                            return false;
-                        }
-                        msg = m;
-                    }
-                    Err(SendTimeoutError::Disconnected(_)) => break,
-                }
+    fn post(&mut self, make: impl Fn(&PluginSlot) -> Option<Msg>) {
+        for lane in self.lanes.iter_mut().filter(|l| l.live()) {
+            if let Some(m) = make(lane.slot) {
+                lane.backlog.push_back(m);
+                lane.flush();
             }
         }
-        true
+    }
+
+    /// True when every lane took everything handed to it: the reader may read more.
+    pub fn ready(&self) -> bool {
+        self.lanes.iter().all(|l| l.backlog.is_empty())
+    }
+
+    /// Hands backlogs over as queues make room, waiting at most `wait` in all.
+    pub fn pump(&mut self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        loop {
+            let mut all = true;
+            for lane in &mut self.lanes {
+                all &= lane.flush();
+            }
+            if all || Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5).min(wait));
+        }
     }
 
     /// Tells every lane the walk caught up at `lsn` (skipped for lanes whose queue is full).
     pub fn idle(&self, lsn: u64) {
         for lane in &self.lanes {
-            let _ = lane.tx.try_send(Msg::Idle(lsn));
+            if let (Some(tx), true) = (lane.tx.as_ref(), lane.backlog.is_empty()) {
+                let _ = tx.try_send(Msg::Idle(lsn));
+            }
         }
+    }
+
+    /// Cuts off every lane whose current callback has run for `timeout` or longer
+    /// (state `stalled`), and marks lanes cut off at an earlier watch `failed`.
+    /// Returns a message per plugin cut off now, for the server log.
+    pub fn watch(&mut self, timeout: Duration) -> Vec<String> {
+        let now = monotonic_us();
+        let timeout_us = i64::try_from(timeout.as_micros()).unwrap_or(i64::MAX);
+        let mut cut = Vec::new();
+        for lane in &mut self.lanes {
+            if !lane.live() {
+                if let Some(s) = lane.slot.shared() {
+                    if s.state() == PluginState::Stalled {
+                        s.set_state(PluginState::Failed);
+                    }
+                }
+                continue;
+            }
+            let Some(now_in) = lane.watch.current() else {
+                continue;
+            };
+            if overdue(now_in.started_us, now, timeout_us) {
+                let msg = cut_message(&now_in, timeout);
+                lane.cut_off(&msg);
+                cut.push(format!("plugin \"{}\": {msg}", lane.slot.name));
+            }
+        }
+        cut
     }
 
     /// Lowest processed LSN among running lanes; `None` when no lane is running.
     pub fn processed_lsn(&self) -> Option<u64> {
         self.lanes
             .iter()
+            .filter(|l| l.live())
             .filter_map(|l| l.slot.shared())
             .filter(|s| s.state() == PluginState::Running)
             .map(|s| s.processed_lsn.load(Ordering::Acquire))
@@ -276,6 +452,7 @@ impl Dispatcher {
     pub fn durable_lsn(&self) -> Option<u64> {
         self.lanes
             .iter()
+            .filter(|l| l.live())
             .filter_map(|l| Some((l.slot, l.slot.shared()?)))
             .filter(|(_, s)| s.state() == PluginState::Running)
             .map(|(slot, s)| durable_of(slot, s))
@@ -283,24 +460,46 @@ impl Dispatcher {
     }
 
     /// Sends stop to every lane and waits until each has drained its queue and run
-    /// its `shutdown` (after a last snapshot). Returns the lowest durable position (see
-    /// [`Dispatcher::durable_lsn`]) among the lanes that did not fail (`None` when every
-    /// lane failed or there were none).
-    pub fn stop(mut self) -> Option<u64> {
-        for lane in &self.lanes {
-            let _ = lane.tx.send(Msg::Stop);
+    /// its `shutdown` (after a last snapshot). A lane whose callback overruns `timeout`
+    /// meanwhile is cut off and left behind, so this returns within about `timeout`
+    /// after the queues drained. Returns the lowest durable position (see
+    /// [`Dispatcher::durable_lsn`]) among the lanes that neither failed nor were cut
+    /// off (`None` when there are none), and the messages of lanes cut off.
+    pub fn stop(mut self, timeout: Duration) -> (Option<u64>, Vec<String>) {
+        for lane in self.lanes.iter_mut().filter(|l| l.live()) {
+            lane.backlog.push_back(Msg::Stop);
+            lane.flush();
         }
-        for lane in &mut self.lanes {
-            if let Some(t) = lane.thread.take() {
-                let _ = t.join();
+        let mut cut = Vec::new();
+        loop {
+            cut.extend(self.watch(timeout));
+            let mut running = false;
+            for lane in &mut self.lanes {
+                lane.flush();
+                if let Some(t) = lane.thread.as_ref() {
+                    if t.is_finished() {
+                        if let Some(t) = lane.thread.take() {
+                            let _ = t.join();
+                        }
+                    } else {
+                        running = true;
+                    }
+                }
             }
+            if !running {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        self.lanes
+        let durable = self
+            .lanes
             .iter()
+            .filter(|l| l.live())
             .filter_map(|l| Some((l.slot, l.slot.shared()?)))
-            .filter(|(_, s)| s.state() != PluginState::Failed)
+            .filter(|(_, s)| !matches!(s.state(), PluginState::Failed | PluginState::Stalled))
             .map(|(slot, s)| durable_of(slot, s))
-            .min()
+            .min();
+        (durable, cut)
     }
 }
 
@@ -311,5 +510,172 @@ fn durable_of(slot: &PluginSlot, s: &PluginShared) -> u64 {
         s.durable_lsn.load(Ordering::Acquire)
     } else {
         s.processed_lsn.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BatchBuilder, BlockHead, RecordHead};
+    use crate::shared::PluginShared;
+    use std::sync::atomic::AtomicU64;
+    use walker_abi::{WalkerPlugin, WalkerPluginDescriptor, WalkerRecord, WalkerStatus};
+
+    /// Records the "good" test plugin saw.
+    static GOOD_SEEN: AtomicU64 = AtomicU64::new(0);
+    /// The "stuck" plugin blocks at its second record until this is set.
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+    static STUCK_SEEN: AtomicU64 = AtomicU64::new(0);
+
+    unsafe extern "C" fn good(_: *mut WalkerPlugin, _: *const WalkerRecord) -> WalkerStatus {
+        GOOD_SEEN.fetch_add(1, Ordering::SeqCst);
+        WalkerStatus::OK
+    }
+
+    unsafe extern "C" fn stuck(_: *mut WalkerPlugin, _: *const WalkerRecord) -> WalkerStatus {
+        if STUCK_SEEN.fetch_add(1, Ordering::SeqCst) == 1 {
+            while !RELEASE.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        WalkerStatus::OK
+    }
+
+    type OnRecord = unsafe extern "C" fn(*mut WalkerPlugin, *const WalkerRecord) -> WalkerStatus;
+
+    fn slot(index: usize, name: &str, f: OnRecord) -> &'static PluginSlot {
+        // SAFETY: every descriptor field is an integer, a pointer or an Option of a
+        // function pointer: all-zero is "nothing declared".
+        let mut d: WalkerPluginDescriptor = unsafe { std::mem::zeroed() };
+        d.rmgr_mask = [u64::MAX; 4];
+        d.on_record = Some(f);
+        let s = PluginSlot::new(index, name, None, Some(d), Vec::new(), "1".into(), None);
+        let s: &'static PluginSlot = Box::leak(Box::new(s));
+        // SAFETY: all-zero is a valid PluginShared (atomics and messages).
+        let shared: &'static mut PluginShared = Box::leak(Box::new(unsafe { std::mem::zeroed() }));
+        s.attach_shared(shared, std::ptr::null_mut(), std::ptr::null_mut(), 0);
+        s
+    }
+
+    fn batch(first: u64, n: u64) -> Arc<Batch> {
+        let mut b = BatchBuilder::new();
+        for i in 0..n {
+            let lsn = first + i * 100;
+            let h = RecordHead {
+                lsn,
+                end_lsn: lsn + 100,
+                rmid: 10,
+                total_len: 100,
+                ..Default::default()
+            };
+            b.push(h, b"", Vec::<(BlockHead, &[u8])>::new());
+        }
+        Arc::new(b.finish())
+    }
+
+    #[test]
+    fn overdue_and_messages() {
+        assert!(!overdue(0, 10_000_000, 1), "not in a callback");
+        assert!(!overdue(1_000, 5_999, 5_000));
+        assert!(overdue(1_000, 6_000, 5_000));
+        assert!(overdue(1, i64::MAX, i64::MAX - 1), "no overflow");
+        let m = cut_message(
+            &InCallback {
+                callback: Callback::OnRecord,
+                lsn: 0x1_0000_1234,
+                started_us: 1,
+            },
+            Duration::from_secs(5),
+        );
+        assert!(
+            m.starts_with("on_record at LSN 1/1234 did not return within walker.plugin_timeout (5 s); the plugin was cut off"),
+            "{m}"
+        );
+        assert_eq!(human_duration(Duration::from_millis(250)), "250 ms");
+    }
+
+    #[test]
+    fn a_stuck_lane_is_cut_off_and_the_others_walk_on_without_the_main_thread_blocking() {
+        // Indexes past the crash ledger's entries: process-local watch entries.
+        let good = slot(1000, "good", good);
+        let stuck = slot(1001, "stuck", stuck);
+        let mut d = Dispatcher::start(&[good, stuck], 1, None).unwrap();
+        let timeout = Duration::from_millis(300);
+        let started = Instant::now();
+        let mut sent = 0u64;
+        let mut first = 0x1000u64;
+        // Feed 20 batches of 10 records; the main thread keeps going round, never waiting
+        // more than the pump's bound.
+        while sent < 20 {
+            let round = Instant::now();
+            let _ = d.watch(timeout);
+            if d.ready() {
+                d.send(batch(first, 10));
+                first += 1000;
+                sent += 1;
+            } else {
+                d.pump(Duration::from_millis(20));
+            }
+            assert!(
+                round.elapsed() < Duration::from_millis(200),
+                "a round blocked"
+            );
+            assert!(started.elapsed() < Duration::from_secs(20), "no progress");
+        }
+        let stuck_state = stuck.shared().unwrap().state();
+        assert!(
+            matches!(stuck_state, PluginState::Stalled | PluginState::Failed),
+            "{stuck_state:?}"
+        );
+        let _ = d.watch(timeout);
+        assert_eq!(stuck.shared().unwrap().state(), PluginState::Failed);
+        let err = stuck.last_error().unwrap();
+        // The second record of the first batch: 0x1000 + 100.
+        assert!(
+            err.starts_with(
+                "on_record at LSN 0/1064 did not return within walker.plugin_timeout (300 ms)"
+            ),
+            "{err}"
+        );
+        assert_eq!(d.len(), 1, "one lane still fed");
+        // The good lane got everything; the positions ignore the stuck lane.
+        let end = first - 1000 + 10 * 100;
+        let (durable, cut) = d.stop(timeout);
+        assert!(cut.is_empty(), "cut at the watch, not at stop: {cut:?}");
+        assert_eq!(GOOD_SEEN.load(Ordering::SeqCst), 200);
+        assert_eq!(durable, Some(end));
+        assert_eq!(good.shared().unwrap().state(), PluginState::Stopped);
+        // The abandoned thread exits when its callback returns, calling nothing more.
+        RELEASE.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(STUCK_SEEN.load(Ordering::SeqCst), 2);
+        assert_eq!(stuck.shared().unwrap().state(), PluginState::Failed);
+    }
+
+    static STOP_RELEASE: AtomicBool = AtomicBool::new(false);
+    unsafe extern "C" fn stuck_at_once(
+        _: *mut WalkerPlugin,
+        _: *const WalkerRecord,
+    ) -> WalkerStatus {
+        while !STOP_RELEASE.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        WalkerStatus::OK
+    }
+
+    #[test]
+    fn stop_returns_within_the_timeout_when_a_lane_is_stuck() {
+        let s = slot(1002, "stuck-at-stop", stuck_at_once);
+        let mut d = Dispatcher::start(&[s], 1, None).unwrap();
+        d.send(batch(0x2000, 3));
+        d.send(batch(0x3000, 3));
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        let (durable, cut) = d.stop(Duration::from_millis(200));
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(durable, None, "a cut-off lane holds nothing back");
+        assert_eq!(cut.len(), 1, "{cut:?}");
+        assert!(cut[0].contains("on_record at LSN 0/2000"), "{cut:?}");
+        STOP_RELEASE.store(true, Ordering::SeqCst);
     }
 }

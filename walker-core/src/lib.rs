@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod batch;
+pub mod crash;
 pub mod dispatch;
 pub mod functions;
 pub mod host_api;

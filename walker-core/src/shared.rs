@@ -138,6 +138,10 @@ pub enum PluginState {
     Failed = 3,
     /// The worker stopped.
     Stopped = 4,
+    /// A callback overran `walker.plugin_timeout`: the plugin is being cut off (no more
+    /// records; its position no longer holds the walk back). Becomes `Failed` at the
+    /// worker's next round.
+    Stalled = 5,
 }
 
 impl PluginState {
@@ -149,6 +153,7 @@ impl PluginState {
             PluginState::Running => "running",
             PluginState::Failed => "failed",
             PluginState::Stopped => "stopped",
+            PluginState::Stalled => "stalled",
         }
     }
 
@@ -158,6 +163,7 @@ impl PluginState {
             2 => PluginState::Running,
             3 => PluginState::Failed,
             4 => PluginState::Stopped,
+            5 => PluginState::Stalled,
             _ => PluginState::NotLoaded,
         }
     }

@@ -21,6 +21,12 @@ pub static QUEUE_BATCHES: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// `walker.max_retained_wal` (MB): most WAL walker's slot may hold back; -1 = no limit.
 pub static MAX_RETAINED_WAL_MB: GucSetting<i32> = GucSetting::<i32>::new(10240);
 
+/// `walker.plugin_timeout` (ms): the longest one plugin callback (one record's
+/// `on_record`, `on_idle`, a snapshot's `save_state`, `shutdown`) may run. Past it the
+/// plugin is cut off: state `stalled`, then `failed`, with the callback and LSN in its
+/// `last_error`; the other plugins walk on. Range 100 ms .. 1 h, default 5 s.
+pub static PLUGIN_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
+
 /// `walker.snapshot_interval` (s): how often plugins with state save a snapshot, besides
 /// at every checkpoint record and at shutdown; 0 = only then.
 pub static SNAPSHOT_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(60);
@@ -98,6 +104,16 @@ pub fn define() {
         GucFlags::UNIT_MB,
     );
     GucRegistry::define_int_guc(
+        c"walker.plugin_timeout",
+        c"Longest time one plugin callback may run before the plugin is cut off.",
+        c"A plugin whose callback (on_record, on_idle, save_state, shutdown) runs longer is marked stalled, then failed, with the callback and LSN in walker.plugins.last_error; its thread is abandoned and the other plugins walk on. Fix the plugin (or raise this) and restart the server to run it again.",
+        &PLUGIN_TIMEOUT_MS,
+        100,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
         c"walker.snapshot_interval",
         c"How often plugins that keep state save a snapshot, besides at checkpoints and shutdown (0: only then).",
         c"walker's replication slot keeps the WAL since the oldest snapshot, so a shorter interval retains less WAL and replays less after a crash.",
@@ -107,6 +123,11 @@ pub fn define() {
         GucContext::Sighup,
         GucFlags::UNIT_S,
     );
+}
+
+/// `walker.plugin_timeout` as a duration.
+pub fn plugin_timeout() -> std::time::Duration {
+    std::time::Duration::from_millis(PLUGIN_TIMEOUT_MS.get().max(100) as u64)
 }
 
 /// The retention bound in bytes (`None`: unbounded).

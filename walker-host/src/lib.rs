@@ -37,6 +37,13 @@ pub extern "C-unwind" fn _PG_init() {
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         return;
     }
+    // The crash ledger is mapped here, in the postmaster, so that it outlives crash
+    // restarts (see walker_core::crash); a refusal only costs the crash-loop guard.
+    if let Err(e) = walker_core::crash::create() {
+        pgrx::warning!(
+            "walker: {e}; a plugin that crashes the server will not be left out at the next start"
+        );
+    }
     startup::load_plugins();
     gucs::reserve_prefix("walker");
     shmem::install_hooks();

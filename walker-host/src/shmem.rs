@@ -74,6 +74,11 @@ unsafe extern "C-unwind" fn startup() {
             host.magic.store(HostShared::MAGIC, Ordering::Release);
         }
         BASE = base;
+        let ledger = walker_core::crash::ledger();
+        if let (Some(l), false) = (ledger, found) {
+            // Whatever ran before a crash restart is gone; its crash marks stay.
+            l.reset_after_restart();
+        }
         walker_core::services::attach(&(*(base as *const HostShared)).services);
         for slot in registry::all() {
             let i = slot.index;
@@ -90,6 +95,17 @@ unsafe extern "C-unwind" fn startup() {
             slot.attach_shared(shared, header, region, size);
             if !slot.usable() {
                 continue;
+            }
+            // A plugin that crashed the server in one of its callbacks stays out until
+            // the server is restarted (the crash ledger outlives crash restarts). Its
+            // region is still initialised below: its views keep answering.
+            if let (Some(c), false) = (
+                ledger.and_then(|l| l.lane(i)).and_then(|e| e.crash()),
+                found,
+            ) {
+                let m = walker_core::crash::crash_message(&c);
+                slot.fail(&m);
+                pgrx::warning!("walker: plugin \"{}\" {m}", slot.name);
             }
             if let (Some(f), false) = (
                 slot.desc.as_ref().and_then(|d| d.shmem_init),

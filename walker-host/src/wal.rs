@@ -33,6 +33,14 @@ pub enum Read {
     EndOfWal,
     /// The reader reported an invalid record or a read failure.
     Error(String),
+    /// The record at `lsn` (ending at `end`) was not decoded: it is the one
+    /// [`WalReader::skip_record_at`] named (it crashed the worker before).
+    Skipped {
+        /// Start of the skipped record.
+        lsn: u64,
+        /// Its end.
+        end: u64,
+    },
 }
 
 /// An XLogReader positioned in the WAL.
@@ -42,6 +50,8 @@ pub struct WalReader {
     private: Box<pg_sys::ReadLocalXLogPageNoWaitPrivate>,
     /// Where the next record starts (end of the last record read).
     next: u64,
+    /// A record not to decode (0: none); see [`WalReader::skip_record_at`].
+    skip: u64,
 }
 
 impl WalReader {
@@ -70,6 +80,7 @@ impl WalReader {
             state,
             private,
             next: 0,
+            skip: 0,
         }
     }
 
@@ -95,6 +106,11 @@ impl WalReader {
             // SAFETY: `next` is the end of a record that was read completely.
             unsafe { pg_sys::XLogBeginRead(self.state, self.next) };
         }
+    }
+
+    /// The record starting at `lsn` is read but not decoded: [`Read::Skipped`].
+    pub fn skip_record_at(&mut self, lsn: u64) {
+        self.skip = lsn;
     }
 
     /// End of the last record read.
@@ -124,6 +140,18 @@ impl WalReader {
                 (true, _) | (false, None) => Read::EndOfWal,
                 (false, Some(m)) => Read::Error(m),
             };
+        }
+        let ledger = walker_core::crash::ledger().map(|l| &l.reader);
+        // SAFETY: after a successful read, the reader's positions are set.
+        let (start, end) = unsafe { ((*self.state).ReadRecPtr, (*self.state).EndRecPtr) };
+        if self.skip != 0 && start == self.skip {
+            self.skip = 0;
+            self.next = end;
+            return Read::Skipped { lsn: start, end };
+        }
+        // A crash while decoding is counted against this record (crash ledger).
+        if let Some(r) = ledger {
+            r.reading(start);
         }
         // SAFETY: after a successful read, `record` points to the decoded record,
         // valid until the next read; blocks 0..=max_block_id are initialised.
@@ -185,6 +213,10 @@ impl WalReader {
                 blocks.iter().map(|(h, d, p)| (*h, *d, p.as_slice())),
             );
             self.next = st.EndRecPtr;
+        }
+        if let Some(r) = ledger {
+            r.done_reading();
+            r.passed(start);
         }
         Read::Record
     }

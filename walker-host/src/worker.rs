@@ -22,6 +22,8 @@ use walker_core::shared::{HostShared, PluginState, WorkerState};
 
 /// Most bytes of record data copied into one batch.
 const BATCH_BYTES: usize = 8 << 20;
+/// The longest one plugin callback may hold up the worker's exit (see `run`).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// How often the slot is written to disk while walking.
 const SLOT_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -101,6 +103,9 @@ struct Walk {
     snapshot_saved: Instant,
     /// A snapshot is due (after a checkpoint record or a gap).
     snapshot_due: bool,
+    /// A record skipped because it crashed the worker, to record as a gap once the
+    /// batch before it is handed over: (start, end, crashes, signal).
+    skipped: Option<(u64, u64, u32, u32)>,
 }
 
 impl Walk {
@@ -197,6 +202,13 @@ impl Walk {
                 .execute();
             match r {
                 wal::Read::Record => {}
+                wal::Read::Skipped { lsn, end } => {
+                    if let Some(s) = self.skipped.as_mut() {
+                        s.0 = lsn;
+                        s.1 = end;
+                    }
+                    return (batch, false);
+                }
                 wal::Read::EndOfWal => return (batch, true),
                 wal::Read::Error(msg) => {
                     if batch.is_empty() {
@@ -248,12 +260,8 @@ impl Walk {
         if self.stopping || !(self.snapshot_due || timed) {
             return;
         }
-        // Only SIGTERM interrupts the hand-over, so `false` means stopping.
-        let asked = self.dispatcher.save(
-            Duration::from_millis(100),
-            BackgroundWorker::sigterm_received,
-        );
-        self.stopping |= !asked;
+        // Handed over without waiting: a lane whose queue is full keeps it in its backlog.
+        self.dispatcher.save();
         self.snapshot_due = false;
         self.snapshot_saved = Instant::now();
     }
@@ -269,10 +277,21 @@ impl Walk {
             self.stopping = true;
             return;
         }
+        for m in self.dispatcher.watch(gucs::plugin_timeout()) {
+            pgrx::warning!("walker: {m}");
+        }
         self.enforce_retention();
         if !gucs::ENABLED.get() {
             self.publish();
             return self.nap(WorkerState::Paused);
+        }
+        if !self.dispatcher.ready() {
+            // A lane's queue is full: wait a bounded moment for room, then go round
+            // again (signals, the timeout watch and retention are acted on meanwhile).
+            self.host.set_worker_state(WorkerState::Walking);
+            self.dispatcher.pump(Duration::from_millis(100));
+            self.publish();
+            return;
         }
         if !self.position() {
             self.publish();
@@ -285,14 +304,21 @@ impl Walk {
             let n = batch.records().len() as u64;
             self.snapshot_due |= batch.has_checkpoint();
             self.host.set_worker_state(WorkerState::Walking);
-            let delivered = self.dispatcher.send(
-                batch,
-                Duration::from_millis(100),
-                BackgroundWorker::sigterm_received,
-            );
-            self.stopping |= !delivered;
+            self.dispatcher.send(batch);
             self.host.records.fetch_add(n, Ordering::Relaxed);
             self.host.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        if let Some((lsn, end, crashes, signal)) = self.skipped {
+            if end != 0 {
+                self.skipped = None;
+                let why = format!(
+                    "the walker worker crashed {crashes} times (signal {signal}, {}) reading the record at {}; it was skipped so the walk goes on. Report it with the output of pg_waldump for this range",
+                    walker_core::crash::signal_name(signal),
+                    format_lsn(lsn)
+                );
+                record_gap(self.host, lsn, end, &why);
+                self.snapshot_due = true;
+            }
         }
         self.maybe_save();
         self.publish();
@@ -326,6 +352,16 @@ fn run(host: &'static HostShared) {
         .store(unsafe { pg_sys::MyProcPid }, Ordering::Relaxed);
     host.started_at.store(now_micros(), Ordering::Relaxed);
     host.starts.fetch_add(1, Ordering::Relaxed);
+    // The crash ledger learns which thread is the reader; plugin crashes on the lanes
+    // and the reader's own are caught by the fatal-signal handler (walker_core::crash).
+    let ledger = walker_core::crash::ledger();
+    if let Some(l) = ledger {
+        // Threads of an earlier worker process are gone (pthread ids repeat across
+        // processes, and a stuck callback's start time would read as overdue).
+        l.reset_after_restart();
+        l.reader.bind_current_thread();
+        walker_core::crash::install_handler();
+    }
     set_rmgr_names(wal::rmgr_names());
     // SAFETY: the worker's main thread is where settings change.
     unsafe { registry::refresh_settings() };
@@ -395,10 +431,25 @@ fn run(host: &'static HostShared) {
         dispatcher.len()
     );
 
+    let mut reader = wal::WalReader::new();
+    let mut skipped = None;
+    if let Some(walker_core::crash::ReaderVerdict::Skip {
+        lsn,
+        crashes,
+        signal,
+    }) = ledger.map(|l| l.reader.verdict())
+    {
+        pgrx::warning!(
+            "walker: the worker crashed {crashes} times reading the record at {}; skipping that record",
+            format_lsn(lsn)
+        );
+        reader.skip_record_at(lsn);
+        skipped = Some((lsn, 0, crashes, signal));
+    }
     let mut walk = Walk {
         host,
         dispatcher,
-        reader: wal::WalReader::new(),
+        reader,
         seek_to: Some(start),
         stopping: false,
         rate_since: Instant::now(),
@@ -406,6 +457,7 @@ fn run(host: &'static HostShared) {
         slot_saved: Instant::now(),
         snapshot_saved: Instant::now(),
         snapshot_due: false,
+        skipped,
     };
     while !walk.stopping {
         walk.step();
@@ -420,7 +472,13 @@ fn run(host: &'static HostShared) {
     );
     // The lanes drain their queues and save a last snapshot; the slot moves to what
     // they made durable.
-    let durable = dispatcher.stop().unwrap_or(reader.position());
+    // A callback gets at most SHUTDOWN_WAIT at shutdown, whatever walker.plugin_timeout
+    // says: the server's fast shutdown waits for this worker.
+    let (durable, cut) = dispatcher.stop(gucs::plugin_timeout().min(SHUTDOWN_WAIT));
+    for m in cut {
+        pgrx::warning!("walker: {m}");
+    }
+    let durable = durable.unwrap_or(reader.position());
     slot::advance(durable, true);
     slot::release();
     host.set_worker_state(WorkerState::Stopped);

@@ -32,8 +32,13 @@ pub const CHANNEL: &str = "walker_autosizer";
 const BLOB_CAP: usize = 512 * 1024;
 /// Bytes of an analyze/reset answer.
 const ANSWER_CAP: usize = 64 * 1024;
-/// How long an apply waits for the services worker (ms).
-const APPLY_WAIT_MS: u32 = 20_000;
+/// How long an apply may wait for the services worker before it counts as unanswered
+/// (µs). The dispatch thread never waits for it: it submits the change and collects the
+/// outcome at a later record or idle round.
+const APPLY_WAIT_US: i64 = 20_000_000;
+/// Notifications whose outcome is still to be collected (the services queue has 16
+/// slots for all plugins; older ones are forgotten by the host after 10 minutes).
+const NOTIFY_PENDING_CAP: usize = 16;
 /// How long a backend waits for the dispatch thread to run an analyze or reset (ms).
 const ASK_WAIT_MS: u64 = 30_000;
 /// How often the published copy and the server facts are refreshed (µs).
@@ -72,6 +77,25 @@ struct Lane {
     through_lsn: u64,
     last_decision: Option<Decision>,
     config_error: Option<String>,
+    /// The change handed to the services worker, its outcome not yet collected. One at
+    /// a time: decisions wait until it is done.
+    pending: Option<PendingApply>,
+    /// Notifications handed to the services worker, outcomes not yet collected.
+    notifies: std::collections::VecDeque<u64>,
+}
+
+/// A change of `max_wal_size` the services worker is carrying out.
+struct PendingApply {
+    /// The request's id.
+    id: u64,
+    /// The decision it carries out.
+    decision: Decision,
+    /// History retention at the time (s).
+    retention_s: u64,
+    /// When it was decided and submitted (µs).
+    decided_at: i64,
+    /// The admin's analyze waiting for the outcome (its request number).
+    analyze_seq: Option<u64>,
 }
 
 const VIEW_HISTORY: usize = 0;
@@ -191,18 +215,133 @@ impl Autosizer {
         }
     }
 
-    /// Sends a notification with the decision (waits briefly for the outcome, so the
-    /// queue slot is freed).
-    fn notify(&self, host: &Host, entry: &HistoryEntry, applied: bool, dry_run: bool) {
+    /// Sends a notification with the decision; its outcome is collected later
+    /// ([`Autosizer::collect`]), never waited for.
+    fn notify(
+        &self,
+        host: &Host,
+        lane: &mut Lane,
+        entry: &HistoryEntry,
+        applied: bool,
+        dry_run: bool,
+    ) {
         let payload = report::notification(entry, applied, dry_run);
         match host.request_service(WalkerServiceKind::NOTIFY, CHANNEL, &payload) {
             Ok(id) => {
-                if let ServiceOutcome::Failed(m) = host.service_result(id, 5_000) {
-                    host.warning(&format!("could not notify channel {CHANNEL}: {m}"));
+                if lane.notifies.len() >= NOTIFY_PENDING_CAP {
+                    lane.notifies.pop_front();
                 }
+                lane.notifies.push_back(id);
             }
             Err(e) => host.warning(&format!("could not notify channel {CHANNEL}: {e}")),
         }
+    }
+
+    /// Collects what the services worker finished: the pending change (recorded,
+    /// announced, and answered to a waiting analyze) and the notifications. Never waits.
+    fn collect(&self, host: &Host, lane: &mut Lane, now: i64) -> PluginResult {
+        lane.notifies
+            .retain(|&id| match host.service_result(id, 0) {
+                ServiceOutcome::Pending => true,
+                ServiceOutcome::Failed(m) => {
+                    host.warning(&format!("could not notify channel {CHANNEL}: {m}"));
+                    false
+                }
+                _ => false,
+            });
+        let Some(p) = lane.pending.as_ref() else {
+            return Ok(());
+        };
+        let outcome = match host.service_result(p.id, 0) {
+            ServiceOutcome::Pending if now.saturating_sub(p.decided_at) < APPLY_WAIT_US => {
+                return Ok(())
+            }
+            other => other,
+        };
+        let Some(p) = lane.pending.take() else {
+            return Ok(());
+        };
+        let out = self.finish_apply(host, lane, p.decision, p.decided_at, p.retention_s, outcome);
+        lane.published_at = 0;
+        if let Some(seq) = p.analyze_seq {
+            let text = out.to_string();
+            host.with_exclusive(|r: &mut Region| {
+                write_answer(r, &text);
+                r.analyze_done.store(seq, Ordering::Release);
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Records the outcome of a change: history, log, notification. Returns the
+    /// decision's report with `applied` (and `error`).
+    fn finish_apply(
+        &self,
+        host: &Host,
+        lane: &mut Lane,
+        d: Decision,
+        now: i64,
+        retention_s: u64,
+        outcome: ServiceOutcome,
+    ) -> serde_json::Value {
+        let mut out = report::decision(&d);
+        out["applied"] = false.into();
+        let entry = |action: &str, new_mb: u64, reason: String| HistoryEntry {
+            at_us: now,
+            action: action.to_string(),
+            old_mb: d.current_mb,
+            new_mb,
+            reason,
+            measurements: d.measurements.clone(),
+        };
+        let action = d.action.name();
+        match outcome {
+            ServiceOutcome::Succeeded(msg) => {
+                lane.model.applied(now);
+                if let Some(f) = lane.facts.as_mut() {
+                    f.max_wal_size_mb = d.recommended_mb;
+                }
+                let e = entry(
+                    action,
+                    d.recommended_mb,
+                    format!("{}; the server now shows {msg}", d.reason),
+                );
+                host.info(&format!(
+                    "max_wal_size {} MB -> {} MB: {}",
+                    d.current_mb, d.recommended_mb, d.reason
+                ));
+                self.notify(host, lane, &e, true, false);
+                lane.model.remember(e, retention_s);
+                out["applied"] = true.into();
+            }
+            ServiceOutcome::Failed(msg) => {
+                host.warning(&format!(
+                    "could not set max_wal_size to {} MB: {msg}; the autosizer now only recommends",
+                    d.recommended_mb
+                ));
+                lane.model.blocked = Some(msg.clone());
+                let e = entry(
+                    "failed",
+                    d.recommended_mb,
+                    format!("{}; not applied: {msg}", d.reason),
+                );
+                self.notify(host, lane, &e, false, false);
+                lane.model.remember(e, retention_s);
+                out["error"] = msg.into();
+            }
+            other => {
+                let msg = format!(
+                    "the services worker gave no answer within {} s ({other:?})",
+                    APPLY_WAIT_US / 1_000_000
+                );
+                host.warning(&msg);
+                let e = entry("failed", d.recommended_mb, format!("{}; {msg}", d.reason));
+                lane.model.remember(e, retention_s);
+                out["error"] = msg.into();
+            }
+        }
+        lane.last_decision = Some(d);
+        out
     }
 
     /// Carries out a decision: apply, record, announce. `manual`: an admin's analyze,
@@ -236,58 +375,40 @@ impl Autosizer {
         }
         match restraint {
             None => {
+                if lane.pending.is_some() {
+                    // One change at a time: this one is decided again once the
+                    // change in flight is done.
+                    out["note"] = "a change of max_wal_size is being applied; analyze again once it is in the history".into();
+                    lane.last_decision = Some(d);
+                    return out;
+                }
                 let value = d.recommended_mb.to_string();
-                let outcome = match host.request_service(
+                match host.request_service(
                     WalkerServiceKind::SET_SERVER_SETTING,
                     "max_wal_size",
                     &value,
                 ) {
-                    Ok(id) => host.service_result(id, APPLY_WAIT_MS),
-                    Err(e) => ServiceOutcome::Failed(e.0),
-                };
-                let action = d.action.name();
-                match outcome {
-                    ServiceOutcome::Succeeded(msg) => {
-                        lane.model.applied(now);
-                        if let Some(f) = lane.facts.as_mut() {
-                            f.max_wal_size_mb = d.recommended_mb;
-                        }
-                        let e = entry(
-                            action,
-                            d.recommended_mb,
-                            format!("{}; the server now shows {msg}", d.reason),
-                        );
-                        host.info(&format!(
-                            "max_wal_size {} MB -> {} MB: {}",
-                            d.current_mb, d.recommended_mb, d.reason
-                        ));
-                        self.notify(host, &e, true, false);
-                        lane.model.remember(e, cfg.retention_s);
-                        out["applied"] = true.into();
+                    Ok(id) => {
+                        out["pending"] = true.into();
+                        lane.pending = Some(PendingApply {
+                            id,
+                            decision: d.clone(),
+                            retention_s: cfg.retention_s,
+                            decided_at: now,
+                            analyze_seq: None,
+                        });
+                        lane.last_decision = Some(d);
+                        return out;
                     }
-                    ServiceOutcome::Failed(msg) => {
-                        host.warning(&format!("could not set max_wal_size to {} MB: {msg}; the autosizer now only recommends", d.recommended_mb));
-                        lane.model.blocked = Some(msg.clone());
-                        let e = entry(
-                            "failed",
-                            d.recommended_mb,
-                            format!("{}; not applied: {msg}", d.reason),
-                        );
-                        self.notify(host, &e, false, false);
-                        lane.model.remember(e, cfg.retention_s);
-                        out["applied"] = false.into();
-                        out["error"] = msg.into();
-                    }
-                    other => {
-                        let msg = format!(
-                            "the services worker gave no answer within {} s ({other:?})",
-                            APPLY_WAIT_MS / 1000
-                        );
-                        host.warning(&msg);
-                        let e = entry("failed", d.recommended_mb, format!("{}; {msg}", d.reason));
-                        lane.model.remember(e, cfg.retention_s);
-                        out["applied"] = false.into();
-                        out["error"] = msg.into();
+                    Err(e) => {
+                        return self.finish_apply(
+                            host,
+                            lane,
+                            d,
+                            now,
+                            cfg.retention_s,
+                            ServiceOutcome::Failed(e.0),
+                        )
                     }
                 }
             }
@@ -314,7 +435,7 @@ impl Autosizer {
                             d.reason
                         ),
                     );
-                    self.notify(host, &e, false, cfg.dry_run);
+                    self.notify(host, lane, &e, false, cfg.dry_run);
                     lane.model.remember(e, cfg.retention_s);
                 }
                 out["applied"] = false.into();
@@ -329,6 +450,7 @@ impl Autosizer {
 
     /// Runs what time brings: window ends, backend requests, publication.
     fn tick(&self, host: &Host, lane: &mut Lane, time_us: i64, now: i64) -> PluginResult {
+        self.collect(host, lane, now)?;
         let cfg = self.refresh(host, lane, now, false);
         if let (Some(cfg), Some(facts)) = (cfg.as_ref(), lane.facts.as_ref()) {
             if lane
@@ -384,7 +506,8 @@ impl Autosizer {
                 r.reset_done.store(reset.0, Ordering::Release);
             })?;
         }
-        if analyze.0 > analyze.1 {
+        let waiting = lane.pending.as_ref().and_then(|p| p.analyze_seq);
+        if analyze.0 > analyze.1 && waiting != Some(analyze.0) {
             let answer = match (cfg, lane.facts.clone()) {
                 (Some(cfg), Some(facts)) => {
                     let d = lane.model.decide(cfg, &facts, now);
@@ -402,6 +525,13 @@ impl Autosizer {
                 (_, None) => serde_json::json!({"error": report::NO_FACTS}),
             };
             self.publish(host, lane, cfg, now)?;
+            if answer.get("pending") == Some(&serde_json::Value::Bool(true)) {
+                // Answered when the services worker is done (see `collect`).
+                if let Some(p) = lane.pending.as_mut() {
+                    p.analyze_seq = Some(analyze.0);
+                }
+                return Ok(());
+            }
             let text = answer.to_string();
             host.with_exclusive(|r: &mut Region| {
                 write_answer(r, &text);

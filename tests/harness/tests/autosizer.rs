@@ -26,7 +26,10 @@ fn cluster(name: &str, conf: &[(&str, &str)], command_line: &[(&str, &str)]) -> 
         .conf("checkpoint_timeout", "30s")
         .conf("checkpoint_completion_target", "0.9")
         .conf("autosizer.window", "2s")
-        .conf("walker.naptime", "50ms");
+        .conf("walker.naptime", "50ms")
+        // The autosizer never waits for the services worker on its dispatch thread: a
+        // callback that did (up to 20 s per change before) would be cut off.
+        .conf("walker.plugin_timeout", "1s");
     for (k, v) in conf {
         b = b.conf(k, v);
     }
@@ -180,6 +183,11 @@ fn grows_when_wal_forces_checkpoints_then_forcing_stops() {
         "{metrics}"
     );
     assert!(metrics.contains("walker_records_total"), "{metrics}");
+    // It never overran walker.plugin_timeout (1 s here) while changes were applied.
+    assert_eq!(
+        c.query("SELECT state, errors FROM walker.plugins WHERE name = 'autosizer'")[0],
+        ["running", "0"]
+    );
 }
 
 #[test]
@@ -446,4 +454,56 @@ fn bad_settings_and_arguments_give_clear_errors() {
         .psql_as("nobody", "postgres", "SELECT walker.autosizer_status()")
         .unwrap_err();
     assert!(e.contains("permission denied"), "{e}");
+}
+
+#[test]
+fn a_stuck_services_worker_never_holds_up_the_dispatch_thread() {
+    let c = cluster(
+        "sizer-stuck-services",
+        &[
+            ("max_wal_size", "1GB"),
+            ("autosizer.floor", "400MB"),
+            ("autosizer.shrink", "on"),
+            ("autosizer.shrink_windows", "1"),
+            ("autosizer.cooldown", "0"),
+        ],
+        &[],
+    );
+    // The services worker stops taking requests (it looks alive: its pid is set).
+    let pid = c.query_one("SELECT services_pid FROM walker.status");
+    c.signal(&pid, "STOP");
+    struct Resume<'a>(&'a Cluster, String);
+    impl Drop for Resume<'_> {
+        fn drop(&mut self) {
+            self.0.signal(&self.1, "CONT");
+        }
+    }
+    let _resume = Resume(&c, pid);
+    // A quiet window wants a shrink; the change is queued and never carried out. Within
+    // walker.plugin_timeout (1 s) the dispatch thread is back: the autosizer is not cut
+    // off, and walks on with the others.
+    let started = Instant::now();
+    c.wait_until(
+        "the unanswered change is in the history",
+        Duration::from_secs(60),
+        || !history(&c, "failed").is_empty(),
+    );
+    println!(
+        "the unanswered change was recorded as failed {:.1} s after the services worker stopped",
+        started.elapsed().as_secs_f64()
+    );
+    let reason = c.query_one(
+        "SELECT reason FROM walker.autosizer_history WHERE action = 'failed' ORDER BY at LIMIT 1",
+    );
+    assert!(
+        reason.contains("the services worker gave no answer within 20 s"),
+        "{reason}"
+    );
+    assert_eq!(max_wal_mb(&c), 1024, "nothing was applied");
+    c.exec("CREATE TABLE after (a int); INSERT INTO after SELECT generate_series(1, 1000);");
+    common::wait_caught_up(&c);
+    assert_eq!(
+        c.query("SELECT state, errors FROM walker.plugins WHERE name = 'autosizer'")[0],
+        ["running", "0"]
+    );
 }
