@@ -21,7 +21,7 @@ typedef struct WalkerPlugin WalkerPlugin;
 /*
  Minor version of the ABI. The host loads plugins whose minor is at most its own.
  */
-#define WALKER_ABI_MINOR 3
+#define WALKER_ABI_MINOR 4
 
 /*
  Number of 64-bit words in a resource-manager subscription mask (256 rmgr ids:
@@ -151,6 +151,12 @@ typedef int32_t WalkerStatus;
  host raises the error described in the [`WalkerVerdict`].
  */
 #define WalkerStatus_REJECTED 7
+/*
+ ABI 1.4. From [`WalkerHostApi::lock_timed`]: the lock was not obtained within
+ the wait (its holder has kept it too long; the host logged who holds it). The
+ caller does not hold the lock and must not touch the region.
+ */
+#define WalkerStatus_BUSY 8
 
 /*
  Severity of a message sent through [`WalkerHostApi::log`].
@@ -354,19 +360,32 @@ typedef struct WalkerHostApi {
    */
   void *(*shmem_region)(WalkerPlugin *plugin, size_t *size_out);
   /*
-   Takes the region's lock in shared mode (readers). Spins, then yields; hold it briefly.
+   Takes the region's lock in shared mode (readers), waiting until it is free.
+
+   The lock rule (every region lock call): hold the lock only to copy data into or
+   out of the region, a few milliseconds at most; inside it never wait, sleep, do
+   I/O, log, call a host service that may wait (`service_result`, `pause`), or take
+   the lock again; release it before the callback returns. The host enforces the
+   rule: a callback that returns holding the lock has it released and fails; a
+   process that exits holding it has it released; waits are bounded by
+   `walker.lock_timeout`. Writers are preferred: a reader does not enter while a
+   writer waits. Prefer [`WalkerHostApi::lock_timed`] (ABI 1.4), which can report
+   that the lock is busy; this call cannot and waits as long as it takes (in a
+   backend the host waits, cancellably and bounded, for the lock to be free
+   before calling the plugin).
    */
   void (*lock_shared)(WalkerPlugin *plugin);
   /*
-   Releases a shared lock.
+   Releases a shared lock. Releasing a lock the host already released on the
+   caller's behalf does nothing.
    */
   void (*unlock_shared)(WalkerPlugin *plugin);
   /*
-   Takes the region's lock in exclusive mode (writers).
+   Takes the region's lock in exclusive mode (writers); see `lock_shared` for the rule.
    */
   void (*lock_exclusive)(WalkerPlugin *plugin);
   /*
-   Releases an exclusive lock.
+   Releases an exclusive lock (see `unlock_shared`).
    */
   void (*unlock_exclusive)(WalkerPlugin *plugin);
   /*
@@ -466,6 +485,17 @@ typedef struct WalkerHostApi {
    elsewhere a plain sleep. `OK` otherwise.
    */
   WalkerStatus (*pause)(uint32_t ms);
+  /*
+   ABI 1.4. Takes the region's lock, exclusive (writers) or shared (readers),
+   waiting at most `wait_ms` and at most the host's `walker.lock_timeout` (ten
+   times it on a dispatch thread; `u32::MAX`: the host's bound). `OK`: held, release it with `unlock_exclusive` /
+   `unlock_shared`. `BUSY`: not obtained in time (the host logs and reports the
+   holder; a hold already older than the bound fails at once). `INTERRUPTED`: a
+   backend's query was cancelled or it must exit, or the process is exiting;
+   return from the callback promptly. `INVALID`: the plugin has no region. Not
+   held in any status but `OK`. The rule of `lock_shared` applies.
+   */
+  WalkerStatus (*lock_timed)(WalkerPlugin *plugin, bool exclusive, uint32_t wait_ms);
 } WalkerHostApi;
 
 /*

@@ -554,9 +554,15 @@ impl Host {
     }
 
     /// Runs `f` on the shared state under the region's shared lock.
+    ///
+    /// The lock rule: `f` only copies data in or out of the region (a few
+    /// milliseconds at most); it never waits, sleeps, does I/O or calls a host service
+    /// that may wait. On a host with ABI 1.4 the wait for the lock is bounded by
+    /// `walker.lock_timeout` and by the backend's cancel: an `Err` then says the lock
+    /// was busy or the wait was interrupted, and `f` did not run.
     pub fn with_shared<T: SharedState, R>(&self, f: impl FnOnce(&T) -> R) -> PluginResult<R> {
         let ptr = self.region::<T>()?;
-        let guard = LockGuard::new(self, false);
+        let guard = LockGuard::new(self, false)?;
         // SAFETY: the region holds a `T` (checked size and alignment; zeroed or
         // initialised by `shmem_init`), and writers are excluded by the lock.
         let out = f(unsafe { &*ptr });
@@ -564,13 +570,14 @@ impl Host {
         Ok(out)
     }
 
-    /// Runs `f` on the shared state under the region's exclusive lock.
+    /// Runs `f` on the shared state under the region's exclusive lock (the rule and
+    /// the errors of [`Host::with_shared`] apply).
     pub fn with_exclusive<T: SharedState, R>(
         &self,
         f: impl FnOnce(&mut T) -> R,
     ) -> PluginResult<R> {
         let ptr = self.region::<T>()?;
-        let guard = LockGuard::new(self, true);
+        let guard = LockGuard::new(self, true)?;
         // SAFETY: as in `with_shared`, and every other accessor is excluded by the lock.
         let out = f(unsafe { &mut *ptr });
         drop(guard);
@@ -829,7 +836,7 @@ impl Host {
     }
 
     fn has_v1_2(&self) -> bool {
-        self.has(std::mem::size_of::<WalkerHostApi>())
+        self.has(WALKER_HOST_API_V1_2_SIZE as usize)
     }
 
     /// Asks the host to publish server setting `name` for [`Host::server_setting`]
@@ -967,7 +974,28 @@ struct LockGuard<'h> {
 }
 
 impl<'h> LockGuard<'h> {
-    fn new(host: &'h Host, exclusive: bool) -> Self {
+    fn new(host: &'h Host, exclusive: bool) -> PluginResult<Self> {
+        let timed = host
+            .api()
+            .lock_timed
+            .filter(|_| host.has(WALKER_HOST_API_V1_4_SIZE as usize));
+        if let Some(f) = timed {
+            // SAFETY: the handle is the one the host gave this plugin.
+            let st = unsafe { f(host.plugin, exclusive, u32::MAX) };
+            return match st {
+                WalkerStatus::OK => Ok(LockGuard { host, exclusive }),
+                WalkerStatus::BUSY => Err(PluginError::new(
+                    "the plugin's shared-memory lock was not obtained within walker.lock_timeout (the server log names its holder)",
+                )),
+                WalkerStatus::INTERRUPTED => Err(PluginError::new(
+                    "the wait for the plugin's shared-memory lock was interrupted",
+                )),
+                other => Err(PluginError::new(format!(
+                    "taking the plugin's shared-memory lock failed (status {})",
+                    other.0
+                ))),
+            };
+        }
         let f = if exclusive {
             host.api().lock_exclusive
         } else {
@@ -977,7 +1005,7 @@ impl<'h> LockGuard<'h> {
             // SAFETY: the handle is the one the host gave this plugin.
             unsafe { f(host.plugin) }
         }
-        LockGuard { host, exclusive }
+        Ok(LockGuard { host, exclusive })
     }
 }
 

@@ -17,7 +17,7 @@ use std::ffi::{c_char, c_void};
 /// Major version of the ABI. The host loads only plugins with the same major.
 pub const WALKER_ABI_MAJOR: u32 = 1;
 /// Minor version of the ABI. The host loads plugins whose minor is at most its own.
-pub const WALKER_ABI_MINOR: u32 = 3;
+pub const WALKER_ABI_MINOR: u32 = 4;
 
 /// Name of the symbol every plugin exports: `const WalkerPluginDescriptor *walker_plugin_entry(void)`.
 pub const WALKER_PLUGIN_ENTRY_SYMBOL: &str = "walker_plugin_entry";
@@ -54,6 +54,10 @@ impl WalkerStatus {
     /// ABI 1.3. From `on_backend` at statement start: the statement must not run; the
     /// host raises the error described in the [`WalkerVerdict`].
     pub const REJECTED: WalkerStatus = WalkerStatus(7);
+    /// ABI 1.4. From [`WalkerHostApi::lock_timed`]: the lock was not obtained within
+    /// the wait (its holder has kept it too long; the host logged who holds it). The
+    /// caller does not hold the lock and must not touch the region.
+    pub const BUSY: WalkerStatus = WalkerStatus(8);
 
     /// True for [`WalkerStatus::OK`].
     pub fn is_ok(self) -> bool {
@@ -333,13 +337,26 @@ pub struct WalkerHostApi {
     pub shmem_region: Option<
         unsafe extern "C" fn(plugin: *mut WalkerPlugin, size_out: *mut usize) -> *mut c_void,
     >,
-    /// Takes the region's lock in shared mode (readers). Spins, then yields; hold it briefly.
+    /// Takes the region's lock in shared mode (readers), waiting until it is free.
+    ///
+    /// The lock rule (every region lock call): hold the lock only to copy data into or
+    /// out of the region, a few milliseconds at most; inside it never wait, sleep, do
+    /// I/O, log, call a host service that may wait (`service_result`, `pause`), or take
+    /// the lock again; release it before the callback returns. The host enforces the
+    /// rule: a callback that returns holding the lock has it released and fails; a
+    /// process that exits holding it has it released; waits are bounded by
+    /// `walker.lock_timeout`. Writers are preferred: a reader does not enter while a
+    /// writer waits. Prefer [`WalkerHostApi::lock_timed`] (ABI 1.4), which can report
+    /// that the lock is busy; this call cannot and waits as long as it takes (in a
+    /// backend the host waits, cancellably and bounded, for the lock to be free
+    /// before calling the plugin).
     pub lock_shared: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin)>,
-    /// Releases a shared lock.
+    /// Releases a shared lock. Releasing a lock the host already released on the
+    /// caller's behalf does nothing.
     pub unlock_shared: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin)>,
-    /// Takes the region's lock in exclusive mode (writers).
+    /// Takes the region's lock in exclusive mode (writers); see `lock_shared` for the rule.
     pub lock_exclusive: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin)>,
-    /// Releases an exclusive lock.
+    /// Releases an exclusive lock (see `unlock_shared`).
     pub unlock_exclusive: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin)>,
 
     /// Defines the integer setting `<plugin>.<name>`. Only during `init`.
@@ -523,6 +540,23 @@ pub struct WalkerHostApi {
     /// returning `INTERRUPTED` at once when its query is cancelled or it must exit;
     /// elsewhere a plain sleep. `OK` otherwise.
     pub pause: Option<unsafe extern "C" fn(ms: u32) -> WalkerStatus>,
+
+    // ---- ABI 1.4 ----
+    /// ABI 1.4. Takes the region's lock, exclusive (writers) or shared (readers),
+    /// waiting at most `wait_ms` and at most the host's `walker.lock_timeout` (ten
+    /// times it on a dispatch thread; `u32::MAX`: the host's bound). `OK`: held, release it with `unlock_exclusive` /
+    /// `unlock_shared`. `BUSY`: not obtained in time (the host logs and reports the
+    /// holder; a hold already older than the bound fails at once). `INTERRUPTED`: a
+    /// backend's query was cancelled or it must exit, or the process is exiting;
+    /// return from the callback promptly. `INVALID`: the plugin has no region. Not
+    /// held in any status but `OK`. The rule of `lock_shared` applies.
+    pub lock_timed: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            exclusive: bool,
+            wait_ms: u32,
+        ) -> WalkerStatus,
+    >,
 }
 
 /// ABI 1.2. Which field of a server setting [`WalkerHostApi::server_setting`] reads.
@@ -958,6 +992,12 @@ pub const WALKER_HOST_API_V1_0_SIZE: u32 =
 /// Size of ABI 1.1's host API table.
 pub const WALKER_HOST_API_V1_1_SIZE: u32 =
     std::mem::offset_of!(WalkerHostApi, watch_setting) as u32;
+
+/// Size of ABI 1.2's (and 1.3's) host API table (up to `pause`).
+pub const WALKER_HOST_API_V1_2_SIZE: u32 = std::mem::offset_of!(WalkerHostApi, lock_timed) as u32;
+
+/// Size of ABI 1.4's host API table (with `lock_timed`).
+pub const WALKER_HOST_API_V1_4_SIZE: u32 = std::mem::size_of::<WalkerHostApi>() as u32;
 
 /// Signature of the `walker_plugin_entry` symbol.
 pub type WalkerPluginEntryFn = unsafe extern "C" fn() -> *const WalkerPluginDescriptor;

@@ -3,8 +3,10 @@
 //! clock, rmgr names. Defining a setting needs the server: the host installs a
 //! [`Definer`] for that.
 
+use crate::locks::{self, LockError};
 use crate::registry::PluginSlot;
 use crate::settings::{Setting, SettingDef, SettingKind, Storage, Value};
+use crate::shared::RwSpinLock;
 use std::ffi::{c_char, c_void};
 use std::sync::{Mutex, OnceLock, RwLock};
 use walker_abi::sdk::c_str;
@@ -150,24 +152,84 @@ unsafe extern "C" fn api_shmem_region(
     p as *mut c_void
 }
 
-fn with_lock(plugin: *mut WalkerPlugin, f: impl FnOnce(&crate::shared::RwSpinLock)) {
+fn region_lock(plugin: *mut WalkerPlugin) -> Option<(&'static PluginSlot, &'static RwSpinLock)> {
     // SAFETY: handles come from the host.
-    if let Some(h) = unsafe { PluginSlot::from_handle(plugin) }.and_then(|s| s.region_header()) {
-        f(&h.lock)
+    let slot = unsafe { PluginSlot::from_handle(plugin) }?;
+    Some((slot, &slot.region_header()?.lock))
+}
+
+/// Reports a lock wait that gave up: the plugin's last error and (at most once a
+/// second per plugin) a warning in the server log, both naming the holder.
+pub fn report_lock_failure(slot: &PluginSlot, e: &LockError) {
+    if !matches!(e, LockError::TimedOut { .. }) {
+        return;
     }
+    let now = now_micros();
+    let msg = format!(
+        "plugin \"{}\": {}; a plugin must hold its lock only briefly (see the lock rule in the README), or remove it from walker.plugins",
+        slot.name,
+        e.describe(now)
+    );
+    if let Some(sh) = slot.shared() {
+        sh.last_error.set(&msg);
+        let last = sh
+            .lock_reported_at
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) < 1_000_000 {
+            return;
+        }
+        sh.lock_reported_at
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+    queue_log(LogLine {
+        plugin: slot.name.clone(),
+        level: WalkerLogLevel::WARNING,
+        message: msg,
+    });
 }
 
 unsafe extern "C" fn api_lock_shared(plugin: *mut WalkerPlugin) {
-    with_lock(plugin, |l| l.lock_shared())
+    if let Some((_, l)) = region_lock(plugin) {
+        locks::acquire_unbounded(l, false)
+    }
 }
 unsafe extern "C" fn api_unlock_shared(plugin: *mut WalkerPlugin) {
-    with_lock(plugin, |l| l.unlock_shared())
+    if let Some((_, l)) = region_lock(plugin) {
+        locks::release(l, false);
+    }
 }
 unsafe extern "C" fn api_lock_exclusive(plugin: *mut WalkerPlugin) {
-    with_lock(plugin, |l| l.lock_exclusive())
+    if let Some((_, l)) = region_lock(plugin) {
+        locks::acquire_unbounded(l, true)
+    }
 }
 unsafe extern "C" fn api_unlock_exclusive(plugin: *mut WalkerPlugin) {
-    with_lock(plugin, |l| l.unlock_exclusive())
+    if let Some((_, l)) = region_lock(plugin) {
+        locks::release(l, true);
+    }
+}
+
+unsafe extern "C" fn api_lock_timed(
+    plugin: *mut WalkerPlugin,
+    exclusive: bool,
+    wait_ms: u32,
+) -> WalkerStatus {
+    let Some((slot, l)) = region_lock(plugin) else {
+        return WalkerStatus::INVALID;
+    };
+    match locks::acquire(
+        l,
+        exclusive,
+        std::time::Duration::from_millis(wait_ms as u64),
+    ) {
+        Ok(()) => WalkerStatus::OK,
+        Err(e @ LockError::TimedOut { .. }) => {
+            report_lock_failure(slot, &e);
+            slot.set_pending_error(e.describe(now_micros()));
+            WalkerStatus::BUSY
+        }
+        Err(_) => WalkerStatus::INTERRUPTED,
+    }
 }
 
 /// Shared path of every `define_*`: builds the definition, asks the server, keeps the setting.
@@ -613,6 +675,7 @@ pub static HOST_API: WalkerHostApi = WalkerHostApi {
     request_service: Some(api_request_service),
     service_result: Some(api_service_result),
     pause: Some(api_pause),
+    lock_timed: Some(api_lock_timed),
 };
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use crate::host_api::now_micros;
 use crate::registry::PluginSlot;
 use crate::rows::{format_lsn, format_timestamptz};
 use crate::snapshot::{self, SnapshotHeader};
+use crate::timeline::{self, TimelineSpan};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
@@ -29,6 +30,20 @@ pub struct StartFacts {
     pub wal_end: u64,
 }
 
+static HISTORY: std::sync::RwLock<Vec<TimelineSpan>> = std::sync::RwLock::new(Vec::new());
+
+/// Sets the current timeline's history (the worker's main thread, at start and when
+/// the timeline changes): snapshots are checked against it and saved with the
+/// timeline of their LSN.
+pub fn set_history(history: Vec<TimelineSpan>) {
+    *HISTORY.write().unwrap_or_else(|e| e.into_inner()) = history;
+}
+
+/// The current timeline's history, as last set.
+pub fn history() -> Vec<TimelineSpan> {
+    HISTORY.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// What to do with a plugin's snapshot file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Choice {
@@ -40,12 +55,14 @@ pub enum Choice {
     Refuse(String),
 }
 
-/// Decides from a snapshot file's contents (`Ok(None)`: no file) and the start facts.
+/// Decides from a snapshot file's contents (`Ok(None)`: no file), the start facts and
+/// the current timeline's history.
 pub fn choose(
     file: Result<Option<Vec<u8>>, String>,
     plugin: &str,
     system_id: u64,
     facts: StartFacts,
+    history: &[TimelineSpan],
 ) -> Choice {
     let bytes = match file {
         Ok(Some(b)) => b,
@@ -68,6 +85,9 @@ pub fn choose(
             format_lsn(header.lsn),
             format_lsn(facts.wal_end)
         ));
+    }
+    if let Err(why) = timeline::check(history, header.timeline, header.lsn) {
+        return Choice::Refuse(why);
     }
     Choice::Restore(header, payload)
 }
@@ -131,7 +151,7 @@ pub fn restore(
     }
     let path = snapshot::path_of(&cfg.dir, &slot.name);
     let file = snapshot::read(&path).map_err(|e| e.to_string());
-    let why_empty = match choose(file, &slot.name, cfg.system_id, facts) {
+    let why_empty = match choose(file, &slot.name, cfg.system_id, facts, &history()) {
         Choice::Restore(h, payload) => match load(slot, Some(&payload), h.lsn) {
             Ok(()) => {
                 shared.processed_lsn.store(h.lsn, Ordering::Release);
@@ -235,6 +255,7 @@ pub fn save(slot: &'static PluginSlot, cfg: &SnapshotConfig, lsn: u64) -> Result
         abi: (major, minor),
         system_id: cfg.system_id,
         lsn,
+        timeline: timeline::timeline_of(&history(), lsn).unwrap_or(0),
         written_at: now_micros(),
     };
     let path = snapshot::path_of(&cfg.dir, &slot.name);
@@ -262,6 +283,7 @@ mod tests {
             abi: (1, 1),
             system_id: sysid,
             lsn,
+            timeline: 1,
             written_at: 0,
         };
         snapshot::encode(&h, b"payload")
@@ -274,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_good_snapshot_is_restored() {
-        match choose(Ok(Some(file(0x4000, "p", 9))), "p", 9, FACTS) {
+        match choose(Ok(Some(file(0x4000, "p", 9))), "p", 9, FACTS, &[]) {
             Choice::Restore(h, payload) => {
                 assert_eq!(h.lsn, 0x4000);
                 assert_eq!(payload, b"payload");
@@ -283,19 +305,19 @@ mod tests {
         }
         // A snapshot exactly at the end of WAL is fine too.
         assert!(matches!(
-            choose(Ok(Some(file(0x5000, "p", 9))), "p", 9, FACTS),
+            choose(Ok(Some(file(0x5000, "p", 9))), "p", 9, FACTS, &[]),
             Choice::Restore(..)
         ));
     }
 
     #[test]
     fn refusals_name_the_cause() {
-        assert_eq!(choose(Ok(None), "p", 9, FACTS), Choice::NoSnapshot);
-        let Choice::Refuse(m) = choose(Ok(Some(file(0x4000, "q", 9))), "p", 9, FACTS) else {
+        assert_eq!(choose(Ok(None), "p", 9, FACTS, &[]), Choice::NoSnapshot);
+        let Choice::Refuse(m) = choose(Ok(Some(file(0x4000, "q", 9))), "p", 9, FACTS, &[]) else {
             panic!()
         };
         assert!(m.contains("belongs to plugin \"q\""), "{m}");
-        let Choice::Refuse(m) = choose(Ok(Some(file(0x6000, "p", 9))), "p", 9, FACTS) else {
+        let Choice::Refuse(m) = choose(Ok(Some(file(0x6000, "p", 9))), "p", 9, FACTS, &[]) else {
             panic!()
         };
         assert!(m.contains("0/6000") && m.contains("0/5000"), "{m}");
@@ -303,14 +325,40 @@ mod tests {
             slot_created: true,
             ..FACTS
         };
-        let Choice::Refuse(m) = choose(Ok(Some(file(0x4000, "p", 9))), "p", 9, created) else {
+        let Choice::Refuse(m) = choose(Ok(Some(file(0x4000, "p", 9))), "p", 9, created, &[]) else {
             panic!()
         };
         assert!(m.contains("created anew"), "{m}");
-        let Choice::Refuse(m) = choose(Err("permission denied".into()), "p", 9, FACTS) else {
+        let Choice::Refuse(m) = choose(Err("permission denied".into()), "p", 9, FACTS, &[]) else {
             panic!()
         };
         assert!(m.contains("permission denied"), "{m}");
+    }
+
+    #[test]
+    fn a_snapshot_from_an_abandoned_timeline_is_refused() {
+        // PITR to 0/3000 on timeline 2: the snapshot of timeline 1 at 0/4000 is past
+        // the switch point although this server's WAL (0/5000) reaches beyond it.
+        let h = [
+            TimelineSpan {
+                tli: 2,
+                begin: 0x3000,
+                end: u64::MAX,
+            },
+            TimelineSpan {
+                tli: 1,
+                begin: 0,
+                end: 0x3000,
+            },
+        ];
+        let Choice::Refuse(m) = choose(Ok(Some(file(0x4000, "p", 9))), "p", 9, FACTS, &h) else {
+            panic!()
+        };
+        assert!(m.contains("abandoned timeline"), "{m}");
+        assert!(matches!(
+            choose(Ok(Some(file(0x2000, "p", 9))), "p", 9, FACTS, &h),
+            Choice::Restore(..)
+        ));
     }
 
     #[test]

@@ -174,12 +174,30 @@ impl PluginSlot {
     }
 
     /// Turns a callback's status into a result, with the message it reported.
+    ///
+    /// A callback that returns still holding its region lock has the lock released
+    /// here (this is called on the thread that made the call) and counts as failed:
+    /// the lock rule says a hold never outlives the callback.
     pub fn check(&self, st: WalkerStatus, callback: &str) -> Result<(), String> {
         let msg = self
             .pending_error
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        let leaked = self
+            .region_header()
+            .map(|h| crate::locks::release_held_by_this_thread(&h.lock))
+            .unwrap_or_default();
+        if !leaked.is_empty() {
+            let modes: Vec<String> = leaked
+                .iter()
+                .map(|m| format!("{m:?}").to_lowercase())
+                .collect();
+            return Err(format!(
+                "{callback} returned holding its shared-memory lock ({}); the host released it. A plugin must release its lock before a callback returns",
+                modes.join(", ")
+            ));
+        }
         if st.is_ok() {
             return Ok(());
         }
@@ -248,8 +266,13 @@ impl PluginSlot {
         self.shared().and_then(|s| s.last_error.get())
     }
 
-    /// Marks the plugin failed at run time with `msg`.
+    /// Marks the plugin failed at run time with `msg`. Not while the process exits:
+    /// a callback that fails then fails because its lock is no longer granted, which
+    /// is the exit's doing, not the plugin's.
     pub fn fail(&self, msg: &str) {
+        if crate::locks::exiting() {
+            return;
+        }
         if let Some(s) = self.shared() {
             s.errors.fetch_add(1, Ordering::Relaxed);
             s.last_error.set(msg);

@@ -6,12 +6,12 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `WALKSNAP` |
-//! | 8 | 4 | format version (1) |
+//! | 8 | 4 | format version (2; 1 is read too) |
 //! | 12 | 4 | plugin ABI major |
 //! | 16 | 4 | plugin ABI minor |
 //! | 20 | 4 | length of the plugin name |
 //! | 24 | 4 | length of the plugin version |
-//! | 28 | 4 | reserved (0) |
+//! | 28 | 4 | timeline of the LSN (format 2; 0 in format 1: unknown) |
 //! | 32 | 8 | cluster system identifier |
 //! | 40 | 8 | LSN the state reflects (end of the last record applied) |
 //! | 48 | 8 | written at, microseconds since the Unix epoch |
@@ -29,8 +29,11 @@ use std::path::{Path, PathBuf};
 
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"WALKSNAP";
-/// Version of the layout above.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the layout above written now. Format 2 stores the timeline in what
+/// format 1 kept as a reserved zero, so format 1 files are read as "timeline unknown".
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest format still read.
+pub const OLDEST_FORMAT: u32 = 1;
 /// Bytes before the variable part.
 pub const FIXED_HEADER: usize = 64;
 /// Bytes of the trailing checksum.
@@ -51,6 +54,8 @@ pub struct SnapshotHeader {
     pub system_id: u64,
     /// End LSN of the last record the state reflects.
     pub lsn: u64,
+    /// Timeline of that LSN (0: unknown, a format 1 file).
+    pub timeline: u32,
     /// When it was written, microseconds since the Unix epoch.
     pub written_at: i64,
 }
@@ -65,7 +70,7 @@ pub enum SnapshotError {
     #[error("the file is not a walker snapshot (bad magic)")]
     BadMagic,
     /// Written by a walker with another file format.
-    #[error("the file has snapshot format {0}, this walker reads format {FORMAT_VERSION}")]
+    #[error("the file has snapshot format {0}, this walker reads formats {OLDEST_FORMAT} to {FORMAT_VERSION}")]
     Format(u32),
     /// Lengths in the header do not add up to the file's size.
     #[error("the file is truncated or padded (the header announces {expected} bytes, the file has {actual})")]
@@ -102,7 +107,7 @@ pub fn encode(h: &SnapshotHeader, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&h.abi.1.to_le_bytes());
     out.extend_from_slice(&(name.len() as u32).to_le_bytes());
     out.extend_from_slice(&(version.len() as u32).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&h.timeline.to_le_bytes());
     out.extend_from_slice(&h.system_id.to_le_bytes());
     out.extend_from_slice(&h.lsn.to_le_bytes());
     out.extend_from_slice(&h.written_at.to_le_bytes());
@@ -142,7 +147,7 @@ pub fn decode<'a>(
         return Err(SnapshotError::BadMagic);
     }
     let format = u32_at(bytes, 8);
-    if format != FORMAT_VERSION {
+    if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&format) {
         return Err(SnapshotError::Format(format));
     }
     let name_len = u32_at(bytes, 20) as u64;
@@ -181,6 +186,7 @@ pub fn decode<'a>(
         abi: (u32_at(bytes, 12), u32_at(bytes, 16)),
         system_id: u64_at(bytes, 32),
         lsn: u64_at(bytes, 40),
+        timeline: if format >= 2 { u32_at(bytes, 28) } else { 0 },
         written_at: u64_at(bytes, 48) as i64,
     };
     if header.plugin != plugin {
@@ -253,6 +259,7 @@ mod tests {
             abi: (1, 1),
             system_id: 7_300_000_000_000_000_001,
             lsn: 0x1_0000_0028,
+            timeline: 1,
             written_at: 1_700_000_000_000_000,
         }
     }
@@ -263,7 +270,8 @@ mod tests {
         // 64 fixed + "rmgr_stats" (10) + "0.1.0" (5) + payload 3 + crc 4.
         assert_eq!(b.len(), 64 + 10 + 5 + 3 + 4);
         assert_eq!(&b[..8], b"WALKSNAP");
-        assert_eq!(&b[8..12], &[1, 0, 0, 0]);
+        assert_eq!(&b[8..12], &[2, 0, 0, 0], "format 2");
+        assert_eq!(&b[28..32], &[1, 0, 0, 0], "timeline 1");
         assert_eq!(
             &b[40..48],
             &[0x28, 0, 0, 0, 1, 0, 0, 0],
@@ -274,6 +282,25 @@ mod tests {
         assert_eq!(&b[79..82], b"abc");
         // CRC-32 (IEEE) check value of "123456789" is cbf43926.
         assert_eq!(checksum(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn a_format_1_file_is_read_with_an_unknown_timeline() {
+        // Format 1 as the previous walker wrote it: version 1, reserved zero at 28.
+        let mut b = encode(&header(), b"old");
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        b[28..32].copy_from_slice(&0u32.to_le_bytes());
+        let body = b.len() - CHECKSUM_LEN;
+        let crc = checksum(&b[..body]);
+        b[body..].copy_from_slice(&crc.to_le_bytes());
+        let (h, payload) = decode(&b, "rmgr_stats", header().system_id).unwrap();
+        assert_eq!((h.timeline, h.lsn, payload), (0, header().lsn, &b"old"[..]));
+        // A future format is refused, naming both.
+        b[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let crc = checksum(&b[..body]);
+        b[body..].copy_from_slice(&crc.to_le_bytes());
+        let e = decode(&b, "rmgr_stats", header().system_id).unwrap_err();
+        assert_eq!(e, SnapshotError::Format(3));
     }
 
     #[test]

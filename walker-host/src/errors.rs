@@ -43,6 +43,12 @@ pub enum WalkerError {
         view: String,
         reason: String,
     },
+    /// A plugin's shared-memory lock stayed held past `walker.lock_timeout`.
+    #[error("walker plugin \"{plugin}\" cannot be read now: {reason}")]
+    LockBusy { plugin: String, reason: String },
+    /// Used by `walker.drop_slot()`: something could not be removed.
+    #[error("{0}")]
+    DropSlot(String),
 }
 
 impl WalkerError {
@@ -56,6 +62,8 @@ impl WalkerError {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
             WalkerError::ViewFailed { .. } => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+            WalkerError::LockBusy { .. } => PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+            WalkerError::DropSlot(_) => PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
             WalkerError::NotAllowed { .. } => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             WalkerError::Call(CallError::Unknown { .. }) => {
                 PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION
@@ -82,6 +90,8 @@ impl WalkerError {
                 }
             }
             WalkerError::ViewFailed { .. } => "This is a bug in the plugin; its other views and the walker keep working.".into(),
+            WalkerError::LockBusy { .. } => "The plugin breaks the lock rule (hold the lock only briefly; see the README). Retry later; if it persists, remove the plugin from walker.plugins and restart. walker.lock_timeout bounds the wait.".into(),
+            WalkerError::DropSlot(_) => "Stop the walker worker first: set walker.enabled = off, or remove walker from shared_preload_libraries and restart, then call walker.drop_slot() again.".into(),
             WalkerError::NotAllowed { role, .. } => format!("Only members of {role} may call it: GRANT {role} TO <role>."),
             WalkerError::Call(CallError::Unknown { available, .. }) => {
                 if available.is_empty() {

@@ -37,8 +37,47 @@ pub static SNAPSHOT_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 
+/// `walker.lock_timeout` (ms): the longest any wait for a plugin's shared-memory lock
+/// lasts (a backend reading a view or calling a plugin function, a statement admitted
+/// by a plugin, a dispatch thread). A wait that reaches it fails with the holder
+/// named; a hold already older than it fails later waiters at once.
+pub static LOCK_TIMEOUT_MS: GucSetting<i32> =
+    GucSetting::<i32>::new(walker_core::locks::DEFAULT_LOCK_TIMEOUT_MS as i32);
+
+/// `walker.debug_error_holding_lock` (hidden, for tests): a plugin name; on the
+/// worker's first start a thread of the worker takes that plugin's lock and the worker
+/// then raises an ERROR, to show that the exit releases the lock. Empty: off.
+pub static DEBUG_ERROR_HOLDING_LOCK: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+
+/// The `walker.debug_error_holding_lock` value, when set.
+pub fn debug_error_holding_lock() -> Option<String> {
+    DEBUG_ERROR_HOLDING_LOCK
+        .get()
+        .map(|c| c.to_string_lossy().trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 /// Defines the `walker.*` settings.
 pub fn define() {
+    GucRegistry::define_int_guc(
+        c"walker.lock_timeout",
+        c"Longest wait for a plugin's shared-memory lock.",
+        c"A wait that reaches it fails with the holder named in the error and the log; a hold already older than it fails later waiters at once. Plugins must hold their lock only briefly.",
+        &LOCK_TIMEOUT_MS,
+        1,
+        600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"walker.debug_error_holding_lock",
+        c"For tests: makes the walker worker raise an ERROR while one of its threads holds the named plugin's lock (first worker start only).",
+        c"",
+        &DEBUG_ERROR_HOLDING_LOCK,
+        GucContext::Sighup,
+        GucFlags::NO_SHOW_ALL,
+    );
     GucRegistry::define_string_guc(
         c"walker.database",
         c"Database the walker services worker connects to (empty: no services worker).",

@@ -9,8 +9,10 @@ use pgrx::prelude::*;
 mod errors;
 mod gucs;
 mod hooks;
+mod locks_edge;
 mod logging;
 mod pg_version;
+mod removal;
 mod services;
 mod shmem;
 mod slot;
@@ -33,6 +35,8 @@ pub extern "C-unwind" fn _PG_init() {
     never_capture_backtraces();
     walker_core::host_api::set_server_version(pg_sys::PG_VERSION_NUM);
     gucs::define();
+    locks_edge::install();
+    removal::install_hook();
     // SAFETY: reading a server global in _PG_init, on the main thread.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         return;
@@ -99,7 +103,9 @@ SELECT state, pid, started_at::timestamptz AS started_at, start_lsn::pg_lsn AS s
        starts, last_error, shmem_bytes,
        current_setting('walker.enabled')::bool AS enabled,
        'walker'::text AS slot_name, slot_lsn::pg_lsn AS slot_lsn, retained_bytes, gaps, last_gap,
-       crash_restarts, services_pid, service_requests, service_failures, services_last_error
+       crash_restarts, services_pid, service_requests, service_failures, services_last_error,
+       max_retained_bytes, invalid_wal_lsn::pg_lsn AS invalid_wal_lsn, invalid_wal_error,
+       invalid_wal_reports
 FROM @extschema@._status();
 COMMENT ON VIEW @extschema@.status IS 'The walker worker: state, WAL positions, lag, throughput, its replication slot and the WAL gaps it could not read.';
 
@@ -251,7 +257,8 @@ GRANT EXECUTE ON FUNCTION @extschema@._status(), @extschema@._plugins(),
     @extschema@.plugin_view_columns(), @extschema@.plugin_view_rows(text, text),
     @extschema@.plugin_functions(), @extschema@.plugin_sql(), @extschema@.plugin_call(text, text, text),
     @extschema@.prometheus(), @extschema@.with_relation(jsonb) TO walker_monitor;
-GRANT EXECUTE ON FUNCTION @extschema@.refresh_views() TO walker_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.refresh_views(), @extschema@.drop_slot() TO walker_admin;
+COMMENT ON FUNCTION @extschema@.drop_slot() IS 'Drops walker''s replication slot and its snapshots ($PGDATA/walker), for removing walker; the worker walks no more until the server restarts.';
 
 SELECT @extschema@.refresh_views();
 "#,

@@ -12,7 +12,10 @@ use walker_core::registry;
 use walker_core::rows::{format_lsn, format_timestamptz, RowCollector};
 
 fn host() -> &'static walker_core::shared::HostShared {
-    shmem::host().unwrap_or_else(|| WalkerError::NotPreloaded.raise())
+    let h = shmem::host().unwrap_or_else(|| WalkerError::NotPreloaded.raise());
+    crate::locks_edge::ensure_exit_callback();
+    crate::locks_edge::refresh();
+    h
 }
 
 fn lsn_text(l: u64) -> Option<String> {
@@ -48,6 +51,10 @@ fn status() -> TableIterator<
         name!(service_requests, i64),
         name!(service_failures, i64),
         name!(services_last_error, Option<String>),
+        name!(max_retained_bytes, Option<i64>),
+        name!(invalid_wal_lsn, Option<String>),
+        name!(invalid_wal_error, Option<String>),
+        name!(invalid_wal_reports, i64),
     ),
 > {
     let h = host();
@@ -88,6 +95,12 @@ fn status() -> TableIterator<
         .unwrap_or(i64::MAX),
         i64::try_from(h.services.failed.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
         h.services.last_error.get(),
+        crate::gucs::max_retained_bytes().map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+        lsn_text(h.bad_wal_lsn.load(Ordering::Acquire)),
+        (h.bad_wal_lsn.load(Ordering::Acquire) != 0)
+            .then(|| h.bad_wal_message.get())
+            .flatten(),
+        i64::try_from(h.bad_wal_total.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
     );
     TableIterator::new(vec![row])
 }
@@ -217,6 +230,7 @@ fn plugin_view_rows(plugin: &str, view: &str) -> SetOfIterator<'static, Vec<Opti
     // SAFETY: this backend's main thread is where its settings change.
     unsafe { registry::refresh_settings() };
     walker_core::host_api::set_rmgr_names(wal::rmgr_names());
+    crate::locks_edge::wait_for_region(slot);
     let mut collector = RowCollector::new(slot.views[index].columns.clone());
     let sink = collector.sink();
     // SAFETY: negotiated callback; the sink and its collector outlive the call.
@@ -295,7 +309,7 @@ fn plugin_sql() -> TableIterator<
 }
 
 /// True when the current user has the privileges of role `name` (superusers do).
-fn has_role(name: &str) -> bool {
+pub(crate) fn has_role(name: &str) -> bool {
     let Ok(c) = std::ffi::CString::new(name) else {
         return false;
     };
@@ -338,6 +352,7 @@ fn call_here(
     index: usize,
     args: &str,
 ) -> Result<String, walker_core::functions::CallError> {
+    crate::locks_edge::wait_for_region(slot);
     walker_core::services::with_waiter(backend_wait, || {
         walker_core::functions::call(slot, index, args)
     })
@@ -434,6 +449,30 @@ fn prometheus() -> String {
             0 => 0,
             slot => flush.saturating_sub(slot),
         }),
+    );
+    metric(
+        &mut out,
+        "walker_max_retained_bytes",
+        "gauge",
+        "walker.max_retained_wal in bytes: past it the slot releases WAL walker has not read and records a gap (-1: no bound). Alert when walker_retained_bytes approaches it.",
+        &[(
+            String::new(),
+            crate::gucs::max_retained_bytes().map_or(-1.0, |b| b as f64),
+        )],
+    );
+    metric(
+        &mut out,
+        "walker_invalid_wal_total",
+        "counter",
+        "Reports of invalid WAL the reader kept failing on below the end of the WAL (one per retry interval).",
+        &one(h.bad_wal_total.load(Ordering::Relaxed)),
+    );
+    metric(
+        &mut out,
+        "walker_invalid_wal_lsn",
+        "gauge",
+        "LSN of the invalid WAL record the reader is stuck on, as a byte position (0: none).",
+        &one(h.bad_wal_lsn.load(Ordering::Acquire)),
     );
     metric(
         &mut out,

@@ -100,6 +100,28 @@ impl WalReader {
     }
 
     /// Restarts reading at the end of the last record read (after end of WAL or an error).
+    /// Tries to read the record at `lsn` (a record start) and returns the reader's
+    /// error message when it is invalid; `None` when it reads or the WAL ends there.
+    /// The reader is then positioned where it was.
+    pub fn probe(&mut self, lsn: u64) -> Option<String> {
+        self.private.end_of_wal = false;
+        let mut errmsg: *mut c_char = std::ptr::null_mut();
+        // SAFETY: the reader is ours; `lsn` is where a record was expected; the server's
+        // reader raises no ERROR for invalid data, it returns the message.
+        let rec = unsafe {
+            pg_sys::XLogBeginRead(self.state, lsn);
+            pg_sys::XLogReadRecord(self.state, &mut errmsg)
+        };
+        let msg = (rec.is_null() && !self.private.end_of_wal && !errmsg.is_null()).then(|| {
+            // SAFETY: a NUL-terminated message owned by the reader.
+            unsafe { CStr::from_ptr(errmsg) }
+                .to_string_lossy()
+                .into_owned()
+        });
+        self.rewind();
+        msg
+    }
+
     fn rewind(&mut self) {
         self.private.end_of_wal = false;
         if self.next != 0 {
@@ -275,4 +297,58 @@ pub fn rmgr_names() -> Vec<Option<String>> {
             }
         })
         .collect()
+}
+
+/// The server's current timeline: the one it inserts WAL on, or replays on a standby.
+pub fn current_timeline() -> u32 {
+    // SAFETY: reading server state on the main thread.
+    unsafe {
+        if pg_sys::RecoveryInProgress() {
+            let mut tli: pg_sys::TimeLineID = 0;
+            pg_sys::GetXLogReplayRecPtr(&mut tli);
+            tli
+        } else {
+            pg_sys::GetWALInsertionTimeLine()
+        }
+    }
+}
+
+thread_local! {
+    static HISTORY_OF: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Reads the current timeline's history (`pg_wal/<tli>.history`) for the snapshot
+/// checks when the timeline changed since the last call (main thread). A history that
+/// cannot be read leaves the checks off and is logged.
+pub fn refresh_history() {
+    let tli = current_timeline();
+    if tli == 0 || HISTORY_OF.with(|c| c.replace(tli)) == tli {
+        return;
+    }
+    // SAFETY: DataDir is set in every server process; main thread.
+    let dir = unsafe { CStr::from_ptr(pg_sys::DataDir) }
+        .to_string_lossy()
+        .into_owned();
+    let path = std::path::Path::new(&dir)
+        .join("pg_wal")
+        .join(format!("{tli:08X}.history"));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && tli == 1 => None,
+        Err(e) => {
+            pgrx::warning!(
+                "walker: cannot read {}: {e}; snapshots are not checked against the timeline history",
+                path.display()
+            );
+            walker_core::persistence::set_history(Vec::new());
+            return;
+        }
+    };
+    match walker_core::timeline::parse_history(tli, text.as_deref()) {
+        Ok(h) => walker_core::persistence::set_history(h),
+        Err(e) => {
+            pgrx::warning!("walker: {e}; snapshots are not checked against the timeline history");
+            walker_core::persistence::set_history(Vec::new());
+        }
+    }
 }

@@ -24,6 +24,8 @@ use walker_core::shared::{HostShared, PluginState, WorkerState};
 const BATCH_BYTES: usize = 8 << 20;
 /// The longest one plugin callback may hold up the worker's exit (see `run`).
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+/// How often invalid WAL the reader keeps failing on is logged and counted.
+const BAD_WAL_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the slot is written to disk while walking.
 const SLOT_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -84,6 +86,32 @@ fn record_gap(host: &HostShared, from: u64, to: u64, why: &str) {
     host.processed_lsn.fetch_max(to, Ordering::AcqRel);
 }
 
+/// Releases WAL past `walker.max_retained_wal` (main thread): records the gap, moves
+/// the slot. Returns where the reader must continue, when something was released.
+/// Called on every path of the worker (at start before anything else, on every step
+/// whether walking, paused or idle, and while the reader waits for a slow plugin), so
+/// the bound holds whenever the worker runs.
+fn release_retention(host: &HostShared) -> Option<u64> {
+    let processed = host.processed_lsn.load(Ordering::Acquire);
+    // Nothing processed yet (at start): the slot's position is what is held.
+    let held_from = match processed {
+        0 => slot::restart_lsn(),
+        p => p,
+    };
+    if held_from == 0 {
+        return None;
+    }
+    let durable = wal::durable_lsn();
+    // SAFETY: reading a server global on the main thread.
+    let seg = unsafe { pg_sys::wal_segment_size } as u64;
+    let to = release_point(held_from, durable, gucs::max_retained_bytes(), seg)?;
+    let why = format!("walker held back more than walker.max_retained_wal ({} MB); the WAL in between was released unread", gucs::MAX_RETAINED_WAL_MB.get());
+    record_gap(host, held_from, to, &why);
+    slot::advance(to, true);
+    host.slot_lsn.store(slot::restart_lsn(), Ordering::Relaxed);
+    Some(to)
+}
+
 /// Lowest position among the plugins still receiving records (or `read` without any).
 fn processed_position(dispatcher: &Dispatcher, read: u64) -> u64 {
     dispatcher.processed_lsn().unwrap_or(read)
@@ -106,6 +134,8 @@ struct Walk {
     /// A record skipped because it crashed the worker, to record as a gap once the
     /// batch before it is handed over: (start, end, crashes, signal).
     skipped: Option<(u64, u64, u32, u32)>,
+    /// When invalid WAL was last logged (`None`: the reader is not stuck on any).
+    bad_wal_reported: Option<Instant>,
 }
 
 impl Walk {
@@ -120,14 +150,7 @@ impl Walk {
     /// Releases WAL past the retention bound: the slot moves, the gap is recorded, the
     /// reader continues after it.
     fn enforce_retention(&mut self) {
-        let processed = self.host.processed_lsn.load(Ordering::Acquire);
-        let durable = wal::durable_lsn();
-        // SAFETY: reading a server global on the main thread.
-        let seg = unsafe { pg_sys::wal_segment_size } as u64;
-        if let Some(to) = release_point(processed, durable, gucs::max_retained_bytes(), seg) {
-            let why = format!("walker held back more than walker.max_retained_wal ({} MB); the WAL in between was released unread", gucs::MAX_RETAINED_WAL_MB.get());
-            record_gap(self.host, processed, to, &why);
-            slot::advance(to, true);
+        if let Some(to) = release_retention(self.host) {
             self.seek_to = Some(to);
             self.snapshot_due = true;
         }
@@ -137,9 +160,6 @@ impl Walk {
     /// the gap and continue at the oldest WAL still on disk.
     fn recover(&mut self, msg: String) {
         let at = self.seek_to.unwrap_or_else(|| self.reader.position());
-        let m = format!("reading WAL at {}: {msg}", format_lsn(at));
-        pgrx::warning!("walker: {m}");
-        self.host.last_error.set(&m);
         self.reader = wal::WalReader::new();
         // SAFETY: reading server state on the main thread.
         let (removed, seg) = unsafe {
@@ -156,6 +176,59 @@ impl Walk {
             self.snapshot_due = true;
         } else {
             self.seek_to = Some(at);
+            self.report_bad_wal(at, &msg);
+        }
+    }
+
+    /// The reader cannot find a record at `at` (the seek found none). Below the end of
+    /// the WAL that is invalid WAL, not the end of it: find the reader's message and
+    /// report it.
+    fn check_bad_wal(&mut self, at: u64) {
+        if at >= wal::durable_lsn() {
+            return;
+        }
+        let reader = &mut self.reader;
+        let probed = PgTryBuilder::new(AssertUnwindSafe(|| reader.probe(at)))
+            .catch_others(|e| Some(slot::caught_message(&e)))
+            .execute();
+        if let Some(msg) = probed {
+            self.report_bad_wal(at, &msg);
+        }
+    }
+
+    /// Invalid WAL at `at` below the end of the WAL (corrupt WAL, `pg_resetwal`): it
+    /// will not become valid by waiting. Shown in `walker.status` at once, logged and
+    /// counted every [`BAD_WAL_REPORT_INTERVAL`] while the reader keeps failing on it
+    /// (until `walker.max_retained_wal` releases the WAL past it as a gap).
+    fn report_bad_wal(&mut self, at: u64, msg: &str) {
+        let h = self.host;
+        let m = format!("invalid WAL record at {}: {msg}", format_lsn(at));
+        let new = h.bad_wal_lsn.swap(at, Ordering::AcqRel) != at;
+        h.bad_wal_message.set(&m);
+        h.last_error.set(&m);
+        let due = self
+            .bad_wal_reported
+            .is_none_or(|t| t.elapsed() >= BAD_WAL_REPORT_INTERVAL);
+        if new || due {
+            self.bad_wal_reported = Some(Instant::now());
+            h.bad_wal_total.fetch_add(1, Ordering::Relaxed);
+            pgrx::warning!(
+                "walker: {m}; the WAL up to {} is written, so this record will not become valid. walker retries every {} s and keeps the WAL from here until walker.max_retained_wal is reached, then skips past it as a gap. Check the WAL with pg_waldump; if the server's WAL was reset (pg_resetwal) or restored from elsewhere, call walker.drop_slot() and restart",
+                format_lsn(wal::durable_lsn()),
+                BAD_WAL_REPORT_INTERVAL.as_secs()
+            );
+        }
+    }
+
+    /// The reader read a record: any invalid-WAL report is over.
+    fn clear_bad_wal(&mut self) {
+        let was = self.host.bad_wal_lsn.swap(0, Ordering::AcqRel);
+        if was != 0 {
+            self.bad_wal_reported = None;
+            pgrx::log!(
+                "walker: reading again after the invalid WAL at {}",
+                format_lsn(was)
+            );
         }
     }
 
@@ -180,7 +253,10 @@ impl Walk {
                 }
                 true
             }
-            Ok(None) => false,
+            Ok(None) => {
+                self.check_bad_wal(want);
+                false
+            }
             Err(msg) => {
                 self.recover(msg);
                 false
@@ -201,7 +277,11 @@ impl Walk {
                 .catch_others(|e| wal::Read::Error(slot::caught_message(&e)))
                 .execute();
             match r {
-                wal::Read::Record => {}
+                wal::Read::Record => {
+                    if batch.len() == 1 {
+                        self.clear_bad_wal();
+                    }
+                }
                 wal::Read::Skipped { lsn, end } => {
                     if let Some(s) = self.skipped.as_mut() {
                         s.0 = lsn;
@@ -241,6 +321,7 @@ impl Walk {
         slot::advance(self.dispatcher.durable_lsn().unwrap_or(read), save);
         h.slot_lsn.store(slot::restart_lsn(), Ordering::Relaxed);
         h.flush_lsn.store(wal::durable_lsn(), Ordering::Relaxed);
+        wal::refresh_history();
         let elapsed = self.rate_since.elapsed();
         if elapsed >= Duration::from_secs(1) {
             let now = h.records.load(Ordering::Relaxed);
@@ -272,8 +353,12 @@ impl Walk {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             // SAFETY: main thread.
             unsafe { registry::refresh_settings() };
+            crate::locks_edge::refresh();
         }
-        if BackgroundWorker::sigterm_received() {
+        crate::locks_edge::maybe_inject_error(self.host.starts.load(Ordering::Relaxed));
+        if BackgroundWorker::sigterm_received()
+            || self.host.slot_drop_requested.load(Ordering::Acquire) != 0
+        {
             self.stopping = true;
             return;
         }
@@ -362,10 +447,15 @@ fn run(host: &'static HostShared) {
         l.reader.bind_current_thread();
         walker_core::crash::install_handler();
     }
+    // Before any dispatch thread can take a plugin lock: an exit releases its holds.
+    crate::locks_edge::ensure_exit_callback();
     set_rmgr_names(wal::rmgr_names());
     // SAFETY: the worker's main thread is where settings change.
     unsafe { registry::refresh_settings() };
 
+    if host.slot_drop_requested.load(Ordering::Acquire) != 0 {
+        return stay_stopped_without_slot(host);
+    }
     let (slot_lsn, slot_created) = match slot::acquire() {
         Ok(l) => l,
         Err(msg) => {
@@ -374,6 +464,8 @@ fn run(host: &'static HostShared) {
             (0, false)
         }
     };
+    // The bound holds from the first moment, even if the start fails further on.
+    release_retention(host);
     let snapshots = snapshot_config();
     if let Err(e) = std::fs::create_dir_all(&snapshots.dir) {
         let msg = format!(
@@ -383,6 +475,7 @@ fn run(host: &'static HostShared) {
         pgrx::warning!("walker: {msg}");
         host.last_error.set(&msg);
     }
+    wal::refresh_history();
     // Each plugin's state: restored from its snapshot, or empty, or (without
     // snapshots) continuing where it was in shared memory.
     let facts = StartFacts {
@@ -458,6 +551,7 @@ fn run(host: &'static HostShared) {
         snapshot_saved: Instant::now(),
         snapshot_due: false,
         skipped,
+        bad_wal_reported: None,
     };
     while !walk.stopping {
         walk.step();
@@ -479,9 +573,29 @@ fn run(host: &'static HostShared) {
         pgrx::warning!("walker: {m}");
     }
     let durable = durable.unwrap_or(reader.position());
+    if host.slot_drop_requested.load(Ordering::Acquire) != 0 {
+        slot::release();
+        return stay_stopped_without_slot(host);
+    }
     slot::advance(durable, true);
     slot::release();
     host.set_worker_state(WorkerState::Stopped);
     host.worker_pid.store(0, Ordering::Relaxed);
     logging::drain();
+}
+
+/// After `walker.drop_slot()`: the worker holds no slot and walks no more; it stays
+/// (exiting would make the postmaster restart it, which would create the slot again)
+/// until the server stops. A server restart with walker still preloaded starts over
+/// with a new slot.
+fn stay_stopped_without_slot(host: &'static HostShared) {
+    host.slot_lsn.store(0, Ordering::Relaxed);
+    host.slot_released.store(1, Ordering::Release);
+    host.set_worker_state(WorkerState::Stopped);
+    host.last_error.set("walker.drop_slot() dropped walker's replication slot: the worker walks no more until the server restarts (remove walker from shared_preload_libraries before that to remove walker)");
+    logging::drain();
+    while !BackgroundWorker::sigterm_received() {
+        BackgroundWorker::wait_latch(Some(Duration::from_secs(1)));
+    }
+    host.worker_pid.store(0, Ordering::Relaxed);
 }

@@ -187,6 +187,7 @@ pub struct ClusterBuilder {
     command_line: Vec<(String, String)>,
     server_env: Vec<(String, String)>,
     copy_of: Option<PathBuf>,
+    recovery_signal: bool,
 }
 
 impl ClusterBuilder {
@@ -204,6 +205,30 @@ impl ClusterBuilder {
     /// harness settings are replaced by this builder's (port, `walker.plugins`, ...).
     pub fn copy_of(mut self, source: &Cluster) -> Self {
         self.copy_of = Some(source.dir.clone());
+        self
+    }
+
+    /// Starts from a copy of the data directory `dir` (a copy made with
+    /// [`Cluster::copy_files_to`] while its server was stopped: a cold base backup).
+    pub fn copy_of_dir(mut self, dir: &Path) -> Self {
+        self.copy_of = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Point-in-time recovery: the cluster starts in archive recovery (a
+    /// `recovery.signal` file), fetching WAL from `source`'s `pg_wal`, stops at
+    /// `target_lsn` and promotes to a new timeline there.
+    pub fn recover_to(mut self, source: &Cluster, target_lsn: &str) -> Self {
+        self.recovery_signal = true;
+        let from = source.dir.join("pg_wal");
+        self.conf.push((
+            "restore_command".into(),
+            format!("cp {}/%f \"%p\"", from.display()),
+        ));
+        self.conf
+            .push(("recovery_target_lsn".into(), target_lsn.to_string()));
+        self.conf
+            .push(("recovery_target_action".into(), "promote".into()));
         self
     }
 
@@ -284,6 +309,9 @@ impl ClusterBuilder {
 
         if let Some(source) = &self.copy_of {
             copy_data_dir(source, &dir).unwrap_or_else(|e| panic!("{e}"));
+            if self.recovery_signal {
+                write_as_server_file(&dir.join("recovery.signal"), "");
+            }
         } else if let Some(primary_port) = self.standby_of {
             // initdb sets these itself; pg_basebackup needs them set.
             use std::os::unix::fs::PermissionsExt;
@@ -514,6 +542,7 @@ impl Cluster {
             fixtures_in_library_path: false,
             standby_of: None,
             copy_of: None,
+            recovery_signal: false,
             conf: Vec::new(),
             command_line: Vec::new(),
             server_env: Vec::new(),
@@ -620,6 +649,18 @@ impl Cluster {
         if let Err(e) = self.psql("postgres", sql) {
             panic!("statement failed on cluster {}: {sql}\n{e}", self.name);
         }
+    }
+
+    /// Copies the data directory to `to` (which must not exist) while the server is
+    /// stopped: a cold base backup for [`ClusterBuilder::copy_of_dir`].
+    pub fn copy_files_to(&self, to: &Path) {
+        assert!(
+            !self.dir.join("postmaster.pid").exists(),
+            "stop the server before copying its files"
+        );
+        let mut cp = Command::new("cp");
+        cp.arg("-a").arg(&self.dir).arg(to);
+        run(cp, "copy of the data directory").unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// The server log so far.
