@@ -30,9 +30,9 @@ pub fn block_relation(b: &pg_sys::DecodedBkpBlock) -> (u32, u32, u32) {
 /// PostgreSQL 16, `pg_stat_checkpointer` from 17.
 #[cfg(any(feature = "pg15", feature = "pg16"))]
 pub const CHECKPOINTER_COUNTS: &str =
-    "SELECT checkpoints_timed::int8, checkpoints_req::int8 FROM pg_catalog.pg_stat_bgwriter";
+    "SELECT checkpoints_timed::pg_catalog.int8, checkpoints_req::pg_catalog.int8 FROM pg_catalog.pg_stat_bgwriter";
 
 /// The checkpointer's counters (timed, requested) as SQL.
 #[cfg(feature = "pg17")]
 pub const CHECKPOINTER_COUNTS: &str =
-    "SELECT num_timed::int8, num_requested::int8 FROM pg_catalog.pg_stat_checkpointer";
+    "SELECT num_timed::pg_catalog.int8, num_requested::pg_catalog.int8 FROM pg_catalog.pg_stat_checkpointer";
