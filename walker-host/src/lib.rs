@@ -306,7 +306,8 @@ BEGIN
     -- Nothing a plugin's SQL made is left to PUBLIC unless the plugin granted it
     -- explicitly: functions get EXECUTE for PUBLIC by default (a NULL proacl).
     FOR o IN SELECT pr.oid::regprocedure::text AS name FROM pg_proc pr
-             WHERE pr.pronamespace = '@extschema@'::regnamespace AND pr.proacl IS NULL LOOP
+             WHERE pr.pronamespace = '@extschema@'::regnamespace AND pr.proacl IS NULL
+               AND pr.oid <> ALL (before) LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', o.name);
     END LOOP;
     FOR o IN
