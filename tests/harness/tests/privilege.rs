@@ -10,7 +10,8 @@ use walker_tests::Cluster;
 
 /// A function body that makes `attacker` a superuser when a superuser runs it, and does
 /// nothing (quietly) when anyone else does.
-const PWN: &str = "BEGIN ALTER ROLE attacker SUPERUSER; EXCEPTION WHEN insufficient_privilege THEN NULL; END;";
+const PWN: &str =
+    "BEGIN ALTER ROLE attacker SUPERUSER; EXCEPTION WHEN insufficient_privilege THEN NULL; END;";
 
 fn is_superuser(c: &Cluster, role: &str) -> bool {
     c.query_one(&format!(
@@ -58,7 +59,10 @@ fn squatted_schema_and_roles_are_refused() {
             )
         },
     );
-    assert!(!is_superuser(&c, "attacker"), "the worker ran the squatter's function");
+    assert!(
+        !is_superuser(&c, "attacker"),
+        "the worker ran the squatter's function"
+    );
 
     // CREATE EXTENSION does not adopt the schema.
     let e = verbose(&c, "postgres", "postgres", "CREATE EXTENSION walker").unwrap_err();
@@ -167,7 +171,8 @@ fn database_owned_by_a_non_superuser_is_refused() {
         .conf("walker.database", "walkerdb")
         .start();
     c.exec("CREATE ROLE attacker LOGIN CREATEDB");
-    c.psql_as("attacker", "postgres", "CREATE DATABASE walkerdb").unwrap();
+    c.psql_as("attacker", "postgres", "CREATE DATABASE walkerdb")
+        .unwrap();
     c.psql_as(
         "attacker",
         "walkerdb",
@@ -189,7 +194,10 @@ fn database_owned_by_a_non_superuser_is_refused() {
     );
     // The budget's request (made at start, retried) is refused too, never run.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(!is_superuser(&c, "attacker"), "the worker ran SQL in the attacker's database");
+    assert!(
+        !is_superuser(&c, "attacker"),
+        "the worker ran SQL in the attacker's database"
+    );
 }
 
 /// Item 2 (plugin roles reach only their own functions; prometheus() honours declared
@@ -237,13 +245,24 @@ fn sql_surface_grants_only_what_it_declares() {
          CREATE TABLE labelled (x int); INSERT INTO labelled SELECT generate_series(1, 1000);",
     );
     wait_caught_up(&c);
-    c.wait_until("the tenant's scope is in the metrics", Duration::from_secs(30), || {
-        c.query_one("SELECT walker.prometheus()").contains("walker_injected_total")
-    });
+    c.wait_until(
+        "the tenant's scope is in the metrics",
+        Duration::from_secs(30),
+        || {
+            c.query_one("SELECT walker.prometheus()")
+                .contains("walker_injected_total")
+        },
+    );
     let text = c.query_one("SELECT walker.prometheus()");
-    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         assert!(sample_line(line), "not one sample: {line:?}\n{text}");
-        assert!(!line.starts_with("walker_injected_total"), "injected: {line:?}");
+        assert!(
+            !line.starts_with("walker_injected_total"),
+            "injected: {line:?}"
+        );
     }
     assert!(
         text.contains(r#"tenant="x\"} 1\nwalker_injected_total 42\n# ""#),
