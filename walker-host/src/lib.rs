@@ -131,8 +131,13 @@ BEGIN
                    WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
                      AND d.refobjid OPERATOR(pg_catalog.=) n.oid
                      AND d.classid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_extension'::pg_catalog.regclass
-                     AND NOT (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-                              AND d.objid OPERATOR(pg_catalog.=) '@extschema@.own_role(text)'::pg_catalog.regprocedure)) AS used
+                     -- what this script made so far is the extension's
+                     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend m, pg_catalog.pg_extension x
+                                     WHERE m.classid OPERATOR(pg_catalog.=) d.classid
+                                       AND m.objid OPERATOR(pg_catalog.=) d.objid
+                                       AND m.deptype OPERATOR(pg_catalog.=) 'e'
+                                       AND m.refobjid OPERATOR(pg_catalog.=) x.oid
+                                       AND x.extname OPERATOR(pg_catalog.=) 'walker')) AS used
       INTO s FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner
      WHERE n.oid OPERATOR(pg_catalog.=) '@extschema@'::pg_catalog.regnamespace;
     IF NOT s.rolsuper OR s.used THEN

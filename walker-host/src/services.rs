@@ -176,7 +176,7 @@ fn check_walker_schema() -> Result<(), String> {
                         SELECT 1 FROM pg_catalog.aclexplode(n.nspacl) a \
                         LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee \
                         WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CREATE' \
-                          AND NOT pg_catalog.coalesce(g.rolsuper, false)) \
+                          AND NOT coalesce(g.rolsuper, false)) \
              FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner \
              WHERE n.nspname OPERATOR(pg_catalog.=) 'walker'",
             &[],
