@@ -468,7 +468,7 @@ fn prometheus() -> String {
         "gauge",
         "walker.max_retained_wal in bytes: past it the slot releases WAL walker has not read and records a gap (-1: no bound). Alert when walker_retained_bytes approaches it.",
         &[(
-            String::new(),
+            vec![],
             crate::gucs::max_retained_bytes().map_or(-1.0, |b| b as f64),
         )],
     );
