@@ -5,6 +5,7 @@
 //! from them (`include/walker_plugin.h`), and a safe Rust SDK ([`sdk`]) with an
 //! export macro. A plugin needs nothing else: no PostgreSQL headers, no pgrx.
 
+pub mod metrics;
 pub mod sdk;
 pub mod types;
 

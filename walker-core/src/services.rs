@@ -46,6 +46,27 @@ pub enum ServiceError {
     /// Every slot holds a request.
     #[error("{SERVICE_SLOTS} service requests are already waiting; the services worker is behind or not running")]
     Full,
+    /// The setting is not one plugins may change.
+    #[error("plugins may not change server setting \"{0}\"; walker applies only {list} for plugins (SETTABLE in walker-core/src/services.rs); set it by hand", list = SETTABLE.join(", "))]
+    NotSettable(String),
+}
+
+/// The server settings plugins may change with a set-server-setting request (ALTER
+/// SYSTEM and a reload run by the superuser services worker): the autosizer's. Any other
+/// name is refused when queued and again when carried out, so a plugin cannot use the
+/// worker to change, say, `shared_preload_libraries`, `archive_command` or
+/// `log_min_messages`.
+pub const SETTABLE: &[&str] = &["max_wal_size", "min_wal_size"];
+
+/// Whether plugins may change setting `name` (compared case-insensitively, trimmed,
+/// as the server compares setting names).
+pub fn check_settable(name: &str) -> Result<(), ServiceError> {
+    let n = name.trim().to_ascii_lowercase();
+    if SETTABLE.contains(&n.as_str()) {
+        Ok(())
+    } else {
+        Err(ServiceError::NotSettable(name.to_string()))
+    }
 }
 
 /// Where a request is.
@@ -177,6 +198,9 @@ impl Services {
         }
         if name.is_empty() {
             return Err(ServiceError::EmptyName);
+        }
+        if kind == WalkerServiceKind::SET_SERVER_SETTING {
+            check_settable(name)?;
         }
         let total = name.len().saturating_add(value.len());
         if total > SERVICE_TEXT {
@@ -517,6 +541,21 @@ mod tests {
             Err(ServiceError::UnknownKind(9))
         );
         assert_eq!(s.submit(0, SET, "", "b", 0), Err(ServiceError::EmptyName));
+        // Only the settings plugins may change.
+        for name in [
+            "shared_preload_libraries",
+            "archive_command",
+            "log_min_messages",
+        ] {
+            assert_eq!(
+                s.submit(0, SET, name, "x", 0),
+                Err(ServiceError::NotSettable(name.into()))
+            );
+        }
+        assert!(check_settable(" Max_Wal_Size ").is_ok());
+        assert!(ServiceError::NotSettable("x".into())
+            .to_string()
+            .contains("max_wal_size, min_wal_size"));
         let long = "x".repeat(SERVICE_TEXT);
         assert_eq!(
             s.submit(0, WalkerServiceKind::NOTIFY, "c", &long, 0),
@@ -532,16 +571,22 @@ mod tests {
     fn queue_fills_and_forgotten_results_are_reclaimed() {
         let s = services();
         for i in 0..SERVICE_SLOTS {
-            s.submit(0, SET, "a", &i.to_string(), 0).unwrap();
+            s.submit(0, SET, "max_wal_size", &i.to_string(), 0).unwrap();
         }
-        assert_eq!(s.submit(0, SET, "a", "b", 0), Err(ServiceError::Full));
+        assert_eq!(
+            s.submit(0, SET, "max_wal_size", "b", 0),
+            Err(ServiceError::Full)
+        );
         // Finish the first; its result is kept until the forget interval passes.
         let r = s.take_next(1).unwrap();
         assert_eq!(r.value, "0", "oldest first");
         s.finish(r.id, false, "no", 10);
-        assert_eq!(s.submit(0, SET, "a", "b", 20), Err(ServiceError::Full));
+        assert_eq!(
+            s.submit(0, SET, "max_wal_size", "b", 20),
+            Err(ServiceError::Full)
+        );
         assert!(s
-            .submit(0, SET, "a", "b", 10 + FORGOTTEN_AFTER_US + 1)
+            .submit(0, SET, "max_wal_size", "b", 10 + FORGOTTEN_AFTER_US + 1)
             .is_ok());
         assert_eq!(s.outcome(0, r.id, 0, "x"), Outcome::Unknown);
     }
@@ -549,7 +594,7 @@ mod tests {
     #[test]
     fn unanswered_requests_fail_when_no_worker_runs() {
         let s = services();
-        let id = s.submit(0, SET, "a", "b", 0).unwrap();
+        let id = s.submit(0, SET, "max_wal_size", "b", 0).unwrap();
         assert_eq!(
             s.outcome(0, id, UNANSWERED_AFTER_US, "gone"),
             Outcome::Pending
@@ -574,7 +619,7 @@ mod tests {
     #[test]
     fn a_restarted_worker_fails_what_was_running() {
         let s = services();
-        let id = s.submit(0, SET, "a", "b", 0).unwrap();
+        let id = s.submit(0, SET, "max_wal_size", "b", 0).unwrap();
         s.take_next(1).unwrap();
         s.fail_running(2);
         assert!(matches!(

@@ -78,14 +78,76 @@ fn never_capture_backtraces() {
 
 extension_sql!(
     r#"
-DO $roles$
+-- Nothing is adopted that walker did not create. CREATE EXTENSION takes an existing
+-- schema "walker" as it is, so it must be empty and a superuser's; roles named
+-- walker_* are cluster-wide and may predate walker, so walker marks the roles it
+-- creates (a comment) and refuses unmarked ones.
+CREATE FUNCTION @extschema@.own_role(role_name text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    marker constant text := 'walker: created by CREATE EXTENSION walker';
+    r record;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'walker_monitor') THEN
-        CREATE ROLE walker_monitor NOLOGIN;
+    SELECT a.oid, a.rolsuper, a.rolcanlogin, pg_catalog.shobj_description(a.oid, 'pg_authid') AS note
+      INTO r FROM pg_catalog.pg_roles a WHERE a.rolname OPERATOR(pg_catalog.=) role_name;
+    IF NOT FOUND THEN
+        EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
+        EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', role_name, marker);
+    ELSIF r.note IS DISTINCT FROM marker OR r.rolsuper OR r.rolcanlogin THEN
+        RAISE EXCEPTION 'role "%" already exists and was not created by walker', role_name
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'walker grants its privileges to the roles it creates and marks them with the comment "' || marker || '"; this role has no such mark (or is a superuser or can log in), and whoever created it could hold it.',
+                  HINT = pg_catalog.format('Drop the role (DROP ROLE %I) and run the command again; or, as a superuser who made it for walker on purpose, mark it: COMMENT ON ROLE %I IS %L.', role_name, role_name, marker);
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'walker_admin') THEN
-        CREATE ROLE walker_admin NOLOGIN;
+END
+$fn$;
+REVOKE ALL ON FUNCTION @extschema@.own_role(text) FROM PUBLIC;
+
+-- Refuses to replace object `id` (of catalog `catalog`) unless it is the extension's.
+CREATE FUNCTION @extschema@.own_object(catalog regclass, id oid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF id IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM pg_catalog.pg_depend d, pg_catalog.pg_extension e
+            WHERE d.classid OPERATOR(pg_catalog.=) catalog AND d.objid OPERATOR(pg_catalog.=) id
+              AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+              AND d.refobjid OPERATOR(pg_catalog.=) e.oid AND e.extname OPERATOR(pg_catalog.=) 'walker'
+              AND d.deptype OPERATOR(pg_catalog.=) 'e') THEN
+        RAISE EXCEPTION '% already exists and is not part of extension walker',
+                pg_catalog.pg_describe_object(catalog, id, 0)
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'walker does not take over objects it did not create: drop or rename it, then run walker.refresh_views() again.';
     END IF;
+END
+$fn$;
+REVOKE ALL ON FUNCTION @extschema@.own_object(regclass, oid) FROM PUBLIC;
+
+DO $roles$
+DECLARE
+    s record;
+BEGIN
+    SELECT n.nspname, o.rolname, o.rolsuper,
+           EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                   WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                     AND d.refobjid OPERATOR(pg_catalog.=) n.oid
+                     AND d.classid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_extension'::pg_catalog.regclass
+                     -- what this script made so far is the extension's
+                     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend m, pg_catalog.pg_extension x
+                                     WHERE m.classid OPERATOR(pg_catalog.=) d.classid
+                                       AND m.objid OPERATOR(pg_catalog.=) d.objid
+                                       AND m.deptype OPERATOR(pg_catalog.=) 'e'
+                                       AND m.refobjid OPERATOR(pg_catalog.=) x.oid
+                                       AND x.extname OPERATOR(pg_catalog.=) 'walker')) AS used
+      INTO s FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner
+     WHERE n.oid OPERATOR(pg_catalog.=) '@extschema@'::pg_catalog.regnamespace;
+    IF NOT s.rolsuper OR s.used THEN
+        RAISE EXCEPTION 'schema "%" already exists (owner "%") and was not created by CREATE EXTENSION walker', s.nspname, s.rolname
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'walker''s schema must be empty and owned by a superuser when the extension is created: the services worker runs SQL in it as a superuser, and a schema created by someone else could hold their functions.',
+                  HINT = pg_catalog.format('Drop schema %I (after checking what it holds) and run CREATE EXTENSION walker again.', s.nspname);
+    END IF;
+    PERFORM @extschema@.own_role('walker_monitor');
+    PERFORM @extschema@.own_role('walker_admin');
 END
 $roles$;
 GRANT walker_monitor TO walker_admin;
@@ -146,6 +208,8 @@ DECLARE
     rel text;
     fname text;
     body text;
+    before oid[];
+    superuser_session bool := coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = session_user), false);
 BEGIN
     FOR v IN
         SELECT plugin, view, min(description) AS description,
@@ -165,6 +229,7 @@ BEGIN
                 v.db_col, v.ts_col, v.rfn_col);
         END IF;
         rel := format('@extschema@.%I', v.plugin || '_' || v.view);
+        PERFORM @extschema@.own_object('pg_class'::regclass, to_regclass(rel));
         BEGIN
             EXECUTE format('CREATE OR REPLACE VIEW %s AS SELECT %s FROM @extschema@.plugin_view_rows(%L, %L) AS r',
                            rel, v.cols, v.plugin, v.view);
@@ -187,9 +252,7 @@ BEGIN
     -- A plugin's own role (ABI 1.3): created once, NOLOGIN; it may call the functions
     -- the plugin grants it, through plugin_call.
     FOR p IN SELECT * FROM @extschema@.plugin_sql() WHERE role IS NOT NULL LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p.role) THEN
-            EXECUTE format('CREATE ROLE %I NOLOGIN', p.role);
-        END IF;
+        PERFORM @extschema@.own_role(p.role);
         EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %I', p.role);
         EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.plugin_call(text, text, text),'
                        ' @extschema@.with_relation(jsonb) TO %I', p.role);
@@ -200,6 +263,7 @@ BEGIN
         fname := format('@extschema@.%I', f.plugin || '_' || f.function);
         body := format('SELECT @extschema@.plugin_call(%L, %L, @extschema@.with_relation(args)::text)::%s',
                        f.plugin, f.function, f.result_type);
+        PERFORM @extschema@.own_object('pg_proc'::regclass, to_regprocedure(fname || '(jsonb)'));
         BEGIN
             EXECUTE format('CREATE OR REPLACE FUNCTION %s(args jsonb DEFAULT ''{}'') RETURNS %s'
                            ' LANGUAGE sql VOLATILE AS %L', fname, f.result_type, body);
@@ -225,18 +289,42 @@ BEGIN
     END LOOP;
     -- A plugin's own SQL (ABI 1.3), after its views and functions; then whatever it
     -- created in this schema joins the extension, as the views do.
+    -- It runs as the superuser who owns this function, so only in a superuser's
+    -- session: walker_admin may refresh views and functions, but cannot make plugin SQL
+    -- run as superuser again (with settings, temporary objects and a transaction of
+    -- its choosing).
+    IF NOT superuser_session THEN
+        IF EXISTS (SELECT 1 FROM @extschema@.plugin_sql() WHERE sql IS NOT NULL) THEN
+            RAISE NOTICE 'plugins'' own SQL was not run: only a superuser''s session runs it'
+                USING HINT = 'Run SELECT walker.refresh_views() as a superuser after adding or upgrading a plugin that has SQL.';
+        END IF;
+        RETURN;
+    END IF;
+    -- Objects of this schema that are not the extension's now were not made by this
+    -- call: they are never adopted below.
+    before := ARRAY(SELECT c.oid FROM pg_class c WHERE c.relnamespace = '@extschema@'::regnamespace
+                    UNION ALL SELECT pr.oid FROM pg_proc pr WHERE pr.pronamespace = '@extschema@'::regnamespace);
     FOR p IN SELECT * FROM @extschema@.plugin_sql() WHERE sql IS NOT NULL ORDER BY plugin LOOP
         EXECUTE replace(p.sql, '@' || 'extschema' || '@', '@extschema@');
         RETURN NEXT 'sql of plugin ' || p.plugin;
     END LOOP;
+    -- Nothing a plugin's SQL made is left to PUBLIC unless the plugin granted it
+    -- explicitly: functions get EXECUTE for PUBLIC by default (a NULL proacl).
+    FOR o IN SELECT pr.oid::regprocedure::text AS name FROM pg_proc pr
+             WHERE pr.pronamespace = '@extschema@'::regnamespace AND pr.proacl IS NULL
+               AND pr.oid <> ALL (before) LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', o.name);
+    END LOOP;
     FOR o IN
         SELECT 'TABLE' AS kind, c.oid::regclass::text AS name FROM pg_class c
         WHERE c.relnamespace = '@extschema@'::regnamespace AND c.relkind IN ('r', 'v')
+          AND c.oid <> ALL (before) AND c.relowner = current_user::regrole
           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                           AND d.objid = c.oid AND d.deptype = 'e')
         UNION ALL
         SELECT 'FUNCTION', pr.oid::regprocedure::text FROM pg_proc pr
         WHERE pr.pronamespace = '@extschema@'::regnamespace
+          AND pr.oid <> ALL (before) AND pr.proowner = current_user::regrole
           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                           AND d.objid = pr.oid AND d.deptype = 'e')
     LOOP

@@ -16,7 +16,7 @@ use pgrx::bgworkers::{
 };
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgTryBuilder};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -98,21 +98,142 @@ pub extern "C-unwind" fn walker_services_main(_arg: pg_sys::Datum) {
     svc.worker_pid.store(0, Ordering::Release);
 }
 
+/// The `search_path` every transaction of this worker runs with: nothing a database
+/// owner or a schema's creator controls comes before the catalog.
+const PINNED_SEARCH_PATH: &CStr = c"pg_catalog, pg_temp";
+/// How long one transaction of this worker may run (a plugin's SQL included).
+const STATEMENT_TIMEOUT_MS: i32 = 30_000;
+/// How long it may wait for a lock.
+const LOCK_TIMEOUT: &CStr = c"5s";
+
+// `utils/timeout.h`, which pgrx does not bind. `TimeoutId` is a C enum: STATEMENT_TIMEOUT
+// is its fourth member (3) in PostgreSQL 15, 16 and 17.
+const STATEMENT_TIMEOUT_ID: std::ffi::c_int = 3;
+extern "C-unwind" {
+    fn enable_timeout_after(id: std::ffi::c_int, delay_ms: std::ffi::c_int);
+    fn disable_timeout(id: std::ffi::c_int, keep_indicator: bool);
+}
+
+/// Pins this worker's session settings for the transaction about to run: `search_path`
+/// (whatever `ALTER DATABASE ... SET`, `ALTER ROLE ... SET` or an earlier plugin
+/// statement left), `statement_timeout` and `lock_timeout`. Session-level, with the
+/// highest source, so it replaces any value set before; it is redone at the start of
+/// every transaction.
+fn pin_session() {
+    let statement = CString::new(format!("{STATEMENT_TIMEOUT_MS}ms")).unwrap_or_default();
+    // SAFETY: setting GUCs of this process on its main thread, inside a transaction;
+    // the strings outlive the calls (the server copies them). A background worker has
+    // no client loop arming statement_timeout, so the timer is armed here (the
+    // handler is registered by InitPostgres) and disarmed in `in_transaction`.
+    unsafe {
+        for (name, value) in [
+            (c"search_path", PINNED_SEARCH_PATH),
+            (c"statement_timeout", statement.as_c_str()),
+            (c"lock_timeout", LOCK_TIMEOUT),
+        ] {
+            pg_sys::SetConfigOption(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+            );
+        }
+        enable_timeout_after(STATEMENT_TIMEOUT_ID, STATEMENT_TIMEOUT_MS);
+    }
+}
+
+/// Refuses to work in a database whose owner is not a superuser: its owner could steer
+/// what this worker runs as superuser (settings of the database, objects in it). The
+/// message names the cause and the fix.
+fn check_database() -> Result<(), String> {
+    let row = one_row(
+            "SELECT d.datname::pg_catalog.text, r.rolname::pg_catalog.text, r.rolsuper \
+             FROM pg_catalog.pg_database d JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) d.datdba \
+             WHERE d.oid OPERATOR(pg_catalog.=) $1",
+            // SAFETY: reading the connected database's id on the main thread.
+            &[unsafe { pg_sys::MyDatabaseId }.into()],
+    )?;
+    match row {
+        Some((Some(_), Some(_), Some(true))) => Ok(()),
+        Some((Some(db), owner, _)) => Err(format!(
+            "the services worker refuses database \"{db}\" (walker.database): its owner \"{}\" is not a superuser, and the owner of a database can steer SQL that this worker runs as superuser there; make a superuser own it (ALTER DATABASE {db} OWNER TO postgres) or set walker.database to a database a superuser owns, then restart the server",
+            owner.unwrap_or_default()
+        )),
+        _ => Err("the services worker cannot read its database's owner from pg_database".into()),
+    }
+}
+
+/// Refuses to run a plugin's SQL unless schema `walker` is the schema of extension
+/// walker, owned by a superuser, and nobody but superusers may create in it: the
+/// plugins' SQL names `walker.<function>`, which must be walker's own.
+fn check_walker_schema() -> Result<(), String> {
+    let row = one_row(
+            "SELECT (SELECT e.extname::pg_catalog.text FROM pg_catalog.pg_extension e \
+                     WHERE e.extnamespace OPERATOR(pg_catalog.=) n.oid \
+                       AND e.extname OPERATOR(pg_catalog.=) 'walker'), \
+                    r.rolname::pg_catalog.text, \
+                    r.rolsuper AND NOT EXISTS (\
+                        SELECT 1 FROM pg_catalog.aclexplode(n.nspacl) a \
+                        LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee \
+                        WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CREATE' \
+                          AND NOT coalesce(g.rolsuper, false)) \
+             FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner \
+             WHERE n.nspname OPERATOR(pg_catalog.=) 'walker'",
+            &[],
+    )?;
+    let fix = "drop that schema and run CREATE EXTENSION walker as a superuser";
+    match row {
+        Some((Some(_), _, Some(true))) => Ok(()),
+        Some((None, Some(owner), _)) => Err(format!(
+            "the services worker refuses to run a plugin's SQL: schema \"walker\" (owner \"{owner}\") was not created by CREATE EXTENSION walker, so the functions the SQL names are not walker's; {fix}"
+        )),
+        Some((Some(_), Some(owner), _)) => Err(format!(
+            "the services worker refuses to run a plugin's SQL: schema \"walker\" is owned by \"{owner}\" or lets a role that is not a superuser create in it, who could replace the functions the SQL names; make a superuser own it and REVOKE CREATE ON SCHEMA walker from every other role"
+        )),
+        _ => Err(
+            "the services worker cannot run a plugin's SQL: extension walker is not created in this database; run CREATE EXTENSION walker here as a superuser"
+                .into(),
+        ),
+    }
+}
+
+/// The first row of `sql` (three columns: text, text, bool), if any.
+#[allow(clippy::type_complexity)]
+fn one_row(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Result<Option<(Option<String>, Option<String>, Option<bool>)>, String> {
+    Spi::connect(|c| {
+        let rows = c.select(sql, Some(1), args)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        rows.first().get_three::<String, String, bool>().map(Some)
+    })
+    .map_err(|e: pgrx::spi::Error| e.to_string())
+}
+
 /// Runs `f` in a transaction of its own; an ERROR inside aborts it and comes back as
-/// its message.
+/// its message. Every transaction first pins the session ([`pin_session`]) and checks
+/// the database ([`check_database`]).
 fn in_transaction<R>(f: impl FnOnce() -> Result<R, String>) -> Result<R, String> {
     // SAFETY: the worker's main thread, connected, outside any transaction; queries
     // need an active snapshot.
     unsafe {
         pg_sys::StartTransactionCommand();
+        pin_session();
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
     }
-    let r = PgTryBuilder::new(AssertUnwindSafe(f))
-        .catch_others(|e| Err(slot::caught_message(&e)))
-        .execute();
+    let r = PgTryBuilder::new(AssertUnwindSafe(|| {
+        check_database()?;
+        f()
+    }))
+    .catch_others(|e| Err(slot::caught_message(&e)))
+    .execute();
     // SAFETY: ends the transaction started above, committing only on success (an
-    // abort releases the snapshot too).
+    // abort releases the snapshot too); the statement timer is disarmed first.
     unsafe {
+        disable_timeout(STATEMENT_TIMEOUT_ID, false);
         if r.is_ok() {
             pg_sys::PopActiveSnapshot();
             pg_sys::CommitTransactionCommand();
@@ -138,7 +259,8 @@ fn show(name: &str) -> Result<Option<Shown>, String> {
     Spi::connect(|c| {
         let rows = c.select(
             "SELECT setting, coalesce(unit, ''), source, coalesce(sourcefile, ''), sourceline, \
-             coalesce(reset_val, ''), context FROM pg_catalog.pg_settings WHERE name = $1",
+             coalesce(reset_val, ''), context FROM pg_catalog.pg_settings \
+             WHERE name OPERATOR(pg_catalog.=) $1::pg_catalog.text",
             Some(1),
             &[name.into()],
         )?;
@@ -198,7 +320,9 @@ fn execute(req: &Request) -> (bool, String) {
         }),
         WalkerServiceKind::SQL => in_transaction(|| {
             // Runs with the services worker's privileges (the bootstrap superuser):
-            // only plugins, which the operator chose to load, queue these.
+            // only plugins, which the operator chose to load, queue these, and only
+            // against walker's own schema.
+            check_walker_schema()?;
             Spi::connect_mut(|c| {
                 let rows = c.update(&req.value, Some(1), &[])?;
                 let first = if rows.is_empty() {
@@ -230,6 +354,8 @@ fn file_overrides(source: &str) -> bool {
 /// from `postgresql.auto.conf`.
 fn set_server_setting(name: &str, value: &str) -> Result<String, String> {
     let name = name.trim().to_ascii_lowercase();
+    // Also checked when the request is queued; checked again where it is carried out.
+    services::check_settable(&name).map_err(|e| e.to_string())?;
     in_transaction(|| {
         let Some(before) = show(&name)? else {
             return Err(format!("the server has no setting \"{name}\""));

@@ -6,6 +6,7 @@ use crate::errors::WalkerError;
 use crate::{logging, shmem, wal};
 use pgrx::prelude::*;
 use std::sync::atomic::Ordering;
+use walker_abi::metrics::MetricsWriter;
 use walker_core::negotiate::{sql_type, Access};
 use walker_core::persistence::keeps_state;
 use walker_core::registry;
@@ -320,10 +321,22 @@ pub(crate) fn has_role(name: &str) -> bool {
     }
 }
 
-/// True when the current user may call a function with `access` of plugin `slot`.
+/// The role a function with `access` of plugin `slot` needs.
+fn access_role(slot: &walker_core::registry::PluginSlot, access: Access) -> String {
+    match access {
+        Access::Monitor => "walker_monitor".to_string(),
+        Access::Admin => "walker_admin".to_string(),
+        Access::Role => slot.role.clone().unwrap_or_else(|| "walker_admin".into()),
+    }
+}
+
+/// True when the current user may call a function with `access` of plugin `slot`:
+/// monitor functions need walker_monitor (walker_admin is a member), admin functions
+/// walker_admin, and a plugin's role functions that role or walker_admin. A plugin's
+/// role (which may call plugin_call) reaches only its own plugin's role functions.
 fn may_call(slot: &walker_core::registry::PluginSlot, access: Access) -> bool {
     match access {
-        Access::Monitor => true,
+        Access::Monitor => has_role("walker_monitor"),
         Access::Admin => has_role("walker_admin"),
         Access::Role => has_role("walker_admin") || slot.role.as_deref().is_some_and(has_role),
     }
@@ -376,13 +389,9 @@ fn plugin_call(plugin: &str, function: &str, args: &str) -> String {
         .unwrap_or_else(|e| WalkerError::Call(e).raise());
     let access = slot.functions[index].access;
     if !may_call(slot, access) {
-        let role = match access {
-            Access::Role => slot.role.clone().unwrap_or_default(),
-            _ => "walker_admin".to_string(),
-        };
         WalkerError::NotAllowed {
             function: format!("{plugin}_{function}"),
-            role,
+            role: access_role(slot, access),
         }
         .raise()
     }
@@ -394,13 +403,16 @@ fn plugin_call(plugin: &str, function: &str, args: &str) -> String {
     r.unwrap_or_else(|e| WalkerError::Call(e).raise())
 }
 
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
-    use std::fmt::Write;
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, v) in samples {
-        let _ = writeln!(out, "{name}{labels} {v}");
-    }
+/// One family through the SDK's one writer (label values escaped as the format
+/// requires, the same writer every plugin uses).
+fn metric(
+    out: &mut MetricsWriter,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(Vec<(&str, &str)>, f64)],
+) {
+    out.metric(name, kind, help, samples);
 }
 
 /// The walker's metrics in the Prometheus text exposition format, followed by those of
@@ -408,8 +420,8 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
 #[pg_extern(volatile, parallel_unsafe)]
 fn prometheus() -> String {
     let h = host();
-    let mut out = String::new();
-    let one = |v: u64| vec![(String::new(), v as f64)];
+    let mut out = MetricsWriter::new();
+    let one = |v: u64| vec![(vec![], v as f64)];
     let processed = h.processed_lsn.load(Ordering::Acquire);
     let flush = wal::durable_lsn();
     metric(
@@ -456,7 +468,7 @@ fn prometheus() -> String {
         "gauge",
         "walker.max_retained_wal in bytes: past it the slot releases WAL walker has not read and records a gap (-1: no bound). Alert when walker_retained_bytes approaches it.",
         &[(
-            String::new(),
+            vec![],
             crate::gucs::max_retained_bytes().map_or(-1.0, |b| b as f64),
         )],
     );
@@ -495,22 +507,22 @@ fn prometheus() -> String {
         "Requests the services worker carried out, by outcome.",
         &[
             (
-                "{outcome=\"succeeded\"}".to_string(),
+                vec![("outcome", "succeeded")],
                 h.services.succeeded.load(Ordering::Relaxed) as f64,
             ),
             (
-                "{outcome=\"failed\"}".to_string(),
+                vec![("outcome", "failed")],
                 h.services.failed.load(Ordering::Relaxed) as f64,
             ),
         ],
     );
     let plugins = registry::all();
-    let per = |f: fn(&walker_core::shared::PluginShared) -> u64| -> Vec<(String, f64)> {
+    let per = |f: fn(&walker_core::shared::PluginShared) -> u64| -> Vec<(Vec<(&str, &str)>, f64)> {
         plugins
             .iter()
             .map(|s| {
                 (
-                    format!("{{plugin=\"{}\"}}", s.name.replace(['\\', '"', '\n'], "_")),
+                    vec![("plugin", s.name.as_str())],
                     s.shared().map(f).unwrap_or(0) as f64,
                 )
             })
@@ -539,7 +551,7 @@ fn prometheus() -> String {
             .iter()
             .map(|s| {
                 (
-                    format!("{{plugin=\"{}\"}}", s.name.replace(['\\', '"', '\n'], "_")),
+                    vec![("plugin", s.name.as_str())],
                     if s.usable() { 1.0 } else { 0.0 },
                 )
             })
@@ -553,20 +565,25 @@ fn prometheus() -> String {
         else {
             continue;
         };
+        // The function's declared access holds here as in plugin_call: a plugin's
+        // metrics that need walker_admin (or its own role) are left out for others.
+        if !may_call(s, s.functions[i].access) {
+            out.comment(&format!(
+                "walker plugin \"{}\" metrics left out: they need role {}",
+                s.name,
+                access_role(s, s.functions[i].access)
+            ));
+            continue;
+        }
         match call_here(s, i, "{}") {
             Ok(text) => {
-                out.push_str(&text);
-                if !text.ends_with('\n') {
-                    out.push('\n');
-                }
+                out.append(&text);
             }
-            Err(e) => out.push_str(&format!(
-                "# walker plugin \"{}\" metrics failed: {}\n",
-                s.name,
-                e.to_string().replace('\n', " ")
-            )),
+            Err(e) => {
+                out.comment(&format!("walker plugin \"{}\" metrics failed: {e}", s.name));
+            }
         }
     }
     logging::drain();
-    out
+    out.finish()
 }

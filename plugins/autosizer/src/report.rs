@@ -89,19 +89,17 @@ fn mode(
 }
 
 fn metrics(model: &Model, facts: Option<&Facts>, rec: Option<&Decision>, mode: &str) -> String {
-    let mut out = String::new();
-    let mut m = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for (labels, v) in samples {
-            out.push_str(&format!("{name}{labels} {v}\n"));
-        }
+    // The SDK's one writer: label values are escaped as the format requires.
+    let mut w = walker_abi::metrics::MetricsWriter::new();
+    let mut m = |name: &str, kind: &str, help: &str, samples: Vec<(Vec<(&str, &str)>, f64)>| {
+        w.metric(name, kind, help, &samples);
     };
     if let Some(f) = facts {
         m(
             "walker_autosizer_max_wal_size_bytes",
             "gauge",
             "max_wal_size as the server shows it.",
-            vec![(String::new(), (f.max_wal_size_mb * MB) as f64)],
+            vec![(vec![], (f.max_wal_size_mb * MB) as f64)],
         );
     }
     if let Some(d) = rec {
@@ -109,7 +107,7 @@ fn metrics(model: &Model, facts: Option<&Facts>, rec: Option<&Decision>, mode: &
             "walker_autosizer_recommended_bytes",
             "gauge",
             "The size the autosizer recommends now.",
-            vec![(String::new(), (d.recommended_mb * MB) as f64)],
+            vec![(vec![], (d.recommended_mb * MB) as f64)],
         );
     }
     let c = &model.checkpoints;
@@ -118,10 +116,10 @@ fn metrics(model: &Model, facts: Option<&Facts>, rec: Option<&Decision>, mode: &
         "counter",
         "Checkpoints seen in the WAL, by why they happened.",
         vec![
-            ("{kind=\"wal\"}".into(), c.wal as f64),
-            ("{kind=\"timed\"}".into(), c.timed as f64),
-            ("{kind=\"requested\"}".into(), c.requested as f64),
-            ("{kind=\"shutdown\"}".into(), c.shutdown as f64),
+            (vec![("kind", "wal")], c.wal as f64),
+            (vec![("kind", "timed")], c.timed as f64),
+            (vec![("kind", "requested")], c.requested as f64),
+            (vec![("kind", "shutdown")], c.shutdown as f64),
         ],
     );
     let count = |a: &str| model.history.iter().filter(|h| h.action == a).count() as f64;
@@ -131,7 +129,7 @@ fn metrics(model: &Model, facts: Option<&Facts>, rec: Option<&Decision>, mode: &
         "History entries kept, by action.",
         ["grow", "shrink", "recommend", "failed"]
             .iter()
-            .map(|a| (format!("{{action=\"{a}\"}}"), count(a)))
+            .map(|a| (vec![("action", *a)], count(a)))
             .collect(),
     );
     m(
@@ -139,9 +137,9 @@ fn metrics(model: &Model, facts: Option<&Facts>, rec: Option<&Decision>, mode: &
         "counter",
         "Changes held back, by why.",
         vec![
-            ("{why=\"cooldown\"}".into(), model.deferred_cooldown as f64),
+            (vec![("why", "cooldown")], model.deferred_cooldown as f64),
             (
-                "{why=\"hourly_cap\"}".into(),
+                vec![("why", "hourly_cap")],
                 model.deferred_hourly_cap as f64,
             ),
         ],
@@ -150,18 +148,18 @@ fn metrics(model: &Model, facts: Option<&Facts>, rec: Option<&Decision>, mode: &
         "walker_autosizer_quiet_windows",
         "gauge",
         "Consecutive windows without a forced checkpoint.",
-        vec![(String::new(), model.quiet_windows as f64)],
+        vec![(vec![], model.quiet_windows as f64)],
     );
     if let Some(w) = model.windows.back() {
         m(
             "walker_autosizer_demand_bytes",
             "gauge",
             "WAL per checkpoint_timeout in the last window.",
-            vec![(String::new(), w.demand as f64)],
+            vec![(vec![], w.demand as f64)],
         );
     }
-    m("walker_autosizer_applying", "gauge", "1 when the autosizer applies its decisions, 0 when it only recommends (dry run, recommend-only, disabled, misconfigured).", vec![(String::new(), if mode == "apply" { 1.0 } else { 0.0 })]);
-    out
+    m("walker_autosizer_applying", "gauge", "1 when the autosizer applies its decisions, 0 when it only recommends (dry run, recommend-only, disabled, misconfigured).", vec![(vec![], if mode == "apply" { 1.0 } else { 0.0 })]);
+    w.finish()
 }
 
 /// Everything the backends read: status, recommendation, history, metrics.

@@ -421,47 +421,65 @@ pub fn rows(s: &Shared, view: usize, rmgr_name: &dyn Fn(u8) -> String) -> Vec<Ve
     out
 }
 
-/// The Prometheus text of the counters and of each scope's and policy's bytes.
+/// The Prometheus text of the counters and of each scope's and policy's bytes (label
+/// values escaped by the SDK's one writer: a tenant or application name cannot add a
+/// line).
 pub fn metrics(s: &Shared) -> String {
-    let mut o = String::new();
+    let mut w = walker_abi::metrics::MetricsWriter::new();
     let c = &s.counters;
-    o.push_str("# HELP walker_budget_wal_bytes_total WAL bytes read from the stream.\n# TYPE walker_budget_wal_bytes_total counter\n");
-    o.push_str(&format!(
-        "walker_budget_wal_bytes_total {}\n",
-        c.total.bytes
-    ));
-    o.push_str("# HELP walker_budget_pending_bytes WAL bytes of transactions not yet ended.\n# TYPE walker_budget_pending_bytes gauge\n");
-    o.push_str(&format!(
-        "walker_budget_pending_bytes {}\n",
-        c.pending_bytes
-    ));
-    o.push_str("# HELP walker_budget_statements_total Statements by admission action.\n# TYPE walker_budget_statements_total counter\n");
+    w.family(
+        "walker_budget_wal_bytes_total",
+        "counter",
+        "WAL bytes read from the stream.",
+    )
+    .sample("walker_budget_wal_bytes_total", &[], c.total.bytes as f64);
+    w.family(
+        "walker_budget_pending_bytes",
+        "gauge",
+        "WAL bytes of transactions not yet ended.",
+    )
+    .sample("walker_budget_pending_bytes", &[], c.pending_bytes as f64);
+    w.family(
+        "walker_budget_statements_total",
+        "counter",
+        "Statements by admission action.",
+    );
     for (a, name) in Action::ALL {
-        o.push_str(&format!(
-            "walker_budget_statements_total{{action=\"{name}\"}} {}\n",
-            c.actions[a as usize]
-        ));
+        w.sample(
+            "walker_budget_statements_total",
+            &[("action", name)],
+            c.actions[a as usize] as f64,
+        );
     }
-    o.push_str("# HELP walker_budget_scope_bytes_total WAL bytes charged per scope.\n# TYPE walker_budget_scope_bytes_total counter\n");
-    let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+    w.family(
+        "walker_budget_scope_bytes_total",
+        "counter",
+        "WAL bytes charged per scope.",
+    );
     for sc in s.scopes.iter().filter(|x| x.origin != 0) {
-        o.push_str(&format!(
-            "walker_budget_scope_bytes_total{{origin=\"{}\",tenant=\"{}\",role=\"{}\",database=\"{}\",application=\"{}\"}} {}\n",
-            sc.origin().name(),
-            esc(sc.tenant.as_str()),
-            esc(sc.role_name.as_str()),
-            esc(sc.database_name.as_str()),
-            esc(sc.application.as_str()),
-            sc.totals.bytes
-        ));
+        w.sample(
+            "walker_budget_scope_bytes_total",
+            &[
+                ("origin", sc.origin().name()),
+                ("tenant", sc.tenant.as_str()),
+                ("role", sc.role_name.as_str()),
+                ("database", sc.database_name.as_str()),
+                ("application", sc.application.as_str()),
+            ],
+            sc.totals.bytes as f64,
+        );
     }
-    o.push_str("# HELP walker_budget_policy_tokens Bytes free in each policy's bucket.\n# TYPE walker_budget_policy_tokens gauge\n");
+    w.family(
+        "walker_budget_policy_tokens",
+        "gauge",
+        "Bytes free in each policy's bucket.",
+    );
     for p in &s.policies[..s.n_policies as usize] {
-        o.push_str(&format!(
-            "walker_budget_policy_tokens{{policy_id=\"{}\"}} {}\n",
-            p.id,
-            p.bucket.tokens.floor() as i64
-        ));
+        w.sample(
+            "walker_budget_policy_tokens",
+            &[("policy_id", &p.id.to_string())],
+            p.bucket.tokens.floor(),
+        );
     }
-    o
+    w.finish()
 }
