@@ -1,6 +1,7 @@
 //! The autosizer against a real server: `max_wal_size` and its source are read back from
 //! `pg_settings` and `postgresql.auto.conf`, forced checkpoints from the checkpointer's
-//! own counter (`pg_stat_bgwriter.checkpoints_req`), notifications through a LISTEN
+//! own counter (`pg_stat_bgwriter.checkpoints_req` up to 16,
+//! `pg_stat_checkpointer.num_requested` from 17), notifications through a LISTEN
 //! client. Windows are shortened (`autosizer.window`) so decisions come in seconds;
 //! `checkpoint_timeout` is the server's minimum, 30 s.
 
@@ -53,10 +54,9 @@ fn max_wal_mb(c: &Cluster) -> i64 {
         .unwrap()
 }
 
+/// Requested checkpoints, from the checkpointer view of the running major.
 fn checkpoints_req(c: &Cluster) -> i64 {
-    c.query_one("SELECT checkpoints_req FROM pg_stat_bgwriter")
-        .parse()
-        .unwrap()
+    common::checkpoints_requested(c)
 }
 
 fn auto_conf(c: &Cluster) -> String {

@@ -113,7 +113,9 @@ fn database_relation_and_scope_bytes_equal_pg_walinspect() {
          COMMIT;
          CHECKPOINT;
          SELECT count(*) FROM t;
-         VACUUM t;",
+         VACUUM t;
+         CREATE TABLE d (a int); INSERT INTO d SELECT generate_series(1, 1000);
+         DROP TABLE d;",
     );
     c.psql(
         "other",
@@ -202,8 +204,15 @@ fn each_role_and_application_is_charged_its_own_wal() {
     c.exec(
         "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
          CREATE TABLE shared_t (id int, v text);
-         GRANT INSERT ON shared_t TO alice, bob;",
+         GRANT INSERT ON shared_t TO alice, bob;
+         GRANT CREATE ON SCHEMA public TO alice;",
     );
+    c.psql_as(
+        "alice",
+        "postgres",
+        "CREATE TABLE alice_t (a int); INSERT INTO alice_t VALUES (1);",
+    )
+    .unwrap();
     wait_caught_up(&c);
     let q = "SELECT as_of_lsn, role_name || '/' || application, bytes FROM walker.budget_scopes WHERE role_name IN ('alice', 'bob')";
     let read = |q: &str| {
@@ -218,6 +227,15 @@ fn each_role_and_application_is_charged_its_own_wal() {
     let xa = write_as(&c, "alice", "app_a", 1000);
     let xb = write_as(&c, "bob", "app_b", 6000);
     let xa2 = write_as(&c, "alice", "app_b", 300);
+    // A DROP TABLE: its commit record lists the dropped statistics before the
+    // invalidations (12-byte items up to 17, 16 on 18).
+    let xd = c
+        .psql_as(
+            "alice",
+            "postgres",
+            "SET application_name = 'app_drop'; BEGIN; SELECT pg_current_xact_id(); DROP TABLE alice_t; COMMIT;",
+        )
+        .unwrap();
     wait_caught_up(&c);
     let (to, after) = read(q);
     let charged = diff(&after, &before);
@@ -239,6 +257,18 @@ fn each_role_and_application_is_charged_its_own_wal() {
     assert_eq!(charged.get("alice/app_a").copied(), Some(by_xid(&[&xa])));
     assert_eq!(charged.get("bob/app_b").copied(), Some(by_xid(&[&xb])));
     assert_eq!(charged.get("alice/app_b").copied(), Some(by_xid(&[&xa2])));
+    assert_eq!(charged.get("alice/app_drop").copied(), Some(by_xid(&[&xd])));
+    // Each commit record ended its transaction: one transaction per scope.
+    let ended = c.query(
+        "SELECT role_name || '/' || application, transactions FROM walker.budget_scopes WHERE role_name IN ('alice', 'bob') AND application LIKE 'app_%' ORDER BY 1",
+    );
+    assert_eq!(
+        ended,
+        [["alice/app_a", "1"], ["alice/app_b", "1"], ["alice/app_drop", "1"], ["bob/app_b", "1"]]
+            .iter()
+            .map(|r| r.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    );
     assert!(
         charged["bob/app_b"] > 4 * charged["alice/app_a"],
         "{charged:?}"

@@ -108,7 +108,35 @@ BEGIN; DELETE FROM big WHERE id BETWEEN 1 AND 50; PREPARE TRANSACTION 'p1';
 COMMIT PREPARED 'p1';
 BEGIN; INSERT INTO big VALUES (-1, 'prepared, then rolled back'); DELETE FROM big WHERE id BETWEEN 51 AND 100; PREPARE TRANSACTION 'p2';
 ROLLBACK PREPARED 'p2';
+CREATE TABLE gone (a int); INSERT INTO gone SELECT generate_series(1, 100);
+CREATE TABLE gone_prepared (a int);
+DROP TABLE gone;
+BEGIN; DELETE FROM big WHERE id BETWEEN 101 AND 150; DROP TABLE gone_prepared; PREPARE TRANSACTION 'p3';
+COMMIT PREPARED 'p3';
+BEGIN; CREATE TABLE born (a int); INSERT INTO big VALUES (-2, 'prepared with a new table, rolled back'); PREPARE TRANSACTION 'p4';
+ROLLBACK PREPARED 'p4';
 "#;
+
+/// Whether records of [from, to) that first change a page after a checkpoint carry
+/// its image: true when `counts` has such records, or when a hint-bit image
+/// (`FPI_FOR_HINT`, with data checksums, PostgreSQL 18's default, or wal_log_hints)
+/// took the page's image first, so the prune or vacuum record after it carries
+/// offsets (both are decoded).
+fn images_logged(c: &Cluster, from: &str, to: &str, counts: &BTreeMap<String, (i64, i64)>) -> bool {
+    if counts.values().any(|v| v.1 > 0) {
+        return true;
+    }
+    let hints = c.query_one("SHOW data_checksums") == "on" || c.query_one("SHOW wal_log_hints") == "on";
+    hints
+        && c.query_one(&format!(
+            "SELECT count(*) > 0 FROM pg_get_wal_records_info('{from}', '{to}') WHERE resource_manager = 'XLOG' AND record_type = 'FPI_FOR_HINT'"
+        )) == "t"
+}
+
+/// The current WAL insert position.
+fn lsn(c: &Cluster) -> String {
+    c.query_one("SELECT pg_current_wal_insert_lsn()")
+}
 
 #[test]
 fn dead_tuples_per_range_equal_pageinspect() {
@@ -118,14 +146,29 @@ fn dead_tuples_per_range_equal_pageinspect() {
         .conf("max_prepared_transactions", "5")
         .conf("garbagemap.range_blocks", &RANGE.to_string())
         .start();
-    c.exec("CREATE EXTENSION walker; CREATE EXTENSION pageinspect; CREATE DATABASE other;");
+    c.exec("CREATE EXTENSION walker; CREATE EXTENSION pageinspect; CREATE EXTENSION pg_walinspect; CREATE DATABASE other;");
+    let (on_access, by_vacuum) = common::prune_record_types(&c);
     c.psql("other", "CREATE EXTENSION pageinspect; CREATE TABLE o (a int, b text);
                      INSERT INTO o SELECT g, 'o' FROM generate_series(1, 5000) g;
                      DELETE FROM o WHERE a % 3 = 0;
                      BEGIN; INSERT INTO o SELECT g, 'rolled back' FROM generate_series(1, 500) g; ROLLBACK;")
         .unwrap();
+    // The workload drops tables (commit and abort records with dropped statistics,
+    // also prepared ones, whose transaction id follows the statistics).
+    let w0 = lsn(&c);
     c.exec(WORKLOAD);
+    let w1 = lsn(&c);
     wait_published(&c);
+    assert_eq!(
+        c.query_one("SELECT undecodable_records FROM walker.garbagemap_status"),
+        "0"
+    );
+    // Pages pruned on access within a checkpoint cycle carry offsets, no image.
+    let pruned = common::heap2_records(&c, &w0, &w1, on_access);
+    assert!(
+        pruned.values().any(|v| v.0 > 0),
+        "on-access pruning without page images in the workload: {pruned:?}"
+    );
 
     let big = assert_same(&c, "postgres", "big");
     assert!(
@@ -163,8 +206,20 @@ fn dead_tuples_per_range_equal_pageinspect() {
     // The map survives a crash: restored from its snapshot, then the WAL after it.
     // After the checkpoint, the first prune or vacuum of each page carries its image
     // instead of offsets.
+    // On-access pruning right after a checkpoint logs the pruned page's image.
+    c.exec("UPDATE hot SET n = n + 1 WHERE id > 300");
     c.exec("CHECKPOINT");
     wait_published(&c);
+    let p0 = lsn(&c);
+    c.exec("SELECT count(*) FROM hot WHERE n >= 0");
+    let p1 = lsn(&c);
+    let pruned = common::heap2_records(&c, &p0, &p1, on_access);
+    assert!(
+        images_logged(&c, &p0, &p1, &pruned),
+        "on-access pruning with page images after the checkpoint: {pruned:?}"
+    );
+    wait_published(&c);
+    assert_same(&c, "postgres", "hot");
     c.exec("DELETE FROM big WHERE id % 17 = 0");
     c.crash();
     c.start_again();
@@ -178,9 +233,18 @@ fn dead_tuples_per_range_equal_pageinspect() {
     assert_same(&c, "postgres", "hot");
 
     // VACUUM: the counts drop to what the pages show (no dead tuples, no dead line pointers).
+    let v0 = lsn(&c);
     c.exec("VACUUM (INDEX_CLEANUP ON) big; VACUUM (INDEX_CLEANUP ON) hot;");
+    let v1 = lsn(&c);
     c.psql("other", "VACUUM o").unwrap();
     wait_published(&c);
+    // VACUUM's records of this major, with images (first change after the crash's
+    // checkpoint) and without.
+    let vacuumed = common::heap2_records(&c, &v0, &v1, by_vacuum);
+    assert!(
+        vacuumed.values().any(|v| v.0 > 0) && images_logged(&c, &v0, &v1, &vacuumed),
+        "VACUUM wrote {by_vacuum:?} records with and without images: {vacuumed:?}"
+    );
     assert_eq!(assert_same(&c, "postgres", "big"), Ranges::new());
     assert_eq!(assert_same(&c, "postgres", "hot"), Ranges::new());
     assert_eq!(assert_same(&c, "other", "o"), Ranges::new());

@@ -215,3 +215,60 @@ pub fn wait_accepting(c: &Cluster) {
         || c.psql("postgres", "SELECT 1").is_ok(),
     );
 }
+
+/// The server's `server_version_num` (e.g. 170011): tests that differ per major ask
+/// the server rather than assume.
+pub fn server_version_num(c: &Cluster) -> u32 {
+    c.query_one("SHOW server_version_num")
+        .parse()
+        .expect("server_version_num is a number")
+}
+
+/// pg_walinspect's names of the heap2 records that prune on access and those VACUUM
+/// writes (its first and second pass) on the server's major: PRUNE and VACUUM up to
+/// 16, PRUNE_ON_ACCESS, PRUNE_VACUUM_SCAN and PRUNE_VACUUM_CLEANUP from 17.
+pub fn prune_record_types(c: &Cluster) -> (&'static [&'static str], &'static [&'static str]) {
+    if server_version_num(c) >= 170_000 {
+        (
+            &["PRUNE_ON_ACCESS"],
+            &["PRUNE_VACUUM_SCAN", "PRUNE_VACUUM_CLEANUP"],
+        )
+    } else {
+        (&["PRUNE"], &["PRUNE", "VACUUM"])
+    }
+}
+
+/// Per heap2 record type of `types` in [from, to): (records without a full-page
+/// image, records with one), read with pg_walinspect in database postgres.
+pub fn heap2_records(
+    c: &Cluster,
+    from: &str,
+    to: &str,
+    types: &[&str],
+) -> BTreeMap<String, (i64, i64)> {
+    let list = types
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    c.query(&format!(
+        "SELECT record_type, count(*) FILTER (WHERE fpi_length = 0), count(*) FILTER (WHERE fpi_length > 0)
+         FROM pg_get_wal_records_info('{from}', '{to}')
+         WHERE resource_manager = 'Heap2' AND record_type IN ({list}) GROUP BY 1"
+    ))
+    .into_iter()
+    .map(|r| (r[0].clone(), (r[1].parse().unwrap(), r[2].parse().unwrap())))
+    .collect()
+}
+
+/// The checkpointer's count of requested checkpoints, from the view of the running
+/// major: `pg_stat_bgwriter.checkpoints_req` up to 16, `pg_stat_checkpointer.num_requested`
+/// from 17.
+pub fn checkpoints_requested(c: &Cluster) -> i64 {
+    let sql = if server_version_num(c) >= 170_000 {
+        "SELECT num_requested FROM pg_stat_checkpointer"
+    } else {
+        "SELECT checkpoints_req FROM pg_stat_bgwriter"
+    };
+    c.query_one(sql).parse().expect("a count")
+}
