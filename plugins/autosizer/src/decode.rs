@@ -1,23 +1,19 @@
-//! The few WAL records the autosizer reads, for PostgreSQL 15 and 16: checkpoints
-//! (redo pointer and start time) and transaction ends (their timestamp, which dates
-//! the WAL around them).
+//! The few WAL records the autosizer reads: checkpoints (redo pointer and start
+//! time, decoded by `walker-decode` for the running major) and transaction ends
+//! (their timestamp, which dates the WAL around them).
+
+use walker_decode::Format;
 
 /// Resource manager of checkpoint records.
-pub const RM_XLOG_ID: u8 = 0;
+pub const RM_XLOG_ID: u8 = walker_decode::RM_XLOG_ID;
 /// Resource manager of transaction records.
-pub const RM_XACT_ID: u8 = 1;
+pub const RM_XACT_ID: u8 = walker_decode::RM_XACT_ID;
 
-const XLOG_CHECKPOINT_SHUTDOWN: u8 = 0x00;
-const XLOG_CHECKPOINT_ONLINE: u8 = 0x10;
 const XLOG_XACT_OPMASK: u8 = 0x70;
 const XLOG_XACT_COMMIT: u8 = 0x00;
 const XLOG_XACT_ABORT: u8 = 0x20;
 const XLOG_XACT_COMMIT_PREPARED: u8 = 0x30;
 const XLOG_XACT_ABORT_PREPARED: u8 = 0x40;
-/// `CheckPoint.time` (a `pg_time_t`, seconds) sits after redo (8), two timeline ids
-/// (8), fullPageWrites (1, padded to 8), nextXid (8) and seven 4-byte ids (28, padded
-/// to 32): at byte 64 in PostgreSQL 15 and 16.
-const CHECKPOINT_TIME_OFFSET: usize = 64;
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
 
@@ -39,26 +35,21 @@ pub enum Event {
 }
 
 fn u64_at(d: &[u8], at: usize) -> Option<u64> {
-    d.get(at..at + 8)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    d.get(at..at.checked_add(8)?)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
 }
 
-/// Decodes a record's main data; `None` for anything else.
-pub fn decode(rmid: u8, info: u8, main: &[u8]) -> Option<Event> {
+/// Decodes a record's main data; `None` for anything else. PostgreSQL 17's
+/// `XLOG_CHECKPOINT_REDO` is not a checkpoint: the online checkpoint record that
+/// follows it carries its LSN as the redo pointer.
+pub fn decode(rmid: u8, info: u8, main: &[u8], fmt: Format) -> Option<Event> {
     match rmid {
-        RM_XLOG_ID => {
-            let op = info & 0xF0;
-            if op != XLOG_CHECKPOINT_ONLINE && op != XLOG_CHECKPOINT_SHUTDOWN {
-                return None;
-            }
-            let redo = u64_at(main, 0)?;
-            let secs = u64_at(main, CHECKPOINT_TIME_OFFSET)? as i64;
-            Some(Event::Checkpoint {
-                redo,
-                time_us: secs.saturating_mul(1_000_000),
-                shutdown: op == XLOG_CHECKPOINT_SHUTDOWN,
-            })
-        }
+        RM_XLOG_ID => walker_decode::checkpoint(rmid, info, main, fmt).map(|c| Event::Checkpoint {
+            redo: c.redo,
+            time_us: c.time_s.saturating_mul(1_000_000),
+            shutdown: c.shutdown,
+        }),
         RM_XACT_ID => match info & XLOG_XACT_OPMASK {
             XLOG_XACT_COMMIT
             | XLOG_XACT_ABORT
@@ -78,41 +69,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checkpoint_fields() {
+    fn checkpoint_fields_on_every_major() {
         let mut d = vec![0u8; 88];
         d[0..8].copy_from_slice(&0x0000_0001_0200_0028u64.to_le_bytes());
         d[64..72].copy_from_slice(&1_700_000_000u64.to_le_bytes());
-        assert_eq!(
-            decode(RM_XLOG_ID, 0x10, &d),
-            Some(Event::Checkpoint {
-                redo: 0x1_0200_0028,
-                time_us: 1_700_000_000_000_000,
-                shutdown: false
-            })
-        );
-        assert!(matches!(
-            decode(RM_XLOG_ID, 0x00, &d),
-            Some(Event::Checkpoint { shutdown: true, .. })
-        ));
-        // XLOG_SWITCH (0x40) and a short record are not checkpoints.
-        assert_eq!(decode(RM_XLOG_ID, 0x40, &d), None);
-        assert_eq!(decode(RM_XLOG_ID, 0x10, &d[..70]), None);
+        for v in [150_000, 160_000, 170_011, 180_006] {
+            let f = Format::for_server(v).unwrap();
+            assert_eq!(
+                decode(RM_XLOG_ID, 0x10, &d, f),
+                Some(Event::Checkpoint {
+                    redo: 0x1_0200_0028,
+                    time_us: 1_700_000_000_000_000,
+                    shutdown: false
+                })
+            );
+            assert!(matches!(
+                decode(RM_XLOG_ID, 0x00, &d, f),
+                Some(Event::Checkpoint { shutdown: true, .. })
+            ));
+            // XLOG_SWITCH (0x40), CHECKPOINT_REDO (0xE0, main data: wal_level) and a
+            // short record are not checkpoints.
+            assert_eq!(decode(RM_XLOG_ID, 0x40, &d, f), None);
+            assert_eq!(decode(RM_XLOG_ID, 0xE0, &[2, 0, 0, 0], f), None);
+            assert_eq!(decode(RM_XLOG_ID, 0x10, &d[..70], f), None);
+        }
     }
 
     #[test]
     fn commit_time_moves_to_the_unix_epoch() {
+        let f = Format::for_server(150_000).unwrap();
         // 2000-01-01 00:00:01 in PostgreSQL's epoch is 946684801 s after 1970.
         let d = 1_000_000i64.to_le_bytes();
         assert_eq!(
-            decode(RM_XACT_ID, 0x00, &d),
+            decode(RM_XACT_ID, 0x00, &d, f),
             Some(Event::Time(946_684_801_000_000))
         );
         // The XLOG_XACT_HAS_INFO bit (0x80) does not change the op.
         assert_eq!(
-            decode(RM_XACT_ID, 0x80 | 0x20, &d),
+            decode(RM_XACT_ID, 0x80 | 0x20, &d, f),
             Some(Event::Time(946_684_801_000_000))
         );
         // PREPARE (0x10) carries no end time.
-        assert_eq!(decode(RM_XACT_ID, 0x10, &d), None);
+        assert_eq!(decode(RM_XACT_ID, 0x10, &d, f), None);
     }
 }

@@ -64,6 +64,8 @@ unsafe impl SharedState for Region {}
 /// The plugin.
 pub struct Autosizer {
     lane: Mutex<Lane>,
+    /// The running server's WAL format (checkpoint records).
+    format: walker_decode::Format,
 }
 
 #[derive(Default)]
@@ -685,12 +687,11 @@ impl Plugin for Autosizer {
         let version = host
             .server_version_num()
             .ok_or("the walker host does not tell the server version; upgrade walker")?;
-        if !(150_000..170_000).contains(&version) {
-            return Err(PluginError::new(format!(
-                "the autosizer reads checkpoint records of PostgreSQL 15 and 16; this server is {}; remove autosizer from walker.plugins",
-                version / 10000
-            )));
-        }
+        let format = walker_decode::Format::for_server(version).map_err(|e| {
+            PluginError::new(format!(
+                "autosizer: {e}; remove autosizer from walker.plugins"
+            ))
+        })?;
         for name in WATCHED {
             host.watch_setting(name)?;
         }
@@ -805,6 +806,7 @@ impl Plugin for Autosizer {
         )?;
         Ok(Autosizer {
             lane: Mutex::new(Lane::default()),
+            format,
         })
     }
 
@@ -816,7 +818,7 @@ impl Plugin for Autosizer {
         let mut guard = self.lane();
         let lane = &mut *guard;
         lane.through_lsn = r.end_lsn();
-        match decode(r.rmid(), r.info(), r.main_data()) {
+        match decode(r.rmid(), r.info(), r.main_data(), self.format) {
             Some(Event::Checkpoint {
                 redo,
                 time_us,

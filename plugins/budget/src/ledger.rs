@@ -392,7 +392,7 @@ mod tests {
     }
 
     fn ledger() -> Ledger {
-        Ledger::new(Format::for_major(15).unwrap())
+        Ledger::new(Format::for_server(150_000).unwrap())
     }
 
     #[test]

@@ -164,11 +164,8 @@ impl Plugin for Budget {
         let version = host
             .server_version_num()
             .ok_or("the walker host does not tell the server version; upgrade walker")?;
-        let format = Format::for_major(version / 10000).ok_or_else(|| {
-            PluginError::new(format!(
-                "budget reads transaction records of PostgreSQL 15 and 16; this server is {}; remove budget from walker.plugins",
-                version / 10000
-            ))
+        let format = Format::for_server(version).map_err(|e| {
+            PluginError::new(format!("budget: {e}; remove budget from walker.plugins"))
         })?;
         let ctx = WalkerSettingContext::SIGHUP;
         host.define_bool(

@@ -166,7 +166,7 @@ mod tests {
     #[test]
     fn a_snapshot_restores_every_total_and_the_pending_transactions() {
         let mut s = Shared::zeroed();
-        let mut l = Ledger::new(Format::for_major(15).unwrap());
+        let mut l = Ledger::new(Format::for_server(150_000).unwrap());
         let key = SessionKey {
             role: 10,
             role_name: "w".into(),
@@ -187,7 +187,7 @@ mod tests {
             ..key.clone()
         };
         s2.scope(Origin::Session, &other).unwrap();
-        let mut l2 = Ledger::new(Format::for_major(15).unwrap());
+        let mut l2 = Ledger::new(Format::for_server(150_000).unwrap());
         restore(&mut s2, &mut l2, Some(&decode(&bytes).unwrap()), 100);
         assert_eq!(capture(&s2, &l2), capture(&s, &l));
         assert_eq!(s2.counters.pending_bytes, 70);

@@ -2,9 +2,11 @@
 //! heap tuples and those that end transactions, into [`Event`]s (garbagemap, budget),
 //! and the standby's running-transactions record (budget).
 //!
-//! Layouts are those of PostgreSQL 15 and 16 (`heapam_xlog.h`, `xact.h`,
-//! `storage_xlog.h`, `dbcommands_xlog.h`); [`Format`] carries what differs between
-//! them. All integers are little-endian host order as the server wrote them.
+//! Layouts are those of PostgreSQL 15 to 18 (`heapam_xlog.h`, `xact.h`,
+//! `storage_xlog.h`, `dbcommands_xlog.h`, `pg_control.h`); [`Format`] (module
+//! [`format`]) carries everything that differs between them and is chosen at run time
+//! from the server's version with [`Format::for_server`]. All integers are
+//! little-endian host order as the server wrote them.
 
 /// A relation's physical identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,23 +98,8 @@ pub enum Event {
     ServerRestart,
 }
 
-/// What differs between PostgreSQL majors in the records decoded here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Format {
-    /// `sizeof(xl_xact_stats_item)`: 12 on 15, 16 from 16 on.
-    pub stats_item: usize,
-}
-
-impl Format {
-    /// The format of PostgreSQL `major`, when this plugin knows it.
-    pub fn for_major(major: u32) -> Option<Format> {
-        match major {
-            15 => Some(Format { stats_item: 12 }),
-            16 => Some(Format { stats_item: 16 }),
-            _ => None,
-        }
-    }
-}
+pub mod format;
+pub use format::{Format, PruneLayout, UnsupportedServer};
 
 /// Resource manager ids.
 pub const RM_XLOG_ID: u8 = 0;
@@ -162,10 +149,23 @@ pub struct Rec<'a> {
 }
 
 impl<'a> Rec<'a> {
+    /// The block reference with id `id`, whatever its fork.
     fn block(&self, id: u8) -> Option<&Block<'a>> {
         self.blocks.iter().find(|b| b.id == id)
     }
+
+    /// The main-fork block reference with id `id`. From 17.11 and 18.6 heap records
+    /// also reference the visibility-map page (fork 2) under an id of its own, so a
+    /// reference is chosen by id and fork, never by count or position.
+    fn main_fork_block(&self, id: u8) -> Option<&Block<'a>> {
+        self.block(id).filter(|b| b.fork == MAIN_FORK)
+    }
 }
+
+/// `MAIN_FORKNUM`.
+pub const MAIN_FORK: u8 = 0;
+/// `VISIBILITYMAP_FORKNUM`.
+pub const VISIBILITY_MAP_FORK: u8 = 2;
 
 /// Why a record could not be decoded (it is counted, never silently skipped).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -203,8 +203,13 @@ const XLOG_HEAP_INSERT: u8 = 0x00;
 const XLOG_HEAP_DELETE: u8 = 0x10;
 const XLOG_HEAP_UPDATE: u8 = 0x20;
 const XLOG_HEAP_HOT_UPDATE: u8 = 0x40;
+/// 15 and 16.
 const XLOG_HEAP2_PRUNE: u8 = 0x10;
 const XLOG_HEAP2_VACUUM: u8 = 0x20;
+/// 17 on.
+const XLOG_HEAP2_PRUNE_ON_ACCESS: u8 = 0x10;
+const XLOG_HEAP2_PRUNE_VACUUM_SCAN: u8 = 0x20;
+const XLOG_HEAP2_PRUNE_VACUUM_CLEANUP: u8 = 0x30;
 const XLOG_HEAP2_MULTI_INSERT: u8 = 0x50;
 const XLH_DELETE_IS_SUPER: u8 = 1 << 3;
 const XLOG_XACT_OPMASK: u8 = 0x70;
@@ -231,7 +236,7 @@ const XLOG_END_OF_RECOVERY: u8 = 0x90;
 pub fn decode(r: &Rec<'_>, fmt: Format) -> Result<Option<Event>, DecodeError> {
     match r.rmid {
         RM_HEAP_ID => heap(r),
-        RM_HEAP2_ID => heap2(r),
+        RM_HEAP2_ID => heap2(r, fmt),
         RM_XACT_ID => xact(r, fmt),
         RM_SMGR_ID => smgr(r),
         RM_DBASE_ID if r.info & 0xf0 == XLOG_DBASE_DROP => {
@@ -250,6 +255,52 @@ pub fn decode(r: &Rec<'_>, fmt: Format) -> Result<Option<Event>, DecodeError> {
         }
         _ => Ok(None),
     }
+}
+
+const XLOG_CHECKPOINT_ONLINE: u8 = 0x10;
+/// `XLOG_CHECKPOINT_REDO` (17 on): written where an online checkpoint starts; its
+/// LSN is that checkpoint's redo pointer. Main data: the `wal_level` (an `int`).
+pub const XLOG_CHECKPOINT_REDO: u8 = 0xE0;
+/// `XLOG_FPI_FOR_HINT`: a page image written because a hint bit changed (every
+/// major; frequent on 18, whose initdb enables data checksums). No tuple changes.
+pub const XLOG_FPI_FOR_HINT: u8 = 0xA0;
+/// `CheckPoint.time` (a `pg_time_t`, seconds) sits after redo (8), two timeline ids
+/// (8), fullPageWrites (1; from 17 followed by `int wal_level`, in what was padding),
+/// nextXid (8) and seven 4-byte ids (28, padded to 32): byte 64 on 15 to 18.
+const CHECKPOINT_TIME_OFFSET: usize = 64;
+
+/// A checkpoint record's redo pointer and start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// `CheckPoint.redo`: where replay of this checkpoint starts. For an online
+    /// checkpoint of 17 on, the LSN of its `XLOG_CHECKPOINT_REDO` record; before, the
+    /// insert position when it started. Either way WAL volume between two
+    /// checkpoints is the distance between their redo pointers.
+    pub redo: u64,
+    /// `CheckPoint.time`, seconds since the Unix epoch.
+    pub time_s: i64,
+    /// A shutdown (or end-of-recovery) checkpoint.
+    pub shutdown: bool,
+}
+
+/// Decodes `XLOG_CHECKPOINT_ONLINE` and `XLOG_CHECKPOINT_SHUTDOWN`; `None` for
+/// every other record (including 17's `XLOG_CHECKPOINT_REDO`, which carries no
+/// pointer of its own) and for a record too short to hold a `CheckPoint`.
+pub fn checkpoint(rmid: u8, info: u8, main: &[u8], _fmt: Format) -> Option<Checkpoint> {
+    if rmid != RM_XLOG_ID {
+        return None;
+    }
+    let op = info & 0xf0;
+    if op != XLOG_CHECKPOINT_ONLINE && op != XLOG_CHECKPOINT_SHUTDOWN {
+        return None;
+    }
+    let redo = u64::from_le_bytes(main.get(0..8)?.try_into().ok()?);
+    let time = main.get(CHECKPOINT_TIME_OFFSET..CHECKPOINT_TIME_OFFSET + 8)?;
+    Some(Checkpoint {
+        redo,
+        time_s: i64::from_le_bytes(time.try_into().ok()?),
+        shutdown: op == XLOG_CHECKPOINT_SHUTDOWN,
+    })
 }
 
 /// `XLOG_RUNNING_XACTS` (standby rmgr).
@@ -273,7 +324,7 @@ fn main_block<'a>(
     what: &'static str,
 ) -> Result<Option<&'a Block<'a>>, DecodeError> {
     match r.block(id) {
-        Some(b) if b.fork == 0 => Ok(Some(b)),
+        Some(b) if b.fork == MAIN_FORK => Ok(Some(b)),
         Some(_) => Ok(None),
         None => Err(DecodeError { what }),
     }
@@ -326,7 +377,7 @@ fn heap(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
                 return Ok(None);
             };
             // The old tuple is on block 1 when it moved to another page, else on block 0.
-            let old_b = r.block(1).unwrap_or(new_b);
+            let old_b = r.main_fork_block(1).unwrap_or(new_b);
             let old_off = u16_at(r.main, 4).ok_or(e.clone())?;
             let new_off = u16_at(r.main, 12).ok_or(e)?;
             Ok(Some(Event::Update {
@@ -365,40 +416,54 @@ pub fn page_flags(page: &[u8]) -> Option<Vec<u8>> {
     )
 }
 
-fn heap2(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
+fn heap2(r: &Rec<'_>, fmt: Format) -> Result<Option<Event>, DecodeError> {
     let op = r.info & XLOG_HEAP_OPMASK;
-    if matches!(op, XLOG_HEAP2_PRUNE | XLOG_HEAP2_VACUUM) {
-        // With a full-page image the record may carry no offsets: read the page.
-        if let Some(b) = r.block(0).filter(|b| b.fork == 0 && b.data.is_empty()) {
-            if let Some(page) = b.image {
-                let flags = page_flags(page).ok_or(DecodeError {
-                    what: "heap page image",
-                })?;
-                return Ok(Some(Event::PageState {
-                    rel: b.rel,
-                    block: b.block,
-                    flags,
-                    vacuum: op == XLOG_HEAP2_VACUUM,
-                }));
-            }
+    // The records that free line pointers, and whether each is VACUUM's second pass.
+    let frees = match (fmt.prune, op) {
+        (PruneLayout::Separate, XLOG_HEAP2_PRUNE) => Some(false),
+        (PruneLayout::Separate, XLOG_HEAP2_VACUUM) => Some(true),
+        (PruneLayout::Merged, XLOG_HEAP2_PRUNE_ON_ACCESS | XLOG_HEAP2_PRUNE_VACUUM_SCAN) => {
+            Some(false)
+        }
+        (PruneLayout::Merged, XLOG_HEAP2_PRUNE_VACUUM_CLEANUP) => Some(true),
+        _ => None,
+    };
+    if let Some(vacuum) = frees {
+        // With a full-page image the record carries no offsets: read the page.
+        if let Some(b) = r
+            .main_fork_block(0)
+            .filter(|b| b.data.is_empty() && b.image.is_some())
+        {
+            let page = b.image.unwrap_or_default();
+            let flags = page_flags(page).ok_or(DecodeError {
+                what: "heap page image",
+            })?;
+            return Ok(Some(Event::PageState {
+                rel: b.rel,
+                block: b.block,
+                flags,
+                vacuum,
+            }));
         }
     }
-    match op {
-        XLOG_HEAP2_PRUNE => {
+    match (fmt.prune, op) {
+        (PruneLayout::Separate, XLOG_HEAP2_PRUNE) => {
             let e = DecodeError { what: "heap prune" };
             let Some(b) = main_block(r, 0, "heap prune")? else {
                 return Ok(None);
             };
-            let nredirected = u16_at(r.main, 4).ok_or(e.clone())? as usize;
-            let ndead = u16_at(r.main, 6).ok_or(e.clone())? as usize;
+            let nredirected = usize::from(u16_at(r.main, 4).ok_or(e.clone())?);
+            let ndead = usize::from(u16_at(r.main, 6).ok_or(e.clone())?);
             let all = offsets(b.data);
-            if all.len() < 2 * nredirected + ndead {
+            let redirect_end = nredirected.checked_mul(2).ok_or(e.clone())?;
+            let dead_end = redirect_end.checked_add(ndead).ok_or(e.clone())?;
+            if all.len() < dead_end {
                 return Err(e);
             }
             // Redirected pairs (from, to): `from` stops being a tuple; `to` stays.
-            let redirected = all[..2 * nredirected].chunks(2).map(|p| p[0]).collect();
-            let dead = all[2 * nredirected..2 * nredirected + ndead].to_vec();
-            let unused = all[2 * nredirected + ndead..].to_vec();
+            let redirected = all[..redirect_end].chunks(2).map(|p| p[0]).collect();
+            let dead = all[redirect_end..dead_end].to_vec();
+            let unused = all[dead_end..].to_vec();
             Ok(Some(Event::Prune {
                 rel: b.rel,
                 block: b.block,
@@ -407,14 +472,14 @@ fn heap2(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
                 unused,
             }))
         }
-        XLOG_HEAP2_VACUUM => {
+        (PruneLayout::Separate, XLOG_HEAP2_VACUUM) => {
             let e = DecodeError {
                 what: "heap vacuum",
             };
             let Some(b) = main_block(r, 0, "heap vacuum")? else {
                 return Ok(None);
             };
-            let n = u16_at(r.main, 0).ok_or(e.clone())? as usize;
+            let n = usize::from(u16_at(r.main, 0).ok_or(e.clone())?);
             let unused = offsets(b.data);
             if unused.len() < n {
                 return Err(e);
@@ -425,7 +490,33 @@ fn heap2(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
                 unused: unused[..n].to_vec(),
             }))
         }
-        XLOG_HEAP2_MULTI_INSERT => {
+        (
+            PruneLayout::Merged,
+            XLOG_HEAP2_PRUNE_ON_ACCESS
+            | XLOG_HEAP2_PRUNE_VACUUM_SCAN
+            | XLOG_HEAP2_PRUNE_VACUUM_CLEANUP,
+        ) => {
+            let Some(b) = main_block(r, 0, "heap prune")? else {
+                return Ok(None);
+            };
+            let p = prune_items(r.main, b.data)?;
+            if op == XLOG_HEAP2_PRUNE_VACUUM_CLEANUP && p.redirected.is_empty() && p.dead.is_empty()
+            {
+                return Ok(Some(Event::Vacuum {
+                    rel: b.rel,
+                    block: b.block,
+                    unused: p.unused,
+                }));
+            }
+            Ok(Some(Event::Prune {
+                rel: b.rel,
+                block: b.block,
+                redirected: p.redirected,
+                dead: p.dead,
+                unused: p.unused,
+            }))
+        }
+        (_, XLOG_HEAP2_MULTI_INSERT) => {
             let e = DecodeError {
                 what: "heap multi-insert",
             };
@@ -437,7 +528,7 @@ fn heap2(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
             let offs = if init_page {
                 (1..=n).collect()
             } else {
-                offsets(r.main.get(4..4 + 2 * n as usize).ok_or(e)?)
+                offsets(r.main.get(4..4 + 2 * usize::from(n)).ok_or(e)?)
             };
             Ok(Some(Event::Insert {
                 xid: r.xid,
@@ -449,6 +540,92 @@ fn heap2(r: &Rec<'_>) -> Result<Option<Event>, DecodeError> {
         }
         _ => Ok(None),
     }
+}
+
+/// `xl_heap_prune.flags` (17 on): which sub-records block 0's data holds.
+const XLHP_HAS_CONFLICT_HORIZON: u8 = 1 << 3;
+const XLHP_HAS_FREEZE_PLANS: u8 = 1 << 4;
+const XLHP_HAS_REDIRECTIONS: u8 = 1 << 5;
+const XLHP_HAS_DEAD_ITEMS: u8 = 1 << 6;
+const XLHP_HAS_NOW_UNUSED_ITEMS: u8 = 1 << 7;
+/// `offsetof(xlhp_freeze_plans, plans)`: `u16 nplans` and 2 bytes of padding.
+const FREEZE_PLANS_HEADER: usize = 4;
+/// `sizeof(xlhp_freeze_plan)`: xmax (4), two infomasks (4), frzflags (1, padded to
+/// 2), ntuples (2).
+const FREEZE_PLAN_SIZE: usize = 12;
+
+/// The item lists of a 17+ prune record (`xl_heap_prune` and block 0's data).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PruneItems {
+    /// Conflict horizon, when the record has one.
+    pub conflict_xid: Option<u32>,
+    /// Tuples frozen (the offsets after the plans; no tuple dies by freezing).
+    pub frozen: Vec<u16>,
+    /// Redirected roots (the `from` of each pair; the `to` stays a tuple).
+    pub redirected: Vec<u16>,
+    /// Items now `LP_DEAD`.
+    pub dead: Vec<u16>,
+    /// Items now `LP_UNUSED`.
+    pub unused: Vec<u16>,
+}
+
+/// Reads a `xlhp_prune_items` (`u16 n` + `n * per` offsets) at `*at`, advancing it.
+fn prune_list(data: &[u8], at: &mut usize, per: usize) -> Result<Vec<u16>, DecodeError> {
+    let e = DecodeError {
+        what: "heap prune items",
+    };
+    let n = usize::from(u16_at(data, *at).ok_or(e.clone())?);
+    let start = at.checked_add(2).ok_or(e.clone())?;
+    let end = n
+        .checked_mul(per)
+        .and_then(|c| c.checked_mul(2))
+        .and_then(|len| start.checked_add(len))
+        .ok_or(e.clone())?;
+    let list = offsets(data.get(start..end).ok_or(e)?);
+    *at = end;
+    Ok(list)
+}
+
+/// Decodes the flags-driven layout of PostgreSQL 17 and 18's prune records: main data
+/// `{u8 reason; u8 flags}` (+ an unaligned conflict xid), block 0's data in flag order:
+/// freeze plans, redirections, dead items, now-unused items, frozen offsets.
+pub fn prune_items(main: &[u8], data: &[u8]) -> Result<PruneItems, DecodeError> {
+    let e = DecodeError { what: "heap prune" };
+    let flags = *main.get(1).ok_or(e.clone())?;
+    let mut p = PruneItems::default();
+    if flags & XLHP_HAS_CONFLICT_HORIZON != 0 {
+        p.conflict_xid = Some(u32_at(main, 2).ok_or(e.clone())?);
+    }
+    let mut at = 0usize;
+    let mut frozen_total = 0usize;
+    if flags & XLHP_HAS_FREEZE_PLANS != 0 {
+        let nplans = usize::from(u16_at(data, 0).ok_or(e.clone())?);
+        at = FREEZE_PLANS_HEADER;
+        for _ in 0..nplans {
+            // ntuples is the plan's last field.
+            let ntuples = u16_at(data, at.saturating_add(FREEZE_PLAN_SIZE - 2)).ok_or(e.clone())?;
+            frozen_total = frozen_total.saturating_add(usize::from(ntuples));
+            at = at.checked_add(FREEZE_PLAN_SIZE).ok_or(e.clone())?;
+        }
+    }
+    if flags & XLHP_HAS_REDIRECTIONS != 0 {
+        let pairs = prune_list(data, &mut at, 2)?;
+        p.redirected = pairs.chunks(2).map(|c| c[0]).collect();
+    }
+    if flags & XLHP_HAS_DEAD_ITEMS != 0 {
+        p.dead = prune_list(data, &mut at, 1)?;
+    }
+    if flags & XLHP_HAS_NOW_UNUSED_ITEMS != 0 {
+        p.unused = prune_list(data, &mut at, 1)?;
+    }
+    if frozen_total > 0 {
+        let end = frozen_total
+            .checked_mul(2)
+            .and_then(|len| at.checked_add(len))
+            .ok_or(e.clone())?;
+        p.frozen = offsets(data.get(at..end).ok_or(e)?);
+    }
+    Ok(p)
 }
 
 /// Reads a counted array header (`int n`) at `off` and returns (n, offset after `n * size` bytes).
@@ -575,7 +752,17 @@ mod tests {
         ts: 1663,
         rel: 16384,
     };
-    const PG15: Format = Format { stats_item: 12 };
+    const PG15: Format = Format {
+        server_version_num: 150_000,
+        major: 15,
+        stats_item: 12,
+        prune: PruneLayout::Separate,
+        checkpoint_redo_record: false,
+    };
+
+    fn pg(v: u32) -> Format {
+        Format::for_server(v).unwrap()
+    }
 
     fn blk(id: u8, block: u32, data: &[u8]) -> Block<'_> {
         Block {
@@ -850,10 +1037,7 @@ mod tests {
             | XACT_XINFO_HAS_DROPPED_STATS
             | XACT_XINFO_HAS_INVALS
             | XACT_XINFO_HAS_TWOPHASE;
-        for fmt in [
-            Format::for_major(15).unwrap(),
-            Format::for_major(16).unwrap(),
-        ] {
+        for fmt in [pg(150_000), pg(160_015), pg(170_011), pg(180_006)] {
             let main = commit_bytes(all, &[11, 12], &[REL], 2, 3, Some(777), fmt);
             // COMMIT PREPARED with info.
             let r = Rec {
@@ -946,5 +1130,280 @@ mod tests {
             None,
             "an online checkpoint ends nothing"
         );
+    }
+
+    /// Main data of a 17+ prune record: reason, flags, optional conflict xid.
+    fn prune_main(flags: u8, xid: Option<u32>) -> Vec<u8> {
+        let mut m = vec![2, flags];
+        if let Some(x) = xid {
+            m.extend(x.to_le_bytes());
+        }
+        m
+    }
+
+    #[test]
+    fn merged_prune_records_of_17_and_18() {
+        for fmt in [pg(170_011), pg(180_006)] {
+            // All sub-records: one freeze plan of 2 tuples, redirect 1->3, dead 4 and
+            // 6, unused 7, frozen offsets 9 and 10.
+            let flags = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7);
+            let main = prune_main(flags, Some(0x0102_0304));
+            let mut data = vec![1, 0, 0, 0]; // nplans 1, padding
+            data.extend(777u32.to_le_bytes()); // xmax
+            data.extend([0, 0, 0, 0, 0, 0]); // infomask2, infomask, frzflags, pad
+            data.extend(2u16.to_le_bytes()); // ntuples
+            data.extend(le16(&[1, 1, 3])); // nredirected 1, (1, 3)
+            data.extend(le16(&[2, 4, 6])); // ndead 2
+            data.extend(le16(&[1, 7])); // nunused 1
+            data.extend(le16(&[9, 10])); // frozen
+            assert_eq!(
+                prune_items(&main, &data).unwrap(),
+                PruneItems {
+                    conflict_xid: Some(0x0102_0304),
+                    frozen: vec![9, 10],
+                    redirected: vec![1],
+                    dead: vec![4, 6],
+                    unused: vec![7],
+                }
+            );
+            for info in [0x10, 0x20] {
+                let r = Rec {
+                    rmid: RM_HEAP2_ID,
+                    info,
+                    xid: 0,
+                    main: &main,
+                    blocks: vec![blk(0, 5, &data)],
+                };
+                assert_eq!(
+                    decode(&r, fmt).unwrap(),
+                    Some(Event::Prune {
+                        rel: REL,
+                        block: 5,
+                        redirected: vec![1],
+                        dead: vec![4, 6],
+                        unused: vec![7]
+                    }),
+                    "info {info:#x}"
+                );
+            }
+            // PRUNE_VACUUM_CLEANUP: now-unused items only, no conflict horizon.
+            let main = prune_main(1 << 7, None);
+            let data = le16(&[2, 4, 6]);
+            let r = Rec {
+                rmid: RM_HEAP2_ID,
+                info: 0x30,
+                xid: 0,
+                main: &main,
+                blocks: vec![blk(0, 5, &data)],
+            };
+            assert_eq!(
+                decode(&r, fmt).unwrap(),
+                Some(Event::Vacuum {
+                    rel: REL,
+                    block: 5,
+                    unused: vec![4, 6]
+                })
+            );
+            // Freezing alone kills nothing.
+            let main = prune_main((1 << 3) | (1 << 4), Some(5));
+            let mut data = vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+            data.extend(le16(&[3]));
+            let r = Rec {
+                rmid: RM_HEAP2_ID,
+                info: 0x20,
+                xid: 0,
+                main: &main,
+                blocks: vec![blk(0, 5, &data)],
+            };
+            assert_eq!(
+                decode(&r, fmt).unwrap(),
+                Some(Event::Prune {
+                    rel: REL,
+                    block: 5,
+                    redirected: vec![],
+                    dead: vec![],
+                    unused: vec![]
+                })
+            );
+            // A count past the end of the block data is an error, not a guess.
+            let main = prune_main(1 << 6, None);
+            let short = le16(&[3, 4]);
+            let r = Rec {
+                rmid: RM_HEAP2_ID,
+                info: 0x10,
+                xid: 0,
+                main: &main,
+                blocks: vec![blk(0, 5, &short)],
+            };
+            assert!(decode(&r, fmt).is_err());
+            // A flags byte missing: error.
+            let r = Rec {
+                rmid: RM_HEAP2_ID,
+                info: 0x10,
+                xid: 0,
+                main: &[2],
+                blocks: vec![blk(0, 5, &[])],
+            };
+            assert!(decode(&r, fmt).is_err());
+        }
+        // The same bytes on 15/16: 0x30 is FREEZE_PAGE there, which frees nothing.
+        let (main, data) = (prune_main(1 << 7, None), le16(&[2, 4, 6]));
+        let r = Rec {
+            rmid: RM_HEAP2_ID,
+            info: 0x30,
+            xid: 0,
+            main: &main,
+            blocks: vec![blk(0, 5, &data)],
+        };
+        assert_eq!(decode(&r, pg(160_015)).unwrap(), None);
+    }
+
+    #[test]
+    fn a_merged_prune_with_an_image_reads_the_page() {
+        let mut page = vec![0u8; 8192];
+        page[12..14].copy_from_slice(&(24u16 + 8).to_le_bytes());
+        for (i, flags) in [2u32, 0].iter().enumerate() {
+            let v = (3 - i as u32) | (flags << 15);
+            page[24 + 4 * i..28 + 4 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        for (info, vacuum) in [(0x10, false), (0x20, false), (0x30, true)] {
+            let b = Block {
+                id: 0,
+                fork: 0,
+                rel: REL,
+                block: 1,
+                data: &[],
+                image: Some(&page),
+            };
+            let r = Rec {
+                rmid: RM_HEAP2_ID,
+                info,
+                xid: 0,
+                main: &prune_main((1 << 3) | (1 << 5) | (1 << 7), Some(9)),
+                blocks: vec![b],
+            };
+            assert_eq!(
+                decode(&r, pg(170_011)).unwrap(),
+                Some(Event::PageState {
+                    rel: REL,
+                    block: 1,
+                    flags: vec![2, 0],
+                    vacuum
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn visibility_map_references_are_never_taken_for_heap_pages() {
+        // 17.11+/18.6+: a HOT update (old and new on block ref 0) that also
+        // references the visibility-map page under id 1.
+        let mut main = vec![0; 14];
+        main[4] = 5;
+        main[12] = 9;
+        let vm = Block {
+            id: 1,
+            fork: VISIBILITY_MAP_FORK,
+            rel: REL,
+            block: 0,
+            data: &[],
+            image: None,
+        };
+        for fmt in [pg(170_011), pg(180_006)] {
+            let r = Rec {
+                rmid: RM_HEAP_ID,
+                info: 0x40,
+                xid: 901,
+                main: &main,
+                blocks: vec![blk(0, 8, &[]), vm],
+            };
+            let Some(Event::Update { old, new, .. }) = decode(&r, fmt).unwrap() else {
+                panic!()
+            };
+            assert_eq!((old.block, old.offset, new.block, new.offset), (8, 5, 8, 9));
+            // A cross-page update: old on ref 1 (main fork), VM page on ref 2.
+            let vm2 = Block { id: 2, ..vm };
+            let r = Rec {
+                rmid: RM_HEAP_ID,
+                info: 0x20,
+                xid: 901,
+                main: &main,
+                blocks: vec![blk(0, 8, &[]), blk(1, 2, &[]), vm2],
+            };
+            let Some(Event::Update { old, .. }) = decode(&r, fmt).unwrap() else {
+                panic!()
+            };
+            assert_eq!(old.block, 2);
+            // An insert and a delete with the VM page as a further reference.
+            let r = Rec {
+                rmid: RM_HEAP_ID,
+                info: 0x00,
+                xid: 900,
+                main: &[7, 0, 0],
+                blocks: vec![vm, blk(0, 3, &[])],
+            };
+            assert!(matches!(
+                decode(&r, fmt).unwrap(),
+                Some(Event::Insert { block: 3, .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn dropped_statistics_items_are_12_bytes_up_to_17_and_16_on_18() {
+        // ROLLBACK PREPARED of a transaction that created a table: relation, one
+        // dropped-statistics item, then the prepared transaction's xid.
+        let xinfo =
+            XACT_XINFO_HAS_RELFILENODES | XACT_XINFO_HAS_DROPPED_STATS | XACT_XINFO_HAS_TWOPHASE;
+        for (v, item) in [(150_000, 12), (160_015, 12), (170_011, 12), (180_006, 16)] {
+            let fmt = pg(v);
+            assert_eq!(fmt.stats_item, item, "{v}");
+            let main = commit_bytes(xinfo, &[], &[REL], 1, 0, Some(4242), fmt);
+            let r = Rec {
+                rmid: RM_XACT_ID,
+                info: 0x40 | 0x80,
+                xid: 0,
+                main: &main,
+                blocks: vec![],
+            };
+            assert_eq!(
+                decode(&r, fmt).unwrap(),
+                Some(Event::End {
+                    committed: false,
+                    xid: 4242,
+                    subxacts: vec![],
+                    dropped: vec![REL],
+                    prepared: true
+                }),
+                "{v}"
+            );
+            // Read with the other size, the same bytes do not give this xid back.
+            let wrong = Format {
+                stats_item: 28 - item,
+                ..fmt
+            };
+            assert_ne!(decode(&r, wrong).ok().flatten(), decode(&r, fmt).unwrap());
+        }
+    }
+
+    #[test]
+    fn checkpoints_on_every_major() {
+        let mut d = vec![0u8; 88];
+        d[0..8].copy_from_slice(&0x1_0200_0028u64.to_le_bytes());
+        d[64..72].copy_from_slice(&1_700_000_000i64.to_le_bytes());
+        for v in [150_000, 160_015, 170_011, 180_006] {
+            assert_eq!(
+                checkpoint(RM_XLOG_ID, 0x10, &d, pg(v)),
+                Some(Checkpoint {
+                    redo: 0x1_0200_0028,
+                    time_s: 1_700_000_000,
+                    shutdown: false
+                })
+            );
+            assert_eq!(
+                checkpoint(RM_XLOG_ID, XLOG_CHECKPOINT_REDO, &[2, 0, 0, 0], pg(v)),
+                None
+            );
+        }
     }
 }

@@ -157,10 +157,9 @@ impl Plugin for Garbagemap {
         let version = host
             .server_version_num()
             .ok_or("the walker host does not tell the server version; upgrade walker")?;
-        let format = Format::for_major(version / 10000).ok_or_else(|| {
+        let format = Format::for_server(version).map_err(|e| {
             PluginError::new(format!(
-                "garbagemap decodes the heap WAL of PostgreSQL 15 and 16; this server is {}; remove garbagemap from walker.plugins",
-                version / 10000
+                "garbagemap: {e}; remove garbagemap from walker.plugins"
             ))
         })?;
         let ctx = WalkerSettingContext::POSTMASTER;

@@ -264,10 +264,15 @@ fn each_role_and_application_is_charged_its_own_wal() {
     );
     assert_eq!(
         ended,
-        [["alice/app_a", "1"], ["alice/app_b", "1"], ["alice/app_drop", "1"], ["bob/app_b", "1"]]
-            .iter()
-            .map(|r| r.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .collect::<Vec<_>>()
+        [
+            ["alice/app_a", "1"],
+            ["alice/app_b", "1"],
+            ["alice/app_drop", "1"],
+            ["bob/app_b", "1"]
+        ]
+        .iter()
+        .map(|r| r.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .collect::<Vec<_>>()
     );
     assert!(
         charged["bob/app_b"] > 4 * charged["alice/app_a"],

@@ -126,7 +126,8 @@ fn images_logged(c: &Cluster, from: &str, to: &str, counts: &BTreeMap<String, (i
     if counts.values().any(|v| v.1 > 0) {
         return true;
     }
-    let hints = c.query_one("SHOW data_checksums") == "on" || c.query_one("SHOW wal_log_hints") == "on";
+    let hints =
+        c.query_one("SHOW data_checksums") == "on" || c.query_one("SHOW wal_log_hints") == "on";
     hints
         && c.query_one(&format!(
             "SELECT count(*) > 0 FROM pg_get_wal_records_info('{from}', '{to}') WHERE resource_manager = 'XLOG' AND record_type = 'FPI_FOR_HINT'"
