@@ -33,6 +33,7 @@ fn capture_records_of_a_known_workload() {
     c.restart();
     let version = common::server_version_num(&c);
     let major = version / 10_000;
+    c.exec("CREATE EXTENSION walker");
     c.exec("CREATE TABLE t (id int, pad text) WITH (autovacuum_enabled = off)");
     let rel = |name: &str| {
         c.query_one(&format!(

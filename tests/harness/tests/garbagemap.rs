@@ -214,12 +214,13 @@ fn dead_tuples_per_range_equal_pageinspect() {
     let p0 = lsn(&c);
     c.exec("SELECT count(*) FROM hot WHERE n >= 0");
     let p1 = lsn(&c);
+    // (pg_walinspect reads flushed WAL only; walker has read past p1 once published.)
+    wait_published(&c);
     let pruned = common::heap2_records(&c, &p0, &p1, on_access);
     assert!(
         images_logged(&c, &p0, &p1, &pruned),
         "on-access pruning with page images after the checkpoint: {pruned:?}"
     );
-    wait_published(&c);
     assert_same(&c, "postgres", "hot");
     c.exec("DELETE FROM big WHERE id % 17 = 0");
     c.crash();
