@@ -41,6 +41,12 @@ fn capture_records_of_a_known_workload() {
         ))
     };
     let t = rel("t");
+    // t's TOAST table and its index (dropped with t).
+    let toast =
+        c.query_one("SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = 't'");
+    let toast_name = toast.rsplit('.').next().unwrap().to_string();
+    let t_toast = rel(&toast_name);
+    let t_toast_index = rel(&format!("{toast_name}_index"));
     let start = c.query_one("SELECT pg_current_wal_insert_lsn()");
     let xact = |sql: &str| {
         one(
@@ -119,6 +125,8 @@ fn capture_records_of_a_known_workload() {
     writeln!(head, "# captured by tests/harness/tests/capture.rs (fx_capture) from PostgreSQL server_version_num {version}").unwrap();
     writeln!(head, "server_version_num {version}").unwrap();
     writeln!(head, "rel t {t}").unwrap();
+    writeln!(head, "rel t_toast {t_toast}").unwrap();
+    writeln!(head, "rel t_toast_index {t_toast_index}").unwrap();
     writeln!(head, "rel p {p}").unwrap();
     for (name, x) in [
         ("insert", &insert),
