@@ -285,7 +285,9 @@ pub struct Checkpoint {
 
 /// Decodes `XLOG_CHECKPOINT_ONLINE` and `XLOG_CHECKPOINT_SHUTDOWN`; `None` for
 /// every other record (including 17's `XLOG_CHECKPOINT_REDO`, which carries no
-/// pointer of its own) and for a record too short to hold a `CheckPoint`.
+/// pointer of its own) and for a record too short to hold a `CheckPoint`. `_fmt` is
+/// the running major's format: the fields read here sit at the same offsets on 15 to
+/// 18 (19 adds a field to `CheckPoint`, the reason the format is passed).
 pub fn checkpoint(rmid: u8, info: u8, main: &[u8], _fmt: Format) -> Option<Checkpoint> {
     if rmid != RM_XLOG_ID {
         return None;
