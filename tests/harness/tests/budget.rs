@@ -299,16 +299,21 @@ fn last_action(c: &Cluster, role: &str) -> (String, i64) {
 /// Makes `role`'s policy bucket go deep into debt: one admitted statement writing
 /// several hundred kilobytes, charged once the walker has read it.
 fn spend(c: &Cluster, role: &str, policy: &str) {
+    spend_rows(c, role, policy, 3000, 100_000);
+}
+
+/// Writes `rows` rows as `role` and waits until its bucket owes more than `debt` bytes.
+fn spend_rows(c: &Cluster, role: &str, policy: &str, rows: u32, debt: u64) {
     c.psql_as(
         role,
         "postgres",
-        "INSERT INTO spend SELECT g, repeat('s', 100) FROM generate_series(1, 3000) g",
+        &format!("INSERT INTO spend SELECT g, repeat('s', 100) FROM generate_series(1, {rows}) g"),
     )
     .unwrap();
     wait_caught_up(c);
     c.wait_until("the bucket is in debt", Duration::from_secs(10), || {
         c.query_one(&format!(
-            "SELECT tokens < -100000 FROM walker.budget_buckets WHERE policy_id = {policy}"
+            "SELECT tokens < -{debt} FROM walker.budget_buckets WHERE policy_id = {policy}"
         )) == "t"
     });
 }
@@ -364,8 +369,9 @@ fn reject_queue_observe_and_shadow_act_as_documented() {
     );
 
     // Queue: the write waits for the bucket to refill (a debt of several hundred
-    // kilobytes at 200 kB/s), then runs.
-    spend(&c, "que", &p_que);
+    // kilobytes at 200 kB/s), then runs. Deep enough that it is not repaid before the
+    // statement arrives on a slow machine.
+    spend_rows(&c, "que", &p_que, 6000, 300_000);
     let debt: f64 = c
         .query_one(&format!(
             "SELECT -tokens FROM walker.budget_buckets WHERE policy_id = {p_que}"
@@ -388,8 +394,10 @@ fn reject_queue_observe_and_shadow_act_as_documented() {
         "1"
     );
 
-    // A cancel during the wait cancels the statement.
-    spend(&c, "que", &p_que);
+    // A cancel during the wait cancels the statement. The debt is deep (several MB at
+    // 200 kB/s: a wait of ten seconds or more), so the statement is still queued when
+    // the cancel arrives however slow the machine is.
+    spend_rows(&c, "que", &p_que, 30_000, 2_000_000);
     let victim = walker_tests::client_command("psql", c.port(), "que")
         .args([
             "-X",
