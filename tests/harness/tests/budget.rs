@@ -406,10 +406,11 @@ fn reject_queue_observe_and_shadow_act_as_documented() {
             "-d",
             "postgres",
             "-c",
-            "SET application_name = 'victim'",
-            "-c",
             "INSERT INTO spend VALUES (5, 'cancelled')",
         ])
+        // Named by the connection, not by a SET: a SET is itself a statement the
+        // policy would queue first (under the session's old name).
+        .env("PGAPPNAME", "victim")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
