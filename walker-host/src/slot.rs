@@ -79,10 +79,15 @@ pub fn advance(lsn: u64, save: bool) {
         pg_sys::SpinLockRelease(&raw mut (*s).mutex);
         if moved {
             pg_sys::ReplicationSlotMarkDirty();
-            pg_sys::ReplicationSlotsComputeRequiredLSN();
         }
+        // Save before computing the server's WAL horizon: from PostgreSQL 18 the
+        // horizon follows a persistent slot's *saved* restart LSN, so computing first
+        // would keep the WAL of the old position until the next save and checkpoint.
         if save {
             pg_sys::ReplicationSlotSave();
+        }
+        if moved || save {
+            pg_sys::ReplicationSlotsComputeRequiredLSN();
         }
     }
 }
