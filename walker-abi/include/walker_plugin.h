@@ -21,7 +21,7 @@ typedef struct WalkerPlugin WalkerPlugin;
 /*
  Minor version of the ABI. The host loads plugins whose minor is at most its own.
  */
-#define WALKER_ABI_MINOR 4
+#define WALKER_ABI_MINOR 5
 
 /*
  Number of 64-bit words in a resource-manager subscription mask (256 rmgr ids:
@@ -821,6 +821,24 @@ typedef uint32_t WalkerBackendType;
 #define WalkerBackendType_BACKGROUND_WORKER 3
 
 /*
+ ABI 1.5. A statement that resets session state ([`WalkerBackendEvent::session_reset`]).
+ */
+typedef uint32_t WalkerSessionReset;
+/*
+ Leaves the session's state alone.
+ */
+#define WalkerSessionReset_NONE 0
+/*
+ `RESET ALL` or `DISCARD ALL`: the session returns to its state at connection.
+ */
+#define WalkerSessionReset_ALL 1
+/*
+ `SET SESSION AUTHORIZATION` or `RESET SESSION AUTHORIZATION`: another user takes
+ over the session.
+ */
+#define WalkerSessionReset_AUTHORIZATION 2
+
+/*
  ABI 1.3. An event in a server process running SQL, for
  [`WalkerPluginDescriptor::on_backend`]. Pointers are valid only during the call.
  */
@@ -847,8 +865,10 @@ typedef struct WalkerBackendEvent {
    */
   uint32_t nesting_level;
   /*
-   The statement cannot write to tables (a plain `SELECT`); utility commands are
-   never read-only here.
+   The statement cannot write to tables by itself: a plain `SELECT` (which may
+   still write through the functions it calls), and (ABI 1.5) every statement
+   with [`WalkerBackendEvent::never_writes`] set. Other utility commands are never
+   read-only here.
    */
   bool read_only;
   /*
@@ -920,6 +940,20 @@ typedef struct WalkerBackendEvent {
    Length of `command`.
    */
   size_t command_len;
+  /*
+   ABI 1.5. The statement writes no WAL of its own, so a plugin must never make it
+   wait or refuse it: `SET`, `SHOW`, `RESET`, `DISCARD` (every form), `LISTEN`,
+   `UNLISTEN`, `PREPARE`, `DEALLOCATE`, `CLOSE`, and `EXPLAIN` without `ANALYZE`.
+   (Transaction control, `BEGIN` to `ROLLBACK`, is not a statement event at all.)
+   `read_only` is set too, so plugins older than 1.5 leave them alone as well.
+   */
+  bool never_writes;
+  /*
+   ABI 1.5. What the statement does to the session's state: a plugin that keeps
+   per-session state a later client of a pooled connection must not inherit
+   drops it at this statement's end.
+   */
+  WalkerSessionReset session_reset;
 } WalkerBackendEvent;
 
 /*

@@ -112,6 +112,12 @@ pub struct BackendEvent<'a> {
     pub database_name: &'a str,
     /// Command tag of a statement event.
     pub command: &'a str,
+    /// ABI 1.5. The statement writes no WAL of its own: never make it wait or refuse it
+    /// ([`WalkerBackendEvent::never_writes`]).
+    pub never_writes: bool,
+    /// ABI 1.5. What the statement does to the session's state
+    /// ([`WalkerBackendEvent::session_reset`]).
+    pub session_reset: WalkerSessionReset,
 }
 
 impl<'a> BackendEvent<'a> {
@@ -129,6 +135,7 @@ impl<'a> BackendEvent<'a> {
                 std::str::from_utf8(unsafe { std::slice::from_raw_parts(p, n) }).unwrap_or("")
             }
         };
+        let has = |offset: usize, size: usize| raw.struct_size as usize >= offset + size;
         BackendEvent {
             kind: raw.kind,
             statement: raw.statement,
@@ -148,6 +155,14 @@ impl<'a> BackendEvent<'a> {
             role_name: text(raw.role_name, raw.role_name_len),
             database_name: text(raw.database_name, raw.database_name_len),
             command: text(raw.command, raw.command_len),
+            // Fields a host older than 1.5 did not fill read as their zero value.
+            never_writes: has(std::mem::offset_of!(WalkerBackendEvent, never_writes), 1)
+                && raw.never_writes,
+            session_reset: if has(std::mem::offset_of!(WalkerBackendEvent, session_reset), 4) {
+                raw.session_reset
+            } else {
+                WalkerSessionReset::NONE
+            },
         }
     }
 }

@@ -17,7 +17,7 @@ use std::ffi::{c_char, c_void};
 /// Major version of the ABI. The host loads only plugins with the same major.
 pub const WALKER_ABI_MAJOR: u32 = 1;
 /// Minor version of the ABI. The host loads plugins whose minor is at most its own.
-pub const WALKER_ABI_MINOR: u32 = 4;
+pub const WALKER_ABI_MINOR: u32 = 5;
 
 /// Name of the symbol every plugin exports: `const WalkerPluginDescriptor *walker_plugin_entry(void)`.
 pub const WALKER_PLUGIN_ENTRY_SYMBOL: &str = "walker_plugin_entry";
@@ -880,8 +880,10 @@ pub struct WalkerBackendEvent {
     /// 0 for a statement the client sent; 1 and more for statements run by functions
     /// or by other statements.
     pub nesting_level: u32,
-    /// The statement cannot write to tables (a plain `SELECT`); utility commands are
-    /// never read-only here.
+    /// The statement cannot write to tables by itself: a plain `SELECT` (which may
+    /// still write through the functions it calls), and (ABI 1.5) every statement
+    /// with [`WalkerBackendEvent::never_writes`] set. Other utility commands are never
+    /// read-only here.
     pub read_only: bool,
     /// Process id.
     pub pid: i32,
@@ -918,6 +920,33 @@ pub struct WalkerBackendEvent {
     pub command: *const u8,
     /// Length of `command`.
     pub command_len: usize,
+
+    // ---- ABI 1.5 ----
+    /// ABI 1.5. The statement writes no WAL of its own, so a plugin must never make it
+    /// wait or refuse it: `SET`, `SHOW`, `RESET`, `DISCARD` (every form), `LISTEN`,
+    /// `UNLISTEN`, `PREPARE`, `DEALLOCATE`, `CLOSE`, and `EXPLAIN` without `ANALYZE`.
+    /// (Transaction control, `BEGIN` to `ROLLBACK`, is not a statement event at all.)
+    /// `read_only` is set too, so plugins older than 1.5 leave them alone as well.
+    pub never_writes: bool,
+    /// ABI 1.5. What the statement does to the session's state: a plugin that keeps
+    /// per-session state a later client of a pooled connection must not inherit
+    /// drops it at this statement's end.
+    pub session_reset: WalkerSessionReset,
+}
+
+/// ABI 1.5. A statement that resets session state ([`WalkerBackendEvent::session_reset`]).
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkerSessionReset(pub u32);
+
+impl WalkerSessionReset {
+    /// Leaves the session's state alone.
+    pub const NONE: WalkerSessionReset = WalkerSessionReset(0);
+    /// `RESET ALL` or `DISCARD ALL`: the session returns to its state at connection.
+    pub const ALL: WalkerSessionReset = WalkerSessionReset(1);
+    /// `SET SESSION AUTHORIZATION` or `RESET SESSION AUTHORIZATION`: another user takes
+    /// over the session.
+    pub const AUTHORIZATION: WalkerSessionReset = WalkerSessionReset(2);
 }
 
 /// ABI 1.3. Bytes of [`WalkerVerdict::message`].

@@ -185,7 +185,9 @@ fn c_header_layout_equals_rust_layout() {
             database_name,
             database_name_len,
             command,
-            command_len
+            command_len,
+            never_writes,
+            session_reset
         },
         WalkerVerdict {
             struct_size,

@@ -24,3 +24,4 @@ pub mod settings;
 pub mod shared;
 pub mod snapshot;
 pub mod timeline;
+pub mod utility_class;

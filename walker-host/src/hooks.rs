@@ -13,10 +13,12 @@ use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr};
 use walker_abi::{
-    WalkerBackendEvent, WalkerBackendEventKind as Kind, WalkerBackendType, WalkerStatementKind,
+    WalkerBackendEvent, WalkerBackendEventKind as Kind, WalkerBackendType, WalkerSessionReset,
+    WalkerStatementKind,
 };
 use walker_core::backend::{self, Outcome};
 use walker_core::registry::{self, PluginSlot};
+use walker_core::utility_class::{self, Utility};
 
 unsafe extern "C" {
     /// Installs the executor and utility hook trampolines (`hooks.c`).
@@ -134,6 +136,8 @@ struct Statement {
     kind: Kind,
     statement: WalkerStatementKind,
     read_only: bool,
+    never_writes: bool,
+    session_reset: WalkerSessionReset,
     query_id: u64,
     command: String,
 }
@@ -145,6 +149,8 @@ impl Statement {
             kind,
             statement: WalkerStatementKind::OTHER,
             read_only: false,
+            never_writes: false,
+            session_reset: WalkerSessionReset::NONE,
             query_id: 0,
             command: String::new(),
         }
@@ -196,6 +202,8 @@ fn dispatch(s: Statement, in_healthy_transaction: bool) -> Outcome {
         database_name_len: database_name.len(),
         command: s.command.as_ptr(),
         command_len: s.command.len(),
+        never_writes: s.never_writes,
+        session_reset: s.session_reset,
     };
     let (outcome, failures) = walker_core::services::with_waiter(crate::sql::backend_wait, || {
         backend::dispatch(&slots, &event)
@@ -289,6 +297,8 @@ fn executor_statement(qd: *mut pg_sys::QueryDesc, kind: Kind) -> Statement {
         kind,
         statement,
         read_only,
+        never_writes: false,
+        session_reset: WalkerSessionReset::NONE,
         query_id,
         command: command.to_string(),
     }
@@ -325,8 +335,76 @@ pub unsafe extern "C-unwind" fn walker_rs_executor_end(qd: *mut pg_sys::QueryDes
     }
 }
 
+/// True when an `EXPLAIN` option list runs the statement: `ANALYZE` present and not
+/// explicitly false (a value the server will refuse counts as on: the cautious side).
+///
+/// # Safety
+/// `options` is null or a valid `List` of `DefElem` nodes.
+unsafe fn explain_analyzes(options: *mut pg_sys::List) -> bool {
+    // SAFETY: the caller's contract; the list holds DefElem pointers.
+    let list = unsafe { pgrx::PgList::<pg_sys::DefElem>::from_pg(options) };
+    let analyzes = list.iter_ptr().any(|d| {
+        // SAFETY: a valid DefElem of the parse tree.
+        let (name, arg) = unsafe { ((*d).defname, (*d).arg) };
+        if owned(name) != "analyze" {
+            return false;
+        }
+        if arg.is_null() {
+            return true;
+        }
+        // SAFETY: `arg` is a valid value node; its tag says which struct it is.
+        unsafe {
+            match (*arg).type_ {
+                pg_sys::NodeTag::T_Boolean => (*(arg as *mut pg_sys::Boolean)).boolval,
+                pg_sys::NodeTag::T_Integer => (*(arg as *mut pg_sys::Integer)).ival != 0,
+                pg_sys::NodeTag::T_String => {
+                    !utility_class::is_false_word(&owned((*(arg as *mut pg_sys::String)).sval))
+                }
+                _ => true,
+            }
+        }
+    });
+    analyzes
+}
+
+/// Reads a utility parse node into what [`utility_class::classify`] needs.
+///
+/// # Safety
+/// `node` is a valid utility parse node.
+unsafe fn utility_of(node: *mut pg_sys::Node) -> Utility {
+    // SAFETY: the caller's contract; each cast follows the node's tag.
+    unsafe {
+        match (*node).type_ {
+            pg_sys::NodeTag::T_VariableSetStmt => {
+                let v = &*(node as *mut pg_sys::VariableSetStmt);
+                Utility::Set {
+                    reset_all: v.kind == pg_sys::VariableSetKind::VAR_RESET_ALL,
+                    session_authorization: !v.name.is_null()
+                        && owned(v.name) == "session_authorization",
+                }
+            }
+            pg_sys::NodeTag::T_VariableShowStmt => Utility::Show,
+            pg_sys::NodeTag::T_DiscardStmt => Utility::Discard {
+                all: (*(node as *mut pg_sys::DiscardStmt)).target
+                    == pg_sys::DiscardMode::DISCARD_ALL,
+            },
+            pg_sys::NodeTag::T_ListenStmt => Utility::Listen,
+            pg_sys::NodeTag::T_UnlistenStmt => Utility::Unlisten,
+            pg_sys::NodeTag::T_NotifyStmt => Utility::Notify,
+            pg_sys::NodeTag::T_PrepareStmt => Utility::Prepare,
+            pg_sys::NodeTag::T_DeallocateStmt => Utility::Deallocate,
+            pg_sys::NodeTag::T_ClosePortalStmt => Utility::Close,
+            pg_sys::NodeTag::T_ExplainStmt => Utility::Explain {
+                analyze: explain_analyzes((*(node as *mut pg_sys::ExplainStmt)).options),
+            },
+            _ => Utility::Other,
+        }
+    }
+}
+
 /// A utility statement's event, or `None` for transaction control (`BEGIN`,
-/// `COMMIT`, ...), which is never refused.
+/// `COMMIT`, `ROLLBACK`, `SAVEPOINT`, `RELEASE`, `PREPARE TRANSACTION`, ...), which is
+/// never an event: ending or structuring a transaction is never refused or queued.
 fn utility_statement(pstmt: *mut pg_sys::PlannedStmt, kind: Kind) -> Option<Statement> {
     // SAFETY: the server passes a valid PlannedStmt wrapping the utility node.
     let (node, query_id) = unsafe { ((*pstmt).utilityStmt, pg_version::query_id(&*pstmt)) };
@@ -337,12 +415,16 @@ fn utility_statement(pstmt: *mut pg_sys::PlannedStmt, kind: Kind) -> Option<Stat
     if unsafe { (*node).type_ } == pg_sys::NodeTag::T_TransactionStmt {
         return None;
     }
+    // SAFETY: a valid utility parse node.
+    let class = utility_class::classify(unsafe { utility_of(node) });
     // SAFETY: the server's command tag of a valid parse node; the name is static.
     let command = owned(unsafe { pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node)) });
     Some(Statement {
         kind,
         statement: WalkerStatementKind::UTILITY,
-        read_only: false,
+        read_only: class.never_writes,
+        never_writes: class.never_writes,
+        session_reset: class.session_reset,
         query_id,
         command,
     })

@@ -221,8 +221,13 @@ impl Ledger {
         this.add_record(e.bytes, e.fpi);
         match self.kind(e) {
             Kind::Plain(0) => {
-                let scope = self.background(s, database);
-                s.charge_scope(scope, &this, 0, now);
+                // What a client backend already charged to its own scope is not
+                // charged again (claim.rs).
+                let rest = s.settle_claim(&this);
+                if rest.records > 0 || rest.bytes > 0 {
+                    let scope = self.background(s, database);
+                    s.charge_scope(scope, &rest, 0, now);
+                }
             }
             Kind::Plain(xid) => match s.xid_scope(xid) {
                 Some((scope, _)) => {

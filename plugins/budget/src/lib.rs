@@ -15,6 +15,7 @@
 //! validate them here first; the services worker loads them at server start.
 
 pub mod bucket;
+pub mod claim;
 pub mod ledger;
 pub mod policy;
 pub mod policy_sql;
@@ -22,6 +23,7 @@ pub mod report;
 pub mod session;
 pub mod shm;
 pub mod snapshot;
+pub mod tenant;
 
 use ledger::{Entry, Ledger};
 use session::{Admission as Settings, Session};
@@ -65,7 +67,8 @@ struct Loader {
 fn settings(host: &Host) -> Settings {
     Settings {
         enabled: host.get_bool("enabled").unwrap_or(true),
-        max_queue_wait_ms: host.get_int("max_queue_wait").unwrap_or(30_000).max(0) as u64,
+        max_queue_wait_ms: (host.get_int("max_queue_wait").unwrap_or(30_000).max(0) as u64)
+            .min(session::MAX_QUEUE_WAIT_MS),
     }
 }
 
@@ -182,11 +185,17 @@ impl Plugin for Budget {
         )?;
         host.define_int(
             "max_queue_wait",
-            "Longest a statement waits under a queue policy before it runs anyway.",
+            "Longest a statement waits under a queue policy before it runs anyway (it holds its locks and snapshot meanwhile).",
             30_000,
             0,
-            3_600_000,
+            session::MAX_QUEUE_WAIT_MS as i64,
             WalkerSettingUnit::MS,
+            ctx,
+        )?;
+        host.define_string(
+            "tenant_roles",
+            "Which roles may claim which tenants: 'tenant:role, tenant:role' (empty: any tenant setter may claim any tenant).",
+            "",
             ctx,
         )?;
         Ok(Budget {
@@ -301,10 +310,11 @@ impl Plugin for Budget {
                         t.len()
                     )));
                 }
-                self.session
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .tenant = t.to_string();
+                let allowlist = host.get_string("tenant_roles").unwrap_or_default();
+                let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+                let role = session.role.as_ref().map(|r| r.1.clone());
+                tenant::check_claim(&allowlist, t, role.as_deref()).map_err(PluginError::new)?;
+                session.tenant = t.to_string();
                 Ok(serde_json::json!({ "tenant": t }).to_string())
             }
             FN_CLEAR_TENANT => {

@@ -5,14 +5,24 @@
 //! under the region lock; waits happen outside it.
 
 use crate::bucket::{decide, Action};
-use crate::shm::{Decision, Origin, SessionKey, Shared};
-use walker_abi::{BackendEvent, Rejection, WalkerBackendEventKind as Kind, WalkerBackendType};
+use crate::shm::{Decision, Origin, SessionKey, Shared, Totals};
+use walker_abi::{
+    BackendEvent, Rejection, WalkerBackendEventKind as Kind, WalkerBackendType,
+    WalkerSessionReset,
+};
 
 /// SQLSTATE of a statement refused by a reject policy.
 pub const SQLSTATE_REJECTED: [u8; 5] = *b"WB001";
 
 /// Longest single wait of a queued statement between two looks at its bucket (ms).
 pub const QUEUE_SLICE_MS: u64 = 100;
+
+/// The most `budget.max_queue_wait` may be (ms). A queued statement waits at
+/// `ExecutorStart`: the server has already parsed, planned and locked its relations
+/// and taken its snapshot (no hook runs earlier), so while it waits, DDL on those
+/// relations waits behind it (and every later statement behind the DDL), and its
+/// snapshot holds back vacuum. One minute bounds that cost.
+pub const MAX_QUEUE_WAIT_MS: u64 = 60_000;
 
 /// Runs a closure on the shared region under its lock; false when the region is not
 /// available.
@@ -30,10 +40,19 @@ pub struct Admission {
 /// The statement running at top level.
 #[derive(Debug, Clone, Copy, Default)]
 struct Running {
+    /// The process's WAL bytes and records at the statement's start.
     wal_bytes: u64,
+    wal_records: u64,
     class: u32,
     query_id: u64,
     scope: u32,
+    /// The statement's transaction had an id at some event (its start, a nested
+    /// statement, a commit inside it): its WAL is not all xid-less (claim.rs).
+    had_xid: bool,
+    /// A transaction ended inside the statement (a procedure's `COMMIT` or
+    /// `ROLLBACK`): the next statement it runs, the first of a new transaction, is
+    /// admitted again.
+    readmit: bool,
     /// (policy index, policy id, policy generation, bytes reserved).
     reservation: Option<(usize, i64, u64, f64)>,
 }
@@ -43,6 +62,8 @@ struct Running {
 pub struct Session {
     /// Tenant set with `set_tenant` (empty: none).
     pub tenant: String,
+    /// The role (OID, name) the client's last statement ran as: who claims a tenant.
+    pub role: Option<(u32, String)>,
     running: Option<Running>,
     published: Vec<u32>,
     /// The last scope looked up, so most statements skip the scope table's scan.
@@ -70,10 +91,17 @@ fn published_xid(e: &BackendEvent<'_>) -> u32 {
     }
 }
 
-/// True for statements a policy may act on: writing statements of client sessions.
+/// True for statements a policy may act on: every statement of a client session
+/// except those the host says never write (`SET`, `SHOW`, `DISCARD`, plain
+/// `EXPLAIN`, ...; transaction control is no event at all). A `SELECT` is governed
+/// too: it may write through the functions it calls.
 fn governed(e: &BackendEvent<'_>) -> bool {
-    !e.read_only && e.backend_type == WalkerBackendType::CLIENT
+    !e.never_writes && e.backend_type == WalkerBackendType::CLIENT
 }
+
+/// Below this many predicted bytes a plain `SELECT` writes nothing: it runs whatever
+/// the bucket holds.
+const READ_PREDICTS_NOTHING: f64 = 1.0;
 
 fn key(tenant: &str, e: &BackendEvent<'_>) -> SessionKey {
     SessionKey {
@@ -123,17 +151,50 @@ impl Session {
         }
     }
 
+    /// True when the next statement start is the first of a transaction that began
+    /// inside the running statement.
+    fn readmit_pending(&self) -> bool {
+        self.running.is_some_and(|r| r.readmit)
+    }
+
     /// True when `e` needs the shared region.
     pub fn wants(&self, e: &BackendEvent<'_>) -> bool {
         let xid = published_xid(e);
         let unpublished = xid != 0 && !self.published.contains(&xid);
-        // Statements that are never governed (reads, other processes' statements) need
-        // nothing unless they publish a transaction.
+        // Statements that are never governed (other processes', those that never
+        // write) need nothing unless they publish a transaction.
         let governed = governed(e);
         match e.kind {
-            Kind::STATEMENT_START => (e.nesting_level == 0 && governed) || unpublished,
-            Kind::STATEMENT_END => (e.nesting_level == 0 && self.running.is_some()) || unpublished,
+            Kind::STATEMENT_START => {
+                (governed && (e.nesting_level == 0 || self.readmit_pending())) || unpublished
+            }
+            Kind::STATEMENT_END => {
+                (e.nesting_level == 0 && !e.never_writes && self.running.is_some()) || unpublished
+            }
             _ => unpublished || self.running.is_some() || !self.published.is_empty(),
+        }
+    }
+
+    /// What every event tells the session before it decides whether it needs the
+    /// region: who runs the client's statements, whether the running statement's
+    /// transaction has an id, and whether the session was reset.
+    fn observe(&mut self, e: &BackendEvent<'_>) {
+        if let Some(r) = self.running.as_mut() {
+            if e.top_xid != 0 || e.xid != 0 {
+                r.had_xid = true;
+            }
+        }
+        if e.nesting_level != 0 {
+            return;
+        }
+        if e.kind == Kind::STATEMENT_START && self.role.as_ref().is_none_or(|r| r.0 != e.role) {
+            self.role = Some((e.role, e.role_name.to_string()));
+        }
+        // RESET ALL, DISCARD ALL, SET/RESET SESSION AUTHORIZATION: the next client of
+        // a pooled connection must not inherit the tenant.
+        if e.kind == Kind::STATEMENT_END && e.session_reset != WalkerSessionReset::NONE {
+            self.tenant.clear();
+            self.cached = None;
         }
     }
 
@@ -148,23 +209,56 @@ impl Session {
         self.publish(s, e);
         match e.kind {
             Kind::STATEMENT_START if e.nesting_level == 0 => self.start(s, e, cfg, now),
+            Kind::STATEMENT_START if self.readmit_pending() => self.admit(s, e, cfg, now),
             Kind::STATEMENT_END if e.nesting_level == 0 => {
                 if let Some(r) = self.running.take() {
                     release(s, &r);
                     let wrote = e.wal_bytes.saturating_sub(r.wal_bytes);
                     s.learn(r.class, r.query_id, r.scope, wrote, now);
+                    self.claim(s, e, &r, now);
                 }
+                Verdict::Go
+            }
+            // A transaction ended inside the running statement (a procedure's COMMIT
+            // or ROLLBACK; the client's own end has nesting level 0): its reservation
+            // ends with it, and the statement's next transaction is admitted anew.
+            Kind::PRE_COMMIT | Kind::ABORT if e.nesting_level > 0 && self.running.is_some() => {
+                if let Some(r) = self.running.as_mut() {
+                    let ended = *r;
+                    r.reservation = None;
+                    r.readmit = true;
+                    release(s, &ended);
+                }
+                self.published.clear();
                 Verdict::Go
             }
             Kind::PRE_COMMIT | Kind::ABORT => {
                 if let Some(r) = self.running.take() {
                     release(s, &r);
+                    if e.kind == Kind::ABORT {
+                        // A statement that failed still wrote what it wrote.
+                        self.claim(s, e, &r, now);
+                    }
                 }
                 self.published.clear();
                 Verdict::Go
             }
             _ => Verdict::Go,
         }
+    }
+
+    /// Charges the xid-less WAL a client's statement wrote to its scope (claim.rs):
+    /// only when the statement ran without any transaction id, so all of it is.
+    fn claim(&self, s: &mut Shared, e: &BackendEvent<'_>, r: &Running, now: i64) {
+        if r.had_xid || e.top_xid != 0 || e.backend_type != WalkerBackendType::CLIENT {
+            return;
+        }
+        let t = Totals {
+            records: e.wal_records.saturating_sub(r.wal_records),
+            bytes: e.wal_bytes.saturating_sub(r.wal_bytes),
+            fpi_bytes: 0,
+        };
+        s.claim_xidless(r.scope, &t, now);
     }
 
     fn start(&mut self, s: &mut Shared, e: &BackendEvent<'_>, cfg: Admission, now: i64) -> Verdict {
@@ -175,13 +269,31 @@ impl Session {
         let Some(scope) = self.scope(s, e) else {
             return Verdict::Go;
         };
-        let class = e.statement.0;
-        let mut running = Running {
+        self.running = Some(Running {
             wal_bytes: e.wal_bytes,
-            class,
+            wal_records: e.wal_records,
+            class: e.statement.0,
             query_id: e.query_id,
             scope,
+            had_xid: e.top_xid != 0 || e.xid != 0,
+            readmit: false,
             reservation: None,
+        });
+        self.admit(s, e, cfg, now)
+    }
+
+    /// The new transaction inside the running statement was admitted.
+    fn readmitted(&mut self) {
+        if let Some(r) = self.running.as_mut() {
+            r.readmit = false;
+        }
+    }
+
+    /// Asks the policy of the running statement's scope whether `e` (the client's
+    /// statement, or the first statement of a transaction begun inside it) may run.
+    fn admit(&mut self, s: &mut Shared, e: &BackendEvent<'_>, cfg: Admission, now: i64) -> Verdict {
+        let Some(scope) = self.running.map(|r| r.scope) else {
+            return Verdict::Go;
         };
         let policy = if cfg.enabled && governed(e) {
             s.policy_of(scope)
@@ -189,11 +301,24 @@ impl Session {
             None
         };
         let Some(p) = policy else {
-            self.running = Some(running);
+            self.readmitted();
             return Verdict::Go;
         };
         s.counters.statements = s.counters.statements.saturating_add(1);
-        let predicted = s.predict(class, e.query_id, scope);
+        let predicted = if e.read_only {
+            s.predict_read(e.statement.0, e.query_id, scope)
+        } else {
+            s.predict(e.statement.0, e.query_id, scope)
+        };
+        if e.read_only && predicted < READ_PREDICTS_NOTHING {
+            // A read predicted to write nothing (its query, or this scope's reads,
+            // wrote nothing before) adds nothing to the debt: it runs, even in debt,
+            // without a decision (reads would flood the decision ring). What it writes
+            // after all is charged, and learned for the next time. Inside a procedure
+            // the new transaction's first write is still to be admitted.
+            return Verdict::Go;
+        }
+        self.readmitted();
         let slot = &mut s.policies[p];
         slot.bucket.refill(slot.rate, slot.burst, now);
         let wait_ms = slot.bucket.wait_ms(predicted, slot.rate, slot.burst);
@@ -211,15 +336,12 @@ impl Session {
             wait_ms: wait_ms as i64,
         };
         match action {
-            Action::Queue => {
-                self.running = Some(running);
-                Verdict::Wait {
-                    policy: p,
-                    policy_id,
-                    predicted,
-                    wait_ms,
-                }
-            }
+            Action::Queue => Verdict::Wait {
+                policy: p,
+                policy_id,
+                predicted,
+                wait_ms,
+            },
             Action::Reject => {
                 s.record_decision(decision, Some(p));
                 self.running = None;
@@ -247,9 +369,11 @@ impl Session {
             _ => {
                 let slot = &mut s.policies[p];
                 slot.bucket.reserved += predicted;
-                running.reservation = Some((p, policy_id, s.policy_gen, predicted));
+                let gen = s.policy_gen;
+                if let Some(r) = self.running.as_mut() {
+                    r.reservation = Some((p, policy_id, gen, predicted));
+                }
                 s.record_decision(decision, Some(p));
-                self.running = Some(running);
                 Verdict::Go
             }
         }
@@ -266,6 +390,7 @@ impl Session {
         pause: &mut dyn FnMut(u64) -> bool,
         now: &dyn Fn() -> i64,
     ) -> Result<walker_abi::Admission, String> {
+        self.observe(e);
         if !self.wants(e) {
             return Ok(walker_abi::Admission::Proceed);
         }
@@ -410,6 +535,8 @@ mod tests {
             role_name: "writer",
             database_name: "db",
             command: "INSERT",
+            never_writes: false,
+            session_reset: WalkerSessionReset::NONE,
         }
     }
 

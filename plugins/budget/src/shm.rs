@@ -421,6 +421,12 @@ pub struct Counters {
     pub unattributed_transactions: u64,
     /// Milliseconds statements waited in queue mode.
     pub waited_ms: u64,
+    /// WAL without a transaction id that client backends charged to their own scopes
+    /// (records, bytes): see `claim.rs`.
+    pub claimed: Totals,
+    /// Of `claimed`, what the walker side has not yet taken out of the records without
+    /// a transaction id it reads (records, bytes).
+    pub claim_owed: Totals,
 }
 
 /// The whole region.
@@ -864,6 +870,17 @@ impl Shared {
         0.0
     }
 
+    /// What a plain read is predicted to write: its query's profile for the scope,
+    /// else the scope's own `SELECT` class profile, else 0 (never the class profile of
+    /// every scope: another scope's writing reads say nothing about this one's).
+    pub fn predict_read(&self, class: u32, query_id: u64, scope: u32) -> f64 {
+        let own = (query_id != 0).then_some(query_id);
+        own.into_iter()
+            .chain([0])
+            .find_map(|q| self.profile_slot(class, q, scope + 1).ok())
+            .map_or(0.0, |slot| self.profiles[slot].avg_bytes)
+    }
+
     /// Appends a decision to the ring and counts it.
     pub fn record_decision(&mut self, d: Decision, policy: Option<usize>) {
         let i = (self.next_decision % DECISIONS as u64) as usize;
@@ -904,6 +921,7 @@ impl Shared {
         self.next_decision = 0;
         self.counters = Counters {
             pending_bytes: pending,
+            claim_owed: self.counters.claim_owed,
             policy_loads: self.counters.policy_loads,
             ..Counters::default()
         };

@@ -173,6 +173,9 @@ fn a_logical_message_from_a_select_is_charged_to_the_writer() {
          GRANT EXECUTE ON FUNCTION pg_logical_emit_message(bool, text, text) TO w;",
     );
     let p_w = c.query_one("SELECT walker.budget_create_policy('role', 'w', 1000, 2000, 'reject')");
+    // A read w ran before: its profile says it writes nothing.
+    c.psql_as("w", "postgres", "SELECT count(*) FROM spend")
+        .unwrap();
     // A non-transactional logical message (no xid) from a SELECT: charged to w.
     wait_caught_up(&c);
     let (from, w0, cluster0) = scope_bytes(&c, "w");
@@ -209,9 +212,18 @@ fn a_logical_message_from_a_select_is_charged_to_the_writer() {
             .unwrap_err();
         assert_eq!(sqlstate_of(&err), "WB001", "{sql}: {err}");
     }
-    // A read that writes nothing still runs in debt.
+    // A read whose profile says it writes nothing still runs in debt ...
     c.psql_as("w", "postgres", "SELECT count(*) FROM spend")
-        .unwrap();
+        .unwrap_or_else(|e| panic!("a known read is refused in debt: {e}"));
+    // ... but a read w never ran is predicted from w's reads, which wrote a megabyte.
+    let err = c
+        .psql_as(
+            "w",
+            "postgres",
+            "\\set VERBOSITY verbose\nSELECT max(id) FROM spend",
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate_of(&err), "WB001", "{err}");
 }
 
 #[test]
