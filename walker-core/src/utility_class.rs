@@ -152,7 +152,10 @@ mod tests {
 
     #[test]
     fn reset_all_discard_all_and_session_authorization_reset_the_session() {
-        assert_eq!(classify(set(true, false)).session_reset, WalkerSessionReset::ALL);
+        assert_eq!(
+            classify(set(true, false)).session_reset,
+            WalkerSessionReset::ALL
+        );
         assert_eq!(
             classify(Utility::Discard { all: true }).session_reset,
             WalkerSessionReset::ALL

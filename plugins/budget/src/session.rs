@@ -764,4 +764,140 @@ mod tests {
             );
         }
     }
+    /// A session of role "writer" whose reject policy's bucket owes `debt` bytes.
+    fn in_debt(debt: u64) -> (RefCell<Box<Shared>>, Session, Cell<i64>) {
+        let s = RefCell::new(Shared::zeroed());
+        s.borrow_mut().load_policies(&[policy("reject")], 0);
+        let clock = Cell::new(1_000_000);
+        let mut sess = Session::default();
+        run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
+        run(&mut sess, &s, &event(Kind::STATEMENT_END, 0, 0), &clock, None);
+        s.borrow_mut().policies[0].bucket.charge(debt + 2000);
+        (s, sess, clock)
+    }
+
+    fn select(kind: WalkerBackendEventKind, query_id: u64, wal: u64) -> BackendEvent<'static> {
+        BackendEvent {
+            statement: WalkerStatementKind::SELECT,
+            read_only: true,
+            query_id,
+            command: "SELECT",
+            ..event(kind, 0, wal)
+        }
+    }
+
+    #[test]
+    fn statements_that_never_write_pass_in_debt_without_the_region() {
+        let (s, mut sess, clock) = in_debt(100_000);
+        let set = BackendEvent {
+            statement: WalkerStatementKind::UTILITY,
+            read_only: true,
+            never_writes: true,
+            command: "SET",
+            ..event(Kind::STATEMENT_START, 0, 0)
+        };
+        assert!(!sess.wants(&set));
+        assert_eq!(run(&mut sess, &s, &set, &clock, None), walker_abi::Admission::Proceed);
+        // A write is still refused.
+        assert!(matches!(
+            run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None),
+            walker_abi::Admission::Reject(_)
+        ));
+    }
+
+    #[test]
+    fn a_read_that_writes_nothing_passes_in_debt_and_one_that_wrote_is_refused() {
+        let s = RefCell::new(Shared::zeroed());
+        s.borrow_mut().load_policies(&[policy("reject")], 0);
+        let clock = Cell::new(1_000_000);
+        let mut sess = Session::default();
+        // Query 1 read nothing; query 2 wrote 5000 bytes without an xid (a logical
+        // message): claimed at once, which puts the bucket in debt.
+        run(&mut sess, &s, &select(Kind::STATEMENT_START, 1, 0), &clock, None);
+        run(&mut sess, &s, &select(Kind::STATEMENT_END, 1, 0), &clock, None);
+        run(&mut sess, &s, &select(Kind::STATEMENT_START, 2, 0), &clock, None);
+        run(&mut sess, &s, &select(Kind::STATEMENT_END, 2, 5000), &clock, None);
+        {
+            let sh = s.borrow();
+            assert_eq!(sh.policies[0].bucket.tokens, -3000.0);
+            assert_eq!(sh.counters.claim_owed.bytes, 5000);
+            let scope = sh.xid_scope(0).map(|x| x.0);
+            assert_eq!(scope, None);
+        }
+        assert_eq!(
+            run(&mut sess, &s, &select(Kind::STATEMENT_START, 1, 5000), &clock, None),
+            walker_abi::Admission::Proceed
+        );
+        run(&mut sess, &s, &select(Kind::STATEMENT_END, 1, 5000), &clock, None);
+        assert!(matches!(
+            run(&mut sess, &s, &select(Kind::STATEMENT_START, 2, 5000), &clock, None),
+            walker_abi::Admission::Reject(_)
+        ));
+        // A statement with an xid claims nothing: its records are charged by xid.
+        let before = s.borrow().counters.claimed;
+        run(&mut sess, &s, &select(Kind::STATEMENT_START, 1, 5000), &clock, None);
+        run(&mut sess, &s, &event(Kind::STATEMENT_END, 900, 9000), &clock, None);
+        assert_eq!(s.borrow().counters.claimed, before);
+    }
+
+    #[test]
+    fn a_transaction_begun_inside_a_call_is_admitted_again() {
+        let s = RefCell::new(Shared::zeroed());
+        s.borrow_mut().load_policies(&[policy("reject")], 0);
+        let clock = Cell::new(1_000_000);
+        let mut sess = Session::default();
+        let call = BackendEvent {
+            statement: WalkerStatementKind::UTILITY,
+            command: "CALL",
+            ..event(Kind::STATEMENT_START, 0, 0)
+        };
+        let nested = |kind, xid| BackendEvent {
+            nesting_level: 1,
+            ..event(kind, xid, 0)
+        };
+        assert_eq!(run(&mut sess, &s, &call, &clock, None), walker_abi::Admission::Proceed);
+        // Inside the CALL: nested statements of the first transaction are not asked.
+        assert!(!sess.wants(&nested(Kind::STATEMENT_START, 0)));
+        run(&mut sess, &s, &nested(Kind::PRE_COMMIT, 800), &clock, None);
+        assert!(sess.published.is_empty());
+        // The walker charges the committed transaction: in debt.
+        s.borrow_mut().policies[0].bucket.charge(50_000);
+        // A read in the new transaction passes and leaves the admission pending ...
+        let read = BackendEvent {
+            nesting_level: 1,
+            ..select(Kind::STATEMENT_START, 1, 0)
+        };
+        assert_eq!(run(&mut sess, &s, &read, &clock, None), walker_abi::Admission::Proceed);
+        // ... for its first write, which is refused.
+        assert!(sess.wants(&nested(Kind::STATEMENT_START, 0)));
+        assert!(matches!(
+            run(&mut sess, &s, &nested(Kind::STATEMENT_START, 0), &clock, None),
+            walker_abi::Admission::Reject(_)
+        ));
+    }
+
+    #[test]
+    fn session_resets_clear_the_tenant() {
+        for reset in [WalkerSessionReset::ALL, WalkerSessionReset::AUTHORIZATION] {
+            let mut sess = Session {
+                tenant: "acme".into(),
+                ..Session::default()
+            };
+            let start = event(Kind::STATEMENT_START, 0, 0);
+            sess.observe(&start);
+            assert_eq!(sess.role.as_ref().map(|r| r.1.as_str()), Some("writer"));
+            // At the start nothing changes: the statement may still fail.
+            sess.observe(&BackendEvent {
+                session_reset: reset,
+                ..start
+            });
+            assert_eq!(sess.tenant, "acme");
+            sess.observe(&BackendEvent {
+                session_reset: reset,
+                ..event(Kind::STATEMENT_END, 0, 0)
+            });
+            assert_eq!(sess.tenant, "", "{reset:?}");
+        }
+    }
 }
+

@@ -737,6 +737,7 @@ impl Shared {
         self.counters.total = Totals::default();
         self.counters.pending_bytes = 0;
         self.counters.unattributed_transactions = 0;
+        self.counters.claim_owed = Totals::default();
     }
 
     /// Replaces the policies (keeping the bucket and counters of a policy whose id,
@@ -921,7 +922,6 @@ impl Shared {
         self.next_decision = 0;
         self.counters = Counters {
             pending_bytes: pending,
-            claim_owed: self.counters.claim_owed,
             policy_loads: self.counters.policy_loads,
             ..Counters::default()
         };

@@ -36,6 +36,10 @@ pub struct State {
     pending_bytes: u64,
     unattributed_transactions: u64,
     parked: Vec<Parked>,
+    /// xid-less WAL backends claimed (already in their scopes) that the records
+    /// after the snapshot's LSN still owe (claim.rs).
+    #[serde(default)]
+    claim_owed: [u64; 3],
 }
 
 /// Captures the state (under the region lock, with the ledger held).
@@ -82,6 +86,7 @@ pub fn capture(s: &Shared, ledger: &Ledger) -> State {
         pending_bytes: s.counters.pending_bytes,
         unattributed_transactions: s.counters.unattributed_transactions,
         parked: ledger.parked(),
+        claim_owed: s.counters.claim_owed.to_array(),
     }
 }
 
@@ -140,6 +145,7 @@ pub fn restore(s: &mut Shared, ledger: &mut Ledger, st: Option<&State>, lsn: u64
     s.counters.total = Totals::from_array(st.total);
     s.counters.pending_bytes = st.pending_bytes;
     s.counters.unattributed_transactions = st.unattributed_transactions;
+    s.counters.claim_owed = Totals::from_array(st.claim_owed);
     ledger.restore(&st.parked);
 }
 

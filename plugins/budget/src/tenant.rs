@@ -87,7 +87,10 @@ mod tests {
         assert!(check_claim(v, "acme", Some("alice")).is_ok());
         assert!(check_claim(v, "acme", Some("bob")).is_ok());
         let e = check_claim(v, "beta", Some("bob")).unwrap_err();
-        assert!(e.contains("role \"bob\" may not claim tenant \"beta\""), "{e}");
+        assert!(
+            e.contains("role \"bob\" may not claim tenant \"beta\""),
+            "{e}"
+        );
         assert!(e.contains("'beta:bob'"), "{e}");
         // A tenant the list does not name (an exempt one, say) cannot be claimed.
         assert!(check_claim(v, "vip", Some("alice")).is_err());

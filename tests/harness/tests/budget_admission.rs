@@ -190,7 +190,10 @@ fn a_logical_message_from_a_select_is_charged_to_the_writer() {
         ))
         .parse()
         .unwrap();
-    assert!(message > 1_000_000, "the message is in the range: {message}");
+    assert!(
+        message > 1_000_000,
+        "the message is in the range: {message}"
+    );
     assert_eq!(w1 - w0, message, "w's scope is charged the message record");
     assert!(
         cluster1 - cluster0 < message,
@@ -340,9 +343,11 @@ fn the_tenant_ends_with_the_session_and_is_bound_to_roles() {
     // The allowlist binds tenants to roles.
     c.set_conf("budget.tenant_roles", "'acme:ts1, beta:ts2'");
     c.reload();
-    c.wait_until("the allowlist is in effect", Duration::from_secs(10), || {
-        c.psql_as("ts2", "postgres", &set("acme")).is_err()
-    });
+    c.wait_until(
+        "the allowlist is in effect",
+        Duration::from_secs(10),
+        || c.psql_as("ts2", "postgres", &set("acme")).is_err(),
+    );
     c.psql_as("ts1", "postgres", &set("acme"))
         .unwrap_or_else(|e| panic!("ts1 may claim acme: {e}"));
     c.psql_as("ts2", "postgres", &set("beta"))
@@ -360,8 +365,12 @@ fn the_tenant_ends_with_the_session_and_is_bound_to_roles() {
     // A malformed list says where.
     c.set_conf("budget.tenant_roles", "'acme:ts1, beta'");
     c.reload();
-    c.wait_until("the malformed list is read", Duration::from_secs(10), || {
-        c.psql_as("ts1", "postgres", &set("acme"))
-            .is_err_and(|e| e.contains("entry 2 (\"beta\")"))
-    });
+    c.wait_until(
+        "the malformed list is read",
+        Duration::from_secs(10),
+        || {
+            c.psql_as("ts1", "postgres", &set("acme"))
+                .is_err_and(|e| e.contains("entry 2 (\"beta\")"))
+        },
+    );
 }
