@@ -349,7 +349,7 @@ fn reject_queue_observe_and_shadow_act_as_documented() {
         "{err}"
     );
     assert_eq!(last_action(&c, "rej").0, "reject");
-    // Reads are never refused.
+    // A read that writes nothing is not refused in debt.
     assert!(c
         .psql_as("rej", "postgres", "SELECT count(*) FROM spend")
         .is_ok());
