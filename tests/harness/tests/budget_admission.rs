@@ -170,7 +170,12 @@ fn a_logical_message_from_a_select_is_charged_to_the_writer() {
     c.exec(
         "CREATE ROLE w LOGIN;
          CREATE TABLE spend (id int, v text); GRANT INSERT, SELECT ON spend TO w;
-         GRANT EXECUTE ON FUNCTION pg_logical_emit_message(bool, text, text) TO w;",
+         DO $$ DECLARE f regprocedure; BEGIN
+           -- PostgreSQL 17 added a `flush` argument: grant every signature.
+           FOR f IN SELECT oid FROM pg_proc WHERE proname = 'pg_logical_emit_message' LOOP
+             EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO w', f);
+           END LOOP;
+         END $$;",
     );
     let p_w = c.query_one("SELECT walker.budget_create_policy('role', 'w', 1000, 2000, 'reject')");
     // A read w ran before: its profile says it writes nothing.
