@@ -881,9 +881,10 @@ pub struct WalkerBackendEvent {
     /// or by other statements.
     pub nesting_level: u32,
     /// The statement cannot write to tables by itself: a plain `SELECT` (which may
-    /// still write through the functions it calls), and (ABI 1.5) every statement
-    /// with [`WalkerBackendEvent::never_writes`] set. Other utility commands are never
-    /// read-only here.
+    /// still write through the functions it calls), and (ABI 1.5) utility commands
+    /// that read like one: every statement with [`WalkerBackendEvent::never_writes`]
+    /// set, `DECLARE CURSOR` over a plain `SELECT`, `FETCH`/`MOVE`, `COPY ... TO`.
+    /// Other utility commands are never read-only here.
     pub read_only: bool,
     /// Process id.
     pub pid: i32,

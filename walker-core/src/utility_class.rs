@@ -43,7 +43,19 @@ pub enum Utility {
         /// With `ANALYZE` (on, or not explicitly off): the statement runs.
         analyze: bool,
     },
-    /// Anything else (DDL, `COPY`, `VACUUM`, `CALL`, `EXECUTE`, `FETCH`, ...).
+    /// `DECLARE CURSOR`.
+    DeclareCursor {
+        /// Its query is a plain `SELECT` (no data-modifying `WITH`, no `FOR UPDATE`).
+        plain_select: bool,
+    },
+    /// `FETCH` or `MOVE` in a cursor.
+    Fetch,
+    /// `COPY`.
+    Copy {
+        /// `COPY ... FROM` (writes rows); else `COPY ... TO` (reads them).
+        from: bool,
+    },
+    /// Anything else (DDL, `VACUUM`, `CALL`, `EXECUTE`, ...).
     Other,
 }
 
@@ -52,6 +64,10 @@ pub enum Utility {
 pub struct UtilityClass {
     /// The statement writes no WAL of its own: never governed.
     pub never_writes: bool,
+    /// The statement reads like a plain `SELECT` (and may write only through the
+    /// functions it calls): `never_writes` ones, a cursor over a plain `SELECT`,
+    /// `FETCH`/`MOVE`, `COPY ... TO`. Reported as the event's `read_only`.
+    pub read_only: bool,
     /// What it does to the session's state.
     pub session_reset: WalkerSessionReset,
 }
@@ -82,8 +98,17 @@ pub fn classify(u: Utility) -> UtilityClass {
         // are learned like any statement's and usually predicted far below a
         // bucket's free bytes.
         Utility::Notify => false,
+        // They run queries that may call writing functions: governed, as reads.
+        Utility::DeclareCursor { .. } | Utility::Fetch | Utility::Copy { .. } => false,
         Utility::Other => false,
     };
+    let read_only = never_writes
+        || matches!(
+            u,
+            Utility::DeclareCursor { plain_select: true }
+                | Utility::Fetch
+                | Utility::Copy { from: false }
+        );
     let session_reset = match u {
         Utility::Set {
             reset_all: true, ..
@@ -97,6 +122,7 @@ pub fn classify(u: Utility) -> UtilityClass {
     };
     UtilityClass {
         never_writes,
+        read_only,
         session_reset,
     }
 }
@@ -148,6 +174,30 @@ mod tests {
         ] {
             assert!(!classify(u).never_writes, "{u:?}");
         }
+    }
+
+    #[test]
+    fn cursors_and_copy_to_are_governed_reads() {
+        for u in [
+            Utility::DeclareCursor { plain_select: true },
+            Utility::Fetch,
+            Utility::Copy { from: false },
+        ] {
+            let c = classify(u);
+            assert!(!c.never_writes && c.read_only, "{u:?}");
+        }
+        for u in [
+            Utility::DeclareCursor {
+                plain_select: false,
+            },
+            Utility::Copy { from: true },
+            Utility::Notify,
+            Utility::Explain { analyze: true },
+        ] {
+            let c = classify(u);
+            assert!(!c.never_writes && !c.read_only, "{u:?}");
+        }
+        assert!(classify(Utility::Show).read_only);
     }
 
     #[test]

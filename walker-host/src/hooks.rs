@@ -367,6 +367,22 @@ unsafe fn explain_analyzes(options: *mut pg_sys::List) -> bool {
     analyzes
 }
 
+/// True when `query` (a cursor's analyzed query) is a plain `SELECT`: no
+/// data-modifying `WITH`, no row locks.
+///
+/// # Safety
+/// `query` is null or a valid node.
+unsafe fn plain_select(query: *mut pg_sys::Node) -> bool {
+    // SAFETY: the caller's contract; the cast follows the node's tag.
+    unsafe {
+        if query.is_null() || (*query).type_ != pg_sys::NodeTag::T_Query {
+            return false;
+        }
+        let q = &*(query as *mut pg_sys::Query);
+        q.commandType == pg_sys::CmdType::CMD_SELECT && !q.hasModifyingCTE && q.rowMarks.is_null()
+    }
+}
+
 /// Reads a utility parse node into what [`utility_class::classify`] needs.
 ///
 /// # Safety
@@ -397,6 +413,13 @@ unsafe fn utility_of(node: *mut pg_sys::Node) -> Utility {
             pg_sys::NodeTag::T_ExplainStmt => Utility::Explain {
                 analyze: explain_analyzes((*(node as *mut pg_sys::ExplainStmt)).options),
             },
+            pg_sys::NodeTag::T_DeclareCursorStmt => Utility::DeclareCursor {
+                plain_select: plain_select((*(node as *mut pg_sys::DeclareCursorStmt)).query),
+            },
+            pg_sys::NodeTag::T_FetchStmt => Utility::Fetch,
+            pg_sys::NodeTag::T_CopyStmt => Utility::Copy {
+                from: (*(node as *mut pg_sys::CopyStmt)).is_from,
+            },
             _ => Utility::Other,
         }
     }
@@ -422,7 +445,7 @@ fn utility_statement(pstmt: *mut pg_sys::PlannedStmt, kind: Kind) -> Option<Stat
     Some(Statement {
         kind,
         statement: WalkerStatementKind::UTILITY,
-        read_only: class.never_writes,
+        read_only: class.read_only,
         never_writes: class.never_writes,
         session_reset: class.session_reset,
         query_id,

@@ -8,7 +8,7 @@ use crate::bucket::{decide, Action};
 use crate::shm::{Decision, Origin, SessionKey, Shared, Totals};
 use walker_abi::{
     BackendEvent, Rejection, WalkerBackendEventKind as Kind, WalkerBackendType,
-    WalkerSessionReset,
+    WalkerSessionReset, WalkerStatementKind,
 };
 
 /// SQLSTATE of a statement refused by a reject policy.
@@ -97,6 +97,17 @@ fn published_xid(e: &BackendEvent<'_>) -> u32 {
 /// too: it may write through the functions it calls.
 fn governed(e: &BackendEvent<'_>) -> bool {
     !e.never_writes && e.backend_type == WalkerBackendType::CLIENT
+}
+
+/// The class a statement is profiled under: reads (a plain `SELECT`, and utilities
+/// that read like one: a cursor over a plain `SELECT`, `FETCH`, `COPY ... TO`) with
+/// the `SELECT`s, so what reads wrote predicts reads, not DDL.
+fn profile_class(e: &BackendEvent<'_>) -> u32 {
+    if e.read_only {
+        WalkerStatementKind::SELECT.0
+    } else {
+        e.statement.0
+    }
 }
 
 /// Below this many predicted bytes a plain `SELECT` writes nothing: it runs whatever
@@ -272,7 +283,7 @@ impl Session {
         self.running = Some(Running {
             wal_bytes: e.wal_bytes,
             wal_records: e.wal_records,
-            class: e.statement.0,
+            class: profile_class(e),
             query_id: e.query_id,
             scope,
             had_xid: e.top_xid != 0 || e.xid != 0,
@@ -305,10 +316,11 @@ impl Session {
             return Verdict::Go;
         };
         s.counters.statements = s.counters.statements.saturating_add(1);
+        let class = profile_class(e);
         let predicted = if e.read_only {
-            s.predict_read(e.statement.0, e.query_id, scope)
+            s.predict_read(class, e.query_id, scope)
         } else {
-            s.predict(e.statement.0, e.query_id, scope)
+            s.predict(class, e.query_id, scope)
         };
         if e.read_only && predicted < READ_PREDICTS_NOTHING {
             // A read predicted to write nothing (its query, or this scope's reads,

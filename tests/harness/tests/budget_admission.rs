@@ -61,7 +61,8 @@ fn decisions(c: &Cluster, role: &str) -> String {
     ))
 }
 
-/// What drivers and poolers send to set a session up or tear it down, and a read.
+/// What drivers and poolers send to set a session up or tear it down, and reads
+/// (a `SELECT`, a cursor, `COPY ... TO`) whose scope's reads never wrote.
 const SESSION_STATEMENTS: &str = "
 SET work_mem = '8MB';
 SHOW work_mem;
@@ -80,6 +81,13 @@ RELEASE a;
 COMMIT;
 BEGIN;
 ROLLBACK;
+BEGIN;
+DECLARE budget_cursor CURSOR FOR SELECT * FROM spend;
+FETCH 10 FROM budget_cursor;
+MOVE 10 IN budget_cursor;
+CLOSE budget_cursor;
+COMMIT;
+COPY (SELECT id FROM spend LIMIT 5) TO STDOUT;
 DISCARD PLANS;
 DISCARD ALL;
 RESET ALL;
