@@ -195,17 +195,18 @@ impl Session {
                 r.had_xid = true;
             }
         }
-        if e.nesting_level != 0 {
-            return;
-        }
-        if e.kind == Kind::STATEMENT_START && self.role.as_ref().is_none_or(|r| r.0 != e.role) {
-            self.role = Some((e.role, e.role_name.to_string()));
-        }
-        // RESET ALL, DISCARD ALL, SET/RESET SESSION AUTHORIZATION: the next client of
-        // a pooled connection must not inherit the tenant.
+        // RESET ALL, DISCARD ALL, SET/RESET SESSION AUTHORIZATION (sent by the client
+        // or run by a function): the next client of a pooled connection must not
+        // inherit the tenant.
         if e.kind == Kind::STATEMENT_END && e.session_reset != WalkerSessionReset::NONE {
             self.tenant.clear();
             self.cached = None;
+        }
+        if e.kind == Kind::STATEMENT_START
+            && e.nesting_level == 0
+            && self.role.as_ref().is_none_or(|r| r.0 != e.role || r.1 != e.role_name)
+        {
+            self.role = Some((e.role, e.role_name.to_string()));
         }
     }
 
