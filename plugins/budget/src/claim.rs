@@ -17,9 +17,14 @@
 //! Every byte is thus in exactly one scope once the walker has read the claimed
 //! records: `sum(scopes) + pending_bytes - claim_owed = total`. Which background or
 //! cluster scope is relieved is the one whose xid-less records arrive first (a
-//! backend cannot tell which of its records went where). Statements that ran with a
-//! transaction id claim nothing: the backend cannot split its counters into records
-//! with and without the xid, so their xid-less records stay with the background scope.
+//! backend cannot tell which of its records went where).
+//!
+//! Every record a backend inserts while its transaction has an xid carries that xid
+//! (the server stamps the current xid on every record, non-transactional messages and
+//! hint-bit images included), so those are charged through the transaction map. A
+//! statement whose transaction got its xid midway claims nothing: its counters cannot
+//! be split at that point, and its records from before the xid stay with the
+//! background or cluster scope.
 
 use crate::shm::{Shared, Totals};
 

@@ -177,12 +177,12 @@ const MESSAGE: &str = "SELECT pg_logical_emit_message(false, 'p', repeat('x', 10
 fn a_logical_message_from_a_select_is_charged_to_the_writer() {
     let c = cluster("budget_adm_message");
     c.exec(
-        "CREATE ROLE w LOGIN;
+        "CREATE ROLE w LOGIN; CREATE ROLE wx LOGIN;
          CREATE TABLE spend (id int, v text); GRANT INSERT, SELECT ON spend TO w;
          DO $$ DECLARE f regprocedure; BEGIN
            -- PostgreSQL 17 added a `flush` argument: grant every signature.
            FOR f IN SELECT oid FROM pg_proc WHERE proname = 'pg_logical_emit_message' LOOP
-             EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO w', f);
+             EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO w, wx', f);
            END LOOP;
          END $$;",
     );
@@ -224,6 +224,31 @@ fn a_logical_message_from_a_select_is_charged_to_the_writer() {
             .unwrap()
             >= message
     );
+    // In a transaction that has an xid, the server stamps it on a non-transactional
+    // message too: charged through the transaction to its writer (wx, no policy).
+    let (from, wx0, _) = scope_bytes(&c, "wx");
+    let xid = c
+        .psql_as(
+            "wx",
+            "postgres",
+            "BEGIN; SELECT pg_current_xact_id();
+             SELECT 1 FROM pg_logical_emit_message(false, 'p', repeat('y', 100000));
+             COMMIT;",
+        )
+        .unwrap();
+    let xid = xid.lines().next().unwrap().to_string();
+    wait_caught_up(&c);
+    let (to, wx1, _) = scope_bytes(&c, "wx");
+    let (with_xid, messages): (i64, i64) = {
+        let r = c.query(&format!(
+            "SELECT coalesce(sum(record_length), 0),
+                    count(*) FILTER (WHERE resource_manager = 'LogicalMessage' AND record_length > 100000)
+             FROM pg_get_wal_records_info('{from}', '{to}') WHERE xid::text = '{xid}'"
+        ));
+        (r[0][0].parse().unwrap(), r[0][1].parse().unwrap())
+    };
+    assert_eq!(messages, 1, "the message carries the transaction's xid");
+    assert_eq!(wx1 - wx0, with_xid, "wx is charged its transaction");
     in_debt(&c, &p_w, 900_000);
     // The next over-budget statement is refused: a write, and the same message again
     // (its query learned that it writes a megabyte).
