@@ -19,6 +19,7 @@ pub mod claim;
 pub mod ledger;
 pub mod policy;
 pub mod policy_sql;
+pub mod predict;
 pub mod report;
 pub mod session;
 pub mod shm;

@@ -31,7 +31,7 @@ pub const MAX_PROFILES: usize = 4096;
 pub const DECISIONS: usize = 512;
 /// Parts of a composite policy.
 pub const MAX_CONDITIONS: usize = 4;
-/// Weight of a new sample in a profile's moving average.
+/// Weight of a new sample in a profile's moving average (`budget.ewma_alpha`'s default).
 pub const EWMA_ALPHA: f64 = 0.3;
 
 /// A short string in shared memory.
@@ -438,6 +438,14 @@ pub struct Shared {
     pub policies_loaded: u32,
     /// When they were loaded.
     pub policies_loaded_at: i64,
+    /// Policy changes announced by the change functions (`policy_changed`); the walker
+    /// side reloads the committed table while this is ahead of `reload_done`.
+    pub reload_wanted: u64,
+    /// The `reload_wanted` a successful reload of the committed table covered.
+    pub reload_done: u64,
+    /// How statements are predicted (the backend that locks the region last wrote its
+    /// settings here; all-zero means the defaults).
+    pub predictor: crate::predict::Config,
     /// Policies in use.
     pub n_policies: u32,
     /// The policies.
@@ -744,6 +752,16 @@ impl Shared {
     /// rate and burst did not change) and starts a new generation.
     pub fn load_policies(&mut self, ps: &[Policy], now: i64) {
         let old: Vec<PolicySlot> = self.policies[..self.n_policies as usize].to_vec();
+        self.counters.policy_loads = self.counters.policy_loads.saturating_add(1);
+        let same = self.policies_loaded != 0
+            && old.len() == ps.len().min(MAX_POLICIES)
+            && old.iter().zip(ps).all(|(o, p)| o.policy() == *p);
+        if same {
+            // A reload that changes nothing (a periodic one, or a rolled-back change)
+            // keeps the generation, so reservations and cached choices stay.
+            self.policies_loaded_at = now;
+            return;
+        }
         self.policies = [PolicySlot::default(); MAX_POLICIES];
         for (i, p) in ps.iter().take(MAX_POLICIES).enumerate() {
             let mut s = PolicySlot::from_policy(p);
@@ -762,7 +780,6 @@ impl Shared {
         self.policy_gen = self.policy_gen.wrapping_add(1);
         self.policies_loaded = 1;
         self.policies_loaded_at = now;
-        self.counters.policy_loads = self.counters.policy_loads.saturating_add(1);
     }
 
     /// Index of the policy governing `scope` (cached per policy generation).
@@ -823,32 +840,22 @@ impl Shared {
 
     /// Records that a statement of `class` / `query_id` by `scope` wrote `bytes`: in
     /// its own profile, its class's profile for the scope, and its class's profile
-    /// for every scope.
+    /// for every scope (moving averages with weight `budget.ewma_alpha`).
     pub fn learn(&mut self, class: u32, query_id: u64, scope: u32, bytes: u64, now: i64) {
+        let alpha = self.predictor.alpha();
         let keys = [(query_id, scope + 1), (0, scope + 1), (0, 0)];
         for (i, (q, s)) in keys.into_iter().enumerate() {
             if i == 0 && q == 0 {
                 continue;
             }
-            let slot = match self.profile_slot(class, q, s) {
-                Ok(i) => i,
-                Err(Some(i)) => {
-                    self.profiles[i] = Profile {
-                        used: 1,
-                        class,
-                        query_id: q,
-                        scope: s,
-                        ..Profile::default()
-                    };
-                    i
-                }
-                Err(None) => continue,
+            let Some(slot) = self.profile_entry(class, q, s) else {
+                continue;
             };
             let p = &mut self.profiles[slot];
             p.avg_bytes = if p.count == 0 {
                 bytes as f64
             } else {
-                p.avg_bytes + EWMA_ALPHA * (bytes as f64 - p.avg_bytes)
+                p.avg_bytes + alpha * (bytes as f64 - p.avg_bytes)
             };
             p.count = p.count.saturating_add(1);
             p.max_bytes = p.max_bytes.max(bytes);
@@ -856,19 +863,58 @@ impl Shared {
         }
     }
 
-    /// The WAL a statement is predicted to write: its query's profile for the scope,
-    /// else its class's for the scope, else its class's overall, else 0.
+    /// The slot of the profile for (`class`, `query_id`, `scope`), added empty when
+    /// missing; `None` when its probe chain is full.
+    fn profile_entry(&mut self, class: u32, query_id: u64, scope: u32) -> Option<usize> {
+        match self.profile_slot(class, query_id, scope) {
+            Ok(i) => Some(i),
+            Err(Some(i)) => {
+                self.profiles[i] = Profile {
+                    used: 1,
+                    class,
+                    query_id,
+                    scope,
+                    ..Profile::default()
+                };
+                Some(i)
+            }
+            Err(None) => None,
+        }
+    }
+
+    /// Puts back a saved profile (`scope` is the scope index + 1, 0 for every scope)
+    /// unless the region already has one for the same key (learned since the server
+    /// started, so newer). False when it did not fit.
+    pub fn restore_profile(&mut self, p: &Profile) -> bool {
+        if self.profile_slot(p.class, p.query_id, p.scope).is_ok() {
+            return true;
+        }
+        match self.profile_entry(p.class, p.query_id, p.scope) {
+            Some(i) => {
+                self.profiles[i] = Profile { used: 1, ..*p };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The WAL a statement is predicted to write, as `budget.predictor` says: with
+    /// `profile_ewma` its query's profile for the scope, else its class's for the
+    /// scope, else its class's overall; with `statement_class` only the class's
+    /// profiles; else the default for its class. Capped at `budget.max_prediction`.
     pub fn predict(&self, class: u32, query_id: u64, scope: u32) -> f64 {
+        let cfg = self.predictor;
+        let use_query = cfg.predictor() == crate::predict::Predictor::ProfileEwma;
         let keys = [(query_id, scope + 1), (0, scope + 1), (0, 0)];
         for (i, (q, s)) in keys.into_iter().enumerate() {
-            if i == 0 && q == 0 {
+            if i == 0 && (q == 0 || !use_query) {
                 continue;
             }
             if let Ok(slot) = self.profile_slot(class, q, s) {
-                return self.profiles[slot].avg_bytes;
+                return cfg.capped(self.profiles[slot].avg_bytes);
             }
         }
-        0.0
+        cfg.capped(cfg.default_for(class))
     }
 
     /// What a plain read is predicted to write: its query's profile for the scope,
@@ -1070,7 +1116,10 @@ mod tests {
     #[test]
     fn predictions_fall_back_from_query_to_class() {
         let mut s = Shared::zeroed();
-        assert_eq!(s.predict(2, 77, 0), 0.0);
+        // Nothing learned: the default for writes (class 2 is INSERT), none for class 1
+        // (SELECT).
+        assert_eq!(s.predict(2, 77, 0), 8192.0);
+        assert_eq!(s.predict(1, 77, 0), 0.0);
         s.learn(2, 77, 0, 1000, 1);
         s.learn(2, 77, 0, 2000, 2);
         // 1000 + 0.3 * (2000 - 1000).
@@ -1080,7 +1129,51 @@ mod tests {
         // Another scope: the class's average over every scope.
         s.learn(2, 79, 1, 100, 3);
         assert_eq!(s.predict(2, 80, 3), 1300.0 + 0.3 * (100.0 - 1300.0));
-        assert_eq!(s.predict(3, 77, 0), 0.0);
+        assert_eq!(s.predict(3, 77, 0), 8192.0);
+    }
+
+    #[test]
+    fn the_predictor_settings_change_what_is_learned_and_predicted() {
+        use crate::predict::{Config, Predictor};
+        let mut s = Shared::zeroed();
+        s.predictor = Config::new(Predictor::StatementClass, 0.5, 100, 2000, 1500);
+        s.learn(2, 77, 0, 1000, 1);
+        s.learn(2, 78, 0, 3000, 2);
+        // statement_class: one average for the class and scope, whatever the query:
+        // 1000 + 0.5 * (3000 - 1000), capped at 1500.
+        assert_eq!(s.predict(2, 77, 0), 1500.0);
+        s.predictor.max = 0;
+        assert_eq!(s.predict(2, 77, 0), 2000.0);
+        // profile_ewma: the query's own profile.
+        s.predictor.predictor = Predictor::ProfileEwma as u32;
+        assert_eq!(s.predict(2, 77, 0), 1000.0);
+        // Nothing learned: the defaults per class.
+        assert_eq!(s.predict(6, 1, 0), 2000.0);
+        assert_eq!(s.predict(4, 1, 0), 100.0);
+    }
+
+    #[test]
+    fn restored_profiles_do_not_replace_newer_ones() {
+        let mut s = Shared::zeroed();
+        s.learn(2, 77, 0, 1000, 1);
+        let saved = Profile {
+            used: 1,
+            class: 2,
+            query_id: 77,
+            scope: 1,
+            count: 9,
+            avg_bytes: 5.0,
+            max_bytes: 7,
+            last_micros: 0,
+        };
+        assert!(s.restore_profile(&saved));
+        assert_eq!(s.predict(2, 77, 0), 1000.0);
+        let other = Profile {
+            query_id: 99,
+            ..saved
+        };
+        assert!(s.restore_profile(&other));
+        assert_eq!(s.predict(2, 99, 0), 5.0);
     }
 
     #[test]

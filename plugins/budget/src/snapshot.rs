@@ -1,14 +1,20 @@
 //! The budget's state in walker's snapshots: every total (scopes, databases,
-//! relations, resource managers) and the walker side's pending transactions, as of the
-//! snapshot's LSN. Policies live in their table and buckets refill by themselves, so
-//! neither is saved; profiles and decisions are advisory and start over.
+//! relations, resource managers), the walker side's pending transactions, as of the
+//! snapshot's LSN, and the learned profiles (the predictions admission uses).
+//! Policies live in their table and buckets refill by themselves, so neither is saved;
+//! decisions are a log of the past and start over.
+//!
+//! Format 2 (`BUDGET2`) added the profiles; format 1 (`BUDGET1`) still reads, with
+//! no profiles.
 
 use crate::ledger::{Ledger, Parked};
-use crate::shm::{Origin, SessionKey, Shared, Totals};
+use crate::shm::{Origin, Profile, Scope, SessionKey, Shared, Totals};
 use serde::{Deserialize, Serialize};
 
 /// First line of every snapshot this version writes.
-pub const MAGIC: &str = "BUDGET1\n";
+pub const MAGIC: &str = "BUDGET2\n";
+/// First line of the snapshots of format 1 (before profiles were saved); still read.
+pub const MAGIC_V1: &str = "BUDGET1\n";
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 struct ScopeRow {
@@ -21,6 +27,55 @@ struct ScopeRow {
     application: String,
     totals: [u64; 3],
     transactions: u64,
+}
+
+/// Who a scope is, without its totals (what a profile is kept for).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct ScopeKey {
+    origin: u32,
+    database: u32,
+    role: u32,
+    tenant: String,
+    role_name: String,
+    database_name: String,
+    application: String,
+}
+
+impl ScopeKey {
+    fn of(x: &Scope) -> ScopeKey {
+        ScopeKey {
+            origin: x.origin,
+            database: x.database,
+            role: x.role,
+            tenant: x.tenant.as_str().into(),
+            role_name: x.role_name.as_str().into(),
+            database_name: x.database_name.as_str().into(),
+            application: x.application.as_str().into(),
+        }
+    }
+
+    fn session_key(&self) -> SessionKey {
+        SessionKey {
+            tenant: self.tenant.clone(),
+            role: self.role,
+            role_name: self.role_name.clone(),
+            database: self.database,
+            database_name: self.database_name.clone(),
+            application: self.application.clone(),
+        }
+    }
+}
+
+/// One learned profile; `scope` is `None` for a class's profile over every scope.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct ProfileRow {
+    class: u32,
+    query_id: u64,
+    scope: Option<ScopeKey>,
+    count: u64,
+    avg_bytes: f64,
+    max_bytes: u64,
+    last_micros: i64,
 }
 
 /// Everything saved.
@@ -40,6 +95,9 @@ pub struct State {
     /// after the snapshot's LSN still owe (claim.rs).
     #[serde(default)]
     claim_owed: [u64; 3],
+    /// Absent from format 1.
+    #[serde(default)]
+    profiles: Vec<ProfileRow>,
 }
 
 /// Captures the state (under the region lock, with the ledger held).
@@ -87,6 +145,33 @@ pub fn capture(s: &Shared, ledger: &Ledger) -> State {
         unattributed_transactions: s.counters.unattributed_transactions,
         parked: ledger.parked(),
         claim_owed: s.counters.claim_owed.to_array(),
+        profiles: s
+            .profiles
+            .iter()
+            .filter(|p| p.used != 0)
+            .filter_map(|p| {
+                let scope = match p.scope {
+                    0 => None,
+                    i => {
+                        let x = s.scopes.get(i as usize - 1)?;
+                        // A profile whose scope slot is free now has no owner to keep.
+                        if x.origin == 0 {
+                            return None;
+                        }
+                        Some(ScopeKey::of(x))
+                    }
+                };
+                Some(ProfileRow {
+                    class: p.class,
+                    query_id: p.query_id,
+                    scope,
+                    count: p.count,
+                    avg_bytes: p.avg_bytes,
+                    max_bytes: p.max_bytes,
+                    last_micros: p.last_micros,
+                })
+            })
+            .collect(),
     }
 }
 
@@ -101,13 +186,15 @@ pub fn encode(st: &State) -> Vec<u8> {
 pub fn decode(bytes: &[u8]) -> Result<State, String> {
     let body = bytes
         .strip_prefix(MAGIC.as_bytes())
-        .ok_or("not a budget snapshot of this version")?;
+        .or_else(|| bytes.strip_prefix(MAGIC_V1.as_bytes()))
+        .ok_or("not a budget snapshot of format 1 or 2 (written by another walker version?)")?;
     serde_json::from_slice(body).map_err(|e| format!("damaged budget snapshot: {e}"))
 }
 
 /// Replaces every total with `st` (or zero, for `None`), and the ledger's pending
 /// transactions with the saved ones. Scopes are matched by who they are, so scopes
-/// backends created since the server started keep their place.
+/// backends created since the server started keep their place. Saved profiles come
+/// back unless one with the same key was learned since (the live one is newer).
 pub fn restore(s: &mut Shared, ledger: &mut Ledger, st: Option<&State>, lsn: u64) {
     s.clear_totals();
     ledger.clear();
@@ -147,6 +234,25 @@ pub fn restore(s: &mut Shared, ledger: &mut Ledger, st: Option<&State>, lsn: u64
     s.counters.unattributed_transactions = st.unattributed_transactions;
     s.counters.claim_owed = Totals::from_array(st.claim_owed);
     ledger.restore(&st.parked);
+    for p in &st.profiles {
+        let scope = match &p.scope {
+            None => 0,
+            Some(k) => match s.scope(Origin::from_u32(k.origin), &k.session_key()) {
+                Some(i) => i.saturating_add(1),
+                None => continue,
+            },
+        };
+        s.restore_profile(&Profile {
+            used: 1,
+            class: p.class,
+            query_id: p.query_id,
+            scope,
+            count: p.count,
+            avg_bytes: p.avg_bytes,
+            max_bytes: p.max_bytes,
+            last_micros: p.last_micros,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -203,8 +309,52 @@ mod tests {
         l2.record(&mut s2, &rec(9, 30, 5), 0);
         assert_eq!(s2.scopes[again as usize].totals.bytes, 600);
         assert!(decode(b"BUDGET0\n{}").is_err());
+        assert!(decode(b"BUDGET3\n{}").is_err());
         assert!(decode(b"BUDGET1\n{").is_err());
         restore(&mut s2, &mut l2, None, 0);
         assert_eq!(s2.counters.total, Totals::default());
+    }
+
+    #[test]
+    fn profiles_survive_a_snapshot_and_format_1_still_reads() {
+        let mut s = Shared::zeroed();
+        let l = Ledger::new(Format::for_server(150_000).unwrap());
+        let key = SessionKey {
+            role: 10,
+            role_name: "w".into(),
+            database: 5,
+            database_name: "d".into(),
+            application: "app".into(),
+            ..SessionKey::default()
+        };
+        let scope = s.scope(Origin::Session, &key).unwrap();
+        s.learn(2, 77, scope, 1000, 1);
+        s.learn(2, 77, scope, 2000, 2);
+        let want = s.predict(2, 77, scope);
+        assert_eq!(want, 1300.0);
+        let st = capture(&s, &l);
+        assert_eq!(st.profiles.len(), 3);
+        let bytes = encode(&st);
+        assert!(bytes.starts_with(b"BUDGET2\n"));
+        // A fresh region where other scopes exist first: the profile follows its scope.
+        let mut s2 = Shared::zeroed();
+        s2.scope(Origin::Session, &SessionKey { role: 11, ..key.clone() })
+            .unwrap();
+        let mut l2 = Ledger::new(Format::for_server(150_000).unwrap());
+        restore(&mut s2, &mut l2, Some(&decode(&bytes).unwrap()), 100);
+        let again = s2.scope(Origin::Session, &key).unwrap();
+        assert_ne!(again, scope);
+        assert_eq!(s2.predict(2, 77, again), want);
+        assert_eq!(s2.predict(2, 78, 999), 1300.0);
+        let p = s2.profiles.iter().find(|p| p.query_id == 77).unwrap();
+        assert_eq!((p.count, p.max_bytes, p.last_micros), (2, 2000, 2));
+        // Format 1 (no profiles field) reads, with no profiles.
+        let mut v1 = serde_json::to_value(&st).unwrap();
+        v1.as_object_mut().unwrap().remove("profiles");
+        let mut old = MAGIC_V1.as_bytes().to_vec();
+        old.extend(serde_json::to_vec(&v1).unwrap());
+        let back = decode(&old).unwrap();
+        assert!(back.profiles.is_empty());
+        assert_eq!(back.total, st.total);
     }
 }
