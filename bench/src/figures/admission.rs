@@ -62,6 +62,8 @@ fn measure(ctx: &Context) -> Result<Option<Vec<Metric>>, String> {
     ws.query("CREATE EXTENSION walker", QUERY)?;
     probe::wait_plugins(&mut ws, &[BUDGET.to_string()], Duration::from_secs(60))?;
     ws.query(POLICY, QUERY)?;
+    // The policy takes effect once committed and loaded.
+    ws.query("SELECT walker.budget_sync(60000)", QUERY)?;
     let mut wo = Session::open(without.port(), "postgres", "the cluster without walker")?;
     for c in [&with, &without] {
         workload::init(c, size.load_scale)?;

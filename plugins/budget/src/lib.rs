@@ -12,9 +12,14 @@
 //!   bucket, and to totals per database, relation and resource manager.
 //!
 //! Policies are rows of `walker.budget_policies`, changed through SQL functions that
-//! validate them here first; the services worker loads them at server start.
+//! validate them here first. A change takes effect once its transaction commits: the
+//! functions announce their transaction (`policy_changed`), and the walker side has
+//! the services worker load the committed table (`walker.budget_reload()`) until a
+//! load's snapshot sees every announced transaction ended ([`changes`]); it also loads
+//! the table at server start and every minute.
 
 pub mod bucket;
+pub mod changes;
 pub mod claim;
 pub mod ledger;
 pub mod policy;
@@ -29,6 +34,7 @@ pub mod tenant;
 use ledger::{Entry, Ledger};
 use session::{Admission as Settings, Session};
 use shm::Shared;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 use walker_abi::{
     Admission, BackendEvent, FunctionDef, Host, Plugin, PluginError, PluginInfo, PluginResult,
@@ -41,6 +47,17 @@ use walker_decode::Format;
 pub const TENANT_ROLE: &str = "walker_budget_tenant_setter";
 /// How often the walker side retries loading policies after a failure (µs).
 const RELOAD_RETRY_US: i64 = 30_000_000;
+/// How soon the walker side loads again while an announced change's transaction is
+/// still open: first after this (µs), doubling up to [`RELOAD_PENDING_MAX_US`].
+const RELOAD_PENDING_US: i64 = 100_000;
+/// The longest wait between loads while a change's transaction is open (µs).
+const RELOAD_PENDING_MAX_US: i64 = 2_000_000;
+/// How often the walker side reloads the committed table even when no change was
+/// announced (a change written to the table directly, a lost announcement) (µs).
+const RELOAD_REFRESH_US: i64 = 60_000_000;
+/// How often `on_record` looks at whether a reload is wanted (µs): a busy walker
+/// that is never idle still loads policy changes.
+const RELOAD_LOOK_US: i64 = 100_000;
 
 const FN_SET_TENANT: usize = 0;
 const FN_CLEAR_TENANT: usize = 1;
@@ -49,20 +66,60 @@ const FN_LOAD_POLICIES: usize = 3;
 const FN_CHECK_POLICY: usize = 4;
 const FN_RESET: usize = 5;
 const FN_METRICS: usize = 6;
+const FN_POLICY_CHANGED: usize = 7;
+const FN_POLICY_STATUS: usize = 8;
 
 /// The plugin.
 pub struct Budget {
     ledger: Mutex<Ledger>,
     session: Mutex<Session>,
     loader: Mutex<Loader>,
+    /// This process's transaction changed policies (set by `policy_changed`, cleared
+    /// when the transaction commits or aborts).
+    changed_in_xact: AtomicBool,
+    /// When `on_record` next looks at the loader (µs).
+    next_look: AtomicI64,
 }
 
-/// Loading the policies table at start, through the services worker.
+/// Loading the committed policies table through the services worker.
 #[derive(Default)]
 struct Loader {
+    /// The request in flight.
     request: Option<u64>,
+    /// Not before this (after a failure, or while changes' transactions are open).
     next_try: i64,
+    /// The announced transactions when the last load was asked for (a new one loads
+    /// at once).
+    seen: Vec<u64>,
+    /// The current wait between loads while announced transactions are open (µs).
+    pending_delay: i64,
+    next_refresh: i64,
     warned: bool,
+}
+
+/// What the walker side does about loading policies now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoadNeed {
+    /// Nothing.
+    None,
+    /// Load (the first time, a change announced, or the periodic refresh).
+    Load,
+}
+
+/// Whether to ask for a load: never loaded, the periodic refresh due, or changes
+/// announced (at once for a transaction not seen at the last request, else when
+/// `next_try` comes).
+fn load_need(l: &Loader, loaded: bool, waiting: &[u64], now: i64) -> LoadNeed {
+    if l.request.is_some() {
+        return LoadNeed::None;
+    }
+    let new_change = waiting.iter().any(|x| !l.seen.contains(x));
+    if new_change || ((!loaded || !waiting.is_empty() || now >= l.next_refresh) && now >= l.next_try)
+    {
+        LoadNeed::Load
+    } else {
+        LoadNeed::None
+    }
 }
 
 fn settings(host: &Host) -> Settings {
@@ -73,31 +130,58 @@ fn settings(host: &Host) -> Settings {
     }
 }
 
+/// The predictor settings (`budget.predictor` and the four after it).
+fn predictor_settings(host: &Host) -> predict::Config {
+    let kb = |name: &str, default: u64| {
+        host.get_int(name)
+            .map_or(default, |v| (v.max(0) as u64).saturating_mul(1024))
+    };
+    predict::Config::new(
+        predict::Predictor::from_index(host.get_enum("predictor").unwrap_or(0)),
+        host.get_real("ewma_alpha").unwrap_or(predict::DEFAULT_ALPHA),
+        kb("default_write_prediction", predict::DEFAULT_WRITE_BYTES),
+        kb("default_utility_prediction", predict::DEFAULT_UTILITY_BYTES),
+        kb("max_prediction", 0),
+    )
+}
+
 impl Budget {
-    /// Asks the services worker to load the policies when they are not loaded yet,
-    /// and collects its answer.
+    /// Asks the services worker to load the committed policies when they were never
+    /// loaded, when a change was announced that no load covers yet, or every
+    /// [`RELOAD_REFRESH_US`]; collects its answer.
     fn load_policies_if_needed(&self, host: &Host) {
-        let loaded = host
-            .with_shared::<Shared, _>(|s| s.policies_loaded != 0)
-            .unwrap_or(true);
-        let mut l = self.loader.lock().unwrap_or_else(|e| e.into_inner());
-        if loaded {
-            l.request = None;
+        let Ok((loaded, waiting)) = host.with_shared::<Shared, _>(|s| {
+            (s.policies_loaded != 0, changes::waiting(&s.pending_changes))
+        }) else {
             return;
-        }
+        };
+        let mut l = self.loader.lock().unwrap_or_else(|e| e.into_inner());
         let now = host.now_micros();
         if let Some(id) = l.request {
             match host.service_result(id, 0) {
                 ServiceOutcome::Pending => return,
                 ServiceOutcome::Succeeded(n) => {
-                    host.info(&format!("loaded {n} WAL budget policies"));
+                    if !loaded || l.seen.iter().any(|x| !waiting.contains(x)) {
+                        host.info(&format!("loaded {n} WAL budget policies"));
+                    }
                     l.request = None;
+                    l.warned = false;
+                    if waiting.is_empty() {
+                        l.next_try = 0;
+                        l.pending_delay = 0;
+                    } else {
+                        // Their transactions are still open: ask again, less and less
+                        // often, until they end.
+                        l.pending_delay = (l.pending_delay.saturating_mul(2))
+                            .clamp(RELOAD_PENDING_US, RELOAD_PENDING_MAX_US);
+                        l.next_try = now.saturating_add(l.pending_delay);
+                    }
                     return;
                 }
                 ServiceOutcome::Failed(why) => {
                     if !l.warned {
                         host.warning(&format!(
-                            "cannot load the WAL budget policies ({why}); no policy applies until they load. Run CREATE EXTENSION walker in the database walker.database names; retrying every {} s",
+                            "cannot load the WAL budget policies ({why}); the policies loaded before stay (none after a server start) until they load. Run CREATE EXTENSION walker in the database walker.database names; retrying every {} s",
                             RELOAD_RETRY_US / 1_000_000
                         ));
                         l.warned = true;
@@ -109,7 +193,7 @@ impl Budget {
                 ServiceOutcome::Unknown | ServiceOutcome::Interrupted => l.request = None,
             }
         }
-        if now < l.next_try {
+        if load_need(&l, loaded, &waiting, now) == LoadNeed::None {
             return;
         }
         match host.request_service(
@@ -117,7 +201,11 @@ impl Budget {
             "budget policies",
             "SELECT walker.budget_reload()::text",
         ) {
-            Ok(id) => l.request = Some(id),
+            Ok(id) => {
+                l.request = Some(id);
+                l.seen = waiting;
+                l.next_refresh = now.saturating_add(RELOAD_REFRESH_US);
+            }
             Err(_) => l.next_try = now.saturating_add(RELOAD_RETRY_US),
         }
     }
@@ -145,6 +233,8 @@ fn functions() -> Vec<FunctionDef> {
         f("check_policy", "checks one policy; raises the reason when it is invalid", WalkerType::JSONB, WalkerAccess::ADMIN),
         f("reset", "zeroes every total, profile, decision and counter (policies and their buckets stay)", WalkerType::JSONB, WalkerAccess::ADMIN),
         f("metrics", "the budget's metrics in the Prometheus text format", WalkerType::TEXT, WalkerAccess::MONITOR),
+        f("policy_changed", "announces that transaction {\"xid\": n} changed walker.budget_policies (the change functions call it): the walker side loads the committed table until a load sees that transaction ended", WalkerType::JSONB, WalkerAccess::ADMIN),
+        f("policy_status", "whether policies are loaded, the transactions whose changes no load covered yet, the loaded generation, and whether this transaction changed policies (walker.budget_sync() waits on it)", WalkerType::JSONB, WalkerAccess::ADMIN),
     ]
 }
 
@@ -199,10 +289,13 @@ impl Plugin for Budget {
             "",
             ctx,
         )?;
+        define_predictor_settings(host, ctx)?;
         Ok(Budget {
             ledger: Mutex::new(Ledger::new(format)),
             session: Mutex::new(Session::default()),
             loader: Mutex::new(Loader::default()),
+            changed_in_xact: AtomicBool::new(false),
+            next_look: AtomicI64::new(0),
         })
     }
 
@@ -228,8 +321,17 @@ impl Plugin for Budget {
             main: r.main_data(),
         };
         let now = host.now_micros();
-        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        host.with_exclusive::<Shared, _>(|s| ledger.record(s, &e, now))
+        {
+            let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            host.with_exclusive::<Shared, _>(|s| ledger.record(s, &e, now))?;
+        }
+        // A walker that is never idle (a steady write load) still loads policy changes.
+        if now >= self.next_look.load(Ordering::Relaxed) {
+            self.next_look
+                .store(now.saturating_add(RELOAD_LOOK_US), Ordering::Relaxed);
+            self.load_policies_if_needed(host);
+        }
+        Ok(())
     }
 
     fn on_idle(&self, host: &Host, _lsn: u64) -> PluginResult {
@@ -274,9 +376,25 @@ impl Plugin for Budget {
     }
 
     fn on_backend(&self, host: &Host, e: &BackendEvent<'_>) -> PluginResult<Admission> {
+        if matches!(
+            e.kind,
+            walker_abi::WalkerBackendEventKind::PRE_COMMIT | walker_abi::WalkerBackendEventKind::ABORT
+        ) {
+            self.changed_in_xact.store(false, Ordering::Relaxed);
+        }
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         let cfg = || settings(host);
-        let mut with = |f: &mut dyn FnMut(&mut Shared)| host.with_exclusive::<Shared, _>(f).is_ok();
+        // The predictor's settings go with every use of the region, so predictions and
+        // learning follow a reload of the configuration at once.
+        let mut predictor = None;
+        let mut with = |f: &mut dyn FnMut(&mut Shared)| {
+            let p = *predictor.get_or_insert_with(|| predictor_settings(host));
+            host.with_exclusive::<Shared, _>(|s| {
+                s.predictor = p;
+                f(s)
+            })
+            .is_ok()
+        };
         let mut pause = |ms: u64| host.pause(ms.min(u32::MAX as u64) as u32);
         let now = || host.now_micros();
         match session.on_event(e, &cfg, &mut with, &mut pause, &now) {
@@ -336,18 +454,41 @@ impl Plugin for Budget {
                 Ok(serde_json::json!({ "tenant": (!t.is_empty()).then_some(t) }).to_string())
             }
             FN_LOAD_POLICIES => {
+                if self.changed_in_xact.load(Ordering::Relaxed) {
+                    return Err(PluginError::new(
+                        "this transaction changed WAL budget policies and has not committed: loading now would load uncommitted changes. Commit; the change is loaded then (walker.budget_sync() waits for it)",
+                    ));
+                }
                 let list = a
                     .get("policies")
                     .cloned()
                     .unwrap_or(serde_json::Value::Array(Vec::new()));
                 let ps = policy::parse_all(&list.to_string(), shm::MAX_POLICIES)
                     .map_err(|e| PluginError::new(e.to_string()))?;
+                let snap = a
+                    .get("snapshot")
+                    .and_then(|v| v.as_str())
+                    .ok_or("load_policies needs the snapshot the policies were read with: {\"policies\": [...], \"snapshot\": pg_current_snapshot()::text} (walker.budget_reload() passes it)")?;
+                let snap = changes::Snapshot::parse(snap).map_err(|e| PluginError::new(e.to_string()))?;
                 let now = host.now_micros();
-                let gen = host.with_exclusive::<Shared, _>(|s| {
-                    s.load_policies(&ps, now);
-                    s.policy_gen
+                let (gen, stale, waiting) = host.with_exclusive::<Shared, _>(|s| {
+                    // A load that read the table before the last one did would put an
+                    // older table back.
+                    let stale = snap.xmax < s.loaded_xmax;
+                    if !stale {
+                        s.load_policies(&ps, now);
+                        changes::settle(&mut s.pending_changes, &snap);
+                        s.loaded_xmax = snap.xmax;
+                    }
+                    (s.policy_gen, stale, changes::waiting(&s.pending_changes).len())
                 })?;
-                Ok(serde_json::json!({ "loaded": ps.len(), "generation": gen }).to_string())
+                Ok(serde_json::json!({
+                    "loaded": ps.len(),
+                    "generation": gen,
+                    "stale": stale,
+                    "waiting": waiting,
+                })
+                .to_string())
             }
             FN_CHECK_POLICY => {
                 let spec: policy::PolicySpec = serde_json::from_value(serde_json::Value::Object(a))
@@ -361,9 +502,128 @@ impl Plugin for Budget {
                 Ok(serde_json::json!({ "reset_at_micros": now }).to_string())
             }
             FN_METRICS => host.with_shared::<Shared, _>(report::metrics),
+            FN_POLICY_CHANGED => {
+                let xid = a
+                    .get("xid")
+                    .and_then(|v| v.as_u64())
+                    .filter(|x| *x != 0)
+                    .ok_or("policy_changed needs {\"xid\": <the transaction's id, pg_current_xact_id()>}")?;
+                let ok = host.with_exclusive::<Shared, _>(|s| {
+                    changes::announce(&mut s.pending_changes, xid)
+                })?;
+                if !ok {
+                    return Err(PluginError::new(format!(
+                        "{} transactions that changed WAL budget policies are still open; commit or roll back one of them (pg_stat_activity), then change the policy again",
+                        changes::MAX_PENDING
+                    )));
+                }
+                self.changed_in_xact.store(true, Ordering::Relaxed);
+                Ok(serde_json::json!({ "xid": xid }).to_string())
+            }
+            FN_POLICY_STATUS => {
+                let (loaded, waiting, gen) = host.with_shared::<Shared, _>(|s| {
+                    (
+                        s.policies_loaded != 0,
+                        changes::waiting(&s.pending_changes),
+                        s.policy_gen,
+                    )
+                })?;
+                Ok(serde_json::json!({
+                    "loaded": loaded,
+                    "waiting": waiting,
+                    "generation": gen,
+                    "changed_in_transaction": self.changed_in_xact.load(Ordering::Relaxed),
+                })
+                .to_string())
+            }
             _ => Err(PluginError::new(format!("unknown function {function}"))),
         }
     }
 }
 
+/// Defines the predictor's settings (`budget.predictor`, `budget.ewma_alpha`,
+/// `budget.default_write_prediction`, `budget.default_utility_prediction`,
+/// `budget.max_prediction`).
+fn define_predictor_settings(host: &Host, ctx: WalkerSettingContext) -> PluginResult {
+    // budget.predictor: which profiles a prediction uses.
+    host.define_enum(
+        "predictor",
+        "How a statement's WAL is predicted: profile_ewma (its query's moving average per scope, else its statement class's) or statement_class (only the class's, whatever the query).",
+        predict::Predictor::ProfileEwma as usize,
+        &predict::Predictor::NAMES,
+        ctx,
+    )?;
+    // budget.ewma_alpha: weight of a new statement in the moving averages.
+    host.define_real(
+        "ewma_alpha",
+        "Weight of a statement's WAL in its profiles' moving averages (1: the last statement only).",
+        predict::DEFAULT_ALPHA,
+        0.01,
+        1.0,
+        ctx,
+    )?;
+    // budget.default_write_prediction: INSERT, UPDATE, DELETE, MERGE with no profile.
+    host.define_int(
+        "default_write_prediction",
+        "WAL predicted for an INSERT, UPDATE, DELETE or MERGE that no profile covers yet.",
+        (predict::DEFAULT_WRITE_BYTES / 1024) as i64,
+        0,
+        i32::MAX as i64,
+        WalkerSettingUnit::KB,
+        ctx,
+    )?;
+    // budget.default_utility_prediction: DDL, COPY and other utility statements.
+    host.define_int(
+        "default_utility_prediction",
+        "WAL predicted for a utility statement (COPY, CREATE INDEX, other DDL) that no profile covers yet.",
+        (predict::DEFAULT_UTILITY_BYTES / 1024) as i64,
+        0,
+        i32::MAX as i64,
+        WalkerSettingUnit::KB,
+        ctx,
+    )?;
+    // budget.max_prediction: the cap (0: only the policy's burst caps it).
+    host.define_int(
+        "max_prediction",
+        "Largest WAL a statement is predicted to write (0: no cap but the policy's burst).",
+        0,
+        0,
+        i32::MAX as i64,
+        WalkerSettingUnit::KB,
+        ctx,
+    )?;
+    Ok(())
+}
+
 walker_abi::export_plugin!(Budget);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loader_loads_first_on_change_and_periodically() {
+        let mut l = Loader::default();
+        // Never loaded: load.
+        assert_eq!(load_need(&l, false, &[], 0), LoadNeed::Load);
+        // Loaded, nothing announced, refresh not due: nothing.
+        l.next_refresh = 1000;
+        assert_eq!(load_need(&l, true, &[], 10), LoadNeed::None);
+        // A change announced: load at once, even before next_try.
+        l.next_try = 500;
+        assert_eq!(load_need(&l, true, &[7], 10), LoadNeed::Load);
+        // A request in flight: wait for it.
+        l.request = Some(1);
+        assert_eq!(load_need(&l, true, &[7, 8], 10), LoadNeed::None);
+        l.request = None;
+        // Transaction 7 was seen and is still open: again only when next_try comes.
+        l.seen = vec![7];
+        assert_eq!(load_need(&l, true, &[7], 10), LoadNeed::None);
+        assert_eq!(load_need(&l, true, &[7], 500), LoadNeed::Load);
+        // Another transaction announced meanwhile: at once.
+        assert_eq!(load_need(&l, true, &[7, 9], 10), LoadNeed::Load);
+        // The periodic refresh.
+        l.next_try = 0;
+        assert_eq!(load_need(&l, true, &[], 1000), LoadNeed::Load);
+    }
+}

@@ -1,7 +1,12 @@
 //! The SQL the host runs for this plugin (ABI 1.3 `sql`): the durable policies table
 //! and the functions that manage it. Every change is checked by the plugin's own
 //! validator first (so SQL and shared memory agree on what is valid), written to the
-//! table, then loaded into shared memory, all in the caller's transaction.
+//! table in the caller's transaction, and the transaction announced to the plugin
+//! (`policy_changed`). Nothing is loaded in the caller's transaction: the walker side
+//! has the services worker load the committed table (`budget_reload()`, which reads
+//! the table and `pg_current_snapshot()` in one statement) until a load's snapshot
+//! sees the announcing transaction ended, so an uncommitted or rolled-back change is
+//! never loaded and a committed one always is; `budget_sync()` waits for that.
 //!
 //! Policies live in the database named by `walker.database`, where the services
 //! worker reloads them at server start; the functions refuse to run elsewhere.
@@ -60,18 +65,66 @@ $f$;
 CREATE OR REPLACE FUNCTION @extschema@.budget_reload() RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
 DECLARE
-    n integer;
+    arg jsonb;
 BEGIN
     PERFORM @extschema@.budget_home();
-    SELECT count(*) INTO n FROM @extschema@.budget_policies;
-    PERFORM @extschema@.plugin_call('budget', 'load_policies', jsonb_build_object('policies',
-        coalesce((SELECT jsonb_agg(to_jsonb(p) - 'created_at' - 'updated_at' ORDER BY p.id)
-                  FROM @extschema@.budget_policies p), '[]'::jsonb))::text);
-    RETURN n;
+    -- One statement, so the rows and the snapshot go together: the plugin marks
+    -- every announced change whose transaction this snapshot sees ended as loaded.
+    SELECT jsonb_build_object(
+               'policies', coalesce(jsonb_agg(to_jsonb(p) - 'created_at' - 'updated_at' ORDER BY p.id), '[]'::jsonb),
+               'snapshot', pg_current_snapshot()::text)
+      INTO arg
+      FROM @extschema@.budget_policies p;
+    PERFORM @extschema@.plugin_call('budget', 'load_policies', arg::text);
+    RETURN jsonb_array_length(arg->'policies');
 END
 $f$;
 COMMENT ON FUNCTION @extschema@.budget_reload() IS
-    'Loads walker.budget_policies into shared memory (the services worker does it at server start).';
+    'Loads the committed walker.budget_policies into shared memory and returns how many there are (the services worker does it after each change''s transaction ends, at server start and every minute).';
+
+-- Announces that this transaction changes the table; the walker side loads the
+-- committed table once the transaction ended (nothing changes when it rolled back).
+CREATE OR REPLACE FUNCTION @extschema@.budget_changed() RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+    SELECT NULL::void FROM (SELECT @extschema@.plugin_call('budget', 'policy_changed',
+        jsonb_build_object('xid', pg_current_xact_id()::text::numeric)::text)) AS announced
+$f$;
+
+CREATE OR REPLACE FUNCTION @extschema@.budget_sync(timeout_ms integer DEFAULT 10000) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
+DECLARE
+    st jsonb := @extschema@.plugin_call('budget', 'policy_status', '{}')::jsonb;
+    -- The announced changes whose transactions ended before this call: committed
+    -- ones must be loaded (rolled-back ones are covered by the same load).
+    targets text[] := ARRAY(
+        SELECT x FROM jsonb_array_elements_text(st->'waiting') AS w(x)
+        WHERE coalesce(pg_xact_status(x::xid8), 'aborted') OPERATOR(pg_catalog.<>) 'in progress');
+    deadline timestamptz := clock_timestamp() + make_interval(secs => greatest(timeout_ms, 0) / 1000.0);
+BEGIN
+    IF (st->>'changed_in_transaction')::boolean THEN
+        RAISE EXCEPTION 'this transaction changed WAL budget policies: they are loaded after it commits'
+            USING ERRCODE = 'active_sql_transaction',
+                  HINT = 'Commit, then call walker.budget_sync() in a new transaction.';
+    END IF;
+    LOOP
+        IF (st->>'loaded')::boolean AND NOT EXISTS (
+               SELECT 1 FROM jsonb_array_elements_text(st->'waiting') AS w(x)
+               WHERE x OPERATOR(pg_catalog.=) ANY (targets)) THEN
+            RETURN (st->>'generation')::bigint;
+        END IF;
+        IF clock_timestamp() >= deadline THEN
+            RAISE EXCEPTION 'the WAL budget policies were not loaded within % ms (changes of transactions % not loaded yet)',
+                timeout_ms, st->'waiting'
+                USING ERRCODE = 'lock_not_available',
+                      HINT = 'Is the walker worker running (walker.status) and its services worker (the server log says why a load failed)? Call walker.budget_sync() again with a longer timeout.';
+        END IF;
+        PERFORM pg_sleep(0.02);
+        st := @extschema@.plugin_call('budget', 'policy_status', '{}')::jsonb;
+    END LOOP;
+END
+$f$;
+COMMENT ON FUNCTION @extschema@.budget_sync(integer) IS
+    'Waits (up to timeout_ms) until every policy change committed before the call is loaded; returns the loaded policy generation.';
 
 CREATE OR REPLACE FUNCTION @extschema@.budget_check(spec jsonb) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $f$
@@ -92,7 +145,7 @@ BEGIN
     INSERT INTO @extschema@.budget_policies AS p (scope_kind, scope_value, rate_bytes_per_sec, burst_bytes, mode, priority)
     VALUES (scope_kind, scope_value, rate_bytes_per_sec, burst_bytes, mode, priority)
     RETURNING p.id INTO new_id;
-    PERFORM @extschema@.budget_reload();
+    PERFORM @extschema@.budget_changed();
     RETURN new_id;
 END
 $f$;
@@ -123,7 +176,7 @@ BEGIN
            burst_bytes = cur.burst_bytes, mode = cur.mode, priority = cur.priority,
            enabled = cur.enabled, updated_at = pg_catalog.now()
      WHERE p.id = policy_id;
-    PERFORM @extschema@.budget_reload();
+    PERFORM @extschema@.budget_changed();
 END
 $f$;
 
@@ -158,7 +211,7 @@ BEGIN
         RAISE EXCEPTION 'no WAL budget policy with id %', policy_id
             USING ERRCODE = 'no_data_found', HINT = 'SELECT * FROM walker.budget_policies lists them.';
     END IF;
-    PERFORM @extschema@.budget_reload();
+    PERFORM @extschema@.budget_changed();
 END
 $f$;
 
@@ -167,7 +220,8 @@ DECLARE
     f text;
 BEGIN
     FOREACH f IN ARRAY ARRAY[
-        'budget_home()', 'budget_reload()', 'budget_check(jsonb)',
+        'budget_home()', 'budget_reload()', 'budget_changed()', 'budget_sync(integer)',
+        'budget_check(jsonb)',
         'budget_create_policy(text, text, bigint, bigint, text, integer)',
         'budget_change(bigint, text, bigint, bigint, text, integer, boolean)',
         'budget_update_policy(bigint, bigint, bigint, integer, text)',
@@ -180,12 +234,12 @@ BEGIN
 END
 $grants$;
 
--- Load the table now when this is the policies' database (the services worker does it
--- at each server start).
+-- In the policies' database, have the table loaded once this transaction commits (the
+-- services worker also loads it at each server start).
 DO $load$
 BEGIN
     IF current_database() OPERATOR(pg_catalog.=) current_setting('walker.database') THEN
-        PERFORM @extschema@.budget_reload();
+        PERFORM @extschema@.budget_changed();
     END IF;
 END
 $load$;

@@ -438,11 +438,11 @@ pub struct Shared {
     pub policies_loaded: u32,
     /// When they were loaded.
     pub policies_loaded_at: i64,
-    /// Policy changes announced by the change functions (`policy_changed`); the walker
-    /// side reloads the committed table while this is ahead of `reload_done`.
-    pub reload_wanted: u64,
-    /// The `reload_wanted` a successful reload of the committed table covered.
-    pub reload_done: u64,
+    /// Transactions that announced a policy change no load has covered yet (see
+    /// [`crate::changes`]); the walker side loads the table while any is listed.
+    pub pending_changes: crate::changes::Pending,
+    /// `xmax` of the snapshot of the last load (an older snapshot's load is skipped).
+    pub loaded_xmax: u64,
     /// How statements are predicted (the backend that locks the region last wrote its
     /// settings here; all-zero means the defaults).
     pub predictor: crate::predict::Config,

@@ -292,6 +292,12 @@ fn sqlstate_of(err: &str) -> &str {
         .unwrap_or("")
 }
 
+/// Waits until every committed policy change is loaded (policy changes take effect
+/// after their transaction commits).
+fn sync(c: &Cluster) {
+    c.exec("SELECT walker.budget_sync(60000)");
+}
+
 fn last_action(c: &Cluster, role: &str) -> (String, i64) {
     let r = c.query(&format!(
         "SELECT action, wait_ms FROM walker.budget_decisions WHERE role_name = '{role}' ORDER BY at DESC LIMIT 1"
@@ -332,6 +338,7 @@ fn reject_queue_observe_and_shadow_act_as_documented() {
         c.query_one("SELECT walker.budget_create_policy('role', 'rej', 1000, 2000, 'reject')");
     let p_que =
         c.query_one("SELECT walker.budget_create_policy('role', 'que', 200000, 200000, 'queue')");
+    sync(&c);
 
     // Reject: in debt, the next write is refused with WB001, the policy and the numbers.
     spend(&c, "rej", &p_rej);
@@ -358,11 +365,13 @@ fn reject_queue_observe_and_shadow_act_as_documented() {
     c.exec(&format!(
         "SELECT walker.budget_set_mode({p_rej}, 'observe')"
     ));
+    sync(&c);
     let t = Instant::now();
     c.psql_as("rej", "postgres", "INSERT INTO spend VALUES (2, 'x')")
         .unwrap();
     assert_eq!(last_action(&c, "rej").0, "observe_over");
     c.exec(&format!("SELECT walker.budget_set_mode({p_rej}, 'shadow')"));
+    sync(&c);
     c.psql_as("rej", "postgres", "INSERT INTO spend VALUES (3, 'x')")
         .unwrap();
     assert_eq!(last_action(&c, "rej").0, "shadow_would_block");
@@ -494,6 +503,15 @@ fn three_roles_and_invalid_policies() {
 
     // The admin creates a policy; invalid ones are refused with the reason and change nothing.
     let id = c.psql_as("adm", "postgres", create).unwrap();
+    // The admin waits for the committed change to be loaded.
+    c.psql_as("adm", "postgres", "SELECT walker.budget_sync(60000)")
+        .unwrap();
+    assert_eq!(
+        c.query_one(&format!(
+            "SELECT count(*) FROM walker.budget_buckets WHERE policy_id = {id}"
+        )),
+        "1"
+    );
     let state = || {
         (
             c.query_one("SELECT count(*) FROM walker.budget_policies"),

@@ -79,6 +79,8 @@ fn with_walker(builder: ClusterBuilder) -> Cluster {
     c.exec(
         "SELECT walker.budget_create_policy('role', 'postgres', 1000000000, 2000000000, 'observe')",
     );
+    // A policy change takes effect once committed and loaded: wait for it.
+    c.exec("SELECT walker.budget_sync(60000)");
     c
 }
 
