@@ -194,6 +194,7 @@ pub fn views() -> Vec<walker_abi::ViewDef> {
                     ("policies", T::INT8),
                     ("policies_loaded", T::BOOL),
                     ("policy_loads", T::INT8),
+                    ("policy_changes_waiting", T::INT8),
                     ("reset_at", T::TIMESTAMPTZ),
                     ("as_of_lsn", T::LSN),
                 ],
@@ -411,6 +412,7 @@ pub fn rows(s: &Shared, view: usize, rmgr_name: &dyn Fn(u8) -> String) -> Vec<Ve
                 n(s.n_policies as u64),
                 Cell::Bool(s.policies_loaded != 0),
                 n(c.policy_loads),
+                n(crate::changes::waiting(&s.pending_changes).len() as u64),
                 if s.reset_at == 0 {
                     Cell::Null
                 } else {

@@ -195,6 +195,11 @@ fn policy_changes_take_effect_at_commit_from_the_committed_table() {
         "0",
         "an uncommitted change was loaded"
     );
+    assert_eq!(
+        c.query_one("SELECT policy_changes_waiting FROM walker.budget_counters"),
+        "1",
+        "admin A's open transaction waits"
+    );
     // In A's transaction, waiting for the load is refused with the reason.
     a.send("\\set ON_ERROR_STOP 0");
     a.send("SAVEPOINT s; SELECT walker.budget_sync(1000); ROLLBACK TO SAVEPOINT s;");
@@ -207,6 +212,10 @@ fn policy_changes_take_effect_at_commit_from_the_committed_table() {
     assert!(
         loaded(&c).contains(&a_id),
         "admin A's committed policy {a_id} is not loaded after budget_sync"
+    );
+    assert_eq!(
+        c.query_one("SELECT policy_changes_waiting FROM walker.budget_counters"),
+        "0"
     );
 
     // A drop committed is unloaded; budget_sync waits for it.
