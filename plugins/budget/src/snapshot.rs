@@ -66,12 +66,13 @@ impl ScopeKey {
     }
 }
 
-/// One learned profile; `scope` is `None` for a class's profile over every scope.
+/// One learned profile; `scope` indexes [`State::profile_scopes`], `None` for a
+/// class's profile over every scope.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 struct ProfileRow {
     class: u32,
     query_id: u64,
-    scope: Option<ScopeKey>,
+    scope: Option<u32>,
     count: u64,
     avg_bytes: f64,
     max_bytes: u64,
@@ -98,10 +99,14 @@ pub struct State {
     /// Absent from format 1.
     #[serde(default)]
     profiles: Vec<ProfileRow>,
+    /// The scopes the profiles belong to, each once (absent from format 1).
+    #[serde(default)]
+    profile_scopes: Vec<ScopeKey>,
 }
 
 /// Captures the state (under the region lock, with the ledger held).
 pub fn capture(s: &Shared, ledger: &Ledger) -> State {
+    let (profiles, profile_scopes) = capture_profiles(s);
     State {
         scopes: s
             .scopes
@@ -145,34 +150,51 @@ pub fn capture(s: &Shared, ledger: &Ledger) -> State {
         unattributed_transactions: s.counters.unattributed_transactions,
         parked: ledger.parked(),
         claim_owed: s.counters.claim_owed.to_array(),
-        profiles: s
-            .profiles
-            .iter()
-            .filter(|p| p.used != 0)
-            .filter_map(|p| {
-                let scope = match p.scope {
-                    0 => None,
-                    i => {
-                        let x = s.scopes.get(i as usize - 1)?;
-                        // A profile whose scope slot is free now has no owner to keep.
-                        if x.origin == 0 {
-                            return None;
-                        }
-                        Some(ScopeKey::of(x))
-                    }
-                };
-                Some(ProfileRow {
-                    class: p.class,
-                    query_id: p.query_id,
-                    scope,
-                    count: p.count,
-                    avg_bytes: p.avg_bytes,
-                    max_bytes: p.max_bytes,
-                    last_micros: p.last_micros,
-                })
-            })
-            .collect(),
+        profiles,
+        profile_scopes,
     }
+}
+
+/// The used profiles, with the scopes they belong to listed once.
+fn capture_profiles(s: &Shared) -> (Vec<ProfileRow>, Vec<ScopeKey>) {
+    let mut keys: Vec<ScopeKey> = Vec::new();
+    // Scope slot index -> position in `keys`.
+    let mut seen: Vec<(u32, u32)> = Vec::new();
+    let mut rows = Vec::new();
+    for p in s.profiles.iter().filter(|p| p.used != 0) {
+        let scope = match p.scope {
+            0 => None,
+            i => {
+                let slot = i - 1;
+                let Some(x) = s.scopes.get(slot as usize) else {
+                    continue;
+                };
+                // A profile whose scope slot is free now has no owner to keep.
+                if x.origin == 0 {
+                    continue;
+                }
+                match seen.iter().find(|(k, _)| *k == slot) {
+                    Some((_, pos)) => Some(*pos),
+                    None => {
+                        let pos = keys.len() as u32;
+                        keys.push(ScopeKey::of(x));
+                        seen.push((slot, pos));
+                        Some(pos)
+                    }
+                }
+            }
+        };
+        rows.push(ProfileRow {
+            class: p.class,
+            query_id: p.query_id,
+            scope,
+            count: p.count,
+            avg_bytes: p.avg_bytes,
+            max_bytes: p.max_bytes,
+            last_micros: p.last_micros,
+        });
+    }
+    (rows, keys)
 }
 
 /// The snapshot bytes.
@@ -234,11 +256,20 @@ pub fn restore(s: &mut Shared, ledger: &mut Ledger, st: Option<&State>, lsn: u64
     s.counters.unattributed_transactions = st.unattributed_transactions;
     s.counters.claim_owed = Totals::from_array(st.claim_owed);
     ledger.restore(&st.parked);
+    // Each saved scope of a profile found (or added) once: its slot index + 1.
+    let slots: Vec<Option<u32>> = st
+        .profile_scopes
+        .iter()
+        .map(|k| {
+            s.scope(Origin::from_u32(k.origin), &k.session_key())
+                .map(|i| i.saturating_add(1))
+        })
+        .collect();
     for p in &st.profiles {
-        let scope = match &p.scope {
+        let scope = match p.scope {
             None => 0,
-            Some(k) => match s.scope(Origin::from_u32(k.origin), &k.session_key()) {
-                Some(i) => i.saturating_add(1),
+            Some(i) => match slots.get(i as usize).copied().flatten() {
+                Some(slot) => slot,
                 None => continue,
             },
         };
@@ -334,6 +365,7 @@ mod tests {
         assert_eq!(want, 1300.0);
         let st = capture(&s, &l);
         assert_eq!(st.profiles.len(), 3);
+        assert_eq!(st.profile_scopes.len(), 1, "the scope is saved once");
         let bytes = encode(&st);
         assert!(bytes.starts_with(b"BUDGET2\n"));
         // A fresh region where other scopes exist first: the profile follows its scope.
@@ -351,6 +383,7 @@ mod tests {
         // Format 1 (no profiles field) reads, with no profiles.
         let mut v1 = serde_json::to_value(&st).unwrap();
         v1.as_object_mut().unwrap().remove("profiles");
+        v1.as_object_mut().unwrap().remove("profile_scopes");
         let mut old = MAGIC_V1.as_bytes().to_vec();
         old.extend(serde_json::to_vec(&v1).unwrap());
         let back = decode(&old).unwrap();
