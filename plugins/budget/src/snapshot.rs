@@ -158,8 +158,8 @@ pub fn capture(s: &Shared, ledger: &Ledger) -> State {
 /// The used profiles, with the scopes they belong to listed once.
 fn capture_profiles(s: &Shared) -> (Vec<ProfileRow>, Vec<ScopeKey>) {
     let mut keys: Vec<ScopeKey> = Vec::new();
-    // Scope slot index -> position in `keys`.
-    let mut seen: Vec<(u32, u32)> = Vec::new();
+    // Scope slot index -> position in `keys` (u32::MAX: not listed yet).
+    let mut pos_of = vec![u32::MAX; s.scopes.len()];
     let mut rows = Vec::new();
     for p in s.profiles.iter().filter(|p| p.used != 0) {
         let scope = match p.scope {
@@ -173,15 +173,12 @@ fn capture_profiles(s: &Shared) -> (Vec<ProfileRow>, Vec<ScopeKey>) {
                 if x.origin == 0 {
                     continue;
                 }
-                match seen.iter().find(|(k, _)| *k == slot) {
-                    Some((_, pos)) => Some(*pos),
-                    None => {
-                        let pos = keys.len() as u32;
-                        keys.push(ScopeKey::of(x));
-                        seen.push((slot, pos));
-                        Some(pos)
-                    }
+                let pos = &mut pos_of[slot as usize];
+                if *pos == u32::MAX {
+                    *pos = keys.len() as u32;
+                    keys.push(ScopeKey::of(x));
                 }
+                Some(*pos)
             }
         };
         rows.push(ProfileRow {
