@@ -114,7 +114,8 @@ fn load_need(l: &Loader, loaded: bool, waiting: &[u64], now: i64) -> LoadNeed {
         return LoadNeed::None;
     }
     let new_change = waiting.iter().any(|x| !l.seen.contains(x));
-    if new_change || ((!loaded || !waiting.is_empty() || now >= l.next_refresh) && now >= l.next_try)
+    if new_change
+        || ((!loaded || !waiting.is_empty() || now >= l.next_refresh) && now >= l.next_try)
     {
         LoadNeed::Load
     } else {
@@ -138,7 +139,8 @@ fn predictor_settings(host: &Host) -> predict::Config {
     };
     predict::Config::new(
         predict::Predictor::from_index(host.get_enum("predictor").unwrap_or(0)),
-        host.get_real("ewma_alpha").unwrap_or(predict::DEFAULT_ALPHA),
+        host.get_real("ewma_alpha")
+            .unwrap_or(predict::DEFAULT_ALPHA),
         kb("default_write_prediction", predict::DEFAULT_WRITE_BYTES),
         kb("default_utility_prediction", predict::DEFAULT_UTILITY_BYTES),
         kb("max_prediction", 0),
@@ -378,7 +380,8 @@ impl Plugin for Budget {
     fn on_backend(&self, host: &Host, e: &BackendEvent<'_>) -> PluginResult<Admission> {
         if matches!(
             e.kind,
-            walker_abi::WalkerBackendEventKind::PRE_COMMIT | walker_abi::WalkerBackendEventKind::ABORT
+            walker_abi::WalkerBackendEventKind::PRE_COMMIT
+                | walker_abi::WalkerBackendEventKind::ABORT
         ) {
             self.changed_in_xact.store(false, Ordering::Relaxed);
         }
@@ -469,7 +472,8 @@ impl Plugin for Budget {
                     .get("snapshot")
                     .and_then(|v| v.as_str())
                     .ok_or("load_policies needs the snapshot the policies were read with: {\"policies\": [...], \"snapshot\": pg_current_snapshot()::text} (walker.budget_reload() passes it)")?;
-                let snap = changes::Snapshot::parse(snap).map_err(|e| PluginError::new(e.to_string()))?;
+                let snap =
+                    changes::Snapshot::parse(snap).map_err(|e| PluginError::new(e.to_string()))?;
                 let now = host.now_micros();
                 let (gen, stale, waiting) = host.with_exclusive::<Shared, _>(|s| {
                     // A load that read the table before the last one did would put an
@@ -480,7 +484,11 @@ impl Plugin for Budget {
                         changes::settle(&mut s.pending_changes, &snap);
                         s.loaded_xmax = snap.xmax;
                     }
-                    (s.policy_gen, stale, changes::waiting(&s.pending_changes).len())
+                    (
+                        s.policy_gen,
+                        stale,
+                        changes::waiting(&s.pending_changes).len(),
+                    )
                 })?;
                 Ok(serde_json::json!({
                     "loaded": ps.len(),
@@ -507,7 +515,9 @@ impl Plugin for Budget {
                     .get("xid")
                     .and_then(|v| v.as_u64())
                     .filter(|x| *x != 0)
-                    .ok_or("policy_changed needs {\"xid\": <the transaction's id, pg_current_xact_id()>}")?;
+                    .ok_or(
+                    "policy_changed needs {\"xid\": <the transaction's id, pg_current_xact_id()>}",
+                )?;
                 let ok = host.with_exclusive::<Shared, _>(|s| {
                     changes::announce(&mut s.pending_changes, xid)
                 })?;

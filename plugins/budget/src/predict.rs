@@ -142,7 +142,11 @@ impl Config {
     /// `bytes` within the cap.
     pub fn capped(&self, bytes: f64) -> f64 {
         let max = self.effective().max;
-        let b = if bytes.is_finite() { bytes.max(0.0) } else { 0.0 };
+        let b = if bytes.is_finite() {
+            bytes.max(0.0)
+        } else {
+            0.0
+        };
         if max == 0 {
             b
         } else {

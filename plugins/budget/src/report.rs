@@ -361,7 +361,8 @@ pub fn rows(s: &Shared, view: usize, rmgr_name: &dyn Fn(u8) -> String) -> Vec<Ve
             }
         }
         view::PROFILES => {
-            for p in s.profiles.iter().filter(|p| p.used != 0) {
+            // Profiles of a scope that left its slot are not shown as the new one's.
+            for p in s.profiles.iter().filter(|p| s.profile_is_current(p)) {
                 let scope = match p.scope {
                     0 => None,
                     i => s.scopes.get(i as usize - 1),

@@ -363,6 +363,9 @@ pub struct Profile {
     pub query_id: u64,
     /// Scope index + 1 (0: every scope).
     pub scope: u32,
+    /// Who that scope was when the profile was made ([`Shared::scope_tag`]; 0 for
+    /// every scope): a slot given to another scope does not inherit its profiles.
+    pub scope_tag: u64,
     /// Statements measured.
     pub count: u64,
     /// Moving average of WAL bytes per statement.
@@ -838,6 +841,30 @@ impl Shared {
         Err(None)
     }
 
+    /// Who the scope in slot `scope - 1` is, as a number (0 for `scope` 0, every
+    /// scope; never 0 otherwise).
+    pub fn scope_tag(&self, scope: u32) -> u64 {
+        let Some(x) = scope
+            .checked_sub(1)
+            .and_then(|i| self.scopes.get(i as usize))
+        else {
+            return 0;
+        };
+        let mut h = mix(((x.origin as u64) << 48) ^ ((x.role as u64) << 16) ^ x.database as u64);
+        for name in [x.tenant.as_str(), x.application.as_str()] {
+            for b in name.bytes() {
+                h = mix(h ^ b as u64);
+            }
+            h = mix(h ^ 0x100);
+        }
+        h | 1
+    }
+
+    /// True when profile `p` belongs to the scope now in its slot.
+    pub fn profile_is_current(&self, p: &Profile) -> bool {
+        p.used != 0 && p.scope_tag == self.scope_tag(p.scope)
+    }
+
     /// Records that a statement of `class` / `query_id` by `scope` wrote `bytes`: in
     /// its own profile, its class's profile for the scope, and its class's profile
     /// for every scope (moving averages with weight `budget.ewma_alpha`).
@@ -848,7 +875,8 @@ impl Shared {
             if i == 0 && q == 0 {
                 continue;
             }
-            let Some(slot) = self.profile_entry(class, q, s) else {
+            let tag = self.scope_tag(s);
+            let Some(slot) = self.profile_entry(class, q, s, tag) else {
                 continue;
             };
             let p = &mut self.profiles[slot];
@@ -863,38 +891,55 @@ impl Shared {
         }
     }
 
-    /// The slot of the profile for (`class`, `query_id`, `scope`), added empty when
-    /// missing; `None` when its probe chain is full.
-    fn profile_entry(&mut self, class: u32, query_id: u64, scope: u32) -> Option<usize> {
-        match self.profile_slot(class, query_id, scope) {
-            Ok(i) => Some(i),
-            Err(Some(i)) => {
-                self.profiles[i] = Profile {
-                    used: 1,
-                    class,
-                    query_id,
-                    scope,
-                    ..Profile::default()
-                };
-                Some(i)
-            }
-            Err(None) => None,
-        }
+    /// The slot of the profile for (`class`, `query_id`, `scope`) of the scope tagged
+    /// `tag`: found, else added empty (over a profile of a scope that left the slot,
+    /// or when the probe chain is full over its least recently used profile).
+    fn profile_entry(&mut self, class: u32, query_id: u64, scope: u32, tag: u64) -> Option<usize> {
+        let slot = match self.profile_slot(class, query_id, scope) {
+            Ok(i) if self.profiles[i].scope_tag == tag => return Some(i),
+            Ok(i) => i,
+            Err(Some(i)) => i,
+            Err(None) => self.least_recent_profile(class, query_id, scope)?,
+        };
+        self.profiles[slot] = Profile {
+            used: 1,
+            class,
+            query_id,
+            scope,
+            scope_tag: tag,
+            ..Profile::default()
+        };
+        Some(slot)
+    }
+
+    /// The least recently updated profile of the (full) probe chain of the key.
+    fn least_recent_profile(&self, class: u32, query_id: u64, scope: u32) -> Option<usize> {
+        let h = mix(query_id ^ ((class as u64) << 56) ^ ((scope as u64) << 24));
+        let start = (h as usize) % MAX_PROFILES;
+        (0..64)
+            .map(|k| (start + k) % MAX_PROFILES)
+            .min_by_key(|i| self.profiles[*i].last_micros)
     }
 
     /// Puts back a saved profile (`scope` is the scope index + 1, 0 for every scope)
     /// unless the region already has one for the same key (learned since the server
     /// started, so newer). False when it did not fit.
     pub fn restore_profile(&mut self, p: &Profile) -> bool {
-        if self.profile_slot(p.class, p.query_id, p.scope).is_ok() {
+        let tag = self.scope_tag(p.scope);
+        if matches!(self.profile_slot(p.class, p.query_id, p.scope), Ok(i) if self.profiles[i].scope_tag == tag)
+        {
             return true;
         }
-        match self.profile_entry(p.class, p.query_id, p.scope) {
-            Some(i) => {
-                self.profiles[i] = Profile { used: 1, ..*p };
+        match self.profile_slot(p.class, p.query_id, p.scope) {
+            Ok(i) | Err(Some(i)) => {
+                self.profiles[i] = Profile {
+                    used: 1,
+                    scope_tag: tag,
+                    ..*p
+                };
                 true
             }
-            None => false,
+            Err(None) => false,
         }
     }
 
@@ -911,7 +956,9 @@ impl Shared {
                 continue;
             }
             if let Ok(slot) = self.profile_slot(class, q, s) {
-                return cfg.capped(self.profiles[slot].avg_bytes);
+                if self.profiles[slot].scope_tag == self.scope_tag(s) {
+                    return cfg.capped(self.profiles[slot].avg_bytes);
+                }
             }
         }
         cfg.capped(cfg.default_for(class))
@@ -1153,6 +1200,45 @@ mod tests {
     }
 
     #[test]
+    fn a_scope_slot_given_to_another_scope_does_not_inherit_its_profiles() {
+        let mut s = Shared::zeroed();
+        let a = s.scope(Origin::Session, &session("acme", 10)).unwrap();
+        s.learn(2, 77, a, 1000, 1);
+        // Another scope's statement moves the class's profile over every scope:
+        // 1000 + 0.3 * (5000 - 1000).
+        s.learn(2, 1, 500, 5000, 2);
+        assert_eq!(s.predict(2, 77, a), 1000.0);
+        // The slot now holds another scope (as after an eviction).
+        let other = session("other", 11);
+        s.scopes[a as usize].tenant = Name::new(&other.tenant);
+        s.scopes[a as usize].role = other.role;
+        // The old scope's query and class profiles are not its own: the class's over
+        // every scope applies.
+        assert_eq!(s.predict(2, 77, a), 2200.0);
+        assert!(s
+            .profiles
+            .iter()
+            .filter(|p| p.used != 0 && p.scope == a + 1)
+            .all(|p| !s.profile_is_current(p)));
+        // Learning starts the slot's profile over.
+        s.learn(2, 77, a, 10, 3);
+        assert_eq!(s.predict(2, 77, a), 10.0);
+    }
+
+    #[test]
+    fn a_full_probe_chain_replaces_its_least_recent_profile() {
+        let mut s = Shared::zeroed();
+        // Class profiles over every scope: one per class and query id key; fill far
+        // past the table.
+        for q in 1..=(MAX_PROFILES as u64 * 2) {
+            s.learn(2, q, 0, q, q as i64);
+        }
+        // The latest query is always learned and predicted from its own profile.
+        let last = MAX_PROFILES as u64 * 2;
+        assert_eq!(s.predict(2, last, 0), last as f64);
+    }
+
+    #[test]
     fn restored_profiles_do_not_replace_newer_ones() {
         let mut s = Shared::zeroed();
         s.learn(2, 77, 0, 1000, 1);
@@ -1161,6 +1247,7 @@ mod tests {
             class: 2,
             query_id: 77,
             scope: 1,
+            scope_tag: 0,
             count: 9,
             avg_bytes: 5.0,
             max_bytes: 7,

@@ -161,7 +161,7 @@ fn capture_profiles(s: &Shared) -> (Vec<ProfileRow>, Vec<ScopeKey>) {
     // Scope slot index -> position in `keys` (u32::MAX: not listed yet).
     let mut pos_of = vec![u32::MAX; s.scopes.len()];
     let mut rows = Vec::new();
-    for p in s.profiles.iter().filter(|p| p.used != 0) {
+    for p in s.profiles.iter().filter(|p| s.profile_is_current(p)) {
         let scope = match p.scope {
             0 => None,
             i => {
@@ -272,6 +272,7 @@ pub fn restore(s: &mut Shared, ledger: &mut Ledger, st: Option<&State>, lsn: u64
         };
         s.restore_profile(&Profile {
             used: 1,
+            scope_tag: 0,
             class: p.class,
             query_id: p.query_id,
             scope,
@@ -367,8 +368,14 @@ mod tests {
         assert!(bytes.starts_with(b"BUDGET2\n"));
         // A fresh region where other scopes exist first: the profile follows its scope.
         let mut s2 = Shared::zeroed();
-        s2.scope(Origin::Session, &SessionKey { role: 11, ..key.clone() })
-            .unwrap();
+        s2.scope(
+            Origin::Session,
+            &SessionKey {
+                role: 11,
+                ..key.clone()
+            },
+        )
+        .unwrap();
         let mut l2 = Ledger::new(Format::for_server(150_000).unwrap());
         restore(&mut s2, &mut l2, Some(&decode(&bytes).unwrap()), 100);
         let again = s2.scope(Origin::Session, &key).unwrap();

@@ -57,7 +57,10 @@ fn the_calibration_workload_reports_predicted_against_actual_wal() {
         assert!(!r[2].is_empty(), "no prediction for the step: {r:?}");
         if r[1] != "1" {
             let predicted: i64 = r[2].parse().unwrap();
-            assert!(predicted > 0, "nothing learned after the first round: {r:?}");
+            assert!(
+                predicted > 0,
+                "nothing learned after the first round: {r:?}"
+            );
         }
     }
     // The calibration removed its policy.

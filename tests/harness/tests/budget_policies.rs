@@ -43,9 +43,11 @@ fn loads(c: &Cluster) -> i64 {
 
 /// Waits until shared memory was loaded again since `before` loads.
 fn loaded_since(c: &Cluster, before: i64) {
-    c.wait_until("the policies are loaded again", Duration::from_secs(60), || {
-        loads(c) > before
-    });
+    c.wait_until(
+        "the policies are loaded again",
+        Duration::from_secs(60),
+        || loads(c) > before,
+    );
 }
 
 /// Commits a new observe policy on a role nobody uses and waits (without
@@ -103,15 +105,16 @@ impl Open {
 #[test]
 fn policy_changes_take_effect_at_commit_from_the_committed_table() {
     let c = cluster("budget_txn_policies");
-    c.exec(
-        "CREATE ROLE w LOGIN; CREATE TABLE t (id int, v text); GRANT INSERT, SELECT ON t TO w;",
-    );
+    c.exec("CREATE ROLE w LOGIN; CREATE TABLE t (id int, v text); GRANT INSERT, SELECT ON t TO w;");
 
     // A committed create is loaded (polled, no help from budget_sync).
-    let kept = c.query_one("SELECT walker.budget_create_policy('role', 'w', 1000, 1000, 'observe')");
-    c.wait_until("the committed policy is loaded", Duration::from_secs(60), || {
-        loaded(&c).contains(&kept)
-    });
+    let kept =
+        c.query_one("SELECT walker.budget_create_policy('role', 'w', 1000, 1000, 'observe')");
+    c.wait_until(
+        "the committed policy is loaded",
+        Duration::from_secs(60),
+        || loaded(&c).contains(&kept),
+    );
 
     // A create rolled back: in the table never, in shared memory never, and the role
     // it named is not governed.
@@ -132,7 +135,11 @@ fn policy_changes_take_effect_at_commit_from_the_committed_table() {
         .into_iter()
         .map(|r| r[0].clone())
         .collect();
-    assert_eq!(loaded(&c), committed, "shared memory holds the committed table");
+    assert_eq!(
+        loaded(&c),
+        committed,
+        "shared memory holds the committed table"
+    );
     assert_eq!(
         c.query_one("SELECT count(*) FROM walker.budget_buckets WHERE scope_value = 'x'"),
         "0",

@@ -22,9 +22,7 @@ fn cluster(name: &str) -> Cluster {
     c.wait_until("the policies are loaded", Duration::from_secs(30), || {
         c.query_one("SELECT policies_loaded FROM walker.budget_counters") == "t"
     });
-    c.exec(
-        "CREATE ROLE p LOGIN; CREATE TABLE t (id int, v text); GRANT INSERT, SELECT ON t TO p;",
-    );
+    c.exec("CREATE ROLE p LOGIN; CREATE TABLE t (id int, v text); GRANT INSERT, SELECT ON t TO p;");
     c
 }
 
@@ -80,9 +78,11 @@ fn wait_running(c: &Cluster) {
         c.query_one("SELECT state FROM walker.plugins WHERE name = 'budget'") == "running"
     });
     wait_caught_up(c);
-    c.wait_until("the policy is loaded again", Duration::from_secs(60), || {
-        c.query_one("SELECT count(*) FROM walker.budget_buckets") == "1"
-    });
+    c.wait_until(
+        "the policy is loaded again",
+        Duration::from_secs(60),
+        || c.query_one("SELECT count(*) FROM walker.budget_buckets") == "1",
+    );
 }
 
 #[test]
@@ -173,7 +173,10 @@ fn the_predictor_and_its_parameters_are_settings() {
         .parse()
         .unwrap();
     let predicted = insert_predicted(&c);
-    assert_eq!(predicted, class_avg as i64, "statement_class uses the class's profile");
+    assert_eq!(
+        predicted, class_avg as i64,
+        "statement_class uses the class's profile"
+    );
     // profile_ewma: the INSERT's own profile (200 rows), not the class's mix.
     set(&c, &[("budget.predictor", "profile_ewma")]);
     let own: f64 = profile(&c)[2].parse().unwrap();
@@ -190,7 +193,10 @@ fn the_predictor_and_its_parameters_are_settings() {
     .unwrap();
     let p = profile(&c);
     let (avg, max): (f64, f64) = (p[2].parse().unwrap(), p[3].parse().unwrap());
-    assert!(avg < max / 5.0, "alpha 1 keeps only the last (small) statement: {p:?}");
+    assert!(
+        avg < max / 5.0,
+        "alpha 1 keeps only the last (small) statement: {p:?}"
+    );
 
     // Invalid values are refused with the choices.
     let e = c
