@@ -13,6 +13,20 @@ use std::fmt;
 
 /// Transactions that can have an announced, uncovered change at once.
 pub const MAX_PENDING: usize = 64;
+/// Loads in a row whose snapshot had not reached an announced transaction id before
+/// the announcement is dropped. A real announcement can meet at most the loads that
+/// were already in flight when it was made (their snapshots are older).
+pub const IMPLAUSIBLE_LOADS: u32 = 3;
+
+/// One announced transaction.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Change {
+    /// Its transaction id (0: a free slot).
+    pub xid: u64,
+    /// Loads in a row whose snapshot had not reached `xid`.
+    pub unreached: u32,
+}
 
 /// A snapshot as `pg_current_snapshot()::text` writes it: `xmin:xmax:xip,...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,31 +89,39 @@ impl Snapshot {
     }
 }
 
-/// The announced transactions (0: a free slot).
-pub type Pending = [u64; MAX_PENDING];
+/// The announced transactions.
+pub type Pending = [Change; MAX_PENDING];
 
 /// Records that transaction `xid` changed the policies; false when `MAX_PENDING`
 /// other transactions are already waiting (nothing recorded).
 pub fn announce(p: &mut Pending, xid: u64) -> bool {
-    if xid == 0 || p.contains(&xid) {
+    if xid == 0 || p.iter().any(|c| c.xid == xid) {
         return true;
     }
-    match p.iter_mut().find(|x| **x == 0) {
+    match p.iter_mut().find(|c| c.xid == 0) {
         Some(slot) => {
-            *slot = xid;
+            *slot = Change { xid, unreached: 0 };
             true
         }
         None => false,
     }
 }
 
-/// Removes the announcements a load with snapshot `s` covered; how many.
+/// Removes the announcements a load with snapshot `s` covered, and those no
+/// snapshot reached [`IMPLAUSIBLE_LOADS`] times in a row; how many it covered.
 pub fn settle(p: &mut Pending, s: &Snapshot) -> usize {
     let mut n = 0;
-    for x in p.iter_mut() {
-        if *x != 0 && s.ended(*x) {
-            *x = 0;
+    for c in p.iter_mut().filter(|c| c.xid != 0) {
+        if s.ended(c.xid) {
+            *c = Change::default();
             n += 1;
+        } else if c.xid >= s.xmax {
+            c.unreached = c.unreached.saturating_add(1);
+            if c.unreached >= IMPLAUSIBLE_LOADS {
+                *c = Change::default();
+            }
+        } else {
+            c.unreached = 0;
         }
     }
     n
@@ -107,7 +129,7 @@ pub fn settle(p: &mut Pending, s: &Snapshot) -> usize {
 
 /// The announcements not covered yet, in ascending order.
 pub fn waiting(p: &Pending) -> Vec<u64> {
-    let mut v: Vec<u64> = p.iter().copied().filter(|x| *x != 0).collect();
+    let mut v: Vec<u64> = p.iter().map(|c| c.xid).filter(|x| *x != 0).collect();
     v.sort_unstable();
     v
 }
@@ -139,7 +161,7 @@ mod tests {
 
     #[test]
     fn announcements_stay_until_a_load_sees_them_ended() {
-        let mut p: Pending = [0; MAX_PENDING];
+        let mut p: Pending = [Change::default(); MAX_PENDING];
         assert!(announce(&mut p, 101));
         assert!(announce(&mut p, 101), "twice in one transaction: once");
         assert!(announce(&mut p, 103));
@@ -156,5 +178,24 @@ mod tests {
         }
         assert!(!announce(&mut p, 5000));
         assert_eq!(waiting(&p).len(), MAX_PENDING);
+    }
+
+    #[test]
+    fn an_id_no_snapshot_reaches_is_dropped_after_some_loads() {
+        let mut p: Pending = [Change::default(); MAX_PENDING];
+        // A real transaction, announced while a load with an older snapshot was in
+        // flight: that load does not reach it, the next one does.
+        announce(&mut p, 120);
+        settle(&mut p, &Snapshot::parse("100:110:").unwrap());
+        assert_eq!(waiting(&p), vec![120]);
+        settle(&mut p, &Snapshot::parse("120:125:120").unwrap());
+        assert_eq!(waiting(&p), vec![120], "still running");
+        // A bogus id far ahead of every snapshot goes after IMPLAUSIBLE_LOADS loads.
+        announce(&mut p, 1 << 40);
+        for _ in 0..IMPLAUSIBLE_LOADS {
+            assert!(waiting(&p).contains(&(1 << 40)));
+            settle(&mut p, &Snapshot::parse("120:125:120").unwrap());
+        }
+        assert_eq!(waiting(&p), vec![120]);
     }
 }

@@ -94,11 +94,13 @@ CREATE OR REPLACE FUNCTION @extschema@.budget_sync(timeout_ms integer DEFAULT 10
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
 DECLARE
     st jsonb := @extschema@.plugin_call('budget', 'policy_status', '{}')::jsonb;
-    -- The announced changes whose transactions ended before this call: committed
-    -- ones must be loaded (rolled-back ones are covered by the same load).
+    -- The announced changes whose transactions ended before this call (as this
+    -- call's snapshot sees them, the way the plugin judges a load): committed ones
+    -- must be loaded (rolled-back ones are covered by the same load).
     targets text[] := ARRAY(
         SELECT x FROM jsonb_array_elements_text(st->'waiting') AS w(x)
-        WHERE coalesce(pg_xact_status(x::xid8), 'aborted') OPERATOR(pg_catalog.<>) 'in progress');
+        WHERE x::xid8 OPERATOR(pg_catalog.<) pg_snapshot_xmax(pg_current_snapshot())
+          AND NOT x::xid8 OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()))));
     deadline timestamptz := clock_timestamp() + make_interval(secs => greatest(timeout_ms, 0) / 1000.0);
 BEGIN
     IF (st->>'changed_in_transaction')::boolean THEN

@@ -257,6 +257,15 @@ fn budget_sync_refuses_inside_the_changing_transaction() {
     assert!(e.contains("would load uncommitted changes"), "{e}");
     // Nothing of either attempt is loaded.
     c.exec("SELECT walker.budget_sync(60000)");
+    // An announcement of a transaction id no transaction has does not block
+    // budget_sync and is dropped after a few loads.
+    c.exec("SELECT walker.budget_policy_changed('{\"xid\": 999999999999}')");
+    c.exec("SELECT walker.budget_sync(60000)");
+    c.wait_until(
+        "the bogus announcement is dropped",
+        Duration::from_secs(60),
+        || c.query_one("SELECT policy_changes_waiting FROM walker.budget_counters") == "0",
+    );
     assert_eq!(
         c.query_one("SELECT count(*) FROM walker.budget_buckets"),
         "0"
