@@ -964,15 +964,25 @@ impl Shared {
         cfg.capped(cfg.default_for(class))
     }
 
-    /// What a plain read is predicted to write: its query's profile for the scope,
-    /// else the scope's own `SELECT` class profile, else 0 (never the class profile of
-    /// every scope: another scope's writing reads say nothing about this one's).
+    /// What a plain read is predicted to write: its query's profile for the scope
+    /// (with `budget.predictor = profile_ewma`), else the scope's own `SELECT` class
+    /// profile, else 0 (never the class profile of every scope: another scope's
+    /// writing reads say nothing about this one's). Capped at `budget.max_prediction`.
     pub fn predict_read(&self, class: u32, query_id: u64, scope: u32) -> f64 {
-        let own = (query_id != 0).then_some(query_id);
-        own.into_iter()
+        let cfg = self.predictor;
+        let use_query = cfg.predictor() == crate::predict::Predictor::ProfileEwma;
+        let own = (query_id != 0 && use_query).then_some(query_id);
+        let tag = self.scope_tag(scope + 1);
+        let found = own
+            .into_iter()
             .chain([0])
-            .find_map(|q| self.profile_slot(class, q, scope + 1).ok())
-            .map_or(0.0, |slot| self.profiles[slot].avg_bytes)
+            .find_map(|q| {
+                self.profile_slot(class, q, scope + 1)
+                    .ok()
+                    .filter(|i| self.profiles[*i].scope_tag == tag)
+            })
+            .map_or(0.0, |slot| self.profiles[slot].avg_bytes);
+        cfg.capped(found)
     }
 
     /// Appends a decision to the ring and counts it.
@@ -1223,6 +1233,24 @@ mod tests {
         // Learning starts the slot's profile over.
         s.learn(2, 77, a, 10, 3);
         assert_eq!(s.predict(2, 77, a), 10.0);
+    }
+
+    #[test]
+    fn reads_follow_the_predictor_settings_and_their_scope() {
+        use crate::predict::{Config, Predictor};
+        let mut s = Shared::zeroed();
+        let a = s.scope(Origin::Session, &session("acme", 10)).unwrap();
+        s.learn(1, 77, a, 100, 1);
+        s.learn(1, 78, a, 300, 2);
+        assert_eq!(s.predict_read(1, 77, a), 100.0);
+        // statement_class: the scope's SELECT profile, 100 + 0.3 * (300 - 100).
+        s.predictor = Config::new(Predictor::StatementClass, 0.3, 0, 0, 50);
+        assert_eq!(s.predict_read(1, 77, a), 50.0, "capped");
+        s.predictor.max = 0;
+        assert_eq!(s.predict_read(1, 77, a), 160.0);
+        // Another scope in the slot: nothing known about its reads.
+        s.scopes[a as usize].role = 99;
+        assert_eq!(s.predict_read(1, 77, a), 0.0);
     }
 
     #[test]
