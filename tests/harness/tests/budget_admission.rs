@@ -104,6 +104,8 @@ fn statements_that_cannot_write_run_in_debt_under_reject_and_queue() {
         c.query_one("SELECT walker.budget_create_policy('role', 'rej', 1000, 2000, 'reject')");
     let p_que =
         c.query_one("SELECT walker.budget_create_policy('role', 'que', 1000, 2000, 'queue')");
+    // Policy changes take effect once committed and loaded.
+    c.exec("SELECT walker.budget_sync(60000)");
     // Hundreds of kilobytes of debt at 1,000 bytes/s: minutes before either bucket
     // has room again.
     spend(&c, "rej", &p_rej, 3000, 100_000);
@@ -187,6 +189,7 @@ fn a_logical_message_from_a_select_is_charged_to_the_writer() {
          END $$;",
     );
     let p_w = c.query_one("SELECT walker.budget_create_policy('role', 'w', 1000, 2000, 'reject')");
+    c.exec("SELECT walker.budget_sync(60000)");
     // A read w ran before: its profile says it writes nothing.
     c.psql_as("w", "postgres", "SELECT count(*) FROM spend")
         .unwrap();
@@ -285,6 +288,7 @@ fn a_select_of_a_writing_function_is_governed() {
          END $$;",
     );
     let p_f = c.query_one("SELECT walker.budget_create_policy('role', 'f', 1000, 2000, 'reject')");
+    c.exec("SELECT walker.budget_sync(60000)");
     c.psql_as("f", "postgres", "SELECT write_rows(3000)")
         .unwrap_or_else(|e| panic!("the first call is admitted: {e}"));
     wait_caught_up(&c);
@@ -320,6 +324,7 @@ fn a_procedure_that_commits_is_admitted_per_transaction() {
          END $$;",
     );
     let p_p = c.query_one("SELECT walker.budget_create_policy('role', 'p', 1000, 2000, 'reject')");
+    c.exec("SELECT walker.budget_sync(60000)");
     // Once the walker has charged its first transactions (each step waits 0.2 s, so
     // long before step 100), the next transaction is refused and the CALL ends.
     let err = c
@@ -403,6 +408,7 @@ fn the_tenant_ends_with_the_session_and_is_bound_to_roles() {
     );
     // An exempt tenant the list does not name cannot be claimed either.
     c.exec("SELECT walker.budget_create_policy('tenant', 'vip', 1000, 1000, 'off')");
+    c.exec("SELECT walker.budget_sync(60000)");
     let e = c.psql_as("ts1", "postgres", &set("vip")).unwrap_err();
     assert!(e.contains("may not claim tenant \"vip\""), "{e}");
     // A malformed list says where.
