@@ -1,0 +1,240 @@
+//! The budget's bounds against a real server: a flood of scopes from one unprivileged
+//! role leaves other roles governed and attributed (issue 15 item 7), and a worker
+//! restarted on an error charges the records it replays to policy buckets only once
+//! (item 12). Bytes are compared with `pg_walinspect`.
+
+mod common;
+
+use common::wait_caught_up;
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+use walker_tests::Cluster;
+
+fn cluster(name: &str, plugins: &str, extra: &[(&str, &str)]) -> Cluster {
+    let mut b = Cluster::builder(name)
+        .plugins(plugins)
+        .autovacuum(false)
+        .conf("walker.naptime", "50ms")
+        .conf("compute_query_id", "on")
+        .conf("wal_keep_size", "1GB");
+    for (k, v) in extra {
+        b = b.conf(k, v);
+    }
+    let c = b.start();
+    c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_walinspect;");
+    c.wait_until("the policies are loaded", Duration::from_secs(30), || {
+        c.query_one("SELECT policies_loaded FROM walker.budget_counters") == "t"
+    });
+    c
+}
+
+/// Bytes of the records of transaction `xid` in [`from`, `to`).
+fn xid_bytes(c: &Cluster, from: &str, to: &str, xid: &str) -> i64 {
+    c.query_one(&format!(
+        "SELECT coalesce(sum(record_length), 0) FROM pg_get_wal_records_info('{from}', '{to}') WHERE xid::text = '{xid}'"
+    ))
+    .parse()
+    .unwrap()
+}
+
+fn counter(c: &Cluster, col: &str) -> i64 {
+    c.query_one(&format!("SELECT {col} FROM walker.budget_counters"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_flood_of_application_names_leaves_other_roles_governed_and_attributed() {
+    let c = cluster("bounds_flood", "budget", &[]);
+    c.exec(
+        "CREATE ROLE flood LOGIN; CREATE ROLE w LOGIN;
+         CREATE TABLE t (id int, v text); GRANT INSERT ON t TO flood, w;",
+    );
+    let policy =
+        c.query_one("SELECT walker.budget_create_policy('role', 'w', 1000, 2000, 'reject')");
+    // One unprivileged session, 1,100 application names, each with a write (each
+    // write makes a scope), as fast as psql sends them.
+    let mut flood = String::new();
+    for i in 0..1100 {
+        flood.push_str(&format!(
+            "SET application_name = 'flood_{i}'; INSERT INTO t VALUES ({i}, 'f');\n"
+        ));
+    }
+    c.psql_as("flood", "postgres", &flood).unwrap();
+    wait_caught_up(&c);
+    // Role w, from a fresh application name: its transaction is attributed exactly
+    // and charged to its policy.
+    let from = c.query_one("SELECT pg_current_wal_lsn()");
+    let xid = c
+        .psql_as(
+            "w",
+            "postgres",
+            "SET application_name = 'fresh_w_1';
+             BEGIN;
+             SELECT pg_current_xact_id();
+             INSERT INTO t SELECT g, repeat('w', 100) FROM generate_series(1, 3000) g;
+             COMMIT;",
+        )
+        .unwrap();
+    let xid = xid.trim().to_string();
+    wait_caught_up(&c);
+    let to = c.query_one("SELECT pg_current_wal_lsn()");
+    let want = xid_bytes(&c, &from, &to, &xid);
+    assert!(want > 100_000, "the write is in the WAL ({want})");
+    c.wait_until("w's scope is charged", Duration::from_secs(30), || {
+        c.query_one(
+            "SELECT coalesce(sum(bytes), 0) FROM walker.budget_scopes WHERE role_name = 'w' AND application = 'fresh_w_1'",
+        ) == want.to_string()
+    });
+    c.wait_until("w's bucket is in debt", Duration::from_secs(30), || {
+        c.query_one(&format!(
+            "SELECT tokens < -100000 FROM walker.budget_buckets WHERE policy_id = {policy}"
+        )) == "t"
+    });
+    // Another fresh name: the reject policy refuses it.
+    let err = c
+        .psql_as(
+            "w",
+            "postgres",
+            "\\set VERBOSITY verbose\nSET application_name = 'fresh_w_2';\nINSERT INTO t VALUES (1, 'x')",
+        )
+        .expect_err("refused while over budget");
+    assert!(err.contains("WB001"), "{err}");
+    let rows = c.query("SELECT count(*) FROM t WHERE v = 'x'");
+    assert_eq!(rows[0][0], "0");
+    // What the flood cost is counted.
+    let evicted = counter(&c, "scopes_evicted");
+    assert!(evicted >= 1, "the flood evicted scopes ({evicted})");
+    let flood_scopes: i64 = c
+        .query_one("SELECT count(*) FROM walker.budget_scopes WHERE role_name = 'flood'")
+        .parse()
+        .unwrap();
+    assert!(
+        flood_scopes <= 256,
+        "one role keeps at most its bound of scopes ({flood_scopes})"
+    );
+    let folded: i64 = c
+        .query_one(
+            "SELECT coalesce(sum(bytes), 0) FROM walker.budget_scopes WHERE origin = 'evicted'",
+        )
+        .parse()
+        .unwrap();
+    assert!(folded > 0, "evicted totals are folded into the evicted scope");
+}
+
+/// A psql session kept open (its transaction stays in progress across a worker
+/// restart).
+struct OpenSession {
+    child: std::process::Child,
+}
+
+impl OpenSession {
+    fn start(c: &Cluster, user: &str) -> OpenSession {
+        let child = walker_tests::client_command("psql", c.port(), user)
+            .args(["-X", "-q", "-d", "postgres", "-v", "ON_ERROR_STOP=1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        OpenSession { child }
+    }
+
+    fn send(&mut self, sql: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(sql.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn finish(mut self) {
+        drop(self.child.stdin.take());
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "the open session ended with {st}");
+    }
+}
+
+#[test]
+fn records_replayed_after_a_worker_error_are_charged_to_buckets_once() {
+    // Snapshots only at checkpoints: the worker's error restart replays from the one
+    // taken below.
+    let c = cluster(
+        "bounds_replay",
+        "rmgr_stats,budget",
+        &[("walker.snapshot_interval", "0")],
+    );
+    c.exec(
+        "CREATE ROLE w LOGIN; CREATE TABLE t (id int, v text); GRANT INSERT ON t TO w;",
+    );
+    // Observe: never blocks, charges every byte.
+    let policy = c.query_one(
+        "SELECT walker.budget_create_policy('role', 'w', 1000000000, 1000000000, 'observe')",
+    );
+    wait_caught_up(&c);
+    c.exec("CHECKPOINT");
+    let target = c.query_one("SELECT pg_current_wal_flush_lsn()");
+    c.wait_until("budget saves a snapshot", Duration::from_secs(60), || {
+        c.query_one(&format!(
+            "SELECT snapshot_lsn >= '{target}'::pg_lsn FROM walker.plugins WHERE name = 'budget'"
+        )) == "t"
+    });
+    let charged = || -> i64 {
+        c.query_one(&format!(
+            "SELECT charged_bytes FROM walker.budget_buckets WHERE policy_id = {policy}"
+        ))
+        .parse()
+        .unwrap()
+    };
+    let before = charged();
+    let from = c.query_one("SELECT pg_current_wal_lsn()");
+    // A transaction of w stays open across the restart; two statements, so the
+    // walker charges its records while it is open.
+    let mut s = OpenSession::start(&c, "w");
+    s.send("BEGIN; INSERT INTO t SELECT g, repeat('a', 100) FROM generate_series(1, 2000) g;");
+    s.send("INSERT INTO t SELECT g, repeat('b', 100) FROM generate_series(1, 2000) g;");
+    s.send("SELECT 'inserted';");
+    c.wait_until("the open transaction wrote", Duration::from_secs(30), || {
+        c.query_one("SELECT count(*) FROM pg_stat_activity WHERE usename = 'w' AND state = 'idle in transaction' AND backend_xid IS NOT NULL") == "1"
+    });
+    let xid = c.query_one("SELECT backend_xid FROM pg_stat_activity WHERE usename = 'w'");
+    wait_caught_up(&c);
+    c.wait_until("the open transaction is charged", Duration::from_secs(30), || {
+        charged() > before + 100_000
+    });
+    // The worker stops on an error (no snapshot) and restarts from the checkpoint's.
+    let first = c.query_one("SELECT pid FROM walker.status");
+    c.set_conf("walker.debug_error_holding_lock", "rmgr_stats");
+    c.reload();
+    c.wait_until("the worker restarted", Duration::from_secs(60), || {
+        let p = c.query_one("SELECT coalesce(pid::text, '') FROM walker.status");
+        !p.is_empty() && p != first
+    });
+    assert!(c.server_log().contains("injected ERROR"));
+    assert_eq!(
+        c.query_one("SELECT start FROM walker.plugins WHERE name = 'budget'")
+            .starts_with("restored the snapshot"),
+        true
+    );
+    s.send("COMMIT;");
+    s.finish();
+    wait_caught_up(&c);
+    let to = c.query_one("SELECT pg_current_wal_lsn()");
+    let want = xid_bytes(&c, &from, &to, &xid);
+    assert!(want > 200_000, "the transaction is in the WAL ({want})");
+    c.wait_until("the commit is charged", Duration::from_secs(30), || {
+        c.query_one("SELECT count(*) FROM walker.budget_scopes WHERE role_name = 'w' AND transactions > 0") == "1"
+    });
+    assert_eq!(
+        charged() - before,
+        want,
+        "the bucket is charged the transaction's WAL once (pg_walinspect), after a replay"
+    );
+    assert_eq!(
+        c.query_one("SELECT bytes FROM walker.budget_scopes WHERE role_name = 'w'")
+            .parse::<i64>()
+            .unwrap(),
+        want,
+        "the scope's total, restored from the snapshot and replayed, is exact too"
+    );
+}
