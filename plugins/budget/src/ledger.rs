@@ -14,13 +14,30 @@
 //! - Totals per database and per relation follow one documented rule: a record counts
 //!   whole for the relation (and database) of its first block reference (the lowest
 //!   block id), and under "no relation" when it has none.
+//!
+//! Bounds (each overflow counted in the shared counters):
+//! - at most [`MAX_PENDING`] transactions pending: a record of one more goes at once
+//!   to its database's unattributed scope (`pending_full`);
+//! - at most [`MAX_ENDED`] ended transactions waiting for their backend, in a queue
+//!   ordered by deadline: when it is full the oldest is settled early, to its scope
+//!   if published by then, else to the unattributed scope (`ended_full`). Settling
+//!   looks only at the front of the queue, so each record costs the same whatever
+//!   waits behind it;
+//! - records the walker side reads again after its worker restarted (up to
+//!   `charged_lsn`) are charged to scopes (whose totals came from the snapshot) but
+//!   not to policy buckets, which kept their charges: a bucket is charged once per
+//!   record.
 
-use crate::shm::{Shared, Totals};
-use std::collections::HashMap;
+use crate::shm::{Shared, Totals, XidEntry};
+use std::collections::{HashMap, VecDeque};
 use walker_decode::{decode, oldest_running_xid, Event, Format, Rec};
 
 /// How long an ended transaction nobody published waits for its backend (µs).
 pub const GRACE_MICROS: i64 = 2_000_000;
+/// Transactions whose records wait for their backend's publication, at most.
+pub const MAX_PENDING: usize = 65_536;
+/// Ended transactions waiting for their backend's publication, at most.
+pub const MAX_ENDED: usize = 16_384;
 
 /// A record as the ledger needs it.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +98,8 @@ struct Ended {
 pub struct Ledger {
     format: Format,
     pending: HashMap<u32, Pending>,
-    ended: Vec<Ended>,
+    /// Ordered by deadline (each gets now + the grace, in the order read).
+    ended: VecDeque<Ended>,
     backgrounds: HashMap<u32, u32>,
 }
 
@@ -104,7 +122,7 @@ impl Ledger {
         Ledger {
             format,
             pending: HashMap::new(),
-            ended: Vec::new(),
+            ended: VecDeque::new(),
             backgrounds: HashMap::new(),
         }
     }
@@ -148,7 +166,7 @@ impl Ledger {
                     );
                 }
             } else {
-                self.ended.push(Ended {
+                self.ended.push_back(Ended {
                     xids: p.xids.clone(),
                     totals,
                     database: p.database,
@@ -157,6 +175,7 @@ impl Ledger {
                 });
             }
         }
+        self.ended.make_contiguous().sort_by_key(|e| e.deadline);
     }
 
     /// Forgets everything not yet charged (after the shared totals were replaced).
@@ -213,6 +232,8 @@ impl Ledger {
 
     /// Charges one record.
     pub fn record(&mut self, s: &mut Shared, e: &Entry<'_>, now: i64) {
+        // Read before (the worker restarted and replays): the buckets have it.
+        let buckets = e.end_lsn > s.charged_lsn;
         s.counters.total.add_record(e.bytes, e.fpi);
         s.rmgrs[e.rmid as usize].add_record(e.bytes, e.fpi);
         s.add_relation_record(e.first_block, e.bytes, e.fpi);
@@ -226,16 +247,21 @@ impl Ledger {
                 let rest = s.settle_claim(&this);
                 if rest.records > 0 || rest.bytes > 0 {
                     let scope = self.background(s, database);
-                    s.charge_scope(scope, &rest, 0, now);
+                    s.charge(scope, None, &rest, 0, now, buckets);
                 }
             }
-            Kind::Plain(xid) => match s.xid_scope(xid) {
-                Some((scope, _)) => {
+            Kind::Plain(xid) => match s.xid_entry(xid) {
+                Some(m) => {
                     let mut t = this;
                     if let Some(p) = self.take_pending(s, xid) {
                         t.add(&p.totals);
                     }
-                    s.charge_scope(scope, &t, 0, now);
+                    s.charge(m.scope, Some(&m), &t, 0, now, buckets);
+                }
+                None if !self.pending.contains_key(&xid) && self.pending.len() >= MAX_PENDING => {
+                    s.counters.pending_full = s.counters.pending_full.saturating_add(1);
+                    let scope = s.unattributed_scope(database);
+                    s.charge(scope, None, &this, 0, now, buckets);
                 }
                 None => {
                     let p = self.pending.entry(xid).or_default();
@@ -262,18 +288,28 @@ impl Ledger {
                     }
                 }
                 let transactions = u64::from(!still_open);
-                match s.xid_scope(xid) {
-                    Some((scope, _)) => {
-                        s.charge_scope(scope, &t, transactions, now);
+                match s.xid_entry(xid) {
+                    Some(m) => {
+                        s.charge(m.scope, Some(&m), &t, transactions, now, buckets);
                         if !still_open {
                             s.unmap_xid(xid);
+                            // Aborted subtransactions the backend published.
+                            for x in &subxacts {
+                                s.unmap_xid(*x);
+                            }
                         }
                     }
                     None => {
                         s.counters.pending_bytes = s.counters.pending_bytes.saturating_add(t.bytes);
                         let mut xids = vec![xid];
                         xids.extend(subxacts);
-                        self.ended.push(Ended {
+                        if self.ended.len() >= MAX_ENDED {
+                            s.counters.ended_full = s.counters.ended_full.saturating_add(1);
+                            if let Some(oldest) = self.ended.pop_front() {
+                                self.settle_one(s, oldest, None, now, buckets);
+                            }
+                        }
+                        self.ended.push_back(Ended {
                             xids,
                             totals: t,
                             database: db,
@@ -285,35 +321,67 @@ impl Ledger {
             }
         }
         if let Some(oldest) = oldest_running_xid(e.rmid, e.info, e.main) {
-            self.forget_before(s, oldest, now);
+            self.forget_before(s, oldest, now, buckets);
         }
-        self.settle(s, now);
+        self.settle_queue(s, now, buckets);
         s.as_of_lsn = e.end_lsn;
+        if buckets {
+            s.charged_lsn = e.end_lsn;
+        }
     }
 
     /// Charges ended transactions whose backend published them since, and those
-    /// whose grace ran out to the unattributed scope.
+    /// whose grace ran out to the unattributed scope (between records: the buckets
+    /// are charged unless the walker side is still reading records again).
     pub fn settle(&mut self, s: &mut Shared, now: i64) {
-        if self.ended.is_empty() {
-            return;
+        let buckets = s.as_of_lsn >= s.charged_lsn;
+        self.settle_queue(s, now, buckets);
+    }
+
+    /// Settles from the front of the queue while the front is published or out of
+    /// grace; stops at the first that is neither (amortised O(1) per call: each
+    /// transaction leaves the queue once, and one more is looked at).
+    fn settle_queue(&mut self, s: &mut Shared, now: i64, buckets: bool) {
+        while let Some(front) = self.ended.front() {
+            // The backend publishes the xid the end record names (the top-level
+            // transaction, or the aborted subtransaction).
+            let found = s.xid_entry(front.xids[0]);
+            if found.is_none() && now < front.deadline {
+                return;
+            }
+            if let Some(t) = self.ended.pop_front() {
+                self.settle_one(s, t, found, now, buckets);
+            }
         }
-        let ended = std::mem::take(&mut self.ended);
-        for t in ended {
-            let found = t.xids.iter().find_map(|x| s.xid_scope(*x));
-            let scope = match found {
-                Some((scope, _)) => scope,
-                None if now >= t.deadline => s.unattributed_transaction(t.database),
-                None => {
-                    self.ended.push(t);
-                    continue;
-                }
-            };
-            s.counters.pending_bytes = s.counters.pending_bytes.saturating_sub(t.totals.bytes);
-            s.charge_scope(scope, &t.totals, t.transactions, now);
-            if t.transactions > 0 {
-                for x in &t.xids {
-                    s.unmap_xid(*x);
-                }
+    }
+
+    /// Charges one ended transaction: to the scope it was published for (`found`, or
+    /// looked up now), else to its database's unattributed scope.
+    fn settle_one(
+        &mut self,
+        s: &mut Shared,
+        t: Ended,
+        found: Option<XidEntry>,
+        now: i64,
+        buckets: bool,
+    ) {
+        let found = found.or_else(|| s.xid_entry(t.xids[0]));
+        let scope = match &found {
+            Some(m) => m.scope,
+            None => s.unattributed_transaction(t.database),
+        };
+        s.counters.pending_bytes = s.counters.pending_bytes.saturating_sub(t.totals.bytes);
+        s.charge(
+            scope,
+            found.as_ref(),
+            &t.totals,
+            t.transactions,
+            now,
+            buckets,
+        );
+        if t.transactions > 0 {
+            for x in &t.xids {
+                s.unmap_xid(*x);
             }
         }
     }
@@ -321,7 +389,7 @@ impl Ledger {
     /// Every transaction before `oldest` ended: what is still pending of them (a
     /// crash left no end record) goes to the unattributed scopes, and their mappings
     /// are dropped.
-    fn forget_before(&mut self, s: &mut Shared, oldest: u32, now: i64) {
+    fn forget_before(&mut self, s: &mut Shared, oldest: u32, now: i64, buckets: bool) {
         let old: Vec<u32> = self
             .pending
             .keys()
@@ -330,11 +398,12 @@ impl Ledger {
             .collect();
         for x in old {
             if let Some(p) = self.take_pending(s, x) {
-                let scope = match s.xid_scope(x) {
-                    Some((sc, _)) => sc,
+                let found = s.xid_entry(x);
+                let scope = match &found {
+                    Some(m) => m.scope,
                     None => s.unattributed_transaction(p.database),
                 };
-                s.charge_scope(scope, &p.totals, 1, now);
+                s.charge(scope, found.as_ref(), &p.totals, 1, now, buckets);
             }
         }
         s.forget_xids_before(oldest);
@@ -487,5 +556,128 @@ mod tests {
         let un = s.unattributed_scope(5);
         assert_eq!(s.scopes[un as usize].totals.bytes, 500);
         assert_eq!(s.counters.pending_bytes, 0);
+    }
+
+    fn at(mut e: Entry<'static>, lsn: u64) -> Entry<'static> {
+        e.end_lsn = lsn;
+        e
+    }
+
+    fn reject_role(role: &str) -> crate::policy::Policy {
+        crate::policy::Policy::from_spec(&crate::policy::PolicySpec {
+            id: 1,
+            scope_kind: "role".into(),
+            scope_value: role.into(),
+            rate_bytes_per_sec: 1,
+            burst_bytes: 1_000_000,
+            mode: "reject".into(),
+            priority: 0,
+            enabled: true,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn records_read_again_after_a_restart_reach_the_scope_but_not_the_bucket_again() {
+        let mut s = Shared::zeroed();
+        let mut l = ledger();
+        s.load_policies(&[reject_role("w")], 0);
+        let k = SessionKey {
+            role: 10,
+            role_name: "w".into(),
+            database: 5,
+            ..SessionKey::default()
+        };
+        let scope = s.scope(Origin::Session, &k).unwrap();
+        s.map_xid(100, scope, 0);
+        let rel = Some((1663, 5, 1));
+        l.record(&mut s, &at(plain(100, 300, rel), 1000), 0);
+        // Snapshot here (as of 1000), then two more records before the worker fails.
+        let snap = crate::snapshot::capture(&s, &l);
+        l.record(&mut s, &at(plain(100, 200, rel), 2000), 0);
+        l.record(&mut s, &at(plain(100, 100, rel), 3000), 0);
+        assert_eq!(s.policies[0].charged.bytes, 600);
+        // The worker restarts: totals from the snapshot, the two records again, then
+        // a new one.
+        crate::snapshot::restore(&mut s, &mut l, Some(&snap), 1000);
+        assert_eq!(s.scopes[scope as usize].totals.bytes, 300);
+        l.settle(&mut s, 0);
+        l.record(&mut s, &at(plain(100, 200, rel), 2000), 0);
+        l.record(&mut s, &at(plain(100, 100, rel), 3000), 0);
+        l.record(&mut s, &at(plain(100, 50, rel), 4000), 0);
+        // Scope: 300 + 200 + 100 + 50; bucket and policy: each record once.
+        assert_eq!(s.scopes[scope as usize].totals.bytes, 650);
+        assert_eq!(s.policies[0].charged.bytes, 650);
+        assert_eq!(s.policies[0].bucket.tokens, 1_000_000.0 - 650.0);
+        assert_eq!(s.charged_lsn, 4000);
+    }
+
+    #[test]
+    fn the_pending_table_is_bounded_and_its_overflow_goes_unattributed_at_once() {
+        let mut s = Shared::zeroed();
+        let mut l = ledger();
+        let rel = Some((1663, 5, 1));
+        for x in 0..MAX_PENDING as u32 {
+            l.record(&mut s, &plain(1000 + x, 10, rel), 0);
+        }
+        assert_eq!(s.counters.pending_bytes, MAX_PENDING as u64 * 10);
+        // One more transaction: not held; a known one still is.
+        l.record(&mut s, &plain(900_000, 7, rel), 0);
+        l.record(&mut s, &plain(1000, 10, rel), 0);
+        assert_eq!(s.counters.pending_full, 1);
+        assert_eq!(s.counters.pending_bytes, MAX_PENDING as u64 * 10 + 10);
+        let un = s.unattributed_scope(5);
+        assert_eq!(s.scopes[un as usize].totals.bytes, 7);
+    }
+
+    #[test]
+    fn ended_transactions_leave_in_deadline_order_and_the_queue_is_bounded() {
+        let mut s = Shared::zeroed();
+        let mut l = ledger();
+        let scope = s.scope(Origin::Session, &key(10)).unwrap();
+        // Three aborts nobody published yet, at t = 0, 1, 2 (µs).
+        let ends: Vec<_> = (0..3u32).map(|i| commit(300 + i, &[], 100)).collect();
+        for (t, c) in ends.iter().enumerate() {
+            l.record(&mut s, &end_entry(c, true), t as i64);
+        }
+        assert_eq!(s.counters.pending_bytes, 300);
+        // 301 is published: it waits behind 300 (the front) until 300 leaves.
+        s.map_xid(301, scope, 0);
+        l.settle(&mut s, 10);
+        assert_eq!(s.scopes[scope as usize].totals.bytes, 0);
+        s.map_xid(300, scope, 0);
+        l.settle(&mut s, 10);
+        assert_eq!(s.scopes[scope as usize].totals.bytes, 200);
+        assert_eq!((s.xid_scope(300), s.xid_scope(301)), (None, None));
+        // 302's grace ends at 2 + GRACE: unattributed then.
+        l.settle(&mut s, 1 + GRACE_MICROS);
+        assert_eq!(s.counters.pending_bytes, 100);
+        l.settle(&mut s, 2 + GRACE_MICROS);
+        assert_eq!(s.counters.pending_bytes, 0);
+        assert_eq!(s.counters.unattributed_transactions, 1);
+        // A full queue settles its oldest early.
+        let mut l = ledger();
+        let many: Vec<_> = (0..MAX_ENDED as u32 + 2)
+            .map(|i| commit(10_000 + i, &[], 1))
+            .collect();
+        for c in &many {
+            l.record(&mut s, &end_entry(c, false), 0);
+        }
+        assert_eq!(l.ended.len(), MAX_ENDED);
+        assert_eq!(s.counters.ended_full, 2);
+        assert_eq!(s.counters.pending_bytes, MAX_ENDED as u64);
+    }
+
+    #[test]
+    fn an_end_record_unmaps_every_xid_it_names() {
+        let mut s = Shared::zeroed();
+        let mut l = ledger();
+        let scope = s.scope(Origin::Session, &key(10)).unwrap();
+        s.map_xid(500, scope, 0);
+        s.map_xid(501, scope, 0);
+        let c = commit(500, &[501], 40);
+        l.record(&mut s, &end_entry(&c, false), 0);
+        assert_eq!(s.n_xids, 0);
+        assert_eq!(s.scopes[scope as usize].xids, 0);
     }
 }

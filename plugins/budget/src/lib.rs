@@ -26,6 +26,7 @@ pub mod policy;
 pub mod policy_sql;
 pub mod predict;
 pub mod report;
+pub mod scope_table;
 pub mod session;
 pub mod shm;
 pub mod snapshot;

@@ -190,6 +190,9 @@ pub fn views() -> Vec<walker_abi::ViewDef> {
                     ("mapped_transactions", T::INT8),
                     ("xid_map_full", T::INT8),
                     ("scopes_full", T::INT8),
+                    ("scopes_evicted", T::INT8),
+                    ("pending_full", T::INT8),
+                    ("ended_full", T::INT8),
                     ("unattributed_transactions", T::INT8),
                     ("policies", T::INT8),
                     ("policies_loaded", T::BOOL),
@@ -409,6 +412,9 @@ pub fn rows(s: &Shared, view: usize, rmgr_name: &dyn Fn(u8) -> String) -> Vec<Ve
                 n(s.n_xids as u64),
                 n(c.xid_map_full),
                 n(c.scopes_full),
+                n(c.scopes_evicted),
+                n(c.pending_full),
+                n(c.ended_full),
                 n(c.unattributed_transactions),
                 n(s.n_policies as u64),
                 Cell::Bool(s.policies_loaded != 0),
@@ -456,6 +462,24 @@ pub fn metrics(s: &Shared) -> String {
             "walker_budget_statements_total",
             &[("action", name)],
             c.actions[a as usize] as f64,
+        );
+    }
+    w.family(
+        "walker_budget_overflows_total",
+        "counter",
+        "What did not fit a bounded table: xid_map_full (transactions not mapped), scopes_full (sessions without a scope slot), scopes_evicted (scopes folded into an evicted scope), pending_full (records charged unattributed at once), ended_full (ended transactions settled before their grace).",
+    );
+    for (what, v) in [
+        ("xid_map_full", c.xid_map_full),
+        ("scopes_full", c.scopes_full),
+        ("scopes_evicted", c.scopes_evicted),
+        ("pending_full", c.pending_full),
+        ("ended_full", c.ended_full),
+    ] {
+        w.sample(
+            "walker_budget_overflows_total",
+            &[("table", what)],
+            v as f64,
         );
     }
     w.family(

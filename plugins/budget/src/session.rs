@@ -7,8 +7,8 @@
 use crate::bucket::{decide, Action};
 use crate::shm::{Decision, Origin, SessionKey, Shared, Totals};
 use walker_abi::{
-    BackendEvent, Rejection, WalkerBackendEventKind as Kind, WalkerBackendType,
-    WalkerSessionReset, WalkerStatementKind,
+    BackendEvent, Rejection, WalkerBackendEventKind as Kind, WalkerBackendType, WalkerSessionReset,
+    WalkerStatementKind,
 };
 
 /// SQLSTATE of a statement refused by a reject policy.
@@ -66,8 +66,9 @@ pub struct Session {
     pub role: Option<(u32, String)>,
     running: Option<Running>,
     published: Vec<u32>,
-    /// The last scope looked up, so most statements skip the scope table's scan.
-    cached: Option<(SessionKey, u32)>,
+    /// The last scope looked up (key, slot, the slot's generation), so most
+    /// statements skip the scope table's index.
+    cached: Option<(SessionKey, u32, u32)>,
 }
 
 /// What a statement start comes to, once the lock is released.
@@ -126,23 +127,23 @@ fn key(tenant: &str, e: &BackendEvent<'_>) -> SessionKey {
 }
 
 impl Session {
-    /// The scope of this session now; `None` when the scope table is full.
-    fn scope(&mut self, s: &mut Shared, e: &BackendEvent<'_>) -> Option<u32> {
+    /// The scope of this session now (its database's evicted scope when no slot
+    /// could be freed for it), with the session's key.
+    fn scope(&mut self, s: &mut Shared, e: &BackendEvent<'_>) -> (u32, SessionKey) {
         let k = key(&self.tenant, e);
-        if let Some((ck, i)) = &self.cached {
-            let slot = &s.scopes[*i as usize];
-            if *ck == k && slot.origin == Origin::Session as u32 && slot.role == k.role {
-                return Some(*i);
+        if let Some((ck, i, gen)) = &self.cached {
+            if *ck == k && s.scope_still(*i, *gen) {
+                return (*i, k);
             }
         }
         match s.scope(Origin::Session, &k) {
             Some(i) => {
-                self.cached = Some((k, i));
-                Some(i)
+                self.cached = Some((k.clone(), i, s.scopes[i as usize].gen));
+                (i, k)
             }
             None => {
                 s.counters.scopes_full = s.counters.scopes_full.saturating_add(1);
-                None
+                (s.evicted_scope(k.database), k)
             }
         }
     }
@@ -154,10 +155,9 @@ impl Session {
         if xid == 0 || self.published.contains(&xid) {
             return;
         }
-        let Some(scope) = self.scope(s, e) else {
-            return;
-        };
-        if s.map_xid(xid, scope, e.query_id) {
+        let (scope, k) = self.scope(s, e);
+        let policy = s.policy_for(scope, &k);
+        if s.map_xid_with(xid, scope, e.query_id, policy) {
             self.published.push(xid);
         }
     }
@@ -204,7 +204,10 @@ impl Session {
         }
         if e.kind == Kind::STATEMENT_START
             && e.nesting_level == 0
-            && self.role.as_ref().is_none_or(|r| r.0 != e.role || r.1 != e.role_name)
+            && self
+                .role
+                .as_ref()
+                .is_none_or(|r| r.0 != e.role || r.1 != e.role_name)
         {
             self.role = Some((e.role, e.role_name.to_string()));
         }
@@ -278,9 +281,7 @@ impl Session {
             // The previous statement ended in an error without an end event.
             release(s, &r);
         }
-        let Some(scope) = self.scope(s, e) else {
-            return Verdict::Go;
-        };
+        let (scope, _) = self.scope(s, e);
         self.running = Some(Running {
             wal_bytes: e.wal_bytes,
             wal_records: e.wal_records,
@@ -308,7 +309,7 @@ impl Session {
             return Verdict::Go;
         };
         let policy = if cfg.enabled && governed(e) {
-            s.policy_of(scope)
+            s.policy_for(scope, &key(&self.tenant, e))
         } else {
             None
         };
@@ -358,7 +359,7 @@ impl Session {
             Action::Reject => {
                 s.record_decision(decision, Some(p));
                 self.running = None;
-                let who = s.scopes[scope as usize].who();
+                let who = key(&self.tenant, e).who();
                 let slot = &s.policies[p];
                 Verdict::Refuse(Rejection {
                     sqlstate: SQLSTATE_REJECTED,
@@ -783,8 +784,20 @@ mod tests {
         s.borrow_mut().load_policies(&[policy("reject")], 0);
         let clock = Cell::new(1_000_000);
         let mut sess = Session::default();
-        run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
-        run(&mut sess, &s, &event(Kind::STATEMENT_END, 0, 0), &clock, None);
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_START, 0, 0),
+            &clock,
+            None,
+        );
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_END, 0, 0),
+            &clock,
+            None,
+        );
         s.borrow_mut().policies[0].bucket.charge(debt + 2000);
         (s, sess, clock)
     }
@@ -810,10 +823,19 @@ mod tests {
             ..event(Kind::STATEMENT_START, 0, 0)
         };
         assert!(!sess.wants(&set));
-        assert_eq!(run(&mut sess, &s, &set, &clock, None), walker_abi::Admission::Proceed);
+        assert_eq!(
+            run(&mut sess, &s, &set, &clock, None),
+            walker_abi::Admission::Proceed
+        );
         // A write is still refused.
         assert!(matches!(
-            run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None),
+            run(
+                &mut sess,
+                &s,
+                &event(Kind::STATEMENT_START, 0, 0),
+                &clock,
+                None
+            ),
             walker_abi::Admission::Reject(_)
         ));
     }
@@ -826,10 +848,34 @@ mod tests {
         let mut sess = Session::default();
         // Query 1 read nothing; query 2 wrote 5000 bytes without an xid (a logical
         // message): claimed at once, which puts the bucket in debt.
-        run(&mut sess, &s, &select(Kind::STATEMENT_START, 1, 0), &clock, None);
-        run(&mut sess, &s, &select(Kind::STATEMENT_END, 1, 0), &clock, None);
-        run(&mut sess, &s, &select(Kind::STATEMENT_START, 2, 0), &clock, None);
-        run(&mut sess, &s, &select(Kind::STATEMENT_END, 2, 5000), &clock, None);
+        run(
+            &mut sess,
+            &s,
+            &select(Kind::STATEMENT_START, 1, 0),
+            &clock,
+            None,
+        );
+        run(
+            &mut sess,
+            &s,
+            &select(Kind::STATEMENT_END, 1, 0),
+            &clock,
+            None,
+        );
+        run(
+            &mut sess,
+            &s,
+            &select(Kind::STATEMENT_START, 2, 0),
+            &clock,
+            None,
+        );
+        run(
+            &mut sess,
+            &s,
+            &select(Kind::STATEMENT_END, 2, 5000),
+            &clock,
+            None,
+        );
         {
             let sh = s.borrow();
             assert_eq!(sh.policies[0].bucket.tokens, -3000.0);
@@ -838,18 +884,48 @@ mod tests {
             assert_eq!(scope, None);
         }
         assert_eq!(
-            run(&mut sess, &s, &select(Kind::STATEMENT_START, 1, 5000), &clock, None),
+            run(
+                &mut sess,
+                &s,
+                &select(Kind::STATEMENT_START, 1, 5000),
+                &clock,
+                None
+            ),
             walker_abi::Admission::Proceed
         );
-        run(&mut sess, &s, &select(Kind::STATEMENT_END, 1, 5000), &clock, None);
+        run(
+            &mut sess,
+            &s,
+            &select(Kind::STATEMENT_END, 1, 5000),
+            &clock,
+            None,
+        );
         assert!(matches!(
-            run(&mut sess, &s, &select(Kind::STATEMENT_START, 2, 5000), &clock, None),
+            run(
+                &mut sess,
+                &s,
+                &select(Kind::STATEMENT_START, 2, 5000),
+                &clock,
+                None
+            ),
             walker_abi::Admission::Reject(_)
         ));
         // A statement with an xid claims nothing: its records are charged by xid.
         let before = s.borrow().counters.claimed;
-        run(&mut sess, &s, &select(Kind::STATEMENT_START, 1, 5000), &clock, None);
-        run(&mut sess, &s, &event(Kind::STATEMENT_END, 900, 9000), &clock, None);
+        run(
+            &mut sess,
+            &s,
+            &select(Kind::STATEMENT_START, 1, 5000),
+            &clock,
+            None,
+        );
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_END, 900, 9000),
+            &clock,
+            None,
+        );
         assert_eq!(s.borrow().counters.claimed, before);
     }
 
@@ -868,7 +944,10 @@ mod tests {
             nesting_level: 1,
             ..event(kind, xid, 0)
         };
-        assert_eq!(run(&mut sess, &s, &call, &clock, None), walker_abi::Admission::Proceed);
+        assert_eq!(
+            run(&mut sess, &s, &call, &clock, None),
+            walker_abi::Admission::Proceed
+        );
         // Inside the CALL: nested statements of the first transaction are not asked.
         assert!(!sess.wants(&nested(Kind::STATEMENT_START, 0)));
         run(&mut sess, &s, &nested(Kind::PRE_COMMIT, 800), &clock, None);
@@ -880,11 +959,20 @@ mod tests {
             nesting_level: 1,
             ..select(Kind::STATEMENT_START, 1, 0)
         };
-        assert_eq!(run(&mut sess, &s, &read, &clock, None), walker_abi::Admission::Proceed);
+        assert_eq!(
+            run(&mut sess, &s, &read, &clock, None),
+            walker_abi::Admission::Proceed
+        );
         // ... for its first write, which is refused.
         assert!(sess.wants(&nested(Kind::STATEMENT_START, 0)));
         assert!(matches!(
-            run(&mut sess, &s, &nested(Kind::STATEMENT_START, 0), &clock, None),
+            run(
+                &mut sess,
+                &s,
+                &nested(Kind::STATEMENT_START, 0),
+                &clock,
+                None
+            ),
             walker_abi::Admission::Reject(_)
         ));
     }
@@ -913,4 +1001,3 @@ mod tests {
         }
     }
 }
-

@@ -4,9 +4,11 @@
 //! server.
 //!
 //! - `scopes`: who wrote WAL (tenant, role, database, application, or a background,
-//!   cluster or unattributed scope) with their exact totals.
-//! - `xids`: top-level transaction id → scope, published by the backend that owns the
-//!   transaction, removed when the walker side reads its commit or abort record.
+//!   cluster, unattributed or evicted scope) with their exact totals, found through a
+//!   hash index and evicted least-recently-used (see [`crate::scope_table`]).
+//! - `xids`: top-level transaction id → scope (and the policy that governed the
+//!   session), published by the backend that owns the transaction, removed when the
+//!   walker side reads its commit or abort record.
 //! - `policies`: the loaded policies with their token buckets and counters.
 //! - `dbs`, `rels`, `rmgrs`: totals per database, relation and resource manager.
 //! - `profiles`: each query id's (and statement class's) typical WAL per statement.
@@ -15,8 +17,19 @@
 use crate::bucket::{Action, Bucket};
 use crate::policy::{Mode, Policy, ScopeKind, Who, NAME_BYTES};
 
-/// Scopes kept.
+/// Scopes kept. When the table is full, a new scope takes the place of the session
+/// scope used least recently, whose totals are folded into its database's evicted scope.
 pub const MAX_SCOPES: usize = 1024;
+/// Session scopes one role keeps at most: its next new scope evicts its own least
+/// recently used one, so no role can push other roles' scopes out.
+pub const MAX_SCOPES_PER_ROLE: usize = 128;
+/// Slots of the scope table's hash index (twice the scopes, so probe chains stay short).
+pub const SCOPE_INDEX: usize = 2 * MAX_SCOPES;
+/// Slots of the table of roles with session scopes (a role leaves it with its last scope).
+pub const ROLE_SLOTS: usize = 2 * MAX_SCOPES;
+/// Scopes looked at from the least recently used end for one that can be evicted
+/// (a scope with transactions in the transaction map cannot be).
+pub const EVICT_PROBES: usize = 32;
 /// Transactions in flight that can be mapped at once.
 pub const MAX_XIDS: usize = 8192;
 /// Policies loaded at once.
@@ -92,6 +105,9 @@ pub enum Origin {
     /// Transactions no backend published (begun before walker was loaded, in a
     /// process that crashed, or while the transaction map was full), by database.
     Unattributed = 4,
+    /// The folded totals of session scopes evicted from a full scope table, by
+    /// database (and sessions that found no place at all).
+    Evicted = 5,
 }
 
 impl Origin {
@@ -102,6 +118,7 @@ impl Origin {
             Origin::Background => "background",
             Origin::Cluster => "cluster",
             Origin::Unattributed => "unattributed",
+            Origin::Evicted => "evicted",
         }
     }
 
@@ -111,6 +128,7 @@ impl Origin {
             2 => Origin::Background,
             3 => Origin::Cluster,
             4 => Origin::Unattributed,
+            5 => Origin::Evicted,
             _ => Origin::Session,
         }
     }
@@ -186,6 +204,20 @@ pub struct Scope {
     pub policy_gen: u64,
     /// Last charge or admission (microseconds).
     pub last_micros: i64,
+    /// Hash of what identifies the scope (its place in the index).
+    pub hash: u64,
+    /// Changes each time the slot gets a new scope (so caches of an index notice).
+    pub gen: u32,
+    /// Entries of the transaction map pointing here (such a scope is not evicted).
+    pub xids: u32,
+    /// Neighbour more recently used (index + 1; 0: none), session scopes only.
+    pub lru_prev: u32,
+    /// Neighbour less recently used (index + 1; 0: none).
+    pub lru_next: u32,
+    /// The same two links among the role's own session scopes.
+    pub role_prev: u32,
+    /// See `role_prev`.
+    pub role_next: u32,
 }
 
 impl Scope {
@@ -222,6 +254,18 @@ pub struct SessionKey {
     pub application: String,
 }
 
+impl SessionKey {
+    /// What policies match on.
+    pub fn who(&self) -> Who {
+        Who {
+            tenant: self.tenant.clone(),
+            role: self.role_name.clone(),
+            database: self.database_name.clone(),
+            application: self.application.clone(),
+        }
+    }
+}
+
 /// One mapped transaction.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -232,6 +276,28 @@ pub struct XidEntry {
     pub scope: u32,
     /// The query id of the statement that published it.
     pub query_id: u64,
+    /// Index + 1 of the policy that governed the session when it published (0: none),
+    /// valid for `policy_gen`; charged when `scope` is not a session scope (the session
+    /// found no place in the scope table).
+    pub policy: u32,
+    /// The policy generation `policy` belongs to.
+    pub policy_gen: u64,
+}
+
+/// A role with session scopes: how many, and the ends of their recency list.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct RoleSlot {
+    /// 1 when used.
+    pub used: u32,
+    /// Role OID.
+    pub role: u32,
+    /// Session scopes of the role.
+    pub count: u32,
+    /// Its most recently used scope (index + 1).
+    pub head: u32,
+    /// Its least recently used scope (index + 1).
+    pub tail: u32,
 }
 
 /// A loaded policy with its bucket and counters.
@@ -414,8 +480,18 @@ pub struct Counters {
     pub actions: [u64; 12],
     /// Transactions that could not be mapped (map full).
     pub xid_map_full: u64,
-    /// Scopes that did not fit (charged to the unattributed scope).
+    /// Sessions that found no scope slot (every candidate for eviction had
+    /// transactions in the map): charged to their database's evicted scope, still
+    /// governed by their policy.
     pub scopes_full: u64,
+    /// Session scopes evicted (their totals folded into the evicted scopes).
+    pub scopes_evicted: u64,
+    /// Records of transactions the walker side could not hold as pending (its table
+    /// was full): charged at once to their database's unattributed scope.
+    pub pending_full: u64,
+    /// Ended transactions settled before their grace ran out because the queue of
+    /// ended transactions was full.
+    pub ended_full: u64,
     /// Internal failures at admission (then fail open or closed).
     pub failures: u64,
     /// Policy loads.
@@ -455,6 +531,16 @@ pub struct Shared {
     pub policies: [PolicySlot; MAX_POLICIES],
     /// Scopes.
     pub scopes: [Scope; MAX_SCOPES],
+    /// Scope index + 1 by hash (open addressing, linear probing; 0: empty).
+    pub scope_index: [u32; SCOPE_INDEX],
+    /// Slots of `scopes` ever used (slots below it are in use).
+    pub scopes_used: u32,
+    /// Most recently used session scope (index + 1; 0: none).
+    pub lru_head: u32,
+    /// Least recently used session scope (index + 1; 0: none).
+    pub lru_tail: u32,
+    /// Roles with session scopes (open addressing by role OID).
+    pub roles: [RoleSlot; ROLE_SLOTS],
     /// Transactions → scope (open addressing, linear probing).
     pub xids: [XidEntry; MAX_XIDS],
     /// Mapped transactions.
@@ -479,6 +565,10 @@ pub struct Shared {
     pub counters: Counters,
     /// End of the last record read: every total reflects exactly the records before it.
     pub as_of_lsn: u64,
+    /// End of the last record whose charges reached the policy buckets: records up to
+    /// it that the walker side reads again (after its worker restarted on an error)
+    /// are charged to scopes' totals (restored from a snapshot) but not to buckets.
+    pub charged_lsn: u64,
     /// When the totals were last reset.
     pub reset_at: i64,
 }
@@ -487,7 +577,7 @@ pub struct Shared {
 // tables, zero counters).
 unsafe impl walker_abi::SharedState for Shared {}
 
-fn mix(mut h: u64) -> u64 {
+pub(crate) fn mix(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
@@ -502,43 +592,6 @@ pub fn xid_precedes(a: u32, b: u32) -> bool {
 }
 
 impl Shared {
-    /// Finds or adds the scope of `origin` for `key` (only database and names matter
-    /// for non-session origins); `None` when the table is full.
-    pub fn scope(&mut self, origin: Origin, key: &SessionKey) -> Option<u32> {
-        let want_tenant = Name::new(&key.tenant);
-        let want_app = Name::new(&key.application);
-        let mut free = None;
-        for (i, s) in self.scopes.iter().enumerate() {
-            if s.origin == 0 {
-                if free.is_none() {
-                    free = Some(i);
-                }
-                continue;
-            }
-            let same = s.origin == origin as u32
-                && s.database == key.database
-                && (origin != Origin::Session
-                    || (s.role == key.role
-                        && s.tenant == want_tenant
-                        && s.application == want_app));
-            if same {
-                return Some(i as u32);
-            }
-        }
-        let i = free?;
-        self.scopes[i] = Scope {
-            origin: origin as u32,
-            database: key.database,
-            role: key.role,
-            tenant: want_tenant,
-            role_name: Name::new(&key.role_name),
-            database_name: Name::new(&key.database_name),
-            application: want_app,
-            ..Scope::default()
-        };
-        Some(i as u32)
-    }
-
     /// The scope for records without a transaction: background of `database`, or the
     /// cluster scope for database 0. Falls back to scope 0 when full.
     pub fn background_scope(&mut self, database: u32) -> u32 {
@@ -570,6 +623,12 @@ impl Shared {
         unsafe { Box::new_zeroed().assume_init() }
     }
 
+    /// The evicted scope of `database` (also where a session that finds no slot is
+    /// charged).
+    pub fn evicted_scope(&mut self, database: u32) -> u32 {
+        self.scope_or_any(Origin::Evicted, database)
+    }
+
     fn scope_or_any(&mut self, origin: Origin, database: u32) -> u32 {
         let key = SessionKey {
             database,
@@ -579,7 +638,8 @@ impl Shared {
             Some(i) => i,
             None => {
                 self.counters.scopes_full = self.counters.scopes_full.saturating_add(1);
-                // The table is full: charge the first cluster-like scope rather than lose bytes.
+                // No slot could be freed (a rare scan): charge the first scope of the
+                // same origin rather than lose bytes.
                 self.scopes
                     .iter()
                     .position(|s| s.origin == origin as u32)
@@ -600,9 +660,23 @@ impl Shared {
         Err(usize::MAX)
     }
 
-    /// Maps `xid` to `scope` (a later publication of the same xid keeps the first
-    /// scope). False when the map is full (kept at most 3/4 full).
+    /// Maps `xid` to `scope` and the policy of that scope (a later publication of the
+    /// same xid keeps the first scope). False when the map is full (kept at most 3/4
+    /// full).
     pub fn map_xid(&mut self, xid: u32, scope: u32, query_id: u64) -> bool {
+        let policy = self.policy_of(scope);
+        self.map_xid_with(xid, scope, query_id, policy)
+    }
+
+    /// Maps `xid` to `scope`, charging `policy` (the session's, chosen by who it is)
+    /// when `scope` is not a session scope of its own.
+    pub fn map_xid_with(
+        &mut self,
+        xid: u32,
+        scope: u32,
+        query_id: u64,
+        policy: Option<usize>,
+    ) -> bool {
         if xid == 0 {
             return true;
         }
@@ -613,8 +687,13 @@ impl Shared {
                     xid,
                     scope,
                     query_id,
+                    policy: policy.map_or(0, |p| p as u32 + 1),
+                    policy_gen: self.policy_gen,
                 };
                 self.n_xids += 1;
+                if let Some(sc) = self.scopes.get_mut(scope as usize) {
+                    sc.xids = sc.xids.saturating_add(1);
+                }
                 true
             }
             Err(_) => {
@@ -626,41 +705,30 @@ impl Shared {
 
     /// The scope and query id `xid` is mapped to.
     pub fn xid_scope(&self, xid: u32) -> Option<(u32, u64)> {
+        self.xid_entry(xid).map(|e| (e.scope, e.query_id))
+    }
+
+    /// The map's entry of `xid`.
+    pub fn xid_entry(&self, xid: u32) -> Option<XidEntry> {
         if xid == 0 {
             return None;
         }
-        self.xid_slot(xid)
-            .ok()
-            .map(|i| (self.xids[i].scope, self.xids[i].query_id))
+        self.xid_slot(xid).ok().map(|i| self.xids[i])
     }
 
     /// Removes `xid` (backward-shift deletion keeps every probe chain intact).
     pub fn unmap_xid(&mut self, xid: u32) {
-        let Ok(mut hole) = self.xid_slot(xid) else {
+        let Ok(hole) = self.xid_slot(xid) else {
             return;
         };
-        self.xids[hole] = XidEntry::default();
-        self.n_xids = self.n_xids.saturating_sub(1);
-        let mut j = hole;
-        loop {
-            j = (j + 1) % MAX_XIDS;
-            let e = self.xids[j];
-            if e.xid == 0 {
-                return;
-            }
-            let home = (mix(e.xid as u64) as usize) % MAX_XIDS;
-            // Move `e` into the hole when its home is not between the hole and `j`.
-            let between = if hole <= j {
-                hole < home && home <= j
-            } else {
-                hole < home || home <= j
-            };
-            if !between {
-                self.xids[hole] = e;
-                self.xids[j] = XidEntry::default();
-                hole = j;
-            }
+        let scope = self.xids[hole].scope;
+        if let Some(sc) = self.scopes.get_mut(scope as usize) {
+            sc.xids = sc.xids.saturating_sub(1);
         }
+        self.n_xids = self.n_xids.saturating_sub(1);
+        crate::scope_table::shift_delete(&mut self.xids, hole, |e| {
+            (e.xid != 0).then(|| (mix(e.xid as u64) as usize) % MAX_XIDS)
+        });
     }
 
     /// Removes every mapping of a transaction older than `oldest` (they all ended);
@@ -811,18 +879,63 @@ impl Shared {
     /// Charges `t` (already counted in the stream totals) to `scope` and its policy's
     /// bucket.
     pub fn charge_scope(&mut self, scope: u32, t: &Totals, transactions: u64, now: i64) {
+        self.charge(scope, None, t, transactions, now, true);
+    }
+
+    /// Charges `t` to `scope`, and when `buckets` is true (the walker side reads the
+    /// records for the first time, see `charged_lsn`) to the bucket of the scope's
+    /// policy, or, for a session that found no scope of its own, to the policy its
+    /// transaction map entry `via` names.
+    pub fn charge(
+        &mut self,
+        scope: u32,
+        via: Option<&XidEntry>,
+        t: &Totals,
+        transactions: u64,
+        now: i64,
+        buckets: bool,
+    ) {
         let Some(s) = self.scopes.get_mut(scope as usize) else {
             return;
         };
         s.totals.add(t);
         s.transactions = s.transactions.saturating_add(transactions);
         s.last_micros = now;
-        if let Some(p) = self.policy_of(scope) {
+        let session = s.origin == Origin::Session as u32;
+        self.touch_scope(scope as usize);
+        if !buckets {
+            return;
+        }
+        let policy = if session {
+            self.policy_of(scope)
+        } else {
+            via.filter(|e| e.policy != 0 && e.policy_gen == self.policy_gen)
+                .map(|e| e.policy as usize - 1)
+        };
+        if let Some(p) = policy {
             let slot = &mut self.policies[p];
             slot.bucket.refill(slot.rate, slot.burst, now);
             slot.bucket.charge(t.bytes);
             slot.charged.add(t);
         }
+    }
+
+    /// The policy governing a session described by `key` whose scope is `scope`: the
+    /// scope's (cached) when it is the session's own, else chosen by who it is (when
+    /// the session found no slot), so a policy governs whatever the table holds.
+    pub fn policy_for(&mut self, scope: u32, key: &SessionKey) -> Option<usize> {
+        let own = self
+            .scopes
+            .get(scope as usize)
+            .is_some_and(|s| s.origin == Origin::Session as u32);
+        if own {
+            return self.policy_of(scope);
+        }
+        let ps: Vec<Policy> = self.policies[..self.n_policies as usize]
+            .iter()
+            .map(PolicySlot::policy)
+            .collect();
+        crate::policy::select(&ps, &key.who())
     }
 
     fn profile_slot(&self, class: u32, query_id: u64, scope: u32) -> Result<usize, Option<usize>> {

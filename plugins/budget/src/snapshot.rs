@@ -2,7 +2,9 @@
 //! relations, resource managers), the walker side's pending transactions, as of the
 //! snapshot's LSN, and the learned profiles (the predictions admission uses).
 //! Policies live in their table and buckets refill by themselves, so neither is saved;
-//! decisions are a log of the past and start over.
+//! decisions are a log of the past and start over. The LSN up to which buckets were
+//! charged is saved and kept: records read again after a restart are not charged to
+//! buckets a second time.
 //!
 //! Format 2 (`BUDGET2`) added the profiles; format 1 (`BUDGET1`) still reads, with
 //! no profiles.
@@ -102,6 +104,9 @@ pub struct State {
     /// The scopes the profiles belong to, each once (absent from format 1).
     #[serde(default)]
     profile_scopes: Vec<ScopeKey>,
+    /// End of the last record charged to buckets (absent in older snapshots).
+    #[serde(default)]
+    charged_lsn: u64,
 }
 
 /// Captures the state (under the region lock, with the ledger held).
@@ -152,6 +157,7 @@ pub fn capture(s: &Shared, ledger: &Ledger) -> State {
         claim_owed: s.counters.claim_owed.to_array(),
         profiles,
         profile_scopes,
+        charged_lsn: s.charged_lsn,
     }
 }
 
@@ -221,6 +227,9 @@ pub fn restore(s: &mut Shared, ledger: &mut Ledger, st: Option<&State>, lsn: u64
     let Some(st) = st else {
         return;
     };
+    // Shared memory that survived (the worker restarted) knows best; after a server
+    // restart the buckets are new and the snapshot's LSN is the lower bound.
+    s.charged_lsn = s.charged_lsn.max(st.charged_lsn);
     for r in &st.scopes {
         let origin = Origin::from_u32(r.origin);
         let key = SessionKey {

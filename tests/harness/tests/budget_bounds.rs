@@ -120,7 +120,10 @@ fn a_flood_of_application_names_leaves_other_roles_governed_and_attributed() {
         )
         .parse()
         .unwrap();
-    assert!(folded > 0, "evicted totals are folded into the evicted scope");
+    assert!(
+        folded > 0,
+        "evicted totals are folded into the evicted scope"
+    );
 }
 
 /// A psql session kept open (its transaction stays in progress across a worker
@@ -164,9 +167,7 @@ fn records_replayed_after_a_worker_error_are_charged_to_buckets_once() {
         "rmgr_stats,budget",
         &[("walker.snapshot_interval", "0")],
     );
-    c.exec(
-        "CREATE ROLE w LOGIN; CREATE TABLE t (id int, v text); GRANT INSERT ON t TO w;",
-    );
+    c.exec("CREATE ROLE w LOGIN; CREATE TABLE t (id int, v text); GRANT INSERT ON t TO w;");
     // Observe: never blocks, charges every byte.
     let policy = c.query_one(
         "SELECT walker.budget_create_policy('role', 'w', 1000000000, 1000000000, 'observe')",
@@ -199,9 +200,11 @@ fn records_replayed_after_a_worker_error_are_charged_to_buckets_once() {
     });
     let xid = c.query_one("SELECT backend_xid FROM pg_stat_activity WHERE usename = 'w'");
     wait_caught_up(&c);
-    c.wait_until("the open transaction is charged", Duration::from_secs(30), || {
-        charged() > before + 100_000
-    });
+    c.wait_until(
+        "the open transaction is charged",
+        Duration::from_secs(30),
+        || charged() > before + 100_000,
+    );
     // The worker stops on an error (no snapshot) and restarts from the checkpoint's.
     let first = c.query_one("SELECT pid FROM walker.status");
     c.set_conf("walker.debug_error_holding_lock", "rmgr_stats");
@@ -223,7 +226,9 @@ fn records_replayed_after_a_worker_error_are_charged_to_buckets_once() {
     let want = xid_bytes(&c, &from, &to, &xid);
     assert!(want > 200_000, "the transaction is in the WAL ({want})");
     c.wait_until("the commit is charged", Duration::from_secs(30), || {
-        c.query_one("SELECT count(*) FROM walker.budget_scopes WHERE role_name = 'w' AND transactions > 0") == "1"
+        c.query_one(
+            "SELECT count(*) FROM walker.budget_scopes WHERE role_name = 'w' AND transactions > 0",
+        ) == "1"
     });
     assert_eq!(
         charged() - before,
