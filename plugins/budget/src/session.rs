@@ -1000,4 +1000,72 @@ mod tests {
             assert_eq!(sess.tenant, "", "{reset:?}");
         }
     }
+
+    #[test]
+    fn a_session_without_a_scope_slot_is_still_governed_and_its_bucket_charged() {
+        let s = RefCell::new(Shared::zeroed());
+        s.borrow_mut().load_policies(&[policy("reject")], 0);
+        // Role 10 ("writer") holds its bound of scopes, each with a mapped
+        // transaction: none can be evicted for its new application name.
+        {
+            let mut sh = s.borrow_mut();
+            for n in 0..crate::shm::MAX_SCOPES_PER_ROLE as u32 {
+                let k = SessionKey {
+                    role: 10,
+                    role_name: "writer".into(),
+                    database: 5,
+                    database_name: "db".into(),
+                    application: format!("busy{n}"),
+                    ..SessionKey::default()
+                };
+                let i = sh.scope(Origin::Session, &k).unwrap();
+                assert!(sh.map_xid(10_000 + n, i, 0));
+            }
+        }
+        let clock = Cell::new(1_000_000);
+        let mut sess = Session::default();
+        let a = run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_START, 0, 0),
+            &clock,
+            None,
+        );
+        assert_eq!(a, walker_abi::Admission::Proceed);
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_END, 800, 0),
+            &clock,
+            None,
+        );
+        let m = s.borrow().xid_entry(800).unwrap();
+        assert_eq!(
+            s.borrow().scopes[m.scope as usize].origin(),
+            Origin::Evicted
+        );
+        assert_eq!(s.borrow().counters.scopes_full, 2);
+        // The walker side charges the transaction through the map's policy.
+        let t = crate::shm::Totals {
+            records: 1,
+            bytes: 5000,
+            fpi_bytes: 0,
+        };
+        s.borrow_mut()
+            .charge(m.scope, Some(&m), &t, 1, 1_000_000, true);
+        assert_eq!(s.borrow().policies[0].charged.bytes, 5000);
+        // In debt (2000 - 5000): the next statement is refused.
+        match run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_START, 0, 0),
+            &clock,
+            None,
+        ) {
+            walker_abi::Admission::Reject(r) => {
+                assert!(r.detail.contains("application \"app\""), "{}", r.detail)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

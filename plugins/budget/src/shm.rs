@@ -480,9 +480,9 @@ pub struct Counters {
     pub actions: [u64; 12],
     /// Transactions that could not be mapped (map full).
     pub xid_map_full: u64,
-    /// Sessions that found no scope slot (every candidate for eviction had
-    /// transactions in the map): charged to their database's evicted scope, still
-    /// governed by their policy.
+    /// Scope lookups of sessions that found no slot (every candidate for eviction
+    /// had transactions in the map): charged to their database's evicted scope,
+    /// still governed by their policy.
     pub scopes_full: u64,
     /// Session scopes evicted (their totals folded into the evicted scopes).
     pub scopes_evicted: u64,

@@ -243,3 +243,101 @@ fn records_replayed_after_a_worker_error_are_charged_to_buckets_once() {
         "the scope's total, restored from the snapshot and replayed, is exact too"
     );
 }
+
+/// `SELECT as_of_lsn, <cols>` from the counters, read until two readings agree.
+fn counters_at(c: &Cluster, cols: &str) -> Vec<String> {
+    for _ in 0..50 {
+        let a = c.query(&format!(
+            "SELECT as_of_lsn, {cols} FROM walker.budget_counters"
+        ));
+        let b = c.query(&format!(
+            "SELECT as_of_lsn, {cols} FROM walker.budget_counters"
+        ));
+        if a == b {
+            return a[0].clone();
+        }
+    }
+    panic!("the budget's counters kept moving");
+}
+
+#[test]
+fn a_subtransaction_flood_while_walker_is_paused_is_counted_and_every_byte_lands_once() {
+    let c = cluster("bounds_subxacts", "budget", &[]);
+    c.exec("CREATE ROLE sx LOGIN; CREATE TABLE t (id int); GRANT INSERT ON t TO sx;");
+    wait_caught_up(&c);
+    let before = counters_at(&c, "bytes, xid_map_full, unattributed_transactions");
+    c.set_conf("walker.enabled", "off");
+    c.reload();
+    c.wait_until("walker pauses", Duration::from_secs(30), || {
+        c.query_one("SELECT state FROM walker.status") == "paused"
+    });
+    // 7,000 subtransactions that write and roll back, each published by the backend
+    // when it aborts; nothing is read meanwhile, so nothing leaves the map.
+    c.psql_as(
+        "sx",
+        "postgres",
+        "DO $$ BEGIN
+           FOR i IN 1..7000 LOOP
+             BEGIN INSERT INTO t VALUES (i); RAISE EXCEPTION 'undo'; EXCEPTION WHEN raise_exception THEN NULL; END;
+           END LOOP;
+         END $$;",
+    )
+    .unwrap();
+    // The map keeps at most 3/4 of its 8,192 slots.
+    let mapped: i64 = c
+        .query_one("SELECT mapped_transactions FROM walker.budget_counters")
+        .parse()
+        .unwrap();
+    assert_eq!(mapped, 6144, "the map is full");
+    let full: i64 = counter(&c, "xid_map_full") - before[2].parse::<i64>().unwrap();
+    assert!(
+        full > 7000 - 6144,
+        "every refused publication is counted ({full})"
+    );
+    c.set_conf("walker.enabled", "on");
+    c.reload();
+    wait_caught_up(&c);
+    // Unpublished aborts wait out their grace, then everything is charged and the
+    // map drains.
+    c.wait_until(
+        "the map drains and nothing is pending",
+        Duration::from_secs(60),
+        || {
+            c.query_one(
+                "SELECT mapped_transactions = 0 AND pending_bytes = 0 FROM walker.budget_counters",
+            ) == "t"
+        },
+    );
+    let after = counters_at(&c, "bytes, xid_map_full, unattributed_transactions");
+    let read = after[1].parse::<i64>().unwrap() - before[1].parse::<i64>().unwrap();
+    let inspected: i64 = c
+        .query_one(&format!(
+            "SELECT sum(record_length) FROM pg_get_wal_records_info('{}', '{}')",
+            before[0], after[0]
+        ))
+        .parse()
+        .unwrap();
+    assert_eq!(read, inspected, "every record read once (pg_walinspect)");
+    // Every byte is in exactly one scope; the subtransactions that found no place in
+    // the map went to the unattributed scope, the others to sx.
+    let (scopes, total): (i64, i64) = {
+        let r = c.query("SELECT (SELECT sum(bytes) FROM walker.budget_scopes)::int8, bytes FROM walker.budget_counters");
+        (r[0][0].parse().unwrap(), r[0][1].parse().unwrap())
+    };
+    assert_eq!(scopes, total);
+    let unattributed = after[3].parse::<i64>().unwrap() - before[3].parse::<i64>().unwrap();
+    assert!(
+        unattributed >= 7000 - 6144,
+        "subtransactions the map refused are unattributed ({unattributed})"
+    );
+    let sx: i64 = c
+        .query_one(
+            "SELECT coalesce(sum(bytes), 0) FROM walker.budget_scopes WHERE role_name = 'sx'",
+        )
+        .parse()
+        .unwrap();
+    assert!(sx > 0, "the mapped subtransactions are charged to sx");
+    eprintln!(
+        "subtransaction flood: {full} refused publications, {unattributed} unattributed transactions, {sx} bytes charged to sx, {read} bytes read"
+    );
+}
