@@ -101,6 +101,9 @@ pub struct Ledger {
     /// Ordered by deadline (each gets now + the grace, in the order read).
     ended: VecDeque<Ended>,
     backgrounds: HashMap<u32, u32>,
+    /// The LSN of the last snapshot captured: ended transactions' map entries up to
+    /// it are no longer needed for a replay.
+    captured: u64,
 }
 
 /// What a record means for the ledger.
@@ -124,6 +127,7 @@ impl Ledger {
             pending: HashMap::new(),
             ended: VecDeque::new(),
             backgrounds: HashMap::new(),
+            captured: 0,
         }
     }
 
@@ -183,6 +187,13 @@ impl Ledger {
         self.pending.clear();
         self.ended.clear();
         self.backgrounds.clear();
+        self.captured = 0;
+    }
+
+    /// A snapshot of the totals as of `lsn` was captured (or restored): a replay will
+    /// start after it.
+    pub fn captured(&mut self, lsn: u64) {
+        self.captured = self.captured.max(lsn);
     }
 
     fn kind(&self, e: &Entry<'_>) -> Kind {
@@ -292,10 +303,10 @@ impl Ledger {
                     Some(m) => {
                         s.charge(m.scope, Some(&m), &t, transactions, now, buckets);
                         if !still_open {
-                            s.unmap_xid(xid);
-                            // Aborted subtransactions the backend published.
+                            s.end_xid(xid, e.end_lsn);
+                            // Subtransactions the backend published (aborted ones).
                             for x in &subxacts {
-                                s.unmap_xid(*x);
+                                s.end_xid(*x, e.end_lsn);
                             }
                         }
                     }
@@ -324,6 +335,7 @@ impl Ledger {
             self.forget_before(s, oldest, now, buckets);
         }
         self.settle_queue(s, now, buckets);
+        s.retire_ended_xids(self.captured, 0);
         s.as_of_lsn = e.end_lsn;
         if buckets {
             s.charged_lsn = e.end_lsn;
@@ -380,8 +392,9 @@ impl Ledger {
             buckets,
         );
         if t.transactions > 0 {
+            let lsn = s.as_of_lsn;
             for x in &t.xids {
-                s.unmap_xid(*x);
+                s.end_xid(*x, lsn);
             }
         }
     }
@@ -413,7 +426,9 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shm::{Origin, SessionKey};
+    use crate::shm::{Origin, SessionKey, MAX_XIDS};
+
+    const MAX_XIDS_USABLE: usize = MAX_XIDS * 3 / 4;
 
     fn plain(xid: u32, bytes: u64, rel: Option<(u32, u32, u32)>) -> Entry<'static> {
         Entry {
@@ -490,7 +505,9 @@ mod tests {
         assert_eq!((t.records, t.bytes), (4, 590));
         assert_eq!(s.scopes[scope as usize].transactions, 1);
         assert_eq!(s.counters.pending_bytes, 0);
-        assert_eq!(s.xid_scope(100), None);
+        // Ended: kept in the map until a snapshot covers it, no longer running.
+        assert_eq!(s.running_xids(), 0);
+        assert!(s.xid_entry(100).is_some_and(|e| e.ended_lsn != 0));
         // Relation totals: the commit record has no block reference.
         assert_eq!(s.no_relation.bytes, 40);
         assert_eq!(s.dbs.iter().find(|d| d.oid == 5).unwrap().totals.bytes, 550);
@@ -509,7 +526,7 @@ mod tests {
         l.settle(&mut s, 20);
         assert_eq!(s.scopes[scope as usize].totals.bytes, 1030);
         assert_eq!(s.counters.pending_bytes, 0);
-        assert_eq!(s.xid_scope(200), None);
+        assert_eq!(s.running_xids(), 0);
     }
 
     #[test]
@@ -558,7 +575,7 @@ mod tests {
         assert_eq!(s.counters.pending_bytes, 0);
     }
 
-    fn at(mut e: Entry<'static>, lsn: u64) -> Entry<'static> {
+    fn at(mut e: Entry<'_>, lsn: u64) -> Entry<'_> {
         e.end_lsn = lsn;
         e
     }
@@ -648,7 +665,7 @@ mod tests {
         s.map_xid(300, scope, 0);
         l.settle(&mut s, 10);
         assert_eq!(s.scopes[scope as usize].totals.bytes, 200);
-        assert_eq!((s.xid_scope(300), s.xid_scope(301)), (None, None));
+        assert_eq!(s.running_xids(), 0);
         // 302's grace ends at 2 + GRACE: unattributed then.
         l.settle(&mut s, 1 + GRACE_MICROS);
         assert_eq!(s.counters.pending_bytes, 100);
@@ -669,15 +686,40 @@ mod tests {
     }
 
     #[test]
-    fn an_end_record_unmaps_every_xid_it_names() {
+    fn ended_entries_stay_until_a_snapshot_covers_them_or_a_running_one_needs_room() {
         let mut s = Shared::zeroed();
         let mut l = ledger();
         let scope = s.scope(Origin::Session, &key(10)).unwrap();
         s.map_xid(500, scope, 0);
         s.map_xid(501, scope, 0);
+        s.map_xid(600, scope, 0);
         let c = commit(500, &[501], 40);
-        l.record(&mut s, &end_entry(&c, false), 0);
-        assert_eq!(s.n_xids, 0);
+        l.record(&mut s, &at(end_entry(&c, false), 1000), 0);
+        let c = commit(600, &[], 40);
+        l.record(&mut s, &at(end_entry(&c, false), 2000), 0);
+        // Both ended: the scope is no longer pinned, the entries stay.
+        assert_eq!((s.n_xids, s.running_xids()), (3, 0));
         assert_eq!(s.scopes[scope as usize].xids, 0);
+        // A snapshot as of 1500: the entries of 500 and 501 (ended at 1000) go at
+        // the next record, 600's (2000) stays.
+        l.captured(1500);
+        l.record(&mut s, &at(plain(0, 10, None), 3000), 0);
+        assert_eq!(s.n_xids, 1);
+        assert!(s.xid_entry(600).is_some());
+        // A full map drops the oldest ended entry for a running transaction.
+        let mut t = Shared::zeroed();
+        let cap = MAX_XIDS_USABLE as u32;
+        for x in 1..=cap {
+            assert!(t.map_xid(x, scope, 0));
+        }
+        t.end_xid(7, 10);
+        t.end_xid(3, 20);
+        assert!(t.map_xid(cap + 1, scope, 0));
+        assert!(t.xid_entry(7).is_none() && t.xid_entry(3).is_some());
+        assert!(t.map_xid(cap + 2, scope, 0));
+        assert!(t.xid_entry(3).is_none());
+        assert!(!t.map_xid(cap + 3, scope, 0));
+        assert_eq!(t.counters.xid_map_full, 1);
+        assert_eq!((t.n_xids, t.n_ended_xids), (cap, 0));
     }
 }

@@ -348,9 +348,11 @@ impl Plugin for Budget {
     }
 
     fn save_state(&self, host: &Host, out: &mut Vec<u8>) -> PluginResult {
-        let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        let st = host.with_shared::<Shared, _>(|s| snapshot::capture(s, &ledger))?;
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let (st, lsn) =
+            host.with_shared::<Shared, _>(|s| (snapshot::capture(s, &ledger), s.as_of_lsn))?;
         out.extend(snapshot::encode(&st));
+        ledger.captured(lsn);
         Ok(())
     }
 

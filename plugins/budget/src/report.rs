@@ -409,7 +409,7 @@ pub fn rows(s: &Shared, view: usize, rmgr_name: &dyn Fn(u8) -> String) -> Vec<Ve
                 n(c.waited_ms),
                 n(c.claimed.bytes),
                 n(c.claim_owed.bytes),
-                n(s.n_xids as u64),
+                n(s.running_xids() as u64),
                 n(c.xid_map_full),
                 n(c.scopes_full),
                 n(c.scopes_evicted),

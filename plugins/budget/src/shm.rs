@@ -282,6 +282,10 @@ pub struct XidEntry {
     pub policy: u32,
     /// The policy generation `policy` belongs to.
     pub policy_gen: u64,
+    /// 0 while the transaction runs; once the walker side read its end, the end of
+    /// the last record read then (the entry stays until a snapshot covers it, so
+    /// records read again after a worker restart find their scope).
+    pub ended_lsn: u64,
 }
 
 /// A role with session scopes: how many, and the ends of their recency list.
@@ -543,8 +547,16 @@ pub struct Shared {
     pub roles: [RoleSlot; ROLE_SLOTS],
     /// Transactions → scope (open addressing, linear probing).
     pub xids: [XidEntry; MAX_XIDS],
-    /// Mapped transactions.
+    /// Entries in the map (running and ended ones).
     pub n_xids: u32,
+    /// Entries of ended transactions kept until a snapshot covers them.
+    pub n_ended_xids: u32,
+    /// Ended entries in the order they ended (a ring; `ended_head..ended_tail`).
+    pub ended_ring: [u32; MAX_XIDS],
+    /// Ended entries ever queued (the next goes to `ended_tail % MAX_XIDS`).
+    pub ended_tail: u64,
+    /// Ended entries ever taken out of the ring.
+    pub ended_head: u64,
     /// Databases.
     pub dbs: [DbEntry; MAX_DBS],
     /// Relations (open addressing).
@@ -680,6 +692,11 @@ impl Shared {
         if xid == 0 {
             return true;
         }
+        if (self.n_xids as usize) >= MAX_XIDS * 3 / 4 && self.xid_slot(xid).is_err() {
+            // Running transactions come first: make room by dropping the entry of
+            // the transaction that ended first.
+            self.retire_ended_xids(0, 1);
+        }
         match self.xid_slot(xid) {
             Ok(_) => true,
             Err(i) if i != usize::MAX && (self.n_xids as usize) < MAX_XIDS * 3 / 4 => {
@@ -689,6 +706,7 @@ impl Shared {
                     query_id,
                     policy: policy.map_or(0, |p| p as u32 + 1),
                     policy_gen: self.policy_gen,
+                    ended_lsn: 0,
                 };
                 self.n_xids += 1;
                 if let Some(sc) = self.scopes.get_mut(scope as usize) {
@@ -716,14 +734,68 @@ impl Shared {
         self.xid_slot(xid).ok().map(|i| self.xids[i])
     }
 
+    /// Running transactions in the map (ended ones kept for a replay not counted).
+    pub fn running_xids(&self) -> u32 {
+        self.n_xids.saturating_sub(self.n_ended_xids)
+    }
+
+    /// The walker side read the end of `xid` (the last record read then ends at
+    /// `lsn`): its entry stays, for records read again after a worker restart, until
+    /// a snapshot covers `lsn` ([`Shared::retire_ended_xids`]) or a running
+    /// transaction needs its place. The scope no longer waits for it.
+    pub fn end_xid(&mut self, xid: u32, lsn: u64) {
+        let Ok(i) = self.xid_slot(xid) else {
+            return;
+        };
+        if self.xids[i].ended_lsn != 0 {
+            return;
+        }
+        if self.ended_tail.wrapping_sub(self.ended_head) >= MAX_XIDS as u64 {
+            // Cannot happen (the ring has a place per map slot); stay bounded anyway.
+            self.retire_ended_xids(0, 1);
+        }
+        self.xids[i].ended_lsn = lsn.max(1);
+        let scope = self.xids[i].scope;
+        if let Some(sc) = self.scopes.get_mut(scope as usize) {
+            sc.xids = sc.xids.saturating_sub(1);
+        }
+        self.n_ended_xids = self.n_ended_xids.saturating_add(1);
+        self.ended_ring[(self.ended_tail % MAX_XIDS as u64) as usize] = xid;
+        self.ended_tail = self.ended_tail.wrapping_add(1);
+    }
+
+    /// Removes, in the order they ended, the entries of transactions that ended at or
+    /// before `through` (a snapshot covers them), and at least `min` more whatever
+    /// their end; returns how many.
+    pub fn retire_ended_xids(&mut self, through: u64, min: usize) -> usize {
+        let mut n = 0;
+        while self.ended_head != self.ended_tail {
+            let xid = self.ended_ring[(self.ended_head % MAX_XIDS as u64) as usize];
+            let ended = self.xid_entry(xid).map_or(0, |e| e.ended_lsn);
+            if ended != 0 && ended > through && n >= min {
+                break;
+            }
+            self.ended_head = self.ended_head.wrapping_add(1);
+            if ended != 0 {
+                self.unmap_xid(xid);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Removes `xid` (backward-shift deletion keeps every probe chain intact).
     pub fn unmap_xid(&mut self, xid: u32) {
         let Ok(hole) = self.xid_slot(xid) else {
             return;
         };
-        let scope = self.xids[hole].scope;
-        if let Some(sc) = self.scopes.get_mut(scope as usize) {
-            sc.xids = sc.xids.saturating_sub(1);
+        let e = self.xids[hole];
+        if e.ended_lsn == 0 {
+            if let Some(sc) = self.scopes.get_mut(e.scope as usize) {
+                sc.xids = sc.xids.saturating_sub(1);
+            }
+        } else {
+            self.n_ended_xids = self.n_ended_xids.saturating_sub(1);
         }
         self.n_xids = self.n_xids.saturating_sub(1);
         crate::scope_table::shift_delete(&mut self.xids, hole, |e| {
@@ -731,13 +803,13 @@ impl Shared {
         });
     }
 
-    /// Removes every mapping of a transaction older than `oldest` (they all ended);
-    /// returns how many.
+    /// Removes every mapping of a running transaction older than `oldest` (they all
+    /// ended, without an end record: a crash); returns how many.
     pub fn forget_xids_before(&mut self, oldest: u32) -> usize {
         let old: Vec<u32> = self
             .xids
             .iter()
-            .filter(|e| e.xid != 0 && xid_precedes(e.xid, oldest))
+            .filter(|e| e.xid != 0 && e.ended_lsn == 0 && xid_precedes(e.xid, oldest))
             .map(|e| e.xid)
             .collect();
         for x in &old {

@@ -223,6 +223,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, String> {
 pub fn restore(s: &mut Shared, ledger: &mut Ledger, st: Option<&State>, lsn: u64) {
     s.clear_totals();
     ledger.clear();
+    ledger.captured(lsn);
     s.as_of_lsn = lsn;
     let Some(st) = st else {
         return;

@@ -170,7 +170,10 @@ fn records_replayed_after_a_worker_error_are_charged_to_buckets_once() {
         "rmgr_stats,budget",
         &[("walker.snapshot_interval", "0")],
     );
-    c.exec("CREATE ROLE w LOGIN; CREATE TABLE t (id int, v text); GRANT INSERT ON t TO w;");
+    c.exec(
+        "CREATE ROLE w LOGIN; CREATE ROLE w2 LOGIN;
+         CREATE TABLE t (id int, v text); GRANT INSERT ON t TO w, w2;",
+    );
     // Observe: never blocks, charges every byte.
     let policy = c.query_one(
         "SELECT walker.budget_create_policy('role', 'w', 1000000000, 1000000000, 'observe')",
@@ -192,6 +195,21 @@ fn records_replayed_after_a_worker_error_are_charged_to_buckets_once() {
     };
     let before = charged();
     let from = c.query_one("SELECT pg_current_wal_lsn()");
+    // A transaction that ends between the snapshot and the error: read again after
+    // the restart, it is still charged to its own scope.
+    let xid2 = c
+        .psql_as(
+            "w2",
+            "postgres",
+            "SET application_name = 'ended_before_the_error';
+             BEGIN;
+             SELECT pg_current_xact_id();
+             INSERT INTO t SELECT g, repeat('c', 100) FROM generate_series(1, 1000) g;
+             COMMIT;",
+        )
+        .unwrap()
+        .trim()
+        .to_string();
     // A transaction of w stays open across the restart; two statements, so the
     // walker charges its records while it is open.
     let mut s = OpenSession::start(&c, "w");
@@ -217,11 +235,12 @@ fn records_replayed_after_a_worker_error_are_charged_to_buckets_once() {
         !p.is_empty() && p != first
     });
     assert!(c.server_log().contains("injected ERROR"));
-    assert_eq!(
-        c.query_one("SELECT start FROM walker.plugins WHERE name = 'budget'")
-            .starts_with("restored the snapshot"),
-        true
+    eprintln!(
+        "replay: from {from}, budget {}",
+        c.query_one("SELECT start || ' snapshot ' || snapshot_lsn FROM walker.plugins WHERE name = 'budget'")
     );
+    let start = c.query_one("SELECT start FROM walker.plugins WHERE name = 'budget'");
+    assert!(start.starts_with("restored the snapshot"), "{start}");
     s.send("COMMIT;");
     s.finish();
     wait_caught_up(&c);
@@ -248,6 +267,22 @@ fn records_replayed_after_a_worker_error_are_charged_to_buckets_once() {
             .unwrap(),
         want,
         "the scope's total, restored from the snapshot and replayed, is exact too"
+    );
+    let want2 = xid_bytes(&c, &from, &to, &xid2);
+    assert!(
+        want2 > 100_000,
+        "the ended transaction is in the WAL ({want2})"
+    );
+    let got2: i64 = c
+        .query_one(
+            "SELECT coalesce(sum(bytes), 0) FROM walker.budget_scopes WHERE role_name = 'w2'",
+        )
+        .parse()
+        .unwrap();
+    eprintln!("replay: scope of a transaction ended before the error: {got2} bytes of {want2}");
+    assert_eq!(
+        got2, want2,
+        "a transaction that ended before the error is charged to its scope again after the replay, not to the unattributed scope"
     );
 }
 
