@@ -226,6 +226,14 @@ fn records_replayed_after_a_worker_error_are_charged_to_buckets_once() {
         Duration::from_secs(30),
         || charged() > before + 100_000,
     );
+    eprintln!(
+        "replay: before the error: {:?}; log: {:?}",
+        c.query("SELECT name, snapshot_lsn FROM walker.plugins"),
+        c.server_log()
+            .lines()
+            .filter(|l| l.contains("checkpoint"))
+            .collect::<Vec<_>>()
+    );
     // The worker stops on an error (no snapshot) and restarts from the checkpoint's.
     let first = c.query_one("SELECT pid FROM walker.status");
     c.set_conf("walker.debug_error_holding_lock", "rmgr_stats");
@@ -241,6 +249,18 @@ fn records_replayed_after_a_worker_error_are_charged_to_buckets_once() {
     );
     let start = c.query_one("SELECT start FROM walker.plugins WHERE name = 'budget'");
     assert!(start.starts_with("restored the snapshot"), "{start}");
+    // The replay covers the test's transactions only if the snapshot is the
+    // checkpoint's (taken before `from`).
+    let restored = start
+        .split(" at ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_default();
+    assert_eq!(
+        c.query_one(&format!("SELECT '{restored}'::pg_lsn <= '{from}'::pg_lsn")),
+        "t",
+        "the worker restarted from a snapshot taken after the test's transactions ({start}); the replay did not cover them"
+    );
     s.send("COMMIT;");
     s.finish();
     wait_caught_up(&c);
