@@ -234,7 +234,16 @@ fn records_replayed_after_a_worker_error_are_charged_to_buckets_once() {
             .filter(|l| l.contains("checkpoint"))
             .collect::<Vec<_>>()
     );
-    // The worker stops on an error (no snapshot) and restarts from the checkpoint's.
+    // The worker stops on an error and restarts from the checkpoint's snapshot. Its
+    // dispatch threads try to save a snapshot while the process exits, racing with
+    // the exit; a read-only snapshot directory makes the test deterministic, as when
+    // the exit wins (the server runs as another user than the tests).
+    let dir = c.data_dir().join("walker");
+    let mode = |m: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    mode(0o555);
     let first = c.query_one("SELECT pid FROM walker.status");
     c.set_conf("walker.debug_error_holding_lock", "rmgr_stats");
     c.reload();
@@ -243,6 +252,7 @@ fn records_replayed_after_a_worker_error_are_charged_to_buckets_once() {
         !p.is_empty() && p != first
     });
     assert!(c.server_log().contains("injected ERROR"));
+    mode(0o700);
     eprintln!(
         "replay: from {from}, budget {}",
         c.query_one("SELECT start || ' snapshot ' || snapshot_lsn FROM walker.plugins WHERE name = 'budget'")
