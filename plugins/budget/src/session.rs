@@ -274,6 +274,13 @@ impl Session {
             fpi_bytes: 0,
         };
         s.claim_xidless(r.scope, &t, now);
+        // A session without a scope slot of its own (the evicted scope stands in):
+        // its policy, chosen from who it is, is charged all the same.
+        if t.bytes > 0 && s.scopes[r.scope as usize].origin() != Origin::Session {
+            if let Some(p) = s.policy_for(r.scope, &key(&self.tenant, e)) {
+                s.charge_policy(p, &t, now);
+            }
+        }
     }
 
     fn start(&mut self, s: &mut Shared, e: &BackendEvent<'_>, cfg: Admission, now: i64) -> Verdict {
@@ -1067,5 +1074,51 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn xidless_wal_of_a_session_without_a_scope_slot_reaches_its_policy() {
+        let s = RefCell::new(Shared::zeroed());
+        s.borrow_mut().load_policies(&[policy("observe")], 0);
+        {
+            let mut sh = s.borrow_mut();
+            for n in 0..crate::shm::MAX_SCOPES_PER_ROLE as u32 {
+                let k = SessionKey {
+                    role: 10,
+                    role_name: "writer".into(),
+                    database: 5,
+                    database_name: "db".into(),
+                    application: format!("busy{n}"),
+                    ..SessionKey::default()
+                };
+                let i = sh.scope(Origin::Session, &k).unwrap();
+                assert!(sh.map_xid(10_000 + n, i, 0));
+            }
+        }
+        let clock = Cell::new(1_000_000);
+        let mut sess = Session::default();
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_START, 0, 100),
+            &clock,
+            None,
+        );
+        // 700 bytes without a transaction id (a logical message): claimed.
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_END, 0, 800),
+            &clock,
+            None,
+        );
+        let sh = s.borrow();
+        assert_eq!(sh.policies[0].charged.bytes, 700);
+        let ev = sh
+            .scopes
+            .iter()
+            .find(|x| x.origin() == Origin::Evicted)
+            .unwrap();
+        assert_eq!(ev.totals.bytes, 700);
     }
 }

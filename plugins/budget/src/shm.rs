@@ -985,11 +985,18 @@ impl Shared {
                 .map(|e| e.policy as usize - 1)
         };
         if let Some(p) = policy {
-            let slot = &mut self.policies[p];
-            slot.bucket.refill(slot.rate, slot.burst, now);
-            slot.bucket.charge(t.bytes);
-            slot.charged.add(t);
+            self.charge_policy(p, t, now);
         }
+    }
+
+    /// Takes `t` out of policy `p`'s bucket and adds it to what the policy was charged.
+    pub fn charge_policy(&mut self, p: usize, t: &Totals, now: i64) {
+        let Some(slot) = self.policies.get_mut(p) else {
+            return;
+        };
+        slot.bucket.refill(slot.rate, slot.burst, now);
+        slot.bucket.charge(t.bytes);
+        slot.charged.add(t);
     }
 
     /// The policy governing a session described by `key` whose scope is `scope`: the
