@@ -7,8 +7,8 @@
 use crate::bucket::{decide, Action};
 use crate::shm::{Decision, Origin, SessionKey, Shared, Totals};
 use walker_abi::{
-    BackendEvent, Rejection, WalkerBackendEventKind as Kind, WalkerBackendType, WalkerSessionReset,
-    WalkerStatementKind,
+    BackendEvent, Rejection, WalkerBackendEventKind as Kind, WalkerBackendType,
+    WalkerSessionReset, WalkerStatementKind,
 };
 
 /// SQLSTATE of a statement refused by a reject policy.
@@ -204,10 +204,7 @@ impl Session {
         }
         if e.kind == Kind::STATEMENT_START
             && e.nesting_level == 0
-            && self
-                .role
-                .as_ref()
-                .is_none_or(|r| r.0 != e.role || r.1 != e.role_name)
+            && self.role.as_ref().is_none_or(|r| r.0 != e.role || r.1 != e.role_name)
         {
             self.role = Some((e.role, e.role_name.to_string()));
         }
@@ -791,20 +788,8 @@ mod tests {
         s.borrow_mut().load_policies(&[policy("reject")], 0);
         let clock = Cell::new(1_000_000);
         let mut sess = Session::default();
-        run(
-            &mut sess,
-            &s,
-            &event(Kind::STATEMENT_START, 0, 0),
-            &clock,
-            None,
-        );
-        run(
-            &mut sess,
-            &s,
-            &event(Kind::STATEMENT_END, 0, 0),
-            &clock,
-            None,
-        );
+        run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
+        run(&mut sess, &s, &event(Kind::STATEMENT_END, 0, 0), &clock, None);
         s.borrow_mut().policies[0].bucket.charge(debt + 2000);
         (s, sess, clock)
     }
@@ -830,19 +815,10 @@ mod tests {
             ..event(Kind::STATEMENT_START, 0, 0)
         };
         assert!(!sess.wants(&set));
-        assert_eq!(
-            run(&mut sess, &s, &set, &clock, None),
-            walker_abi::Admission::Proceed
-        );
+        assert_eq!(run(&mut sess, &s, &set, &clock, None), walker_abi::Admission::Proceed);
         // A write is still refused.
         assert!(matches!(
-            run(
-                &mut sess,
-                &s,
-                &event(Kind::STATEMENT_START, 0, 0),
-                &clock,
-                None
-            ),
+            run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None),
             walker_abi::Admission::Reject(_)
         ));
     }
@@ -855,34 +831,10 @@ mod tests {
         let mut sess = Session::default();
         // Query 1 read nothing; query 2 wrote 5000 bytes without an xid (a logical
         // message): claimed at once, which puts the bucket in debt.
-        run(
-            &mut sess,
-            &s,
-            &select(Kind::STATEMENT_START, 1, 0),
-            &clock,
-            None,
-        );
-        run(
-            &mut sess,
-            &s,
-            &select(Kind::STATEMENT_END, 1, 0),
-            &clock,
-            None,
-        );
-        run(
-            &mut sess,
-            &s,
-            &select(Kind::STATEMENT_START, 2, 0),
-            &clock,
-            None,
-        );
-        run(
-            &mut sess,
-            &s,
-            &select(Kind::STATEMENT_END, 2, 5000),
-            &clock,
-            None,
-        );
+        run(&mut sess, &s, &select(Kind::STATEMENT_START, 1, 0), &clock, None);
+        run(&mut sess, &s, &select(Kind::STATEMENT_END, 1, 0), &clock, None);
+        run(&mut sess, &s, &select(Kind::STATEMENT_START, 2, 0), &clock, None);
+        run(&mut sess, &s, &select(Kind::STATEMENT_END, 2, 5000), &clock, None);
         {
             let sh = s.borrow();
             assert_eq!(sh.policies[0].bucket.tokens, -3000.0);
@@ -891,48 +843,18 @@ mod tests {
             assert_eq!(scope, None);
         }
         assert_eq!(
-            run(
-                &mut sess,
-                &s,
-                &select(Kind::STATEMENT_START, 1, 5000),
-                &clock,
-                None
-            ),
+            run(&mut sess, &s, &select(Kind::STATEMENT_START, 1, 5000), &clock, None),
             walker_abi::Admission::Proceed
         );
-        run(
-            &mut sess,
-            &s,
-            &select(Kind::STATEMENT_END, 1, 5000),
-            &clock,
-            None,
-        );
+        run(&mut sess, &s, &select(Kind::STATEMENT_END, 1, 5000), &clock, None);
         assert!(matches!(
-            run(
-                &mut sess,
-                &s,
-                &select(Kind::STATEMENT_START, 2, 5000),
-                &clock,
-                None
-            ),
+            run(&mut sess, &s, &select(Kind::STATEMENT_START, 2, 5000), &clock, None),
             walker_abi::Admission::Reject(_)
         ));
         // A statement with an xid claims nothing: its records are charged by xid.
         let before = s.borrow().counters.claimed;
-        run(
-            &mut sess,
-            &s,
-            &select(Kind::STATEMENT_START, 1, 5000),
-            &clock,
-            None,
-        );
-        run(
-            &mut sess,
-            &s,
-            &event(Kind::STATEMENT_END, 900, 9000),
-            &clock,
-            None,
-        );
+        run(&mut sess, &s, &select(Kind::STATEMENT_START, 1, 5000), &clock, None);
+        run(&mut sess, &s, &event(Kind::STATEMENT_END, 900, 9000), &clock, None);
         assert_eq!(s.borrow().counters.claimed, before);
     }
 
@@ -951,10 +873,7 @@ mod tests {
             nesting_level: 1,
             ..event(kind, xid, 0)
         };
-        assert_eq!(
-            run(&mut sess, &s, &call, &clock, None),
-            walker_abi::Admission::Proceed
-        );
+        assert_eq!(run(&mut sess, &s, &call, &clock, None), walker_abi::Admission::Proceed);
         // Inside the CALL: nested statements of the first transaction are not asked.
         assert!(!sess.wants(&nested(Kind::STATEMENT_START, 0)));
         run(&mut sess, &s, &nested(Kind::PRE_COMMIT, 800), &clock, None);
@@ -966,20 +885,11 @@ mod tests {
             nesting_level: 1,
             ..select(Kind::STATEMENT_START, 1, 0)
         };
-        assert_eq!(
-            run(&mut sess, &s, &read, &clock, None),
-            walker_abi::Admission::Proceed
-        );
+        assert_eq!(run(&mut sess, &s, &read, &clock, None), walker_abi::Admission::Proceed);
         // ... for its first write, which is refused.
         assert!(sess.wants(&nested(Kind::STATEMENT_START, 0)));
         assert!(matches!(
-            run(
-                &mut sess,
-                &s,
-                &nested(Kind::STATEMENT_START, 0),
-                &clock,
-                None
-            ),
+            run(&mut sess, &s, &nested(Kind::STATEMENT_START, 0), &clock, None),
             walker_abi::Admission::Reject(_)
         ));
     }
