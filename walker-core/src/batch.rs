@@ -67,6 +67,8 @@ pub struct BatchBuilder {
     blocks: Vec<(BlockHead, Span, Span)>,
     data: Vec<u8>,
     page_size: u32,
+    /// A record was started and not finished yet.
+    open: bool,
 }
 
 impl BatchBuilder {
@@ -75,14 +77,26 @@ impl BatchBuilder {
         Self::default()
     }
 
-    /// Records so far.
-    pub fn len(&self) -> usize {
-        self.records.len()
+    /// An empty builder with room for `records` records and `bytes` bytes of data, so
+    /// that filling it moves nothing.
+    pub fn with_capacity(records: usize, bytes: usize) -> Self {
+        BatchBuilder {
+            records: Vec::with_capacity(records),
+            blocks: Vec::with_capacity(records.saturating_mul(2)),
+            data: Vec::with_capacity(bytes),
+            page_size: 0,
+            open: false,
+        }
     }
 
-    /// No records yet.
+    /// Complete records so far.
+    pub fn len(&self) -> usize {
+        self.records.len() - usize::from(self.open)
+    }
+
+    /// No complete record yet.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.len() == 0
     }
 
     /// Bytes of copied data so far.
@@ -120,31 +134,86 @@ impl BatchBuilder {
         main_data: &[u8],
         blocks: impl IntoIterator<Item = (BlockHead, &'a [u8], &'a [u8])>,
     ) {
-        let main = self.copy(main_data);
-        let first = self.blocks.len();
-        let mut fpi_len = 0u32;
+        self.start_record(head, main_data);
         for (b, data, image) in blocks {
-            if b.has_image {
-                fpi_len = fpi_len.saturating_add(b.image_len);
-            }
-            let d = self.copy(data);
-            let i = self.copy(image);
-            if !image.is_empty() {
-                self.page_size = image.len() as u32;
-            }
-            self.blocks.push((b, d, i));
+            self.add_block(b, data, image.len(), |page| {
+                page.copy_from_slice(image);
+                true
+            });
         }
-        let n = self.blocks.len() - first;
+        self.finish_record();
+    }
+
+    /// Starts a record; its blocks follow through [`BatchBuilder::add_block`]. The
+    /// streaming form of [`BatchBuilder::push_with_images`]: the reader adds each block
+    /// straight from the server's decoded record, with no buffer of its own.
+    pub fn start_record(&mut self, head: RecordHead, main_data: &[u8]) {
+        self.discard_open_record();
+        self.open = true;
+        let main = self.copy(main_data);
         self.records.push(Pending {
             head,
-            fpi_len,
+            fpi_len: 0,
             main,
-            blocks: (first, n),
+            blocks: (self.blocks.len(), 0),
         });
     }
 
-    /// Freezes the batch: builds the ABI structs pointing into its own storage.
-    pub fn finish(self) -> Batch {
+    /// Adds a block reference to the record started last. When `page_size` is not
+    /// zero, `restore` writes the page its image restores into a `page_size` buffer
+    /// in the batch (returning false when it cannot: then the block has no page).
+    /// Every page has the same size, which the records report as `page_size`.
+    pub fn add_block(
+        &mut self,
+        b: BlockHead,
+        data: &[u8],
+        page_size: usize,
+        restore: impl FnOnce(&mut [u8]) -> bool,
+    ) {
+        let d = self.copy(data);
+        let mut image = (self.data.len(), 0);
+        if page_size > 0 {
+            let off = self.data.len();
+            self.data.resize(off + page_size, 0);
+            if restore(&mut self.data[off..]) {
+                image = (off, page_size);
+                self.page_size = page_size as u32;
+            } else {
+                self.data.truncate(off);
+            }
+        }
+        self.blocks.push((b, d, image));
+        let r = self
+            .records
+            .last_mut()
+            .expect("add_block follows start_record");
+        r.blocks.1 += 1;
+        if b.has_image {
+            r.fpi_len = r.fpi_len.saturating_add(b.image_len);
+        }
+    }
+
+    /// Ends the record started last: it is complete.
+    pub fn finish_record(&mut self) {
+        self.open = false;
+    }
+
+    /// Drops a record started and not finished, with its blocks (its reading failed
+    /// midway); nothing when there is none.
+    pub fn discard_open_record(&mut self) {
+        if !std::mem::take(&mut self.open) {
+            return;
+        }
+        if let Some(r) = self.records.pop() {
+            self.blocks.truncate(r.blocks.0);
+            self.data.truncate(r.main.0);
+        }
+    }
+
+    /// Freezes the batch: builds the ABI structs pointing into its own storage. A
+    /// record left unfinished is not part of it.
+    pub fn finish(mut self) -> Batch {
+        self.discard_open_record();
         let data = self.data;
         let base = data.as_ptr();
         let ptr_at = |(off, len): (usize, usize)| {
@@ -322,5 +391,47 @@ mod tests {
         let r1 = unsafe { Record::from_raw(&r[1]) };
         assert!(r1.main_data().is_empty() && r1.blocks().is_empty());
         assert_eq!((r1.lsn(), r1.end_lsn(), r1.rmid()), (152, 176, 1));
+    }
+
+    #[test]
+    fn streamed_records_restore_pages_in_place_and_a_broken_one_is_dropped() {
+        let mut b = BatchBuilder::with_capacity(4, 1 << 16);
+        let head = |lsn| RecordHead {
+            lsn,
+            end_lsn: lsn + 40,
+            total_len: 40,
+            ..Default::default()
+        };
+        let blk = BlockHead {
+            has_image: true,
+            image_len: 30,
+            ..Default::default()
+        };
+        b.start_record(head(100), b"m1");
+        b.add_block(blk, b"x", 8, |page| {
+            page.copy_from_slice(b"PAGE0001");
+            true
+        });
+        // A page that cannot be restored leaves the block without one.
+        b.add_block(blk, b"", 8, |_| false);
+        b.finish_record();
+        // A record whose reading fails midway is not delivered.
+        b.start_record(head(140), b"broken");
+        b.add_block(blk, b"yy", 8, |_| true);
+        assert_eq!(b.len(), 1);
+        b.discard_open_record();
+        b.start_record(head(180), b"m3");
+        b.finish_record();
+        let batch = b.finish();
+        let r = batch.records();
+        assert_eq!(r.len(), 2);
+        // SAFETY: the batch is alive.
+        let (r0, r1) = unsafe { (Record::from_raw(&r[0]), Record::from_raw(&r[1])) };
+        assert_eq!(r0.block_image(0), Some(&b"PAGE0001"[..]));
+        assert_eq!(r0.block_image(1), None);
+        assert_eq!(r0.fpi_len(), 60);
+        assert_eq!(r0.block_data(&r0.blocks()[0]), b"x");
+        assert_eq!((r1.lsn(), r1.main_data()), (180, &b"m3"[..]));
+        assert_eq!(batch.end_lsn, 220);
     }
 }

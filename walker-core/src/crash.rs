@@ -410,12 +410,23 @@ pub fn lane_entry(index: usize) -> &'static LaneEntry {
 /// A monotonic clock in microseconds (CLOCK_MONOTONIC: the same in every process of
 /// the machine, never set back), for callback start times and deadlines.
 pub fn monotonic_us() -> i64 {
+    clock_us(libc::CLOCK_MONOTONIC)
+}
+
+/// [`monotonic_us`] at the resolution of the kernel's tick (a few milliseconds), for
+/// stamps taken once per callback: reading it costs a fraction of the precise clock,
+/// and the watch that compares it with the precise one counts in hundreds of ms.
+pub fn monotonic_coarse_us() -> i64 {
+    clock_us(libc::CLOCK_MONOTONIC_COARSE)
+}
+
+fn clock_us(clock: libc::clockid_t) -> i64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes into a local timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec
         .saturating_mul(1_000_000)
         .saturating_add(ts.tv_nsec / 1000)

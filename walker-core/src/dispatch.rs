@@ -52,7 +52,7 @@ impl LaneCtx {
     /// crash ledger). Returns `None` when the lane was cut off meanwhile: the main
     /// thread owns the plugin's state from then on, and the lane must exit.
     fn call<R>(&self, cb: Callback, lsn: u64, f: impl FnOnce() -> R) -> Option<R> {
-        self.watch.enter(cb, lsn, monotonic_us());
+        self.watch.enter(cb, lsn, crate::crash::monotonic_coarse_us());
         let r = f();
         self.watch.leave();
         (!self.cut.load(Ordering::Acquire)).then_some(r)
@@ -69,8 +69,19 @@ enum LaneEnd {
     Cut,
 }
 
+/// Names an `on_record` call in messages, formatted only when one is written.
+struct OnRecordAt(u64);
+
+impl std::fmt::Display for OnRecordAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "on_record at LSN {}", format_lsn(self.0))
+    }
+}
+
 fn lane_main(ctx: LaneCtx, rx: Receiver<Msg>) {
     crate::crash::prepare_lane_thread();
+    // Lanes never fork: their ids can be remembered (no system call per lock).
+    crate::shared::remember_thread_ids();
     ctx.watch.bind_current_thread();
     let slot = ctx.slot;
     let Some(desc) = slot.desc.as_ref() else {
@@ -109,7 +120,7 @@ fn lane_main(ctx: LaneCtx, rx: Receiver<Msg>) {
                         };
                         delivered += 1;
                         if let Err(m) =
-                            slot.check(st, &format!("on_record at LSN {}", format_lsn(rec.lsn)))
+                            slot.check(st, OnRecordAt(rec.lsn))
                         {
                             shared.records.fetch_add(delivered, Ordering::Relaxed);
                             slot.fail(&m);

@@ -152,8 +152,30 @@ impl LockError {
 pub const DISPATCH_WAIT_FACTOR: u32 = 10;
 
 fn on_main_thread() -> bool {
-    // SAFETY: plain system calls without arguments.
-    unsafe { libc::gettid() == libc::getpid() }
+    let (pid, tid) = crate::shared::current_ids();
+    pid == tid
+}
+
+thread_local! {
+    /// Holds this thread has recorded in [`HELD`] and not yet removed itself: when
+    /// zero, [`release_held_by_this_thread`] has nothing to look for. (Another thread
+    /// releasing on this one's behalf leaves it too high, which only costs a lookup.)
+    static MY_HOLDS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    static MY_THREAD: std::thread::ThreadId = std::thread::current().id();
+}
+
+fn this_thread() -> std::thread::ThreadId {
+    MY_THREAD.with(|t| *t)
+}
+
+fn count_hold(added: bool) {
+    MY_HOLDS.with(|c| {
+        c.set(if added {
+            c.get().saturating_add(1)
+        } else {
+            c.get().saturating_sub(1)
+        })
+    });
 }
 
 /// Takes `lock` in the given mode (`Shared` or `Exclusive`), waiting at most `wait`
@@ -166,8 +188,9 @@ pub fn acquire(lock: &RwSpinLock, exclusive: bool, wait: Duration) -> Result<(),
         lock_timeout().saturating_mul(DISPATCH_WAIT_FACTOR)
     };
     let bound = wait.min(cap);
-    let start = Instant::now();
-    let me = std::thread::current().id();
+    // The clock is read only once a first attempt failed.
+    let mut start: Option<Instant> = None;
+    let me = this_thread();
     let a = addr(lock);
     let mut backoff = Backoff::default();
     let mut registered = false;
@@ -179,6 +202,7 @@ pub fn acquire(lock: &RwSpinLock, exclusive: bool, wait: Duration) -> Result<(),
                 .position(|x| x.lock == a && x.thread == me && x.mode == Mode::Waiting)
             {
                 h.swap_remove(i);
+                count_hold(false);
                 lock.remove_waiting_writer();
             }
         }
@@ -202,6 +226,7 @@ pub fn acquire(lock: &RwSpinLock, exclusive: bool, wait: Duration) -> Result<(),
                         mode: Mode::Waiting,
                         thread: me,
                     });
+                    count_hold(true);
                 }
                 if lock.try_lock_exclusive(registered) {
                     if registered {
@@ -210,6 +235,7 @@ pub fn acquire(lock: &RwSpinLock, exclusive: bool, wait: Duration) -> Result<(),
                             .position(|x| x.lock == a && x.thread == me && x.mode == Mode::Waiting)
                         {
                             h.swap_remove(i);
+                            count_hold(false);
                         }
                     }
                     h.push(Hold {
@@ -217,6 +243,7 @@ pub fn acquire(lock: &RwSpinLock, exclusive: bool, wait: Duration) -> Result<(),
                         mode: Mode::Exclusive,
                         thread: me,
                     });
+                    count_hold(true);
                     return Ok(());
                 }
             } else if lock.try_lock_shared() {
@@ -225,10 +252,11 @@ pub fn acquire(lock: &RwSpinLock, exclusive: bool, wait: Duration) -> Result<(),
                     mode: Mode::Shared,
                     thread: me,
                 });
+                count_hold(true);
                 return Ok(());
             }
         }
-        let waited = start.elapsed();
+        let waited = start.get_or_insert_with(Instant::now).elapsed();
         let holder = lock.holder();
         // A hold already older than the bound is stuck: fail at once.
         let stuck = holder.since_micros != 0
@@ -263,7 +291,7 @@ pub fn acquire_unbounded(lock: &RwSpinLock, exclusive: bool) {
 /// Releases a hold this thread took through [`acquire`]. False when there was none
 /// (the host already released it on this thread's behalf): then nothing changes.
 pub fn release(lock: &RwSpinLock, exclusive: bool) -> bool {
-    let me = std::thread::current().id();
+    let me = this_thread();
     let a = addr(lock);
     let mode = if exclusive {
         Mode::Exclusive
@@ -277,6 +305,7 @@ pub fn release(lock: &RwSpinLock, exclusive: bool) -> bool {
     {
         Some(i) => {
             h.remove(i);
+            count_hold(false);
             undo(a, mode);
             true
         }
@@ -287,12 +316,17 @@ pub fn release(lock: &RwSpinLock, exclusive: bool) -> bool {
 /// Releases every hold of `lock` by the calling thread (after a plugin callback
 /// returned); the modes released, empty when it held none.
 pub fn release_held_by_this_thread(lock: &RwSpinLock) -> Vec<Mode> {
-    let me = std::thread::current().id();
+    if MY_HOLDS.with(|c| c.get()) == 0 {
+        // The common case after every callback: nothing held, nothing to scan.
+        return Vec::new();
+    }
+    let me = this_thread();
     let a = addr(lock);
     let mut h = held();
     let mut out = Vec::new();
     h.retain(|x| {
         if x.lock == a && x.thread == me {
+            count_hold(false);
             undo(a, x.mode);
             if x.mode != Mode::Waiting {
                 lock.forced_releases.fetch_add(1, Ordering::Relaxed);

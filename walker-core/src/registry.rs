@@ -178,7 +178,10 @@ impl PluginSlot {
     /// A callback that returns still holding its region lock has the lock released
     /// here (this is called on the thread that made the call) and counts as failed:
     /// the lock rule says a hold never outlives the callback.
-    pub fn check(&self, st: WalkerStatus, callback: &str) -> Result<(), String> {
+    ///
+    /// `callback` names the call in messages; it is formatted only when there is one
+    /// to write (this runs after every record).
+    pub fn check(&self, st: WalkerStatus, callback: impl std::fmt::Display) -> Result<(), String> {
         let msg = self
             .pending_error
             .lock()

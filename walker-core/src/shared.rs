@@ -91,7 +91,27 @@ impl Backoff {
     }
 }
 
-fn current_ids() -> (i32, i32) {
+thread_local! {
+    /// (pid, tid) of a thread that never forks, remembered by
+    /// [`remember_thread_ids`]; (0, 0) elsewhere.
+    static THREAD_IDS: std::cell::Cell<(i32, i32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Remembers the calling thread's process and thread ids, so that taking a lock on it
+/// costs no system call. Only for threads that never fork (the worker's dispatch
+/// threads): a process's main thread may fork, and a child would inherit stale ids.
+pub fn remember_thread_ids() {
+    // SAFETY: plain system calls without arguments.
+    let ids = unsafe { (libc::getpid(), libc::gettid()) };
+    THREAD_IDS.with(|c| c.set(ids));
+}
+
+/// (pid, tid) of the calling thread.
+pub fn current_ids() -> (i32, i32) {
+    let cached = THREAD_IDS.with(|c| c.get());
+    if cached.0 != 0 {
+        return cached;
+    }
     // SAFETY: plain system calls without arguments.
     unsafe { (libc::getpid(), libc::gettid()) }
 }

@@ -191,7 +191,9 @@ impl WalReader {
                 total_len: d.header.xl_tot_len,
             };
             let main = slice(d.main_data as *const u8, d.main_data_len as usize);
-            let mut blocks = Vec::new();
+            // Straight from the server's decoded record into the batch: no buffer of
+            // our own, each page image restored in place.
+            batch.start_record(head, main);
             for i in 0..=d.max_block_id {
                 let b = &*d.blocks.as_ptr().add(i as usize);
                 if !b.in_use {
@@ -203,18 +205,6 @@ impl WalReader {
                 } else {
                     &[][..]
                 };
-                // The page the image restores, for plugins reading page state.
-                let mut page = Vec::new();
-                if b.has_image {
-                    page = vec![0u8; pg_sys::BLCKSZ as usize];
-                    if !pg_sys::RestoreBlockImage(
-                        self.state,
-                        i as u8,
-                        page.as_mut_ptr() as *mut c_char,
-                    ) {
-                        page.clear();
-                    }
-                }
                 let head = BlockHead {
                     block_id: i as u8,
                     fork: b.forknum as u8,
@@ -227,13 +217,15 @@ impl WalReader {
                     block: b.blkno,
                     image_len: b.bimg_len as u32,
                 };
-                blocks.push((head, data, page));
+                // The page the image restores, for plugins reading page state.
+                let page_size = if b.has_image { pg_sys::BLCKSZ as usize } else { 0 };
+                let state = self.state;
+                batch.add_block(head, data, page_size, |page| {
+                    // SAFETY: `page` is BLCKSZ writable bytes; block `i` has an image.
+                    pg_sys::RestoreBlockImage(state, i as u8, page.as_mut_ptr() as *mut c_char)
+                });
             }
-            batch.push_with_images(
-                head,
-                main,
-                blocks.iter().map(|(h, d, p)| (*h, *d, p.as_slice())),
-            );
+            batch.finish_record();
             self.next = st.EndRecPtr;
         }
         if let Some(r) = ledger {

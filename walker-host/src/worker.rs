@@ -22,6 +22,23 @@ use walker_core::shared::{HostShared, PluginState, WorkerState};
 
 /// Most bytes of record data copied into one batch.
 const BATCH_BYTES: usize = 8 << 20;
+/// Records a new batch has room for before it grows (a walk through a backlog fills
+/// batches; a caught-up worker sends small ones, which should not cost large buffers).
+const PRESIZED_RECORDS: usize = 1024;
+/// Bytes a new batch has room for before it grows.
+const PRESIZED_BYTES: usize = 1 << 20;
+
+/// How filling a batch ended.
+enum Filled {
+    /// It holds as many records or bytes as a batch may.
+    Full,
+    /// The WAL written so far ends here.
+    EndOfWal,
+    /// The record at `lsn` was read but not decoded ([`wal::Read::Skipped`]).
+    Skipped { lsn: u64, end: u64 },
+    /// Reading failed (the reader's message, or an ERROR caught).
+    Failed(String),
+}
 /// The longest one plugin callback may hold up the worker's exit (see `run`).
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// How often invalid WAL the reader keeps failing on is logged and counted.
@@ -265,40 +282,57 @@ impl Walk {
     }
 
     fn read_batch(&mut self) -> (BatchBuilder, bool) {
-        let mut batch = BatchBuilder::new();
         let max_records = gucs::BATCH_RECORDS.get().max(1) as usize;
+        let mut batch =
+            BatchBuilder::with_capacity(max_records.min(PRESIZED_RECORDS), PRESIZED_BYTES);
+        // One error trap for the whole batch, not one per record.
+        let filled = {
+            let b = &mut batch;
+            let this = &mut *self;
+            PgTryBuilder::new(AssertUnwindSafe(|| this.fill(b, max_records)))
+                .catch_others(|e| Filled::Failed(slot::caught_message(&e)))
+                .execute()
+        };
+        match filled {
+            Filled::Full => (batch, false),
+            Filled::Skipped { lsn, end } => {
+                if let Some(s) = self.skipped.as_mut() {
+                    s.0 = lsn;
+                    s.1 = end;
+                }
+                (batch, false)
+            }
+            Filled::EndOfWal => (batch, true),
+            Filled::Failed(msg) => {
+                // A record the error interrupted is not delivered.
+                batch.discard_open_record();
+                if batch.is_empty() {
+                    self.recover(msg);
+                } else {
+                    // Deliver what was read; the next round meets the error again.
+                    self.seek_to = Some(self.reader.position());
+                }
+                (batch, true)
+            }
+        }
+    }
+
+    /// Reads records into `batch` until it is full, the WAL ends, a record is skipped
+    /// or reading fails.
+    fn fill(&mut self, batch: &mut BatchBuilder, max_records: usize) -> Filled {
         loop {
             if batch.len() >= max_records || batch.data_bytes() >= BATCH_BYTES {
-                return (batch, false);
+                return Filled::Full;
             }
-            let reader = &mut self.reader;
-            let b = &mut batch;
-            let r = PgTryBuilder::new(AssertUnwindSafe(|| reader.read(b)))
-                .catch_others(|e| wal::Read::Error(slot::caught_message(&e)))
-                .execute();
-            match r {
+            match self.reader.read(batch) {
                 wal::Read::Record => {
                     if batch.len() == 1 {
                         self.clear_bad_wal();
                     }
                 }
-                wal::Read::Skipped { lsn, end } => {
-                    if let Some(s) = self.skipped.as_mut() {
-                        s.0 = lsn;
-                        s.1 = end;
-                    }
-                    return (batch, false);
-                }
-                wal::Read::EndOfWal => return (batch, true),
-                wal::Read::Error(msg) => {
-                    if batch.is_empty() {
-                        self.recover(msg);
-                    } else {
-                        // Deliver what was read; the next round meets the error again.
-                        self.seek_to = Some(self.reader.position());
-                    }
-                    return (batch, true);
-                }
+                wal::Read::Skipped { lsn, end } => return Filled::Skipped { lsn, end },
+                wal::Read::EndOfWal => return Filled::EndOfWal,
+                wal::Read::Error(msg) => return Filled::Failed(msg),
             }
         }
     }
