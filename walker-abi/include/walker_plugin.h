@@ -1140,6 +1140,17 @@ typedef struct WalkerPluginDescriptor {
    starting with `walker_`, NUL-terminated; may be null.
    */
   const char *role;
+  /*
+   ABI 1.5. When set, the host calls it instead of `on_record`, once per run of
+   consecutive records in WAL order (a batch the reader read): `records[0..n]`.
+   The run holds records of every resource manager: the plugin skips those not in
+   its `rmgr_mask` (the SDK does). It lets a plugin take its lock, or publish, once
+   per run instead of once per record. On failure the plugin stores the index of
+   the record that failed in `failed_at` (the host names its LSN) and returns the
+   error as `on_record` would. `walker.plugin_timeout` applies to the whole call;
+   a run holds at most `walker.batch_records` records. May be null.
+   */
+  WalkerStatus (*on_records)(WalkerPlugin *plugin, const struct WalkerRecord *records, uint32_t n, uint32_t *failed_at);
 } WalkerPluginDescriptor;
 
 #endif  /* WALKER_PLUGIN_H */

@@ -12,6 +12,6 @@ pub mod types;
 pub use abi_stable;
 pub use sdk::{
     Admission, BackendEvent, FunctionDef, Host, Plugin, PluginError, PluginInfo, PluginResult,
-    Record, Rejection, RowSink, ServiceOutcome, SharedState, Value, ViewDef,
+    Record, Records, RecordsError, Rejection, RowSink, ServiceOutcome, SharedState, Value, ViewDef,
 };
 pub use types::*;

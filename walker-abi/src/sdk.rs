@@ -256,6 +256,16 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     fn on_record(&self, _host: &Host, _record: &Record<'_>) -> PluginResult {
         Ok(())
     }
+    /// A run of consecutive records in WAL order (ABI 1.5): by default, each record
+    /// of a subscribed resource manager goes to [`Plugin::on_record`]. Override it to
+    /// take the shared-memory lock (or publish) once per run instead of once per
+    /// record; a failure names the record it failed at ([`RecordsError`]).
+    fn on_records(&self, host: &Host, records: &Records<'_>) -> Result<(), RecordsError> {
+        for (i, r) in records.iter() {
+            self.on_record(host, &r).map_err(|e| RecordsError::at(i, e))?;
+        }
+        Ok(())
+    }
     /// The walker caught up; `lsn` is the end of the last record delivered.
     fn on_idle(&self, _host: &Host, _lsn: u64) -> PluginResult {
         Ok(())
@@ -405,6 +415,72 @@ impl RowSink<'_> {
             Err(PluginError::new(
                 "the host refused the row: the values do not match the view's declared columns",
             ))
+        }
+    }
+}
+
+/// A run of consecutive records for [`Plugin::on_records`], borrowed for the call.
+pub struct Records<'a> {
+    raw: &'a [WalkerRecord],
+    mask: &'a [u64; WALKER_RMGR_MASK_WORDS],
+    /// Index of the record [`Records::iter`] yielded last (named when a panic ends
+    /// the call).
+    current: std::cell::Cell<usize>,
+}
+
+impl<'a> Records<'a> {
+    /// Wraps a run of records; [`Records::iter`] yields those whose resource manager
+    /// is in `mask`.
+    ///
+    /// # Safety
+    /// Every record's pointers must be valid for `'a` with the lengths it states.
+    pub unsafe fn from_raw(raw: &'a [WalkerRecord], mask: &'a [u64; WALKER_RMGR_MASK_WORDS]) -> Self {
+        Records {
+            raw,
+            mask,
+            current: std::cell::Cell::new(0),
+        }
+    }
+
+    /// The records of subscribed resource managers, with their index in the run.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, Record<'a>)> + '_ {
+        let mask = self.mask;
+        self.raw
+            .iter()
+            .enumerate()
+            .filter(move |(_, r)| mask_has(mask, r.rmid))
+            .map(|(i, raw)| {
+                self.current.set(i);
+                (i, Record { raw })
+            })
+    }
+
+    /// Records in the run, subscribed or not.
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// True for an empty run.
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+}
+
+/// Why [`Plugin::on_records`] stopped: the record (index in the run) and the error.
+#[derive(Debug)]
+pub struct RecordsError {
+    /// Index of the failing record in the run.
+    pub index: usize,
+    /// What went wrong.
+    pub error: PluginError,
+}
+
+impl RecordsError {
+    /// The record at `index` failed with `error`.
+    pub fn at(index: usize, error: impl Into<PluginError>) -> Self {
+        RecordsError {
+            index,
+            error: error.into(),
         }
     }
 }
@@ -1157,6 +1233,46 @@ unsafe extern "C" fn tramp_on_record<P: Plugin>(
     })
 }
 
+unsafe extern "C" fn tramp_on_records<P: Plugin>(
+    _plugin: *mut WalkerPlugin,
+    records: *const WalkerRecord,
+    n: u32,
+    failed_at: *mut u32,
+) -> WalkerStatus {
+    let inst = instance::<P>();
+    let mut failed = 0usize;
+    let st = guarded(inst.map(|(h, _)| *h), || {
+        let (h, p) = inst.ok_or_else(not_initialised)?;
+        if records.is_null() && n > 0 {
+            return Err(PluginError::new("null records"));
+        }
+        let raw = if n == 0 {
+            &[][..]
+        } else {
+            // SAFETY: the host passes `n` records valid for the duration of the call.
+            unsafe { std::slice::from_raw_parts(records, n as usize) }
+        };
+        // SAFETY: the descriptor is built once and lives for the process.
+        let mask = unsafe { &(*descriptor::<P>()).rmgr_mask };
+        // SAFETY: the host's records point into its batch, alive during the call.
+        let run = unsafe { Records::from_raw(raw, mask) };
+        let r = catch_unwind(AssertUnwindSafe(|| p.on_records(h, &run)));
+        failed = run.current.get();
+        match r {
+            Ok(r) => r.map_err(|e| {
+                failed = e.index;
+                e.error
+            }),
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    });
+    if !failed_at.is_null() {
+        // SAFETY: the host passes a writable u32 (or null).
+        unsafe { *failed_at = failed.min(u32::MAX as usize) as u32 };
+    }
+    st
+}
+
 unsafe extern "C" fn tramp_on_idle<P: Plugin>(
     _plugin: *mut WalkerPlugin,
     lsn: u64,
@@ -1395,6 +1511,7 @@ pub fn descriptor<P: Plugin>() -> *const WalkerPluginDescriptor {
             on_backend: info.backend_events.then_some(tramp_on_backend::<P> as _),
             sql,
             role,
+            on_records: Some(tramp_on_records::<P>),
         };
         DescriptorHolder {
             desc,

@@ -804,6 +804,23 @@ pub struct WalkerPluginDescriptor {
     /// [`WalkerAccess::ROLE`] functions are granted to it. A lower-case identifier
     /// starting with `walker_`, NUL-terminated; may be null.
     pub role: *const c_char,
+    // ---- ABI 1.5 ----
+    /// ABI 1.5. When set, the host calls it instead of `on_record`, once per run of
+    /// consecutive records in WAL order (a batch the reader read): `records[0..n]`.
+    /// The run holds records of every resource manager: the plugin skips those not in
+    /// its `rmgr_mask` (the SDK does). It lets a plugin take its lock, or publish, once
+    /// per run instead of once per record. On failure the plugin stores the index of
+    /// the record that failed in `failed_at` (the host names its LSN) and returns the
+    /// error as `on_record` would. `walker.plugin_timeout` applies to the whole call;
+    /// a run holds at most `walker.batch_records` records. May be null.
+    pub on_records: Option<
+        unsafe extern "C" fn(
+            plugin: *mut WalkerPlugin,
+            records: *const WalkerRecord,
+            n: u32,
+            failed_at: *mut u32,
+        ) -> WalkerStatus,
+    >,
 }
 
 /// ABI 1.3. When [`WalkerPluginDescriptor::on_backend`] is called.
@@ -1009,8 +1026,12 @@ pub const WALKER_DESCRIPTOR_V1_1_SIZE: u32 =
 pub const WALKER_DESCRIPTOR_V1_2_SIZE: u32 =
     std::mem::offset_of!(WalkerPluginDescriptor, on_backend) as u32;
 
-/// Size of ABI 1.3's descriptor (with `on_backend`, `sql` and `role`).
-pub const WALKER_DESCRIPTOR_V1_3_SIZE: u32 = std::mem::size_of::<WalkerPluginDescriptor>() as u32;
+/// Size of ABI 1.3's (and 1.4's) descriptor (with `on_backend`, `sql` and `role`).
+pub const WALKER_DESCRIPTOR_V1_3_SIZE: u32 =
+    std::mem::offset_of!(WalkerPluginDescriptor, on_records) as u32;
+
+/// Size of ABI 1.5's descriptor (with `on_records`).
+pub const WALKER_DESCRIPTOR_V1_5_SIZE: u32 = std::mem::size_of::<WalkerPluginDescriptor>() as u32;
 
 /// Size of ABI 1.0's record struct.
 pub const WALKER_RECORD_V1_0_SIZE: u32 = std::mem::offset_of!(WalkerRecord, block_images) as u32;

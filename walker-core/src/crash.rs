@@ -60,6 +60,8 @@ pub enum Callback {
     SaveState = 3,
     /// `shutdown`.
     Shutdown = 4,
+    /// `on_records` (ABI 1.5), for a run of records starting at the stored LSN.
+    OnRecords = 5,
 }
 
 impl Callback {
@@ -71,6 +73,7 @@ impl Callback {
             Callback::OnIdle => "on_idle",
             Callback::SaveState => "save_state",
             Callback::Shutdown => "shutdown",
+            Callback::OnRecords => "on_records",
         }
     }
 
@@ -81,14 +84,18 @@ impl Callback {
             2 => Callback::OnIdle,
             3 => Callback::SaveState,
             4 => Callback::Shutdown,
+            5 => Callback::OnRecords,
             _ => Callback::None,
         }
     }
 
-    /// "on_record at LSN 0/1234", "on_idle at LSN ...", or the name alone without an LSN.
+    /// "on_record at LSN 0/1234", "on_idle at LSN ...", "on_records from LSN ...", or
+    /// the name alone without an LSN.
     pub fn describe(self, lsn: u64) -> String {
         if lsn == 0 {
             self.name().to_string()
+        } else if self == Callback::OnRecords {
+            format!("on_records from LSN {}", crate::rows::format_lsn(lsn))
         } else {
             format!("{} at LSN {}", self.name(), crate::rows::format_lsn(lsn))
         }

@@ -104,10 +104,43 @@ fn lane_main(ctx: LaneCtx, rx: Receiver<Msg>) {
     'msgs: for msg in rx.iter() {
         match msg {
             Msg::Batch(batch) => {
-                if let Some(on_record) = desc.on_record {
+                // Records are in LSN order: skip those the plugin saw before a restart.
+                let all = batch.records();
+                let run = &all[all.partition_point(|r| r.end_lsn <= resume_after)..];
+                if let (Some(on_records), Some(first)) = (desc.on_records, run.first()) {
+                    let mut failed_at = 0u32;
+                    // SAFETY: `on_records` comes from a negotiated descriptor; the run
+                    // and everything it points to live in `batch`.
+                    let Some(st) = ctx.call(Callback::OnRecords, first.lsn, || unsafe {
+                        on_records(handle, run.as_ptr(), run.len() as u32, &mut failed_at)
+                    }) else {
+                        end = LaneEnd::Cut;
+                        break 'msgs;
+                    };
+                    let failed = run.get(failed_at as usize).unwrap_or(first);
+                    match slot.check(st, OnRecordAt(failed.lsn)) {
+                        Ok(()) => {
+                            let n = run
+                                .iter()
+                                .filter(|r| mask_has(&desc.rmgr_mask, r.rmid))
+                                .count();
+                            shared.records.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        Err(m) => {
+                            let n = run[..(failed_at as usize).min(run.len())]
+                                .iter()
+                                .filter(|r| mask_has(&desc.rmgr_mask, r.rmid))
+                                .count();
+                            shared.records.fetch_add(n as u64, Ordering::Relaxed);
+                            slot.fail(&m);
+                            end = LaneEnd::Failed;
+                            break 'msgs;
+                        }
+                    }
+                } else if let Some(on_record) = desc.on_record {
                     let mut delivered = 0u64;
-                    for rec in batch.records() {
-                        if rec.end_lsn <= resume_after || !mask_has(&desc.rmgr_mask, rec.rmid) {
+                    for rec in run {
+                        if !mask_has(&desc.rmgr_mask, rec.rmid) {
                             continue;
                         }
                         // SAFETY: `on_record` comes from a negotiated descriptor; the
@@ -554,12 +587,25 @@ mod tests {
 
     type OnRecord = unsafe extern "C" fn(*mut WalkerPlugin, *const WalkerRecord) -> WalkerStatus;
 
+    type OnRecords =
+        unsafe extern "C" fn(*mut WalkerPlugin, *const WalkerRecord, u32, *mut u32) -> WalkerStatus;
+
     fn slot(index: usize, name: &str, f: OnRecord) -> &'static PluginSlot {
+        slot_with_runs(index, name, f, None)
+    }
+
+    fn slot_with_runs(
+        index: usize,
+        name: &str,
+        f: OnRecord,
+        runs: Option<OnRecords>,
+    ) -> &'static PluginSlot {
         // SAFETY: every descriptor field is an integer, a pointer or an Option of a
         // function pointer: all-zero is "nothing declared".
         let mut d: WalkerPluginDescriptor = unsafe { std::mem::zeroed() };
         d.rmgr_mask = [u64::MAX; 4];
         d.on_record = Some(f);
+        d.on_records = runs;
         let s = PluginSlot::new(index, name, None, Some(d), Vec::new(), "1".into(), None);
         let s: &'static PluginSlot = Box::leak(Box::new(s));
         // SAFETY: all-zero is a valid PluginShared (atomics and messages).
@@ -661,6 +707,50 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(STUCK_SEEN.load(Ordering::SeqCst), 2);
         assert_eq!(stuck.shared().unwrap().state(), PluginState::Failed);
+    }
+
+    /// Runs the "runs" plugin saw, and records in them.
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    static RUN_RECORDS: AtomicU64 = AtomicU64::new(0);
+
+    /// Takes runs; fails at the record whose LSN is 0x5000 + 3 * 100.
+    unsafe extern "C" fn runs(
+        _: *mut WalkerPlugin,
+        records: *const WalkerRecord,
+        n: u32,
+        failed_at: *mut u32,
+    ) -> WalkerStatus {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: the host passes `n` records.
+        let run = unsafe { std::slice::from_raw_parts(records, n as usize) };
+        for (i, r) in run.iter().enumerate() {
+            if r.lsn == 0x5000 + 300 {
+                // SAFETY: the host passes a writable u32.
+                unsafe { *failed_at = i as u32 };
+                return WalkerStatus::ERROR;
+            }
+            RUN_RECORDS.fetch_add(1, Ordering::SeqCst);
+        }
+        WalkerStatus::OK
+    }
+
+    #[test]
+    fn a_plugin_with_on_records_gets_one_call_per_batch_and_its_failure_names_the_record() {
+        let s = slot_with_runs(1003, "runs", good, Some(runs));
+        let mut disp = Dispatcher::start(&[s], 1, None).unwrap();
+        disp.send(batch(0x1000, 10));
+        disp.send(batch(0x2000, 10));
+        disp.send(batch(0x5000, 10));
+        let (_, cut) = disp.stop(Duration::from_secs(5));
+        assert!(cut.is_empty());
+        assert_eq!(RUNS.load(Ordering::SeqCst), 3, "one call per batch, on_record unused");
+        assert_eq!(RUN_RECORDS.load(Ordering::SeqCst), 23);
+        let sh = s.shared().unwrap();
+        assert_eq!(sh.state(), PluginState::Failed);
+        // Counted: the 20 records of the first two runs and the 3 before the failure.
+        assert_eq!(sh.records.load(Ordering::SeqCst), 23);
+        let err = s.last_error().unwrap();
+        assert!(err.starts_with("on_record at LSN 0/512C failed"), "{err}");
     }
 
     static STOP_RELEASE: AtomicBool = AtomicBool::new(false);
