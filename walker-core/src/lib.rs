@@ -15,6 +15,7 @@ pub mod loader;
 pub mod locks;
 pub mod names;
 pub mod negotiate;
+pub mod pacing;
 pub mod persistence;
 pub mod registry;
 pub mod retention;

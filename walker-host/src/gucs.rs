@@ -12,7 +12,8 @@ use walker_core::settings::{c_default, SettingDef, SettingKind, Storage};
 pub static PLUGINS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// `walker.enabled`: when off, the worker pauses (and catches up when turned on).
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
-/// `walker.naptime`: milliseconds the worker sleeps on its latch when caught up.
+/// `walker.naptime`: the longest the worker sleeps on its latch when caught up (ms):
+/// while WAL flows it naps 5 ms, and each nap that finds nothing doubles up to this.
 pub static NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(200);
 /// `walker.batch_records`: most records in one batch handed to the dispatch threads.
 pub static BATCH_RECORDS: GucSetting<i32> = GucSetting::<i32>::new(2048);
@@ -104,7 +105,7 @@ pub fn define() {
     );
     GucRegistry::define_int_guc(
         c"walker.naptime",
-        c"How long the walker worker sleeps when it has caught up with the WAL.",
+        c"The longest the walker worker sleeps once caught up with the WAL (while WAL flows it naps 5 ms, doubling while nothing new arrives).",
         c"",
         &NAPTIME_MS,
         10,

@@ -153,13 +153,19 @@ struct Walk {
     skipped: Option<(u64, u64, u32, u32)>,
     /// When invalid WAL was last logged (`None`: the reader is not stuck on any).
     bad_wal_reported: Option<Instant>,
+    /// The last nap once caught up (ms; see `walker_core::pacing`).
+    idle_nap_ms: u64,
 }
 
 impl Walk {
     fn nap(&mut self, state: WorkerState) {
+        let naptime = gucs::NAPTIME_MS.get().max(10) as u64;
+        self.nap_for(state, naptime);
+    }
+
+    fn nap_for(&mut self, state: WorkerState, ms: u64) {
         self.host.set_worker_state(state);
-        let naptime = Duration::from_millis(gucs::NAPTIME_MS.get().max(10) as u64);
-        if !BackgroundWorker::wait_latch(Some(naptime)) {
+        if !BackgroundWorker::wait_latch(Some(Duration::from_millis(ms))) {
             self.stopping = true;
         }
     }
@@ -417,7 +423,8 @@ impl Walk {
             return self.nap(WorkerState::Idle);
         }
         let (batch, caught_up) = self.read_batch();
-        if !batch.is_empty() {
+        let found = !batch.is_empty();
+        if found {
             let batch = Arc::new(batch.finish());
             let bytes: u64 = batch.records().iter().map(|r| r.total_len as u64).sum();
             let n = batch.records().len() as u64;
@@ -443,7 +450,10 @@ impl Walk {
         self.publish();
         if caught_up && !self.stopping {
             self.dispatcher.idle(self.reader.position());
-            self.nap(WorkerState::Idle);
+            // Short naps while WAL flows, the long one only when idle.
+            let naptime = gucs::NAPTIME_MS.get().max(10) as u64;
+            self.idle_nap_ms = walker_core::pacing::next_nap_ms(self.idle_nap_ms, found, naptime);
+            self.nap_for(WorkerState::Idle, self.idle_nap_ms);
         }
     }
 }
@@ -586,6 +596,7 @@ fn run(host: &'static HostShared) {
         snapshot_due: false,
         skipped,
         bad_wal_reported: None,
+        idle_nap_ms: 0,
     };
     while !walk.stopping {
         walk.step();
