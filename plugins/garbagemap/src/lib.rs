@@ -12,6 +12,7 @@
 //! snapshots.
 
 pub use walker_decode as decode;
+pub mod blockmap;
 pub mod published;
 pub mod svg;
 pub mod tracker;

@@ -166,9 +166,8 @@ impl Published {
                 let first = u64::from(*i) * rb;
                 let end = g
                     .blocks
-                    .keys()
-                    .next_back()
-                    .map(|b| u64::from(*b) + 1)
+                    .last_block()
+                    .map(|b| u64::from(b) + 1)
                     .unwrap_or(first + 1);
                 p.end_block = p.end_block.max(end);
                 if g.dead_tuples + g.dead_lps > hottest {

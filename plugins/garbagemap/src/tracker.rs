@@ -7,6 +7,7 @@
 //! recently changed relations (or ranges) are evicted, a tenth of the bound at a
 //! time, and counted; pending changes past their bound are counted as unattributed.
 
+use crate::blockmap::BlockMap;
 use crate::decode::{Event, Item, RelKey};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -19,11 +20,40 @@ const WORDS: usize = MAX_ITEMS.div_ceil(64);
 pub struct Bits([u64; WORDS]);
 
 impl Bits {
-    fn get(&self, i: u16) -> bool {
+    /// u64 words of a bitmap.
+    pub const WORDS: usize = WORDS;
+
+    /// Whether line pointer `i` is set.
+    pub fn get(&self, i: u16) -> bool {
         let i = i as usize;
         i < MAX_ITEMS && self.0[i / 64] & (1 << (i % 64)) != 0
     }
-    fn set(&mut self, i: u16, v: bool) {
+
+    /// Line pointers set.
+    pub fn count(&self) -> u32 {
+        self.0.iter().map(|w| w.count_ones()).sum()
+    }
+
+    /// Appends the bitmap as u16 words, low first.
+    pub fn push_u16s(&self, out: &mut Vec<u16>) {
+        for w in self.0 {
+            for k in 0..4 {
+                out.push((w >> (16 * k)) as u16);
+            }
+        }
+    }
+
+    /// The bitmap [`Bits::push_u16s`] wrote.
+    pub fn from_u16s(words: &[u16]) -> Bits {
+        let mut b = Bits::default();
+        for (i, w) in words.iter().take(WORDS * 4).enumerate() {
+            b.0[i / 4] |= u64::from(*w) << (16 * (i % 4));
+        }
+        b
+    }
+
+    /// Sets or clears line pointer `i`.
+    pub fn set(&mut self, i: u16, v: bool) {
         let i = i as usize;
         if i < MAX_ITEMS {
             if v {
@@ -44,11 +74,18 @@ pub struct BlockItems {
     pub dead_lps: Bits,
 }
 
+impl BlockItems {
+    /// Nothing dead.
+    pub fn is_empty(&self) -> bool {
+        self.dead_tuples == Bits::default() && self.dead_lps == Bits::default()
+    }
+}
+
 /// One block range.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Range {
     /// Dead items per block.
-    pub blocks: BTreeMap<u32, BlockItems>,
+    pub blocks: BlockMap,
     /// Dead tuples in the range.
     pub dead_tuples: u64,
     /// Dead line pointers in the range.
@@ -246,11 +283,11 @@ impl Tracker {
 
     fn mark_dead(&mut self, item: Item, lsn: u64) {
         let range = self.range_mut(item.rel, item.block, lsn);
-        let b = range.blocks.entry(item.block).or_default();
-        if !b.dead_tuples.get(item.offset) && !b.dead_lps.get(item.offset) {
-            b.dead_tuples.set(item.offset, true);
-            range.dead_tuples += 1;
-        }
+        edit_block(range, item.block, |b| {
+            if !b.dead_tuples.get(item.offset) && !b.dead_lps.get(item.offset) {
+                b.dead_tuples.set(item.offset, true);
+            }
+        });
     }
 
     fn hold(&mut self, xid: u32, item: Item, fate: Fate) {
@@ -286,10 +323,7 @@ impl Tracker {
     fn clear_page(&mut self, rel: RelKey, block: u32) {
         let idx = self.range_of(block);
         if let Some(range) = self.rels.get_mut(&rel).and_then(|r| r.ranges.get_mut(&idx)) {
-            if let Some(b) = range.blocks.remove(&block) {
-                range.dead_tuples -= count(&b.dead_tuples);
-                range.dead_lps -= count(&b.dead_lps);
-            }
+            edit_block(range, block, |b| *b = BlockItems::default());
         }
     }
 
@@ -428,12 +462,9 @@ impl Tracker {
                 let gone: Vec<u32> = r.ranges.range(first_cut..).map(|(i, _)| *i).collect();
                 for i in gone {
                     let range = r.ranges.get_mut(&i).expect("listed");
-                    let cut: Vec<u32> = range.blocks.range(blocks..).map(|(b, _)| *b).collect();
-                    for b in cut {
-                        let items = range.blocks.remove(&b).expect("listed");
-                        range.dead_tuples -= count(&items.dead_tuples);
-                        range.dead_lps -= count(&items.dead_lps);
-                    }
+                    let (tuples, lps) = range.blocks.remove_from(blocks);
+                    range.dead_tuples -= tuples;
+                    range.dead_lps -= lps;
                     if i * self.limits.range_blocks.max(1) >= blocks {
                         r.ranges.remove(&i);
                         self.n_ranges -= 1;
@@ -466,15 +497,9 @@ impl Tracker {
 /// Changes the line pointers of one block with `f`, keeping the range's sums right
 /// and dropping the block once nothing in it is dead.
 fn edit_block(range: &mut Range, block: u32, f: impl FnOnce(&mut BlockItems)) {
-    let b = range.blocks.entry(block).or_default();
-    let (t0, l0) = (count(&b.dead_tuples), count(&b.dead_lps));
-    f(b);
-    let (t1, l1) = (count(&b.dead_tuples), count(&b.dead_lps));
-    if t1 == 0 && l1 == 0 {
-        range.blocks.remove(&block);
-    }
-    range.dead_tuples = range.dead_tuples - t0 + t1;
-    range.dead_lps = range.dead_lps - l0 + l1;
+    let (tuples, lps) = range.blocks.edit(block, f);
+    range.dead_tuples = range.dead_tuples.saturating_add_signed(tuples);
+    range.dead_lps = range.dead_lps.saturating_add_signed(lps);
 }
 
 fn count(b: &Bits) -> u64 {
@@ -582,8 +607,8 @@ impl Tracker {
                     w.u64(v);
                 }
                 w.u32(g.blocks.len() as u32);
-                for (b, items) in &g.blocks {
-                    w.u32(*b);
+                for (b, items) in g.blocks.iter() {
+                    w.u32(b);
                     items
                         .dead_tuples
                         .0
@@ -663,7 +688,7 @@ impl Tracker {
                     };
                     g.dead_tuples += count(&items.dead_tuples);
                     g.dead_lps += count(&items.dead_lps);
-                    g.blocks.insert(b, items);
+                    g.blocks.set(b, &items);
                 }
                 rel.ranges.insert(i, g);
                 t.n_ranges += 1;
