@@ -127,7 +127,9 @@ fn lane_main(ctx: LaneCtx, rx: Receiver<Msg>) {
                             shared.records.fetch_add(n as u64, Ordering::Relaxed);
                         }
                         Err(m) => {
-                            let n = run[..(failed_at as usize).min(run.len())]
+                            // Delivered: the run up to the failing record, which
+                            // counts (as on_record counts the record it failed on).
+                            let n = run[..(failed_at as usize + 1).min(run.len())]
                                 .iter()
                                 .filter(|r| mask_has(&desc.rmgr_mask, r.rmid))
                                 .count();
@@ -747,8 +749,9 @@ mod tests {
         assert_eq!(RUN_RECORDS.load(Ordering::SeqCst), 23);
         let sh = s.shared().unwrap();
         assert_eq!(sh.state(), PluginState::Failed);
-        // Counted: the 20 records of the first two runs and the 3 before the failure.
-        assert_eq!(sh.records.load(Ordering::SeqCst), 23);
+        // Counted: the 20 records of the first two runs, the 3 before the failure and
+        // the one it failed on.
+        assert_eq!(sh.records.load(Ordering::SeqCst), 24);
         let err = s.last_error().unwrap();
         assert!(err.starts_with("on_record at LSN 0/512C failed"), "{err}");
     }
