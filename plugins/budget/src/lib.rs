@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 use walker_abi::{
     Admission, BackendEvent, FunctionDef, Host, Plugin, PluginError, PluginInfo, PluginResult,
-    Record, RowSink, ServiceOutcome, WalkerAccess, WalkerServiceKind, WalkerSettingContext,
+    Record, Records, RecordsError, RowSink, ServiceOutcome, WalkerAccess, WalkerServiceKind, WalkerSettingContext,
     WalkerSettingUnit, WalkerType, ALL_RMGRS,
 };
 use walker_decode::Format;
@@ -241,6 +241,38 @@ fn functions() -> Vec<FunctionDef> {
     ]
 }
 
+/// What the ledger needs of a record.
+fn entry<'a>(r: &Record<'a>) -> Entry<'a> {
+    let first_block = r
+        .blocks()
+        .iter()
+        .min_by_key(|b| b.block_id)
+        .map(|b| (b.tablespace, b.database, b.relfilenode));
+    Entry {
+        rmid: r.rmid(),
+        info: r.info(),
+        xid: r.xid(),
+        toplevel_xid: r.toplevel_xid(),
+        bytes: r.total_len() as u64,
+        fpi: r.fpi_len() as u64,
+        end_lsn: r.end_lsn(),
+        first_block,
+        main: r.main_data(),
+    }
+}
+
+impl Budget {
+    /// A walker that is never idle (a steady write load) still loads policy changes:
+    /// looked for every [`RELOAD_LOOK_US`].
+    fn look_for_policy_changes(&self, host: &Host, now: i64) {
+        if now >= self.next_look.load(Ordering::Relaxed) {
+            self.next_look
+                .store(now.saturating_add(RELOAD_LOOK_US), Ordering::Relaxed);
+            self.load_policies_if_needed(host);
+        }
+    }
+}
+
 impl Plugin for Budget {
     fn describe() -> PluginInfo {
         PluginInfo {
@@ -307,33 +339,29 @@ impl Plugin for Budget {
     }
 
     fn on_record(&self, host: &Host, r: &Record<'_>) -> PluginResult {
-        let first_block = r
-            .blocks()
-            .iter()
-            .min_by_key(|b| b.block_id)
-            .map(|b| (b.tablespace, b.database, b.relfilenode));
-        let e = Entry {
-            rmid: r.rmid(),
-            info: r.info(),
-            xid: r.xid(),
-            toplevel_xid: r.toplevel_xid(),
-            bytes: r.total_len() as u64,
-            fpi: r.fpi_len() as u64,
-            end_lsn: r.end_lsn(),
-            first_block,
-            main: r.main_data(),
-        };
         let now = host.now_micros();
         {
             let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-            host.with_exclusive::<Shared, _>(|s| ledger.record(s, &e, now))?;
+            host.with_exclusive::<Shared, _>(|s| ledger.record(s, &entry(r), now))?;
         }
-        // A walker that is never idle (a steady write load) still loads policy changes.
-        if now >= self.next_look.load(Ordering::Relaxed) {
-            self.next_look
-                .store(now.saturating_add(RELOAD_LOOK_US), Ordering::Relaxed);
-            self.load_policies_if_needed(host);
+        self.look_for_policy_changes(host, now);
+        Ok(())
+    }
+
+    /// A run of records under one hold of the region lock (backends wait at most one
+    /// run for it), not one per record.
+    fn on_records(&self, host: &Host, records: &Records<'_>) -> Result<(), RecordsError> {
+        let now = host.now_micros();
+        {
+            let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            host.with_exclusive::<Shared, _>(|s| {
+                for (_, r) in records.iter() {
+                    ledger.record(s, &entry(&r), now);
+                }
+            })
+            .map_err(|e| RecordsError::at(0, e))?;
         }
+        self.look_for_policy_changes(host, now);
         Ok(())
     }
 

@@ -69,6 +69,10 @@ pub struct Session {
     /// The last scope looked up (key, slot, the slot's generation), so most
     /// statements skip the scope table's index.
     cached: Option<(SessionKey, u32, u32)>,
+    /// A cancelled wait's decision that could not be recorded then (the cancel makes
+    /// a contended lock give up at once): recorded at the next event that takes the
+    /// lock, the abort that follows the cancel.
+    unrecorded: Option<(Decision, i64, usize)>,
 }
 
 /// What a statement start comes to, once the lock is released.
@@ -175,7 +179,7 @@ impl Session {
         // Statements that are never governed (other processes', those that never
         // write) need nothing unless they publish a transaction.
         let governed = governed(e);
-        match e.kind {
+        let by_kind = match e.kind {
             Kind::STATEMENT_START => {
                 (governed && (e.nesting_level == 0 || self.readmit_pending())) || unpublished
             }
@@ -183,7 +187,8 @@ impl Session {
                 (e.nesting_level == 0 && !e.never_writes && self.running.is_some()) || unpublished
             }
             _ => unpublished || self.running.is_some() || !self.published.is_empty(),
-        }
+        };
+        by_kind || self.unrecorded.is_some()
     }
 
     /// What every event tells the session before it decides whether it needs the
@@ -218,6 +223,10 @@ impl Session {
         cfg: Admission,
         now: i64,
     ) -> Verdict {
+        if let Some((d, policy_id, policy)) = self.unrecorded.take() {
+            let same = s.policies.get(policy).is_some_and(|p| p.id == policy_id);
+            s.record_decision(d, same.then_some(policy));
+        }
         self.publish(s, e);
         match e.kind {
             Kind::STATEMENT_START if e.nesting_level == 0 => self.start(s, e, cfg, now),
@@ -478,7 +487,18 @@ impl Session {
         let waited = (now().saturating_sub(start) / 1000).max(0);
         let t = now();
         let mut running = self.running.take();
-        with(&mut |s| {
+        let decision = |tokens: f64| Decision {
+            at_micros: t,
+            pid: e.pid,
+            action: outcome as u32,
+            policy_id,
+            scope,
+            query_id: e.query_id,
+            predicted: predicted as i64,
+            tokens: tokens as i64,
+            wait_ms: waited,
+        };
+        let recorded = with(&mut |s| {
             let slot = &mut s.policies[policy];
             let same = slot.id == policy_id;
             let tokens = if same { slot.bucket.tokens } else { 0.0 };
@@ -488,22 +508,12 @@ impl Session {
                     r.reservation = Some((policy, policy_id, s.policy_gen, predicted));
                 }
             }
-            s.record_decision(
-                Decision {
-                    at_micros: t,
-                    pid: e.pid,
-                    action: outcome as u32,
-                    policy_id,
-                    scope,
-                    query_id: e.query_id,
-                    predicted: predicted as i64,
-                    tokens: tokens as i64,
-                    wait_ms: waited,
-                },
-                same.then_some(policy),
-            );
+            s.record_decision(decision(tokens), same.then_some(policy));
         });
         if outcome == Action::Cancelled {
+            if !recorded {
+                self.unrecorded = Some((decision(0.0), policy_id, policy));
+            }
             return Ok(walker_abi::Admission::Interrupted);
         }
         self.running = running;
@@ -691,6 +701,48 @@ mod tests {
         let sh = s.borrow();
         assert_eq!(sh.counters.actions[Action::Reject as usize], 1);
         assert_eq!(sh.counters.actions[Action::Admit as usize], 1);
+    }
+
+    #[test]
+    fn a_cancelled_wait_whose_lock_is_refused_is_recorded_at_the_abort() {
+        let s = RefCell::new(Shared::zeroed());
+        s.borrow_mut().load_policies(&[policy("queue")], 0);
+        let clock = Cell::new(1_000_000);
+        let mut sess = Session::default();
+        run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
+        run(&mut sess, &s, &event(Kind::STATEMENT_END, 0, 0), &clock, None);
+        s.borrow_mut().policies[0].bucket.charge(10_000);
+        // The lock is granted until the cancel, then refused (a contended lock gives up
+        // at once while the cancel is pending).
+        let cancelled = Cell::new(false);
+        let mut with = |f: &mut dyn FnMut(&mut Shared)| {
+            if cancelled.get() {
+                return false;
+            }
+            f(&mut s.borrow_mut());
+            true
+        };
+        let mut pause = |ms: u64| {
+            clock.set(clock.get() + ms as i64 * 1000);
+            cancelled.set(true);
+            false
+        };
+        let now = || clock.get();
+        let a = sess
+            .on_event(&event(Kind::STATEMENT_START, 0, 0), &|| CFG, &mut with, &mut pause, &now)
+            .unwrap();
+        assert_eq!(a, walker_abi::Admission::Interrupted);
+        assert_eq!(s.borrow().counters.actions[Action::Cancelled as usize], 0);
+        // The abort that follows takes the lock: the decision is recorded then.
+        let abort = event(Kind::ABORT, 0, 0);
+        assert!(sess.wants(&abort));
+        run(&mut sess, &s, &abort, &clock, None);
+        let sh = s.borrow();
+        assert_eq!(sh.counters.actions[Action::Cancelled as usize], 1);
+        assert_eq!(sh.policies[0].actions[Action::Cancelled as usize], 1);
+        let d = *sh.recent_decisions().last().unwrap();
+        assert_eq!((d.action, d.wait_ms), (Action::Cancelled as u32, 100));
+        assert!(sess.unrecorded.is_none());
     }
 
     #[test]

@@ -448,7 +448,7 @@ pub struct Profile {
 
 /// One admission decision.
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Decision {
     /// When.
     pub at_micros: i64,
