@@ -73,6 +73,46 @@ pub struct Session {
     /// a contended lock give up at once): recorded at the next event that takes the
     /// lock, the abort that follows the cancel.
     unrecorded: Option<(Decision, i64, usize)>,
+    /// A read that the shared region recently let run without a decision (no
+    /// enforcing policy, or predicted to write nothing): the same query of the same
+    /// scope skips the region until `until` (see [`READ_PASS_MICROS`]).
+    read_pass: Option<ReadPass>,
+    /// A read running on a pass: the process's WAL counters at its start.
+    passed_read: Option<(u64, u64)>,
+    /// The pass the running read earns if it ends without writing (with the WAL
+    /// bytes at its start).
+    pass_candidate: Option<(ReadPass, u64)>,
+}
+
+/// How long a read that ran without a decision lets the same query of the same scope
+/// skip the shared region (µs). A policy or a profile changed meanwhile by other
+/// sessions applies to that query after at most this long; what the read itself
+/// writes is charged and learned at once.
+pub const READ_PASS_MICROS: i64 = 1_000_000;
+
+/// Who and what a read pass is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReadPass {
+    tenant: String,
+    role: u32,
+    database: u32,
+    application: String,
+    query_id: u64,
+    class: u32,
+    scope: u32,
+    until: i64,
+}
+
+impl ReadPass {
+    fn covers(&self, tenant: &str, e: &BackendEvent<'_>, now: i64) -> bool {
+        now < self.until
+            && self.query_id == e.query_id
+            && e.query_id != 0
+            && self.role == e.role
+            && self.database == e.database
+            && self.application == e.application_name
+            && self.tenant == tenant
+    }
 }
 
 /// What a statement start comes to, once the lock is released.
@@ -206,6 +246,7 @@ impl Session {
         if e.kind == Kind::STATEMENT_END && e.session_reset != WalkerSessionReset::NONE {
             self.tenant.clear();
             self.cached = None;
+            self.read_pass = None;
         }
         if e.kind == Kind::STATEMENT_START
             && e.nesting_level == 0
@@ -418,6 +459,9 @@ impl Session {
         now: &dyn Fn() -> i64,
     ) -> Result<walker_abi::Admission, String> {
         self.observe(e);
+        if self.on_pass(e, now) {
+            return Ok(walker_abi::Admission::Proceed);
+        }
         if !self.wants(e) {
             return Ok(walker_abi::Admission::Proceed);
         }
@@ -427,6 +471,8 @@ impl Session {
         if !with(&mut |s| verdict = self.locked(s, e, cfg, t0)) {
             return Err("the budget's shared memory is not available".into());
         }
+        self.grant_pass(e, &verdict, t0);
+        self.earn_pass(e);
         match verdict {
             Verdict::Go => Ok(walker_abi::Admission::Proceed),
             Verdict::Refuse(r) => Ok(walker_abi::Admission::Reject(r)),
@@ -438,6 +484,104 @@ impl Session {
             } => self.queue(
                 e, cfg, policy, policy_id, predicted, wait_ms, with, pause, now,
             ),
+        }
+    }
+
+    /// True when `e` needs nothing from the shared region because a read pass covers
+    /// it: the start of a read the region recently let run without a decision, or the
+    /// end of such a read that wrote no WAL. A read on a pass that wrote WAL after all
+    /// ends through the region as any statement (charged, claimed, learned), and the
+    /// pass is dropped.
+    fn on_pass(&mut self, e: &BackendEvent<'_>, now: &dyn Fn() -> i64) -> bool {
+        let top = e.nesting_level == 0;
+        match e.kind {
+            Kind::STATEMENT_START if top => {
+                self.passed_read = None;
+                let free = e.read_only
+                    && published_xid(e) == 0
+                    && self.unrecorded.is_none()
+                    && self.running.is_none_or(|r| r.reservation.is_none());
+                if !free {
+                    return false;
+                }
+                let t = now();
+                if !self
+                    .read_pass
+                    .as_ref()
+                    .is_some_and(|p| p.covers(&self.tenant, e, t))
+                {
+                    return false;
+                }
+                self.running = None;
+                self.passed_read = Some((e.wal_bytes, e.wal_records));
+                true
+            }
+            Kind::STATEMENT_END if top => {
+                let Some((bytes, records)) = self.passed_read.take() else {
+                    return false;
+                };
+                let unpublished = e.top_xid != 0 && !self.published.contains(&e.top_xid);
+                if e.wal_bytes == bytes && !unpublished {
+                    return true;
+                }
+                // It wrote: end it through the region like any statement.
+                if let Some(p) = self.read_pass.take() {
+                    self.running = Some(Running {
+                        wal_bytes: bytes,
+                        wal_records: records,
+                        class: p.class,
+                        query_id: p.query_id,
+                        scope: p.scope,
+                        had_xid: e.top_xid != 0 || e.xid != 0,
+                        readmit: false,
+                        reservation: None,
+                    });
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Once a client's read that the region let start without a decision or a
+    /// reservation ends without having written, the same query of the same scope may
+    /// skip the region for a while: the candidate is noted at its start here, and
+    /// [`Session::earn_pass`] grants it at its end.
+    fn grant_pass(&mut self, e: &BackendEvent<'_>, verdict: &Verdict, now: i64) {
+        if e.kind != Kind::STATEMENT_START || e.nesting_level != 0 {
+            return;
+        }
+        self.read_pass = None;
+        self.pass_candidate = None;
+        if !e.read_only || e.query_id == 0 || !matches!(verdict, Verdict::Go) {
+            return;
+        }
+        let Some(r) = self.running.filter(|r| r.reservation.is_none() && !r.had_xid) else {
+            return;
+        };
+        let pass = ReadPass {
+            tenant: self.tenant.clone(),
+            role: e.role,
+            database: e.database,
+            application: e.application_name.to_string(),
+            query_id: e.query_id,
+            class: r.class,
+            scope: r.scope,
+            until: now.saturating_add(READ_PASS_MICROS),
+        };
+        self.pass_candidate = Some((pass, e.wal_bytes));
+    }
+
+    /// At a read's end: the pass it was a candidate for, when it wrote nothing and
+    /// has no transaction id.
+    fn earn_pass(&mut self, e: &BackendEvent<'_>) {
+        if e.kind != Kind::STATEMENT_END || e.nesting_level != 0 {
+            return;
+        }
+        if let Some((pass, bytes)) = self.pass_candidate.take() {
+            if e.wal_bytes == bytes && e.top_xid == 0 && e.xid == 0 {
+                self.read_pass = Some(pass);
+            }
         }
     }
 
@@ -701,6 +845,104 @@ mod tests {
         let sh = s.borrow();
         assert_eq!(sh.counters.actions[Action::Reject as usize], 1);
         assert_eq!(sh.counters.actions[Action::Admit as usize], 1);
+    }
+
+    /// Runs `e`, counting the times the region was taken.
+    fn run_counted(
+        sess: &mut Session,
+        s: &RefCell<Box<Shared>>,
+        e: &BackendEvent<'_>,
+        clock: &Cell<i64>,
+        taken: &Cell<u32>,
+    ) -> walker_abi::Admission {
+        let mut with = |f: &mut dyn FnMut(&mut Shared)| {
+            taken.set(taken.get() + 1);
+            f(&mut s.borrow_mut());
+            true
+        };
+        let mut pause = |_| true;
+        let now = || clock.get();
+        sess.on_event(e, &|| CFG, &mut with, &mut pause, &now).unwrap()
+    }
+
+    fn read(kind: WalkerBackendEventKind, wal: u64) -> BackendEvent<'static> {
+        BackendEvent {
+            statement: WalkerStatementKind::SELECT,
+            read_only: true,
+            query_id: 7,
+            command: "SELECT",
+            ..event(kind, 0, wal)
+        }
+    }
+
+    #[test]
+    fn a_read_that_wrote_nothing_skips_the_region_for_a_while_and_a_write_ends_the_pass() {
+        let s = RefCell::new(Shared::zeroed());
+        s.borrow_mut().load_policies(&[policy("reject")], 0);
+        let clock = Cell::new(1_000_000);
+        let taken = Cell::new(0);
+        let mut sess = Session::default();
+        // First time through the region (start and end).
+        run_counted(&mut sess, &s, &read(Kind::STATEMENT_START, 0), &clock, &taken);
+        run_counted(&mut sess, &s, &read(Kind::STATEMENT_END, 0), &clock, &taken);
+        assert_eq!(taken.get(), 2);
+        // Then the same query skips it, even in debt (it predicts nothing).
+        s.borrow_mut().policies[0].bucket.charge(50_000);
+        for _ in 0..5 {
+            let a = run_counted(&mut sess, &s, &read(Kind::STATEMENT_START, 0), &clock, &taken);
+            assert_eq!(a, walker_abi::Admission::Proceed);
+            run_counted(&mut sess, &s, &read(Kind::STATEMENT_END, 0), &clock, &taken);
+            run_counted(&mut sess, &s, &read(Kind::PRE_COMMIT, 0), &clock, &taken);
+        }
+        assert_eq!(taken.get(), 2);
+        // Another application is another scope: the region again.
+        let other = BackendEvent {
+            application_name: "other",
+            ..read(Kind::STATEMENT_START, 0)
+        };
+        run_counted(&mut sess, &s, &other, &clock, &taken);
+        run_counted(&mut sess, &s, &read(Kind::STATEMENT_END, 0), &clock, &taken);
+        assert_eq!(taken.get(), 4);
+        // Back on a pass after its own look; one that writes (pruning, a writing
+        // function) ends through the region: learned, and the pass is gone.
+        run_counted(&mut sess, &s, &read(Kind::STATEMENT_START, 0), &clock, &taken);
+        run_counted(&mut sess, &s, &read(Kind::STATEMENT_END, 0), &clock, &taken);
+        let before = taken.get();
+        run_counted(&mut sess, &s, &read(Kind::STATEMENT_START, 100), &clock, &taken);
+        run_counted(&mut sess, &s, &read(Kind::STATEMENT_END, 4100), &clock, &taken);
+        assert_eq!(taken.get(), before + 1, "the end went through the region");
+        let scope = sess.cached.as_ref().unwrap().1;
+        assert_eq!(
+            s.borrow().predict_read(WalkerStatementKind::SELECT.0, 7, scope),
+            4000.0 * 0.3,
+            "the read's 4000 bytes learned (EWMA from 0, alpha 0.3)"
+        );
+        // The next one is looked at again, and (predicted to write, in debt) refused.
+        let a = run_counted(&mut sess, &s, &read(Kind::STATEMENT_START, 4100), &clock, &taken);
+        assert!(matches!(a, walker_abi::Admission::Reject(_)), "{a:?}");
+        // A read whose run wrote (a writing function: an xid) earns no pass.
+        let mut writer = Session::default();
+        let s3 = RefCell::new(Shared::zeroed());
+        let t3 = Cell::new(0);
+        run_counted(&mut writer, &s3, &read(Kind::STATEMENT_START, 0), &clock, &t3);
+        let wrote = BackendEvent {
+            top_xid: 700,
+            xid: 700,
+            ..read(Kind::STATEMENT_END, 900)
+        };
+        run_counted(&mut writer, &s3, &wrote, &clock, &t3);
+        let n = t3.get();
+        run_counted(&mut writer, &s3, &read(Kind::STATEMENT_START, 900), &clock, &t3);
+        assert_eq!(t3.get(), n + 1, "looked at again");
+        // A pass expires.
+        let mut fresh = Session::default();
+        let s2 = RefCell::new(Shared::zeroed());
+        let t2 = Cell::new(0);
+        run_counted(&mut fresh, &s2, &read(Kind::STATEMENT_START, 0), &clock, &t2);
+        run_counted(&mut fresh, &s2, &read(Kind::STATEMENT_END, 0), &clock, &t2);
+        clock.set(clock.get() + READ_PASS_MICROS);
+        run_counted(&mut fresh, &s2, &read(Kind::STATEMENT_START, 0), &clock, &t2);
+        assert_eq!(t2.get(), 3);
     }
 
     #[test]
