@@ -1,0 +1,79 @@
+//! The README never points at something that is not there: every relative link and
+//! image path names a file or directory of the repository, and every `#anchor` names
+//! a heading of the README (GitHub's slugs).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+/// Link targets in Markdown text: what follows `](` up to the closing parenthesis.
+fn targets(md: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = md;
+    while let Some(i) = rest.find("](") {
+        rest = &rest[i + 2..];
+        if let Some(end) = rest.find(')') {
+            out.push(rest[..end].trim().to_string());
+        }
+    }
+    out
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation other than `-` and `_`
+/// dropped, spaces to hyphens.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_' || *c == ' ')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn anchors(md: &str) -> HashSet<String> {
+    let mut in_code = false;
+    let mut out = HashSet::new();
+    for line in md.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        if !in_code && line.starts_with('#') {
+            out.insert(slug(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+#[test]
+fn slugs_follow_github() {
+    assert_eq!(slug(" PostgreSQL versions"), "postgresql-versions");
+    assert_eq!(slug(" budget: who writes how much WAL"), "budget-who-writes-how-much-wal");
+    assert_eq!(
+        targets("see [a](#x) and ![b](docs/y.svg) (plain)"),
+        ["#x", "docs/y.svg"]
+    );
+}
+
+#[test]
+fn every_readme_link_and_image_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let md = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let anchors = anchors(&md);
+    let mut missing = Vec::new();
+    for t in targets(&md) {
+        if t.contains("://") || t.starts_with("mailto:") {
+            continue;
+        }
+        if let Some(a) = t.strip_prefix('#') {
+            if !anchors.contains(a) {
+                missing.push(format!("anchor {t} (no such heading)"));
+            }
+            continue;
+        }
+        let path = t.split('#').next().unwrap_or_default();
+        if !root.join(path).exists() {
+            missing.push(format!("{t} (no such file)"));
+        }
+    }
+    assert!(missing.is_empty(), "README.md points at: {missing:#?}");
+}
