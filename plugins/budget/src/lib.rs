@@ -148,6 +148,20 @@ fn predictor_settings(host: &Host) -> predict::Config {
     )
 }
 
+/// When to ask again after a failed load: in [`RELOAD_RETRY_US`], or, while changes
+/// are announced (`CREATE EXTENSION walker` announces one, and a load that ran before
+/// its transaction committed fails for want of the extension), soon and backing off
+/// as while announced transactions are open.
+fn retry_after_failure(l: &mut Loader, announced: bool, now: i64) {
+    if announced {
+        l.pending_delay =
+            (l.pending_delay.saturating_mul(2)).clamp(RELOAD_PENDING_US, RELOAD_PENDING_MAX_US);
+        l.next_try = now.saturating_add(l.pending_delay);
+    } else {
+        l.next_try = now.saturating_add(RELOAD_RETRY_US);
+    }
+}
+
 impl Budget {
     /// Asks the services worker to load the committed policies when they were never
     /// loaded, when a change was announced that no load covers yet, or every
@@ -190,7 +204,7 @@ impl Budget {
                         l.warned = true;
                     }
                     l.request = None;
-                    l.next_try = now.saturating_add(RELOAD_RETRY_US);
+                    retry_after_failure(&mut l, !waiting.is_empty(), now);
                     return;
                 }
                 ServiceOutcome::Unknown | ServiceOutcome::Interrupted => l.request = None,
@@ -666,5 +680,26 @@ mod tests {
         // The periodic refresh.
         l.next_try = 0;
         assert_eq!(load_need(&l, true, &[], 1000), LoadNeed::Load);
+    }
+
+    #[test]
+    fn a_failed_load_with_a_change_announced_is_retried_soon() {
+        // CREATE EXTENSION walker announces its transaction; a load the walker side
+        // asked for before that transaction committed fails (no extension yet) with
+        // the announcement already seen: it must come back in 0.1 s, not 30 s.
+        let mut l = Loader {
+            seen: vec![7],
+            ..Loader::default()
+        };
+        retry_after_failure(&mut l, true, 1_000_000);
+        assert_eq!(l.next_try, 1_100_000);
+        assert_eq!(load_need(&l, false, &[7], 1_050_000), LoadNeed::None);
+        assert_eq!(load_need(&l, false, &[7], 1_100_000), LoadNeed::Load);
+        retry_after_failure(&mut l, true, 2_000_000);
+        assert_eq!(l.next_try, 2_200_000, "backing off");
+        // Nothing announced (no extension in walker.database): every 30 s.
+        let mut quiet = Loader::default();
+        retry_after_failure(&mut quiet, false, 1_000_000);
+        assert_eq!(quiet.next_try, 31_000_000);
     }
 }
