@@ -7,6 +7,7 @@
 
 pub mod metrics;
 pub mod sdk;
+pub mod tables;
 pub mod types;
 
 pub use abi_stable;
@@ -14,4 +15,5 @@ pub use sdk::{
     Admission, BackendEvent, FunctionDef, Host, Plugin, PluginError, PluginInfo, PluginResult,
     Record, Records, RecordsError, Rejection, RowSink, ServiceOutcome, SharedState, Value, ViewDef,
 };
+pub use tables::{RegionLayout, SharedTable, Tables, TablesRef};
 pub use types::*;

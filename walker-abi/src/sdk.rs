@@ -622,7 +622,8 @@ impl Host {
         }
     }
 
-    fn region<T: SharedState>(&self) -> PluginResult<*mut T> {
+    /// The region's address and size.
+    fn region_raw(&self) -> PluginResult<(*mut c_void, usize)> {
         let f = self
             .api()
             .shmem_region
@@ -633,6 +634,11 @@ impl Host {
         if ptr.is_null() {
             return Err(PluginError::new("no shared-memory region: shmem_size returned 0 or shared memory is not initialised"));
         }
+        Ok((ptr, size))
+    }
+
+    fn region<T: SharedState>(&self) -> PluginResult<*mut T> {
+        let (ptr, size) = self.region_raw()?;
         if size < std::mem::size_of::<T>()
             || !(ptr as usize).is_multiple_of(std::mem::align_of::<T>())
         {
@@ -671,6 +677,49 @@ impl Host {
         let guard = LockGuard::new(self, true)?;
         // SAFETY: as in `with_shared`, and every other accessor is excluded by the lock.
         let out = f(unsafe { &mut *ptr });
+        drop(guard);
+        Ok(out)
+    }
+
+    /// Runs `f` on a region laid out as a header `H` followed by tables
+    /// ([`crate::RegionLayout`]), under the exclusive lock: `f` gets the header and
+    /// the tail, from which it takes its tables ([`crate::Tables::take`]). The rule
+    /// and the errors of [`Host::with_shared`] apply.
+    pub fn with_exclusive_tables<H: SharedState, R>(
+        &self,
+        f: impl FnOnce(&mut H, crate::Tables<'_>) -> R,
+    ) -> PluginResult<R> {
+        let ptr = self.region::<H>()?;
+        let (_, size) = self.region_raw()?;
+        let guard = LockGuard::new(self, true)?;
+        let head = std::mem::size_of::<H>();
+        // SAFETY: the region holds an `H` at its start (checked size and alignment)
+        // followed by `size - head` initialised bytes (the host zeroed the region);
+        // the header and the tail do not overlap, and every other accessor is
+        // excluded by the lock for the call.
+        let out = unsafe {
+            let tail = crate::Tables::from_raw((ptr as *mut u8).add(head), size - head);
+            f(&mut *ptr, tail)
+        };
+        drop(guard);
+        Ok(out)
+    }
+
+    /// Runs `f` on a region laid out as a header `H` followed by tables, under the
+    /// shared lock (see [`Host::with_exclusive_tables`]).
+    pub fn with_shared_tables<H: SharedState, R>(
+        &self,
+        f: impl FnOnce(&H, crate::TablesRef<'_>) -> R,
+    ) -> PluginResult<R> {
+        let ptr = self.region::<H>()?;
+        let (_, size) = self.region_raw()?;
+        let guard = LockGuard::new(self, false)?;
+        let head = std::mem::size_of::<H>();
+        // SAFETY: as in `with_exclusive_tables`; writers are excluded by the lock.
+        let out = unsafe {
+            let tail = crate::TablesRef::from_raw((ptr as *const u8).add(head), size - head);
+            f(&*ptr, tail)
+        };
         drop(guard);
         Ok(out)
     }

@@ -28,7 +28,7 @@
 
 use crate::shm::{Shared, Totals};
 
-impl Shared {
+impl Shared<'_> {
     /// A client backend's statement wrote `t` (records and bytes, all without a
     /// transaction id): charges it to `scope` and its policy's bucket, and owes it to
     /// the walker side.

@@ -610,7 +610,7 @@ mod tests {
         let rel = Some((1663, 5, 1));
         l.record(&mut s, &at(plain(100, 300, rel), 1000), 0);
         // Snapshot here (as of 1000), then two more records before the worker fails.
-        let snap = crate::snapshot::capture(&s, &l);
+        let snap = crate::snapshot::capture(&s.view(), &l);
         l.record(&mut s, &at(plain(100, 200, rel), 2000), 0);
         l.record(&mut s, &at(plain(100, 100, rel), 3000), 0);
         assert_eq!(s.policies[0].charged.bytes, 600);

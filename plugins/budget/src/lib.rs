@@ -19,6 +19,7 @@
 //! the table at server start and every minute.
 
 pub mod bucket;
+pub mod capacity;
 pub mod changes;
 pub mod claim;
 pub mod ledger;
@@ -80,6 +81,9 @@ pub struct Budget {
     changed_in_xact: AtomicBool,
     /// When `on_record` next looks at the loader (µs).
     next_look: AtomicI64,
+    /// The tables' lengths (`budget.max_scopes` …), read once in the postmaster when
+    /// it sizes shared memory (settings are read after `init`).
+    capacity: std::sync::OnceLock<shm::Capacities>,
 }
 
 /// Loading the committed policies table through the services worker.
@@ -167,7 +171,7 @@ impl Budget {
     /// loaded, when a change was announced that no load covers yet, or every
     /// [`RELOAD_REFRESH_US`]; collects its answer.
     fn load_policies_if_needed(&self, host: &Host) {
-        let Ok((loaded, waiting)) = host.with_shared::<Shared, _>(|s| {
+        let Ok((loaded, waiting)) = shm::shared(host, |s| {
             (s.policies_loaded != 0, changes::waiting(&s.pending_changes))
         }) else {
             return;
@@ -339,24 +343,40 @@ impl Plugin for Budget {
             ctx,
         )?;
         define_predictor_settings(host, ctx)?;
+        shm::Capacities::define(host)?;
         Ok(Budget {
             ledger: Mutex::new(Ledger::new(format)),
             session: Mutex::new(Session::default()),
             loader: Mutex::new(Loader::default()),
             changed_in_xact: AtomicBool::new(false),
             next_look: AtomicI64::new(0),
+            capacity: std::sync::OnceLock::new(),
         })
     }
 
-    fn shmem_size(&self, _host: &Host) -> usize {
-        std::mem::size_of::<Shared>()
+    fn shmem_size(&self, host: &Host) -> usize {
+        let c = self
+            .capacity
+            .get_or_init(|| shm::Capacities::from_settings(host));
+        // Within the settings' ranges the size cannot overflow; 0 (no region) if it did.
+        c.size().unwrap_or(0)
+    }
+
+    fn shmem_init(&self, host: &Host, found: bool) -> PluginResult {
+        if !found {
+            let c = *self
+                .capacity
+                .get_or_init(|| shm::Capacities::from_settings(host));
+            host.with_exclusive_tables::<shm::Header, _>(|h, _| h.capacity = c)?;
+        }
+        Ok(())
     }
 
     fn on_record(&self, host: &Host, r: &Record<'_>) -> PluginResult {
         let now = host.now_micros();
         {
             let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-            host.with_exclusive::<Shared, _>(|s| ledger.record(s, &entry(r), now))?;
+            shm::exclusive(host, |s| ledger.record(s, &entry(r), now))?;
         }
         self.look_for_policy_changes(host, now);
         Ok(())
@@ -368,7 +388,7 @@ impl Plugin for Budget {
         let now = host.now_micros();
         {
             let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-            host.with_exclusive::<Shared, _>(|s| {
+            shm::exclusive(host, |s| {
                 for (_, r) in records.iter() {
                     ledger.record(s, &entry(&r), now);
                 }
@@ -383,7 +403,7 @@ impl Plugin for Budget {
         let now = host.now_micros();
         {
             let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-            host.with_exclusive::<Shared, _>(|s| ledger.settle(s, now))?;
+            shm::exclusive(host, |s| ledger.settle(s, now))?;
         }
         self.load_policies_if_needed(host);
         Ok(())
@@ -391,8 +411,7 @@ impl Plugin for Budget {
 
     fn save_state(&self, host: &Host, out: &mut Vec<u8>) -> PluginResult {
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        let (st, lsn) =
-            host.with_shared::<Shared, _>(|s| (snapshot::capture(s, &ledger), s.as_of_lsn))?;
+        let (st, lsn) = shm::shared(host, |s| (snapshot::capture(s, &ledger), s.as_of_lsn))?;
         out.extend(snapshot::encode(&st));
         ledger.captured(lsn);
         Ok(())
@@ -404,13 +423,15 @@ impl Plugin for Budget {
             .transpose()
             .map_err(PluginError::new)?;
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        host.with_exclusive::<Shared, _>(|s| snapshot::restore(s, &mut ledger, st.as_ref(), lsn))
+        shm::exclusive(host, |s| {
+            snapshot::restore(s, &mut ledger, st.as_ref(), lsn)
+        })
     }
 
     fn view_rows(&self, host: &Host, view: usize, sink: &mut RowSink<'_>) -> PluginResult {
         // Names are looked up only for the rmgr rows there are (not 256 per view read).
         let rmgr_name = |i: u8| host.rmgr_name(i).unwrap_or_else(|| format!("rmgr {i}"));
-        let rows = host.with_shared::<Shared, _>(|s| report::rows(s, view, &rmgr_name))?;
+        let rows = shm::shared(host, |s| report::rows(s, view, &rmgr_name))?;
         for r in rows {
             let values: Vec<walker_abi::Value<'_>> = r.iter().map(report::Cell::value).collect();
             sink.row(&values)?;
@@ -437,7 +458,7 @@ impl Plugin for Budget {
         let mut predictor = None;
         let mut with = |f: &mut dyn FnMut(&mut Shared)| {
             let p = *predictor.get_or_insert_with(|| predictor_settings(host));
-            host.with_exclusive::<Shared, _>(|s| {
+            shm::exclusive(host, |s| {
                 s.predictor = p;
                 f(s)
             })
@@ -448,7 +469,7 @@ impl Plugin for Budget {
         match session.on_event(e, &cfg, &mut with, &mut pause, &now) {
             Ok(a) => Ok(a),
             Err(why) if !self.fail_closed(host) => {
-                let _ = host.with_exclusive::<Shared, _>(Session::failed);
+                let _ = shm::exclusive(host, Session::failed);
                 if e.kind == walker_abi::WalkerBackendEventKind::STATEMENT_START
                     && e.nesting_level == 0
                 {
@@ -520,7 +541,7 @@ impl Plugin for Budget {
                 let snap =
                     changes::Snapshot::parse(snap).map_err(|e| PluginError::new(e.to_string()))?;
                 let now = host.now_micros();
-                let (gen, stale, waiting) = host.with_exclusive::<Shared, _>(|s| {
+                let (gen, stale, waiting) = shm::exclusive(host, |s| {
                     // A load that read the table before the last one did would put an
                     // older table back.
                     let stale = snap.xmax < s.loaded_xmax;
@@ -551,10 +572,10 @@ impl Plugin for Budget {
             }
             FN_RESET => {
                 let now = host.now_micros();
-                host.with_exclusive::<Shared, _>(|s| s.reset_totals(now))?;
+                shm::exclusive(host, |s| s.reset_totals(now))?;
                 Ok(serde_json::json!({ "reset_at_micros": now }).to_string())
             }
-            FN_METRICS => host.with_shared::<Shared, _>(report::metrics),
+            FN_METRICS => shm::shared(host, report::metrics),
             FN_POLICY_CHANGED => {
                 let xid = a
                     .get("xid")
@@ -563,9 +584,7 @@ impl Plugin for Budget {
                     .ok_or(
                     "policy_changed needs {\"xid\": <the transaction's id, pg_current_xact_id()>}",
                 )?;
-                let ok = host.with_exclusive::<Shared, _>(|s| {
-                    changes::announce(&mut s.pending_changes, xid)
-                })?;
+                let ok = shm::exclusive(host, |s| changes::announce(&mut s.pending_changes, xid))?;
                 if !ok {
                     return Err(PluginError::new(format!(
                         "{} transactions that changed WAL budget policies are still open; commit or roll back one of them (pg_stat_activity), then change the policy again",
@@ -576,7 +595,7 @@ impl Plugin for Budget {
                 Ok(serde_json::json!({ "xid": xid }).to_string())
             }
             FN_POLICY_STATUS => {
-                let (loaded, waiting, gen) = host.with_shared::<Shared, _>(|s| {
+                let (loaded, waiting, gen) = shm::shared(host, |s| {
                     (
                         s.policies_loaded != 0,
                         changes::waiting(&s.pending_changes),

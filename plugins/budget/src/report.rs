@@ -2,7 +2,7 @@
 //! lock, formatted after it.
 
 use crate::bucket::Action;
-use crate::shm::{Shared, Totals};
+use crate::shm::{SharedRef, Totals};
 use walker_abi::WalkerType as T;
 
 /// View numbers, in the order [`views`] declares them.
@@ -267,7 +267,7 @@ pub fn class_name(class: u32) -> &'static str {
 }
 
 /// The rows of view `view`, with the names of resource managers from `rmgr_name`.
-pub fn rows(s: &Shared, view: usize, rmgr_name: &dyn Fn(u8) -> String) -> Vec<Vec<Cell>> {
+pub fn rows(s: &SharedRef, view: usize, rmgr_name: &dyn Fn(u8) -> String) -> Vec<Vec<Cell>> {
     let mut out = Vec::new();
     let as_of = Cell::Lsn(s.as_of_lsn);
     match view {
@@ -437,7 +437,7 @@ pub fn rows(s: &Shared, view: usize, rmgr_name: &dyn Fn(u8) -> String) -> Vec<Ve
 /// The Prometheus text of the counters and of each scope's and policy's bytes (label
 /// values escaped by the SDK's one writer: a tenant or application name cannot add a
 /// line).
-pub fn metrics(s: &Shared) -> String {
+pub fn metrics(s: &SharedRef) -> String {
     let mut w = walker_abi::metrics::MetricsWriter::new();
     let c = &s.counters;
     w.family(

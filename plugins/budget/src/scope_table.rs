@@ -1,7 +1,8 @@
 //! The scope table's bookkeeping: a hash index so that finding a scope costs the same
 //! however full the table is, a recency list of session scopes (least recently used
 //! first out when the table is full), and per role a count and its own recency list
-//! (a role at [`MAX_SCOPES_PER_ROLE`] evicts its own scopes, never other roles').
+//! (a role at [`Capacities::per_role`] scopes evicts its own scopes, never other
+//! roles'). The tables' lengths are `budget.max_scopes` ([`crate::capacity`]).
 //!
 //! Rules at the bounds:
 //! - A new session scope takes a never-used slot while there is one; else the slot of
@@ -14,11 +15,10 @@
 //!   the evicted scope of its database and is still governed by its policy
 //!   ([`Shared::policy_for`]).
 //!
-//! Every operation is O(1) (bounded by the constants above), under the region lock.
+//! Every operation is O(1) (bounded by the table's lengths), under the region lock.
 
 use crate::shm::{
-    mix, Name, Origin, RoleSlot, Scope, SessionKey, Shared, EVICT_PROBES, MAX_SCOPES,
-    MAX_SCOPES_PER_ROLE, ROLE_SLOTS, SCOPE_INDEX,
+    mix, Capacities, Name, Origin, RoleSlot, Scope, SessionKey, Shared, EVICT_PROBES,
 };
 
 /// Removes the entry at `hole` from an open-addressing table with linear probing and
@@ -76,13 +76,17 @@ enum List {
     Role(usize),
 }
 
-impl Shared {
-    fn ends(&mut self, l: List) -> (&mut [Scope; MAX_SCOPES], &mut u32, &mut u32) {
+impl Shared<'_> {
+    fn ends(&mut self, l: List) -> (&mut [Scope], &mut u32, &mut u32) {
         match l {
-            List::All => (&mut self.scopes, &mut self.lru_head, &mut self.lru_tail),
+            List::All => (
+                &mut *self.scopes,
+                &mut self.head.lru_head,
+                &mut self.head.lru_tail,
+            ),
             List::Role(r) => {
                 let slot = &mut self.roles[r];
-                (&mut self.scopes, &mut slot.head, &mut slot.tail)
+                (&mut *self.scopes, &mut slot.head, &mut slot.tail)
             }
         }
     }
@@ -133,7 +137,7 @@ impl Shared {
     }
 
     fn role_find(&self, role: u32) -> Result<usize, usize> {
-        let mut i = (mix(role as u64 ^ 0x5eed) as usize) % ROLE_SLOTS;
+        let mut i = (mix(role as u64 ^ 0x5eed) as usize) % self.roles.len();
         loop {
             let r = &self.roles[i];
             if r.used == 0 {
@@ -142,12 +146,12 @@ impl Shared {
             if r.role == role {
                 return Ok(i);
             }
-            i = (i + 1) % ROLE_SLOTS;
+            i = (i + 1) % self.roles.len();
         }
     }
 
-    fn role_home(role: u32) -> usize {
-        (mix(role as u64 ^ 0x5eed) as usize) % ROLE_SLOTS
+    fn role_home(role: u32, slots: usize) -> usize {
+        (mix(role as u64 ^ 0x5eed) as usize) % slots
     }
 
     /// The role's slot, added when missing (the table has twice as many slots as
@@ -167,7 +171,7 @@ impl Shared {
     }
 
     fn index_find(&self, h: u64, same: impl Fn(&Scope) -> bool) -> Result<usize, usize> {
-        let mut pos = (h as usize) % SCOPE_INDEX;
+        let mut pos = (h as usize) % self.scope_index.len();
         loop {
             match self.scope_index[pos] {
                 0 => return Err(pos),
@@ -178,31 +182,32 @@ impl Shared {
                     }
                 }
             }
-            pos = (pos + 1) % SCOPE_INDEX;
+            pos = (pos + 1) % self.scope_index.len();
         }
     }
 
     fn index_insert(&mut self, i: usize) {
-        let mut pos = (self.scopes[i].hash as usize) % SCOPE_INDEX;
+        let mut pos = (self.scopes[i].hash as usize) % self.scope_index.len();
         while self.scope_index[pos] != 0 {
-            pos = (pos + 1) % SCOPE_INDEX;
+            pos = (pos + 1) % self.scope_index.len();
         }
         self.scope_index[pos] = i as u32 + 1;
     }
 
     fn index_remove(&mut self, i: usize) {
-        let mut pos = (self.scopes[i].hash as usize) % SCOPE_INDEX;
-        for _ in 0..SCOPE_INDEX {
+        let mut pos = (self.scopes[i].hash as usize) % self.scope_index.len();
+        for _ in 0..self.scope_index.len() {
             match self.scope_index[pos] {
                 0 => return,
                 e if e as usize == i + 1 => {
                     let scopes = &self.scopes;
-                    shift_delete(&mut self.scope_index, pos, |e| {
-                        (*e != 0).then(|| (scopes[*e as usize - 1].hash as usize) % SCOPE_INDEX)
+                    let slots = self.scope_index.len();
+                    shift_delete(self.scope_index, pos, |e| {
+                        (*e != 0).then(|| (scopes[*e as usize - 1].hash as usize) % slots)
                     });
                     return;
                 }
-                _ => pos = (pos + 1) % SCOPE_INDEX,
+                _ => pos = (pos + 1) % self.scope_index.len(),
             }
         }
     }
@@ -318,7 +323,7 @@ impl Shared {
     fn free_slot(&mut self, role: Option<u32>) -> Option<usize> {
         if let Some(role) = role {
             if let Ok(r) = self.role_find(role) {
-                if self.roles[r].count as usize >= MAX_SCOPES_PER_ROLE {
+                if self.roles[r].count as usize >= Capacities::per_role(self.scopes.len()) {
                     let v = self.victim(List::Role(r))?;
                     if let Some(i) = self.evict(v) {
                         return Some(i);
@@ -328,7 +333,7 @@ impl Shared {
         }
         // At most two evictions: one may turn into its database's evicted scope.
         for _ in 0..3 {
-            if (self.scopes_used as usize) < MAX_SCOPES {
+            if (self.scopes_used as usize) < self.scopes.len() {
                 self.scopes_used += 1;
                 return Some(self.scopes_used as usize - 1);
             }
@@ -350,8 +355,9 @@ impl Shared {
             self.unlink(List::Role(r), v);
             self.roles[r].count = self.roles[r].count.saturating_sub(1);
             if self.roles[r].count == 0 {
-                shift_delete(&mut self.roles, r, |x| {
-                    (x.used != 0).then(|| Shared::role_home(x.role))
+                let slots = self.roles.len();
+                shift_delete(self.roles, r, |x| {
+                    (x.used != 0).then(|| Shared::role_home(x.role, slots))
                 });
             }
         }
@@ -394,6 +400,8 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shm::MAX_SCOPES_PER_ROLE;
+    const MAX_SCOPES: usize = Capacities::DEFAULT.scopes as usize;
     use crate::shm::Totals;
 
     fn key(role: u32, app: &str) -> SessionKey {
@@ -470,6 +478,37 @@ mod tests {
         // Found again, scopes are not duplicated.
         let n = s.scopes.iter().filter(|x| x.origin != 0).count();
         assert_eq!(n, MAX_SCOPES);
+    }
+
+    #[test]
+    fn a_table_of_64_scopes_is_bounded_by_its_length() {
+        let c = Capacities {
+            scopes: 64,
+            ..Capacities::DEFAULT
+        };
+        let mut s = Shared::zeroed_with(c);
+        // One role keeps 64 / 8 = 8 scopes: 20 names evict its own 12 oldest.
+        for a in 0..20 {
+            s.scope(Origin::Session, &key(9, &format!("app{a}")))
+                .unwrap();
+        }
+        assert_eq!(s.scopes.iter().filter(|x| x.role == 9).count(), 8);
+        assert_eq!(s.counters.scopes_evicted, 12);
+        // 7 roles with 8 names each fill the table's remaining slots, and the next new
+        // scope evicts the least recently used of all.
+        let before = s.counters.scopes_evicted;
+        for r in 0..7 {
+            for a in 0..8 {
+                s.scope(Origin::Session, &key(20 + r, &format!("b{a}")))
+                    .unwrap();
+            }
+        }
+        let used = s.scopes.iter().filter(|x| x.origin != 0).count();
+        assert_eq!(used, 64, "the table is full at its length");
+        assert_eq!(s.scopes_used, 64);
+        assert!(s.counters.scopes_evicted > before, "a full table evicts");
+        s.scope(Origin::Session, &key(99, "new")).unwrap();
+        assert_eq!(s.scopes.iter().filter(|x| x.origin != 0).count(), 64);
     }
 
     #[test]

@@ -1077,7 +1077,7 @@ mod tests {
         }
     }
     /// A session of role "writer" whose reject policy's bucket owes `debt` bytes.
-    fn in_debt(debt: u64) -> (RefCell<Box<Shared>>, Session, Cell<i64>) {
+    fn in_debt(debt: u64) -> (RefCell<Box<Shared<'static>>>, Session, Cell<i64>) {
         let s = RefCell::new(Shared::zeroed());
         s.borrow_mut().load_policies(&[policy("reject")], 0);
         let clock = Cell::new(1_000_000);

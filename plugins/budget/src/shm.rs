@@ -3,6 +3,10 @@
 //! bytes; every operation is plain Rust, so the tables are unit-tested without a
 //! server.
 //!
+//! The fixed part is the [`Header`]; the scopes (with their index and role slots), the
+//! profiles and the decisions are tables after it whose lengths are settings
+//! ([`crate::capacity`]). [`Shared`] (exclusive) and [`SharedRef`] (shared) view both.
+//!
 //! - `scopes`: who wrote WAL (tenant, role, database, application, or a background,
 //!   cluster, unattributed or evicted scope) with their exact totals, found through a
 //!   hash index and evicted least-recently-used (see [`crate::scope_table`]).
@@ -15,18 +19,14 @@
 //! - `decisions`: a ring of the latest admission decisions.
 
 use crate::bucket::{Action, Bucket};
+pub use crate::capacity::Capacities;
 use crate::policy::{Mode, Policy, ScopeKind, Who, NAME_BYTES};
+use std::ops::{Deref, DerefMut};
 
-/// Scopes kept. When the table is full, a new scope takes the place of the session
-/// scope used least recently, whose totals are folded into its database's evicted scope.
-pub const MAX_SCOPES: usize = 1024;
-/// Session scopes one role keeps at most: its next new scope evicts its own least
-/// recently used one, so no role can push other roles' scopes out.
+/// Session scopes one role keeps at most, whatever `budget.max_scopes` (a role keeps an
+/// eighth of the scopes up to this, see [`Capacities::per_role`]): its next new scope
+/// evicts its own least recently used one, so no role can push other roles' scopes out.
 pub const MAX_SCOPES_PER_ROLE: usize = 128;
-/// Slots of the scope table's hash index (twice the scopes, so probe chains stay short).
-pub const SCOPE_INDEX: usize = 2 * MAX_SCOPES;
-/// Slots of the table of roles with session scopes (a role leaves it with its last scope).
-pub const ROLE_SLOTS: usize = 2 * MAX_SCOPES;
 /// Scopes looked at from the least recently used end for one that can be evicted
 /// (a scope with transactions in the transaction map cannot be).
 pub const EVICT_PROBES: usize = 32;
@@ -38,10 +38,6 @@ pub const MAX_POLICIES: usize = 64;
 pub const MAX_DBS: usize = 256;
 /// Relations with totals (more are counted in `other_relations`).
 pub const MAX_RELS: usize = 8192;
-/// Query profiles.
-pub const MAX_PROFILES: usize = 4096;
-/// Decisions kept in the ring.
-pub const DECISIONS: usize = 512;
 /// Parts of a composite policy.
 pub const MAX_CONDITIONS: usize = 4;
 /// Weight of a new sample in a profile's moving average (`budget.ewma_alpha`'s default).
@@ -512,9 +508,12 @@ pub struct Counters {
     pub claim_owed: Totals,
 }
 
-/// The whole region.
+/// The fixed part of the region, before the tables.
 #[repr(C)]
-pub struct Shared {
+pub struct Header {
+    /// The tables' lengths, set at `shmem_init` from the settings (all zero: the
+    /// region was never initialised).
+    pub capacity: Capacities,
     /// Changes whenever policies are loaded.
     pub policy_gen: u64,
     /// 1 once policies were loaded since the server started.
@@ -533,18 +532,12 @@ pub struct Shared {
     pub n_policies: u32,
     /// The policies.
     pub policies: [PolicySlot; MAX_POLICIES],
-    /// Scopes.
-    pub scopes: [Scope; MAX_SCOPES],
-    /// Scope index + 1 by hash (open addressing, linear probing; 0: empty).
-    pub scope_index: [u32; SCOPE_INDEX],
     /// Slots of `scopes` ever used (slots below it are in use).
     pub scopes_used: u32,
     /// Most recently used session scope (index + 1; 0: none).
     pub lru_head: u32,
     /// Least recently used session scope (index + 1; 0: none).
     pub lru_tail: u32,
-    /// Roles with session scopes (open addressing by role OID).
-    pub roles: [RoleSlot; ROLE_SLOTS],
     /// Transactions → scope (open addressing, linear probing).
     pub xids: [XidEntry; MAX_XIDS],
     /// Entries in the map (running and ended ones).
@@ -567,11 +560,7 @@ pub struct Shared {
     pub no_relation: Totals,
     /// Per resource manager.
     pub rmgrs: [Totals; 256],
-    /// Profiles (open addressing).
-    pub profiles: [Profile; MAX_PROFILES],
-    /// Decision ring.
-    pub decisions: [Decision; DECISIONS],
-    /// Decisions ever written (the next goes to `next % DECISIONS`).
+    /// Decisions ever written (the next goes to `next % decisions.len()`).
     pub next_decision: u64,
     /// Counters.
     pub counters: Counters,
@@ -587,7 +576,187 @@ pub struct Shared {
 
 // SAFETY: repr(C), plain numbers and byte arrays only; all-zero bytes are valid (empty
 // tables, zero counters).
-unsafe impl walker_abi::SharedState for Shared {}
+unsafe impl walker_abi::SharedState for Header {}
+
+// SAFETY: repr(C), plain integers, floats and byte arrays: every byte pattern is a
+// valid value.
+unsafe impl walker_abi::SharedState for Scope {}
+// SAFETY: as above.
+unsafe impl walker_abi::SharedTable for Scope {}
+// SAFETY: as above.
+unsafe impl walker_abi::SharedState for RoleSlot {}
+// SAFETY: as above.
+unsafe impl walker_abi::SharedTable for RoleSlot {}
+// SAFETY: as above.
+unsafe impl walker_abi::SharedState for Profile {}
+// SAFETY: as above.
+unsafe impl walker_abi::SharedTable for Profile {}
+// SAFETY: as above.
+unsafe impl walker_abi::SharedState for Decision {}
+// SAFETY: as above.
+unsafe impl walker_abi::SharedTable for Decision {}
+
+/// The region under the exclusive lock: the header and the tables.
+pub struct Shared<'a> {
+    /// The fixed part (its fields read through `Deref`).
+    pub head: &'a mut Header,
+    /// Scopes.
+    pub scopes: &'a mut [Scope],
+    /// Scope index + 1 by hash (open addressing, linear probing; 0: empty).
+    pub scope_index: &'a mut [u32],
+    /// Roles with session scopes (open addressing by role OID).
+    pub roles: &'a mut [RoleSlot],
+    /// Profiles (open addressing).
+    pub profiles: &'a mut [Profile],
+    /// Decision ring.
+    pub decisions: &'a mut [Decision],
+}
+
+/// The region under the shared lock.
+pub struct SharedRef<'a> {
+    /// The fixed part.
+    pub head: &'a Header,
+    /// Scopes.
+    pub scopes: &'a [Scope],
+    /// Scope index.
+    pub scope_index: &'a [u32],
+    /// Roles with session scopes.
+    pub roles: &'a [RoleSlot],
+    /// Profiles.
+    pub profiles: &'a [Profile],
+    /// Decision ring.
+    pub decisions: &'a [Decision],
+}
+
+impl Deref for Shared<'_> {
+    type Target = Header;
+    fn deref(&self) -> &Header {
+        self.head
+    }
+}
+
+impl DerefMut for Shared<'_> {
+    fn deref_mut(&mut self) -> &mut Header {
+        self.head
+    }
+}
+
+impl Deref for SharedRef<'_> {
+    type Target = Header;
+    fn deref(&self) -> &Header {
+        self.head
+    }
+}
+
+/// The error when the header's capacities are not the ones a region was laid out for.
+fn uninitialised(c: &Capacities) -> walker_abi::PluginError {
+    walker_abi::PluginError::new(format!(
+        "budget's shared memory holds no valid capacities ({c:?}): it was not initialised at server start; is budget in walker.plugins with walker in shared_preload_libraries?"
+    ))
+}
+
+impl Header {
+    /// Running transactions in the map (ended ones kept for a replay not counted).
+    pub fn running_xids(&self) -> u32 {
+        self.n_xids.saturating_sub(self.n_ended_xids)
+    }
+}
+
+impl<'a> Shared<'a> {
+    /// Takes the tables from the tail after `head`, with the lengths stored in it.
+    pub fn carve(
+        head: &'a mut Header,
+        mut t: walker_abi::Tables<'a>,
+    ) -> walker_abi::PluginResult<Shared<'a>> {
+        let c = head.capacity;
+        if !c.valid() {
+            return Err(uninitialised(&c));
+        }
+        Ok(Shared {
+            scopes: t.take(c.scopes as usize)?,
+            scope_index: t.take(c.scope_index())?,
+            roles: t.take(c.role_slots())?,
+            profiles: t.take(c.profiles as usize)?,
+            decisions: t.take(c.decisions as usize)?,
+            head,
+        })
+    }
+
+    /// The same tables, read-only.
+    pub fn view(&self) -> SharedRef<'_> {
+        SharedRef {
+            head: self.head,
+            scopes: self.scopes,
+            scope_index: self.scope_index,
+            roles: self.roles,
+            profiles: self.profiles,
+            decisions: self.decisions,
+        }
+    }
+
+    /// An empty region of `c`, as the host hands it over after `shmem_init` (for
+    /// tests; the memory is leaked).
+    #[cfg(test)]
+    pub fn zeroed_with(c: Capacities) -> Box<Shared<'static>> {
+        // SAFETY: all-zero bytes are a valid `Header` (see the SharedState impl).
+        let head: &'static mut Header = Box::leak(unsafe { Box::new_zeroed().assume_init() });
+        head.capacity = c;
+        fn table<T: Default + Clone>(n: usize) -> &'static mut [T] {
+            Box::leak(vec![T::default(); n].into_boxed_slice())
+        }
+        Box::new(Shared {
+            head,
+            scopes: table(c.scopes as usize),
+            scope_index: table(c.scope_index()),
+            roles: table(c.role_slots()),
+            profiles: table(c.profiles as usize),
+            decisions: table(c.decisions as usize),
+        })
+    }
+
+    /// An empty region of the default capacities (for tests).
+    #[cfg(test)]
+    pub fn zeroed() -> Box<Shared<'static>> {
+        Shared::zeroed_with(Capacities::DEFAULT)
+    }
+}
+
+impl<'a> SharedRef<'a> {
+    /// Takes the tables from the tail after `head`, with the lengths stored in it.
+    pub fn carve(
+        head: &'a Header,
+        mut t: walker_abi::TablesRef<'a>,
+    ) -> walker_abi::PluginResult<SharedRef<'a>> {
+        let c = head.capacity;
+        if !c.valid() {
+            return Err(uninitialised(&c));
+        }
+        Ok(SharedRef {
+            scopes: t.take(c.scopes as usize)?,
+            scope_index: t.take(c.scope_index())?,
+            roles: t.take(c.role_slots())?,
+            profiles: t.take(c.profiles as usize)?,
+            decisions: t.take(c.decisions as usize)?,
+            head,
+        })
+    }
+}
+
+/// Runs `f` on the region under the exclusive lock.
+pub fn exclusive<R>(
+    host: &walker_abi::Host,
+    f: impl FnOnce(&mut Shared<'_>) -> R,
+) -> walker_abi::PluginResult<R> {
+    host.with_exclusive_tables::<Header, _>(|h, t| Shared::carve(h, t).map(|mut s| f(&mut s)))?
+}
+
+/// Runs `f` on the region under the shared lock.
+pub fn shared<R>(
+    host: &walker_abi::Host,
+    f: impl FnOnce(&SharedRef<'_>) -> R,
+) -> walker_abi::PluginResult<R> {
+    host.with_shared_tables::<Header, _>(|h, t| SharedRef::carve(h, t).map(|s| f(&s)))?
+}
 
 pub(crate) fn mix(mut h: u64) -> u64 {
     h ^= h >> 33;
@@ -603,7 +772,7 @@ pub fn xid_precedes(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
 
-impl Shared {
+impl Shared<'_> {
     /// The scope for records without a transaction: background of `database`, or the
     /// cluster scope for database 0. Falls back to scope 0 when full.
     pub fn background_scope(&mut self, database: u32) -> u32 {
@@ -626,13 +795,6 @@ impl Shared {
         self.counters.unattributed_transactions =
             self.counters.unattributed_transactions.saturating_add(1);
         self.unattributed_scope(database)
-    }
-
-    /// An empty region, as the host hands it over (for tests).
-    #[cfg(test)]
-    pub fn zeroed() -> Box<Shared> {
-        // SAFETY: all-zero bytes are a valid `Shared` (see the SharedState impl).
-        unsafe { Box::new_zeroed().assume_init() }
     }
 
     /// The evicted scope of `database` (also where a session that finds no slot is
@@ -734,11 +896,6 @@ impl Shared {
         self.xid_slot(xid).ok().map(|i| self.xids[i])
     }
 
-    /// Running transactions in the map (ended ones kept for a replay not counted).
-    pub fn running_xids(&self) -> u32 {
-        self.n_xids.saturating_sub(self.n_ended_xids)
-    }
-
     /// The walker side read the end of `xid` (the last record read then ends at
     /// `lsn`): its entry stays, for records read again after a worker restart, until
     /// a snapshot covers `lsn` ([`Shared::retire_ended_xids`]) or a running
@@ -760,7 +917,8 @@ impl Shared {
             sc.xids = sc.xids.saturating_sub(1);
         }
         self.n_ended_xids = self.n_ended_xids.saturating_add(1);
-        self.ended_ring[(self.ended_tail % MAX_XIDS as u64) as usize] = xid;
+        let at = (self.ended_tail % MAX_XIDS as u64) as usize;
+        self.ended_ring[at] = xid;
         self.ended_tail = self.ended_tail.wrapping_add(1);
     }
 
@@ -1017,46 +1175,6 @@ impl Shared {
         crate::policy::select(&ps, &key.who())
     }
 
-    fn profile_slot(&self, class: u32, query_id: u64, scope: u32) -> Result<usize, Option<usize>> {
-        let h = mix(query_id ^ ((class as u64) << 56) ^ ((scope as u64) << 24));
-        let mut i = (h as usize) % MAX_PROFILES;
-        for _ in 0..64 {
-            let p = &self.profiles[i];
-            if p.used == 0 {
-                return Err(Some(i));
-            }
-            if p.class == class && p.query_id == query_id && p.scope == scope {
-                return Ok(i);
-            }
-            i = (i + 1) % MAX_PROFILES;
-        }
-        Err(None)
-    }
-
-    /// Who the scope in slot `scope - 1` is, as a number (0 for `scope` 0, every
-    /// scope; never 0 otherwise).
-    pub fn scope_tag(&self, scope: u32) -> u64 {
-        let Some(x) = scope
-            .checked_sub(1)
-            .and_then(|i| self.scopes.get(i as usize))
-        else {
-            return 0;
-        };
-        let mut h = mix(((x.origin as u64) << 48) ^ ((x.role as u64) << 16) ^ x.database as u64);
-        for name in [x.tenant.as_str(), x.application.as_str()] {
-            for b in name.bytes() {
-                h = mix(h ^ b as u64);
-            }
-            h = mix(h ^ 0x100);
-        }
-        h | 1
-    }
-
-    /// True when profile `p` belongs to the scope now in its slot.
-    pub fn profile_is_current(&self, p: &Profile) -> bool {
-        p.used != 0 && p.scope_tag == self.scope_tag(p.scope)
-    }
-
     /// Records that a statement of `class` / `query_id` by `scope` wrote `bytes`: in
     /// its own profile, its class's profile for the scope, and its class's profile
     /// for every scope (moving averages with weight `budget.ewma_alpha`).
@@ -1107,9 +1225,9 @@ impl Shared {
     /// The least recently updated profile of the (full) probe chain of the key.
     fn least_recent_profile(&self, class: u32, query_id: u64, scope: u32) -> Option<usize> {
         let h = mix(query_id ^ ((class as u64) << 56) ^ ((scope as u64) << 24));
-        let start = (h as usize) % MAX_PROFILES;
+        let start = (h as usize) % self.profiles.len();
         (0..64)
-            .map(|k| (start + k) % MAX_PROFILES)
+            .map(|k| (start + k) % self.profiles.len())
             .min_by_key(|i| self.profiles[*i].last_micros)
     }
 
@@ -1133,6 +1251,88 @@ impl Shared {
             }
             Err(None) => false,
         }
+    }
+
+    /// Appends a decision to the ring and counts it.
+    pub fn record_decision(&mut self, d: Decision, policy: Option<usize>) {
+        let i = (self.next_decision % self.decisions.len() as u64) as usize;
+        self.decisions[i] = d;
+        self.next_decision = self.next_decision.wrapping_add(1);
+        let a = (d.action as usize).min(11);
+        self.counters.actions[a] = self.counters.actions[a].saturating_add(1);
+        if let Some(p) = policy {
+            self.policies[p].actions[a] = self.policies[p].actions[a].saturating_add(1);
+        }
+        if d.action == Action::Queued as u32 || d.action == Action::QueueTimeout as u32 {
+            let w = d.wait_ms.max(0) as u64;
+            self.counters.waited_ms = self.counters.waited_ms.saturating_add(w);
+            if let Some(p) = policy {
+                self.policies[p].waited_ms = self.policies[p].waited_ms.saturating_add(w);
+            }
+        }
+    }
+
+    /// Zeroes every total and counter (scopes, databases, relations, rmgrs, profiles,
+    /// decisions); keeps policies with their buckets, and the transaction map.
+    pub fn reset_totals(&mut self, now: i64) {
+        let pending = self.counters.pending_bytes;
+        self.clear_totals();
+        self.profiles.fill(Profile::default());
+        self.decisions.fill(Decision::default());
+        self.next_decision = 0;
+        self.counters = Counters {
+            pending_bytes: pending,
+            policy_loads: self.counters.policy_loads,
+            ..Counters::default()
+        };
+        for p in self.policies.iter_mut() {
+            p.charged = Totals::default();
+            p.actions = [0; 12];
+            p.waited_ms = 0;
+        }
+        self.reset_at = now;
+    }
+}
+
+impl SharedRef<'_> {
+    fn profile_slot(&self, class: u32, query_id: u64, scope: u32) -> Result<usize, Option<usize>> {
+        let h = mix(query_id ^ ((class as u64) << 56) ^ ((scope as u64) << 24));
+        let mut i = (h as usize) % self.profiles.len();
+        for _ in 0..64 {
+            let p = &self.profiles[i];
+            if p.used == 0 {
+                return Err(Some(i));
+            }
+            if p.class == class && p.query_id == query_id && p.scope == scope {
+                return Ok(i);
+            }
+            i = (i + 1) % self.profiles.len();
+        }
+        Err(None)
+    }
+
+    /// Who the scope in slot `scope - 1` is, as a number (0 for `scope` 0, every
+    /// scope; never 0 otherwise).
+    pub fn scope_tag(&self, scope: u32) -> u64 {
+        let Some(x) = scope
+            .checked_sub(1)
+            .and_then(|i| self.scopes.get(i as usize))
+        else {
+            return 0;
+        };
+        let mut h = mix(((x.origin as u64) << 48) ^ ((x.role as u64) << 16) ^ x.database as u64);
+        for name in [x.tenant.as_str(), x.application.as_str()] {
+            for b in name.bytes() {
+                h = mix(h ^ b as u64);
+            }
+            h = mix(h ^ 0x100);
+        }
+        h | 1
+    }
+
+    /// True when profile `p` belongs to the scope now in its slot.
+    pub fn profile_is_current(&self, p: &Profile) -> bool {
+        p.used != 0 && p.scope_tag == self.scope_tag(p.scope)
     }
 
     /// The WAL a statement is predicted to write, as `budget.predictor` says: with
@@ -1177,61 +1377,53 @@ impl Shared {
         cfg.capped(found)
     }
 
-    /// Appends a decision to the ring and counts it.
-    pub fn record_decision(&mut self, d: Decision, policy: Option<usize>) {
-        let i = (self.next_decision % DECISIONS as u64) as usize;
-        self.decisions[i] = d;
-        self.next_decision = self.next_decision.wrapping_add(1);
-        let a = (d.action as usize).min(11);
-        self.counters.actions[a] = self.counters.actions[a].saturating_add(1);
-        if let Some(p) = policy {
-            self.policies[p].actions[a] = self.policies[p].actions[a].saturating_add(1);
-        }
-        if d.action == Action::Queued as u32 || d.action == Action::QueueTimeout as u32 {
-            let w = d.wait_ms.max(0) as u64;
-            self.counters.waited_ms = self.counters.waited_ms.saturating_add(w);
-            if let Some(p) = policy {
-                self.policies[p].waited_ms = self.policies[p].waited_ms.saturating_add(w);
-            }
-        }
-    }
-
     /// The decisions in the ring, oldest first.
     pub fn recent_decisions(&self) -> Vec<Decision> {
-        let n = self.next_decision.min(DECISIONS as u64);
+        let n = self.next_decision.min(self.decisions.len() as u64);
         (0..n)
             .map(|k| {
-                let i = (self.next_decision - n + k) % DECISIONS as u64;
+                let i = (self.next_decision - n + k) % self.decisions.len() as u64;
                 self.decisions[i as usize]
             })
             .collect()
     }
+}
+impl Shared<'_> {
+    /// See [`SharedRef::scope_tag`].
+    pub fn scope_tag(&self, scope: u32) -> u64 {
+        self.view().scope_tag(scope)
+    }
 
-    /// Zeroes every total and counter (scopes, databases, relations, rmgrs, profiles,
-    /// decisions); keeps policies with their buckets, and the transaction map.
-    pub fn reset_totals(&mut self, now: i64) {
-        let pending = self.counters.pending_bytes;
-        self.clear_totals();
-        self.profiles = [Profile::default(); MAX_PROFILES];
-        self.decisions = [Decision::default(); DECISIONS];
-        self.next_decision = 0;
-        self.counters = Counters {
-            pending_bytes: pending,
-            policy_loads: self.counters.policy_loads,
-            ..Counters::default()
-        };
-        for p in self.policies.iter_mut() {
-            p.charged = Totals::default();
-            p.actions = [0; 12];
-            p.waited_ms = 0;
-        }
-        self.reset_at = now;
+    /// See [`SharedRef::profile_is_current`].
+    pub fn profile_is_current(&self, p: &Profile) -> bool {
+        self.view().profile_is_current(p)
+    }
+
+    fn profile_slot(&self, class: u32, query_id: u64, scope: u32) -> Result<usize, Option<usize>> {
+        self.view().profile_slot(class, query_id, scope)
+    }
+
+    /// See [`SharedRef::predict`].
+    pub fn predict(&self, class: u32, query_id: u64, scope: u32) -> f64 {
+        self.view().predict(class, query_id, scope)
+    }
+
+    /// See [`SharedRef::predict_read`].
+    pub fn predict_read(&self, class: u32, query_id: u64, scope: u32) -> f64 {
+        self.view().predict_read(class, query_id, scope)
+    }
+
+    /// See [`SharedRef::recent_decisions`].
+    pub fn recent_decisions(&self) -> Vec<Decision> {
+        self.view().recent_decisions()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    const MAX_PROFILES: usize = Capacities::DEFAULT.profiles as usize;
+    const DECISIONS: usize = Capacities::DEFAULT.decisions as usize;
 
     fn session(tenant: &str, role: u32) -> SessionKey {
         SessionKey {

@@ -10,7 +10,7 @@
 //! no profiles.
 
 use crate::ledger::{Ledger, Parked};
-use crate::shm::{Origin, Profile, Scope, SessionKey, Shared, Totals};
+use crate::shm::{Origin, Profile, Scope, SessionKey, Shared, SharedRef, Totals};
 use serde::{Deserialize, Serialize};
 
 /// First line of every snapshot this version writes.
@@ -110,7 +110,7 @@ pub struct State {
 }
 
 /// Captures the state (under the region lock, with the ledger held).
-pub fn capture(s: &Shared, ledger: &Ledger) -> State {
+pub fn capture(s: &SharedRef, ledger: &Ledger) -> State {
     let (profiles, profile_scopes) = capture_profiles(s);
     State {
         scopes: s
@@ -162,7 +162,7 @@ pub fn capture(s: &Shared, ledger: &Ledger) -> State {
 }
 
 /// The used profiles, with the scopes they belong to listed once.
-fn capture_profiles(s: &Shared) -> (Vec<ProfileRow>, Vec<ScopeKey>) {
+fn capture_profiles(s: &SharedRef) -> (Vec<ProfileRow>, Vec<ScopeKey>) {
     let mut keys: Vec<ScopeKey> = Vec::new();
     // Scope slot index -> position in `keys` (u32::MAX: not listed yet).
     let mut pos_of = vec![u32::MAX; s.scopes.len()];
@@ -330,7 +330,7 @@ mod tests {
         l.record(&mut s, &rec(7, 500, 5), 0);
         l.record(&mut s, &rec(0, 40, 6), 0);
         l.record(&mut s, &rec(9, 70, 5), 0); // pending: 9 is not published
-        let bytes = encode(&capture(&s, &l));
+        let bytes = encode(&capture(&s.view(), &l));
         // A fresh region (the server restarted), where a backend already made a scope.
         let mut s2 = Shared::zeroed();
         let other = SessionKey {
@@ -340,7 +340,7 @@ mod tests {
         s2.scope(Origin::Session, &other).unwrap();
         let mut l2 = Ledger::new(Format::for_server(150_000).unwrap());
         restore(&mut s2, &mut l2, Some(&decode(&bytes).unwrap()), 100);
-        assert_eq!(capture(&s2, &l2), capture(&s, &l));
+        assert_eq!(capture(&s2.view(), &l2), capture(&s.view(), &l));
         assert_eq!(s2.counters.pending_bytes, 70);
         // The pending transaction is charged when its scope appears.
         let again = s2.scope(Origin::Session, &key).unwrap();
@@ -371,7 +371,7 @@ mod tests {
         s.learn(2, 77, scope, 2000, 2);
         let want = s.predict(2, 77, scope);
         assert_eq!(want, 1300.0);
-        let st = capture(&s, &l);
+        let st = capture(&s.view(), &l);
         assert_eq!(st.profiles.len(), 3);
         assert_eq!(st.profile_scopes.len(), 1, "the scope is saved once");
         let bytes = encode(&st);
