@@ -30,6 +30,18 @@ typedef struct WalkerPlugin WalkerPlugin;
 #define WALKER_RMGR_MASK_WORDS 4
 
 /*
+ The longest message [`WalkerHostApi::service_result`] hands out, in bytes: a buffer
+ of this size always receives the whole message.
+ */
+#define WALKER_SERVICE_MESSAGE_MAX 8192
+
+/*
+ What [`WalkerPluginDescriptor::shmem_size`] returns to report a failure (the reason
+ goes to `set_error` first): `SIZE_MAX`. The host refuses the plugin.
+ */
+#define WALKER_SHMEM_SIZE_FAILED ~0
+
+/*
  ABI 1.3. Bytes of [`WalkerVerdict::message`].
  */
 #define WALKER_VERDICT_MESSAGE 512
@@ -131,6 +143,8 @@ typedef int32_t WalkerStatus;
 #define WalkerStatus_PANIC 2
 /*
  An argument was invalid (unknown name, wrong type, buffer too small, ...).
+ From `call`: the SQL function's arguments are wrong (the host raises SQLSTATE
+ 22023; every other failing status of `call` raises 38000).
  */
 #define WalkerStatus_INVALID 3
 /*
@@ -474,7 +488,12 @@ typedef struct WalkerHostApi {
   /*
    ABI 1.2. The outcome of request `id`, waiting up to `wait_ms` for it: `OK` or
    `ERROR` when done (the host's message, e.g. the reason ALTER SYSTEM was refused,
-   goes to `buf` like `get_string`; the request is then forgotten), `PENDING` when
+   goes to `buf`, not NUL-terminated, its full length to `len_out`; the request is
+   then forgotten, so it cannot be asked again). A message is at most
+   [`WALKER_SERVICE_MESSAGE_MAX`] bytes: a buffer of that size always receives it
+   whole. When `cap` is smaller, the host copies the longest prefix that fits, cut
+   at a UTF-8 character boundary, and `len_out` still tells the full length (the
+   status stays the outcome). `PENDING` when
    not done yet, `NOT_FOUND` for an unknown id, `INTERRUPTED` when a backend's wait
    was interrupted. On dispatch threads keep `wait_ms` short (it holds up records).
    */
@@ -1053,7 +1072,10 @@ typedef struct WalkerPluginDescriptor {
   WalkerStatus (*init)(const struct WalkerHostApi *host, WalkerPlugin *plugin);
   /*
    Bytes of shared memory the plugin needs (0 for none). Called once in the
-   postmaster after `init`; settings can be read.
+   postmaster after `init`; settings can be read. [`WALKER_SHMEM_SIZE_FAILED`]
+   (`SIZE_MAX`) reports a failure: the plugin passes the reason to `set_error`
+   first, and the host refuses the plugin with that message (hosts before this
+   rule would try to reserve `SIZE_MAX` bytes, which the server refuses at start).
    */
   size_t (*shmem_size)(WalkerPlugin *plugin);
   /*
@@ -1110,8 +1132,10 @@ typedef struct WalkerPluginDescriptor {
    main thread: `function` indexes `functions`, `args` is the JSON text of the
    argument object (`len` bytes), and the result (JSON or text, per the function's
    declared type) is written into `out`. The plugin may read its shared memory and
-   queue and await service requests; `INVALID` with a message (through
-   `set_error`) reports bad arguments to the caller.
+   queue and await service requests. A failure returns a status with a message
+   (through `set_error`): `INVALID` when the arguments are wrong (the host raises
+   SQLSTATE 22023, invalid_parameter_value), any other status when the function
+   failed for another reason (SQLSTATE 38000, external_routine_exception).
    */
   WalkerStatus (*call)(WalkerPlugin *plugin, uint32_t function, const uint8_t *args, size_t len, const struct WalkerStateSink *out);
   /*

@@ -12,7 +12,7 @@ pub mod types;
 
 pub use abi_stable;
 pub use sdk::{
-    Admission, BackendEvent, FunctionDef, Host, Plugin, PluginError, PluginInfo, PluginResult,
+    Admission, BackendEvent, ErrorKind, FunctionDef, Host, Plugin, PluginError, PluginInfo, PluginResult,
     Record, Records, RecordsError, Rejection, RowSink, ServiceOutcome, SharedState, Value, ViewDef,
 };
 pub use tables::{RegionLayout, SharedTable, Tables, TablesRef};

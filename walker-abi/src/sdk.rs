@@ -4,7 +4,9 @@
 //! once in the crate (a `cdylib`). The macro exports the entry symbol and the layout
 //! symbol; every callback goes through a trampoline here that catches panics, so a
 //! plugin never unwinds into the host: a panic becomes [`WalkerStatus::PANIC`] with the
-//! panic message, and the host marks the plugin failed while the others go on.
+//! panic message, and the host marks the plugin failed while the others go on. A panic
+//! poisons the instance in its process: every later callback there fails at once with
+//! a message naming the callback that panicked and the panic.
 
 use crate::types::*;
 use std::any::Any;
@@ -13,14 +15,53 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
-/// Error a plugin callback returns; its message reaches `walker.plugins.last_error`.
+/// What kind of failure a [`PluginError`] is; it decides the SQLSTATE a failing SQL
+/// function raises ([`Plugin::call`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorKind {
+    /// The callback failed for a reason other than its arguments (SQLSTATE 38000,
+    /// external_routine_exception). What [`PluginError::new`] and the `From`
+    /// conversions make.
+    #[default]
+    Failed,
+    /// The caller passed wrong arguments (SQLSTATE 22023, invalid_parameter_value);
+    /// [`PluginError::invalid_argument`].
+    InvalidArgument,
+}
+
+/// Error a plugin callback returns; its message reaches `walker.plugins.last_error`
+/// (or the caller of a SQL function). The second field is its [`ErrorKind`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginError(pub String);
+pub struct PluginError(pub String, pub ErrorKind);
 
 impl PluginError {
-    /// An error with this message.
+    /// An error with this message, of kind [`ErrorKind::Failed`].
     pub fn new(msg: impl fmt::Display) -> Self {
-        PluginError(msg.to_string())
+        PluginError(msg.to_string(), ErrorKind::Failed)
+    }
+
+    /// An error saying the caller's arguments are wrong ([`ErrorKind::InvalidArgument`]).
+    pub fn invalid_argument(msg: impl fmt::Display) -> Self {
+        PluginError(msg.to_string(), ErrorKind::InvalidArgument)
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.1
+    }
+
+    /// The status a callback returns for this error: `INVALID` for an invalid
+    /// argument, `ERROR` otherwise.
+    fn status(&self) -> WalkerStatus {
+        match self.1 {
+            ErrorKind::InvalidArgument => WalkerStatus::INVALID,
+            ErrorKind::Failed => WalkerStatus::ERROR,
+        }
     }
 }
 
@@ -34,13 +75,13 @@ impl std::error::Error for PluginError {}
 
 impl From<String> for PluginError {
     fn from(s: String) -> Self {
-        PluginError(s)
+        PluginError(s, ErrorKind::Failed)
     }
 }
 
 impl From<&str> for PluginError {
     fn from(s: &str) -> Self {
-        PluginError(s.to_string())
+        PluginError(s.to_string(), ErrorKind::Failed)
     }
 }
 
@@ -1057,7 +1098,8 @@ impl Host {
         let Some(f) = self.api().service_result.filter(|_| self.has_v1_2()) else {
             return ServiceOutcome::Unknown;
         };
-        let mut buf = vec![0u8; 2048];
+        // The host's messages fit this buffer whole (the ABI's bound).
+        let mut buf = vec![0u8; WALKER_SERVICE_MESSAGE_MAX];
         let mut len = 0usize;
         // SAFETY: `buf` is writable for its length.
         let st = unsafe {
@@ -1070,7 +1112,7 @@ impl Host {
                 &mut len,
             )
         };
-        let msg = String::from_utf8_lossy(&buf[..len.min(buf.len())]).into_owned();
+        let msg = service_message(&buf, len);
         match st {
             WalkerStatus::OK => ServiceOutcome::Succeeded(msg),
             WalkerStatus::ERROR => ServiceOutcome::Failed(msg),
@@ -1163,6 +1205,27 @@ impl Drop for LockGuard<'_> {
     }
 }
 
+/// The message `service_result` left in `buf`, whose full length is `len`. A message
+/// longer than the buffer (a host that breaks the ABI's bound) arrives cut, or not at
+/// all from hosts that copy nothing when it does not fit: the text says so instead of
+/// handing out NUL bytes.
+fn service_message(buf: &[u8], len: usize) -> String {
+    if len <= buf.len() {
+        return String::from_utf8_lossy(&buf[..len]).into_owned();
+    }
+    let kept = buf.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let note = format!(
+        "(the host's message is {len} bytes, more than the {} it may send; {} kept)",
+        buf.len(),
+        kept
+    );
+    if kept == 0 {
+        note
+    } else {
+        format!("{} {note}", String::from_utf8_lossy(&buf[..kept]))
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Export machinery: used by `export_plugin!`, not by plugin authors directly.
 // ---------------------------------------------------------------------------------
@@ -1170,6 +1233,9 @@ impl Drop for LockGuard<'_> {
 struct Instance {
     host: Host,
     plugin: Box<dyn Any + Send + Sync>,
+    /// Set by the first panic in a callback of this process: why every later callback
+    /// fails at once (a panic may have left the plugin's state half-changed).
+    poisoned: OnceLock<String>,
 }
 
 static INSTANCE: OnceLock<Instance> = OnceLock::new();
@@ -1190,24 +1256,41 @@ unsafe impl Send for DescriptorHolder {}
 
 static DESCRIPTOR: OnceLock<DescriptorHolder> = OnceLock::new();
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// The text of a panic's payload.
+fn panic_text(payload: &(dyn Any + Send)) -> &str {
     if let Some(s) = payload.downcast_ref::<&str>() {
-        format!("plugin panicked: {s}")
+        s
     } else if let Some(s) = payload.downcast_ref::<String>() {
-        format!("plugin panicked: {s}")
+        s
     } else {
-        "plugin panicked".to_string()
+        "(a panic without a message)"
     }
 }
 
-fn instance<P: Plugin>() -> Option<(&'static Host, &'static P)> {
-    let inst = INSTANCE.get()?;
-    let p = inst.plugin.downcast_ref::<P>()?;
-    Some((&inst.host, p))
+/// The message a poisoned instance answers every callback with.
+fn poisoned_message(callback: &str, panic: &str) -> String {
+    format!(
+        "the plugin panicked earlier in {callback}: {panic}; it serves nothing until the server restarts"
+    )
 }
 
 /// Runs a callback body, turning errors and panics into a status and a message.
-fn guarded(host: Option<Host>, body: impl FnOnce() -> PluginResult) -> WalkerStatus {
+///
+/// A poisoned instance (`inst`) fails at once without running `body`; a panic
+/// poisons it. An error returns `ERROR` whatever its kind ([`tramp_call`] reports
+/// the kind).
+fn guarded(
+    inst: Option<&Instance>,
+    host: Option<Host>,
+    callback: &str,
+    body: impl FnOnce() -> PluginResult,
+) -> WalkerStatus {
+    if let Some(why) = inst.and_then(|i| i.poisoned.get()) {
+        if let Some(h) = host {
+            h.set_error(why);
+        }
+        return WalkerStatus::ERROR;
+    }
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => WalkerStatus::OK,
         Ok(Err(e)) => {
@@ -1217,16 +1300,32 @@ fn guarded(host: Option<Host>, body: impl FnOnce() -> PluginResult) -> WalkerSta
             WalkerStatus::ERROR
         }
         Err(payload) => {
+            let text = panic_text(payload.as_ref());
+            if let Some(i) = inst {
+                let _ = i.poisoned.set(poisoned_message(callback, text));
+            }
             if let Some(h) = host {
-                h.set_error(&panic_message(payload.as_ref()));
+                h.set_error(&format!("plugin panicked: {text}"));
             }
             WalkerStatus::PANIC
         }
     }
 }
 
-fn not_initialised() -> PluginError {
-    PluginError::new("plugin callback before a successful init")
+/// The common prologue of every callback after `init`: finds the instance of `P`
+/// and runs `body` [`guarded`].
+fn run<P: Plugin>(
+    callback: &str,
+    body: impl FnOnce(&'static Host, &'static P) -> PluginResult,
+) -> WalkerStatus {
+    let inst = INSTANCE.get();
+    let live = inst.and_then(|i| Some((&i.host, i.plugin.downcast_ref::<P>()?)));
+    guarded(inst, inst.map(|i| i.host), callback, || {
+        let (h, p) = live.ok_or_else(|| {
+            PluginError::new(format!("plugin callback {callback} before a successful init"))
+        })?;
+        body(h, p)
+    })
 }
 
 unsafe extern "C" fn tramp_init<P: Plugin>(
@@ -1238,19 +1337,31 @@ unsafe extern "C" fn tramp_init<P: Plugin>(
     }
     // SAFETY: the host passes a table valid for the process.
     let host = unsafe { Host::from_raw(api, plugin) };
-    guarded(Some(host), || {
+    guarded(None, Some(host), "init", || {
         let p = P::init(&host)?;
         INSTANCE
             .set(Instance {
                 host,
                 plugin: Box::new(p),
+                poisoned: OnceLock::new(),
             })
             .map_err(|_| PluginError::new("init called twice"))
     })
 }
 
+/// A panic or a missing instance returns [`WALKER_SHMEM_SIZE_FAILED`] with the reason
+/// passed to `set_error`; the host refuses the plugin.
 unsafe extern "C" fn tramp_shmem_size<P: Plugin>(_plugin: *mut WalkerPlugin) -> usize {
-    catch_unwind(|| instance::<P>().map(|(h, p)| p.shmem_size(h)).unwrap_or(0)).unwrap_or(0)
+    let mut size = 0;
+    let st = run::<P>("shmem_size", |h, p| {
+        size = p.shmem_size(h);
+        Ok(())
+    });
+    if st.is_ok() {
+        size
+    } else {
+        WALKER_SHMEM_SIZE_FAILED
+    }
 }
 
 unsafe extern "C" fn tramp_shmem_init<P: Plugin>(
@@ -1259,20 +1370,14 @@ unsafe extern "C" fn tramp_shmem_init<P: Plugin>(
     _size: usize,
     found: bool,
 ) -> WalkerStatus {
-    let inst = instance::<P>();
-    guarded(inst.map(|(h, _)| *h), || {
-        let (h, p) = inst.ok_or_else(not_initialised)?;
-        p.shmem_init(h, found)
-    })
+    run::<P>("shmem_init", |h, p| p.shmem_init(h, found))
 }
 
 unsafe extern "C" fn tramp_on_record<P: Plugin>(
     _plugin: *mut WalkerPlugin,
     record: *const WalkerRecord,
 ) -> WalkerStatus {
-    let inst = instance::<P>();
-    guarded(inst.map(|(h, _)| *h), || {
-        let (h, p) = inst.ok_or_else(not_initialised)?;
+    run::<P>("on_record", |h, p| {
         if record.is_null() {
             return Err(PluginError::new("null record"));
         }
@@ -1288,10 +1393,8 @@ unsafe extern "C" fn tramp_on_records<P: Plugin>(
     n: u32,
     failed_at: *mut u32,
 ) -> WalkerStatus {
-    let inst = instance::<P>();
     let mut failed = 0usize;
-    let st = guarded(inst.map(|(h, _)| *h), || {
-        let (h, p) = inst.ok_or_else(not_initialised)?;
+    let st = run::<P>("on_records", |h, p| {
         if records.is_null() && n > 0 {
             return Err(PluginError::new("null records"));
         }
@@ -1326,19 +1429,11 @@ unsafe extern "C" fn tramp_on_idle<P: Plugin>(
     _plugin: *mut WalkerPlugin,
     lsn: u64,
 ) -> WalkerStatus {
-    let inst = instance::<P>();
-    guarded(inst.map(|(h, _)| *h), || {
-        let (h, p) = inst.ok_or_else(not_initialised)?;
-        p.on_idle(h, lsn)
-    })
+    run::<P>("on_idle", |h, p| p.on_idle(h, lsn))
 }
 
 unsafe extern "C" fn tramp_shutdown<P: Plugin>(_plugin: *mut WalkerPlugin) -> WalkerStatus {
-    let inst = instance::<P>();
-    guarded(inst.map(|(h, _)| *h), || {
-        let (h, p) = inst.ok_or_else(not_initialised)?;
-        p.shutdown(h)
-    })
+    run::<P>("shutdown", |h, p| p.shutdown(h))
 }
 
 unsafe extern "C" fn tramp_view_rows<P: Plugin>(
@@ -1346,9 +1441,7 @@ unsafe extern "C" fn tramp_view_rows<P: Plugin>(
     view: u32,
     sink: *const WalkerRowSink,
 ) -> WalkerStatus {
-    let inst = instance::<P>();
-    guarded(inst.map(|(h, _)| *h), || {
-        let (h, p) = inst.ok_or_else(not_initialised)?;
+    run::<P>("view_rows", |h, p| {
         if sink.is_null() {
             return Err(PluginError::new("null row sink"));
         }
@@ -1364,9 +1457,7 @@ unsafe extern "C" fn tramp_save_state<P: Plugin>(
     _plugin: *mut WalkerPlugin,
     sink: *const WalkerStateSink,
 ) -> WalkerStatus {
-    let inst = instance::<P>();
-    guarded(inst.map(|(h, _)| *h), || {
-        let (h, p) = inst.ok_or_else(not_initialised)?;
+    run::<P>("save_state", |h, p| {
         let mut out = Vec::new();
         p.save_state(h, &mut out)?;
         // SAFETY: the host passes a sink valid for the duration of the call.
@@ -1403,9 +1494,7 @@ unsafe extern "C" fn tramp_load_state<P: Plugin>(
     len: usize,
     lsn: u64,
 ) -> WalkerStatus {
-    let inst = instance::<P>();
-    guarded(inst.map(|(h, _)| *h), || {
-        let (h, p) = inst.ok_or_else(not_initialised)?;
+    run::<P>("load_state", |h, p| {
         let state = if data.is_null() {
             None
         } else {
@@ -1416,6 +1505,8 @@ unsafe extern "C" fn tramp_load_state<P: Plugin>(
     })
 }
 
+/// An [`ErrorKind::InvalidArgument`] error returns `INVALID` (SQLSTATE 22023 in the
+/// host), any other `ERROR` (38000).
 unsafe extern "C" fn tramp_call<P: Plugin>(
     _plugin: *mut WalkerPlugin,
     function: u32,
@@ -1423,19 +1514,23 @@ unsafe extern "C" fn tramp_call<P: Plugin>(
     len: usize,
     out: *const WalkerStateSink,
 ) -> WalkerStatus {
-    let inst = instance::<P>();
-    guarded(inst.map(|(h, _)| *h), || {
-        let (h, p) = inst.ok_or_else(not_initialised)?;
+    let mut kind = ErrorKind::Failed;
+    let st = run::<P>("call", |h, p| {
         let args = if args.is_null() || len == 0 {
             "{}".to_string()
         } else {
             // SAFETY: the host passes `len` readable bytes at `args` for the call.
             String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(args, len) }).into_owned()
         };
-        let result = p.call(h, function as usize, &args)?;
+        let result = p.call(h, function as usize, &args).inspect_err(|e| kind = e.kind())?;
         // SAFETY: the host passes a sink valid for the duration of the call.
         unsafe { write_to_sink(out, "result", result.as_bytes()) }
-    })
+    });
+    if st == WalkerStatus::ERROR {
+        PluginError(String::new(), kind).status()
+    } else {
+        st
+    }
 }
 
 /// Copies `text` into `buf`, cut at a character boundary; returns the length kept.
@@ -1453,10 +1548,8 @@ unsafe extern "C" fn tramp_on_backend<P: Plugin>(
     event: *const WalkerBackendEvent,
     verdict: *mut WalkerVerdict,
 ) -> WalkerStatus {
-    let inst = instance::<P>();
     let mut admission = Admission::Proceed;
-    let st = guarded(inst.map(|(h, _)| *h), || {
-        let (h, p) = inst.ok_or_else(not_initialised)?;
+    let st = run::<P>("on_backend", |h, p| {
         if event.is_null() || verdict.is_null() {
             return Err(PluginError::new("null backend event or verdict"));
         }
@@ -1616,3 +1709,7 @@ macro_rules! export_plugin {
         }
     };
 }
+
+#[cfg(test)]
+#[path = "sdk_tests.rs"]
+mod tests;

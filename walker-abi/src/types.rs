@@ -43,6 +43,8 @@ impl WalkerStatus {
     /// The plugin panicked (Rust SDK) and the panic was caught at the boundary.
     pub const PANIC: WalkerStatus = WalkerStatus(2);
     /// An argument was invalid (unknown name, wrong type, buffer too small, ...).
+    /// From `call`: the SQL function's arguments are wrong (the host raises SQLSTATE
+    /// 22023; every other failing status of `call` raises 38000).
     pub const INVALID: WalkerStatus = WalkerStatus(3);
     /// The requested item (setting, view) does not exist.
     pub const NOT_FOUND: WalkerStatus = WalkerStatus(4);
@@ -523,7 +525,12 @@ pub struct WalkerHostApi {
     >,
     /// ABI 1.2. The outcome of request `id`, waiting up to `wait_ms` for it: `OK` or
     /// `ERROR` when done (the host's message, e.g. the reason ALTER SYSTEM was refused,
-    /// goes to `buf` like `get_string`; the request is then forgotten), `PENDING` when
+    /// goes to `buf`, not NUL-terminated, its full length to `len_out`; the request is
+    /// then forgotten, so it cannot be asked again). A message is at most
+    /// [`WALKER_SERVICE_MESSAGE_MAX`] bytes: a buffer of that size always receives it
+    /// whole. When `cap` is smaller, the host copies the longest prefix that fits, cut
+    /// at a UTF-8 character boundary, and `len_out` still tells the full length (the
+    /// status stays the outcome). `PENDING` when
     /// not done yet, `NOT_FOUND` for an unknown id, `INTERRUPTED` when a backend's wait
     /// was interrupted. On dispatch threads keep `wait_ms` short (it holds up records).
     pub service_result: Option<
@@ -694,7 +701,10 @@ pub struct WalkerPluginDescriptor {
         unsafe extern "C" fn(host: *const WalkerHostApi, plugin: *mut WalkerPlugin) -> WalkerStatus,
     >,
     /// Bytes of shared memory the plugin needs (0 for none). Called once in the
-    /// postmaster after `init`; settings can be read.
+    /// postmaster after `init`; settings can be read. [`WALKER_SHMEM_SIZE_FAILED`]
+    /// (`SIZE_MAX`) reports a failure: the plugin passes the reason to `set_error`
+    /// first, and the host refuses the plugin with that message (hosts before this
+    /// rule would try to reserve `SIZE_MAX` bytes, which the server refuses at start).
     pub shmem_size: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin) -> usize>,
     /// Called in the postmaster when shared memory is (re)created: initialise `region`.
     /// `found` is true when the region already existed.
@@ -765,8 +775,10 @@ pub struct WalkerPluginDescriptor {
     /// main thread: `function` indexes `functions`, `args` is the JSON text of the
     /// argument object (`len` bytes), and the result (JSON or text, per the function's
     /// declared type) is written into `out`. The plugin may read its shared memory and
-    /// queue and await service requests; `INVALID` with a message (through
-    /// `set_error`) reports bad arguments to the caller.
+    /// queue and await service requests. A failure returns a status with a message
+    /// (through `set_error`): `INVALID` when the arguments are wrong (the host raises
+    /// SQLSTATE 22023, invalid_parameter_value), any other status when the function
+    /// failed for another reason (SQLSTATE 38000, external_routine_exception).
     pub call: Option<
         unsafe extern "C" fn(
             plugin: *mut WalkerPlugin,
@@ -966,6 +978,14 @@ impl WalkerSessionReset {
     /// over the session.
     pub const AUTHORIZATION: WalkerSessionReset = WalkerSessionReset(2);
 }
+
+/// The longest message [`WalkerHostApi::service_result`] hands out, in bytes: a buffer
+/// of this size always receives the whole message.
+pub const WALKER_SERVICE_MESSAGE_MAX: usize = 8192;
+
+/// What [`WalkerPluginDescriptor::shmem_size`] returns to report a failure (the reason
+/// goes to `set_error` first): `SIZE_MAX`. The host refuses the plugin.
+pub const WALKER_SHMEM_SIZE_FAILED: usize = !0;
 
 /// ABI 1.3. Bytes of [`WalkerVerdict::message`].
 pub const WALKER_VERDICT_MESSAGE: usize = 512;

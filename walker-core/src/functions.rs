@@ -51,10 +51,32 @@ pub enum CallError {
         function: String,
         /// The plugin's message.
         reason: String,
+        /// Whose fault it is: the arguments' (SQLSTATE 22023) or the function's (38000).
+        kind: Failure,
     },
     /// A wait inside the function was interrupted.
     #[error("interrupted")]
     Interrupted,
+}
+
+/// What kind of failure a function call reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The plugin said the arguments are wrong (`INVALID`): SQLSTATE 22023.
+    InvalidArgument,
+    /// Anything else (an error, a panic, a result that is not UTF-8): SQLSTATE 38000.
+    Failed,
+}
+
+impl Failure {
+    /// The kind of failure a `call` status reports.
+    pub fn of(st: WalkerStatus) -> Failure {
+        if st == WalkerStatus::INVALID {
+            Failure::InvalidArgument
+        } else {
+            Failure::Failed
+        }
+    }
 }
 
 /// Index of `function` among the plugin's functions.
@@ -76,11 +98,13 @@ pub fn call(slot: &'static PluginSlot, index: usize, args: &str) -> Result<Strin
         .get(index)
         .map(|f| f.name.clone())
         .unwrap_or_default();
-    let failed = |reason: String| CallError::Failed {
+    let failed_as = |kind: Failure, reason: String| CallError::Failed {
         plugin: slot.name.clone(),
         function: name.clone(),
         reason,
+        kind,
     };
+    let failed = |reason: String| failed_as(Failure::Failed, reason);
     let Some(f) = slot.desc.as_ref().and_then(|d| d.call) else {
         return Err(failed("the plugin has no call callback".into()));
     };
@@ -100,6 +124,20 @@ pub fn call(slot: &'static PluginSlot, index: usize, args: &str) -> Result<Strin
         let _ = slot.check(st, "call");
         return Err(CallError::Interrupted);
     }
-    slot.check(st, "call").map_err(failed)?;
+    slot.check(st, "call")
+        .map_err(|reason| failed_as(Failure::of(st), reason))?;
     String::from_utf8(out).map_err(|_| failed("the result is not UTF-8".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_invalid_is_an_argument_error() {
+        assert_eq!(Failure::of(WalkerStatus::INVALID), Failure::InvalidArgument);
+        for st in [WalkerStatus::ERROR, WalkerStatus::PANIC, WalkerStatus::NOT_FOUND] {
+            assert_eq!(Failure::of(st), Failure::Failed);
+        }
+    }
 }

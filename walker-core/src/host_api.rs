@@ -101,6 +101,32 @@ unsafe fn copy_out(s: &str, buf: *mut u8, cap: usize, len_out: *mut usize) -> Wa
     WalkerStatus::OK
 }
 
+/// Copies the longest prefix of `s` that fits `cap` bytes, cut at a character
+/// boundary, into `buf`, and the full length to `len_out` (`service_result`'s rule:
+/// a message too long for the buffer arrives cut, never as nothing).
+///
+/// # Safety
+/// `buf` must be null or writable for `cap` bytes; `len_out` null or writable.
+unsafe fn copy_out_cut(s: &str, buf: *mut u8, cap: usize, len_out: *mut usize) {
+    if !len_out.is_null() {
+        // SAFETY: caller's contract.
+        unsafe { *len_out = s.len() };
+    }
+    if buf.is_null() {
+        return;
+    }
+    let mut n = s.len().min(cap);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    // SAFETY: `buf` holds `cap >= n` bytes.
+    unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), buf, n) };
+}
+
+// Every message `service_result` hands out fits the ABI's bound.
+const _: () = assert!(crate::shared::MESSAGE_CAPACITY <= walker_abi::WALKER_SERVICE_MESSAGE_MAX);
+const _: () = assert!(UNANSWERED.len() <= walker_abi::WALKER_SERVICE_MESSAGE_MAX);
+
 /// # Safety
 /// `p` must be null or valid for `len` bytes.
 unsafe fn str_from(p: *const u8, len: usize) -> String {
@@ -615,7 +641,7 @@ unsafe extern "C" fn api_service_result(
             Outcome::Done { ok, message } => {
                 // SAFETY: ABI contract on `buf`/`len_out`. The status is the outcome
                 // whether or not the message fit (`len_out` tells its length).
-                let _ = unsafe { copy_out(&message, buf, cap, len_out) };
+                unsafe { copy_out_cut(&message, buf, cap, len_out) };
                 return if ok {
                     WalkerStatus::OK
                 } else {
@@ -697,6 +723,23 @@ mod tests {
             unsafe { copy_out("hey", buf.as_mut_ptr(), 4, &mut len) },
             WalkerStatus::OK
         );
+        assert_eq!((&buf[..3], len), (&b"hey"[..], 3));
+    }
+
+    #[test]
+    fn service_message_too_long_arrives_cut_at_a_character_boundary() {
+        let mut buf = [0u8; 7];
+        let mut len = 0;
+        // é is 2 bytes: 7 bytes hold "abcdé" and half of the next é, which is left out.
+        let msg = "abcdééé";
+        // SAFETY: valid buffers.
+        unsafe { copy_out_cut(msg, buf.as_mut_ptr(), buf.len(), &mut len) };
+        assert_eq!(len, msg.len());
+        assert_eq!(std::str::from_utf8(&buf[..6]).unwrap(), "abcdé");
+        assert_eq!(buf[6], 0);
+        let mut buf = [0u8; 16];
+        // SAFETY: valid buffers.
+        unsafe { copy_out_cut("hey", buf.as_mut_ptr(), buf.len(), &mut len) };
         assert_eq!((&buf[..3], len), (&b"hey"[..], 3));
     }
 

@@ -7,7 +7,7 @@ use crate::shared::{PluginShared, PluginState, RegionHeader};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
-use walker_abi::{WalkerPlugin, WalkerPluginDescriptor, WalkerStatus};
+use walker_abi::{WalkerPlugin, WalkerPluginDescriptor, WalkerStatus, WALKER_SHMEM_SIZE_FAILED};
 
 /// One listed plugin.
 pub struct PluginSlot {
@@ -161,6 +161,29 @@ impl PluginSlot {
                 Err(msg)
             }
         }
+    }
+
+    /// The bytes of shared memory the plugin asks for (`None`: it has no
+    /// `shmem_size`, or it is not usable). A plugin that reports a failure
+    /// ([`WALKER_SHMEM_SIZE_FAILED`], e.g. a panic caught by the SDK) is refused: it
+    /// becomes unusable with the message it gave, which is also returned.
+    pub fn shmem_size(&'static self) -> Result<Option<usize>, String> {
+        let Some(f) = self.desc.as_ref().filter(|_| self.usable()).and_then(|d| d.shmem_size)
+        else {
+            return Ok(None);
+        };
+        // SAFETY: negotiated callback, called in the postmaster after init.
+        let size = unsafe { f(self.handle()) };
+        if size != WALKER_SHMEM_SIZE_FAILED {
+            return Ok(Some(size));
+        }
+        let msg = self
+            .check(WalkerStatus::ERROR, "shmem_size")
+            .err()
+            .unwrap_or_else(|| "shmem_size failed".into());
+        *self.load_error.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((PluginState::Failed, msg.clone()));
+        Err(msg)
     }
 
     /// True while `init` runs (settings may be defined only then).
@@ -339,5 +362,52 @@ pub unsafe fn refresh_settings() {
             // SAFETY: forwarded from the caller.
             unsafe { s.refresh() };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plugin's `shmem_size` that fails the way the SDK reports a caught panic.
+    unsafe extern "C" fn panicking_shmem_size(plugin: *mut WalkerPlugin) -> usize {
+        let msg = "plugin panicked: cannot size the table";
+        let set_error = crate::host_api::HOST_API.set_error.unwrap();
+        // SAFETY: the handle the host passed; `msg` is valid for its length.
+        unsafe { set_error(plugin, msg.as_ptr(), msg.len()) };
+        WALKER_SHMEM_SIZE_FAILED
+    }
+
+    unsafe extern "C" fn modest_shmem_size(_plugin: *mut WalkerPlugin) -> usize {
+        4096
+    }
+
+    fn slot(shmem_size: unsafe extern "C" fn(*mut WalkerPlugin) -> usize) -> &'static PluginSlot {
+        // SAFETY: every field of the descriptor is an integer, an array of integers, a
+        // raw pointer or an `Option` of a function pointer: all-zero bytes are valid.
+        let mut desc: WalkerPluginDescriptor = unsafe { std::mem::zeroed() };
+        desc.shmem_size = Some(shmem_size);
+        let slot = PluginSlot::new(0, "probe", None, Some(desc), Vec::new(), "0".into(), None);
+        Box::leak(Box::new(slot))
+    }
+
+    #[test]
+    fn a_failing_shmem_size_refuses_the_plugin_with_its_message() {
+        let s = slot(panicking_shmem_size);
+        let err = s.shmem_size().unwrap_err();
+        assert_eq!(
+            err,
+            "shmem_size failed: plugin panicked: cannot size the table"
+        );
+        assert!(!s.usable());
+        assert_eq!(s.load_error(), Some((PluginState::Failed, err)));
+        assert_eq!(s.shmem_size(), Ok(None), "an unusable plugin is not asked again");
+    }
+
+    #[test]
+    fn shmem_size_passes_a_size_through() {
+        let s = slot(modest_shmem_size);
+        assert_eq!(s.shmem_size(), Ok(Some(4096)));
+        assert!(s.usable());
     }
 }

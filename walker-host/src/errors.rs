@@ -4,7 +4,7 @@
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgLogLevel;
-use walker_core::functions::CallError;
+use walker_core::functions::{CallError, Failure};
 
 /// What a walker SQL function can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -69,9 +69,10 @@ impl WalkerError {
                 PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION
             }
             WalkerError::Call(CallError::Interrupted) => PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
-            WalkerError::Call(CallError::Failed { .. }) => {
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
-            }
+            WalkerError::Call(CallError::Failed { kind, .. }) => match kind {
+                Failure::InvalidArgument => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                Failure::Failed => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+            },
         }
     }
 

@@ -39,10 +39,10 @@ unsafe extern "C-unwind" fn request() {
     let sizes: Vec<Option<usize>> = registry::all()
         .into_iter()
         .map(|slot| {
-            let desc = slot.desc.as_ref().filter(|_| slot.usable())?;
-            let f = desc.shmem_size?;
-            // SAFETY: negotiated callback, called in the postmaster after init.
-            Some(unsafe { f(slot.handle()) })
+            slot.shmem_size().unwrap_or_else(|m| {
+                pgrx::warning!("walker: plugin \"{}\" refused: {m}", slot.name);
+                None
+            })
         })
         .collect();
     let layout = LAYOUT.get_or_init(|| Layout::compute(&sizes));

@@ -235,7 +235,7 @@ impl Budget {
 fn args_object(args: &str) -> PluginResult<serde_json::Map<String, serde_json::Value>> {
     match serde_json::from_str(args) {
         Ok(serde_json::Value::Object(m)) => Ok(m),
-        _ => Err(PluginError::new("the argument must be a JSON object")),
+        _ => Err(PluginError::invalid_argument("the argument must be a JSON object")),
     }
 }
 
@@ -490,9 +490,9 @@ impl Plugin for Budget {
                 let t = a
                     .get("tenant")
                     .and_then(|v| v.as_str())
-                    .ok_or("set_tenant needs {\"tenant\": \"<name>\"}")?;
+                    .ok_or_else(|| PluginError::invalid_argument("set_tenant needs {\"tenant\": \"<name>\"}"))?;
                 if t.is_empty() || t.len() > policy::NAME_BYTES {
-                    return Err(PluginError::new(format!(
+                    return Err(PluginError::invalid_argument(format!(
                         "a tenant name is 1 to {} bytes (got {})",
                         policy::NAME_BYTES,
                         t.len()
@@ -501,7 +501,8 @@ impl Plugin for Budget {
                 let allowlist = host.get_string("tenant_roles").unwrap_or_default();
                 let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
                 let role = session.role.as_ref().map(|r| r.1.clone());
-                tenant::check_claim(&allowlist, t, role.as_deref()).map_err(PluginError::new)?;
+                tenant::check_claim(&allowlist, t, role.as_deref())
+                    .map_err(PluginError::invalid_argument)?;
                 session.tenant = t.to_string();
                 Ok(serde_json::json!({ "tenant": t }).to_string())
             }
@@ -566,8 +567,8 @@ impl Plugin for Budget {
             }
             FN_CHECK_POLICY => {
                 let spec: policy::PolicySpec = serde_json::from_value(serde_json::Value::Object(a))
-                    .map_err(|e| PluginError::new(format!("a policy needs scope_kind, scope_value, rate_bytes_per_sec, burst_bytes and mode: {e}")))?;
-                policy::Policy::from_spec(&spec).map_err(|e| PluginError::new(e.to_string()))?;
+                    .map_err(|e| PluginError::invalid_argument(format!("a policy needs scope_kind, scope_value, rate_bytes_per_sec, burst_bytes and mode: {e}")))?;
+                policy::Policy::from_spec(&spec).map_err(PluginError::invalid_argument)?;
                 Ok(serde_json::json!({ "valid": true }).to_string())
             }
             FN_RESET => {
@@ -581,9 +582,11 @@ impl Plugin for Budget {
                     .get("xid")
                     .and_then(|v| v.as_u64())
                     .filter(|x| *x != 0)
-                    .ok_or(
-                    "policy_changed needs {\"xid\": <the transaction's id, pg_current_xact_id()>}",
-                )?;
+                    .ok_or_else(|| {
+                        PluginError::invalid_argument(
+                            "policy_changed needs {\"xid\": <the transaction's id, pg_current_xact_id()>}",
+                        )
+                    })?;
                 let ok = shm::exclusive(host, |s| changes::announce(&mut s.pending_changes, xid))?;
                 if !ok {
                     return Err(PluginError::new(format!(

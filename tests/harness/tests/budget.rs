@@ -564,3 +564,36 @@ fn three_roles_and_invalid_policies() {
         c.query_one(&format!("SELECT count(*) FROM walker.budget_buckets WHERE policy_id = {id} AND mode = 'observe'")) == "1"
     });
 }
+
+/// A failing plugin function raises the SQLSTATE of its kind of failure: wrong
+/// arguments 22023 (invalid_parameter_value), any other failure 38000
+/// (external_routine_exception).
+#[test]
+fn function_failures_raise_the_sqlstate_of_their_kind() {
+    let c = cluster("budget_sqlstates");
+    let sqlstate = |sql: &str| {
+        let e = c
+            .psql("postgres", &format!("\\set VERBOSITY verbose\n{sql}"))
+            .unwrap_err();
+        (sqlstate_of(&e).to_string(), e)
+    };
+    let long = "x".repeat(65); // a tenant name is 1 to 64 bytes
+    for sql in [
+        format!("SELECT walker.budget_set_tenant('{{\"tenant\": \"{long}\"}}')"),
+        "SELECT walker.plugin_call('budget', 'set_tenant', '{}')".to_string(),
+        "SELECT walker.plugin_call('budget', 'check_policy', '{\"scope_kind\": \"tenant\"}')"
+            .to_string(),
+        "SELECT walker.budget_check('{\"scope_kind\": \"tenant\", \"scope_value\": \"a\", \"rate_bytes_per_sec\": 0, \"burst_bytes\": 1, \"mode\": \"reject\"}')"
+            .to_string(),
+    ] {
+        let (state, e) = sqlstate(&sql);
+        assert_eq!(state, "22023", "{sql}: {e}");
+    }
+    // Not the arguments' fault: loading policies in a transaction that changed them.
+    let sql = "BEGIN;
+        SELECT walker.plugin_call('budget', 'policy_changed', '{\"xid\": 1}');
+        SELECT walker.plugin_call('budget', 'load_policies', '{}');";
+    let (state, e) = sqlstate(sql);
+    assert_eq!(state, "38000", "{e}");
+    assert!(e.contains("has not committed"), "{e}");
+}

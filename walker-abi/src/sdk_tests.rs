@@ -1,0 +1,85 @@
+//! Unit tests of [`Host`] against a fake host table whose functions the tests control.
+
+use super::*;
+use std::cell::RefCell;
+
+thread_local! {
+    /// The message the fake `service_result` hands out, and whether it copies a cut
+    /// prefix (the ABI's rule) or nothing (hosts before the rule) when it does not fit.
+    static SERVICE_MESSAGE: RefCell<(String, bool)> = const { RefCell::new((String::new(), false)) };
+}
+
+unsafe extern "C" fn fake_service_result(
+    _plugin: *mut WalkerPlugin,
+    _id: u64,
+    _wait_ms: u32,
+    buf: *mut u8,
+    cap: usize,
+    len_out: *mut usize,
+) -> WalkerStatus {
+    SERVICE_MESSAGE.with(|m| {
+        let (msg, cuts) = &*m.borrow();
+        // SAFETY: the SDK passes a writable `len_out` and `cap` writable bytes at `buf`.
+        unsafe { *len_out = msg.len() };
+        let n = if msg.len() <= cap {
+            msg.len()
+        } else if *cuts {
+            (0..=cap).rev().find(|&n| msg.is_char_boundary(n)).unwrap_or(0)
+        } else {
+            0
+        };
+        // SAFETY: as above; `n <= cap`.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), buf, n) };
+    });
+    WalkerStatus::OK
+}
+
+fn fake_host(message: &str, cuts: bool) -> Host {
+    SERVICE_MESSAGE.with(|m| *m.borrow_mut() = (message.to_string(), cuts));
+    // SAFETY: every field is an integer or an `Option` of a function pointer, for
+    // which all-zero bytes are valid.
+    let mut api: WalkerHostApi = unsafe { std::mem::zeroed() };
+    api.struct_size = std::mem::size_of::<WalkerHostApi>() as u32;
+    api.abi_major = WALKER_ABI_MAJOR;
+    api.abi_minor = WALKER_ABI_MINOR;
+    api.service_result = Some(fake_service_result);
+    // SAFETY: the leaked table lives for the process.
+    unsafe { Host::from_raw(Box::leak(Box::new(api)), std::ptr::null_mut()) }
+}
+
+#[test]
+fn service_result_receives_a_message_up_to_the_abi_bound_whole() {
+    // A host that copies nothing when the buffer is too small, with a message longer
+    // than 2,048 bytes but within the bound.
+    for len in [2_049, 5_000, WALKER_SERVICE_MESSAGE_MAX] {
+        let msg = "é".repeat(len / 2) + &"x".repeat(len % 2);
+        let host = fake_host(&msg, false);
+        assert_eq!(host.service_result(1, 0), ServiceOutcome::Succeeded(msg));
+    }
+}
+
+#[test]
+fn service_result_past_the_bound_says_so_instead_of_nul_bytes() {
+    let msg = "é".repeat(WALKER_SERVICE_MESSAGE_MAX); // twice the bound
+    for cuts in [true, false] {
+        let host = fake_host(&msg, cuts);
+        let ServiceOutcome::Succeeded(got) = host.service_result(1, 0) else {
+            panic!("not a success");
+        };
+        assert!(!got.contains('\0'), "NUL bytes handed out");
+        assert!(got.contains(&format!("{} bytes", msg.len())), "{got}");
+        if cuts {
+            assert!(got.starts_with(&"é".repeat(WALKER_SERVICE_MESSAGE_MAX / 2)));
+        }
+    }
+}
+
+#[test]
+fn error_kinds_map_to_statuses() {
+    assert_eq!(PluginError::new("x").status(), WalkerStatus::ERROR);
+    assert_eq!(PluginError::from("x").kind(), ErrorKind::Failed);
+    assert_eq!(
+        PluginError::invalid_argument("x").status(),
+        WalkerStatus::INVALID
+    );
+}
