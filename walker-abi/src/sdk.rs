@@ -29,6 +29,17 @@ pub enum ErrorKind {
     InvalidArgument,
 }
 
+impl ErrorKind {
+    /// The status `call` returns for an error of this kind: `INVALID` for an invalid
+    /// argument, `ERROR` otherwise.
+    fn status(self) -> WalkerStatus {
+        match self {
+            ErrorKind::InvalidArgument => WalkerStatus::INVALID,
+            ErrorKind::Failed => WalkerStatus::ERROR,
+        }
+    }
+}
+
 /// Error a plugin callback returns; its message reaches `walker.plugins.last_error`
 /// (or the caller of a SQL function). The second field is its [`ErrorKind`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,14 +66,6 @@ impl PluginError {
         self.1
     }
 
-    /// The status a callback returns for this error: `INVALID` for an invalid
-    /// argument, `ERROR` otherwise.
-    fn status(&self) -> WalkerStatus {
-        match self.1 {
-            ErrorKind::InvalidArgument => WalkerStatus::INVALID,
-            ErrorKind::Failed => WalkerStatus::ERROR,
-        }
-    }
 }
 
 impl fmt::Display for PluginError {
@@ -1527,7 +1530,7 @@ unsafe extern "C" fn tramp_call<P: Plugin>(
         unsafe { write_to_sink(out, "result", result.as_bytes()) }
     });
     if st == WalkerStatus::ERROR {
-        PluginError(String::new(), kind).status()
+        kind.status()
     } else {
         st
     }

@@ -76,10 +76,9 @@ fn service_result_past_the_bound_says_so_instead_of_nul_bytes() {
 
 #[test]
 fn error_kinds_map_to_statuses() {
-    assert_eq!(PluginError::new("x").status(), WalkerStatus::ERROR);
+    assert_eq!(PluginError::new("x").kind(), ErrorKind::Failed);
     assert_eq!(PluginError::from("x").kind(), ErrorKind::Failed);
-    assert_eq!(
-        PluginError::invalid_argument("x").status(),
-        WalkerStatus::INVALID
-    );
+    assert_eq!(ErrorKind::Failed.status(), WalkerStatus::ERROR);
+    let e = PluginError::invalid_argument("x");
+    assert_eq!((e.kind().status(), e.message()), (WalkerStatus::INVALID, "x"));
 }
