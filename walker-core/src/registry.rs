@@ -274,14 +274,18 @@ impl PluginSlot {
         unsafe { self.region_header.load(Ordering::Acquire).as_ref() }
     }
 
-    /// Current state: the load/init failure, else the shared state.
+    /// Current state: the load/init failure, else the shared state. Shared state
+    /// that is still all-zero (after a start, before the worker started the plugin's
+    /// lane) reads as loaded: "not loaded" comes only from a load failure, which this
+    /// process knows.
     pub fn state(&self) -> PluginState {
         if let Some((s, _)) = self.load_error() {
             return s;
         }
-        self.shared()
-            .map(|s| s.state())
-            .unwrap_or(PluginState::Loaded)
+        match self.shared().map(|s| s.state()) {
+            None | Some(PluginState::NotLoaded) => PluginState::Loaded,
+            Some(s) => s,
+        }
     }
 
     /// Last error: the load/init failure, else the shared last error.
@@ -402,6 +406,19 @@ mod tests {
         assert!(!s.usable());
         assert_eq!(s.load_error(), Some((PluginState::Failed, err)));
         assert_eq!(s.shmem_size(), Ok(None), "an unusable plugin is not asked again");
+    }
+
+    #[test]
+    fn fresh_shared_state_reads_as_loaded_until_the_worker_starts_the_plugin() {
+        let s = slot(modest_shmem_size);
+        // SAFETY: all-zero is a valid PluginShared (atomics and messages), as shared
+        // memory is right after the server created it.
+        let shared: &'static mut crate::shared::PluginShared =
+            Box::leak(Box::new(unsafe { std::mem::zeroed() }));
+        s.attach_shared(shared, std::ptr::null_mut(), std::ptr::null_mut(), 0);
+        assert_eq!(s.state(), PluginState::Loaded, "not 'not loaded'");
+        s.shared().unwrap().set_state(PluginState::Running);
+        assert_eq!(s.state(), PluginState::Running);
     }
 
     #[test]
