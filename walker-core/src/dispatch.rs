@@ -118,26 +118,22 @@ fn lane_main(ctx: LaneCtx, rx: Receiver<Msg>) {
                         break 'msgs;
                     };
                     let failed = run.get(failed_at as usize).unwrap_or(first);
-                    match slot.check(st, OnRecordAt(failed.lsn)) {
-                        Ok(()) => {
-                            let n = run
-                                .iter()
-                                .filter(|r| mask_has(&desc.rmgr_mask, r.rmid))
-                                .count();
-                            shared.records.fetch_add(n as u64, Ordering::Relaxed);
-                        }
-                        Err(m) => {
-                            // Delivered: the run up to the failing record, which
-                            // counts (as on_record counts the record it failed on).
-                            let n = run[..(failed_at as usize + 1).min(run.len())]
-                                .iter()
-                                .filter(|r| mask_has(&desc.rmgr_mask, r.rmid))
-                                .count();
-                            shared.records.fetch_add(n as u64, Ordering::Relaxed);
-                            slot.fail(&m);
-                            end = LaneEnd::Failed;
-                            break 'msgs;
-                        }
+                    let checked = slot.check(st, OnRecordAt(failed.lsn));
+                    // Delivered: the whole run, or up to the failing record, which
+                    // counts (as on_record counts the record it failed on).
+                    let upto = match checked {
+                        Ok(()) => run.len(),
+                        Err(_) => (failed_at as usize + 1).min(run.len()),
+                    };
+                    let n = run[..upto]
+                        .iter()
+                        .filter(|r| mask_has(&desc.rmgr_mask, r.rmid))
+                        .count();
+                    shared.records.fetch_add(n as u64, Ordering::Relaxed);
+                    if let Err(m) = checked {
+                        slot.fail(&m);
+                        end = LaneEnd::Failed;
+                        break 'msgs;
                     }
                 } else if let Some(on_record) = desc.on_record {
                     let mut delivered = 0u64;

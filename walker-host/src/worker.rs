@@ -134,6 +134,11 @@ fn processed_position(dispatcher: &Dispatcher, read: u64) -> u64 {
     dispatcher.processed_lsn().unwrap_or(read)
 }
 
+/// `walker.naptime` in ms (at least 10): the longest nap once caught up.
+fn naptime_ms() -> u64 {
+    gucs::NAPTIME_MS.get().max(10) as u64
+}
+
 struct Walk {
     host: &'static HostShared,
     dispatcher: Dispatcher,
@@ -159,8 +164,7 @@ struct Walk {
 
 impl Walk {
     fn nap(&mut self, state: WorkerState) {
-        let naptime = gucs::NAPTIME_MS.get().max(10) as u64;
-        self.nap_for(state, naptime);
+        self.nap_for(state, naptime_ms());
     }
 
     fn nap_for(&mut self, state: WorkerState, ms: u64) {
@@ -451,8 +455,8 @@ impl Walk {
         if caught_up && !self.stopping {
             self.dispatcher.idle(self.reader.position());
             // Short naps while WAL flows, the long one only when idle.
-            let naptime = gucs::NAPTIME_MS.get().max(10) as u64;
-            self.idle_nap_ms = walker_core::pacing::next_nap_ms(self.idle_nap_ms, found, naptime);
+            self.idle_nap_ms =
+                walker_core::pacing::next_nap_ms(self.idle_nap_ms, found, naptime_ms());
             self.nap_for(WorkerState::Idle, self.idle_nap_ms);
         }
     }
