@@ -1,9 +1,9 @@
-//! The capacities of the shared region's tables (scopes, profiles, decisions): the
-//! settings `budget.max_scopes`, `budget.max_profiles` and `budget.max_decisions`,
-//! read once at server start, and the region's size from them. The region is the
+//! The capacities of the shared region's tables (scopes, profiles, decisions,
+//! policies): the settings `budget.max_scopes`, `budget.max_profiles`,
+//! `budget.max_decisions` and `budget.max_policies`, read once at server start, and the region's size from them. The region is the
 //! fixed [`Header`] followed by the tables, taken in the order of [`Capacities::size`].
 
-use crate::shm::{Decision, Header, Profile, RoleSlot, Scope, MAX_SCOPES_PER_ROLE};
+use crate::shm::{Decision, Header, PolicySlot, Profile, RoleSlot, Scope, MAX_SCOPES_PER_ROLE};
 use walker_abi::{Host, PluginResult, RegionLayout, WalkerSettingContext, WalkerSettingUnit};
 
 /// How many entries each table of the region holds (stored in the header at
@@ -17,6 +17,8 @@ pub struct Capacities {
     pub profiles: u32,
     /// Decisions kept in the ring (`budget.max_decisions`).
     pub decisions: u32,
+    /// Policies that can be loaded, with their token buckets (`budget.max_policies`).
+    pub policies: u32,
 }
 
 /// One capacity setting: its name, default and range.
@@ -28,9 +30,9 @@ struct Setting {
     max: u32,
 }
 
-/// `budget.max_scopes`, `budget.max_profiles`, `budget.max_decisions`, in the order of
-/// the fields of [`Capacities`].
-const SETTINGS: [Setting; 3] = [
+/// `budget.max_scopes`, `budget.max_profiles`, `budget.max_decisions`,
+/// `budget.max_policies`, in the order of the fields of [`Capacities`].
+const SETTINGS: [Setting; 4] = [
     Setting {
         name: "max_scopes",
         description: "Scopes (tenant, role, database, application) kept in shared memory; when full, the least recently used session scope is evicted and its totals folded into its database's evicted scope. Only at server start.",
@@ -52,6 +54,13 @@ const SETTINGS: [Setting; 3] = [
         min: 16,
         max: 65_536,
     },
+    Setting {
+        name: "max_policies",
+        description: "Policies (rows of walker.budget_policies) that can be in force, each with its token bucket in shared memory; walker.budget_create_policy refuses one more. Only at server start.",
+        default: 64,
+        min: 1,
+        max: 16_384,
+    },
 ];
 
 impl Capacities {
@@ -60,6 +69,7 @@ impl Capacities {
         scopes: SETTINGS[0].default,
         profiles: SETTINGS[1].default,
         decisions: SETTINGS[2].default,
+        policies: SETTINGS[3].default,
     };
 
     /// Defines the settings (postmaster context: the region is sized once).
@@ -93,6 +103,7 @@ impl Capacities {
             scopes: get(&SETTINGS[0]),
             profiles: get(&SETTINGS[1]),
             decisions: get(&SETTINGS[2]),
+            policies: get(&SETTINGS[3]),
         }
     }
 
@@ -115,7 +126,7 @@ impl Capacities {
     }
 
     /// Bytes of the region: the header, then the scopes, the scope index, the role
-    /// slots, the profiles and the decisions. `None` when it overflows.
+    /// slots, the profiles, the decisions and the policies. `None` when it overflows.
     pub fn size(&self) -> Option<usize> {
         RegionLayout::new::<Header>()
             .table::<Scope>(self.scopes as usize)
@@ -123,13 +134,14 @@ impl Capacities {
             .table::<RoleSlot>(self.role_slots())
             .table::<Profile>(self.profiles as usize)
             .table::<Decision>(self.decisions as usize)
+            .table::<PolicySlot>(self.policies as usize)
             .size()
     }
 
     /// True when every capacity is within its setting's range (a zeroed header is
     /// not: its region was never initialised).
     pub fn valid(&self) -> bool {
-        let v = [self.scopes, self.profiles, self.decisions];
+        let v = [self.scopes, self.profiles, self.decisions, self.policies];
         SETTINGS
             .iter()
             .zip(v)
@@ -147,6 +159,7 @@ mod tests {
         assert_eq!(Capacities::DEFAULT.scopes, 1024);
         assert_eq!(Capacities::DEFAULT.profiles, 4096);
         assert_eq!(Capacities::DEFAULT.decisions, 512);
+        assert_eq!(Capacities::DEFAULT.policies, 64);
         assert_eq!(Capacities::DEFAULT.scope_index(), 2048);
         assert_eq!(Capacities::DEFAULT.role_slots(), 2048);
         assert_eq!(Capacities::per_role(1024), 128);
@@ -164,8 +177,13 @@ mod tests {
         // policy_gen 8 = 336, last_micros 8 = 344, hash 8 = 352, then 6 u32 (24) =
         // 376; a RoleSlot is 5 u32 = 20; a Profile is 2 u32 (8) + query_id 8 + scope 4
         // + pad 4 + 5 eight-byte fields (40) = 64; a Decision is 8 + 4 + 4 + 8 + 4 + pad
-        // 4 + 4 eight-byte fields (32) = 64.
+        // 4 + 4 eight-byte fields (32) = 64; a PolicySlot is id 8 + 4 u32/i32 (16) +
+        // rate and burst 16 = 40, value Name 68 = 108, n_conditions 4 = 112, 4 condition
+        // kinds 16 = 128, 4 condition Names 272 = 400, the Bucket (3 eight-byte fields
+        // and a u32, padded: 32) = 432, charged Totals 24 = 456, 12 action counters 96
+        // = 552, waited_ms 8 = 560.
         assert_eq!(crate::policy::NAME_BYTES, 64);
+        assert_eq!(size_of::<PolicySlot>(), 560);
         assert_eq!(size_of::<Scope>(), 376);
         assert_eq!(size_of::<RoleSlot>(), 20);
         assert_eq!(size_of::<Profile>(), 64);
@@ -175,13 +193,21 @@ mod tests {
             scopes: 64,
             profiles: 256,
             decisions: 16,
+            policies: 4,
         };
         let head = size_of::<Header>();
-        let want =
-            head + (7 + 64 * 376) + (3 + 128 * 4) + (3 + 128 * 20) + (7 + 256 * 64) + (7 + 16 * 64);
+        let want = head
+            + (7 + 64 * 376)
+            + (3 + 128 * 4)
+            + (3 + 128 * 20)
+            + (7 + 256 * 64)
+            + (7 + 16 * 64)
+            + (7 + 4 * 560);
         assert_eq!(c.size(), Some(want));
         // Each capacity adds exactly its tables' bytes.
         let more = Capacities { scopes: 65, ..c };
         assert_eq!(more.size(), Some(want + 376 + 2 * 4 + 2 * 20));
+        let more = Capacities { policies: 5, ..c };
+        assert_eq!(more.size(), Some(want + 560));
     }
 }

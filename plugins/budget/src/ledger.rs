@@ -598,7 +598,7 @@ mod tests {
     fn records_read_again_after_a_restart_reach_the_scope_but_not_the_bucket_again() {
         let mut s = Shared::zeroed();
         let mut l = ledger();
-        s.load_policies(&[reject_role("w")], 0);
+        s.load_policies(&[reject_role("w")], 0).unwrap();
         let k = SessionKey {
             role: 10,
             role_name: "w".into(),

@@ -40,8 +40,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 use walker_abi::{
     Admission, BackendEvent, FunctionDef, Host, Plugin, PluginError, PluginInfo, PluginResult,
-    Record, Records, RecordsError, RowSink, ServiceOutcome, WalkerAccess, WalkerServiceKind, WalkerSettingContext,
-    WalkerSettingUnit, WalkerType, ALL_RMGRS,
+    Record, Records, RecordsError, RowSink, ServiceOutcome, WalkerAccess, WalkerServiceKind,
+    WalkerSettingContext, WalkerSettingUnit, WalkerType, ALL_RMGRS,
 };
 use walker_decode::Format;
 
@@ -235,7 +235,9 @@ impl Budget {
 fn args_object(args: &str) -> PluginResult<serde_json::Map<String, serde_json::Value>> {
     match serde_json::from_str(args) {
         Ok(serde_json::Value::Object(m)) => Ok(m),
-        _ => Err(PluginError::invalid_argument("the argument must be a JSON object")),
+        _ => Err(PluginError::invalid_argument(
+            "the argument must be a JSON object",
+        )),
     }
 }
 
@@ -487,10 +489,9 @@ impl Plugin for Budget {
         let a = args_object(args)?;
         match function {
             FN_SET_TENANT => {
-                let t = a
-                    .get("tenant")
-                    .and_then(|v| v.as_str())
-                    .ok_or_else(|| PluginError::invalid_argument("set_tenant needs {\"tenant\": \"<name>\"}"))?;
+                let t = a.get("tenant").and_then(|v| v.as_str()).ok_or_else(|| {
+                    PluginError::invalid_argument("set_tenant needs {\"tenant\": \"<name>\"}")
+                })?;
                 if t.is_empty() || t.len() > policy::NAME_BYTES {
                     return Err(PluginError::invalid_argument(format!(
                         "a tenant name is 1 to {} bytes (got {})",
@@ -533,7 +534,7 @@ impl Plugin for Budget {
                     .get("policies")
                     .cloned()
                     .unwrap_or(serde_json::Value::Array(Vec::new()));
-                let ps = policy::parse_all(&list.to_string(), shm::MAX_POLICIES)
+                let ps = policy::parse_all(&list.to_string())
                     .map_err(|e| PluginError::new(e.to_string()))?;
                 let snap = a
                     .get("snapshot")
@@ -547,16 +548,17 @@ impl Plugin for Budget {
                     // older table back.
                     let stale = snap.xmax < s.loaded_xmax;
                     if !stale {
-                        s.load_policies(&ps, now);
+                        s.load_policies(&ps, now)?;
                         changes::settle(&mut s.pending_changes, &snap);
                         s.loaded_xmax = snap.xmax;
                     }
-                    (
+                    Ok::<_, policy::PolicyError>((
                         s.policy_gen,
                         stale,
                         changes::waiting(&s.pending_changes).len(),
-                    )
-                })?;
+                    ))
+                })?
+                .map_err(|e| PluginError::new(e.to_string()))?;
                 Ok(serde_json::json!({
                     "loaded": ps.len(),
                     "generation": gen,

@@ -132,8 +132,8 @@ pub enum PolicyError {
     /// A composite value that does not parse.
     #[error("composite scope_value \"{0}\" must be key=value pairs separated by commas, keys among tenant, role, database, application, each at most once")]
     Composite(String),
-    /// Too many policies.
-    #[error("at most {max} policies are supported (got {got})")]
+    /// More policies than the policy table holds.
+    #[error("walker.budget_policies holds {got} policies but budget's shared memory holds at most {max} (budget.max_policies): drop policies, or raise budget.max_policies and restart the server")]
     TooMany {
         /// Limit.
         max: usize,
@@ -278,15 +278,10 @@ impl Policy {
 }
 
 /// Parses and checks a JSON array of policies (all or nothing).
-pub fn parse_all(json: &str, max: usize) -> Result<Vec<Policy>, PolicyError> {
+/// (How many fit is the policy table's business: [`crate::shm::Shared::load_policies`].)
+pub fn parse_all(json: &str) -> Result<Vec<Policy>, PolicyError> {
     let specs: Vec<PolicySpec> =
         serde_json::from_str(json).map_err(|e| PolicyError::Json(e.to_string()))?;
-    if specs.len() > max {
-        return Err(PolicyError::TooMany {
-            max,
-            got: specs.len(),
-        });
-    }
     specs.iter().map(Policy::from_spec).collect()
 }
 
@@ -388,7 +383,7 @@ mod tests {
           {"id": 2, "scope_kind": "application", "scope_value": "x", "rate_bytes_per_sec": 10, "burst_bytes": 10, "mode": "observe", "priority": 5},
           {"id": 1, "scope_kind": "tenant", "scope_value": "acme", "rate_bytes_per_sec": 10, "burst_bytes": 10, "mode": "off", "priority": 9, "enabled": false}
         ]"#;
-        let ps = parse_all(json, 64).unwrap();
+        let ps = parse_all(json).unwrap();
         let who = Who {
             tenant: "acme".into(),
             role: "w".into(),
@@ -403,10 +398,6 @@ mod tests {
         };
         assert_eq!(ps[select(&ps, &other).unwrap()].id, 7);
         assert_eq!(select(&ps, &Who::default()), None);
-        assert!(matches!(
-            parse_all(json, 3),
-            Err(PolicyError::TooMany { max: 3, got: 4 })
-        ));
-        assert!(matches!(parse_all("{}", 3), Err(PolicyError::Json(_))));
+        assert!(matches!(parse_all("{}"), Err(PolicyError::Json(_))));
     }
 }

@@ -140,10 +140,22 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_variable
 DECLARE
     new_id bigint;
+    room integer := current_setting('budget.max_policies', true)::integer;
+    have bigint;
 BEGIN
     PERFORM @extschema@.budget_home();
     PERFORM @extschema@.budget_check(jsonb_build_object('scope_kind', scope_kind, 'scope_value', scope_value,
         'rate_bytes_per_sec', rate_bytes_per_sec, 'burst_bytes', burst_bytes, 'mode', mode, 'priority', priority));
+    -- Every row is loaded (disabled ones too) into a table of budget.max_policies
+    -- slots: one more could never take effect. Counted without a lock (a creator
+    -- must not wait for another's open transaction): two creators racing for the last
+    -- slot can both commit, and then the load refuses the table, naming the setting.
+    SELECT count(*) INTO have FROM @extschema@.budget_policies;
+    IF room IS NOT NULL AND have >= room THEN
+        RAISE EXCEPTION 'walker.budget_policies already holds % policies, as many as budget.max_policies (%) lets shared memory hold', have, room
+            USING ERRCODE = 'configuration_limit_exceeded',
+                  HINT = 'Drop a policy (walker.budget_drop_policy), or raise budget.max_policies (ALTER SYSTEM, then restart the server).';
+    END IF;
     INSERT INTO @extschema@.budget_policies AS p (scope_kind, scope_value, rate_bytes_per_sec, burst_bytes, mode, priority)
     VALUES (scope_kind, scope_value, rate_bytes_per_sec, burst_bytes, mode, priority)
     RETURNING p.id INTO new_id;

@@ -7,8 +7,8 @@
 use crate::bucket::{decide, Action};
 use crate::shm::{Decision, Origin, SessionKey, Shared, Totals};
 use walker_abi::{
-    BackendEvent, Rejection, WalkerBackendEventKind as Kind, WalkerBackendType,
-    WalkerSessionReset, WalkerStatementKind,
+    BackendEvent, Rejection, WalkerBackendEventKind as Kind, WalkerBackendType, WalkerSessionReset,
+    WalkerStatementKind,
 };
 
 /// SQLSTATE of a statement refused by a reject policy.
@@ -250,7 +250,10 @@ impl Session {
         }
         if e.kind == Kind::STATEMENT_START
             && e.nesting_level == 0
-            && self.role.as_ref().is_none_or(|r| r.0 != e.role || r.1 != e.role_name)
+            && self
+                .role
+                .as_ref()
+                .is_none_or(|r| r.0 != e.role || r.1 != e.role_name)
         {
             self.role = Some((e.role, e.role_name.to_string()));
         }
@@ -556,7 +559,10 @@ impl Session {
         if !e.read_only || e.query_id == 0 || !matches!(verdict, Verdict::Go) {
             return;
         }
-        let Some(r) = self.running.filter(|r| r.reservation.is_none() && !r.had_xid) else {
+        let Some(r) = self
+            .running
+            .filter(|r| r.reservation.is_none() && !r.had_xid)
+        else {
             return;
         };
         let pass = ReadPass {
@@ -797,7 +803,9 @@ mod tests {
     #[test]
     fn reject_mode_refuses_in_debt_with_its_sqlstate_and_numbers() {
         let s = RefCell::new(Shared::zeroed());
-        s.borrow_mut().load_policies(&[policy("reject")], 0);
+        s.borrow_mut()
+            .load_policies(&[policy("reject")], 0)
+            .unwrap();
         let clock = Cell::new(1_000_000);
         let mut sess = Session::default();
         // First statement: the bucket starts full; admitted.
@@ -862,7 +870,8 @@ mod tests {
         };
         let mut pause = |_| true;
         let now = || clock.get();
-        sess.on_event(e, &|| CFG, &mut with, &mut pause, &now).unwrap()
+        sess.on_event(e, &|| CFG, &mut with, &mut pause, &now)
+            .unwrap()
     }
 
     fn read(kind: WalkerBackendEventKind, wal: u64) -> BackendEvent<'static> {
@@ -878,18 +887,32 @@ mod tests {
     #[test]
     fn a_read_that_wrote_nothing_skips_the_region_for_a_while_and_a_write_ends_the_pass() {
         let s = RefCell::new(Shared::zeroed());
-        s.borrow_mut().load_policies(&[policy("reject")], 0);
+        s.borrow_mut()
+            .load_policies(&[policy("reject")], 0)
+            .unwrap();
         let clock = Cell::new(1_000_000);
         let taken = Cell::new(0);
         let mut sess = Session::default();
         // First time through the region (start and end).
-        run_counted(&mut sess, &s, &read(Kind::STATEMENT_START, 0), &clock, &taken);
+        run_counted(
+            &mut sess,
+            &s,
+            &read(Kind::STATEMENT_START, 0),
+            &clock,
+            &taken,
+        );
         run_counted(&mut sess, &s, &read(Kind::STATEMENT_END, 0), &clock, &taken);
         assert_eq!(taken.get(), 2);
         // Then the same query skips it, even in debt (it predicts nothing).
         s.borrow_mut().policies[0].bucket.charge(50_000);
         for _ in 0..5 {
-            let a = run_counted(&mut sess, &s, &read(Kind::STATEMENT_START, 0), &clock, &taken);
+            let a = run_counted(
+                &mut sess,
+                &s,
+                &read(Kind::STATEMENT_START, 0),
+                &clock,
+                &taken,
+            );
             assert_eq!(a, walker_abi::Admission::Proceed);
             run_counted(&mut sess, &s, &read(Kind::STATEMENT_END, 0), &clock, &taken);
             run_counted(&mut sess, &s, &read(Kind::PRE_COMMIT, 0), &clock, &taken);
@@ -905,26 +928,57 @@ mod tests {
         assert_eq!(taken.get(), 4);
         // Back on a pass after its own look; one that writes (pruning, a writing
         // function) ends through the region: learned, and the pass is gone.
-        run_counted(&mut sess, &s, &read(Kind::STATEMENT_START, 0), &clock, &taken);
+        run_counted(
+            &mut sess,
+            &s,
+            &read(Kind::STATEMENT_START, 0),
+            &clock,
+            &taken,
+        );
         run_counted(&mut sess, &s, &read(Kind::STATEMENT_END, 0), &clock, &taken);
         let before = taken.get();
-        run_counted(&mut sess, &s, &read(Kind::STATEMENT_START, 100), &clock, &taken);
-        run_counted(&mut sess, &s, &read(Kind::STATEMENT_END, 4100), &clock, &taken);
+        run_counted(
+            &mut sess,
+            &s,
+            &read(Kind::STATEMENT_START, 100),
+            &clock,
+            &taken,
+        );
+        run_counted(
+            &mut sess,
+            &s,
+            &read(Kind::STATEMENT_END, 4100),
+            &clock,
+            &taken,
+        );
         assert_eq!(taken.get(), before + 1, "the end went through the region");
         let scope = sess.cached.as_ref().unwrap().1;
         assert_eq!(
-            s.borrow().predict_read(WalkerStatementKind::SELECT.0, 7, scope),
+            s.borrow()
+                .predict_read(WalkerStatementKind::SELECT.0, 7, scope),
             4000.0 * 0.3,
             "the read's 4000 bytes learned (EWMA from 0, alpha 0.3)"
         );
         // The next one is looked at again, and (predicted to write, in debt) refused.
-        let a = run_counted(&mut sess, &s, &read(Kind::STATEMENT_START, 4100), &clock, &taken);
+        let a = run_counted(
+            &mut sess,
+            &s,
+            &read(Kind::STATEMENT_START, 4100),
+            &clock,
+            &taken,
+        );
         assert!(matches!(a, walker_abi::Admission::Reject(_)), "{a:?}");
         // A read whose run wrote (a writing function: an xid) earns no pass.
         let mut writer = Session::default();
         let s3 = RefCell::new(Shared::zeroed());
         let t3 = Cell::new(0);
-        run_counted(&mut writer, &s3, &read(Kind::STATEMENT_START, 0), &clock, &t3);
+        run_counted(
+            &mut writer,
+            &s3,
+            &read(Kind::STATEMENT_START, 0),
+            &clock,
+            &t3,
+        );
         let wrote = BackendEvent {
             top_xid: 700,
             xid: 700,
@@ -932,27 +986,57 @@ mod tests {
         };
         run_counted(&mut writer, &s3, &wrote, &clock, &t3);
         let n = t3.get();
-        run_counted(&mut writer, &s3, &read(Kind::STATEMENT_START, 900), &clock, &t3);
+        run_counted(
+            &mut writer,
+            &s3,
+            &read(Kind::STATEMENT_START, 900),
+            &clock,
+            &t3,
+        );
         assert_eq!(t3.get(), n + 1, "looked at again");
         // A pass expires.
         let mut fresh = Session::default();
         let s2 = RefCell::new(Shared::zeroed());
         let t2 = Cell::new(0);
-        run_counted(&mut fresh, &s2, &read(Kind::STATEMENT_START, 0), &clock, &t2);
+        run_counted(
+            &mut fresh,
+            &s2,
+            &read(Kind::STATEMENT_START, 0),
+            &clock,
+            &t2,
+        );
         run_counted(&mut fresh, &s2, &read(Kind::STATEMENT_END, 0), &clock, &t2);
         clock.set(clock.get() + READ_PASS_MICROS);
-        run_counted(&mut fresh, &s2, &read(Kind::STATEMENT_START, 0), &clock, &t2);
+        run_counted(
+            &mut fresh,
+            &s2,
+            &read(Kind::STATEMENT_START, 0),
+            &clock,
+            &t2,
+        );
         assert_eq!(t2.get(), 3);
     }
 
     #[test]
     fn a_cancelled_wait_whose_lock_is_refused_is_recorded_at_the_abort() {
         let s = RefCell::new(Shared::zeroed());
-        s.borrow_mut().load_policies(&[policy("queue")], 0);
+        s.borrow_mut().load_policies(&[policy("queue")], 0).unwrap();
         let clock = Cell::new(1_000_000);
         let mut sess = Session::default();
-        run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
-        run(&mut sess, &s, &event(Kind::STATEMENT_END, 0, 0), &clock, None);
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_START, 0, 0),
+            &clock,
+            None,
+        );
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_END, 0, 0),
+            &clock,
+            None,
+        );
         s.borrow_mut().policies[0].bucket.charge(10_000);
         // The lock is granted until the cancel, then refused (a contended lock gives up
         // at once while the cancel is pending).
@@ -971,7 +1055,13 @@ mod tests {
         };
         let now = || clock.get();
         let a = sess
-            .on_event(&event(Kind::STATEMENT_START, 0, 0), &|| CFG, &mut with, &mut pause, &now)
+            .on_event(
+                &event(Kind::STATEMENT_START, 0, 0),
+                &|| CFG,
+                &mut with,
+                &mut pause,
+                &now,
+            )
             .unwrap();
         assert_eq!(a, walker_abi::Admission::Interrupted);
         assert_eq!(s.borrow().counters.actions[Action::Cancelled as usize], 0);
@@ -990,7 +1080,7 @@ mod tests {
     #[test]
     fn queue_mode_waits_until_the_debt_is_paid_and_a_cancel_ends_the_wait() {
         let s = RefCell::new(Shared::zeroed());
-        s.borrow_mut().load_policies(&[policy("queue")], 0);
+        s.borrow_mut().load_policies(&[policy("queue")], 0).unwrap();
         let clock = Cell::new(1_000_000);
         let mut sess = Session::default();
         run(
@@ -1049,7 +1139,7 @@ mod tests {
             ("shadow", Action::ShadowBlock),
         ] {
             let s = RefCell::new(Shared::zeroed());
-            s.borrow_mut().load_policies(&[policy(mode)], 0);
+            s.borrow_mut().load_policies(&[policy(mode)], 0).unwrap();
             let clock = Cell::new(1_000_000);
             let mut sess = Session::default();
             run(
@@ -1079,11 +1169,25 @@ mod tests {
     /// A session of role "writer" whose reject policy's bucket owes `debt` bytes.
     fn in_debt(debt: u64) -> (RefCell<Box<Shared<'static>>>, Session, Cell<i64>) {
         let s = RefCell::new(Shared::zeroed());
-        s.borrow_mut().load_policies(&[policy("reject")], 0);
+        s.borrow_mut()
+            .load_policies(&[policy("reject")], 0)
+            .unwrap();
         let clock = Cell::new(1_000_000);
         let mut sess = Session::default();
-        run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None);
-        run(&mut sess, &s, &event(Kind::STATEMENT_END, 0, 0), &clock, None);
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_START, 0, 0),
+            &clock,
+            None,
+        );
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_END, 0, 0),
+            &clock,
+            None,
+        );
         s.borrow_mut().policies[0].bucket.charge(debt + 2000);
         (s, sess, clock)
     }
@@ -1109,10 +1213,19 @@ mod tests {
             ..event(Kind::STATEMENT_START, 0, 0)
         };
         assert!(!sess.wants(&set));
-        assert_eq!(run(&mut sess, &s, &set, &clock, None), walker_abi::Admission::Proceed);
+        assert_eq!(
+            run(&mut sess, &s, &set, &clock, None),
+            walker_abi::Admission::Proceed
+        );
         // A write is still refused.
         assert!(matches!(
-            run(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, None),
+            run(
+                &mut sess,
+                &s,
+                &event(Kind::STATEMENT_START, 0, 0),
+                &clock,
+                None
+            ),
             walker_abi::Admission::Reject(_)
         ));
     }
@@ -1120,15 +1233,41 @@ mod tests {
     #[test]
     fn a_read_that_writes_nothing_passes_in_debt_and_one_that_wrote_is_refused() {
         let s = RefCell::new(Shared::zeroed());
-        s.borrow_mut().load_policies(&[policy("reject")], 0);
+        s.borrow_mut()
+            .load_policies(&[policy("reject")], 0)
+            .unwrap();
         let clock = Cell::new(1_000_000);
         let mut sess = Session::default();
         // Query 1 read nothing; query 2 wrote 5000 bytes without an xid (a logical
         // message): claimed at once, which puts the bucket in debt.
-        run(&mut sess, &s, &select(Kind::STATEMENT_START, 1, 0), &clock, None);
-        run(&mut sess, &s, &select(Kind::STATEMENT_END, 1, 0), &clock, None);
-        run(&mut sess, &s, &select(Kind::STATEMENT_START, 2, 0), &clock, None);
-        run(&mut sess, &s, &select(Kind::STATEMENT_END, 2, 5000), &clock, None);
+        run(
+            &mut sess,
+            &s,
+            &select(Kind::STATEMENT_START, 1, 0),
+            &clock,
+            None,
+        );
+        run(
+            &mut sess,
+            &s,
+            &select(Kind::STATEMENT_END, 1, 0),
+            &clock,
+            None,
+        );
+        run(
+            &mut sess,
+            &s,
+            &select(Kind::STATEMENT_START, 2, 0),
+            &clock,
+            None,
+        );
+        run(
+            &mut sess,
+            &s,
+            &select(Kind::STATEMENT_END, 2, 5000),
+            &clock,
+            None,
+        );
         {
             let sh = s.borrow();
             assert_eq!(sh.policies[0].bucket.tokens, -3000.0);
@@ -1137,25 +1276,57 @@ mod tests {
             assert_eq!(scope, None);
         }
         assert_eq!(
-            run(&mut sess, &s, &select(Kind::STATEMENT_START, 1, 5000), &clock, None),
+            run(
+                &mut sess,
+                &s,
+                &select(Kind::STATEMENT_START, 1, 5000),
+                &clock,
+                None
+            ),
             walker_abi::Admission::Proceed
         );
-        run(&mut sess, &s, &select(Kind::STATEMENT_END, 1, 5000), &clock, None);
+        run(
+            &mut sess,
+            &s,
+            &select(Kind::STATEMENT_END, 1, 5000),
+            &clock,
+            None,
+        );
         assert!(matches!(
-            run(&mut sess, &s, &select(Kind::STATEMENT_START, 2, 5000), &clock, None),
+            run(
+                &mut sess,
+                &s,
+                &select(Kind::STATEMENT_START, 2, 5000),
+                &clock,
+                None
+            ),
             walker_abi::Admission::Reject(_)
         ));
         // A statement with an xid claims nothing: its records are charged by xid.
         let before = s.borrow().counters.claimed;
-        run(&mut sess, &s, &select(Kind::STATEMENT_START, 1, 5000), &clock, None);
-        run(&mut sess, &s, &event(Kind::STATEMENT_END, 900, 9000), &clock, None);
+        run(
+            &mut sess,
+            &s,
+            &select(Kind::STATEMENT_START, 1, 5000),
+            &clock,
+            None,
+        );
+        run(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_END, 900, 9000),
+            &clock,
+            None,
+        );
         assert_eq!(s.borrow().counters.claimed, before);
     }
 
     #[test]
     fn a_transaction_begun_inside_a_call_is_admitted_again() {
         let s = RefCell::new(Shared::zeroed());
-        s.borrow_mut().load_policies(&[policy("reject")], 0);
+        s.borrow_mut()
+            .load_policies(&[policy("reject")], 0)
+            .unwrap();
         let clock = Cell::new(1_000_000);
         let mut sess = Session::default();
         let call = BackendEvent {
@@ -1167,7 +1338,10 @@ mod tests {
             nesting_level: 1,
             ..event(kind, xid, 0)
         };
-        assert_eq!(run(&mut sess, &s, &call, &clock, None), walker_abi::Admission::Proceed);
+        assert_eq!(
+            run(&mut sess, &s, &call, &clock, None),
+            walker_abi::Admission::Proceed
+        );
         // Inside the CALL: nested statements of the first transaction are not asked.
         assert!(!sess.wants(&nested(Kind::STATEMENT_START, 0)));
         run(&mut sess, &s, &nested(Kind::PRE_COMMIT, 800), &clock, None);
@@ -1179,11 +1353,20 @@ mod tests {
             nesting_level: 1,
             ..select(Kind::STATEMENT_START, 1, 0)
         };
-        assert_eq!(run(&mut sess, &s, &read, &clock, None), walker_abi::Admission::Proceed);
+        assert_eq!(
+            run(&mut sess, &s, &read, &clock, None),
+            walker_abi::Admission::Proceed
+        );
         // ... for its first write, which is refused.
         assert!(sess.wants(&nested(Kind::STATEMENT_START, 0)));
         assert!(matches!(
-            run(&mut sess, &s, &nested(Kind::STATEMENT_START, 0), &clock, None),
+            run(
+                &mut sess,
+                &s,
+                &nested(Kind::STATEMENT_START, 0),
+                &clock,
+                None
+            ),
             walker_abi::Admission::Reject(_)
         ));
     }
@@ -1215,7 +1398,9 @@ mod tests {
     #[test]
     fn a_session_without_a_scope_slot_is_still_governed_and_its_bucket_charged() {
         let s = RefCell::new(Shared::zeroed());
-        s.borrow_mut().load_policies(&[policy("reject")], 0);
+        s.borrow_mut()
+            .load_policies(&[policy("reject")], 0)
+            .unwrap();
         // Role 10 ("writer") holds its bound of scopes, each with a mapped
         // transaction: none can be evicted for its new application name.
         {
@@ -1283,7 +1468,9 @@ mod tests {
     #[test]
     fn xidless_wal_of_a_session_without_a_scope_slot_reaches_its_policy() {
         let s = RefCell::new(Shared::zeroed());
-        s.borrow_mut().load_policies(&[policy("observe")], 0);
+        s.borrow_mut()
+            .load_policies(&[policy("observe")], 0)
+            .unwrap();
         {
             let mut sh = s.borrow_mut();
             for n in 0..crate::shm::MAX_SCOPES_PER_ROLE as u32 {

@@ -20,7 +20,7 @@
 
 use crate::bucket::{Action, Bucket};
 pub use crate::capacity::Capacities;
-use crate::policy::{Mode, Policy, ScopeKind, Who, NAME_BYTES};
+use crate::policy::{Mode, Policy, PolicyError, ScopeKind, Who, NAME_BYTES};
 use std::ops::{Deref, DerefMut};
 
 /// Session scopes one role keeps at most, whatever `budget.max_scopes` (a role keeps an
@@ -33,7 +33,6 @@ pub const EVICT_PROBES: usize = 32;
 /// Transactions in flight that can be mapped at once.
 pub const MAX_XIDS: usize = 8192;
 /// Policies loaded at once.
-pub const MAX_POLICIES: usize = 64;
 /// Databases with totals.
 pub const MAX_DBS: usize = 256;
 /// Relations with totals (more are counted in `other_relations`).
@@ -528,10 +527,8 @@ pub struct Header {
     /// How statements are predicted (the backend that locks the region last wrote its
     /// settings here; all-zero means the defaults).
     pub predictor: crate::predict::Config,
-    /// Policies in use.
+    /// Policies in use (the first `n_policies` slots of the policy table).
     pub n_policies: u32,
-    /// The policies.
-    pub policies: [PolicySlot; MAX_POLICIES],
     /// Slots of `scopes` ever used (slots below it are in use).
     pub scopes_used: u32,
     /// Most recently used session scope (index + 1; 0: none).
@@ -595,6 +592,10 @@ unsafe impl walker_abi::SharedTable for Profile {}
 unsafe impl walker_abi::SharedState for Decision {}
 // SAFETY: as above.
 unsafe impl walker_abi::SharedTable for Decision {}
+// SAFETY: as above.
+unsafe impl walker_abi::SharedState for PolicySlot {}
+// SAFETY: as above.
+unsafe impl walker_abi::SharedTable for PolicySlot {}
 
 /// The region under the exclusive lock: the header and the tables.
 pub struct Shared<'a> {
@@ -610,6 +611,8 @@ pub struct Shared<'a> {
     pub profiles: &'a mut [Profile],
     /// Decision ring.
     pub decisions: &'a mut [Decision],
+    /// Policies with their buckets (`n_policies` in use).
+    pub policies: &'a mut [PolicySlot],
 }
 
 /// The region under the shared lock.
@@ -626,6 +629,8 @@ pub struct SharedRef<'a> {
     pub profiles: &'a [Profile],
     /// Decision ring.
     pub decisions: &'a [Decision],
+    /// Policies with their buckets.
+    pub policies: &'a [PolicySlot],
 }
 
 impl Deref for Shared<'_> {
@@ -678,6 +683,7 @@ impl<'a> Shared<'a> {
             roles: t.take(c.role_slots())?,
             profiles: t.take(c.profiles as usize)?,
             decisions: t.take(c.decisions as usize)?,
+            policies: t.take(c.policies as usize)?,
             head,
         })
     }
@@ -691,6 +697,7 @@ impl<'a> Shared<'a> {
             roles: self.roles,
             profiles: self.profiles,
             decisions: self.decisions,
+            policies: self.policies,
         }
     }
 
@@ -711,6 +718,7 @@ impl<'a> Shared<'a> {
             roles: table(c.role_slots()),
             profiles: table(c.profiles as usize),
             decisions: table(c.decisions as usize),
+            policies: table(c.policies as usize),
         })
     }
 
@@ -737,6 +745,7 @@ impl<'a> SharedRef<'a> {
             roles: t.take(c.role_slots())?,
             profiles: t.take(c.profiles as usize)?,
             decisions: t.take(c.decisions as usize)?,
+            policies: t.take(c.policies as usize)?,
             head,
         })
     }
@@ -1050,21 +1059,28 @@ impl Shared<'_> {
     }
 
     /// Replaces the policies (keeping the bucket and counters of a policy whose id,
-    /// rate and burst did not change) and starts a new generation.
-    pub fn load_policies(&mut self, ps: &[Policy], now: i64) {
+    /// rate and burst did not change) and starts a new generation. More policies than
+    /// the table holds (`budget.max_policies`) change nothing and are refused.
+    pub fn load_policies(&mut self, ps: &[Policy], now: i64) -> Result<(), PolicyError> {
+        if ps.len() > self.policies.len() {
+            return Err(PolicyError::TooMany {
+                max: self.policies.len(),
+                got: ps.len(),
+            });
+        }
         let old: Vec<PolicySlot> = self.policies[..self.n_policies as usize].to_vec();
         self.counters.policy_loads = self.counters.policy_loads.saturating_add(1);
         let same = self.policies_loaded != 0
-            && old.len() == ps.len().min(MAX_POLICIES)
+            && old.len() == ps.len()
             && old.iter().zip(ps).all(|(o, p)| o.policy() == *p);
         if same {
             // A reload that changes nothing (a periodic one, or a rolled-back change)
             // keeps the generation, so reservations and cached choices stay.
             self.policies_loaded_at = now;
-            return;
+            return Ok(());
         }
-        self.policies = [PolicySlot::default(); MAX_POLICIES];
-        for (i, p) in ps.iter().take(MAX_POLICIES).enumerate() {
+        self.policies.fill(PolicySlot::default());
+        for (i, p) in ps.iter().enumerate() {
             let mut s = PolicySlot::from_policy(p);
             if let Some(o) = old.iter().find(|o| o.id == p.id) {
                 s.charged = o.charged;
@@ -1077,10 +1093,11 @@ impl Shared<'_> {
             }
             self.policies[i] = s;
         }
-        self.n_policies = ps.len().min(MAX_POLICIES) as u32;
+        self.n_policies = ps.len() as u32;
         self.policy_gen = self.policy_gen.wrapping_add(1);
         self.policies_loaded = 1;
         self.policies_loaded_at = now;
+        Ok(())
     }
 
     /// Index of the policy governing `scope` (cached per policy generation).
@@ -1523,10 +1540,37 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_table_holds_budget_max_policies_and_refuses_more() {
+        let mut s = Shared::zeroed_with(Capacities {
+            policies: 2,
+            ..Capacities::DEFAULT
+        });
+        assert_eq!(s.policies.len(), 2);
+        let two = [
+            policy(1, "tenant", "acme", "reject", 0),
+            policy(2, "role", "w", "observe", 0),
+        ];
+        s.load_policies(&two, 1_000_000).unwrap();
+        let gen = s.policy_gen;
+        let three = [
+            two[0].clone(),
+            two[1].clone(),
+            policy(3, "tenant", "b", "queue", 0),
+        ];
+        let err = s.load_policies(&three, 2_000_000).unwrap_err();
+        assert!(matches!(err, PolicyError::TooMany { max: 2, got: 3 }));
+        assert!(err.to_string().contains("budget.max_policies"), "{err}");
+        // Nothing changed: the two policies stay in force, same generation.
+        assert_eq!((s.n_policies, s.policy_gen), (2, gen));
+        assert_eq!(s.policies[1].id, 2);
+    }
+
+    #[test]
     fn charges_reach_the_governing_policy_and_follow_reloads() {
         let mut s = Shared::zeroed();
         let a = s.scope(Origin::Session, &session("acme", 10)).unwrap();
-        s.load_policies(&[policy(1, "tenant", "acme", "reject", 0)], 1_000_000);
+        s.load_policies(&[policy(1, "tenant", "acme", "reject", 0)], 1_000_000)
+            .unwrap();
         let t = Totals {
             records: 2,
             bytes: 5000,
@@ -1543,7 +1587,8 @@ mod tests {
                 policy(2, "role", "r10", "queue", 5),
             ],
             2_000_000,
-        );
+        )
+        .unwrap();
         assert_eq!(s.policy_of(a), Some(1));
         assert_eq!(s.policies[0].bucket.tokens, -1000.0);
         s.charge_scope(a, &t, 1, 2_000_000);

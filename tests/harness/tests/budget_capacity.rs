@@ -1,7 +1,9 @@
 //! The budget's table capacities are settings read at server start (issue 15 item
 //! 13): with `budget.max_scopes = 64` the scope table holds 64 scopes and evicts once
-//! they are used, as the README's settings table says; a value out of range is
-//! refused, naming the setting and its range.
+//! they are used, as the README's settings table says; with `budget.max_policies = 2`
+//! a third policy is refused when created and, when a row gets into the table anyway,
+//! the load is refused with the two in force; a value out of range is refused, naming
+//! the setting and its range.
 
 mod common;
 
@@ -31,10 +33,6 @@ fn number(c: &Cluster, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
-fn evicted(c: &Cluster) -> i64 {
-    number(c, "SELECT scopes_evicted FROM walker.budget_counters")
-}
-
 /// One session of `role` writing once under each of `names` application names.
 fn write_as(c: &Cluster, role: &str, prefix: &str, names: usize) {
     let mut sql = String::new();
@@ -52,7 +50,9 @@ fn the_scope_table_holds_budget_max_scopes() {
     assert_eq!(c.query_one("SHOW budget.max_scopes"), "64");
     let mut roles = String::from("CREATE TABLE t (id int);");
     for r in 0..16 {
-        roles.push_str(&format!("CREATE ROLE r{r} LOGIN; GRANT INSERT ON t TO r{r};"));
+        roles.push_str(&format!(
+            "CREATE ROLE r{r} LOGIN; GRANT INSERT ON t TO r{r};"
+        ));
     }
     c.exec(&roles);
     wait_caught_up(&c);
@@ -106,6 +106,14 @@ fn a_capacity_out_of_range_is_refused() {
     assert_eq!(c.query_one("SHOW budget.max_scopes"), "1024");
     assert_eq!(c.query_one("SHOW budget.max_profiles"), "4096");
     assert_eq!(c.query_one("SHOW budget.max_decisions"), "512");
+    assert_eq!(c.query_one("SHOW budget.max_policies"), "64");
+    let err = c
+        .psql("postgres", "ALTER SYSTEM SET budget.max_policies = 0")
+        .expect_err("no policy table is below the range");
+    assert!(
+        err.contains("budget.max_policies") && err.contains("1 .. 16384"),
+        "the refusal names the setting and its range: {err}"
+    );
     let err = c
         .psql("postgres", "ALTER SYSTEM SET budget.max_scopes = 10")
         .expect_err("10 scopes is below the range");
@@ -125,8 +133,67 @@ fn a_capacity_out_of_range_is_refused() {
     c.restart();
     let log = c.server_log();
     assert!(
-        log.contains("100 is outside the valid range for parameter \"budget.max_profiles\" (256 .. 1048576)"),
+        log.contains(
+            "100 is outside the valid range for parameter \"budget.max_profiles\" (256 .. 1048576)"
+        ),
         "the log names the refused value and the range"
     );
     assert_eq!(c.query_one("SHOW budget.max_profiles"), "4096");
+}
+
+/// The SQLSTATE of a psql error printed with `VERBOSITY verbose` ("ERROR:  53400: ...").
+fn sqlstate_of(err: &str) -> &str {
+    err.split("ERROR:")
+        .nth(1)
+        .and_then(|rest| rest.trim_start().split(':').next())
+        .unwrap_or("")
+}
+
+#[test]
+fn the_policy_table_holds_budget_max_policies() {
+    let c = cluster("capacity_policies", &[("budget.max_policies", "2")]);
+    assert_eq!(c.query_one("SHOW budget.max_policies"), "2");
+    let loaded = |c: &Cluster| number(c, "SELECT policies FROM walker.budget_counters");
+    c.exec(
+        "SELECT walker.budget_create_policy('role', 'a', 1000, 1000); \
+         SELECT walker.budget_create_policy('role', 'b', 1000, 1000);",
+    );
+    c.query_one("SELECT walker.budget_sync()");
+    assert_eq!(loaded(&c), 2);
+
+    // A third would never be in force: refused when created, naming the setting.
+    let err = c
+        .psql(
+            "postgres",
+            "\\set VERBOSITY verbose\nSELECT walker.budget_create_policy('role', 'c', 1000, 1000)",
+        )
+        .expect_err("a third policy with budget.max_policies = 2");
+    assert_eq!(sqlstate_of(&err), "53400", "{err}");
+    assert!(err.contains("budget.max_policies"), "{err}");
+    assert_eq!(number(&c, "SELECT count(*) FROM walker.budget_policies"), 2);
+
+    // A row that got in past the functions (a superuser's INSERT): the load is
+    // refused with the cause and the fix, and the two loaded policies stay in force.
+    c.exec(
+        "INSERT INTO walker.budget_policies (scope_kind, scope_value, rate_bytes_per_sec, burst_bytes, mode) \
+         VALUES ('role', 'c', 1000, 1000, 'observe')",
+    );
+    let err = c
+        .psql("postgres", "SELECT walker.budget_reload()")
+        .expect_err("three rows do not fit two slots");
+    assert!(
+        err.contains("holds 3 policies") && err.contains("at most 2 (budget.max_policies)"),
+        "{err}"
+    );
+    assert_eq!(loaded(&c), 2);
+
+    // Raised (at a restart), all three are loaded.
+    c.set_conf("budget.max_policies", "3");
+    c.restart();
+    c.wait_until(
+        "the three policies are loaded",
+        Duration::from_secs(60),
+        || loaded(&c) == 3,
+    );
+    eprintln!("budget.max_policies = 2: third policy refused ({err}); 3 after raising it");
 }
