@@ -1,4 +1,8 @@
-/* walker plugin ABI v1: everything a C plugin needs, no PostgreSQL headers. */
+/* walker plugin ABI v1: everything a C plugin needs, no PostgreSQL headers.
+   Trust model: a plugin is trusted code with the server's privileges. It is loaded into
+   the postmaster and runs in walker's worker and in client backends; walker contains its
+   mistakes (errors, panics, hangs, crashes in its callbacks), not its intent. Install
+   only plugins you would install as a C extension. Guide: docs/plugins.md. */
 
 #ifndef WALKER_PLUGIN_H
 #define WALKER_PLUGIN_H

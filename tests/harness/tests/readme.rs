@@ -1,6 +1,6 @@
-//! The README never points at something that is not there: every relative link and
-//! image path names a file or directory of the repository, and every `#anchor` names
-//! a heading of the README (GitHub's slugs).
+//! The README and the Markdown files in docs/ never point at something that is not
+//! there: every relative link and image path names a file or directory of the
+//! repository, and every `#anchor` names a heading of the same file (GitHub's slugs).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -47,17 +47,25 @@ fn anchors(md: &str) -> HashSet<String> {
 #[test]
 fn slugs_follow_github() {
     assert_eq!(slug(" PostgreSQL versions"), "postgresql-versions");
-    assert_eq!(slug(" budget: who writes how much WAL"), "budget-who-writes-how-much-wal");
+    assert_eq!(
+        slug(" budget: who writes how much WAL"),
+        "budget-who-writes-how-much-wal"
+    );
     assert_eq!(
         targets("see [a](#x) and ![b](docs/y.svg) (plain)"),
         ["#x", "docs/y.svg"]
     );
 }
 
-#[test]
-fn every_readme_link_and_image_exists() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let md = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+/// What the Markdown file `file` (relative to `root`) points at that is not there:
+/// relative paths resolve from the file's directory, anchors against its headings.
+fn dangling(root: &Path, file: &str) -> Vec<String> {
+    let md = std::fs::read_to_string(root.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let dir = root
+        .join(file)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let anchors = anchors(&md);
     let mut missing = Vec::new();
     for t in targets(&md) {
@@ -66,14 +74,44 @@ fn every_readme_link_and_image_exists() {
         }
         if let Some(a) = t.strip_prefix('#') {
             if !anchors.contains(a) {
-                missing.push(format!("anchor {t} (no such heading)"));
+                missing.push(format!("{file}: anchor {t} (no such heading)"));
             }
             continue;
         }
         let path = t.split('#').next().unwrap_or_default();
-        if !root.join(path).exists() {
-            missing.push(format!("{t} (no such file)"));
+        if !dir.join(path).exists() {
+            missing.push(format!("{file}: {t} (no such file)"));
         }
     }
+    missing
+}
+
+fn repo_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn every_readme_link_and_image_exists() {
+    let missing = dangling(&repo_root(), "README.md");
     assert!(missing.is_empty(), "README.md points at: {missing:#?}");
+}
+
+#[test]
+fn every_link_of_the_docs_exists() {
+    let root = repo_root();
+    let mut missing = Vec::new();
+    let mut read = 0;
+    for e in std::fs::read_dir(root.join("docs")).expect("docs/") {
+        let name = e
+            .expect("docs/ entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with(".md") {
+            missing.extend(dangling(&root, &format!("docs/{name}")));
+            read += 1;
+        }
+    }
+    assert!(read >= 1, "docs/ holds the plugin author's guide");
+    assert!(missing.is_empty(), "docs point at: {missing:#?}");
 }
