@@ -61,6 +61,77 @@ typedef struct WalkerPlugin WalkerPlugin;
 #define WALKER_VERDICT_HINT 512
 
 /*
+ Size of ABI 1.0's descriptor (up to `view_rows`): a plugin whose `struct_size` is
+ smaller is refused.
+ */
+#define WALKER_DESCRIPTOR_V1_0_SIZE 136
+
+/*
+ Size of ABI 1.1's descriptor (with `save_state` and `load_state`).
+ */
+#define WALKER_DESCRIPTOR_V1_1_SIZE 152
+
+/*
+ Size of ABI 1.2's descriptor (with `functions` and `call`).
+ */
+#define WALKER_DESCRIPTOR_V1_2_SIZE 176
+
+/*
+ Size of ABI 1.3's (and 1.4's) descriptor (with `on_backend`, `sql` and `role`).
+ */
+#define WALKER_DESCRIPTOR_V1_3_SIZE 200
+
+/*
+ Size of ABI 1.5's descriptor (with `on_records`).
+ */
+#define WALKER_DESCRIPTOR_V1_5_SIZE 208
+
+/*
+ Size of ABI 1.0's record struct.
+ */
+#define WALKER_RECORD_V1_0_SIZE 80
+
+/*
+ Size of ABI 1.1's (to 1.5's) record struct (with `block_images` and `page_size`).
+ */
+#define WALKER_RECORD_V1_1_SIZE 96
+
+/*
+ Size of ABI 1.0's host API table.
+ */
+#define WALKER_HOST_API_V1_0_SIZE 168
+
+/*
+ Size of ABI 1.1's host API table.
+ */
+#define WALKER_HOST_API_V1_1_SIZE 176
+
+/*
+ Size of ABI 1.2's (and 1.3's) host API table (up to `pause`).
+ */
+#define WALKER_HOST_API_V1_2_SIZE 224
+
+/*
+ Size of ABI 1.4's (and 1.5's) host API table (with `lock_timed`).
+ */
+#define WALKER_HOST_API_V1_4_SIZE 232
+
+/*
+ Size of ABI 1.3's (and 1.4's) backend event (up to `command_len`).
+ */
+#define WALKER_BACKEND_EVENT_V1_3_SIZE 144
+
+/*
+ Size of ABI 1.5's backend event (with `never_writes` and `session_reset`).
+ */
+#define WALKER_BACKEND_EVENT_V1_5_SIZE 152
+
+/*
+ Size of ABI 1.3's (to 1.5's) verdict.
+ */
+#define WALKER_VERDICT_V1_3_SIZE 2072
+
+/*
  SQL type of a view column. Values are passed in [`WalkerValue`].
  */
 typedef uint32_t WalkerType;

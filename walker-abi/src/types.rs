@@ -1033,42 +1033,57 @@ pub struct WalkerStateSink {
         Option<unsafe extern "C" fn(ctx: *mut c_void, data: *const u8, len: usize) -> WalkerStatus>,
 }
 
+// The "1.N size" constants below are literals: the sizes each released minor's
+// structs have (on 64-bit targets, the only ones walker supports), as the C compiler
+// measures them in that minor's frozen header (`include/frozen/walker_plugin_1.N.h`;
+// the `frozen_abi` test checks each against its table). They never follow today's
+// structs: a field appended later must not change what "a 1.2 host" means.
+
 /// Size of ABI 1.0's descriptor (up to `view_rows`): a plugin whose `struct_size` is
 /// smaller is refused.
-pub const WALKER_DESCRIPTOR_V1_0_SIZE: u32 =
-    std::mem::offset_of!(WalkerPluginDescriptor, save_state) as u32;
+pub const WALKER_DESCRIPTOR_V1_0_SIZE: u32 = 136;
 
 /// Size of ABI 1.1's descriptor (with `save_state` and `load_state`).
-pub const WALKER_DESCRIPTOR_V1_1_SIZE: u32 =
-    std::mem::offset_of!(WalkerPluginDescriptor, functions) as u32;
+pub const WALKER_DESCRIPTOR_V1_1_SIZE: u32 = 152;
 
 /// Size of ABI 1.2's descriptor (with `functions` and `call`).
-pub const WALKER_DESCRIPTOR_V1_2_SIZE: u32 =
-    std::mem::offset_of!(WalkerPluginDescriptor, on_backend) as u32;
+pub const WALKER_DESCRIPTOR_V1_2_SIZE: u32 = 176;
 
 /// Size of ABI 1.3's (and 1.4's) descriptor (with `on_backend`, `sql` and `role`).
-pub const WALKER_DESCRIPTOR_V1_3_SIZE: u32 =
-    std::mem::offset_of!(WalkerPluginDescriptor, on_records) as u32;
+pub const WALKER_DESCRIPTOR_V1_3_SIZE: u32 = 200;
 
 /// Size of ABI 1.5's descriptor (with `on_records`).
-pub const WALKER_DESCRIPTOR_V1_5_SIZE: u32 = std::mem::size_of::<WalkerPluginDescriptor>() as u32;
+pub const WALKER_DESCRIPTOR_V1_5_SIZE: u32 = 208;
 
 /// Size of ABI 1.0's record struct.
-pub const WALKER_RECORD_V1_0_SIZE: u32 = std::mem::offset_of!(WalkerRecord, block_images) as u32;
+pub const WALKER_RECORD_V1_0_SIZE: u32 = 80;
+
+/// Size of ABI 1.1's (to 1.5's) record struct (with `block_images` and `page_size`).
+pub const WALKER_RECORD_V1_1_SIZE: u32 = 96;
 
 /// Size of ABI 1.0's host API table.
-pub const WALKER_HOST_API_V1_0_SIZE: u32 =
-    std::mem::offset_of!(WalkerHostApi, server_version_num) as u32;
+pub const WALKER_HOST_API_V1_0_SIZE: u32 = 168;
 
 /// Size of ABI 1.1's host API table.
-pub const WALKER_HOST_API_V1_1_SIZE: u32 =
-    std::mem::offset_of!(WalkerHostApi, watch_setting) as u32;
+pub const WALKER_HOST_API_V1_1_SIZE: u32 = 176;
 
 /// Size of ABI 1.2's (and 1.3's) host API table (up to `pause`).
-pub const WALKER_HOST_API_V1_2_SIZE: u32 = std::mem::offset_of!(WalkerHostApi, lock_timed) as u32;
+pub const WALKER_HOST_API_V1_2_SIZE: u32 = 224;
 
-/// Size of ABI 1.4's host API table (with `lock_timed`).
-pub const WALKER_HOST_API_V1_4_SIZE: u32 = std::mem::size_of::<WalkerHostApi>() as u32;
+/// Size of ABI 1.4's (and 1.5's) host API table (with `lock_timed`).
+pub const WALKER_HOST_API_V1_4_SIZE: u32 = 232;
+
+/// Size of ABI 1.3's (and 1.4's) backend event (up to `command_len`).
+pub const WALKER_BACKEND_EVENT_V1_3_SIZE: u32 = 144;
+
+/// Size of ABI 1.5's backend event (with `never_writes` and `session_reset`).
+pub const WALKER_BACKEND_EVENT_V1_5_SIZE: u32 = 152;
+
+/// Size of ABI 1.3's (to 1.5's) verdict.
+pub const WALKER_VERDICT_V1_3_SIZE: u32 = 2072;
+
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("walker's ABI sizes are those of 64-bit targets; walker supports no other");
 
 /// Signature of the `walker_plugin_entry` symbol.
 pub type WalkerPluginEntryFn = unsafe extern "C" fn() -> *const WalkerPluginDescriptor;
