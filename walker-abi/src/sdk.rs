@@ -276,6 +276,26 @@ pub struct PluginInfo {
     pub role: Option<&'static str>,
 }
 
+impl Default for PluginInfo {
+    /// Nothing declared: no version or description, no resource managers (no
+    /// records), no views, snapshots, functions, backend events, SQL or role. A plugin
+    /// sets what it offers and takes the rest with `..PluginInfo::default()`, so
+    /// fields added to `PluginInfo` later need no change to it.
+    fn default() -> Self {
+        PluginInfo {
+            version: "",
+            description: "",
+            rmgrs: [0; WALKER_RMGR_MASK_WORDS],
+            views: Vec::new(),
+            snapshots: false,
+            functions: Vec::new(),
+            backend_events: false,
+            sql: None,
+            role: None,
+        }
+    }
+}
+
 /// A plugin. One type per shared library, exported with [`export_plugin!`](crate::export_plugin).
 ///
 /// `init` runs once in the postmaster; the value it returns lives for the process and

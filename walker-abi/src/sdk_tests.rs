@@ -88,3 +88,20 @@ fn error_kinds_map_to_statuses() {
         (WalkerStatus::INVALID, "x")
     );
 }
+
+#[test]
+fn plugin_info_default_declares_nothing() {
+    let info = PluginInfo {
+        version: "1.0.0",
+        ..PluginInfo::default()
+    };
+    assert_eq!(info.version, "1.0.0");
+    assert_eq!(info.description, "");
+    assert_eq!(
+        info.rmgrs, [0; WALKER_RMGR_MASK_WORDS],
+        "no records unless asked"
+    );
+    assert!(info.views.is_empty() && info.functions.is_empty());
+    assert!(!info.snapshots && !info.backend_events);
+    assert!(info.sql.is_none() && info.role.is_none());
+}

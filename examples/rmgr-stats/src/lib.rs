@@ -147,10 +147,7 @@ impl Plugin for RmgrStats {
                 ],
             }],
             snapshots: true,
-            functions: Vec::new(),
-            backend_events: false,
-            sql: None,
-            role: None,
+            ..PluginInfo::default()
         }
     }
 

@@ -32,7 +32,11 @@ fn totals(c: &Cluster, minor: u32) -> Vec<String> {
 /// says it covers; returns its row.
 fn assert_counts_exact(c: &Cluster, minor: u32) -> Vec<String> {
     let t = totals(c, minor);
-    assert!(t[0].parse::<i64>().unwrap() > 0, "{} counted nothing: {t:?}", name(minor));
+    assert!(
+        t[0].parse::<i64>().unwrap() > 0,
+        "{} counted nothing: {t:?}",
+        name(minor)
+    );
     let theirs = c.query(&format!(
         "SELECT sum(count)::int8, sum(record_size + fpi_size)::int8 FROM pg_get_wal_stats('{}', '{}')",
         t[2], t[3]
@@ -77,12 +81,20 @@ fn plugins_built_against_every_released_minor_load_and_run() {
         let t = assert_counts_exact(&c, minor);
         let records: i64 = t[0].parse().unwrap();
         // 1.1: the server version; 0 (never asked) before.
-        let expected_version = if minor >= 1 { server_version.as_str() } else { "0" };
+        let expected_version = if minor >= 1 {
+            server_version.as_str()
+        } else {
+            "0"
+        };
         assert_eq!(t[4], expected_version, "{} server_version", name(minor));
         // 1.5: runs of records in one call each; older plugins get one call per record.
         let runs: i64 = t[5].parse().unwrap();
         if minor >= 5 {
-            assert!(runs > 0 && runs < records, "{}: {runs} runs for {records} records", name(minor));
+            assert!(
+                runs > 0 && runs < records,
+                "{}: {runs} runs for {records} records",
+                name(minor)
+            );
         } else {
             assert_eq!(runs, 0, "{} has no on_records", name(minor));
         }
@@ -97,10 +109,17 @@ fn plugins_built_against_every_released_minor_load_and_run() {
         if minor >= 2 {
             assert_eq!(function, "1", "{} declares one function", name(minor));
             let n: i64 = c
-                .query_one(&format!("SELECT (walker.{}_totals()->>'records')::int8", name(minor)))
+                .query_one(&format!(
+                    "SELECT (walker.{}_totals()->>'records')::int8",
+                    name(minor)
+                ))
                 .parse()
                 .unwrap();
-            assert!(n >= records, "{}_totals() says {n}, the view said {records} before", name(minor));
+            assert!(
+                n >= records,
+                "{}_totals() says {n}, the view said {records} before",
+                name(minor)
+            );
         } else {
             assert_eq!(function, "0", "{} has no functions", name(minor));
         }
@@ -120,7 +139,12 @@ fn plugins_built_against_every_released_minor_load_and_run() {
             name(minor)
         ));
         if minor >= 1 {
-            assert_eq!(t[2], old[2], "{} restored its snapshot: same first_lsn", name(minor));
+            assert_eq!(
+                t[2],
+                old[2],
+                "{} restored its snapshot: same first_lsn",
+                name(minor)
+            );
             assert!(
                 t[0].parse::<i64>().unwrap() > old[0].parse::<i64>().unwrap(),
                 "{} went on counting: {t:?} after {old:?}",
