@@ -57,6 +57,9 @@ fn plugins_built_against_every_released_minor_load_and_run() {
     let plugins: Vec<String> = MINORS.iter().map(|&m| name(m)).collect();
     let c = Cluster::builder("frozenabi")
         .plugins(&plugins.join(", "))
+        // pg_walinspect reads the whole range the counts cover, across the restart:
+        // keep the WAL the slot would let go.
+        .conf("wal_keep_size", "1GB")
         .fixtures_in_library_path(true)
         .start();
     c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_walinspect;");
