@@ -383,6 +383,72 @@ pub trait Plugin: Send + Sync + Sized + 'static {
 /// zeroes the region before `shmem_init`).
 pub unsafe trait SharedState: Sized + 'static {}
 
+/// The Rust type a plugin setting reads as: `i64` (integer), `f64` (floating
+/// point), `bool`, `String`, and `usize` for an enum setting (the index of its
+/// option).
+pub trait SettingValue: Sized {
+    /// Reads setting `name` of this plugin through the host.
+    fn read(host: &Host, name: &str) -> PluginResult<Self>;
+}
+
+impl SettingValue for i64 {
+    fn read(host: &Host, name: &str) -> PluginResult<Self> {
+        host.get_int(name)
+    }
+}
+
+impl SettingValue for f64 {
+    fn read(host: &Host, name: &str) -> PluginResult<Self> {
+        host.get_real(name)
+    }
+}
+
+impl SettingValue for bool {
+    fn read(host: &Host, name: &str) -> PluginResult<Self> {
+        host.get_bool(name)
+    }
+}
+
+impl SettingValue for String {
+    fn read(host: &Host, name: &str) -> PluginResult<Self> {
+        host.get_string(name)
+    }
+}
+
+impl SettingValue for usize {
+    fn read(host: &Host, name: &str) -> PluginResult<Self> {
+        host.get_enum(name)
+    }
+}
+
+/// A setting of this plugin, returned by the `Host::define_*` call that declared
+/// it: keep it in the plugin and read the current value with [`Setting::get`], so
+/// the name is written once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting<T: SettingValue> {
+    name: String,
+    value: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: SettingValue> Setting<T> {
+    fn new(name: &str) -> Self {
+        Setting {
+            name: name.to_string(),
+            value: std::marker::PhantomData,
+        }
+    }
+
+    /// The setting's name without the plugin's prefix.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The setting's current value in this process.
+    pub fn get(&self, host: &Host) -> PluginResult<T> {
+        T::read(host, &self.name)
+    }
+}
+
 /// The host services, bound to this plugin.
 #[derive(Clone, Copy)]
 pub struct Host {
@@ -804,7 +870,8 @@ impl Host {
         }
     }
 
-    /// Defines an integer setting `<plugin>.<name>`.
+    /// Defines an integer setting `<plugin>.<name>`; the handle reads it
+    /// ([`Setting::get`]) without repeating the name.
     #[allow(clippy::too_many_arguments)]
     pub fn define_int(
         &self,
@@ -815,7 +882,7 @@ impl Host {
         max: i64,
         unit: WalkerSettingUnit,
         context: WalkerSettingContext,
-    ) -> PluginResult {
+    ) -> PluginResult<Setting<i64>> {
         let f = self
             .api()
             .define_int
@@ -834,10 +901,11 @@ impl Host {
                 context,
             )
         };
-        self.status(st, "defining setting", name)
+        self.status(st, "defining setting", name)?;
+        Ok(Setting::new(name))
     }
 
-    /// Defines a floating-point setting `<plugin>.<name>`.
+    /// Defines a floating-point setting `<plugin>.<name>`; the handle reads it.
     pub fn define_real(
         &self,
         name: &str,
@@ -846,7 +914,7 @@ impl Host {
         min: f64,
         max: f64,
         context: WalkerSettingContext,
-    ) -> PluginResult {
+    ) -> PluginResult<Setting<f64>> {
         let f = self
             .api()
             .define_real
@@ -864,17 +932,18 @@ impl Host {
                 context,
             )
         };
-        self.status(st, "defining setting", name)
+        self.status(st, "defining setting", name)?;
+        Ok(Setting::new(name))
     }
 
-    /// Defines a boolean setting `<plugin>.<name>`.
+    /// Defines a boolean setting `<plugin>.<name>`; the handle reads it.
     pub fn define_bool(
         &self,
         name: &str,
         description: &str,
         default: bool,
         context: WalkerSettingContext,
-    ) -> PluginResult {
+    ) -> PluginResult<Setting<bool>> {
         let f = self
             .api()
             .define_bool
@@ -882,17 +951,18 @@ impl Host {
         let (n, d) = (cstring(name), cstring(description));
         // SAFETY: the strings are NUL-terminated and live during the call.
         let st = unsafe { f(self.plugin, n.as_ptr(), d.as_ptr(), default, context) };
-        self.status(st, "defining setting", name)
+        self.status(st, "defining setting", name)?;
+        Ok(Setting::new(name))
     }
 
-    /// Defines a string setting `<plugin>.<name>`.
+    /// Defines a string setting `<plugin>.<name>`; the handle reads it.
     pub fn define_string(
         &self,
         name: &str,
         description: &str,
         default: &str,
         context: WalkerSettingContext,
-    ) -> PluginResult {
+    ) -> PluginResult<Setting<String>> {
         let f = self
             .api()
             .define_string
@@ -900,10 +970,12 @@ impl Host {
         let (n, d, v) = (cstring(name), cstring(description), cstring(default));
         // SAFETY: the strings are NUL-terminated and live during the call.
         let st = unsafe { f(self.plugin, n.as_ptr(), d.as_ptr(), v.as_ptr(), context) };
-        self.status(st, "defining setting", name)
+        self.status(st, "defining setting", name)?;
+        Ok(Setting::new(name))
     }
 
-    /// Defines an enum setting `<plugin>.<name>`; reads back as an index into `options`.
+    /// Defines an enum setting `<plugin>.<name>`; the handle reads it as an index into
+    /// `options`.
     pub fn define_enum(
         &self,
         name: &str,
@@ -911,7 +983,7 @@ impl Host {
         default: usize,
         options: &[&str],
         context: WalkerSettingContext,
-    ) -> PluginResult {
+    ) -> PluginResult<Setting<usize>> {
         let f = self
             .api()
             .define_enum
@@ -931,7 +1003,8 @@ impl Host {
                 context,
             )
         };
-        self.status(st, "defining setting", name)
+        self.status(st, "defining setting", name)?;
+        Ok(Setting::new(name))
     }
 
     /// Reads an integer setting of this plugin.

@@ -105,3 +105,93 @@ fn plugin_info_default_declares_nothing() {
     assert!(!info.snapshots && !info.backend_events);
     assert!(info.sql.is_none() && info.role.is_none());
 }
+
+thread_local! {
+    /// The integer settings the fake host knows: name, value.
+    static INT_SETTINGS: RefCell<Vec<(String, i64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reads a NUL-terminated name the SDK passed.
+fn name_of(name: *const c_char) -> String {
+    // SAFETY: the SDK passes NUL-terminated names valid during the call.
+    unsafe { CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn fake_define_int(
+    _plugin: *mut WalkerPlugin,
+    name: *const c_char,
+    _description: *const c_char,
+    default_value: i64,
+    _min: i64,
+    _max: i64,
+    _unit: WalkerSettingUnit,
+    _context: WalkerSettingContext,
+) -> WalkerStatus {
+    let name = name_of(name);
+    if name.contains('.') {
+        return WalkerStatus::INVALID;
+    }
+    INT_SETTINGS.with(|s| s.borrow_mut().push((name, default_value)));
+    WalkerStatus::OK
+}
+
+unsafe extern "C" fn fake_get_int(
+    _plugin: *mut WalkerPlugin,
+    name: *const c_char,
+    out: *mut i64,
+) -> WalkerStatus {
+    let name = name_of(name);
+    INT_SETTINGS.with(|s| match s.borrow().iter().find(|(n, _)| *n == name) {
+        Some((_, v)) => {
+            // SAFETY: the SDK passes a writable out pointer.
+            unsafe { *out = *v };
+            WalkerStatus::OK
+        }
+        None => WalkerStatus::NOT_FOUND,
+    })
+}
+
+#[test]
+fn a_defined_setting_is_read_through_its_handle() {
+    // SAFETY: as in `fake_host`.
+    let mut api: WalkerHostApi = unsafe { std::mem::zeroed() };
+    api.struct_size = std::mem::size_of::<WalkerHostApi>() as u32;
+    api.define_int = Some(fake_define_int);
+    api.get_int = Some(fake_get_int);
+    // SAFETY: the leaked table lives for the process.
+    let host = unsafe { Host::from_raw(Box::leak(Box::new(api)), std::ptr::null_mut()) };
+    let window = host
+        .define_int(
+            "window",
+            "w",
+            42,
+            0,
+            100,
+            WalkerSettingUnit::S,
+            WalkerSettingContext::SIGHUP,
+        )
+        .unwrap();
+    assert_eq!(window.name(), "window");
+    assert_eq!(window.get(&host).unwrap(), 42);
+    INT_SETTINGS.with(|s| s.borrow_mut()[0].1 = 7);
+    assert_eq!(
+        window.get(&host).unwrap(),
+        7,
+        "the handle reads the current value"
+    );
+    let err = host
+        .define_int(
+            "bad.name",
+            "w",
+            1,
+            0,
+            2,
+            WalkerSettingUnit::NONE,
+            WalkerSettingContext::SIGHUP,
+        )
+        .unwrap_err();
+    assert!(err.message().contains("bad.name"), "{}", err.message());
+}

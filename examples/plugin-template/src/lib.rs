@@ -5,8 +5,8 @@
 //! server with its privileges.
 
 use walker_abi::{
-    Host, Plugin, PluginInfo, PluginResult, Records, RecordsError, RowSink, SharedState, Value,
-    ViewDef, WalkerType, ALL_RMGRS,
+    Host, Plugin, PluginInfo, PluginResult, Records, RecordsError, RowSink, Setting, SharedState,
+    Value, ViewDef, WalkerSettingContext, WalkerType, ALL_RMGRS,
 };
 
 /// The state every server process sees: it lives in the plugin's shared-memory
@@ -23,7 +23,10 @@ struct Totals {
 // SAFETY: repr(C), plain integers, valid when zeroed.
 unsafe impl SharedState for Totals {}
 
-struct MyPlugin;
+struct MyPlugin {
+    /// `my_walker_plugin.enabled`: count records or not (reloadable).
+    enabled: Setting<bool>,
+}
 
 impl Plugin for MyPlugin {
     fn describe() -> PluginInfo {
@@ -45,8 +48,15 @@ impl Plugin for MyPlugin {
         }
     }
 
-    fn init(_host: &Host) -> PluginResult<Self> {
-        Ok(MyPlugin)
+    /// Runs once, in the postmaster: define settings, keep their handles.
+    fn init(host: &Host) -> PluginResult<Self> {
+        let enabled = host.define_bool(
+            "enabled",
+            "count records",
+            true,
+            WalkerSettingContext::SIGHUP,
+        )?;
+        Ok(MyPlugin { enabled })
     }
 
     fn shmem_size(&self, _host: &Host) -> usize {
@@ -56,6 +66,9 @@ impl Plugin for MyPlugin {
     /// One lock per run of records (a batch), not one per record: the fast pattern.
     /// Hold the lock only to update the region; no I/O or waiting inside.
     fn on_records(&self, host: &Host, records: &Records<'_>) -> Result<(), RecordsError> {
+        if !self.enabled.get(host).map_err(|e| RecordsError::at(0, e))? {
+            return Ok(());
+        }
         host.with_exclusive(|t: &mut Totals| {
             for (_, r) in records.iter() {
                 if t.since_lsn == 0 {
