@@ -65,6 +65,7 @@ impl PluginError {
     pub fn kind(&self) -> ErrorKind {
         self.1
     }
+
 }
 
 impl fmt::Display for PluginError {
@@ -325,8 +326,7 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     /// record; a failure names the record it failed at ([`RecordsError`]).
     fn on_records(&self, host: &Host, records: &Records<'_>) -> Result<(), RecordsError> {
         for (i, r) in records.iter() {
-            self.on_record(host, &r)
-                .map_err(|e| RecordsError::at(i, e))?;
+            self.on_record(host, &r).map_err(|e| RecordsError::at(i, e))?;
         }
         Ok(())
     }
@@ -564,10 +564,7 @@ impl<'a> Records<'a> {
     ///
     /// # Safety
     /// Every record's pointers must be valid for `'a` with the lengths it states.
-    pub unsafe fn from_raw(
-        raw: &'a [WalkerRecord],
-        mask: &'a [u64; WALKER_RMGR_MASK_WORDS],
-    ) -> Self {
+    pub unsafe fn from_raw(raw: &'a [WalkerRecord], mask: &'a [u64; WALKER_RMGR_MASK_WORDS]) -> Self {
         Records {
             raw,
             mask,
@@ -1421,9 +1418,7 @@ fn run<P: Plugin>(
     let live = inst.and_then(|i| Some((&i.host, i.plugin.downcast_ref::<P>()?)));
     guarded(inst, inst.map(|i| i.host), callback, || {
         let (h, p) = live.ok_or_else(|| {
-            PluginError::new(format!(
-                "plugin callback {callback} before a successful init"
-            ))
+            PluginError::new(format!("plugin callback {callback} before a successful init"))
         })?;
         body(h, p)
     })
@@ -1623,9 +1618,7 @@ unsafe extern "C" fn tramp_call<P: Plugin>(
             // SAFETY: the host passes `len` readable bytes at `args` for the call.
             String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(args, len) }).into_owned()
         };
-        let result = p
-            .call(h, function as usize, &args)
-            .inspect_err(|e| kind = e.kind())?;
+        let result = p.call(h, function as usize, &args).inspect_err(|e| kind = e.kind())?;
         // SAFETY: the host passes a sink valid for the duration of the call.
         unsafe { write_to_sink(out, "result", result.as_bytes()) }
     });
