@@ -2,36 +2,120 @@
 //!
 //! Most blocks of a range hold a few dead items, so each block is stored as a list of
 //! its dead item numbers (two bytes each, the high bit telling a dead line pointer
-//! from a dead tuple) in one arena per range, found through a sorted index of
-//! (block, start, length). A block with more dead items than its two bitmaps take is
-//! stored as the bitmaps instead. A block with seven dead tuples costs 8 + 14 bytes
-//! instead of the 80 bytes of its bitmaps plus a tree node's share.
+//! from a dead tuple) in one arena per range, found through a sorted index of 8-byte
+//! entries (block; start and length packed in one word). A block with more dead items
+//! than its two bitmaps take is stored as the bitmaps instead. A block with six dead
+//! tuples costs 8 + 12 bytes instead of the 80 bytes of its bitmaps plus a tree node's
+//! share.
+//!
+//! Memory stays close to what is live: both vectors grow by an eighth (not double), a
+//! block that grows while it is the arena's last grows in place (the common case: a
+//! transaction's dead items arrive block after block), and the words blocks left
+//! behind are reclaimed once they are a quarter of the arena.
 
-use crate::tracker::{BlockItems, Bits, MAX_ITEMS};
+use crate::tracker::{Bits, BlockItems, MAX_ITEMS};
 
 /// Marks a dead line pointer (else a dead tuple) in an item entry.
 const LP_FLAG: u16 = 0x8000;
-/// Marks a block stored as bitmaps in an index entry's length.
-const BITMAP_FLAG: u16 = 0x8000;
 /// u16 words of a block stored as its two bitmaps.
 const BITMAP_WORDS: usize = 2 * Bits::WORDS * 4;
+/// Bits of a slot's packed word that hold the length.
+const LEN_BITS: u32 = 6;
+/// The length that marks a block stored as bitmaps (lists are at most
+/// [`BITMAP_WORDS`] long).
+const BITMAP_LEN: u32 = (1 << LEN_BITS) - 1;
+/// Arena words a slot can address.
+const MAX_ARENA: usize = 1 << (32 - LEN_BITS);
+
+const _: () = assert!(BITMAP_WORDS < BITMAP_LEN as usize);
+// A range's live words always fit (at most 2^20 blocks of BITMAP_WORDS each), so a
+// compaction makes room for any block.
+const _: () = assert!((1 << 20) * BITMAP_WORDS < MAX_ARENA);
 
 /// One block's place in the arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
     block: u32,
-    start: u32,
-    /// Items, or [`BITMAP_FLAG`] for a block stored as bitmaps.
-    len: u16,
+    /// `start << LEN_BITS | len`, len being the item count or [`BITMAP_LEN`].
+    packed: u32,
 }
 
 impl Slot {
+    fn new(block: u32, start: usize, len: u32) -> Slot {
+        debug_assert!(start < MAX_ARENA && len <= BITMAP_LEN);
+        Slot {
+            block,
+            packed: ((start as u32) << LEN_BITS) | len,
+        }
+    }
+
+    fn start(&self) -> usize {
+        (self.packed >> LEN_BITS) as usize
+    }
+
+    fn len(&self) -> u32 {
+        self.packed & BITMAP_LEN
+    }
+
+    fn is_bitmap(&self) -> bool {
+        self.len() == BITMAP_LEN
+    }
+
     fn words(&self) -> usize {
-        if self.len & BITMAP_FLAG != 0 {
+        if self.is_bitmap() {
             BITMAP_WORDS
         } else {
-            self.len as usize
+            self.len() as usize
         }
+    }
+}
+
+/// Makes room for `extra` more elements, growing by an eighth rather than doubling.
+fn reserve<T>(v: &mut Vec<T>, extra: usize) {
+    if v.len() + extra > v.capacity() {
+        v.reserve_exact(extra.max(v.capacity() / 8).max(4));
+    }
+}
+
+/// A block's items as arena words: a list, or the two bitmaps.
+struct Encoded {
+    words: [u16; BITMAP_WORDS],
+    n: usize,
+    len: u32,
+}
+
+impl Encoded {
+    fn of(items: &BlockItems) -> Encoded {
+        let mut e = Encoded {
+            words: [0; BITMAP_WORDS],
+            n: 0,
+            len: 0,
+        };
+        let count = (items.dead_tuples.count() + items.dead_lps.count()) as usize;
+        if count > BITMAP_WORDS {
+            let (t, l) = e.words.split_at_mut(BITMAP_WORDS / 2);
+            items.dead_tuples.write_u16s(t);
+            items.dead_lps.write_u16s(l);
+            e.n = BITMAP_WORDS;
+            e.len = BITMAP_LEN;
+            return e;
+        }
+        for offset in 0..MAX_ITEMS as u16 {
+            if items.dead_tuples.get(offset) {
+                e.words[e.n] = offset;
+                e.n += 1;
+            }
+            if items.dead_lps.get(offset) {
+                e.words[e.n] = offset | LP_FLAG;
+                e.n += 1;
+            }
+        }
+        e.len = e.n as u32;
+        e
+    }
+
+    fn words(&self) -> &[u16] {
+        &self.words[..self.n]
     }
 }
 
@@ -40,7 +124,7 @@ impl Slot {
 pub struct BlockMap {
     index: Vec<Slot>,
     arena: Vec<u16>,
-    /// Arena words no block uses any more (reclaimed when they outnumber the rest).
+    /// Arena words no block uses any more (reclaimed when they are a quarter of it).
     garbage: usize,
 }
 
@@ -79,9 +163,9 @@ impl BlockMap {
     }
 
     fn decode(&self, s: &Slot) -> BlockItems {
-        let words = &self.arena[s.start as usize..s.start as usize + s.words()];
+        let words = &self.arena[s.start()..s.start() + s.words()];
         let mut b = BlockItems::default();
-        if s.len & BITMAP_FLAG != 0 {
+        if s.is_bitmap() {
             let (t, l) = words.split_at(BITMAP_WORDS / 2);
             b.dead_tuples = Bits::from_u16s(t);
             b.dead_lps = Bits::from_u16s(l);
@@ -98,24 +182,6 @@ impl BlockMap {
         b
     }
 
-    fn encode(items: &BlockItems, out: &mut Vec<u16>) -> u16 {
-        let n = items.dead_tuples.count() + items.dead_lps.count();
-        if n as usize > BITMAP_WORDS {
-            items.dead_tuples.push_u16s(out);
-            items.dead_lps.push_u16s(out);
-            return BITMAP_FLAG;
-        }
-        for offset in 0..MAX_ITEMS as u16 {
-            if items.dead_tuples.get(offset) {
-                out.push(offset);
-            }
-            if items.dead_lps.get(offset) {
-                out.push(offset | LP_FLAG);
-            }
-        }
-        n as u16
-    }
-
     /// The dead items of `block` (empty when it has none).
     pub fn get(&self, block: u32) -> BlockItems {
         match self.find(block) {
@@ -124,48 +190,58 @@ impl BlockMap {
         }
     }
 
+    /// Appends `e` to the arena (compacting first when a slot could not address its
+    /// end); returns where it starts.
+    fn append(&mut self, e: &Encoded) -> usize {
+        if self.arena.len() + e.n > MAX_ARENA {
+            self.compact();
+        }
+        reserve(&mut self.arena, e.n);
+        let start = self.arena.len();
+        self.arena.extend_from_slice(e.words());
+        start
+    }
+
     /// Replaces the dead items of `block`; a block without any is dropped.
     pub fn set(&mut self, block: u32, items: &BlockItems) {
         let at = self.find(block);
-        let mut words = Vec::new();
-        let len = if items.is_empty() {
-            0
+        if items.is_empty() {
+            if let Ok(i) = at {
+                self.garbage += self.index[i].words();
+                self.index.remove(i);
+            }
         } else {
-            Self::encode(items, &mut words)
-        };
-        match at {
-            Ok(i) => {
-                let old = self.index[i];
-                if items.is_empty() {
-                    self.garbage += old.words();
-                    self.index.remove(i);
-                } else if words.len() <= old.words() {
-                    let start = old.start as usize;
-                    self.arena[start..start + words.len()].copy_from_slice(&words);
-                    self.garbage += old.words() - words.len();
-                    self.index[i].len = len;
-                } else {
-                    self.garbage += old.words();
-                    self.index[i] = Slot {
-                        block,
-                        start: self.arena.len() as u32,
-                        len,
-                    };
-                    self.arena.extend_from_slice(&words);
+            let e = Encoded::of(items);
+            match at {
+                Ok(i) => {
+                    let old = self.index[i];
+                    let (start, had) = (old.start(), old.words());
+                    if e.n <= had {
+                        self.arena[start..start + e.n].copy_from_slice(e.words());
+                        self.garbage += had - e.n;
+                        self.index[i] = Slot::new(block, start, e.len);
+                    } else if start + had == self.arena.len() && start + e.n <= MAX_ARENA {
+                        // The arena's last block grows in place.
+                        self.arena.truncate(start);
+                        reserve(&mut self.arena, e.n);
+                        self.arena.extend_from_slice(e.words());
+                        self.index[i] = Slot::new(block, start, e.len);
+                    } else {
+                        // The old words become garbage (also when the append
+                        // compacted, which kept them as the slot's words then).
+                        let start = self.append(&e);
+                        self.index[i] = Slot::new(block, start, e.len);
+                        self.garbage += had;
+                    }
+                }
+                Err(i) => {
+                    let start = self.append(&e);
+                    reserve(&mut self.index, 1);
+                    self.index.insert(i, Slot::new(block, start, e.len));
                 }
             }
-            Err(i) if !items.is_empty() => {
-                let s = Slot {
-                    block,
-                    start: self.arena.len() as u32,
-                    len,
-                };
-                self.arena.extend_from_slice(&words);
-                self.index.insert(i, s);
-            }
-            Err(_) => {}
         }
-        if self.garbage > 64 && self.garbage * 2 > self.arena.len() {
+        if self.garbage > 64 && self.garbage * 4 > self.arena.len() {
             self.compact();
         }
     }
@@ -173,11 +249,12 @@ impl BlockMap {
     /// Changes the dead items of `block` with `f`; returns the change in dead tuples
     /// and dead line pointers.
     pub fn edit(&mut self, block: u32, f: impl FnOnce(&mut BlockItems)) -> (i64, i64) {
-        let mut b = self.get(block);
-        let (t0, l0) = (b.dead_tuples.count(), b.dead_lps.count());
+        let old = self.get(block);
+        let mut b = old;
         f(&mut b);
+        let (t0, l0) = (old.dead_tuples.count(), old.dead_lps.count());
         let (t1, l1) = (b.dead_tuples.count(), b.dead_lps.count());
-        if (t0, l0) != (t1, l1) || b != self.get(block) {
+        if b != old {
             self.set(block, &b);
         }
         (i64::from(t1) - i64::from(t0), i64::from(l1) - i64::from(l0))
@@ -188,14 +265,17 @@ impl BlockMap {
     pub fn remove_from(&mut self, first: u32) -> (u64, u64) {
         let cut = self.index.partition_point(|s| s.block < first);
         let mut gone = (0, 0);
-        for s in self.index.split_off(cut) {
-            let b = self.decode(&s);
+        for s in &self.index[cut..] {
+            let b = self.decode(s);
             gone.0 += u64::from(b.dead_tuples.count());
             gone.1 += u64::from(b.dead_lps.count());
             self.garbage += s.words();
         }
+        self.index.truncate(cut);
         if self.index.is_empty() {
             *self = BlockMap::default();
+        } else {
+            self.compact();
         }
         gone
     }
@@ -205,19 +285,17 @@ impl BlockMap {
         self.index.iter().map(|s| (s.block, self.decode(s)))
     }
 
+    /// Rewrites the arena without the words no block uses, and gives back the
+    /// vectors' spare capacity.
     fn compact(&mut self) {
         let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
         for s in &mut self.index {
-            let start = s.start as usize;
-            let words = if s.len & BITMAP_FLAG != 0 {
-                BITMAP_WORDS
-            } else {
-                s.len as usize
-            };
-            s.start = arena.len() as u32;
+            let (start, words) = (s.start(), s.words());
+            *s = Slot::new(s.block, arena.len(), s.len());
             arena.extend_from_slice(&self.arena[start..start + words]);
         }
         self.arena = arena;
+        self.index.shrink_to_fit();
         self.garbage = 0;
     }
 }
@@ -287,9 +365,45 @@ mod tests {
                 m.set(b, &items(&(0..=round % 30).collect::<Vec<_>>(), &[]));
             }
         }
-        assert!(m.garbage * 2 <= m.arena.len().max(130), "{} of {}", m.garbage, m.arena.len());
+        assert!(
+            m.garbage * 4 <= m.arena.len().max(260),
+            "{} of {}",
+            m.garbage,
+            m.arena.len()
+        );
         assert_eq!(m.get(0), items(&all, &[250]));
         assert_eq!(m.get(5), items(&(0..=49 % 30).collect::<Vec<_>>(), &[]));
+    }
+
+    #[test]
+    fn a_range_holds_little_more_than_its_items() {
+        // 128 blocks, six dead tuples each, arriving as a committed DELETE settles:
+        // item after item, block after block (issue 16: memory per range).
+        let mut m = BlockMap::default();
+        for block in 0..128u32 {
+            for k in 0..6u16 {
+                m.edit(block, |b| b.dead_tuples.set(1 + 10 * k, true));
+            }
+        }
+        // Live: 128 index entries of 8 bytes, 768 items of 2 bytes = 2560 bytes; an
+        // eighth more of spare capacity at most.
+        let live = 128 * 8 + 768 * 2;
+        assert!(
+            m.heap_bytes() <= live + live / 8,
+            "{} bytes",
+            m.heap_bytes()
+        );
+        assert_eq!(m.garbage, 0, "blocks grew in place");
+        // Prunes later turn them into line pointers and VACUUM frees them.
+        for block in (0..128u32).step_by(2) {
+            m.edit(block, |b| *b = BlockItems::default());
+        }
+        assert!(
+            m.heap_bytes() <= live,
+            "{} bytes after half the blocks went",
+            m.heap_bytes()
+        );
+        assert_eq!(m.get(1).dead_tuples.count(), 6);
     }
 
     #[test]

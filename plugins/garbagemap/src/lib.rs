@@ -13,6 +13,7 @@
 
 pub use walker_decode as decode;
 pub mod blockmap;
+pub mod heap;
 pub mod published;
 pub mod svg;
 pub mod tracker;
@@ -25,6 +26,10 @@ use walker_abi::{
     mask_of, Host, Plugin, PluginError, PluginInfo, PluginResult, Record, RowSink, Value, ViewDef,
     WalkerSettingContext, WalkerSettingUnit, WalkerType,
 };
+
+/// Counts the plugin's live heap bytes (`walker.garbagemap_status.heap_bytes`).
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 /// Records between two publications while walking.
 const PUBLISH_EVERY: u64 = 4096;
@@ -133,6 +138,8 @@ impl Plugin for Garbagemap {
                         ("unattributed_changes", T::INT8),
                         ("undecodable_records", T::INT8),
                         ("dropped_relations", T::INT8),
+                        ("heap_bytes", T::INT8),
+                        ("unpublished_ranges", T::INT8),
                     ],
                 },
                 ViewDef {
@@ -188,7 +195,7 @@ impl Plugin for Garbagemap {
             "Most block ranges the map tracks; past it, the least recently changed are evicted and counted.",
             published::RANGE_CAP as i64,
             1,
-            published::RANGE_CAP as i64,
+            published::MAX_RANGES as i64,
             none,
             ctx,
         )?;

@@ -1,14 +1,19 @@
 //! The copy of the map in shared memory that the views read: fixed-size tables of
 //! relations and ranges, rewritten whole by the worker under the region's lock.
 
+use crate::decode::RelKey;
 use crate::svg;
-use crate::tracker::Tracker;
+use crate::tracker::{Rel, Tracker};
 use walker_abi::{SharedState, Value};
 
 /// Most relations published (the upper bound of `garbagemap.max_relations`).
 pub const REL_CAP: usize = 2048;
-/// Most ranges published (the upper bound of `garbagemap.max_ranges`).
+/// Most ranges published (the default of `garbagemap.max_ranges`). Past it, the
+/// ranges of the relations with most dead items are published, and
+/// `unpublished_ranges` counts the others (their relations' totals stay exact).
 pub const RANGE_CAP: usize = 16384;
+/// The upper bound of `garbagemap.max_ranges`.
+pub const MAX_RANGES: usize = 1 << 20;
 
 /// View numbers, in the order the plugin declares its views.
 pub const VIEW_RELATIONS: usize = 0;
@@ -91,8 +96,9 @@ pub struct Published {
     /// Entries used in `ranges`.
     pub n_ranges: u64,
     /// Pending changes, pending transactions, evicted relations, evicted ranges,
-    /// evicted dead tuples, unattributed changes, undecodable records, dropped relations.
-    pub counters: [u64; 8],
+    /// evicted dead tuples, unattributed changes, undecodable records, dropped relations,
+    /// the plugin's live heap bytes, ranges tracked but not in `ranges`.
+    pub counters: [u64; 10],
     /// Relations.
     pub rels: [PubRel; REL_CAP],
     /// Ranges.
@@ -145,9 +151,17 @@ impl Published {
             c.unattributed,
             c.undecodable,
             c.dropped_relations,
+            crate::heap::live_bytes() as u64,
+            0,
         ];
         let (mut nr, mut ng) = (0usize, 0usize);
-        for (k, r) in &t.rels {
+        let mut rels: Vec<(&RelKey, &Rel)> = t.rels.iter().collect();
+        if t.n_ranges() > RANGE_CAP {
+            // Not every range fits: the relations with most dead items go first.
+            let dead = |r: &Rel| r.dead_tuples() + r.dead_lps();
+            rels.sort_by_cached_key(|(k, r)| (std::cmp::Reverse(dead(r)), **k));
+        }
+        for (k, r) in rels {
             if nr >= REL_CAP {
                 break;
             }
@@ -199,6 +213,7 @@ impl Published {
         }
         self.n_rels = nr as u64;
         self.n_ranges = ng as u64;
+        self.counters[9] = (t.n_ranges() as u64).saturating_sub(self.n_ranges);
     }
 
     fn rels(&self) -> &[PubRel] {
@@ -258,7 +273,8 @@ impl Published {
                 vec![vec![
                     Cell::Lsn(self.through_lsn),
                     int(self.n_rels),
-                    int(self.n_ranges),
+                    // Tracked: published and not.
+                    int(self.n_ranges.saturating_add(c[9])),
                     int(rb),
                     int(c[0]),
                     int(c[1]),
@@ -268,6 +284,8 @@ impl Published {
                     int(c[5]),
                     int(c[6]),
                     int(c[7]),
+                    int(c[8]),
+                    int(c[9]),
                 ]]
             }
             VIEW_SVG => self
@@ -341,6 +359,77 @@ mod tests {
     use super::*;
     use crate::decode::{Event, Item, RelKey};
     use crate::tracker::Limits;
+
+    fn zeroed() -> Box<Published> {
+        // SAFETY: all-zero is valid for Published; allocated on the heap directly
+        // (it is too large for a test thread's stack).
+        unsafe {
+            let layout = std::alloc::Layout::new::<Published>();
+            Box::from_raw(std::alloc::alloc_zeroed(layout) as *mut Published)
+        }
+    }
+
+    fn delete(t: &mut Tracker, rel: RelKey, block: u32, offset: u16) {
+        t.apply(
+            Event::Delete {
+                xid: 0,
+                item: Item { rel, block, offset },
+                now: true,
+            },
+            7,
+        );
+    }
+
+    #[test]
+    fn past_the_published_ranges_the_deadest_relations_go_first_and_the_rest_is_counted() {
+        let mut t = Tracker::new(Limits {
+            range_blocks: 1,
+            max_relations: 10,
+            max_ranges: MAX_RANGES,
+            max_pending: 10,
+        });
+        let (a, b) = (
+            RelKey {
+                db: 5,
+                ts: 1663,
+                rel: 100,
+            },
+            RelKey {
+                db: 5,
+                ts: 1663,
+                rel: 200,
+            },
+        );
+        // a: RANGE_CAP one-block ranges with one dead tuple each; b: 200 with 100 each.
+        for block in 0..RANGE_CAP as u32 {
+            delete(&mut t, a, block, 1);
+        }
+        for block in 0..200 {
+            for offset in 1..=100 {
+                delete(&mut t, b, block, offset);
+            }
+        }
+        assert_eq!(t.n_ranges(), RANGE_CAP + 200);
+        let mut p = zeroed();
+        p.fill(&t, 1);
+        assert_eq!(p.n_ranges as usize, RANGE_CAP);
+        let status = p.rows(VIEW_STATUS);
+        assert_eq!(status[0][13], Cell::Int(200), "unpublished_ranges");
+        assert_eq!(
+            status[0][2],
+            Cell::Int(RANGE_CAP as i64 + 200),
+            "ranges tracked"
+        );
+        let heat = p.rows(VIEW_HEATMAP);
+        assert_eq!(heat.iter().filter(|r| r[2] == Cell::Int(200)).count(), 200);
+        // The relations' totals count every range.
+        let rels = p.rows(VIEW_RELATIONS);
+        let ra = rels.iter().find(|r| r[2] == Cell::Int(100)).unwrap();
+        assert_eq!(
+            (&ra[3], &ra[5]),
+            (&Cell::Int(RANGE_CAP as i64), &Cell::Int(RANGE_CAP as i64))
+        );
+    }
 
     #[test]
     fn fill_and_rows() {

@@ -34,16 +34,14 @@ impl Bits {
         self.0.iter().map(|w| w.count_ones()).sum()
     }
 
-    /// Appends the bitmap as u16 words, low first.
-    pub fn push_u16s(&self, out: &mut Vec<u16>) {
-        for w in self.0 {
-            for k in 0..4 {
-                out.push((w >> (16 * k)) as u16);
-            }
+    /// Writes the bitmap as u16 words, low first, into `out` (`4 * WORDS` long).
+    pub fn write_u16s(&self, out: &mut [u16]) {
+        for (i, o) in out.iter_mut().take(WORDS * 4).enumerate() {
+            *o = (self.0[i / 4] >> (16 * (i % 4))) as u16;
         }
     }
 
-    /// The bitmap [`Bits::push_u16s`] wrote.
+    /// The bitmap [`Bits::write_u16s`] wrote.
     pub fn from_u16s(words: &[u16]) -> Bits {
         let mut b = Bits::default();
         for (i, w) in words.iter().take(WORDS * 4).enumerate() {
