@@ -508,8 +508,17 @@ fn count(b: &Bits) -> u64 {
 // Snapshot encoding: the map, pending changes included, as little-endian integers.
 // ---------------------------------------------------------------------------------
 
-/// Version of the snapshot layout.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// Version of the snapshot layout. 2 writes each block's dead items as a list of
+/// item numbers (as the map holds them), 1 wrote two bitmaps per block (84 bytes a
+/// block, so a snapshot buffer took four times the map); both are read.
+pub const SNAPSHOT_FORMAT: u32 = 2;
+
+/// In format 2, the item count that announces a block written as its two bitmaps.
+const SNAPSHOT_BITMAPS: u16 = u16::MAX;
+/// In format 2, marks a dead line pointer (else a dead tuple) in a block's list.
+const SNAPSHOT_LP: u16 = 0x8000;
+/// In format 2, blocks with more dead items than this are written as bitmaps.
+const SNAPSHOT_MAX_LIST: u32 = (2 * Bits::WORDS * 8 / 2) as u32;
 
 struct Writer<'a>(&'a mut Vec<u8>);
 impl Writer<'_> {
@@ -561,6 +570,35 @@ impl Reader<'_> {
             rel: self.u32()?,
         })
     }
+    /// One block's dead items as snapshot `format` wrote them.
+    fn block_items(&mut self, format: u32) -> Result<BlockItems, String> {
+        let n = if format == 1 {
+            SNAPSHOT_BITMAPS
+        } else {
+            self.u16()?
+        };
+        if n == SNAPSHOT_BITMAPS {
+            return Ok(BlockItems {
+                dead_tuples: self.bits()?,
+                dead_lps: self.bits()?,
+            });
+        }
+        let mut b = BlockItems::default();
+        for _ in 0..n {
+            let w = self.u16()?;
+            let o = w & !SNAPSHOT_LP;
+            if usize::from(o) >= MAX_ITEMS {
+                return Err(format!("garbagemap snapshot names item {o} of a block"));
+            }
+            if w & SNAPSHOT_LP != 0 {
+                b.dead_lps.set(o, true);
+            } else {
+                b.dead_tuples.set(o, true);
+            }
+        }
+        Ok(b)
+    }
+
     fn bits(&mut self) -> Result<Bits, String> {
         let mut b = Bits::default();
         for w in b.0.iter_mut() {
@@ -607,12 +645,26 @@ impl Tracker {
                 w.u32(g.blocks.len() as u32);
                 for (b, items) in g.blocks.iter() {
                     w.u32(b);
-                    items
-                        .dead_tuples
-                        .0
-                        .iter()
-                        .chain(items.dead_lps.0.iter())
-                        .for_each(|x| w.u64(*x));
+                    let n = items.dead_tuples.count() + items.dead_lps.count();
+                    if n > SNAPSHOT_MAX_LIST {
+                        w.u16(SNAPSHOT_BITMAPS);
+                        items
+                            .dead_tuples
+                            .0
+                            .iter()
+                            .chain(items.dead_lps.0.iter())
+                            .for_each(|x| w.u64(*x));
+                    } else {
+                        w.u16(n as u16);
+                        for o in 0..MAX_ITEMS as u16 {
+                            if items.dead_tuples.get(o) {
+                                w.u16(o);
+                            }
+                            if items.dead_lps.get(o) {
+                                w.u16(o | SNAPSHOT_LP);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -637,9 +689,9 @@ impl Tracker {
     pub fn decode(bytes: &[u8], limits: Limits) -> Result<Tracker, String> {
         let mut r = Reader(bytes);
         let format = r.u32()?;
-        if format != SNAPSHOT_FORMAT {
+        if !(1..=SNAPSHOT_FORMAT).contains(&format) {
             return Err(format!(
-                "garbagemap snapshot format {format}, this version reads {SNAPSHOT_FORMAT}"
+                "garbagemap snapshot format {format}, this version reads 1 to {SNAPSHOT_FORMAT}"
             ));
         }
         let range_blocks = r.u32()?;
@@ -680,10 +732,7 @@ impl Tracker {
                 };
                 for _ in 0..r.u32()? {
                     let b = r.u32()?;
-                    let items = BlockItems {
-                        dead_tuples: r.bits()?,
-                        dead_lps: r.bits()?,
-                    };
+                    let items = r.block_items(format)?;
                     g.dead_tuples += count(&items.dead_tuples);
                     g.dead_lps += count(&items.dead_lps);
                     g.blocks.set(b, &items);
@@ -1123,6 +1172,76 @@ mod tests {
             );
         }
         assert_eq!((t.n_pending(), t.counters.unattributed), (2, 1));
+    }
+
+    #[test]
+    fn snapshots_hold_item_lists_and_the_bitmap_format_still_reads() {
+        let mut t = Tracker::new(LIMITS);
+        // Block 0: six dead tuples; block 1: 50 dead tuples and a dead line pointer
+        // (written as bitmaps).
+        for o in 1..=6 {
+            t.apply(
+                Event::Delete {
+                    xid: 0,
+                    item: it(0, o),
+                    now: true,
+                },
+                1,
+            );
+        }
+        for o in 1..=50 {
+            t.apply(
+                Event::Delete {
+                    xid: 0,
+                    item: it(1, o),
+                    now: true,
+                },
+                2,
+            );
+        }
+        t.apply(
+            Event::Prune {
+                rel: A,
+                block: 1,
+                redirected: vec![],
+                dead: vec![60],
+                unused: vec![],
+            },
+            3,
+        );
+        let mut b = Vec::new();
+        t.encode(&mut b);
+        // Header 8 + counters 48 + relation count 4, relation 12 + 8 + 4, range 4 + 48
+        // + 4, block 0: 4 + 2 + 6 * 2, block 1: 4 + 2 + 80, pending and prepared
+        // counts 8 (format 1: 84 bytes for each block).
+        assert_eq!(b.len(), 8 + 48 + 4 + 24 + 56 + 18 + 86 + 8);
+        let back = Tracker::decode(&b, LIMITS).unwrap();
+        assert_eq!(back.rels, t.rels);
+        assert_eq!(back.rels[&A].ranges[&0].dead_tuples, 56);
+        assert_eq!(back.rels[&A].ranges[&0].dead_lps, 1);
+
+        // Format 1, written by hand: block 2 of range 0 with dead tuple 3.
+        let mut v1 = Vec::new();
+        let mut w = Writer(&mut v1);
+        w.u32(1);
+        w.u32(LIMITS.range_blocks);
+        (0..6).for_each(|_| w.u64(0));
+        w.u32(1);
+        w.rel(A);
+        w.u64(9);
+        w.u32(1);
+        w.u32(0);
+        (0..6).for_each(|_| w.u64(0));
+        w.u32(1);
+        w.u32(2);
+        w.u64(1 << 3);
+        (0..2 * Bits::WORDS - 1).for_each(|_| w.u64(0));
+        w.u32(0);
+        w.u32(0);
+        let old = Tracker::decode(&v1, LIMITS).unwrap();
+        let g = &old.rels[&A].ranges[&0];
+        assert_eq!((g.dead_tuples, g.dead_lps), (1, 0));
+        assert!(g.blocks.get(2).dead_tuples.get(3));
     }
 
     #[test]
