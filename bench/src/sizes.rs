@@ -23,6 +23,9 @@ pub struct Size {
     pub sample_interval: Duration,
     /// Figure 5: megabytes of each table of the garbagemap range workload.
     pub map_table_mb: u32,
+    /// Figure 5: the tracked ranges at which the scale series measures garbagemap's
+    /// memory per range (one-block ranges, so each is 8 kB of table).
+    pub map_series: &'static [u32],
     /// Longest wait for walker to walk the backlog once.
     pub walk_timeout: Duration,
 }
@@ -42,6 +45,7 @@ impl Size {
             load_seconds: 3,
             sample_interval: Duration::from_millis(100),
             map_table_mb: 8,
+            map_series: &[1_000, 3_000],
             walk_timeout: Duration::from_secs(120),
         };
         match name {
@@ -55,6 +59,7 @@ impl Size {
                 load_scale: 5,
                 load_seconds: 10,
                 map_table_mb: 32,
+                map_series: &[1_000, 10_000, 30_000],
                 walk_timeout: Duration::from_secs(300),
                 ..base
             }),
@@ -67,6 +72,7 @@ impl Size {
                 load_scale: 10,
                 load_seconds: 20,
                 map_table_mb: 64,
+                map_series: &[1_000, 10_000, 100_000],
                 walk_timeout: Duration::from_secs(600),
                 ..base
             }),

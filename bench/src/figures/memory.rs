@@ -6,7 +6,7 @@ use crate::plugins::GARBAGEMAP;
 use crate::probe::{self, QUERY};
 use crate::report::{Figure, Metric, Outcome};
 use crate::session::Session;
-use crate::{process, workload};
+use crate::{lsn, process, workload};
 use std::time::{Duration, Instant};
 use walker_tests::Cluster;
 
@@ -26,13 +26,84 @@ fn restart_with(c: &Cluster, plugins: &[String]) -> Result<(Session, u32), Strin
     Ok((s, pid))
 }
 
+/// garbagemap's state once it published everything written so far: ranges tracked
+/// and its live heap bytes (`None` from a garbagemap that does not count them).
+fn map_state(s: &mut Session) -> Result<(f64, Option<f64>), String> {
+    let target = probe::wait_caught_up(s, Duration::from_secs(600))?;
+    let sql = format!(
+        "SELECT through_lsn >= '{}'::pg_lsn, ranges, to_jsonb(g) ->> 'heap_bytes' \
+         FROM walker.garbagemap_status g",
+        lsn::format(target)
+    );
+    let mut row = String::new();
+    probe::poll(
+        "garbagemap to publish its map up to the end of the WAL",
+        Duration::from_secs(120),
+        Duration::from_millis(50),
+        || {
+            row = s.value(&sql, QUERY)?;
+            Ok(row.starts_with('t'))
+        },
+    )?;
+    let fields: Vec<&str> = row.split('|').collect();
+    let ranges = fields
+        .get(1)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("walker.garbagemap_status: no range count in {row:?}"))?;
+    let heap = fields.get(2).and_then(|v| v.parse().ok());
+    Ok((ranges, heap))
+}
+
+/// What garbagemap's memory grew by per range between two states: the worker's
+/// RssAnon and (when counted) the plugin's live heap bytes.
+struct PerRange {
+    ranges: f64,
+    rss: f64,
+    heap: Option<f64>,
+}
+
+/// One measuring point: RssAnon and garbagemap's state.
+struct Point {
+    ranges: f64,
+    anon: f64,
+    heap: Option<f64>,
+}
+
+impl Point {
+    fn now(s: &mut Session, pid: u32) -> Result<Point, String> {
+        let (ranges, heap) = map_state(s)?;
+        let (_, anon) = process::rss_bytes(pid)?;
+        Ok(Point {
+            ranges,
+            anon: anon as f64,
+            heap,
+        })
+    }
+
+    /// Growth from `base` to `self`, per range added.
+    fn per_range_since(&self, base: &Point) -> Result<PerRange, String> {
+        let added = self.ranges - base.ranges;
+        if added <= 0.0 {
+            return Err(format!(
+                "garbagemap tracked no new ranges ({} before, {} after)",
+                base.ranges, self.ranges
+            ));
+        }
+        Ok(PerRange {
+            ranges: added,
+            rss: (self.anon - base.anon) / added,
+            heap: self.heap.zip(base.heap).map(|(a, b)| (a - b) / added),
+        })
+    }
+}
+
 /// Private memory the worker gains per garbagemap range: RssAnon and ranges after a
 /// warm-up table, then after a second table of the same shape (so the allocator's
 /// high-water mark from decoding and pending changes is already reached).
-fn bytes_per_range(s: &mut Session, pid: u32, table_mb: u32) -> Result<(f64, f64), String> {
+fn bytes_per_range(s: &mut Session, pid: u32, table_mb: u32) -> Result<PerRange, String> {
     s.query("SELECT walker.refresh_views()", QUERY)?;
     let rows = u64::from(table_mb) * 7400;
-    let mut fill = |table: &str| -> Result<(f64, f64), String> {
+    let mut fill = |table: &str| -> Result<Point, String> {
         // Inserted 10000 rows per transaction: garbagemap holds a transaction's
         // changes until it ends, and one huge transaction would leave its peak in RSS.
         s.query(
@@ -47,24 +118,55 @@ fn bytes_per_range(s: &mut Session, pid: u32, table_mb: u32) -> Result<(f64, f64
             ),
             Duration::from_secs(600),
         )?;
-        probe::wait_caught_up(s, Duration::from_secs(600))?;
-        let ranges: f64 = s
-            .value("SELECT ranges FROM walker.garbagemap_status", QUERY)?
-            .parse()
-            .map_err(|e| format!("walker.garbagemap_status.ranges: {e}"))?;
-        let (_, anon) = process::rss_bytes(pid)?;
-        Ok((ranges, anon as f64))
+        Point::now(s, pid)
     };
-    let (r0, m0) = fill("bench_map_warm")?;
-    let (r1, m1) = fill("bench_map")?;
+    let warm = fill("bench_map_warm")?;
+    let second = fill("bench_map")?;
     s.query("DROP TABLE bench_map_warm; DROP TABLE bench_map", QUERY)?;
     probe::wait_caught_up(s, Duration::from_secs(120))?;
-    if r1 <= r0 {
-        return Err(format!(
-            "garbagemap tracked no new ranges ({r0} before, {r1} after the second table)"
-        ));
+    second.per_range_since(&warm)
+}
+
+/// The scale series: one table of 8 kB ranges (`garbagemap.range_blocks = 1`), a few
+/// rows per block (fillfactor 10) and a third of them deleted, grown until garbagemap
+/// tracks each of `targets` ranges; memory per range added since a warm-up table of
+/// the same shape.
+fn scale_series(s: &mut Session, pid: u32, targets: &[u32]) -> Result<Vec<PerRange>, String> {
+    // Rows come 10000 per transaction and are deleted 2000 blocks per transaction (a
+    // TID range scan), so pending changes stay small whatever the table's size.
+    let grow = |s: &mut Session, table: &str, blocks: u32| -> Result<(), String> {
+        s.query(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {table} (id int, pad text) WITH (fillfactor = 10); \
+                 DO $$ DECLARE next int; first bigint; last bigint; BEGIN \
+                   SELECT coalesce(max(id), 0) INTO next FROM {table}; \
+                   first := pg_relation_size('{table}') / 8192; \
+                   WHILE pg_relation_size('{table}') < {blocks}::bigint * 8192 LOOP \
+                     INSERT INTO {table} SELECT g, repeat('x', 100) \
+                       FROM generate_series(next + 1, next + 10000) g; \
+                     next := next + 10000; COMMIT; \
+                   END LOOP; \
+                   last := pg_relation_size('{table}') / 8192; \
+                   FOR i IN first / 2000 .. last / 2000 LOOP \
+                     DELETE FROM {table} WHERE ctid >= format('(%s,0)', i * 2000)::tid \
+                       AND ctid < format('(%s,0)', (i + 1) * 2000)::tid AND id % 3 = 0; \
+                     COMMIT; \
+                   END LOOP; END $$",
+            ),
+            Duration::from_secs(600),
+        )?;
+        Ok(())
+    };
+    grow(s, "bench_scale_warm", 1000)?;
+    let base = Point::now(s, pid)?;
+    let mut out = Vec::new();
+    for &target in targets {
+        // The map also tracks the warm-up table's ranges.
+        grow(s, "bench_scale", target)?;
+        out.push(Point::now(s, pid)?.per_range_since(&base)?);
     }
-    Ok(((m1 - m0) / (r1 - r0), r1 - r0))
+    s.query("DROP TABLE bench_scale_warm; DROP TABLE bench_scale", QUERY)?;
+    Ok(out)
 }
 
 /// Runs figure 5.
@@ -83,7 +185,7 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
     let reps = ctx.size.reps.min(MAX_REPS);
     let mut shmem = vec![Vec::new(); configs.len()];
     let (mut rss, mut anon) = (Vec::new(), Vec::new());
-    let (mut per_range, mut ranges) = (Vec::new(), Vec::new());
+    let (mut per_range, mut heap_per_range, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps {
         for (i, (_, plugins)) in configs.iter().enumerate() {
             let (mut s, pid) = restart_with(&c, plugins)?;
@@ -93,9 +195,10 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
                 rss.push(vm as f64 / MIB);
                 anon.push(a as f64 / MIB);
                 if ctx.has(GARBAGEMAP) {
-                    let (b, n) = bytes_per_range(&mut s, pid, ctx.size.map_table_mb)?;
-                    per_range.push(b);
-                    ranges.push(n);
+                    let p = bytes_per_range(&mut s, pid, ctx.size.map_table_mb)?;
+                    per_range.push(p.rss);
+                    heap_per_range.extend(p.heap);
+                    ranges.push(p.ranges);
                 }
             }
         }
@@ -145,11 +248,46 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
             "bytes",
             per_range,
         ));
+        if !heap_per_range.is_empty() {
+            metrics.push(Metric::new(
+                "garbagemap heap bytes per tracked range",
+                "bytes",
+                heap_per_range,
+            ));
+        }
         metrics.push(Metric::new(
             "ranges added by the second table",
             "ranges",
             ranges,
         ));
+        // The scale series, once: one restart with one-block ranges and room for them.
+        c.set_conf("garbagemap.range_blocks", "1");
+        c.set_conf("garbagemap.max_ranges", "1048576");
+        let (mut s, pid) = restart_with(&c, &ctx.plugins)?;
+        for (target, p) in
+            ctx.size
+                .map_series
+                .iter()
+                .zip(scale_series(&mut s, pid, ctx.size.map_series)?)
+        {
+            metrics.push(Metric::new(
+                format!("scale, {target} ranges: RssAnon per range"),
+                "bytes",
+                vec![p.rss],
+            ));
+            if let Some(h) = p.heap {
+                metrics.push(Metric::new(
+                    format!("scale, {target} ranges: heap bytes per range"),
+                    "bytes",
+                    vec![h],
+                ));
+            }
+            metrics.push(Metric::new(
+                format!("scale, {target} ranges: ranges added"),
+                "ranges",
+                vec![p.ranges],
+            ));
+        }
         method.push(format!(
             "garbagemap's bytes per tracked range: with all plugins, a {mb} MB table is written \
              (100-byte rows, 10000 per transaction) and every tenth row deleted, so every block \
@@ -157,8 +295,29 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
              shape. The figure is the \
              worker's RssAnon growth over the second table divided by the ranges it added \
              (`walker.garbagemap_status.ranges`), at the default 128 blocks per range. \
-             garbagemap's shared memory is a fixed table (its share above) whatever it tracks.",
+             garbagemap's shared memory is a fixed table (its share above) whatever it tracks. \
+             Heap bytes are garbagemap's own live allocations over the same two points \
+             (`walker.garbagemap_status.heap_bytes`, counted by its allocator): what the map \
+             holds, where RssAnon also holds what the C allocator kept after frees.",
             mb = ctx.size.map_table_mb
+        ));
+        method.push(format!(
+            "Scale series (once, after the repetitions): restarted with all plugins, \
+             `garbagemap.range_blocks = 1` (a range is one 8 kB block, so many ranges are \
+             cheap to write) and `garbagemap.max_ranges = 1048576` (nothing evicted). A \
+             1000-block warm-up table, then one table (fillfactor 10, 100-byte rows, \
+             written 10000 rows per transaction, every third row deleted 10000 ids per \
+             transaction) grown until garbagemap tracks about {targets} ranges beyond the \
+             warm-up; at each point the RssAnon and heap growth since the warm-up, per \
+             range added. These ranges hold one block each; the figure above is for \
+             128-block ranges.",
+            targets = ctx
+                .size
+                .map_series
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     Ok(Figure {
