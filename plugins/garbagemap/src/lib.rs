@@ -14,6 +14,7 @@
 pub use walker_decode as decode;
 pub mod blockmap;
 pub mod heap;
+pub mod pending;
 pub mod published;
 pub mod svg;
 pub mod tracker;

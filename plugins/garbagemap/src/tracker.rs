@@ -9,6 +9,7 @@
 
 use crate::blockmap::BlockMap;
 use crate::decode::{Event, Item, RelKey};
+use crate::pending::{Changes, Fate};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Line pointers per heap page (`MaxHeapTuplesPerPage` for 8 kB pages is 291).
@@ -152,14 +153,6 @@ pub struct Counters {
     pub dropped_relations: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    /// The old version dies if the transaction commits.
-    DiesOnCommit,
-    /// The new version dies if the transaction aborts.
-    DiesOnAbort,
-}
-
 /// The whole map.
 #[derive(Debug, Clone)]
 pub struct Tracker {
@@ -167,7 +160,7 @@ pub struct Tracker {
     pub limits: Limits,
     /// Relations.
     pub rels: HashMap<RelKey, Rel>,
-    pending: HashMap<u32, Vec<(Item, Fate)>>,
+    pending: HashMap<u32, Changes>,
     pending_len: usize,
     prepared: HashSet<u32>,
     /// Counters.
@@ -298,7 +291,7 @@ impl Tracker {
             self.counters.unattributed += 1;
             return;
         }
-        self.pending.entry(xid).or_default().push((item, fate));
+        self.pending.entry(xid).or_default().push(item, fate);
         self.pending_len += 1;
     }
 
@@ -307,7 +300,7 @@ impl Tracker {
             return;
         };
         self.pending_len -= changes.len();
-        for (item, fate) in changes {
+        for (item, fate) in changes.iter() {
             let dies = matches!(
                 (fate, committed),
                 (Fate::DiesOnCommit, true) | (Fate::DiesOnAbort, false)
@@ -672,7 +665,7 @@ impl Tracker {
         for (x, changes) in &self.pending {
             w.u32(*x);
             w.u32(changes.len() as u32);
-            for (item, fate) in changes {
+            for (item, fate) in changes.iter() {
                 w.rel(item.rel);
                 w.u32(item.block);
                 w.u16(item.offset);
@@ -745,7 +738,7 @@ impl Tracker {
         for _ in 0..r.u32()? {
             let x = r.u32()?;
             let n = r.u32()? as usize;
-            let mut changes = Vec::with_capacity(n.min(1 << 20));
+            let mut changes = Changes::default();
             for _ in 0..n {
                 let item = Item {
                     rel: r.rel()?,
@@ -757,7 +750,7 @@ impl Tracker {
                 } else {
                     Fate::DiesOnCommit
                 };
-                changes.push((item, fate));
+                changes.push(item, fate);
             }
             t.pending_len += changes.len();
             t.pending.insert(x, changes);
