@@ -12,6 +12,12 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// The most bytes live since the last [`trim_after_burst`].
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// How far the live bytes must have fallen below their peak before
+/// [`trim_after_burst`] asks the C allocator to give free memory back.
+pub const TRIM_AFTER: usize = 256 << 10;
 
 /// The system allocator, counting live bytes.
 pub struct Counting;
@@ -21,6 +27,41 @@ pub fn live_bytes() -> usize {
     LIVE.load(Ordering::Relaxed)
 }
 
+fn grew(now: usize) {
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+/// After a burst (a big transaction's held changes, a snapshot buffer) freed at least
+/// [`TRIM_AFTER`] bytes, gives the free memory back to the system: glibc keeps freed
+/// chunks of a thread's arena resident, so without this the worker's resident memory
+/// keeps every burst's peak. Returns whether it trimmed. Called when the walk caught up.
+pub fn trim_after_burst() -> bool {
+    let live = live_bytes();
+    if !burst_ended(PEAK.load(Ordering::Relaxed), live) {
+        return false;
+    }
+    PEAK.store(live, Ordering::Relaxed);
+    release_free_memory();
+    true
+}
+
+/// Whether live bytes fell at least [`TRIM_AFTER`] below `peak`.
+fn burst_ended(peak: usize, live: usize) -> bool {
+    peak.saturating_sub(live) >= TRIM_AFTER
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    // SAFETY: malloc_trim only returns free pages of the allocator's arenas to the
+    // system; it takes the arenas' own locks and touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
+
 // SAFETY: every call is forwarded unchanged to `System`, which upholds GlobalAlloc's
 // contract; the counter is a relaxed atomic that never affects the memory returned.
 unsafe impl GlobalAlloc for Counting {
@@ -28,7 +69,7 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: the caller's layout contract is passed on to System as is.
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            grew(LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size());
         }
         p
     }
@@ -37,7 +78,7 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: as for alloc.
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            grew(LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size());
         }
         p
     }
@@ -53,7 +94,7 @@ unsafe impl GlobalAlloc for Counting {
         // `new_size` is valid for `layout.align()`.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
-            LIVE.fetch_add(new_size, Ordering::Relaxed);
+            grew(LIVE.fetch_add(new_size, Ordering::Relaxed) + new_size);
             LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         }
         p
@@ -76,5 +117,13 @@ mod tests {
         let after = live_bytes();
         assert!(during >= before + n / 2, "{before} -> {during}");
         assert!(during >= after + n / 2, "{during} -> {after}");
+    }
+
+    #[test]
+    fn a_burst_is_a_fall_of_trim_after_below_the_peak() {
+        assert!(!burst_ended(10 << 20, 10 << 20));
+        assert!(!burst_ended((10 << 20) + TRIM_AFTER - 1, 10 << 20));
+        assert!(burst_ended((10 << 20) + TRIM_AFTER, 10 << 20));
+        assert!(!burst_ended(0, 1 << 20), "live above a stale peak");
     }
 }

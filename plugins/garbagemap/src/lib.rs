@@ -289,7 +289,9 @@ impl Plugin for Garbagemap {
     fn on_idle(&self, host: &Host, lsn: u64) -> PluginResult {
         let mut walk = self.map.lock().unwrap_or_else(|e| e.into_inner());
         walk.through_lsn = walk.through_lsn.max(lsn);
-        self.publish(host, &mut walk)
+        self.publish(host, &mut walk)?;
+        heap::trim_after_burst();
+        Ok(())
     }
 
     fn shutdown(&self, host: &Host) -> PluginResult {
