@@ -306,7 +306,7 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
              `garbagemap.range_blocks = 1` (a range is one 8 kB block, so many ranges are \
              cheap to write) and `garbagemap.max_ranges = 1048576` (nothing evicted). A \
              1000-block warm-up table, then one table (fillfactor 10, 100-byte rows, \
-             written 10000 rows per transaction, every third row deleted 10000 ids per \
+             written 10000 rows per transaction, every third row deleted 2000 blocks per \
              transaction) grown until garbagemap tracks about {targets} ranges beyond the \
              warm-up; at each point the RssAnon and heap growth since the warm-up, per \
              range added. These ranges hold one block each; the figure above is for \
