@@ -302,20 +302,9 @@ unsafe impl Send for Batch {}
 // SAFETY: as above.
 unsafe impl Sync for Batch {}
 
-/// Resource manager id of `XLOG` records.
-pub const RM_XLOG_ID: u8 = 0;
-/// `XLOG_CHECKPOINT_SHUTDOWN` (record type in the high bits of `info`).
-pub const XLOG_CHECKPOINT_SHUTDOWN: u8 = 0x00;
-/// `XLOG_CHECKPOINT_ONLINE`.
-pub const XLOG_CHECKPOINT_ONLINE: u8 = 0x10;
-
 /// True for a checkpoint record (online or shutdown).
 pub fn is_checkpoint(r: &WalkerRecord) -> bool {
-    r.rmid == RM_XLOG_ID
-        && matches!(
-            r.info & 0xf0,
-            XLOG_CHECKPOINT_SHUTDOWN | XLOG_CHECKPOINT_ONLINE
-        )
+    walker_decode::is_checkpoint(r.rmid, r.info)
 }
 
 impl Batch {

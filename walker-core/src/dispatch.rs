@@ -52,7 +52,8 @@ impl LaneCtx {
     /// crash ledger). Returns `None` when the lane was cut off meanwhile: the main
     /// thread owns the plugin's state from then on, and the lane must exit.
     fn call<R>(&self, cb: Callback, lsn: u64, f: impl FnOnce() -> R) -> Option<R> {
-        self.watch.enter(cb, lsn, crate::crash::monotonic_coarse_us());
+        self.watch
+            .enter(cb, lsn, crate::crash::monotonic_coarse_us());
         let r = f();
         self.watch.leave();
         (!self.cut.load(Ordering::Acquire)).then_some(r)
@@ -150,9 +151,7 @@ fn lane_main(ctx: LaneCtx, rx: Receiver<Msg>) {
                             break 'msgs;
                         };
                         delivered += 1;
-                        if let Err(m) =
-                            slot.check(st, OnRecordAt(rec.lsn))
-                        {
+                        if let Err(m) = slot.check(st, OnRecordAt(rec.lsn)) {
                             shared.records.fetch_add(delivered, Ordering::Relaxed);
                             slot.fail(&m);
                             end = LaneEnd::Failed;
@@ -741,7 +740,11 @@ mod tests {
         disp.send(batch(0x5000, 10));
         let (_, cut) = disp.stop(Duration::from_secs(5));
         assert!(cut.is_empty());
-        assert_eq!(RUNS.load(Ordering::SeqCst), 3, "one call per batch, on_record unused");
+        assert_eq!(
+            RUNS.load(Ordering::SeqCst),
+            3,
+            "one call per batch, on_record unused"
+        );
         assert_eq!(RUN_RECORDS.load(Ordering::SeqCst), 23);
         let sh = s.shared().unwrap();
         assert_eq!(sh.state(), PluginState::Failed);

@@ -136,7 +136,11 @@ mod tests {
     #[test]
     fn only_invalid_is_an_argument_error() {
         assert_eq!(Failure::of(WalkerStatus::INVALID), Failure::InvalidArgument);
-        for st in [WalkerStatus::ERROR, WalkerStatus::PANIC, WalkerStatus::NOT_FOUND] {
+        for st in [
+            WalkerStatus::ERROR,
+            WalkerStatus::PANIC,
+            WalkerStatus::NOT_FOUND,
+        ] {
             assert_eq!(Failure::of(st), Failure::Failed);
         }
     }

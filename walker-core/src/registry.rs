@@ -168,7 +168,11 @@ impl PluginSlot {
     /// ([`WALKER_SHMEM_SIZE_FAILED`], e.g. a panic caught by the SDK) is refused: it
     /// becomes unusable with the message it gave, which is also returned.
     pub fn shmem_size(&'static self) -> Result<Option<usize>, String> {
-        let Some(f) = self.desc.as_ref().filter(|_| self.usable()).and_then(|d| d.shmem_size)
+        let Some(f) = self
+            .desc
+            .as_ref()
+            .filter(|_| self.usable())
+            .and_then(|d| d.shmem_size)
         else {
             return Ok(None);
         };
@@ -405,7 +409,11 @@ mod tests {
         );
         assert!(!s.usable());
         assert_eq!(s.load_error(), Some((PluginState::Failed, err)));
-        assert_eq!(s.shmem_size(), Ok(None), "an unusable plugin is not asked again");
+        assert_eq!(
+            s.shmem_size(),
+            Ok(None),
+            "an unusable plugin is not asked again"
+        );
     }
 
     #[test]

@@ -3,19 +3,7 @@
 //! (their timestamp, which dates the WAL around them).
 
 use walker_decode::Format;
-
-/// Resource manager of checkpoint records.
-pub const RM_XLOG_ID: u8 = walker_decode::RM_XLOG_ID;
-/// Resource manager of transaction records.
-pub const RM_XACT_ID: u8 = walker_decode::RM_XACT_ID;
-
-const XLOG_XACT_OPMASK: u8 = 0x70;
-const XLOG_XACT_COMMIT: u8 = 0x00;
-const XLOG_XACT_ABORT: u8 = 0x20;
-const XLOG_XACT_COMMIT_PREPARED: u8 = 0x30;
-const XLOG_XACT_ABORT_PREPARED: u8 = 0x40;
-/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
-const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+pub use walker_decode::{RM_XACT_ID, RM_XLOG_ID};
 
 /// What a record tells the autosizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,12 +22,6 @@ pub enum Event {
     Time(i64),
 }
 
-fn u64_at(d: &[u8], at: usize) -> Option<u64> {
-    d.get(at..at.checked_add(8)?)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_le_bytes)
-}
-
 /// Decodes a record's main data; `None` for anything else. PostgreSQL 17's
 /// `XLOG_CHECKPOINT_REDO` is not a checkpoint: the online checkpoint record that
 /// follows it carries its LSN as the redo pointer.
@@ -50,16 +32,7 @@ pub fn decode(rmid: u8, info: u8, main: &[u8], fmt: Format) -> Option<Event> {
             time_us: c.time_s.saturating_mul(1_000_000),
             shutdown: c.shutdown,
         }),
-        RM_XACT_ID => match info & XLOG_XACT_OPMASK {
-            XLOG_XACT_COMMIT
-            | XLOG_XACT_ABORT
-            | XLOG_XACT_COMMIT_PREPARED
-            | XLOG_XACT_ABORT_PREPARED => {
-                let pg = u64_at(main, 0)? as i64;
-                Some(Event::Time(pg.saturating_add(PG_EPOCH_OFFSET_US)))
-            }
-            _ => None,
-        },
+        RM_XACT_ID => walker_decode::xact_end_time_us(rmid, info, main).map(Event::Time),
         _ => None,
     }
 }

@@ -1,8 +1,8 @@
 //! Captures the WAL records of a small, known workload from the running server (the
 //! `fx_capture` C fixture plugin writes them as the host hands them to plugins) and
-//! checks them into `plugins/decode/tests/fixtures/pg<major>/records.txt`, with the
+//! checks them into `walker-decode/tests/fixtures/pg<major>/records.txt`, with the
 //! server version, the relations and the transaction ids the decoder's unit tests
-//! (`plugins/decode/tests/captured.rs`) compare with.
+//! (`walker-decode/tests/captured.rs`) compare with.
 //!
 //! Not part of the ordinary run: `./walker test --pg N --test capture -- --ignored`
 //! rewrites the fixture of major N.
@@ -20,7 +20,7 @@ fn one(c: &Cluster, sql: &str) -> String {
 }
 
 #[test]
-#[ignore = "rewrites plugins/decode/tests/fixtures; run with --ignored"]
+#[ignore = "rewrites walker-decode/tests/fixtures; run with --ignored"]
 fn capture_records_of_a_known_workload() {
     let c = Cluster::builder("capture")
         .plugins("fx_capture")
@@ -141,7 +141,7 @@ fn capture_records_of_a_known_workload() {
         writeln!(head, "xid {name} {x}").unwrap();
     }
     let dir = walker_tests::workspace_dir()
-        .join("plugins/decode/tests/fixtures")
+        .join("walker-decode/tests/fixtures")
         .join(format!("pg{major}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("records.txt"), head + &kept).unwrap();

@@ -1,10 +1,23 @@
-//! Decoding the WAL records the shipped plugins read: those that create, kill or free
-//! heap tuples and those that end transactions, into [`Event`]s (garbagemap, budget),
-//! and the standby's running-transactions record (budget).
+//! Decoding WAL records, for walker's shipped plugins and for third-party Rust
+//! plugins (a plain library: no PostgreSQL headers, no server, no walker host; it
+//! reads the bytes of a record as walker hands it to a plugin). What it decodes:
+//!
+//! - the records that create, kill or free heap tuples and those that end
+//!   transactions, into [`Event`]s ([`decode`]; garbagemap, budget);
+//! - checkpoints ([`checkpoint`], [`is_checkpoint`]; the autosizer, the host's
+//!   snapshot trigger) and the end time of a transaction ([`xact_end_time_us`]);
+//! - the standby's running-transactions record ([`oldest_running_xid`]; budget);
+//! - the resource-manager ids and record types these use ([`RM_HEAP_ID`], ...), the
+//!   one copy of them in the repository.
+//!
+//! To use it from a plugin, depend on `walker-decode` next to `walker-abi`, pick the
+//! [`Format`] of the running server once (`Format::for_server(server_version_num)`,
+//! e.g. from the `server_version_num` setting) and pass each record's resource
+//! manager, info byte, main data and blocks ([`Rec`], [`Block`]).
 //!
 //! Layouts are those of PostgreSQL 15 to 18 (`heapam_xlog.h`, `xact.h`,
 //! `storage_xlog.h`, `dbcommands_xlog.h`, `pg_control.h`); [`Format`] (module
-//! [`format`]) carries everything that differs between them and is chosen at run time
+//! [`format`](mod@format)) carries everything that differs between them and is chosen at run time
 //! from the server's version with [`Format::for_server`]. All integers are
 //! little-endian host order as the server wrote them.
 
@@ -103,6 +116,41 @@ pub use format::{Format, PruneLayout, UnsupportedServer};
 
 /// Resource manager ids.
 pub const RM_XLOG_ID: u8 = 0;
+/// XLOG record type (high bits of `info`): a checkpoint written at shutdown.
+pub const XLOG_CHECKPOINT_SHUTDOWN: u8 = 0x00;
+/// XLOG record type: an online checkpoint.
+pub const XLOG_CHECKPOINT_ONLINE: u8 = 0x10;
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+pub const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+/// True for a checkpoint record, online or shutdown (not 17's
+/// `XLOG_CHECKPOINT_REDO`, which only marks where the next checkpoint's redo starts).
+pub fn is_checkpoint(rmid: u8, info: u8) -> bool {
+    rmid == RM_XLOG_ID
+        && matches!(
+            info & 0xf0,
+            XLOG_CHECKPOINT_SHUTDOWN | XLOG_CHECKPOINT_ONLINE
+        )
+}
+
+/// When a transaction ended (microseconds since the Unix epoch), from a commit or
+/// abort record (prepared ones included: `xact_time` leads their main data on
+/// every major); `None` for every other record and for a record too short.
+pub fn xact_end_time_us(rmid: u8, info: u8, main: &[u8]) -> Option<i64> {
+    if rmid != RM_XACT_ID {
+        return None;
+    }
+    match info & XLOG_XACT_OPMASK {
+        XLOG_XACT_COMMIT
+        | XLOG_XACT_ABORT
+        | XLOG_XACT_COMMIT_PREPARED
+        | XLOG_XACT_ABORT_PREPARED => {
+            let pg = i64::from_le_bytes(main.get(0..8)?.try_into().ok()?);
+            Some(pg.saturating_add(PG_EPOCH_OFFSET_US))
+        }
+        _ => None,
+    }
+}
 /// Transactions.
 pub const RM_XACT_ID: u8 = 1;
 /// Storage manager.
@@ -212,13 +260,19 @@ const XLOG_HEAP2_PRUNE_VACUUM_SCAN: u8 = 0x20;
 const XLOG_HEAP2_PRUNE_VACUUM_CLEANUP: u8 = 0x30;
 const XLOG_HEAP2_MULTI_INSERT: u8 = 0x50;
 const XLH_DELETE_IS_SUPER: u8 = 1 << 3;
-const XLOG_XACT_OPMASK: u8 = 0x70;
+/// Mask of the record type in a transaction record's `info`.
+pub const XLOG_XACT_OPMASK: u8 = 0x70;
 const XLOG_XACT_HAS_INFO: u8 = 0x80;
-const XLOG_XACT_COMMIT: u8 = 0x00;
-const XLOG_XACT_PREPARE: u8 = 0x10;
-const XLOG_XACT_ABORT: u8 = 0x20;
-const XLOG_XACT_COMMIT_PREPARED: u8 = 0x30;
-const XLOG_XACT_ABORT_PREPARED: u8 = 0x40;
+/// Transaction record type: commit.
+pub const XLOG_XACT_COMMIT: u8 = 0x00;
+/// Transaction record type: prepare (two-phase).
+pub const XLOG_XACT_PREPARE: u8 = 0x10;
+/// Transaction record type: abort.
+pub const XLOG_XACT_ABORT: u8 = 0x20;
+/// Transaction record type: commit of a prepared transaction.
+pub const XLOG_XACT_COMMIT_PREPARED: u8 = 0x30;
+/// Transaction record type: abort of a prepared transaction.
+pub const XLOG_XACT_ABORT_PREPARED: u8 = 0x40;
 const XACT_XINFO_HAS_DBINFO: u32 = 1 << 0;
 const XACT_XINFO_HAS_SUBXACTS: u32 = 1 << 1;
 const XACT_XINFO_HAS_RELFILENODES: u32 = 1 << 2;
@@ -229,7 +283,6 @@ const XLOG_SMGR_CREATE: u8 = 0x10;
 const XLOG_SMGR_TRUNCATE: u8 = 0x20;
 const SMGR_TRUNCATE_HEAP: u32 = 0x0001;
 const XLOG_DBASE_DROP: u8 = 0x20;
-const XLOG_CHECKPOINT_SHUTDOWN: u8 = 0x00;
 const XLOG_END_OF_RECOVERY: u8 = 0x90;
 
 /// Decodes one record; `Ok(None)` for records that do not matter here.
@@ -257,7 +310,6 @@ pub fn decode(r: &Rec<'_>, fmt: Format) -> Result<Option<Event>, DecodeError> {
     }
 }
 
-const XLOG_CHECKPOINT_ONLINE: u8 = 0x10;
 /// `XLOG_CHECKPOINT_REDO` (17 on): written where an online checkpoint starts; its
 /// LSN is that checkpoint's redo pointer. Main data: the `wal_level` (an `int`).
 pub const XLOG_CHECKPOINT_REDO: u8 = 0xE0;
@@ -292,10 +344,10 @@ pub fn checkpoint(rmid: u8, info: u8, main: &[u8], _fmt: Format) -> Option<Check
     if rmid != RM_XLOG_ID {
         return None;
     }
-    let op = info & 0xf0;
-    if op != XLOG_CHECKPOINT_ONLINE && op != XLOG_CHECKPOINT_SHUTDOWN {
+    if !is_checkpoint(rmid, info) {
         return None;
     }
+    let op = info & 0xf0;
     let redo = u64::from_le_bytes(main.get(0..8)?.try_into().ok()?);
     let time = main.get(CHECKPOINT_TIME_OFFSET..CHECKPOINT_TIME_OFFSET + 8)?;
     Some(Checkpoint {
@@ -748,6 +800,26 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn checkpoints_and_transaction_end_times() {
+        // pg_control.h: SHUTDOWN 0x00, ONLINE 0x10, SWITCH 0x40, 17's REDO 0xE0.
+        assert!(is_checkpoint(RM_XLOG_ID, 0x00) && is_checkpoint(RM_XLOG_ID, 0x10));
+        assert!(!is_checkpoint(RM_XLOG_ID, 0x40) && !is_checkpoint(RM_XLOG_ID, 0xE0));
+        assert!(!is_checkpoint(RM_XACT_ID, 0x10));
+        // xact_time 1 s after 2000-01-01 is 946684801 s after 1970; the HAS_INFO bit
+        // (0x80) does not change the op; PREPARE (0x10) has no end time.
+        let t = 1_000_000i64.to_le_bytes();
+        for info in [0x00, 0x20, 0x30, 0x40, 0x80 | 0x20] {
+            assert_eq!(
+                xact_end_time_us(RM_XACT_ID, info, &t),
+                Some(946_684_801_000_000)
+            );
+        }
+        assert_eq!(xact_end_time_us(RM_XACT_ID, 0x10, &t), None);
+        assert_eq!(xact_end_time_us(RM_XACT_ID, 0x00, &t[..7]), None);
+        assert_eq!(xact_end_time_us(RM_XLOG_ID, 0x00, &t), None);
+    }
 
     const REL: RelKey = RelKey {
         db: 5,
