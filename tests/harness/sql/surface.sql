@@ -1,0 +1,42 @@
+-- walker's SQL surface as the catalogs describe it, in a form that is the same on
+-- every supported major (psql's \dv and \df+ change their columns between majors):
+-- every relation and function of the schema with its owner-independent grants, the
+-- columns of every view, and the roles walker creates. Run by the sql_surface test,
+-- whose expected output is tests/harness/expected/sql_surface.out.
+
+\echo == relations: name | kind | grants
+SELECT c.relname, c.relkind,
+       coalesce(array_to_string(ARRAY(SELECT a FROM unnest(c.relacl) a ORDER BY a::text), ' '), '(default)')
+FROM pg_catalog.pg_class c
+WHERE c.relnamespace = 'walker'::regnamespace AND c.relkind NOT IN ('i', 'S')
+ORDER BY c.relname;
+
+\echo == view columns: view | column | type
+SELECT c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+WHERE c.relnamespace = 'walker'::regnamespace AND c.relkind = 'v' AND a.attnum > 0
+ORDER BY c.relname, a.attnum;
+
+\echo == functions: signature | result | security | settings | volatility | grants
+SELECT p.oid::regprocedure, pg_catalog.pg_get_function_result(p.oid),
+       CASE WHEN p.prosecdef THEN 'definer' ELSE 'invoker' END,
+       coalesce(array_to_string(p.proconfig, ' '), ''), p.provolatile,
+       coalesce(array_to_string(ARRAY(SELECT a FROM unnest(p.proacl) a ORDER BY a::text), ' '), '(default)')
+FROM pg_catalog.pg_proc p
+WHERE p.pronamespace = 'walker'::regnamespace
+ORDER BY p.oid::regprocedure::text;
+
+\echo == roles: name | login | member of
+SELECT r.rolname, r.rolcanlogin,
+       coalesce((SELECT string_agg(g.rolname, ' ' ORDER BY g.rolname)
+                 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+                 WHERE m.member = r.oid), '')
+FROM pg_catalog.pg_roles r
+WHERE r.rolname LIKE 'walker\_%'
+ORDER BY r.rolname;
+
+\echo == objects of the extension: kind | count
+SELECT d.classid::regclass, count(*)
+FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+WHERE e.extname = 'walker' AND d.deptype = 'e'
+GROUP BY 1 ORDER BY 1::text;
