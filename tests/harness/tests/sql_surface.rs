@@ -38,9 +38,11 @@ fn outcome(result: Result<String, String>) -> String {
 fn diff(expected: &str, got: &str) -> String {
     let (e, g): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), got.lines().collect());
     let mut out = String::new();
+    let mut shown = 0;
     for i in 0..e.len().max(g.len()) {
         let (a, b) = (e.get(i), g.get(i));
-        if a != b {
+        if a != b && shown < 40 {
+            shown += 1;
             if let Some(a) = a {
                 out.push_str(&format!("line {}: - {a}\n", i + 1));
             }
