@@ -667,25 +667,34 @@ impl Header {
     }
 }
 
+/// Builds `$view` (the exclusive [`Shared`] or the shared [`SharedRef`]) from the header
+/// and the tail of tables after it: one list of the tables, in the order
+/// [`Capacities::size`] lays them out, with the lengths the header holds.
+macro_rules! carve_tables {
+    ($view:ident, $head:ident, $t:ident) => {{
+        let c = $head.capacity;
+        if !c.valid() {
+            return Err(uninitialised(&c));
+        }
+        Ok($view {
+            scopes: $t.take(c.scopes as usize)?,
+            scope_index: $t.take(c.scope_index())?,
+            roles: $t.take(c.role_slots())?,
+            profiles: $t.take(c.profiles as usize)?,
+            decisions: $t.take(c.decisions as usize)?,
+            policies: $t.take(c.policies as usize)?,
+            $head,
+        })
+    }};
+}
+
 impl<'a> Shared<'a> {
     /// Takes the tables from the tail after `head`, with the lengths stored in it.
     pub fn carve(
         head: &'a mut Header,
         mut t: walker_abi::Tables<'a>,
     ) -> walker_abi::PluginResult<Shared<'a>> {
-        let c = head.capacity;
-        if !c.valid() {
-            return Err(uninitialised(&c));
-        }
-        Ok(Shared {
-            scopes: t.take(c.scopes as usize)?,
-            scope_index: t.take(c.scope_index())?,
-            roles: t.take(c.role_slots())?,
-            profiles: t.take(c.profiles as usize)?,
-            decisions: t.take(c.decisions as usize)?,
-            policies: t.take(c.policies as usize)?,
-            head,
-        })
+        carve_tables!(Shared, head, t)
     }
 
     /// The same tables, read-only.
@@ -735,19 +744,7 @@ impl<'a> SharedRef<'a> {
         head: &'a Header,
         mut t: walker_abi::TablesRef<'a>,
     ) -> walker_abi::PluginResult<SharedRef<'a>> {
-        let c = head.capacity;
-        if !c.valid() {
-            return Err(uninitialised(&c));
-        }
-        Ok(SharedRef {
-            scopes: t.take(c.scopes as usize)?,
-            scope_index: t.take(c.scope_index())?,
-            roles: t.take(c.role_slots())?,
-            profiles: t.take(c.profiles as usize)?,
-            decisions: t.take(c.decisions as usize)?,
-            policies: t.take(c.policies as usize)?,
-            head,
-        })
+        carve_tables!(SharedRef, head, t)
     }
 }
 
