@@ -13,6 +13,22 @@ use walker_tests::Cluster;
 const PWN: &str =
     "BEGIN ALTER ROLE attacker SUPERUSER; EXCEPTION WHEN insufficient_privilege THEN NULL; END;";
 
+/// As role `attacker`, creates a schema `walker` in `db` holding a
+/// `walker.budget_reload()` that would make the attacker a superuser if a superuser
+/// ran it (what the services worker calls for budget).
+fn squat(c: &Cluster, db: &str) {
+    c.psql_as(
+        "attacker",
+        db,
+        &format!(
+            "CREATE SCHEMA walker;
+             CREATE FUNCTION walker.budget_reload() RETURNS integer LANGUAGE plpgsql AS $f$
+             BEGIN {PWN} RETURN 0; END $f$;"
+        ),
+    )
+    .unwrap();
+}
+
 fn is_superuser(c: &Cluster, role: &str) -> bool {
     c.query_one(&format!(
         "SELECT rolsuper FROM pg_roles WHERE rolname = '{role}'"
@@ -37,16 +53,7 @@ fn squatted_schema_and_roles_are_refused() {
         .conf("walker.naptime", "50ms")
         .start();
     c.exec("CREATE ROLE attacker LOGIN CREATEROLE; GRANT CREATE ON DATABASE postgres TO attacker;");
-    c.psql_as(
-        "attacker",
-        "postgres",
-        &format!(
-            "CREATE SCHEMA walker;
-             CREATE FUNCTION walker.budget_reload() RETURNS integer LANGUAGE plpgsql AS $f$
-             BEGIN {PWN} RETURN 0; END $f$;"
-        ),
-    )
-    .unwrap();
+    squat(&c, "postgres");
     // The budget asks the services worker to run `SELECT walker.budget_reload()` at
     // start: restart so that the first request meets the squatted schema.
     c.restart();
@@ -173,16 +180,7 @@ fn database_owned_by_a_non_superuser_is_refused() {
     c.exec("CREATE ROLE attacker LOGIN CREATEDB");
     c.psql_as("attacker", "postgres", "CREATE DATABASE walkerdb")
         .unwrap();
-    c.psql_as(
-        "attacker",
-        "walkerdb",
-        &format!(
-            "CREATE SCHEMA walker;
-             CREATE FUNCTION walker.budget_reload() RETURNS integer LANGUAGE plpgsql AS $f$
-             BEGIN {PWN} RETURN 0; END $f$;"
-        ),
-    )
-    .unwrap();
+    squat(&c, "walkerdb");
     c.wait_until(
         "the services worker refuses the database",
         Duration::from_secs(60),
