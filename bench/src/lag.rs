@@ -57,6 +57,11 @@ pub fn lag_ms(samples: &[Sample]) -> Vec<f64> {
         .collect()
 }
 
+/// Milliseconds between consecutive samples.
+pub fn intervals(samples: &[Sample]) -> Vec<f64> {
+    samples.windows(2).map(|w| w[1].t_ms - w[0].t_ms).collect()
+}
+
 /// p50, p99 and max of the lag in bytes and milliseconds; `None` without samples.
 pub fn summarize(samples: &[Sample]) -> Option<Lag> {
     let bytes = lag_bytes(samples);
@@ -110,6 +115,16 @@ mod tests {
         assert_eq!(lag_ms(&history()), vec![0.0, 100.0, 100.0, 200.0, 100.0]);
         // Processed past every flush seen so far: caught up.
         assert_eq!(lag_ms(&[s(0.0, 10, 20)]), vec![0.0]);
+    }
+
+    #[test]
+    fn intervals_between_samples() {
+        assert_eq!(intervals(&history()), vec![100.0; 4]);
+        assert_eq!(
+            intervals(&[s(5.0, 0, 0), s(17.5, 0, 0), s(27.5, 0, 0)]),
+            vec![12.5, 10.0]
+        );
+        assert!(intervals(&[s(0.0, 0, 0)]).is_empty());
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod workload;
 
 use figures::Context;
 use report::{Figure, Report};
+use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -96,14 +97,19 @@ fn run(args: &args::Args) -> Result<(), String> {
         figures.extend(done);
         Ok::<(), String>(())
     };
+    let walk_series = RefCell::new(Vec::new());
     step(1, "figure 1 (walk throughput)", &|| {
-        figures::throughput::run(&ctx).map(|f| vec![f])
+        let (figure, series) = figures::throughput::run(&ctx)?;
+        *walk_series.borrow_mut() = series;
+        Ok(vec![figure])
     })?;
-    if args.runs(2) || args.runs(3) {
+    // Figures 2, 3, 6 and 8 share one pair of clusters (with and without walker).
+    let paired: Vec<u8> = [2, 3, 6, 8].into_iter().filter(|&n| args.runs(n)).collect();
+    if let Some(&first) = paired.first() {
         step(
-            if args.runs(2) { 2 } else { 3 },
-            "figures 2 and 3 (overhead, lag)",
-            &|| figures::overhead::run(&ctx).map(|(a, b)| vec![a, b]),
+            first,
+            "figures 2, 3, 6 and 8 (overhead, lag, short statements, idle CPU)",
+            &|| figures::overhead::run(&ctx, &paired),
         )?;
     }
     step(4, "figure 4 (admission)", &|| {
@@ -112,6 +118,10 @@ fn run(args: &args::Args) -> Result<(), String> {
     step(5, "figure 5 (memory)", &|| {
         figures::memory::run(&ctx).map(|f| vec![f])
     })?;
+    step(7, "figure 7 (scale)", &|| {
+        figures::scale::run(&ctx, walk_series.take()).map(|f| vec![f])
+    })?;
+    figures.sort_by_key(|f| f.number);
 
     let report = Report {
         size: ctx.size.clone(),

@@ -10,9 +10,6 @@ use walker_tests::pg_bindir;
 /// Plugins this repository ships or will ship, in the order they are loaded.
 pub const KNOWN: &[&str] = &["rmgr_stats", "garbagemap", "autosizer", "budget"];
 
-/// The example plugin that counts records per resource manager (variant (b) of
-/// figure 1).
-pub const RMGR_STATS: &str = "rmgr_stats";
 /// The admission-control plugin figure 4 measures.
 pub const BUDGET: &str = "budget";
 /// The dead-tuple map whose bytes per range figure 5 measures.

@@ -45,7 +45,7 @@ pub enum Outcome {
 /// One figure of the report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figure {
-    /// 1 to 5, as in the issue.
+    /// 1 to 8 (see `figures`).
     pub number: u8,
     /// Short title.
     pub title: String,

@@ -21,6 +21,14 @@ pub struct Size {
     pub load_seconds: u32,
     /// Figure 3: interval between lag samples.
     pub sample_interval: Duration,
+    /// Figure 4: seconds of each pgbench run (select-only, then TPC-B).
+    pub admission_seconds: u32,
+    /// Figure 6: seconds of each pgbench run of the short-statements script.
+    pub short_seconds: u32,
+    /// Figure 7: seconds of each pgbench run of the budget scopes script.
+    pub scope_seconds: u32,
+    /// Figure 8: seconds of the idle window whose worker CPU is measured.
+    pub idle_seconds: u32,
     /// Figure 5: megabytes of each table of the garbagemap range workload.
     pub map_table_mb: u32,
     /// Figure 5: the tracked ranges at which the scale series measures garbagemap's
@@ -43,7 +51,11 @@ impl Size {
             clients: 2,
             load_scale: 1,
             load_seconds: 3,
-            sample_interval: Duration::from_millis(100),
+            sample_interval: Duration::from_millis(10),
+            admission_seconds: 3,
+            short_seconds: 2,
+            scope_seconds: 2,
+            idle_seconds: 2,
             map_table_mb: 8,
             map_series: &[1_000, 3_000],
             walk_timeout: Duration::from_secs(120),
@@ -58,6 +70,10 @@ impl Size {
                 clients: 4,
                 load_scale: 5,
                 load_seconds: 10,
+                admission_seconds: 10,
+                short_seconds: 6,
+                scope_seconds: 3,
+                idle_seconds: 5,
                 map_table_mb: 32,
                 map_series: &[1_000, 10_000, 30_000],
                 walk_timeout: Duration::from_secs(300),
@@ -71,6 +87,10 @@ impl Size {
                 clients: 4,
                 load_scale: 10,
                 load_seconds: 20,
+                admission_seconds: 10,
+                short_seconds: 8,
+                scope_seconds: 4,
+                idle_seconds: 10,
                 map_table_mb: 64,
                 map_series: &[1_000, 10_000, 100_000],
                 walk_timeout: Duration::from_secs(600),
@@ -78,6 +98,12 @@ impl Size {
             }),
             _ => None,
         }
+    }
+
+    /// The repetitions of a figure that runs at most `most` of them (its values vary
+    /// little, or the run must stay within its time).
+    pub fn reps_up_to(&self, most: usize) -> usize {
+        self.reps.min(most).max(1)
     }
 
     /// The names [`Size::named`] knows.
@@ -98,5 +124,8 @@ mod tests {
             assert!(w[0].reps <= w[1].reps && w[0].backlog_bytes < w[1].backlog_bytes);
         }
         assert!(Size::named("huge").is_none());
+        let full = Size::named("full").unwrap();
+        assert_eq!((full.reps_up_to(3), full.reps_up_to(9)), (3, 5));
+        assert_eq!(Size { reps: 0, ..full }.reps_up_to(3), 1);
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::process;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use walker_tests::{client_command, Cluster, ClusterBuilder};
 
@@ -78,6 +79,40 @@ pub fn select_only(c: &Cluster, seconds: u32, clients: u32) -> Result<f64, Strin
         Duration::from_secs(u64::from(seconds) + 120),
     )?;
     parse_tps(&out).ok_or_else(|| format!("{what}: no tps line in its output:\n{out}"))
+}
+
+/// `pgbench -n -f <file> -T <seconds> -c <clients> -j <clients>` with `-D name=value`
+/// for each of `vars` (a custom script); returns the TPS.
+pub fn script(
+    c: &Cluster,
+    file: &Path,
+    seconds: u32,
+    clients: u32,
+    vars: &[(&str, String)],
+) -> Result<f64, String> {
+    let (t, n) = (seconds.to_string(), clients.to_string());
+    let file_arg = file.display().to_string();
+    let defines: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut args = vec!["-n", "-f", &file_arg, "-T", &t, "-c", &n, "-j", &n];
+    for d in &defines {
+        args.extend(["-D", d.as_str()]);
+    }
+    let what = format!("pgbench -f {file_arg} -T {t} -c {n} on {}", c.name());
+    let out = pgbench(
+        c,
+        &args,
+        &what,
+        Duration::from_secs(u64::from(seconds) + 120),
+    )?;
+    parse_tps(&out).ok_or_else(|| format!("{what}: no tps line in its output:\n{out}"))
+}
+
+/// A pgbench script of `bench/scripts/`.
+pub fn script_path(name: &str) -> PathBuf {
+    walker_tests::workspace_dir()
+        .join("bench")
+        .join("scripts")
+        .join(name)
 }
 
 /// The `tps = N (without initial connection time)` figure of pgbench's summary.

@@ -9,6 +9,9 @@ use crate::session::Session;
 use crate::workload;
 use std::time::{Duration, Instant};
 
+/// Most repetitions of this figure (it must leave the full run within its time).
+const MAX_REPS: usize = 3;
+
 /// Runs figure 4, or reports why it cannot: the budget plugin must be among the
 /// shipped plugins and installed.
 pub fn run(ctx: &Context) -> Result<Figure, String> {
@@ -35,7 +38,16 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
              of the hooks alone; TPC-B adds admission, xid publication and accounting."
                 .to_string(),
         ],
-        facts: Vec::new(),
+        facts: vec![(
+            "workload".into(),
+            format!(
+                "pgbench -i -s {}; each run `pgbench -n [-S] -T {} -c {c} -j {c}`; {} repetitions",
+                ctx.size.load_scale,
+                ctx.size.admission_seconds,
+                ctx.size.reps_up_to(MAX_REPS),
+                c = ctx.size.clients
+            ),
+        )],
         outcome,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -43,7 +55,7 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
 
 /// The policy every statement of the benchmark goes through: role `postgres`, observe
 /// mode, a rate no run reaches (so the admission path runs in full and never blocks).
-const POLICY: &str =
+pub const POLICY: &str =
     "SELECT walker.budget_create_policy('role', 'postgres', 1000000000000, 1000000000000, 'observe')";
 
 /// Alternating pgbench runs (select-only, then TPC-B) on a cluster with walker and
@@ -74,7 +86,7 @@ fn measure(ctx: &Context) -> Result<Option<Vec<Metric>>, String> {
         .map_err(|e| format!("budget_counters.statements: {e}"))?;
     let (mut s_with, mut s_without, mut t_with, mut t_without) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for rep in 0..size.reps {
+    for rep in 0..size.reps_up_to(MAX_REPS) {
         let order = if rep % 2 == 0 {
             [true, false]
         } else {
@@ -87,8 +99,8 @@ fn measure(ctx: &Context) -> Result<Option<Vec<Metric>>, String> {
                 (&without, &mut wo)
             };
             s.query(workload::BETWEEN_RUNS, Duration::from_secs(600))?;
-            let sel = workload::select_only(c, size.load_seconds, size.clients)?;
-            let tpcb = workload::tpcb(c, size.load_seconds, size.clients)?;
+            let sel = workload::select_only(c, size.admission_seconds, size.clients)?;
+            let tpcb = workload::tpcb(c, size.admission_seconds, size.clients)?;
             if budget {
                 s_with.push(sel);
                 t_with.push(tpcb);

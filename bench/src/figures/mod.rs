@@ -1,9 +1,13 @@
-//! The five figures of the issue, one module each (figures 2 and 3 come from the
-//! same pgbench runs).
+//! The figures of the issue, one module each (figures 2 and 3 come from the same
+//! pgbench runs, on the pair of clusters figures 6 and 8 use too; figure 7 takes its
+//! walks from figure 1).
 
 pub mod admission;
+pub mod idle;
 pub mod memory;
 pub mod overhead;
+pub mod scale;
+pub mod short;
 pub mod throughput;
 
 use crate::sizes::Size;

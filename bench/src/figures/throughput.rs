@@ -1,9 +1,10 @@
-//! Figure 1: walk throughput. walker catches up over a WAL backlog with no plugin,
-//! with rmgr_stats and with all shipped plugins, alternating with `pg_waldump --stats`
-//! and `pg_get_wal_stats` over the same range.
+//! Figure 1: walk throughput. walker catches up over a WAL backlog with 0, 1, 2 and
+//! all shipped plugins and with budget alone, alternating with `pg_waldump --stats`
+//! and `pg_get_wal_stats` over the same range. The walks by number of plugins are
+//! also figure 7's first series.
 
 use super::{Context, MIB};
-use crate::plugins::RMGR_STATS;
+use crate::plugins::BUDGET;
 use crate::probe::{self, QUERY};
 use crate::report::{Figure, Metric, Outcome};
 use crate::session::Session;
@@ -71,8 +72,9 @@ fn build_backlog(ctx: &Context) -> Result<Backlog, String> {
 }
 
 /// One walk: a copy of the backlog cluster with `plugins`, started paused; the time
-/// from `walker.enabled = on` (reload) until walker has processed the backlog's end.
-fn walk(ctx: &Context, b: &Backlog, plugins: &[String]) -> Result<f64, String> {
+/// from `walker.enabled = on` (reload) until walker has processed the backlog's end,
+/// and with budget, its counters then (`ended_full`, `unattributed_transactions`).
+fn walk(ctx: &Context, b: &Backlog, plugins: &[String]) -> Result<(f64, Option<String>), String> {
     let c = workload::builder("walk")
         .copy_of(&b.source)
         .plugins(&plugins.join(","))
@@ -96,7 +98,109 @@ fn walk(ctx: &Context, b: &Backlog, plugins: &[String]) -> Result<f64, String> {
             lsn::format(b.start)
         ));
     }
-    Ok(secs)
+    let counters = if plugins.iter().any(|p| p == BUDGET) {
+        Some(s.value(
+            "SELECT 'ended_full ' || ended_full || ', unattributed_transactions ' || \
+             unattributed_transactions FROM walker.budget_counters",
+            QUERY,
+        )?)
+    } else {
+        None
+    };
+    Ok((secs, counters))
+}
+
+/// One kind of walk: a name and its `walker.plugins`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// As the results name it.
+    pub name: String,
+    /// `walker.plugins`, in order.
+    pub plugins: Vec<String>,
+}
+
+/// How many of the shipped plugins the walks of figure 7's series load (the first
+/// ones, in `walker.plugins` order), besides all of them.
+const SERIES: [usize; 3] = [0, 1, 2];
+
+/// Figure 1's walks for the shipped `plugins`: the first 0, 1 and 2 of them and all of
+/// them (figure 7's series, in that order), then budget alone (the catch-up after a
+/// pause of issue 16 item 3) when it is shipped and not already one of those.
+pub fn variants(plugins: &[String]) -> Vec<Variant> {
+    let mut out: Vec<Variant> = Vec::new();
+    let mut add = |name: String, list: &[String]| {
+        if !out.iter().any(|v| v.plugins == list) {
+            out.push(Variant {
+                name,
+                plugins: list.to_vec(),
+            });
+        }
+    };
+    for n in SERIES.into_iter().filter(|&n| n < plugins.len()) {
+        let first = &plugins[..n];
+        let name = match n {
+            0 => "walker, no plugin".to_string(),
+            _ => format!("walker + {}", first.join(", ")),
+        };
+        add(name, first);
+    }
+    add(
+        format!("walker + all plugins ({})", plugins.join(", ")),
+        plugins,
+    );
+    if plugins.iter().any(|p| p == BUDGET) {
+        add("walker + budget alone".to_string(), &[BUDGET.to_string()]);
+    }
+    out
+}
+
+/// The variants of [`variants`] that are figure 7's series: the first N plugins.
+pub fn in_series(v: &Variant, plugins: &[String]) -> bool {
+    plugins.starts_with(&v.plugins)
+}
+
+/// Figure 7's walk series from figure 1's walks: per variant with the first N
+/// plugins, its records/s and its throughput over walker alone's in the same
+/// repetition (the same range, so the inverse ratio of the times).
+pub fn series_metrics(
+    variants: &[Variant],
+    walks: &[Vec<f64>],
+    records: u64,
+    plugins: &[String],
+) -> Vec<Metric> {
+    let alone = variants
+        .iter()
+        .position(|v| v.plugins.is_empty())
+        .map(|i| &walks[i]);
+    let mut out = Vec::new();
+    for (v, times) in variants.iter().zip(walks) {
+        if !in_series(v, plugins) {
+            continue;
+        }
+        let n = v.plugins.len();
+        let label = if n == 0 {
+            "0 plugins".to_string()
+        } else {
+            format!(
+                "{n} plugin{} ({})",
+                if n == 1 { "" } else { "s" },
+                v.plugins.join(", ")
+            )
+        };
+        out.push(Metric::new(
+            format!("walk, {label}: records/s"),
+            "records/s",
+            times.iter().map(|t| records as f64 / t).collect(),
+        ));
+        if let Some(alone) = alone.filter(|_| n > 0) {
+            out.push(Metric::new(
+                format!("walk, {label} / 0 plugins"),
+                "ratio",
+                times.iter().zip(alone).map(|(t, a)| a / t).collect(),
+            ));
+        }
+    }
+    out
 }
 
 /// The record count of `pg_waldump --stats` (its `Total` line).
@@ -136,8 +240,8 @@ fn walinspect(s: &mut Session, b: &Backlog) -> Result<(f64, u64), String> {
     Ok((secs, v.parse().map_err(|e| format!("{sql}: {v:?}: {e}"))?))
 }
 
-/// Runs figure 1.
-pub fn run(ctx: &Context) -> Result<Figure, String> {
+/// Runs figure 1; also returns figure 7's walk series ([`series_metrics`]).
+pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
     let started = Instant::now();
     let b = build_backlog(ctx)?;
     let built = started.elapsed().as_secs_f64();
@@ -151,26 +255,26 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
         "the pg_walinspect cluster",
     )?;
 
-    let mut variants: Vec<(String, Vec<String>)> = vec![("walker, no plugin".into(), vec![])];
-    if ctx.has(RMGR_STATS) {
-        variants.push(("walker + rmgr_stats".into(), vec![RMGR_STATS.to_string()]));
-    }
-    variants.push((
-        format!("walker + all plugins ({})", ctx.plugins.join(", ")),
-        ctx.plugins.clone(),
-    ));
+    let variants = variants(&ctx.plugins);
 
     let reps = ctx.size.reps;
     let mut walks = vec![Vec::new(); variants.len()];
     let (mut dump, mut insp_t) = (Vec::new(), Vec::new());
     let (mut dump_records, mut insp_records) = (0, 0);
+    let mut budget_counters: Vec<(String, String)> = Vec::new();
     // Each repetition runs every variant and both tools once; the order rotates by one
     // place per repetition so none always goes first.
     let tasks = variants.len() + 2;
     for rep in 0..reps {
         for k in 0..tasks {
             match (k + rep) % tasks {
-                i if i < variants.len() => walks[i].push(walk(ctx, &b, &variants[i].1)?),
+                i if i < variants.len() => {
+                    let (secs, counters) = walk(ctx, &b, &variants[i].plugins)?;
+                    walks[i].push(secs);
+                    if let Some(c) = counters {
+                        budget_counters.push((variants[i].name.clone(), c));
+                    }
+                }
                 i if i == variants.len() => {
                     let (t, n) = waldump(&b)?;
                     dump.push(t);
@@ -198,8 +302,8 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
         metrics.push(Metric::new(format!("{name}: records/s"), "records/s", r));
         metrics.push(Metric::new(format!("{name}: MiB/s"), "MiB/s", m));
     };
-    for ((name, _), times) in variants.iter().zip(&walks) {
-        add_rates(name, times, dump_records);
+    for (v, times) in variants.iter().zip(&walks) {
+        add_rates(&v.name, times, dump_records);
     }
     add_rates("pg_waldump --stats", &dump, dump_records);
     add_rates("pg_get_wal_stats", &insp_t, insp_records);
@@ -212,7 +316,8 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
             .map(|(w, r)| r / w)
             .collect::<Vec<_>>()
     };
-    for ((name, _), times) in variants.iter().zip(&walks) {
+    for (v, times) in variants.iter().zip(&walks) {
+        let name = &v.name;
         metrics.push(Metric::new(
             format!("{name} / pg_waldump"),
             "ratio",
@@ -225,14 +330,15 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
         ));
     }
 
-    Ok(Figure {
+    let series = series_metrics(&variants, &walks, dump_records, &ctx.plugins);
+    let figure = Figure {
         number: 1,
         title: "Walk throughput".to_string(),
         method: vec![
             "A cluster with walker preloaded but paused (`walker.enabled = off`, its slot keeps \
              the WAL) runs `pgbench -i` and then TPC-B until the backlog is written, and stops. \
-             Each repetition runs, one after the other: one walk per variant (no plugin, \
-             rmgr_stats, all shipped plugins), `pg_waldump --stats -s START -e END` on the \
+             Each repetition runs, one after the other: one walk per variant (no plugin, the \
+             first one and the first two shipped plugins, all of them, budget alone), `pg_waldump --stats -s START -e END` on the \
              stopped cluster's `pg_wal`, and `SELECT sum(count) FROM pg_get_wal_stats(START, END)` \
              on a running copy of it; the order rotates by one place per repetition."
                 .to_string(),
@@ -248,8 +354,14 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
              A ratio is walker's throughput over the reference tool's, per repetition (> 1: \
              walker is faster). All WAL is in the page cache (copied or read just before)."
                 .to_string(),
+            "Budget alone is the catch-up after a pause (issue 16 item 3): the backlog's \
+             transactions ran while budget was not loaded, so none was published to it; on the \
+             walk each one waits, ends unpublished and is settled to its database's \
+             `unattributed` scope, with the ended-transaction queue at its bound (16,384) for \
+             most of the walk (budget's counters at the end of each walk with it are given below)."
+                .to_string(),
         ],
-        facts: vec![
+        facts: [
             (
                 "backlog".into(),
                 format!(
@@ -265,15 +377,73 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
                     ctx.size.backlog_scale, ctx.size.clients
                 ),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            budget_counters
+                .into_iter()
+                .map(|(name, c)| (format!("budget counters after a walk ({name})"), c)),
+        )
+        .collect(),
         outcome: Outcome::Measured(metrics),
         seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    Ok((figure, series))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn variants_by_number_of_plugins_and_budget_alone() {
+        let all = names(&["rmgr_stats", "garbagemap", "autosizer", "budget"]);
+        let v = variants(&all);
+        let lists: Vec<Vec<String>> = v.iter().map(|v| v.plugins.clone()).collect();
+        assert_eq!(
+            lists,
+            vec![
+                names(&[]),
+                names(&["rmgr_stats"]),
+                names(&["rmgr_stats", "garbagemap"]),
+                all.clone(),
+                names(&["budget"]),
+            ]
+        );
+        assert_eq!(v[0].name, "walker, no plugin");
+        assert_eq!(v[2].name, "walker + rmgr_stats, garbagemap");
+        assert_eq!(v[4].name, "walker + budget alone");
+        assert_eq!(
+            v.iter().filter(|x| in_series(x, &all)).count(),
+            4,
+            "0, 1, 2 and 4 plugins"
+        );
+        // Budget alone is not repeated when it is the whole list; no duplicates.
+        let b = names(&["budget"]);
+        let lists: Vec<Vec<String>> = variants(&b).into_iter().map(|v| v.plugins).collect();
+        assert_eq!(lists, vec![names(&[]), b.clone()]);
+        // Two plugins: 0, 1 and all (2).
+        assert_eq!(variants(&names(&["a", "b"])).len(), 3);
+    }
+
+    #[test]
+    fn series_ratios_pair_repetitions() {
+        let all = names(&["a", "b"]);
+        let v = variants(&all);
+        // Walk times per variant (0, a, all), two repetitions; 1000 records.
+        let walks = vec![vec![1.0, 2.0], vec![2.0, 2.0], vec![4.0, 8.0]];
+        let m = series_metrics(&v, &walks, 1000, &all);
+        let get = |name: &str| m.iter().find(|x| x.name == name).unwrap().values.clone();
+        assert_eq!(get("walk, 0 plugins: records/s"), vec![1000.0, 500.0]);
+        assert_eq!(get("walk, 1 plugin (a) / 0 plugins"), vec![0.5, 1.0]);
+        assert_eq!(get("walk, 2 plugins (a, b): records/s"), vec![250.0, 125.0]);
+        assert_eq!(get("walk, 2 plugins (a, b) / 0 plugins"), vec![0.25, 0.25]);
+        assert_eq!(m.len(), 5);
+    }
 
     #[test]
     fn waldump_total() {
