@@ -99,6 +99,9 @@ fn walk(ctx: &Context, b: &Backlog, plugins: &[String]) -> Result<(f64, Option<S
         ));
     }
     let counters = if plugins.iter().any(|p| p == BUDGET) {
+        // The backlog cluster created the extension without budget: its views appear
+        // once refreshed.
+        s.query("SELECT walker.refresh_views()", QUERY)?;
         Some(s.value(
             "SELECT 'ended_full ' || ended_full || ', unattributed_transactions ' || \
              unattributed_transactions FROM walker.budget_counters",
