@@ -57,11 +57,23 @@ pub fn init(c: &Cluster, scale: u32) -> Result<(), String> {
 
 /// `pgbench -n -T <seconds> -c <clients> -j <clients>` (TPC-B); returns the TPS.
 pub fn tpcb(c: &Cluster, seconds: u32, clients: u32) -> Result<f64, String> {
+    tpcb_with(c, &[], seconds, clients)
+}
+
+/// TPC-B with prepared statements (`-M prepared`): the same records, written with
+/// less parsing and planning per transaction (figure 1 builds its backlog so).
+pub fn tpcb_prepared(c: &Cluster, seconds: u32, clients: u32) -> Result<f64, String> {
+    tpcb_with(c, &["-M", "prepared"], seconds, clients)
+}
+
+fn tpcb_with(c: &Cluster, extra: &[&str], seconds: u32, clients: u32) -> Result<f64, String> {
     let (t, n) = (seconds.to_string(), clients.to_string());
-    let what = format!("pgbench -T {t} -c {n} on {}", c.name());
+    let what = format!("pgbench {} -T {t} -c {n} on {}", extra.join(" "), c.name());
+    let mut args = vec!["-n", "-T", &t, "-c", &n, "-j", &n];
+    args.extend(extra);
     let out = pgbench(
         c,
-        &["-n", "-T", &t, "-c", &n, "-j", &n],
+        &args,
         &what,
         Duration::from_secs(u64::from(seconds) + 120),
     )?;

@@ -63,7 +63,7 @@ fn build_backlog(ctx: &Context) -> Result<Backlog, String> {
                 size.backlog_bytes as f64 / MIB
             ));
         }
-        workload::tpcb(&source, chunk, size.clients)?;
+        workload::tpcb_prepared(&source, chunk, size.clients)?;
     }
     let end = probe::mark(&mut s)?;
     drop(s);
@@ -120,7 +120,13 @@ pub struct Variant {
     pub name: String,
     /// `walker.plugins`, in order.
     pub plugins: Vec<String>,
+    /// Added in 2026-11 (2 plugins, budget alone): runs at most [`EXTRA_REPS`]
+    /// repetitions, so the full run keeps within its time.
+    pub extra: bool,
 }
+
+/// Most repetitions of the extra variants.
+pub const EXTRA_REPS: usize = 3;
 
 /// How many of the shipped plugins the walks of figure 7's series load (the first
 /// ones, in `walker.plugins` order), besides all of them.
@@ -131,11 +137,12 @@ const SERIES: [usize; 3] = [0, 1, 2];
 /// pause of issue 16 item 3) when it is shipped and not already one of those.
 pub fn variants(plugins: &[String]) -> Vec<Variant> {
     let mut out: Vec<Variant> = Vec::new();
-    let mut add = |name: String, list: &[String]| {
+    let mut add = |name: String, list: &[String], extra: bool| {
         if !out.iter().any(|v| v.plugins == list) {
             out.push(Variant {
                 name,
                 plugins: list.to_vec(),
+                extra,
             });
         }
     };
@@ -145,14 +152,19 @@ pub fn variants(plugins: &[String]) -> Vec<Variant> {
             0 => "walker, no plugin".to_string(),
             _ => format!("walker + {}", first.join(", ")),
         };
-        add(name, first);
+        add(name, first, n > 1);
     }
     add(
         format!("walker + all plugins ({})", plugins.join(", ")),
         plugins,
+        false,
     );
     if plugins.iter().any(|p| p == BUDGET) {
-        add("walker + budget alone".to_string(), &[BUDGET.to_string()]);
+        add(
+            "walker + budget alone".to_string(),
+            &[BUDGET.to_string()],
+            true,
+        );
     }
     out
 }
@@ -265,28 +277,35 @@ pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
     let (mut dump, mut insp_t) = (Vec::new(), Vec::new());
     let (mut dump_records, mut insp_records) = (0, 0);
     let mut budget_counters: Vec<(String, String)> = Vec::new();
-    // Each repetition runs every variant and both tools once; the order rotates by one
-    // place per repetition so none always goes first.
-    let tasks = variants.len() + 2;
+    // Each repetition runs every variant (the extra ones in the first EXTRA_REPS
+    // repetitions) and both tools once; the order rotates by one place per repetition
+    // so none always goes first.
+    let (dump_task, insp_task) = (variants.len(), variants.len() + 1);
     for rep in 0..reps {
-        for k in 0..tasks {
-            match (k + rep) % tasks {
-                i if i < variants.len() => {
-                    let (secs, counters) = walk(ctx, &b, &variants[i].plugins)?;
-                    walks[i].push(secs);
-                    if let Some(c) = counters {
-                        budget_counters.push((variants[i].name.clone(), c));
-                    }
-                }
-                i if i == variants.len() => {
+        let tasks: Vec<usize> = (0..variants.len())
+            .filter(|&i| !variants[i].extra || rep < EXTRA_REPS)
+            .chain([dump_task, insp_task])
+            .collect();
+        for k in 0..tasks.len() {
+            match tasks[(k + rep) % tasks.len()] {
+                i if i == dump_task => {
                     let (t, n) = waldump(&b)?;
                     dump.push(t);
                     dump_records = n;
                 }
-                _ => {
+                i if i == insp_task => {
                     let (t, n) = walinspect(&mut insp, &b)?;
                     insp_t.push(t);
                     insp_records = n;
+                }
+                i => {
+                    let (secs, counters) = walk(ctx, &b, &variants[i].plugins)?;
+                    walks[i].push(secs);
+                    if let Some(c) = counters {
+                        // The same every time (the same records): keep one per variant.
+                        budget_counters.retain(|(name, _)| *name != variants[i].name);
+                        budget_counters.push((variants[i].name.clone(), c));
+                    }
                 }
             }
         }
@@ -339,9 +358,11 @@ pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
         title: "Walk throughput".to_string(),
         method: vec![
             "A cluster with walker preloaded but paused (`walker.enabled = off`, its slot keeps \
-             the WAL) runs `pgbench -i` and then TPC-B until the backlog is written, and stops. \
+             the WAL) runs `pgbench -i` and then TPC-B until the backlog is written, and stops \
+             (with prepared statements since 2026-11-30: the same records, written faster). \
              Each repetition runs, one after the other: one walk per variant (no plugin, the \
-             first one and the first two shipped plugins, all of them, budget alone), `pg_waldump --stats -s START -e END` on the \
+             first one and the first two shipped plugins, all of them, budget alone; the first two \
+             and budget alone, added later, in the first 3 repetitions only), `pg_waldump --stats -s START -e END` on the \
              stopped cluster's `pg_wal`, and `SELECT sum(count) FROM pg_get_wal_stats(START, END)` \
              on a running copy of it; the order rotates by one place per repetition."
                 .to_string(),
@@ -376,7 +397,7 @@ pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
             (
                 "workload".into(),
                 format!(
-                    "pgbench -i -s {} then TPC-B with {} clients; built in {built:.0} s",
+                    "pgbench -i -s {} then TPC-B (`-M prepared`) with {} clients; built in {built:.0} s",
                     ctx.size.backlog_scale, ctx.size.clients
                 ),
             ),
@@ -420,6 +441,9 @@ mod tests {
         assert_eq!(v[0].name, "walker, no plugin");
         assert_eq!(v[2].name, "walker + rmgr_stats, garbagemap");
         assert_eq!(v[4].name, "walker + budget alone");
+        // The variants added later run at most EXTRA_REPS repetitions.
+        let extra: Vec<bool> = v.iter().map(|x| x.extra).collect();
+        assert_eq!(extra, vec![false, false, true, false, true]);
         assert_eq!(
             v.iter().filter(|x| in_series(x, &all)).count(),
             4,
