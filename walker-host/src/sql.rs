@@ -10,6 +10,7 @@ use walker_abi::metrics::MetricsWriter;
 use walker_core::negotiate::{sql_type, Access};
 use walker_core::persistence::keeps_state;
 use walker_core::registry;
+use walker_core::shared::PluginState;
 use walker_core::rows::{format_lsn, format_timestamptz, RowCollector};
 
 fn host() -> &'static walker_core::shared::HostShared {
@@ -553,6 +554,36 @@ fn prometheus() -> String {
                 (
                     vec![("plugin", s.name.as_str())],
                     if s.usable() { 1.0 } else { 0.0 },
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    metric(
+        &mut out,
+        "walker_plugin_running",
+        "gauge",
+        "1 when the plugin is receiving records (state running in walker.plugins), else 0.",
+        &plugins
+            .iter()
+            .map(|s| {
+                (
+                    vec![("plugin", s.name.as_str())],
+                    if s.state() == PluginState::Running { 1.0 } else { 0.0 },
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    metric(
+        &mut out,
+        "walker_plugin_state_info",
+        "gauge",
+        "1 for each plugin's current state in walker.plugins.",
+        &plugins
+            .iter()
+            .map(|s| {
+                (
+                    vec![("plugin", s.name.as_str()), ("state", s.state().as_str())],
+                    1.0,
                 )
             })
             .collect::<Vec<_>>(),

@@ -124,7 +124,7 @@ fn metrics(model: &Model, facts: Option<&Facts>, rec: Option<&Decision>, mode: &
     );
     let count = |a: &str| model.history.iter().filter(|h| h.action == a).count() as f64;
     m(
-        "walker_autosizer_decisions",
+        "walker_autosizer_history_entries",
         "gauge",
         "History entries kept, by action.",
         ["grow", "shrink", "recommend", "failed"]
@@ -158,6 +158,12 @@ fn metrics(model: &Model, facts: Option<&Facts>, rec: Option<&Decision>, mode: &
             vec![(vec![], w.demand as f64)],
         );
     }
+    m(
+        "walker_autosizer_mode_info",
+        "gauge",
+        "1 for the autosizer's current mode (apply, dry run, recommend-only, disabled, misconfigured).",
+        vec![(vec![("mode", mode)], 1.0)],
+    );
     m("walker_autosizer_applying", "gauge", "1 when the autosizer applies its decisions, 0 when it only recommends (dry run, recommend-only, disabled, misconfigured).", vec![(vec![], if mode == "apply" { 1.0 } else { 0.0 })]);
     w.finish()
 }

@@ -501,13 +501,13 @@ pub fn metrics(s: &SharedRef) -> String {
         );
     }
     w.family(
-        "walker_budget_policy_tokens",
+        "walker_budget_policy_free_bytes",
         "gauge",
         "Bytes free in each policy's bucket.",
     );
     for p in &s.policies[..s.n_policies as usize] {
         w.sample(
-            "walker_budget_policy_tokens",
+            "walker_budget_policy_free_bytes",
             &[("policy_id", &p.id.to_string())],
             p.bucket.tokens.floor(),
         );
