@@ -10,8 +10,8 @@ use walker_abi::metrics::MetricsWriter;
 use walker_core::negotiate::{sql_type, Access};
 use walker_core::persistence::keeps_state;
 use walker_core::registry;
-use walker_core::shared::PluginState;
 use walker_core::rows::{format_lsn, format_timestamptz, RowCollector};
+use walker_core::shared::PluginState;
 
 fn host() -> &'static walker_core::shared::HostShared {
     let h = shmem::host().unwrap_or_else(|| WalkerError::NotPreloaded.raise());
@@ -568,7 +568,11 @@ fn prometheus() -> String {
             .map(|s| {
                 (
                     vec![("plugin", s.name.as_str())],
-                    if s.state() == PluginState::Running { 1.0 } else { 0.0 },
+                    if s.state() == PluginState::Running {
+                        1.0
+                    } else {
+                        0.0
+                    },
                 )
             })
             .collect::<Vec<_>>(),
