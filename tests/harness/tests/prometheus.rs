@@ -253,19 +253,16 @@ fn exporter_and_prometheus_scrape_what_the_views_show() {
         c.query_one("SELECT rolsuper OR rolcreaterole OR rolbypassrls FROM pg_roles WHERE rolname = 'walker_exporter'"),
         "f"
     );
-    c.exec(&format!(
-        "CREATE TABLE t (id int, v text); \
-         INSERT INTO t SELECT g, 'x' FROM generate_series(1, 5000) g; \
-         DELETE FROM t WHERE id <= {DELETED}"
-    ));
+    // Three transactions (one psql -c would be one): the deleted rows are dead tuples
+    // of committed inserts.
+    c.exec("CREATE TABLE t (id int, v text)");
+    c.exec("INSERT INTO t SELECT g, 'x' FROM generate_series(1, 5000) g");
+    c.exec(&format!("DELETE FROM t WHERE id <= {DELETED}"));
     common::wait_caught_up(&c);
 
-    let work = c
-        .data_dir()
-        .parent()
-        .unwrap()
-        .join(format!("{}-prometheus", c.name()));
-    let _ = fs::remove_dir_all(&work);
+    // Config, TSDB and logs under the cluster's directory: kept with it when the test
+    // fails, removed with it when it passes (the processes stop first: declared later).
+    let work = c.data_dir().join("prometheus-test");
     fs::create_dir_all(work.join("data")).unwrap();
 
     let exporter_port = free_port();
