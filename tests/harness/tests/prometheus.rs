@@ -241,16 +241,16 @@ fn exporter_and_prometheus_scrape_what_the_views_show() {
         .start();
     c.exec("CREATE EXTENSION walker");
     // Least privilege: a login role whose only membership is walker_monitor.
-    c.exec("CREATE ROLE walker_exporter LOGIN PASSWORD 'exporter-secret' IN ROLE walker_monitor");
+    c.exec("CREATE ROLE metrics_exporter LOGIN PASSWORD 'exporter-secret' IN ROLE walker_monitor");
     assert_eq!(
         c.query_one(
             "SELECT string_agg(m.roleid::regrole::text, ',') FROM pg_auth_members m \
-             WHERE m.member = 'walker_exporter'::regrole"
+             WHERE m.member = 'metrics_exporter'::regrole"
         ),
         "walker_monitor"
     );
     assert_eq!(
-        c.query_one("SELECT rolsuper OR rolcreaterole OR rolbypassrls FROM pg_roles WHERE rolname = 'walker_exporter'"),
+        c.query_one("SELECT rolsuper OR rolcreaterole OR rolbypassrls FROM pg_roles WHERE rolname = 'metrics_exporter'"),
         "f"
     );
     // Three transactions (one psql -c would be one): the deleted rows are dead tuples
@@ -271,7 +271,7 @@ fn exporter_and_prometheus_scrape_what_the_views_show() {
         .env(
             "DATA_SOURCE_NAME",
             format!(
-                "host=127.0.0.1 port={} user=walker_exporter password=exporter-secret dbname=postgres sslmode=disable",
+                "host=127.0.0.1 port={} user=metrics_exporter password=exporter-secret dbname=postgres sslmode=disable",
                 c.port()
             ),
         )
