@@ -12,8 +12,9 @@ pub mod types;
 
 pub use abi_stable;
 pub use sdk::{
-    Admission, BackendEvent, ErrorKind, FunctionDef, Host, Plugin, PluginError, PluginInfo, PluginResult,
-    Record, Records, RecordsError, Rejection, RowSink, ServiceOutcome, Setting, SettingValue, SharedState, Value, ViewDef,
+    Admission, BackendEvent, ErrorKind, FunctionDef, Host, Plugin, PluginError, PluginInfo,
+    PluginResult, Record, Records, RecordsError, Rejection, RowSink, ServiceOutcome, Setting,
+    SettingValue, SharedState, Value, ViewDef,
 };
 pub use tables::{RegionLayout, SharedTable, Tables, TablesRef};
 pub use types::*;

@@ -65,7 +65,6 @@ impl PluginError {
     pub fn kind(&self) -> ErrorKind {
         self.1
     }
-
 }
 
 impl fmt::Display for PluginError {
@@ -326,7 +325,8 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     /// record; a failure names the record it failed at ([`RecordsError`]).
     fn on_records(&self, host: &Host, records: &Records<'_>) -> Result<(), RecordsError> {
         for (i, r) in records.iter() {
-            self.on_record(host, &r).map_err(|e| RecordsError::at(i, e))?;
+            self.on_record(host, &r)
+                .map_err(|e| RecordsError::at(i, e))?;
         }
         Ok(())
     }
@@ -564,7 +564,10 @@ impl<'a> Records<'a> {
     ///
     /// # Safety
     /// Every record's pointers must be valid for `'a` with the lengths it states.
-    pub unsafe fn from_raw(raw: &'a [WalkerRecord], mask: &'a [u64; WALKER_RMGR_MASK_WORDS]) -> Self {
+    pub unsafe fn from_raw(
+        raw: &'a [WalkerRecord],
+        mask: &'a [u64; WALKER_RMGR_MASK_WORDS],
+    ) -> Self {
         Records {
             raw,
             mask,
@@ -1418,7 +1421,9 @@ fn run<P: Plugin>(
     let live = inst.and_then(|i| Some((&i.host, i.plugin.downcast_ref::<P>()?)));
     guarded(inst, inst.map(|i| i.host), callback, || {
         let (h, p) = live.ok_or_else(|| {
-            PluginError::new(format!("plugin callback {callback} before a successful init"))
+            PluginError::new(format!(
+                "plugin callback {callback} before a successful init"
+            ))
         })?;
         body(h, p)
     })
@@ -1541,8 +1546,8 @@ unsafe extern "C" fn tramp_view_rows<P: Plugin>(
         if sink.is_null() {
             return Err(PluginError::new("null row sink"));
         }
-        // SAFETY: the host passes a sink valid for the duration of the call.
         let mut rows = RowSink {
+            // SAFETY: the host passes a sink valid for the duration of the call.
             sink: unsafe { &*sink },
         };
         p.view_rows(h, view as usize, &mut rows)
@@ -1618,7 +1623,9 @@ unsafe extern "C" fn tramp_call<P: Plugin>(
             // SAFETY: the host passes `len` readable bytes at `args` for the call.
             String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(args, len) }).into_owned()
         };
-        let result = p.call(h, function as usize, &args).inspect_err(|e| kind = e.kind())?;
+        let result = p
+            .call(h, function as usize, &args)
+            .inspect_err(|e| kind = e.kind())?;
         // SAFETY: the host passes a sink valid for the duration of the call.
         unsafe { write_to_sink(out, "result", result.as_bytes()) }
     });

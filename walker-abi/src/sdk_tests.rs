@@ -24,7 +24,10 @@ unsafe extern "C" fn fake_service_result(
         let n = if msg.len() <= cap {
             msg.len()
         } else if *cuts {
-            (0..=cap).rev().find(|&n| msg.is_char_boundary(n)).unwrap_or(0)
+            (0..=cap)
+                .rev()
+                .find(|&n| msg.is_char_boundary(n))
+                .unwrap_or(0)
         } else {
             0
         };
@@ -80,7 +83,10 @@ fn error_kinds_map_to_statuses() {
     assert_eq!(PluginError::from("x").kind(), ErrorKind::Failed);
     assert_eq!(ErrorKind::Failed.status(), WalkerStatus::ERROR);
     let e = PluginError::invalid_argument("x");
-    assert_eq!((e.kind().status(), e.message()), (WalkerStatus::INVALID, "x"));
+    assert_eq!(
+        (e.kind().status(), e.message()),
+        (WalkerStatus::INVALID, "x")
+    );
 }
 
 #[test]

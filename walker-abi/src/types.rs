@@ -1112,16 +1112,33 @@ pub const fn mask_of(rmids: &[u8]) -> [u64; WALKER_RMGR_MASK_WORDS] {
     mask
 }
 
-// SAFETY (for the `Send`/`Sync` impls below): these structs hold raw pointers only to
-// immutable, process-lifetime data (static strings and tables), so sharing them
-// across threads is sound.
+// SAFETY: WalkerPluginDescriptor holds raw pointers only to immutable, process-lifetime data
+// (static strings, tables and functions), so sharing it across threads is sound.
 unsafe impl Sync for WalkerPluginDescriptor {}
+// SAFETY: WalkerPluginDescriptor holds raw pointers only to immutable, process-lifetime data
+// (static strings, tables and functions), so sharing it across threads is sound.
 unsafe impl Send for WalkerPluginDescriptor {}
+// SAFETY: WalkerView holds raw pointers only to immutable, process-lifetime data
+// (static strings, tables and functions), so sharing it across threads is sound.
 unsafe impl Sync for WalkerView {}
+// SAFETY: WalkerView holds raw pointers only to immutable, process-lifetime data
+// (static strings, tables and functions), so sharing it across threads is sound.
 unsafe impl Send for WalkerView {}
+// SAFETY: WalkerColumn holds raw pointers only to immutable, process-lifetime data
+// (static strings, tables and functions), so sharing it across threads is sound.
 unsafe impl Sync for WalkerColumn {}
+// SAFETY: WalkerColumn holds raw pointers only to immutable, process-lifetime data
+// (static strings, tables and functions), so sharing it across threads is sound.
 unsafe impl Send for WalkerColumn {}
+// SAFETY: WalkerHostApi holds raw pointers only to immutable, process-lifetime data
+// (static strings, tables and functions), so sharing it across threads is sound.
 unsafe impl Sync for WalkerHostApi {}
+// SAFETY: WalkerHostApi holds raw pointers only to immutable, process-lifetime data
+// (static strings, tables and functions), so sharing it across threads is sound.
 unsafe impl Send for WalkerHostApi {}
+// SAFETY: WalkerFunction holds raw pointers only to immutable, process-lifetime data
+// (static strings, tables and functions), so sharing it across threads is sound.
 unsafe impl Sync for WalkerFunction {}
+// SAFETY: WalkerFunction holds raw pointers only to immutable, process-lifetime data
+// (static strings, tables and functions), so sharing it across threads is sound.
 unsafe impl Send for WalkerFunction {}

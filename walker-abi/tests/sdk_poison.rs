@@ -85,7 +85,13 @@ fn call(function: u32) -> (WalkerStatus, String) {
     let args = b"{}";
     // SAFETY: the arguments and the sink outlive the call.
     let st = unsafe {
-        desc().call.unwrap()(std::ptr::null_mut(), function, args.as_ptr(), args.len(), &sink)
+        desc().call.unwrap()(
+            std::ptr::null_mut(),
+            function,
+            args.as_ptr(),
+            args.len(),
+            &sink,
+        )
     };
     (st, String::from_utf8(out).unwrap())
 }
@@ -118,9 +124,15 @@ fn error_kinds_then_a_panic_poisons_the_instance() {
 
     // Error kinds: the host turns INVALID into SQLSTATE 22023 and ERROR into 38000.
     assert_eq!(call(FN_BAD_ARGS).0, WalkerStatus::INVALID);
-    assert_eq!(fake_host::take_error().as_deref(), Some("tenant must be a string"));
+    assert_eq!(
+        fake_host::take_error().as_deref(),
+        Some("tenant must be a string")
+    );
     assert_eq!(call(FN_FAILS).0, WalkerStatus::ERROR);
-    assert_eq!(fake_host::take_error().as_deref(), Some("the disk is on fire"));
+    assert_eq!(
+        fake_host::take_error().as_deref(),
+        Some("the disk is on fire")
+    );
     assert_eq!(call(FN_ANSWERS), (WalkerStatus::OK, "fine".to_string()));
     assert_eq!(on_backend(), WalkerStatus::OK);
     assert_eq!(view_rows(), WalkerStatus::OK);

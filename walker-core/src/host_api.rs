@@ -712,14 +712,14 @@ mod tests {
     fn copy_out_reports_needed_length() {
         let mut buf = [0u8; 4];
         let mut len = 0;
-        // SAFETY: valid buffers.
         assert_eq!(
+            // SAFETY: valid buffers.
             unsafe { copy_out("hello", buf.as_mut_ptr(), 4, &mut len) },
             WalkerStatus::INVALID
         );
         assert_eq!(len, 5);
-        // SAFETY: valid buffers.
         assert_eq!(
+            // SAFETY: valid buffers.
             unsafe { copy_out("hey", buf.as_mut_ptr(), 4, &mut len) },
             WalkerStatus::OK
         );

@@ -18,22 +18,38 @@ pub enum LoadError {
     /// No such file.
     #[error("plugin library \"{name}{suffix}\" not found (searched {searched}); install it into the server's library directory or a directory in dynamic_library_path, or remove \"{name}\" from walker.plugins", searched = .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     NotFound {
+        /// The name as listed in walker.plugins.
         name: String,
+        /// The library suffix tried.
         suffix: String,
+        /// The directories searched, in order.
         searched: Vec<PathBuf>,
     },
     /// The dynamic loader refused it.
     #[error("could not load plugin library \"{path}\": {reason}; rebuild the plugin for this server and platform", path = .path.display())]
-    Open { path: PathBuf, reason: String },
+    Open {
+        /// The library's path.
+        path: PathBuf,
+        /// The dynamic loader's message.
+        reason: String,
+    },
     /// No entry symbol.
     #[error("\"{path}\" has no symbol {symbol}: it is not a walker plugin; build it with walker_abi::export_plugin! (Rust) or export `const WalkerPluginDescriptor *walker_plugin_entry(void)` (C, walker_plugin.h)", path = .path.display(), symbol = WALKER_PLUGIN_ENTRY_SYMBOL)]
-    NoEntry { path: PathBuf },
+    NoEntry {
+        /// The library's path.
+        path: PathBuf,
+    },
     /// Version or size refused.
     #[error("{0}")]
     Abi(#[from] AbiError),
     /// The Rust layout check failed.
     #[error("the plugin's walker-abi types do not match this walker's (abi_stable layout check: {detail}); rebuild the plugin against walker-abi {host}")]
-    Layout { detail: String, host: String },
+    Layout {
+        /// What differs, as the layout check reports it.
+        detail: String,
+        /// This walker's walker-abi version.
+        host: String,
+    },
 }
 
 /// What loading needs to know about the server.
@@ -143,9 +159,11 @@ pub fn load_path(name: &str, path: &Path) -> Result<Loaded, (LoadError, Option<(
     let abi = Some((desc.abi_major, desc.abi_minor));
     // A Rust plugin also tells its layout; compare it when the plugin was built for
     // this very minor (older minors' layouts lack later fields by design).
-    // SAFETY: the symbol's type is fixed by the ABI.
     if let Ok(layout_fn) =
-        unsafe { library.get::<WalkerPluginLayoutFn>(WALKER_PLUGIN_LAYOUT_SYMBOL.as_bytes()) }
+        // SAFETY: the symbol's type is fixed by the ABI.
+        unsafe {
+            library.get::<WalkerPluginLayoutFn>(WALKER_PLUGIN_LAYOUT_SYMBOL.as_bytes())
+        }
     {
         if desc.abi_minor == WALKER_ABI_MINOR {
             check_layout(layout_fn()).map_err(|e| (e, abi))?;

@@ -23,29 +23,44 @@ pub enum AbiError {
     /// Different major version.
     #[error("the plugin was built for walker ABI {plugin_major}.{plugin_minor}, but this walker speaks ABI {host_major}.{host_minor}; rebuild the plugin against walker-abi {host_major}.x")]
     Major {
+        /// ABI major the plugin was built for.
         plugin_major: u32,
+        /// ABI minor the plugin was built for.
         plugin_minor: u32,
+        /// This host's ABI major.
         host_major: u32,
+        /// This host's ABI minor.
         host_minor: u32,
     },
     /// Same major, newer minor than the host.
     #[error("the plugin was built for walker ABI {plugin_major}.{plugin_minor}, newer than this walker's ABI {host_major}.{host_minor}; upgrade walker or rebuild the plugin against walker-abi {host_major}.{host_minor}")]
     MinorTooNew {
+        /// ABI major the plugin was built for.
         plugin_major: u32,
+        /// ABI minor the plugin was built for.
         plugin_minor: u32,
+        /// This host's ABI major.
         host_major: u32,
+        /// This host's ABI minor.
         host_minor: u32,
     },
     /// The descriptor is smaller than ABI 1.0's.
     #[error("the plugin's descriptor is {size} bytes, smaller than the {min} bytes of ABI 1.0's; it was not built from walker-abi's header or types: rebuild it against walker-abi")]
-    TooSmall { size: u32, min: u32 },
+    TooSmall {
+        /// The descriptor's `struct_size`.
+        size: u32,
+        /// ABI 1.0's descriptor size.
+        min: u32,
+    },
     /// The entry function returned null.
     #[error("walker_plugin_entry returned a null descriptor; the plugin must return a pointer to a static WalkerPluginDescriptor")]
     NullDescriptor,
     /// Only one of `save_state` / `load_state` is provided.
     #[error("the plugin provides {has} but not {lacks}; snapshots need both (or neither): fix the plugin's descriptor")]
     HalfSnapshot {
+        /// The snapshot callback provided.
         has: &'static str,
+        /// The snapshot callback missing.
         lacks: &'static str,
     },
     /// A declared view or column is unusable.
@@ -527,8 +542,8 @@ mod tests {
 
     #[test]
     fn null_descriptor_is_refused() {
-        // SAFETY: null is allowed.
         assert!(matches!(
+            // SAFETY: null is allowed.
             unsafe { read_descriptor(std::ptr::null()) },
             Err(AbiError::NullDescriptor)
         ));

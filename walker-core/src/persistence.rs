@@ -231,7 +231,12 @@ pub enum SaveError {
     Plugin(String),
     /// The file could not be written: the plugin keeps running and walker retries.
     #[error("could not write snapshot {path}: {error}; walker keeps the WAL since the last snapshot and retries (check the data directory's free space and permissions)")]
-    Io { path: String, error: String },
+    Io {
+        /// The snapshot file.
+        path: String,
+        /// The operating system's message.
+        error: String,
+    },
 }
 
 /// Saves a plugin's state as reflecting the WAL up to `lsn` (on its dispatch thread,

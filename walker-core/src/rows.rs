@@ -69,18 +69,32 @@ pub fn format_float(f: f64) -> String {
 pub enum RowError {
     /// Wrong number of values.
     #[error("row has {got} values, the view declares {want} columns")]
-    Count { got: usize, want: usize },
+    Count {
+        /// What the row has (values, or the value's `WalkerType` number).
+        got: usize,
+        /// What the view declares (columns, or the column's `WalkerType` number).
+        want: usize,
+    },
     /// Type differs from the declaration.
     #[error("value {index} has type {got}, column \"{column}\" is declared as {want}")]
     Type {
+        /// Index of the value in the row (0-based).
         index: usize,
+        /// Name of its column.
         column: String,
+        /// What the row has (values, or the value's `WalkerType` number).
         got: u32,
+        /// What the view declares (columns, or the column's `WalkerType` number).
         want: u32,
     },
     /// Text that PostgreSQL cannot store.
     #[error("value {index} (column \"{column}\") is not valid UTF-8 text without NUL bytes")]
-    Text { index: usize, column: String },
+    Text {
+        /// Index of the value in the row (0-based).
+        index: usize,
+        /// Name of its column.
+        column: String,
+    },
 }
 
 /// Collects a view's rows as text values (`None` = NULL).
@@ -275,20 +289,20 @@ mod tests {
             abi(Value::Text("héllo")),
             abi(Value::Lsn(0x1_0000_0010)),
         ];
-        // SAFETY: valid sink and values.
         assert_eq!(
+            // SAFETY: valid sink and values.
             unsafe { (sink.emit.unwrap())(sink.ctx, row.as_ptr(), 3) },
             WalkerStatus::OK
         );
         let nulls = [abi(Value::Null), abi(Value::Null), abi(Value::Null)];
-        // SAFETY: as above.
         assert_eq!(
+            // SAFETY: as above.
             unsafe { (sink.emit.unwrap())(sink.ctx, nulls.as_ptr(), 3) },
             WalkerStatus::OK
         );
         let short = [abi(Value::Int8(1))];
-        // SAFETY: as above.
         assert_eq!(
+            // SAFETY: as above.
             unsafe { (sink.emit.unwrap())(sink.ctx, short.as_ptr(), 1) },
             WalkerStatus::INVALID
         );
@@ -297,8 +311,8 @@ mod tests {
             abi(Value::Text("y")),
             abi(Value::Lsn(1)),
         ];
-        // SAFETY: as above.
         assert_eq!(
+            // SAFETY: as above.
             unsafe { (sink.emit.unwrap())(sink.ctx, wrong.as_ptr(), 3) },
             WalkerStatus::INVALID
         );

@@ -15,19 +15,41 @@ use walker_abi::{WalkerSettingContext, WalkerSettingUnit};
 pub enum SettingKind {
     /// Integer (the server stores 32 bits).
     Int {
+        /// Value before anyone sets it (for an enum: the option's index).
         default: i32,
+        /// Smallest value accepted.
         min: i32,
+        /// Largest value accepted.
         max: i32,
+        /// Unit the server shows and parses values in.
         unit: WalkerSettingUnit,
     },
     /// Floating point.
-    Real { default: f64, min: f64, max: f64 },
+    Real {
+        /// Value before anyone sets it (for an enum: the option's index).
+        default: f64,
+        /// Smallest value accepted.
+        min: f64,
+        /// Largest value accepted.
+        max: f64,
+    },
     /// Boolean.
-    Bool { default: bool },
+    Bool {
+        /// Value before anyone sets it (for an enum: the option's index).
+        default: bool,
+    },
     /// String.
-    Str { default: String },
+    Str {
+        /// Value before anyone sets it (for an enum: the option's index).
+        default: String,
+    },
     /// One of `options`, read back as the option's index.
-    Enum { default: u32, options: Vec<String> },
+    Enum {
+        /// Value before anyone sets it (for an enum: the option's index).
+        default: u32,
+        /// The options, in order.
+        options: Vec<String>,
+    },
 }
 
 /// A setting to define.

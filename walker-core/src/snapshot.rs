@@ -65,7 +65,12 @@ pub struct SnapshotHeader {
 pub enum SnapshotError {
     /// Shorter than the fixed header and checksum.
     #[error("the file is truncated ({len} bytes, less than the {min}-byte header)")]
-    TooShort { len: usize, min: usize },
+    TooShort {
+        /// Bytes found.
+        len: usize,
+        /// Bytes a header needs.
+        min: usize,
+    },
     /// Not a walker snapshot.
     #[error("the file is not a walker snapshot (bad magic)")]
     BadMagic,
@@ -74,19 +79,39 @@ pub enum SnapshotError {
     Format(u32),
     /// Lengths in the header do not add up to the file's size.
     #[error("the file is truncated or padded (the header announces {expected} bytes, the file has {actual})")]
-    Length { expected: u64, actual: u64 },
+    Length {
+        /// What the loading side expects (length, plugin name or system identifier).
+        expected: u64,
+        /// Bytes present.
+        actual: u64,
+    },
     /// The checksum does not match: some byte changed.
     #[error("the file is damaged (checksum {stored:08x} stored, {computed:08x} computed)")]
-    Checksum { stored: u32, computed: u32 },
+    Checksum {
+        /// CRC-32 stored in the file.
+        stored: u32,
+        /// CRC-32 of the bytes read.
+        computed: u32,
+    },
     /// The name or version is not UTF-8.
     #[error("the file's header has a name that is not UTF-8")]
     Utf8,
     /// Written by another plugin.
     #[error("the file belongs to plugin \"{found}\", not \"{expected}\"")]
-    ForeignPlugin { found: String, expected: String },
+    ForeignPlugin {
+        /// What the file names (plugin or system identifier).
+        found: String,
+        /// What the loading side expects (length, plugin name or system identifier).
+        expected: String,
+    },
     /// Written by another cluster.
     #[error("the file was written by another cluster (system identifier {found}, this one is {expected})")]
-    ForeignCluster { found: u64, expected: u64 },
+    ForeignCluster {
+        /// What the file names (plugin or system identifier).
+        found: u64,
+        /// What the loading side expects (length, plugin name or system identifier).
+        expected: u64,
+    },
 }
 
 /// CRC-32 (IEEE) of `bytes`.
