@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::wait_caught_up;
+use common::{budget, wait_caught_up};
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -16,20 +16,13 @@ fn cluster(name: &str) -> Cluster {
 }
 
 fn cluster_with(name: &str, autovacuum: bool) -> Cluster {
-    let c = Cluster::builder(name)
-        .plugins("budget")
-        .autovacuum(autovacuum)
-        .conf("walker.naptime", "50ms")
-        .conf("wal_log_hints", "on")
-        .conf("compute_query_id", "on")
-        .start();
-    c.exec("CREATE EXTENSION walker");
+    let c = budget::start(
+        budget::builder(name)
+            .autovacuum(autovacuum)
+            .conf("wal_log_hints", "on"),
+    );
     // Refreshing again (as after a change of walker.plugins) keeps everything.
     c.exec("SELECT walker.refresh_views()");
-    c.exec("CREATE EXTENSION pg_walinspect");
-    c.wait_until("the policies are loaded", Duration::from_secs(30), || {
-        c.query_one("SELECT policies_loaded FROM walker.budget_counters") == "t"
-    });
     c
 }
 
@@ -283,21 +276,6 @@ fn each_role_and_application_is_charged_its_own_wal() {
     );
 }
 
-fn sqlstate_of(err: &str) -> &str {
-    // psql's verbose errors read "ERROR:  WB001: message".
-    err.split("ERROR:")
-        .nth(1)
-        .map(|s| s.trim())
-        .and_then(|s| s.get(..5))
-        .unwrap_or("")
-}
-
-/// Waits until every committed policy change is loaded (policy changes take effect
-/// after their transaction commits).
-fn sync(c: &Cluster) {
-    c.exec("SELECT walker.budget_sync(60000)");
-}
-
 fn last_action(c: &Cluster, role: &str) -> (String, i64) {
     let r = c.query(&format!(
         "SELECT action, wait_ms FROM walker.budget_decisions WHERE role_name = '{role}' ORDER BY at DESC LIMIT 1"
@@ -308,23 +286,7 @@ fn last_action(c: &Cluster, role: &str) -> (String, i64) {
 /// Makes `role`'s policy bucket go deep into debt: one admitted statement writing
 /// several hundred kilobytes, charged once the walker has read it.
 fn spend(c: &Cluster, role: &str, policy: &str) {
-    spend_rows(c, role, policy, 3000, 100_000);
-}
-
-/// Writes `rows` rows as `role` and waits until its bucket owes more than `debt` bytes.
-fn spend_rows(c: &Cluster, role: &str, policy: &str, rows: u32, debt: u64) {
-    c.psql_as(
-        role,
-        "postgres",
-        &format!("INSERT INTO spend SELECT g, repeat('s', 100) FROM generate_series(1, {rows}) g"),
-    )
-    .unwrap();
-    wait_caught_up(c);
-    c.wait_until("the bucket is in debt", Duration::from_secs(10), || {
-        c.query_one(&format!(
-            "SELECT tokens < -{debt} FROM walker.budget_buckets WHERE policy_id = {policy}"
-        )) == "t"
-    });
+    budget::spend(c, role, policy, 3000, 100_000);
 }
 
 #[test]
@@ -338,7 +300,7 @@ fn reject_queue_observe_and_shadow_act_as_documented() {
         c.query_one("SELECT walker.budget_create_policy('role', 'rej', 1000, 2000, 'reject')");
     let p_que =
         c.query_one("SELECT walker.budget_create_policy('role', 'que', 200000, 200000, 'queue')");
-    sync(&c);
+    budget::sync(&c);
 
     // Reject: in debt, the next write is refused with WB001, the policy and the numbers.
     spend(&c, "rej", &p_rej);
@@ -349,7 +311,7 @@ fn reject_queue_observe_and_shadow_act_as_documented() {
             "\\set VERBOSITY verbose\nINSERT INTO spend VALUES (1, 'x')",
         )
         .unwrap_err();
-    assert_eq!(sqlstate_of(&err), "WB001", "{err}");
+    assert_eq!(budget::sqlstate_of(&err), "WB001", "{err}");
     assert!(err.contains(&format!("policy {p_rej} (role rej)")), "{err}");
     assert!(
         err.contains("1000 bytes/s with a burst of 2000 bytes"),
@@ -365,13 +327,13 @@ fn reject_queue_observe_and_shadow_act_as_documented() {
     c.exec(&format!(
         "SELECT walker.budget_set_mode({p_rej}, 'observe')"
     ));
-    sync(&c);
+    budget::sync(&c);
     let t = Instant::now();
     c.psql_as("rej", "postgres", "INSERT INTO spend VALUES (2, 'x')")
         .unwrap();
     assert_eq!(last_action(&c, "rej").0, "observe_over");
     c.exec(&format!("SELECT walker.budget_set_mode({p_rej}, 'shadow')"));
-    sync(&c);
+    budget::sync(&c);
     c.psql_as("rej", "postgres", "INSERT INTO spend VALUES (3, 'x')")
         .unwrap();
     assert_eq!(last_action(&c, "rej").0, "shadow_would_block");
@@ -383,7 +345,7 @@ fn reject_queue_observe_and_shadow_act_as_documented() {
     // Queue: the write waits for the bucket to refill (a debt of several hundred
     // kilobytes at 200 kB/s), then runs. Deep enough that it is not repaid before the
     // statement arrives on a slow machine.
-    spend_rows(&c, "que", &p_que, 6000, 300_000);
+    budget::spend(&c, "que", &p_que, 6000, 300_000);
     let debt: f64 = c
         .query_one(&format!(
             "SELECT -tokens FROM walker.budget_buckets WHERE policy_id = {p_que}"
@@ -409,7 +371,7 @@ fn reject_queue_observe_and_shadow_act_as_documented() {
     // A cancel during the wait cancels the statement. The debt is deep (several MB at
     // 200 kB/s: a wait of ten seconds or more), so the statement is still queued when
     // the cancel arrives however slow the machine is.
-    spend_rows(&c, "que", &p_que, 30_000, 2_000_000);
+    budget::spend(&c, "que", &p_que, 30_000, 2_000_000);
     let victim = walker_tests::client_command("psql", c.port(), "que")
         .args([
             "-X",
@@ -464,7 +426,7 @@ fn three_roles_and_invalid_policies() {
         let e = c
             .psql_as(user, "postgres", &format!("\\set VERBOSITY verbose\n{sql}"))
             .unwrap_err();
-        assert_eq!(sqlstate_of(&e), "42501", "{user}: {sql}: {e}");
+        assert_eq!(budget::sqlstate_of(&e), "42501", "{user}: {sql}: {e}");
     };
     let create = "SELECT walker.budget_create_policy('tenant', 'acme', 1000, 1000, 'observe')";
     let set = "SELECT walker.budget_set_tenant('{\"tenant\": \"acme\"}')";
@@ -575,7 +537,7 @@ fn function_failures_raise_the_sqlstate_of_their_kind() {
         let e = c
             .psql("postgres", &format!("\\set VERBOSITY verbose\n{sql}"))
             .unwrap_err();
-        (sqlstate_of(&e).to_string(), e)
+        (budget::sqlstate_of(&e).to_string(), e)
     };
     let long = "x".repeat(65); // a tenant name is 1 to 64 bytes
     for sql in [

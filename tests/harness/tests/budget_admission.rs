@@ -5,54 +5,13 @@
 
 mod common;
 
-use common::wait_caught_up;
+use common::{budget, wait_caught_up};
 use std::time::{Duration, Instant};
 use walker_tests::Cluster;
 
 fn cluster(name: &str) -> Cluster {
-    let c = Cluster::builder(name)
-        .plugins("budget")
-        .conf("walker.naptime", "50ms")
-        .conf("compute_query_id", "on")
-        // A short wait, so a statement that queues shows it quickly.
-        .conf("budget.max_queue_wait", "3s")
-        .start();
-    c.exec("CREATE EXTENSION walker");
-    c.exec("CREATE EXTENSION pg_walinspect");
-    c.wait_until("the policies are loaded", Duration::from_secs(30), || {
-        c.query_one("SELECT policies_loaded FROM walker.budget_counters") == "t"
-    });
-    c
-}
-
-fn sqlstate_of(err: &str) -> &str {
-    // psql's verbose errors read "ERROR:  WB001: message".
-    err.split("ERROR:")
-        .nth(1)
-        .map(|s| s.trim())
-        .and_then(|s| s.get(..5))
-        .unwrap_or("")
-}
-
-/// Writes `rows` rows as `role` (admitted: its bucket is not in debt yet) and waits
-/// until the bucket of `policy` owes more than `debt` bytes.
-fn spend(c: &Cluster, role: &str, policy: &str, rows: u32, debt: u64) {
-    c.psql_as(
-        role,
-        "postgres",
-        &format!("INSERT INTO spend SELECT g, repeat('s', 100) FROM generate_series(1, {rows}) g"),
-    )
-    .unwrap();
-    wait_caught_up(c);
-    in_debt(c, policy, debt);
-}
-
-fn in_debt(c: &Cluster, policy: &str, debt: u64) {
-    c.wait_until("the bucket is in debt", Duration::from_secs(30), || {
-        c.query_one(&format!(
-            "SELECT tokens < -{debt} FROM walker.budget_buckets WHERE policy_id = {policy}"
-        )) == "t"
-    });
+    // A short wait, so a statement that queues shows it quickly.
+    budget::start(budget::builder(name).conf("budget.max_queue_wait", "3s"))
 }
 
 fn decisions(c: &Cluster, role: &str) -> String {
@@ -108,8 +67,8 @@ fn statements_that_cannot_write_run_in_debt_under_reject_and_queue() {
     c.exec("SELECT walker.budget_sync(60000)");
     // Hundreds of kilobytes of debt at 1,000 bytes/s: minutes before either bucket
     // has room again.
-    spend(&c, "rej", &p_rej, 3000, 100_000);
-    spend(&c, "que", &p_que, 3000, 100_000);
+    budget::spend(&c, "rej", &p_rej, 3000, 100_000);
+    budget::spend(&c, "que", &p_que, 3000, 100_000);
 
     // Reject: every session statement runs (psql stops at the first error).
     let before = decisions(&c, "rej");
@@ -128,7 +87,7 @@ fn statements_that_cannot_write_run_in_debt_under_reject_and_queue() {
             "\\set VERBOSITY verbose\nINSERT INTO spend VALUES (1, 'x')",
         )
         .unwrap_err();
-    assert_eq!(sqlstate_of(&err), "WB001", "{err}");
+    assert_eq!(budget::sqlstate_of(&err), "WB001", "{err}");
     // So is EXPLAIN ANALYZE of a write: it runs the write.
     let err = c
         .psql_as(
@@ -137,7 +96,7 @@ fn statements_that_cannot_write_run_in_debt_under_reject_and_queue() {
             "\\set VERBOSITY verbose\nEXPLAIN ANALYZE INSERT INTO spend VALUES (1, 'x')",
         )
         .unwrap_err();
-    assert_eq!(sqlstate_of(&err), "WB001", "{err}");
+    assert_eq!(budget::sqlstate_of(&err), "WB001", "{err}");
 
     // Queue: none of them waits (a wait would last budget.max_queue_wait, 3 s, and be
     // recorded as queue_timeout) ...
@@ -252,14 +211,14 @@ fn a_logical_message_from_a_select_is_charged_to_the_writer() {
     };
     assert_eq!(messages, 1, "the message carries the transaction's xid");
     assert_eq!(wx1 - wx0, with_xid, "wx is charged its transaction");
-    in_debt(&c, &p_w, 900_000);
+    budget::in_debt(&c, &p_w, 900_000);
     // The next over-budget statement is refused: a write, and the same message again
     // (its query learned that it writes a megabyte).
     for sql in ["INSERT INTO spend VALUES (1, 'x')", MESSAGE] {
         let err = c
             .psql_as("w", "postgres", &format!("\\set VERBOSITY verbose\n{sql}"))
             .unwrap_err();
-        assert_eq!(sqlstate_of(&err), "WB001", "{sql}: {err}");
+        assert_eq!(budget::sqlstate_of(&err), "WB001", "{sql}: {err}");
     }
     // A read whose profile says it writes nothing still runs in debt ...
     c.psql_as("w", "postgres", "SELECT count(*) FROM spend")
@@ -272,7 +231,7 @@ fn a_logical_message_from_a_select_is_charged_to_the_writer() {
             "\\set VERBOSITY verbose\nSELECT max(id) FROM spend",
         )
         .unwrap_err();
-    assert_eq!(sqlstate_of(&err), "WB001", "{err}");
+    assert_eq!(budget::sqlstate_of(&err), "WB001", "{err}");
 }
 
 #[test]
@@ -292,7 +251,7 @@ fn a_select_of_a_writing_function_is_governed() {
     c.psql_as("f", "postgres", "SELECT write_rows(3000)")
         .unwrap_or_else(|e| panic!("the first call is admitted: {e}"));
     wait_caught_up(&c);
-    in_debt(&c, &p_f, 100_000);
+    budget::in_debt(&c, &p_f, 100_000);
     let err = c
         .psql_as(
             "f",
@@ -300,7 +259,7 @@ fn a_select_of_a_writing_function_is_governed() {
             "\\set VERBOSITY verbose\nSELECT write_rows(3000)",
         )
         .unwrap_err();
-    assert_eq!(sqlstate_of(&err), "WB001", "{err}");
+    assert_eq!(budget::sqlstate_of(&err), "WB001", "{err}");
     assert_eq!(
         c.query_one("SELECT count(*) FROM spend"),
         "3000",
@@ -334,7 +293,7 @@ fn a_procedure_that_commits_is_admitted_per_transaction() {
             "\\set VERBOSITY verbose\nCALL write_in_steps(100)",
         )
         .unwrap_err();
-    assert_eq!(sqlstate_of(&err), "WB001", "{err}");
+    assert_eq!(budget::sqlstate_of(&err), "WB001", "{err}");
     let steps: i64 = c
         .query_one("SELECT count(*) / 500 FROM spend")
         .parse()

@@ -5,28 +5,21 @@
 
 mod common;
 
-use common::wait_caught_up;
+use common::{budget, wait_caught_up};
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 use walker_tests::Cluster;
 
 fn cluster(name: &str, plugins: &str, extra: &[(&str, &str)]) -> Cluster {
-    let mut b = Cluster::builder(name)
+    let mut b = budget::builder(name)
         .plugins(plugins)
         .autovacuum(false)
-        .conf("walker.naptime", "50ms")
-        .conf("compute_query_id", "on")
         .conf("wal_keep_size", "1GB");
     for (k, v) in extra {
         b = b.conf(k, v);
     }
-    let c = b.start();
-    c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_walinspect;");
-    c.wait_until("the policies are loaded", Duration::from_secs(30), || {
-        c.query_one("SELECT policies_loaded FROM walker.budget_counters") == "t"
-    });
-    c
+    budget::start(b)
 }
 
 /// Bytes of the records of transaction `xid` in [`from`, `to`).

@@ -4,9 +4,11 @@
 //! WAL (measured by the server's insert LSN, not by the budget), and every run was
 //! decided on with a prediction, learned (not zero) after the first round.
 
+mod common;
+
+use common::budget;
 use std::process::Stdio;
-use std::time::Duration;
-use walker_tests::{client_command, workspace_dir, Cluster};
+use walker_tests::{client_command, workspace_dir};
 
 const STEPS: [&str; 6] = [
     "1 insert",
@@ -19,15 +21,7 @@ const STEPS: [&str; 6] = [
 
 #[test]
 fn the_calibration_workload_reports_predicted_against_actual_wal() {
-    let c = Cluster::builder("budget_calibrate")
-        .plugins("budget")
-        .conf("walker.naptime", "50ms")
-        .conf("compute_query_id", "on")
-        .start();
-    c.exec("CREATE EXTENSION walker");
-    c.wait_until("the policies are loaded", Duration::from_secs(30), || {
-        c.query_one("SELECT policies_loaded FROM walker.budget_counters") == "t"
-    });
+    let c = budget::start(budget::builder("budget_calibrate"));
     let sql = workspace_dir().join("plugins/budget/sql/calibrate.sql");
     let out = client_command("psql", c.port(), "postgres")
         .args(["-X", "-P", "pager=off", "-d", "postgres"])

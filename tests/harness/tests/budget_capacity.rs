@@ -7,24 +7,16 @@
 
 mod common;
 
-use common::wait_caught_up;
+use common::{budget, wait_caught_up};
 use std::time::Duration;
 use walker_tests::Cluster;
 
 fn cluster(name: &str, extra: &[(&str, &str)]) -> Cluster {
-    let mut b = Cluster::builder(name)
-        .plugins("budget")
-        .autovacuum(false)
-        .conf("walker.naptime", "50ms");
+    let mut b = budget::builder(name).autovacuum(false);
     for (k, v) in extra {
         b = b.conf(k, v);
     }
-    let c = b.start();
-    c.exec("CREATE EXTENSION walker;");
-    c.wait_until("the policies are loaded", Duration::from_secs(30), || {
-        c.query_one("SELECT policies_loaded FROM walker.budget_counters") == "t"
-    });
-    c
+    budget::start(b)
 }
 
 fn number(c: &Cluster, sql: &str) -> i64 {
@@ -141,14 +133,6 @@ fn a_capacity_out_of_range_is_refused() {
     assert_eq!(c.query_one("SHOW budget.max_profiles"), "4096");
 }
 
-/// The SQLSTATE of a psql error printed with `VERBOSITY verbose` ("ERROR:  53400: ...").
-fn sqlstate_of(err: &str) -> &str {
-    err.split("ERROR:")
-        .nth(1)
-        .and_then(|rest| rest.trim_start().split(':').next())
-        .unwrap_or("")
-}
-
 #[test]
 fn the_policy_table_holds_budget_max_policies() {
     let c = cluster("capacity_policies", &[("budget.max_policies", "2")]);
@@ -168,7 +152,7 @@ fn the_policy_table_holds_budget_max_policies() {
             "\\set VERBOSITY verbose\nSELECT walker.budget_create_policy('role', 'c', 1000, 1000)",
         )
         .expect_err("a third policy with budget.max_policies = 2");
-    assert_eq!(sqlstate_of(&err), "53400", "{err}");
+    assert_eq!(budget::sqlstate_of(&err), "53400", "{err}");
     assert!(err.contains("budget.max_policies"), "{err}");
     assert_eq!(number(&c, "SELECT count(*) FROM walker.budget_policies"), 2);
 

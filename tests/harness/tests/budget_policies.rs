@@ -9,22 +9,16 @@
 //! (`budget_counters.policy_loads` grew), so the load that would carry a wrong change
 //! has certainly happened.
 
+mod common;
+
+use common::budget;
 use std::io::Write;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 use walker_tests::Cluster;
 
 fn cluster(name: &str) -> Cluster {
-    let c = Cluster::builder(name)
-        .plugins("budget")
-        .conf("walker.naptime", "50ms")
-        .conf("compute_query_id", "on")
-        .start();
-    c.exec("CREATE EXTENSION walker");
-    c.wait_until("the policies are loaded", Duration::from_secs(30), || {
-        c.query_one("SELECT policies_loaded FROM walker.budget_counters") == "t"
-    });
-    c
+    budget::start(budget::builder(name))
 }
 
 /// Policy ids in shared memory.

@@ -7,21 +7,12 @@
 
 mod common;
 
-use common::wait_caught_up;
+use common::{budget, wait_caught_up};
 use std::time::Duration;
 use walker_tests::Cluster;
 
 fn cluster(name: &str) -> Cluster {
-    let c = Cluster::builder(name)
-        .plugins("budget")
-        .conf("walker.naptime", "50ms")
-        .conf("walker.snapshot_interval", "1s")
-        .conf("compute_query_id", "on")
-        .start();
-    c.exec("CREATE EXTENSION walker");
-    c.wait_until("the policies are loaded", Duration::from_secs(30), || {
-        c.query_one("SELECT policies_loaded FROM walker.budget_counters") == "t"
-    });
+    let c = budget::start(budget::builder(name).conf("walker.snapshot_interval", "1s"));
     c.exec("CREATE ROLE p LOGIN; CREATE TABLE t (id int, v text); GRANT INSERT, SELECT ON t TO p;");
     c
 }

@@ -2,6 +2,8 @@
 //! up, and rmgr-stats' counts compared with pg_walinspect's.
 #![allow(dead_code)]
 
+pub mod budget;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 use walker_tests::Cluster;
