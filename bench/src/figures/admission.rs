@@ -34,8 +34,10 @@ pub fn run(ctx: &Context) -> Result<Figure, String> {
              between a cluster with walker and the budget plugin, whose one policy (role \
              postgres, observe mode, a rate no run reaches) every writing statement goes \
              through, and the same cluster without walker; TPS and the ratio with / without \
-             per pair. Read-only statements are not governed, so select-only shows the cost \
-             of the hooks alone; TPC-B adds admission, xid publication and accounting."
+             per pair. A SELECT is governed too (it could write through a function), but one \
+             predicted to write nothing passes on a per-session read pass renewed once a \
+             second without touching the shared region, so select-only shows the hooks and \
+             that pass; TPC-B adds admission, xid publication and accounting."
                 .to_string(),
         ],
         facts: vec![(
