@@ -13,6 +13,7 @@
 //! functions and views show is published into shared memory every second.
 
 pub mod decode;
+pub mod fs;
 pub mod model;
 pub mod report;
 
@@ -86,10 +87,36 @@ struct Lane {
     notifies: std::collections::VecDeque<u64>,
 }
 
-/// A change of `max_wal_size` the services worker is carrying out.
-struct PendingApply {
-    /// The request's id.
+/// A setting the autosizer changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setting {
+    /// `max_wal_size`.
+    MaxWalSize,
+    /// `min_wal_size`.
+    MinWalSize,
+}
+
+impl Setting {
+    fn name(self) -> &'static str {
+        match self {
+            Setting::MaxWalSize => "max_wal_size",
+            Setting::MinWalSize => "min_wal_size",
+        }
+    }
+}
+
+/// One setting's request to the services worker, and its outcome once collected (the
+/// host hands an outcome out once).
+struct SettingRequest {
+    setting: Setting,
     id: u64,
+    outcome: Option<ServiceOutcome>,
+}
+
+/// A change of `max_wal_size` and/or `min_wal_size` the services worker is carrying out.
+struct PendingApply {
+    /// The requests, in the order they were queued (the worker takes them in order).
+    requests: Vec<SettingRequest>,
     /// The decision it carries out.
     decision: Decision,
     /// History retention at the time (s).
@@ -108,8 +135,9 @@ const FN_RESET: usize = 3;
 const FN_METRICS: usize = 4;
 
 /// Server settings the autosizer reads.
-const WATCHED: [&str; 5] = [
+const WATCHED: [&str; 6] = [
     "max_wal_size",
+    "min_wal_size",
     "checkpoint_timeout",
     "checkpoint_completion_target",
     "wal_segment_size",
@@ -134,25 +162,20 @@ fn read_config(host: &Host) -> PluginResult<Config> {
         dry_run: host.get_bool("dry_run")?,
         retention_s: int("history_retention")?.saturating_mul(60),
         window_s: int("window")?,
+        max_wal_share: host.get_real("max_wal_share")?,
     })
-}
-
-/// Free bytes on the filesystem holding `dir`.
-fn free_bytes(dir: &str) -> Option<u64> {
-    let c = std::ffi::CString::new(dir).ok()?;
-    // SAFETY: statvfs into a zeroed struct with a NUL-terminated path.
-    unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        (libc::statvfs(c.as_ptr(), &mut st) == 0)
-            .then(|| (st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
-    }
 }
 
 /// The server facts, once the services worker has published them.
 fn read_facts(host: &Host) -> Option<Facts> {
     let get = |n: &str| host.server_setting(n, WalkerSettingField::VALUE);
     let num = |n: &str| get(n).and_then(|v| v.parse::<f64>().ok());
-    let data_dir = get("data_directory");
+    let fs = match get("data_directory") {
+        Some(d) => fs::sizes(&format!("{d}/pg_wal")),
+        None => Err("data_directory is not published yet".to_string()),
+    };
+    let fs_error = fs.as_ref().err().cloned();
+    let fs = fs.ok();
     Some(Facts {
         max_wal_size_mb: num("max_wal_size")? as u64,
         source: host
@@ -164,7 +187,10 @@ fn read_facts(host: &Host) -> Option<Facts> {
         checkpoint_timeout_s: num("checkpoint_timeout")? as u64,
         completion_target: num("checkpoint_completion_target")?,
         segment_bytes: num("wal_segment_size")? as u64,
-        free_bytes: data_dir.and_then(|d| free_bytes(&format!("{d}/pg_wal"))),
+        free_bytes: fs.map(|s| s.free_bytes),
+        fs_total_bytes: fs.map(|s| s.total_bytes),
+        fs_error,
+        min_wal_size_mb: num("min_wal_size").map(|v| v as u64),
         checkpointer: host.checkpointer_stats().map(|c| (c.timed, c.requested)),
     })
 }
@@ -251,19 +277,36 @@ impl Autosizer {
                 }
                 _ => false,
             });
-        let Some(p) = lane.pending.as_ref() else {
+        let Some(p) = lane.pending.as_mut() else {
             return Ok(());
         };
-        let outcome = match host.service_result(p.id, 0) {
-            ServiceOutcome::Pending if now.saturating_sub(p.decided_at) < APPLY_WAIT_US => {
-                return Ok(())
+        let waited_out = now.saturating_sub(p.decided_at) >= APPLY_WAIT_US;
+        let mut open = false;
+        for r in p.requests.iter_mut().filter(|r| r.outcome.is_none()) {
+            match host.service_result(r.id, 0) {
+                ServiceOutcome::Pending if !waited_out => open = true,
+                other => r.outcome = Some(other),
             }
-            other => other,
-        };
+        }
+        if open {
+            return Ok(());
+        }
         let Some(p) = lane.pending.take() else {
             return Ok(());
         };
-        let out = self.finish_apply(host, lane, p.decision, p.decided_at, p.retention_s, outcome);
+        let outcomes = p
+            .requests
+            .into_iter()
+            .map(|r| (r.setting, r.outcome.unwrap_or(ServiceOutcome::Unknown)))
+            .collect();
+        let out = self.finish_apply(
+            host,
+            lane,
+            p.decision,
+            p.decided_at,
+            p.retention_s,
+            outcomes,
+        );
         lane.published_at = 0;
         if let Some(seq) = p.analyze_seq {
             let text = out.to_string();
@@ -275,8 +318,8 @@ impl Autosizer {
         Ok(())
     }
 
-    /// Records the outcome of a change: history, log, notification. Returns the
-    /// decision's report with `applied` (and `error`).
+    /// Records the outcome of a change (one outcome per setting requested): history,
+    /// log, notification. Returns the decision's report with `applied` (and `error`).
     fn finish_apply(
         &self,
         host: &Host,
@@ -284,10 +327,11 @@ impl Autosizer {
         d: Decision,
         now: i64,
         retention_s: u64,
-        outcome: ServiceOutcome,
+        outcomes: Vec<(Setting, ServiceOutcome)>,
     ) -> serde_json::Value {
         let mut out = report::decision(&d);
         out["applied"] = false.into();
+        let reason = report::full_reason(&d);
         let entry = |action: &str, new_mb: u64, reason: String| HistoryEntry {
             at_us: now,
             action: action.to_string(),
@@ -296,48 +340,79 @@ impl Autosizer {
             reason,
             measurements: d.measurements.clone(),
         };
-        let action = d.action.name();
-        match outcome {
-            ServiceOutcome::Succeeded(msg) => {
+        let shown = |want: fn(&ServiceOutcome) -> Option<&String>| {
+            outcomes
+                .iter()
+                .filter_map(|(s, o)| want(o).map(|m| format!("{}: {m}", s.name())))
+                .collect::<Vec<_>>()
+        };
+        let succeeded = shown(|o| match o {
+            ServiceOutcome::Succeeded(m) => Some(m),
+            _ => None,
+        });
+        let failed = outcomes.iter().find_map(|(s, o)| match o {
+            ServiceOutcome::Failed(m) => Some((*s, m.clone())),
+            _ => None,
+        });
+        let unanswered = outcomes.iter().find_map(|(s, o)| match o {
+            ServiceOutcome::Succeeded(_) | ServiceOutcome::Failed(_) => None,
+            other => Some((*s, format!("{other:?}"))),
+        });
+        let set_anyway = if succeeded.is_empty() {
+            String::new()
+        } else {
+            format!("; set: {}", succeeded.join("; "))
+        };
+        let action = d.history_action().name();
+        match (failed, unanswered) {
+            (None, None) => {
                 lane.model.applied(now);
                 if let Some(f) = lane.facts.as_mut() {
                     f.max_wal_size_mb = d.recommended_mb;
+                    if let Some(m) = d.min.as_ref().filter(|_| d.changes_min()) {
+                        f.min_wal_size_mb = Some(m.recommended_mb);
+                    }
                 }
                 let e = entry(
                     action,
                     d.recommended_mb,
-                    format!("{}; the server now shows {msg}", d.reason),
+                    format!("{reason}; the server now shows {}", succeeded.join("; ")),
                 );
-                host.info(&format!(
-                    "max_wal_size {} MB -> {} MB: {}",
-                    d.current_mb, d.recommended_mb, d.reason
-                ));
+                host.info(&reason);
                 self.notify(host, lane, &e, true, false);
                 lane.model.remember(e, retention_s);
                 out["applied"] = true.into();
             }
-            ServiceOutcome::Failed(msg) => {
+            (Some((setting, msg)), _) => {
                 host.warning(&format!(
-                    "could not set max_wal_size to {} MB: {msg}; the autosizer now only recommends",
-                    d.recommended_mb
+                    "could not set {}: {msg}; the autosizer now only recommends",
+                    setting.name()
                 ));
-                lane.model.blocked = Some(msg.clone());
+                lane.model.blocked = Some(match setting {
+                    Setting::MaxWalSize => msg.clone(),
+                    Setting::MinWalSize => format!("min_wal_size: {msg}"),
+                });
                 let e = entry(
                     "failed",
                     d.recommended_mb,
-                    format!("{}; not applied: {msg}", d.reason),
+                    format!("{reason}; not applied: {msg}{set_anyway}"),
                 );
                 self.notify(host, lane, &e, false, false);
                 lane.model.remember(e, retention_s);
                 out["error"] = msg.into();
             }
-            other => {
+            (None, Some((setting, other))) => {
                 let msg = format!(
-                    "the services worker gave no answer within {} s ({other:?})",
-                    APPLY_WAIT_US / 1_000_000
+                    "the services worker gave no answer within {} s ({} {other})",
+                    APPLY_WAIT_US / 1_000_000,
+                    setting.name()
                 );
                 host.warning(&msg);
-                let e = entry("failed", d.recommended_mb, format!("{}; {msg}", d.reason));
+                let e = entry(
+                    "failed",
+                    d.recommended_mb,
+                    format!("{reason}; {msg}{set_anyway}"),
+                );
                 lane.model.remember(e, retention_s);
                 out["error"] = msg.into();
             }
@@ -371,7 +446,7 @@ impl Autosizer {
             (Some(Restraint::Cooldown | Restraint::HourlyCap), true) => None,
             (r, _) => r.clone(),
         };
-        if d.action == Action::Hold {
+        if !d.changes() {
             lane.last_decision = Some(d);
             return out;
         }
@@ -380,39 +455,56 @@ impl Autosizer {
                 if lane.pending.is_some() {
                     // One change at a time: this one is decided again once the
                     // change in flight is done.
-                    out["note"] = "a change of max_wal_size is being applied; analyze again once it is in the history".into();
+                    out["note"] = "a change of max_wal_size or min_wal_size is being applied; analyze again once it is in the history".into();
                     lane.last_decision = Some(d);
                     return out;
                 }
-                let value = d.recommended_mb.to_string();
-                match host.request_service(
-                    WalkerServiceKind::SET_SERVER_SETTING,
-                    "max_wal_size",
-                    &value,
-                ) {
-                    Ok(id) => {
-                        out["pending"] = true.into();
-                        lane.pending = Some(PendingApply {
-                            id,
-                            decision: d.clone(),
-                            retention_s: cfg.retention_s,
-                            decided_at: now,
-                            analyze_seq: None,
-                        });
-                        lane.last_decision = Some(d);
-                        return out;
-                    }
-                    Err(e) => {
-                        return self.finish_apply(
-                            host,
-                            lane,
-                            d,
-                            now,
-                            cfg.retention_s,
-                            ServiceOutcome::Failed(e.0),
-                        )
-                    }
+                // max_wal_size first, then min_wal_size: the worker takes them in order.
+                let mut wanted = Vec::new();
+                if d.action != Action::Hold {
+                    wanted.push((Setting::MaxWalSize, d.recommended_mb));
                 }
+                if let Some(m) = d.min.as_ref().filter(|_| d.changes_min()) {
+                    wanted.push((Setting::MinWalSize, m.recommended_mb));
+                }
+                let requests: Vec<SettingRequest> = wanted
+                    .into_iter()
+                    .map(|(setting, mb)| {
+                        match host.request_service(
+                            WalkerServiceKind::SET_SERVER_SETTING,
+                            setting.name(),
+                            &mb.to_string(),
+                        ) {
+                            Ok(id) => SettingRequest {
+                                setting,
+                                id,
+                                outcome: None,
+                            },
+                            Err(e) => SettingRequest {
+                                setting,
+                                id: 0,
+                                outcome: Some(ServiceOutcome::Failed(e.0)),
+                            },
+                        }
+                    })
+                    .collect();
+                if requests.iter().all(|r| r.outcome.is_some()) {
+                    let outcomes = requests
+                        .into_iter()
+                        .map(|r| (r.setting, r.outcome.unwrap_or(ServiceOutcome::Unknown)))
+                        .collect();
+                    return self.finish_apply(host, lane, d, now, cfg.retention_s, outcomes);
+                }
+                out["pending"] = true.into();
+                lane.pending = Some(PendingApply {
+                    requests,
+                    decision: d.clone(),
+                    retention_s: cfg.retention_s,
+                    decided_at: now,
+                    analyze_seq: None,
+                });
+                lane.last_decision = Some(d);
+                return out;
             }
             Some(Restraint::DryRun | Restraint::RecommendOnly(_)) => {
                 let why = match &restraint {
@@ -431,10 +523,9 @@ impl Autosizer {
                         "recommend",
                         d.recommended_mb,
                         format!(
-                            "{why}: would {} to {} MB: {}",
-                            d.action.name(),
-                            d.recommended_mb,
-                            d.reason
+                            "{why}: would {}: {}",
+                            d.history_action().name(),
+                            report::full_reason(&d)
                         ),
                     );
                     self.notify(host, lane, &e, false, cfg.dry_run);
@@ -672,7 +763,7 @@ impl Plugin for Autosizer {
             snapshots: true,
             functions: vec![
                 f("status", "the autosizer's mode, settings, measurements and counters", T::JSONB, false),
-                f("recommendation", "current and recommended max_wal_size, the action, the reason and the numbers behind it", T::JSONB, false),
+                f("recommendation", "current and recommended max_wal_size and min_wal_size, the action, the reason, the cap from pg_wal's filesystem and the numbers behind it", T::JSONB, false),
                 f("analyze", "decides now; with {\"apply\": true} also applies the decision (cooldown and hourly cap do not hold it back)", T::JSONB, true),
                 f("reset", "forgets the history, windows and recommend-only state", T::JSONB, true),
                 f("metrics", "the autosizer's metrics in the Prometheus text format", T::TEXT, false),
@@ -802,6 +893,14 @@ impl Plugin for Autosizer {
             0,
             86_400,
             WalkerSettingUnit::S,
+            ctx,
+        )?;
+        host.define_real(
+            "max_wal_share",
+            "Largest share of pg_wal's filesystem max_wal_size may have: recommendations are capped at it, a larger max_wal_size is lowered to it.",
+            0.5,
+            0.01,
+            1.0,
             ctx,
         )?;
         Ok(Autosizer {

@@ -97,6 +97,9 @@ pub struct Config {
     pub retention_s: u64,
     /// `autosizer.window` (s; 0: `checkpoint_timeout`).
     pub window_s: u64,
+    /// `autosizer.max_wal_share`: the largest share of pg_wal's filesystem
+    /// `max_wal_size` may have (0 < share <= 1).
+    pub max_wal_share: f64,
 }
 
 /// Why the settings cannot be used.
@@ -133,6 +136,15 @@ pub struct Facts {
     pub segment_bytes: u64,
     /// Free bytes on the filesystem of `pg_wal`, when known.
     pub free_bytes: Option<u64>,
+    /// Size in bytes of the filesystem of `pg_wal`, when known.
+    #[serde(default)]
+    pub fs_total_bytes: Option<u64>,
+    /// Why the filesystem of `pg_wal` could not be measured, if it could not.
+    #[serde(default)]
+    pub fs_error: Option<String>,
+    /// `min_wal_size` in MB, when the server published it.
+    #[serde(default)]
+    pub min_wal_size_mb: Option<u64>,
     /// The checkpointer's (timed, requested) counters, when published.
     pub checkpointer: Option<(u64, u64)>,
 }
@@ -274,6 +286,21 @@ pub enum Restraint {
     HourlyCap,
 }
 
+/// What a decision does to `min_wal_size`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MinDecision {
+    /// Raise, lower or leave it.
+    pub action: Action,
+    /// `min_wal_size` now (MB).
+    pub current_mb: u64,
+    /// The size to set (MB); equal to current when holding.
+    pub recommended_mb: u64,
+    /// What the rule asks for before the limits (MB).
+    pub rule_mb: u64,
+    /// Why.
+    pub reason: String,
+}
+
 /// A decision and the numbers behind it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
@@ -289,12 +316,36 @@ pub struct Decision {
     pub restraint: Option<Restraint>,
     /// The measurements it rests on.
     pub measurements: serde_json::Value,
+    /// What it does to `min_wal_size` (`None`: the server's value or the demand is not
+    /// known yet).
+    pub min: Option<MinDecision>,
+    /// `autosizer.max_wal_share` of pg_wal's filesystem (MB, whole segments), when the
+    /// filesystem's size is known.
+    pub cap_mb: Option<u64>,
 }
 
 impl Decision {
+    /// True when `min_wal_size` is to change.
+    pub fn changes_min(&self) -> bool {
+        self.min.as_ref().is_some_and(|m| m.action != Action::Hold)
+    }
+
+    /// True when either setting is to change.
+    pub fn changes(&self) -> bool {
+        self.action != Action::Hold || self.changes_min()
+    }
+
     /// True when the change should be applied now.
     pub fn applies(&self) -> bool {
-        self.action != Action::Hold && self.restraint.is_none()
+        self.changes() && self.restraint.is_none()
+    }
+
+    /// The history's action: `max_wal_size`'s when it changes, else `min_wal_size`'s.
+    pub fn history_action(&self) -> Action {
+        match (&self.action, &self.min) {
+            (Action::Hold, Some(m)) => m.action,
+            (a, _) => *a,
+        }
     }
 }
 
@@ -376,6 +427,35 @@ fn round_up(mb: u64, seg_mb: u64) -> u64 {
 /// Rounds `mb` down to whole segments (at least two, PostgreSQL's minimum).
 fn round_down(mb: u64, seg_mb: u64) -> u64 {
     (mb / seg_mb).max(2).saturating_mul(seg_mb)
+}
+
+/// The `min_wal_size` (MB) whose recycled segments carry the WAL from one checkpoint's
+/// redo pointer to the end of the next checkpoint, when `demand` bytes are written per
+/// checkpoint cycle.
+///
+/// After each checkpoint PostgreSQL renames old segments into future ones (recycles)
+/// up to segment `redo segment + min_wal_size in segments - 1` at least (more when its
+/// own estimate of the distance between checkpoints is larger, never past
+/// `max_wal_size`'s). The next recycling happens when the next checkpoint ends: the
+/// WAL written until then is the demand times `1 + checkpoint_completion_target` (the
+/// next checkpoint starts one cycle on and spreads its writes over that fraction of
+/// another). That WAL reaches at most `ceil(bytes / segment)` segments past the redo
+/// pointer's (the redo pointer may sit at the end of its segment), so it needs that
+/// plus one segment, times `1 + headroom`; at least two segments (PostgreSQL's least
+/// `min_wal_size`).
+pub fn min_size_for(demand: u64, facts: &Facts, headroom: f64) -> u64 {
+    let bytes = demand as f64 * (1.0 + facts.completion_target) * (1.0 + headroom.max(0.0));
+    let segs = ((bytes / facts.seg() as f64).ceil() as u64)
+        .saturating_add(1)
+        .max(2);
+    segs.saturating_mul(facts.seg_mb())
+}
+
+/// The largest `max_wal_size` (MB, whole segments) within `share` of a filesystem of
+/// `total_bytes`: never fewer than two segments (PostgreSQL's least size).
+pub fn share_cap_mb(total_bytes: u64, share: f64, seg_mb: u64) -> u64 {
+    let mb = (total_bytes as f64 * share.clamp(0.0, 1.0) / MB as f64).floor() as u64;
+    round_down(mb, seg_mb.max(1))
 }
 
 /// The `max_wal_size` (MB) under which a demand of `demand` bytes per checkpoint cycle
@@ -576,8 +656,112 @@ impl Model {
         }
     }
 
-    /// Decides what to do now.
+    /// Decides what to do now: `max_wal_size` (within the maximum and the share of
+    /// pg_wal's filesystem), then `min_wal_size` beside it, then what holds the change
+    /// back.
     pub fn decide(&self, cfg: &Config, facts: &Facts, now_us: i64) -> Decision {
+        let cap = facts
+            .fs_total_bytes
+            .map(|t| share_cap_mb(t, cfg.max_wal_share, facts.seg_mb()));
+        let mut d = self.decide_max(cfg, facts, cap);
+        d.cap_mb = cap;
+        d.measurements["cap_mb"] = serde_json::json!(cap);
+        d.measurements["fs_total_bytes"] = serde_json::json!(facts.fs_total_bytes);
+        d.measurements["max_wal_share"] = serde_json::json!(cfg.max_wal_share);
+        d.min = self.decide_min(cfg, facts, d.recommended_mb);
+        if let Some(m) = &d.min {
+            d.measurements["min_wal_size"] = serde_json::json!({
+                "current_mb": m.current_mb,
+                "recommended_mb": m.recommended_mb,
+                "rule_mb": m.rule_mb,
+                "action": m.action.name(),
+            });
+        }
+        if d.changes() {
+            d.restraint = self.restraint(cfg, now_us);
+        }
+        d
+    }
+
+    /// The demand the sizes are made for: the algorithm's statistic (the peak for the
+    /// algorithms that count forced checkpoints).
+    fn demand_basis(&self, cfg: &Config) -> u64 {
+        let demands: Vec<u64> = self.windows.iter().map(|w| w.demand).collect();
+        match cfg.algorithm {
+            Algorithm::Percentile => percentile_of(&demands, cfg.percentile),
+            Algorithm::Adaptive => self.ewma.unwrap_or(0.0) as u64,
+            _ => demands.iter().copied().max().unwrap_or(0),
+        }
+    }
+
+    /// What to do with `min_wal_size`, given the `max_wal_size` the decision leaves
+    /// (`max_mb`): raised to [`min_size_for`] the demand (never above `max_mb`, where
+    /// PostgreSQL stops recycling anyway); lowered when it is above `max_mb`, or under
+    /// the shrink rules (`autosizer.shrink` and its quiet windows).
+    fn decide_min(&self, cfg: &Config, facts: &Facts, max_mb: u64) -> Option<MinDecision> {
+        let current = facts.min_wal_size_mb?;
+        self.windows.back()?;
+        let seg_mb = facts.seg_mb();
+        let basis = self.demand_basis(cfg);
+        let rule = min_size_for(basis, facts, cfg.headroom);
+        let want = rule.min(round_down(max_mb, seg_mb));
+        let why = format!(
+            "recycled segments must carry (1 + checkpoint_completion_target) × {} MB of demand per checkpoint_timeout, plus headroom {}: {rule} MB{}",
+            basis / MB,
+            cfg.headroom,
+            if want < rule { format!(", at most max_wal_size {max_mb} MB") } else { String::new() }
+        );
+        let (action, new, reason) = if want > current {
+            (Action::Grow, want, why)
+        } else if want < current && current > max_mb {
+            (
+                Action::Shrink,
+                want,
+                format!("min_wal_size {current} MB is above max_wal_size {max_mb} MB; {why}"),
+            )
+        } else if want < current && cfg.shrink && self.quiet_windows >= cfg.shrink_windows {
+            (
+                Action::Shrink,
+                want,
+                format!(
+                    "{} quiet windows (needs {}); {why}",
+                    self.quiet_windows, cfg.shrink_windows
+                ),
+            )
+        } else {
+            (Action::Hold, current, why)
+        };
+        Some(MinDecision {
+            action,
+            current_mb: current,
+            recommended_mb: new,
+            rule_mb: rule,
+            reason,
+        })
+    }
+
+    /// What keeps a change from being applied now, if anything.
+    fn restraint(&self, cfg: &Config, now_us: i64) -> Option<Restraint> {
+        if !cfg.enabled {
+            Some(Restraint::Disabled)
+        } else if let Some(why) = &self.blocked {
+            Some(Restraint::RecommendOnly(why.clone()))
+        } else if cfg.dry_run {
+            Some(Restraint::DryRun)
+        } else if self.changes.back().is_some_and(|&t| {
+            now_us.saturating_sub(t) < (cfg.cooldown_s as i64).saturating_mul(1_000_000)
+        }) {
+            Some(Restraint::Cooldown)
+        } else if self.changes_last_hour(now_us) >= cfg.max_changes_per_hour as usize {
+            Some(Restraint::HourlyCap)
+        } else {
+            None
+        }
+    }
+
+    /// What to do with `max_wal_size` (no restraint yet); `cap`: the share of pg_wal's
+    /// filesystem it may have (MB), when known.
+    fn decide_max(&self, cfg: &Config, facts: &Facts, cap: Option<u64>) -> Decision {
         let current = facts.max_wal_size_mb;
         let seg_mb = facts.seg_mb();
         let floor = self.floor_mb(cfg, facts);
@@ -614,7 +798,27 @@ impl Model {
             reason,
             restraint: None,
             measurements,
+            min: None,
+            cap_mb: None,
         };
+        if let Some(cap) = cap.filter(|&c| current > c) {
+            // The operator's limit: lowered to it whatever the shrink rules and the
+            // floor say.
+            return Decision {
+                action: Action::Shrink,
+                current_mb: current,
+                recommended_mb: cap,
+                reason: format!(
+                    "max_wal_size {current} MB exceeds autosizer.max_wal_share {} of pg_wal's filesystem ({} MB): lower it to {cap} MB",
+                    cfg.max_wal_share,
+                    facts.fs_total_bytes.unwrap_or(0) / MB
+                ),
+                restraint: None,
+                measurements,
+                min: None,
+                cap_mb: None,
+            };
+        }
         if last.is_none() {
             return hold("no complete window yet".into(), measurements);
         }
@@ -669,6 +873,14 @@ impl Model {
                     cfg.maximum_mb
                 ));
             }
+            if let Some(cap) = cap.filter(|&c| new > c) {
+                new = cap.max(current);
+                reason.push_str(&format!(
+                    "; capped at autosizer.max_wal_share {} of pg_wal's filesystem ({} MB): {cap} MB",
+                    cfg.max_wal_share,
+                    facts.fs_total_bytes.unwrap_or(0) / MB
+                ));
+            }
             if let Some(free) = facts.free_bytes {
                 // Never let the growth take more than half the free space of pg_wal.
                 let allowed = current.saturating_add(free / 2 / MB);
@@ -687,28 +899,15 @@ impl Model {
             return hold(format!("{reason}; nothing to shrink"), measurements);
         }
         measurements["proposed_mb"] = serde_json::json!(new);
-        let restraint = if !cfg.enabled {
-            Some(Restraint::Disabled)
-        } else if let Some(why) = &self.blocked {
-            Some(Restraint::RecommendOnly(why.clone()))
-        } else if cfg.dry_run {
-            Some(Restraint::DryRun)
-        } else if self.changes.back().is_some_and(|&t| {
-            now_us.saturating_sub(t) < (cfg.cooldown_s as i64).saturating_mul(1_000_000)
-        }) {
-            Some(Restraint::Cooldown)
-        } else if self.changes_last_hour(now_us) >= cfg.max_changes_per_hour as usize {
-            Some(Restraint::HourlyCap)
-        } else {
-            None
-        };
         Decision {
             action,
             current_mb: current,
             recommended_mb: new,
             reason,
-            restraint,
+            restraint: None,
             measurements,
+            min: None,
+            cap_mb: None,
         }
     }
 
@@ -759,6 +958,9 @@ mod tests {
             completion_target: 0.9,
             segment_bytes: 16 * MB,
             free_bytes: None,
+            fs_total_bytes: None,
+            fs_error: None,
+            min_wal_size_mb: None,
             checkpointer: None,
         }
     }
@@ -780,6 +982,7 @@ mod tests {
             dry_run: false,
             retention_s: 86_400,
             window_s: 10,
+            max_wal_share: 0.5,
         }
     }
 
@@ -835,6 +1038,140 @@ mod tests {
         assert_eq!(size_for(60 * MB, &f, 0.0), 192);
         // No demand: 2 segments × 1.9 = 60.8 -> 61 -> 64 MB.
         assert_eq!(size_for(0, &f, 0.0), 64);
+    }
+
+    #[test]
+    fn min_size_for_hand_derived() {
+        let f = facts(32);
+        // 60 MB per cycle × 1.9 = 114 MB × 1.25 = 142.5 MB = 8.9 segments -> 9, + 1 for
+        // a redo pointer at a segment's end = 10 segments = 160 MB.
+        assert_eq!(min_size_for(60 * MB, &f, 0.25), 160);
+        // Without headroom: 114 MB = 7.1 segments -> 8, + 1 = 9 = 144 MB.
+        assert_eq!(min_size_for(60 * MB, &f, 0.0), 144);
+        // No demand: 0 + 1 segment, raised to PostgreSQL's least, two = 32 MB.
+        assert_eq!(min_size_for(0, &f, 0.25), 32);
+        // 1 GB segments (initdb --wal-segsize=1024), completion target 0.5: 3000 MB
+        // × 1.5 = 4500 MB = 4.4 segments -> 5, + 1 = 6 GB.
+        let mut g = facts(32);
+        g.segment_bytes = 1024 * MB;
+        g.completion_target = 0.5;
+        assert_eq!(min_size_for(3000 * MB, &g, 0.0), 6 * 1024);
+    }
+
+    #[test]
+    fn share_cap_hand_derived() {
+        // Half of 10 GiB = 5120 MB = 320 segments.
+        assert_eq!(share_cap_mb(10 * 1024 * MB, 0.5, 16), 5120);
+        // A tenth of 1000 MB = 100 MB -> 6 segments = 96 MB.
+        assert_eq!(share_cap_mb(1000 * MB, 0.1, 16), 96);
+        // 1% of 1000 MB = 10 MB: fewer than two segments; PostgreSQL's least, 32 MB.
+        assert_eq!(share_cap_mb(1000 * MB, 0.01, 16), 32);
+        // A 258 GB filesystem (264,212,480 kB blocks × 1 kB), the whole of it: 258020 MB
+        // -> 16126 segments = 258016 MB.
+        assert_eq!(share_cap_mb(264_212_480 * 1024, 1.0, 16), 258_016);
+    }
+
+    #[test]
+    fn min_wal_size_rises_with_demand_beside_max() {
+        let (c, mut f) = (cfg(), facts(32));
+        f.min_wal_size_mb = Some(32);
+        let mut m = Model::default();
+        m.note_facts(&f);
+        let mut lsn = 0;
+        window(&mut m, &c, &f, 0, &mut lsn, 20, 0); // demand 60 MB per 30 s
+        let d = m.decide(&c, &f, 10 * S);
+        // max: 240 (size_for_hand_derived); min: 160 (min_size_for_hand_derived).
+        assert_eq!((d.action, d.recommended_mb), (Action::Grow, 240));
+        let min = d.min.clone().unwrap();
+        assert_eq!(
+            (min.action, min.current_mb, min.recommended_mb),
+            (Action::Grow, 32, 160)
+        );
+        assert!(d.applies());
+        // max_wal_size already large (holds), min_wal_size still too small: min alone.
+        f.max_wal_size_mb = 1024;
+        let d = m.decide(&c, &f, 10 * S);
+        assert_eq!(d.action, Action::Hold, "{}", d.reason);
+        assert!(d.changes_min() && d.applies());
+        assert_eq!(d.history_action(), Action::Grow);
+        assert_eq!(d.min.unwrap().recommended_mb, 160);
+        // Never above the max_wal_size the decision leaves: 128 MB max, rule 160.
+        f.max_wal_size_mb = 128;
+        let mut c2 = c;
+        c2.maximum_mb = 128;
+        let d = m.decide(&c2, &f, 10 * S);
+        assert_eq!(d.recommended_mb, 128);
+        let min = d.min.unwrap();
+        assert_eq!((min.rule_mb, min.recommended_mb), (160, 128));
+        // Above the need: kept while shrinking is off, lowered when it is on and the
+        // windows are quiet (the last one is: no forced checkpoint).
+        f.max_wal_size_mb = 1024;
+        f.min_wal_size_mb = Some(512);
+        assert_eq!(m.decide(&c, &f, 10 * S).min.unwrap().action, Action::Hold);
+        let mut c3 = c;
+        c3.shrink = true;
+        c3.shrink_windows = 1;
+        let min = m.decide(&c3, &f, 10 * S).min.unwrap();
+        assert_eq!((min.action, min.recommended_mb), (Action::Shrink, 160));
+        // Above max_wal_size: lowered even with shrinking off.
+        f.min_wal_size_mb = Some(2048);
+        let min = m.decide(&c, &f, 10 * S).min.unwrap();
+        assert_eq!((min.action, min.recommended_mb), (Action::Shrink, 160));
+        // Unknown min_wal_size: nothing said about it.
+        f.min_wal_size_mb = None;
+        assert_eq!(m.decide(&c, &f, 10 * S).min, None);
+    }
+
+    #[test]
+    fn share_of_the_filesystem_caps_max_wal_size() {
+        let mut c = cfg();
+        let mut f = facts(32);
+        f.min_wal_size_mb = Some(32);
+        let mut m = Model::default();
+        m.note_facts(&f);
+        let mut lsn = 0;
+        window(&mut m, &c, &f, 0, &mut lsn, 20, 0); // wants 240
+                                                    // A 1000 MB filesystem, a tenth: 96 MB.
+        f.fs_total_bytes = Some(1000 * MB);
+        c.max_wal_share = 0.1;
+        let d = m.decide(&c, &f, 10 * S);
+        assert_eq!(
+            (d.action, d.recommended_mb, d.cap_mb),
+            (Action::Grow, 96, Some(96))
+        );
+        assert!(
+            d.reason.contains("autosizer.max_wal_share 0.1"),
+            "{}",
+            d.reason
+        );
+        // min_wal_size stays within the capped max: rule 160, at most 96.
+        assert_eq!(d.min.unwrap().recommended_mb, 96);
+        // A current size above the cap is lowered to it, shrink off and floor 32 or not.
+        f.max_wal_size_mb = 400;
+        let d = m.decide(&c, &f, 10 * S);
+        assert_eq!(
+            (d.action, d.recommended_mb),
+            (Action::Shrink, 96),
+            "{}",
+            d.reason
+        );
+        assert!(
+            d.reason.contains("exceeds autosizer.max_wal_share"),
+            "{}",
+            d.reason
+        );
+        // Exactly at the cap: hold, with the cap named.
+        f.max_wal_size_mb = 96;
+        let d = m.decide(&c, &f, 10 * S);
+        assert_eq!(d.action, Action::Hold);
+        assert!(
+            d.reason.contains("max_wal_share") && d.reason.contains("no room"),
+            "{}",
+            d.reason
+        );
+        // Unknown filesystem size: no cap.
+        f.fs_total_bytes = None;
+        assert_eq!(m.decide(&c, &f, 10 * S).cap_mb, None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What the SQL functions, the history view, NOTIFY and Prometheus show: JSON and text
 //! built from the model (pure).
 
-use crate::model::{Config, Decision, Facts, HistoryEntry, Model, Restraint, MB};
+use crate::model::{Action, Config, Decision, Facts, HistoryEntry, Model, Restraint, MB};
 use serde_json::{json, Value};
 
 /// Prefix of the saved state (format 1: JSON of the model follows).
@@ -41,15 +41,86 @@ fn restraint_text(r: &Option<Restraint>) -> Option<String> {
     })
 }
 
-/// A decision as JSON: current, recommended, action, reason, what holds it back, numbers.
+/// What a decision changes and why, in one line: `max_wal_size`'s change (or that it
+/// stays), then `min_wal_size`'s when it changes.
+pub fn full_reason(d: &Decision) -> String {
+    let mut s = if d.action == Action::Hold {
+        format!("max_wal_size stays {} MB: {}", d.current_mb, d.reason)
+    } else {
+        format!(
+            "max_wal_size {} MB -> {} MB: {}",
+            d.current_mb, d.recommended_mb, d.reason
+        )
+    };
+    if let Some(m) = d.min.as_ref().filter(|_| d.changes_min()) {
+        s.push_str(&format!(
+            "; min_wal_size {} MB -> {} MB: {}",
+            m.current_mb, m.recommended_mb, m.reason
+        ));
+    }
+    s
+}
+
+/// A decision as JSON: current, recommended, action, reason, what holds it back, numbers;
+/// `min_wal_size` beside it; the cap from pg_wal's filesystem.
 pub fn decision(d: &Decision) -> Value {
     json!({
         "current_mb": d.current_mb,
         "recommended_mb": d.recommended_mb,
         "action": d.action.name(),
         "reason": d.reason,
+        "min_wal_size": d.min.as_ref().map(|m| json!({
+            "current_mb": m.current_mb,
+            "recommended_mb": m.recommended_mb,
+            "rule_mb": m.rule_mb,
+            "action": m.action.name(),
+            "reason": m.reason,
+        })),
+        "cap_mb": d.cap_mb,
         "held_back_by": restraint_text(&d.restraint),
         "measurements": d.measurements,
+    })
+}
+
+/// The status's account of `autosizer.max_wal_share`: the filesystem, the cap, and
+/// whether the current and recommended `max_wal_size` are within it, in words.
+pub fn wal_share(cfg: Option<&Config>, facts: Option<&Facts>, rec: Option<&Decision>) -> Value {
+    let fs_error = facts.and_then(|f| f.fs_error.as_deref());
+    let share = cfg.map(|c| c.max_wal_share);
+    let total = facts.and_then(|f| f.fs_total_bytes);
+    let cap = rec.and_then(|d| d.cap_mb);
+    let current = facts.map(|f| f.max_wal_size_mb);
+    let recommended = rec.map(|d| d.recommended_mb);
+    let within = |v: Option<u64>| v.zip(cap).map(|(v, c)| v <= c);
+    let note = match (cap, current, recommended) {
+        (None, _, _) => format!(
+            "no cap: the size of pg_wal's filesystem is unknown ({})",
+            fs_error.unwrap_or("the server's settings are not published yet")
+        ),
+        (Some(c), Some(cur), _) if cur > c => format!(
+            "max_wal_size {cur} MB exceeds autosizer.max_wal_share {} of pg_wal's filesystem ({} MB): the autosizer recommends {c} MB",
+            share.unwrap_or_default(),
+            total.unwrap_or(0) / MB
+        ),
+        (Some(c), _, Some(r)) if r == c => format!(
+            "the recommendation is capped at autosizer.max_wal_share {} of pg_wal's filesystem ({} MB): {c} MB",
+            share.unwrap_or_default(),
+            total.unwrap_or(0) / MB
+        ),
+        (Some(c), _, _) => format!(
+            "max_wal_size and the recommendation are within autosizer.max_wal_share {} of pg_wal's filesystem ({} MB): {c} MB",
+            share.unwrap_or_default(),
+            total.unwrap_or(0) / MB
+        ),
+    };
+    json!({
+        "share": share,
+        "filesystem_bytes": total,
+        "cap_mb": cap,
+        "max_wal_size_within": within(current),
+        "recommended_within": within(recommended),
+        "error": fs_error,
+        "note": note,
     })
 }
 
@@ -194,6 +265,9 @@ pub fn published(
         "checkpoint_timeout_s": facts.map(|f| f.checkpoint_timeout_s),
         "checkpoint_completion_target": facts.map(|f| f.completion_target),
         "pg_wal_free_bytes": facts.and_then(|f| f.free_bytes),
+        "min_wal_size_mb": facts.and_then(|f| f.min_wal_size_mb),
+        "recommended_min_wal_size_mb": rec.as_ref().and_then(|d| d.min.as_ref()).map(|m| m.recommended_mb),
+        "max_wal_share": wal_share(cfg, facts, rec.as_ref()),
         "initial_mb": model.initial_mb,
         "floor_mb": cfg.zip(facts).map(|(c, f)| model.floor_mb(c, f)),
         "checkpoints": model.checkpoints,
