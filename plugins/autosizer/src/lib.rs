@@ -339,6 +339,8 @@ impl Autosizer {
             new_mb,
             reason,
             measurements: d.measurements.clone(),
+            min_old_mb: d.min.as_ref().map(|m| m.current_mb),
+            min_new_mb: d.min.as_ref().map(|m| m.recommended_mb),
         };
         let shown = |want: fn(&ServiceOutcome) -> Option<&String>| {
             outcomes
@@ -441,6 +443,8 @@ impl Autosizer {
             new_mb,
             reason,
             measurements: d.measurements.clone(),
+            min_old_mb: d.min.as_ref().map(|m| m.current_mb),
+            min_new_mb: d.min.as_ref().map(|m| m.recommended_mb),
         };
         let restraint = match (&d.restraint, manual) {
             (Some(Restraint::Cooldown | Restraint::HourlyCap), true) => None,
@@ -750,7 +754,7 @@ impl Plugin for Autosizer {
             rmgrs: ALL_RMGRS,
             views: vec![ViewDef {
                 name: "history",
-                description: "every change and dry-run decision of the autosizer: time, action, old and new size, reason, measurements",
+                description: "every change and dry-run decision of the autosizer: time, action, old and new max_wal_size, reason, measurements, old and new min_wal_size",
                 columns: vec![
                     ("at", T::TIMESTAMPTZ),
                     ("action", T::TEXT),
@@ -758,6 +762,8 @@ impl Plugin for Autosizer {
                     ("new_mb", T::INT8),
                     ("reason", T::TEXT),
                     ("measurements", T::JSONB),
+                    ("min_old_mb", T::INT8),
+                    ("min_new_mb", T::INT8),
                 ],
             }],
             snapshots: true,
@@ -988,6 +994,8 @@ impl Plugin for Autosizer {
                 Value::Int8(e.new_mb as i64),
                 Value::Text(&e.reason),
                 Value::Jsonb(&m),
+                e.min_old_mb.map_or(Value::Null, |v| Value::Int8(v as i64)),
+                e.min_new_mb.map_or(Value::Null, |v| Value::Int8(v as i64)),
             ])?;
         }
         Ok(())

@@ -364,6 +364,12 @@ pub struct HistoryEntry {
     pub reason: String,
     /// The measurements behind the decision.
     pub measurements: serde_json::Value,
+    /// `min_wal_size` before (MB), when the server's value was known.
+    #[serde(default)]
+    pub min_old_mb: Option<u64>,
+    /// `min_wal_size` after, or recommended (MB), when known.
+    #[serde(default)]
+    pub min_new_mb: Option<u64>,
 }
 
 /// Counts of checkpoints seen, by kind.
@@ -1421,6 +1427,8 @@ mod tests {
             new_mb: 2,
             reason: String::new(),
             measurements: serde_json::Value::Null,
+            min_old_mb: None,
+            min_new_mb: None,
         };
         m.remember(e(0), 100);
         m.remember(e(50 * S), 100);

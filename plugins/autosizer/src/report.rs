@@ -313,6 +313,8 @@ mod tests {
             new_mb: 240,
             reason: "x".repeat(10_000),
             measurements: Value::Null,
+            min_old_mb: None,
+            min_new_mb: None,
         };
         let n = notification(&e, true, false);
         assert!(n.len() < 8000);

@@ -507,3 +507,149 @@ fn a_stuck_services_worker_never_holds_up_the_dispatch_thread() {
         ["running", "0"]
     );
 }
+
+fn setting_mb(c: &Cluster, name: &str) -> i64 {
+    c.query_one(&format!(
+        "SELECT setting::int8 FROM pg_settings WHERE name = '{name}'"
+    ))
+    .parse()
+    .unwrap()
+}
+
+/// The size of the filesystem holding the cluster's pg_wal, from `stat -f` (coreutils):
+/// total blocks × fundamental block size.
+fn wal_filesystem_bytes(c: &Cluster) -> u64 {
+    let out = std::process::Command::new("stat")
+        .args(["-f", "-c", "%b %S"])
+        .arg(c.data_dir().join("pg_wal"))
+        .output()
+        .expect("stat runs");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let n: Vec<u64> = text
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    n[0] * n[1]
+}
+
+#[test]
+fn max_wal_size_above_the_filesystem_share_is_lowered_to_it() {
+    let c = cluster(
+        "sizer-share",
+        &[
+            ("autosizer.max_wal_share", "0.01"),
+            ("autosizer.cooldown", "0"),
+        ],
+        &[],
+    );
+    // Hand-derived: 1% of the filesystem in MB, rounded down to whole 16 MB segments.
+    let fs = wal_filesystem_bytes(&c);
+    let cap = fs / 100 / (1 << 20) / 16 * 16;
+    println!("pg_wal's filesystem: {fs} bytes; 1% in whole segments: {cap} MB");
+    // The operator sets twice the cap (the autosizer lowers it whatever its floor).
+    c.exec(&format!(
+        "ALTER SYSTEM SET max_wal_size = '{}MB'; SELECT pg_reload_conf()",
+        cap * 2
+    ));
+    c.wait_until(
+        "max_wal_size is lowered to the share",
+        Duration::from_secs(60),
+        || setting_mb(&c, "max_wal_size") == cap as i64,
+    );
+    let status = |path: &str| {
+        c.query_one(&format!(
+            "SELECT walker.autosizer_status()->'max_wal_share'->>'{path}'"
+        ))
+    };
+    assert_eq!(status("filesystem_bytes"), fs.to_string());
+    assert_eq!(status("cap_mb"), cap.to_string());
+    assert_eq!(status("share"), "0.01");
+    c.wait_until(
+        "the status shows the lowered size within the share",
+        Duration::from_secs(10),
+        || status("max_wal_size_within") == "t" || status("max_wal_size_within") == "true",
+    );
+    let shrinks = history(&c, "shrink");
+    assert_eq!(shrinks, vec![(cap as i64 * 2, cap as i64)]);
+    let reason = c.query_one(
+        "SELECT reason FROM walker.autosizer_history WHERE action = 'shrink' ORDER BY at LIMIT 1",
+    );
+    assert!(
+        reason.contains("exceeds autosizer.max_wal_share 0.01"),
+        "{reason}"
+    );
+    // The recommendation names the cap and stays within it.
+    let rec = c.query_one(
+        "SELECT (r->>'cap_mb') || ' ' || ((r->>'recommended_mb')::int8 <= (r->>'cap_mb')::int8) FROM walker.autosizer_recommendation() r",
+    );
+    assert_eq!(rec, format!("{cap} true"));
+}
+
+#[test]
+fn min_wal_size_grows_beside_max_wal_size() {
+    let c = cluster(
+        "sizer-min",
+        &[
+            ("max_wal_size", "32MB"),
+            ("min_wal_size", "32MB"),
+            ("autosizer.cooldown", "0"),
+        ],
+        &[],
+    );
+    let load = Background::start_with(&c, FORCING);
+    c.wait_until("min_wal_size grows", Duration::from_secs(90), || {
+        setting_mb(&c, "min_wal_size") > 32
+    });
+    let rounds = load.stop();
+    assert!(rounds > 0);
+    let min = setting_mb(&c, "min_wal_size");
+    assert!(
+        auto_conf(&c).contains(&format!("min_wal_size = '{min}'")),
+        "postgresql.auto.conf holds the new min_wal_size:\n{}",
+        auto_conf(&c)
+    );
+    assert_eq!(min % 16, 0, "whole segments: {min}");
+    // The history has the change that set it, beside max_wal_size's.
+    c.wait_until(
+        "the change is in the history",
+        Duration::from_secs(10),
+        || {
+            c.query_one(&format!(
+                "SELECT count(*) FROM walker.autosizer_history WHERE min_new_mb = {min} AND min_old_mb < {min} AND action = 'grow'"
+            )) != "0"
+        },
+    );
+    // Let the settings settle (no change in flight), then: min_wal_size never above
+    // max_wal_size, and the status shows what the server shows.
+    common::wait_caught_up(&c);
+    std::thread::sleep(Duration::from_secs(3));
+    let (min, max) = (
+        setting_mb(&c, "min_wal_size"),
+        setting_mb(&c, "max_wal_size"),
+    );
+    assert!(min <= max, "min_wal_size {min} MB, max_wal_size {max} MB");
+    c.wait_until(
+        "the status shows the server's min_wal_size",
+        Duration::from_secs(10),
+        || {
+            c.query_one("SELECT walker.autosizer_status()->>'min_wal_size_mb'")
+                == setting_mb(&c, "min_wal_size").to_string()
+        },
+    );
+    // What min_wal_size does in PostgreSQL: after a checkpoint, recycled segments
+    // keep at least min_wal_size of WAL files in pg_wal (pg_ls_waldir).
+    let min = setting_mb(&c, "min_wal_size");
+    c.wait_until(
+        "pg_wal holds at least min_wal_size of segments after a checkpoint",
+        Duration::from_secs(30),
+        || {
+            c.exec("CHECKPOINT");
+            let files: i64 = c
+                .query_one("SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'")
+                .parse()
+                .unwrap();
+            files * 16 >= min
+        },
+    );
+}
