@@ -3,9 +3,11 @@
 //! A walker plugin. From the checkpoint records it tells checkpoints forced by WAL
 //! volume from timed and requested ones (their redo distance and interval); from the
 //! LSNs and times of the records it measures the WAL written per window, scaled to one
-//! `checkpoint_timeout`. An algorithm turns that into a size; guards (maximum, floor,
-//! free space on pg_wal, shrink rules, cooldown, hourly cap, dry run) decide whether to
-//! apply it, which the host's services worker does with ALTER SYSTEM and a reload.
+//! `checkpoint_timeout`. An algorithm turns that into a size, and `min_wal_size` beside
+//! it (recycled segments that carry the demand between checkpoints); guards (maximum,
+//! `autosizer.max_wal_share` of pg_wal's filesystem, floor, free space on pg_wal, shrink
+//! rules, cooldown, hourly cap, dry run) decide whether to apply them, which the host's
+//! services worker does with ALTER SYSTEM and a reload.
 //! Every change or dry-run decision lands in the history and is announced with NOTIFY
 //! on channel [`CHANNEL`].
 //!

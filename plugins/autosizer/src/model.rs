@@ -297,6 +297,8 @@ pub struct MinDecision {
     pub recommended_mb: u64,
     /// What the rule asks for before the limits (MB).
     pub rule_mb: u64,
+    /// The demand per checkpoint cycle the rule was given (bytes).
+    pub demand_bytes: u64,
     /// Why.
     pub reason: String,
 }
@@ -680,6 +682,7 @@ impl Model {
                 "current_mb": m.current_mb,
                 "recommended_mb": m.recommended_mb,
                 "rule_mb": m.rule_mb,
+                "demand_bytes": m.demand_bytes,
                 "action": m.action.name(),
             });
         }
@@ -742,6 +745,7 @@ impl Model {
             current_mb: current,
             recommended_mb: new,
             rule_mb: rule,
+            demand_bytes: basis,
             reason,
         })
     }

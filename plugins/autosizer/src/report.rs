@@ -73,6 +73,7 @@ pub fn decision(d: &Decision) -> Value {
             "current_mb": m.current_mb,
             "recommended_mb": m.recommended_mb,
             "rule_mb": m.rule_mb,
+            "demand_bytes": m.demand_bytes,
             "action": m.action.name(),
             "reason": m.reason,
         })),
