@@ -174,6 +174,14 @@ fn metrics(model: &Model, facts: Option<&Facts>, rec: Option<&Decision>, mode: &
             vec![(vec![], (f.max_wal_size_mb * MB) as f64)],
         );
     }
+    if let Some(mb) = facts.and_then(|f| f.min_wal_size_mb) {
+        m(
+            "walker_autosizer_min_wal_size_bytes",
+            "gauge",
+            "min_wal_size as the server shows it.",
+            vec![(vec![], (mb * MB) as f64)],
+        );
+    }
     if let Some(d) = rec {
         m(
             "walker_autosizer_recommended_bytes",
@@ -181,6 +189,22 @@ fn metrics(model: &Model, facts: Option<&Facts>, rec: Option<&Decision>, mode: &
             "The size the autosizer recommends now.",
             vec![(vec![], (d.recommended_mb * MB) as f64)],
         );
+        if let Some(min) = d.min.as_ref() {
+            m(
+                "walker_autosizer_recommended_min_wal_size_bytes",
+                "gauge",
+                "The min_wal_size the autosizer recommends now.",
+                vec![(vec![], (min.recommended_mb * MB) as f64)],
+            );
+        }
+        if let Some(cap) = d.cap_mb {
+            m(
+                "walker_autosizer_wal_share_cap_bytes",
+                "gauge",
+                "The most max_wal_size may be: autosizer.max_wal_share of pg_wal's filesystem.",
+                vec![(vec![], (cap * MB) as f64)],
+            );
+        }
     }
     let c = &model.checkpoints;
     m(
