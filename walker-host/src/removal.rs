@@ -126,14 +126,16 @@ fn drop_slot() -> String {
     done.join("; ")
 }
 
-static mut PREV_OBJECT_ACCESS: pg_sys::object_access_hook_type = None;
+/// The `object_access_hook` installed before ours (set once, in `_PG_init`).
+static PREV_OBJECT_ACCESS: std::sync::OnceLock<pg_sys::object_access_hook_type> =
+    std::sync::OnceLock::new();
 
 /// Installs the hook that tells, at `DROP EXTENSION walker`, what remains (from
 /// `_PG_init`, whether or not walker is preloaded).
 pub fn install_hook() {
     // SAFETY: hook chaining in _PG_init on the main thread.
     unsafe {
-        PREV_OBJECT_ACCESS = pg_sys::object_access_hook;
+        let _ = PREV_OBJECT_ACCESS.set(pg_sys::object_access_hook);
         pg_sys::object_access_hook = Some(object_access);
     }
 }
@@ -148,7 +150,7 @@ unsafe extern "C-unwind" fn object_access(
 ) {
     // SAFETY: chaining to the hook installed before ours.
     unsafe {
-        if let Some(prev) = PREV_OBJECT_ACCESS {
+        if let Some(prev) = PREV_OBJECT_ACCESS.get().copied().flatten() {
             prev(access, class_id, object_id, sub_id, arg);
         }
     }

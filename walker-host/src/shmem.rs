@@ -2,26 +2,31 @@
 //! for, created in `shmem_startup_hook`, where each plugin initialises its region.
 
 use pgrx::pg_sys;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use walker_core::registry;
 use walker_core::shared::{HostShared, Layout, PluginShared, RegionHeader};
 
 static LAYOUT: OnceLock<Layout> = OnceLock::new();
-static mut PREV_REQUEST: pg_sys::shmem_request_hook_type = None;
-static mut PREV_STARTUP: pg_sys::shmem_startup_hook_type = None;
-static mut BASE: *mut u8 = std::ptr::null_mut();
+/// The `shmem_request_hook` installed before ours (set once, in `_PG_init`).
+static PREV_REQUEST: OnceLock<pg_sys::shmem_request_hook_type> = OnceLock::new();
+/// The `shmem_startup_hook` installed before ours (set once, in `_PG_init`).
+static PREV_STARTUP: OnceLock<pg_sys::shmem_startup_hook_type> = OnceLock::new();
+/// The start of walker's segment in this process (null: none).
+static BASE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
 /// Times this process created the segment (the postmaster: once at start, once more
 /// after every crash of a server process).
-static mut CREATED: u64 = 0;
+static CREATED: AtomicU64 = AtomicU64::new(0);
+/// `AddinShmemInitLock`'s index in `MainLWLockArray` (lwlocknames.txt, 15 to 18).
+const ADDIN_SHMEM_INIT_LOCK: usize = 21;
 
 /// Installs the hooks (from `_PG_init`).
 pub fn install_hooks() {
     // SAFETY: hook chaining in _PG_init, on the postmaster's main thread.
     unsafe {
-        PREV_REQUEST = pg_sys::shmem_request_hook;
+        let _ = PREV_REQUEST.set(pg_sys::shmem_request_hook);
         pg_sys::shmem_request_hook = Some(request);
-        PREV_STARTUP = pg_sys::shmem_startup_hook;
+        let _ = PREV_STARTUP.set(pg_sys::shmem_startup_hook);
         pg_sys::shmem_startup_hook = Some(startup);
     }
 }
@@ -30,7 +35,7 @@ pub fn install_hooks() {
 unsafe extern "C-unwind" fn request() {
     // SAFETY: chaining to the previous hook, as installed.
     unsafe {
-        if let Some(prev) = PREV_REQUEST {
+        if let Some(prev) = PREV_REQUEST.get().copied().flatten() {
             prev();
         }
     }
@@ -54,7 +59,7 @@ unsafe extern "C-unwind" fn request() {
 unsafe extern "C-unwind" fn startup() {
     // SAFETY: chaining to the previous hook, as installed.
     unsafe {
-        if let Some(prev) = PREV_STARTUP {
+        if let Some(prev) = PREV_STARTUP.get().copied().flatten() {
             prev();
         }
     }
@@ -63,17 +68,17 @@ unsafe extern "C-unwind" fn startup() {
     // SAFETY: standard shared-memory initialisation under AddinShmemInitLock; the
     // segment is sized by our request hook and every offset lies within it.
     unsafe {
-        let lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
+        let lock = &raw mut (*pg_sys::MainLWLockArray.add(ADDIN_SHMEM_INIT_LOCK)).lock;
         pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         let base = pg_sys::ShmemInitStruct(c"walker".as_ptr(), layout.total, &mut found) as *mut u8;
         if !found {
             std::ptr::write_bytes(base, 0, layout.total);
             let host = &*(base as *const HostShared);
-            host.crash_restarts.store(CREATED, Ordering::Relaxed);
-            CREATED += 1;
+            host.crash_restarts
+                .store(CREATED.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
             host.magic.store(HostShared::MAGIC, Ordering::Release);
         }
-        BASE = base;
+        BASE.store(base, Ordering::Release);
         let ledger = walker_core::crash::ledger();
         if let (Some(l), false) = (ledger, found) {
             // Whatever ran before a crash restart is gone; its crash marks stay.
@@ -128,7 +133,7 @@ pub fn host() -> Option<&'static HostShared> {
     // SAFETY: BASE is null or the start of our segment, mapped for the process's life
     // and initialised (magic set) before use.
     unsafe {
-        let base = BASE;
+        let base = BASE.load(Ordering::Acquire);
         if base.is_null() {
             return None;
         }

@@ -218,7 +218,11 @@ impl WalReader {
                     image_len: b.bimg_len as u32,
                 };
                 // The page the image restores, for plugins reading page state.
-                let page_size = if b.has_image { pg_sys::BLCKSZ as usize } else { 0 };
+                let page_size = if b.has_image {
+                    pg_sys::BLCKSZ as usize
+                } else {
+                    0
+                };
                 let state = self.state;
                 batch.add_block(head, data, page_size, |page| {
                     // SAFETY: `page` is BLCKSZ writable bytes; block `i` has an image.
