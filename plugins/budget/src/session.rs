@@ -226,9 +226,21 @@ impl Session {
             Kind::STATEMENT_END => {
                 (e.nesting_level == 0 && !e.never_writes && self.running.is_some()) || unpublished
             }
-            _ => unpublished || self.running.is_some() || !self.published.is_empty(),
+            // A transaction's end releases and claims for the running statement;
+            // with none running, forgetting the published xids is local.
+            Kind::PRE_COMMIT | Kind::ABORT => unpublished || self.running.is_some(),
+            // An aborted subtransaction only needs its own xid mapped.
+            _ => unpublished,
         };
         by_kind || self.unrecorded.is_some()
+    }
+
+    /// What an event that does not need the region still changes in the session: a
+    /// transaction's end forgets the xids it published (all of them are mapped).
+    fn settle_locally(&mut self, e: &BackendEvent<'_>) {
+        if matches!(e.kind, Kind::PRE_COMMIT | Kind::ABORT) {
+            self.published.clear();
+        }
     }
 
     /// What every event tells the session before it decides whether it needs the
@@ -466,6 +478,7 @@ impl Session {
             return Ok(walker_abi::Admission::Proceed);
         }
         if !self.wants(e) {
+            self.settle_locally(e);
             return Ok(walker_abi::Admission::Proceed);
         }
         let cfg = cfg();
@@ -1319,6 +1332,53 @@ mod tests {
             None,
         );
         assert_eq!(s.borrow().counters.claimed, before);
+    }
+
+    /// Issue 16 item 5: an autocommit write takes the region once at its start
+    /// (admission) and once at its end (publish, charge, learn); its commit has
+    /// nothing left to do there. A caught error whose subtransaction wrote nothing
+    /// takes it neither.
+    #[test]
+    fn a_commit_or_an_empty_subtransaction_abort_does_not_take_the_region() {
+        let s = RefCell::new(Shared::zeroed());
+        s.borrow_mut()
+            .load_policies(&[policy("reject")], 0)
+            .unwrap();
+        let clock = Cell::new(1_000_000);
+        let taken = Cell::new(0);
+        let mut sess = Session::default();
+        // UPDATE ... (autocommit): its xid appears during the statement.
+        for (xid, e) in [(0, Kind::STATEMENT_START), (700, Kind::STATEMENT_END)] {
+            run_counted(&mut sess, &s, &event(e, xid, 0), &clock, &taken);
+        }
+        assert_eq!(taken.get(), 2, "start and end");
+        run_counted(&mut sess, &s, &event(Kind::PRE_COMMIT, 700, 0), &clock, &taken);
+        assert_eq!(taken.get(), 2, "the commit of a published transaction");
+        // The next transaction is published anew (the commit was forgotten locally).
+        run_counted(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, &taken);
+        run_counted(&mut sess, &s, &event(Kind::STATEMENT_END, 701, 10), &clock, &taken);
+        assert_eq!(s.borrow().xid_scope(701), s.borrow().xid_scope(700));
+        assert!(s.borrow().xid_scope(701).is_some());
+        run_counted(&mut sess, &s, &event(Kind::ABORT, 701, 10), &clock, &taken);
+        assert_eq!(taken.get(), 4, "the abort after the end");
+        // DO $$ ... PERFORM 1/0 ... EXCEPTION ... $$: the aborted subtransaction has
+        // no xid, and the DO block is still running.
+        run_counted(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 10), &clock, &taken);
+        let sub = BackendEvent {
+            nesting_level: 1,
+            ..event(Kind::SUBXACT_ABORT, 0, 10)
+        };
+        run_counted(&mut sess, &s, &sub, &clock, &taken);
+        assert_eq!(taken.get(), 5, "only the DO block's start");
+        // One whose subtransaction wrote (an xid of its own) is mapped.
+        let wrote = BackendEvent {
+            xid: 702,
+            top_xid: 703,
+            ..sub
+        };
+        run_counted(&mut sess, &s, &wrote, &clock, &taken);
+        assert_eq!(taken.get(), 6);
+        assert!(s.borrow().xid_scope(702).is_some());
     }
 
     #[test]
