@@ -332,6 +332,18 @@ impl PluginSlot {
             .find(|s| s.def.name == name)
     }
 
+    /// Copies this plugin's settings' server values into their snapshots (without
+    /// copying the list: hooks do this at every backend event).
+    ///
+    /// # Safety
+    /// Call only on the thread the server changes settings on.
+    pub unsafe fn refresh_settings(&self) {
+        for s in self.settings.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            // SAFETY: forwarded from the caller.
+            unsafe { s.refresh() };
+        }
+    }
+
     /// All settings.
     pub fn settings(&self) -> Vec<&'static Setting> {
         self.settings
@@ -366,10 +378,8 @@ pub fn find(name: &str) -> Option<&'static PluginSlot> {
 /// Call only on the thread the server changes settings on.
 pub unsafe fn refresh_settings() {
     for slot in all() {
-        for s in slot.settings() {
-            // SAFETY: forwarded from the caller.
-            unsafe { s.refresh() };
-        }
+        // SAFETY: forwarded from the caller.
+        unsafe { slot.refresh_settings() };
     }
 }
 

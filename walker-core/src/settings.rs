@@ -255,6 +255,7 @@ impl Setting {
     /// Call only on the thread that the server changes settings on, after the setting
     /// was defined with [`Setting::storage`].
     pub unsafe fn refresh(&self) {
+        let mut snapshot = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: the caller guarantees we are on the thread that writes these variables.
         let v = unsafe {
             match self.storage {
@@ -264,15 +265,21 @@ impl Setting {
                 Storage::Enum(p) => Value::Enum((*p).max(0) as u32),
                 Storage::Str(p) => {
                     let s = *p;
-                    Value::Str(if s.is_null() {
-                        String::new()
+                    let bytes = if s.is_null() {
+                        &b""[..]
                     } else {
-                        CStr::from_ptr(s).to_string_lossy().into_owned()
-                    })
+                        CStr::from_ptr(s).to_bytes()
+                    };
+                    // Hooks refresh at every backend event: an unchanged string is
+                    // compared, not copied again.
+                    if matches!(&*snapshot, Value::Str(cur) if cur.as_bytes() == bytes) {
+                        return;
+                    }
+                    Value::Str(String::from_utf8_lossy(bytes).into_owned())
                 }
             }
         };
-        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = v;
+        *snapshot = v;
     }
 
     /// The snapshot.
@@ -378,5 +385,49 @@ mod tests {
         // SAFETY: as above.
         unsafe { st.refresh() };
         assert_eq!(st.value(), Value::Str("hello".into()));
+    }
+
+    /// The buffer of a string setting's snapshot.
+    fn snapshot_buffer(s: &Setting) -> *const u8 {
+        match &*s.snapshot.lock().unwrap() {
+            Value::Str(v) => v.as_ptr(),
+            other => panic!("not a string: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unchanged_string_is_not_copied_again() {
+        let c = WalkerSettingContext::SIGHUP;
+        let def = SettingDef::new("p", "s", "", SettingKind::Str { default: "x".into() }, c);
+        let st = Setting::new(def.unwrap());
+        let first = CString::new("tenant_a,tenant_b").unwrap();
+        let Storage::Str(p) = st.storage() else {
+            panic!("a string setting's storage")
+        };
+        // SAFETY: single-threaded test; `first` outlives every refresh that reads it.
+        unsafe { *p = first.as_ptr() as *mut c_char };
+        // SAFETY: this test thread is the only writer.
+        unsafe { st.refresh() };
+        let buffer = snapshot_buffer(&st);
+        // The same text at another address (the server replaces the pointer on SET).
+        let same = CString::new("tenant_a,tenant_b").unwrap();
+        // SAFETY: as above.
+        unsafe { *p = same.as_ptr() as *mut c_char };
+        // SAFETY: as above.
+        unsafe { st.refresh() };
+        assert_eq!(snapshot_buffer(&st), buffer, "kept, not copied");
+        assert_eq!(st.value(), Value::Str("tenant_a,tenant_b".into()));
+        // A change is copied; a null pointer reads as empty.
+        let other = CString::new("tenant_c").unwrap();
+        // SAFETY: as above.
+        unsafe { *p = other.as_ptr() as *mut c_char };
+        // SAFETY: as above.
+        unsafe { st.refresh() };
+        assert_eq!(st.value(), Value::Str("tenant_c".into()));
+        // SAFETY: as above.
+        unsafe { *p = std::ptr::null_mut() };
+        // SAFETY: as above.
+        unsafe { st.refresh() };
+        assert_eq!(st.value(), Value::Str(String::new()));
     }
 }

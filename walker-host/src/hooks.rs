@@ -163,8 +163,12 @@ fn dispatch(s: Statement, in_healthy_transaction: bool) -> Outcome {
     if slots.is_empty() {
         return Outcome::Proceed;
     }
-    // SAFETY: the process's main thread, where its settings change.
-    unsafe { registry::refresh_settings() };
+    // Only the listeners' settings: the other plugins read theirs in the worker or
+    // in walker's SQL functions, which refresh them there.
+    for slot in &slots {
+        // SAFETY: the process's main thread, where its settings change.
+        unsafe { slot.refresh_settings() };
+    }
     // SAFETY: process globals read on the main thread.
     let (pid, database, role, top_xid, xid, wal, app) = unsafe {
         (
