@@ -338,7 +338,12 @@ impl PluginSlot {
     /// # Safety
     /// Call only on the thread the server changes settings on.
     pub unsafe fn refresh_settings(&self) {
-        for s in self.settings.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for s in self
+            .settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             // SAFETY: forwarded from the caller.
             unsafe { s.refresh() };
         }

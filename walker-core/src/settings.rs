@@ -398,7 +398,15 @@ mod tests {
     #[test]
     fn an_unchanged_string_is_not_copied_again() {
         let c = WalkerSettingContext::SIGHUP;
-        let def = SettingDef::new("p", "s", "", SettingKind::Str { default: "x".into() }, c);
+        let def = SettingDef::new(
+            "p",
+            "s",
+            "",
+            SettingKind::Str {
+                default: "x".into(),
+            },
+            c,
+        );
         let st = Setting::new(def.unwrap());
         let first = CString::new("tenant_a,tenant_b").unwrap();
         let Storage::Str(p) = st.storage() else {

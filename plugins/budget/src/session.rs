@@ -1352,18 +1352,42 @@ mod tests {
             run_counted(&mut sess, &s, &event(e, xid, 0), &clock, &taken);
         }
         assert_eq!(taken.get(), 2, "start and end");
-        run_counted(&mut sess, &s, &event(Kind::PRE_COMMIT, 700, 0), &clock, &taken);
+        run_counted(
+            &mut sess,
+            &s,
+            &event(Kind::PRE_COMMIT, 700, 0),
+            &clock,
+            &taken,
+        );
         assert_eq!(taken.get(), 2, "the commit of a published transaction");
         // The next transaction is published anew (the commit was forgotten locally).
-        run_counted(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 0), &clock, &taken);
-        run_counted(&mut sess, &s, &event(Kind::STATEMENT_END, 701, 10), &clock, &taken);
+        run_counted(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_START, 0, 0),
+            &clock,
+            &taken,
+        );
+        run_counted(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_END, 701, 10),
+            &clock,
+            &taken,
+        );
         assert_eq!(s.borrow().xid_scope(701), s.borrow().xid_scope(700));
         assert!(s.borrow().xid_scope(701).is_some());
         run_counted(&mut sess, &s, &event(Kind::ABORT, 701, 10), &clock, &taken);
         assert_eq!(taken.get(), 4, "the abort after the end");
         // DO $$ ... PERFORM 1/0 ... EXCEPTION ... $$: the aborted subtransaction has
         // no xid, and the DO block is still running.
-        run_counted(&mut sess, &s, &event(Kind::STATEMENT_START, 0, 10), &clock, &taken);
+        run_counted(
+            &mut sess,
+            &s,
+            &event(Kind::STATEMENT_START, 0, 10),
+            &clock,
+            &taken,
+        );
         let sub = BackendEvent {
             nesting_level: 1,
             ..event(Kind::SUBXACT_ABORT, 0, 10)
