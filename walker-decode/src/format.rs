@@ -9,6 +9,7 @@
 //! | `sizeof(xl_xact_stats_item)` | 12 | 12 | 12 | 16 (`objid_lo`, `objid_hi`) |
 //! | heap2 0x10 / 0x20 / 0x30 | PRUNE / VACUUM / FREEZE_PAGE | same (PRUNE adds `isCatalogRel`) | PRUNE_ON_ACCESS / PRUNE_VACUUM_SCAN / PRUNE_VACUUM_CLEANUP (`xl_heap_prune`, flags-driven block data) | same as 17 |
 //! | online checkpoint's redo pointer | insert position at its start | same | the `XLOG_CHECKPOINT_REDO` record | same as 17 |
+//! | visibility-map bits set by | `XLOG_HEAP2_VISIBLE` | same | same (prune records carry no VM flags) | same |
 //! | heap visibility-map block reference | no | no | from 17.11 | from 18.6 |
 //! | data checksums at initdb | off | off | off | on (hint-bit full-page images) |
 //!

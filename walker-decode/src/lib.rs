@@ -6,6 +6,7 @@
 //!   transactions, into [`Event`]s ([`decode`]; garbagemap, budget);
 //! - checkpoints ([`checkpoint`], [`is_checkpoint`]; the autosizer, the host's
 //!   snapshot trigger) and the end time of a transaction ([`xact_end_time_us`]);
+//! - visibility-map bits set and cleared per heap block ([`visibility`]; garbagemap);
 //! - the standby's running-transactions record ([`oldest_running_xid`]; budget);
 //! - the resource-manager ids and record types these use ([`RM_HEAP_ID`], ...), the
 //!   one copy of them in the repository.
@@ -113,6 +114,10 @@ pub enum Event {
 
 pub mod format;
 pub use format::{Format, PruneLayout, UnsupportedServer};
+pub mod visibility;
+pub use visibility::{
+    visibility, VmChange, VmChanges, VM_ALL_FROZEN, VM_ALL_VISIBLE, VM_VALID_BITS,
+};
 
 /// Resource manager ids.
 pub const RM_XLOG_ID: u8 = 0;
@@ -205,7 +210,7 @@ impl<'a> Rec<'a> {
     /// The main-fork block reference with id `id`. From 17.11 and 18.6 heap records
     /// also reference the visibility-map page (fork 2) under an id of its own, so a
     /// reference is chosen by id and fork, never by count or position.
-    fn main_fork_block(&self, id: u8) -> Option<&Block<'a>> {
+    pub(crate) fn main_fork_block(&self, id: u8) -> Option<&Block<'a>> {
         self.block(id).filter(|b| b.fork == MAIN_FORK)
     }
 }
@@ -223,7 +228,7 @@ pub struct DecodeError {
     pub what: &'static str,
 }
 
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+pub(crate) fn u16_at(b: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
 }
 
