@@ -89,10 +89,10 @@ impl VmChanges {
 /// 18.6+'s visibility-map page references are never taken for heap blocks.
 pub fn visibility(r: &Rec<'_>) -> Result<VmChanges, DecodeError> {
     let mut out = VmChanges::default();
-    let flag_at =
-        |at: usize, what: &'static str| r.main.get(at).copied().ok_or(DecodeError { what });
-    let clear = |out: &mut VmChanges, id: u8, bits: u8| {
-        if let Some(b) = r.main_fork_block(id) {
+    // Clears `bits` of the main-fork block `id` when the flags byte at `at` has `mask`.
+    let mut clear_if = |at: usize, mask: u8, id: u8, bits: u8, what: &'static str| {
+        let flags = r.main.get(at).copied().ok_or(DecodeError { what })?;
+        if let Some(b) = r.main_fork_block(id).filter(|_| flags & mask != 0) {
             out.push(VmChange {
                 rel: b.rel,
                 block: b.block,
@@ -100,10 +100,16 @@ pub fn visibility(r: &Rec<'_>) -> Result<VmChanges, DecodeError> {
                 clear: bits,
             });
         }
+        Ok::<(), DecodeError>(())
     };
     match (r.rmid, r.info & OPMASK) {
         (RM_HEAP2_ID, XLOG_HEAP2_VISIBLE) => {
-            let flags = flag_at(VISIBLE_FLAGS_AT, "heap visible")?;
+            let what = "heap visible";
+            let flags = r
+                .main
+                .get(VISIBLE_FLAGS_AT)
+                .copied()
+                .ok_or(DecodeError { what })?;
             let b = r.main_fork_block(1).ok_or(DecodeError {
                 what: "heap visible (no heap block)",
             })?;
@@ -114,47 +120,67 @@ pub fn visibility(r: &Rec<'_>) -> Result<VmChanges, DecodeError> {
                 clear: 0,
             });
         }
-        (RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT) => {
-            if flag_at(0, "heap multi-insert")? & XLH_INSERT_ALL_VISIBLE_CLEARED != 0 {
-                clear(&mut out, 0, VM_VALID_BITS);
-            }
-        }
-        (RM_HEAP2_ID, XLOG_HEAP2_LOCK_UPDATED) => {
-            if flag_at(FLAGS_AFTER_XID_AT, "heap lock updated")? & XLH_LOCK_ALL_FROZEN_CLEARED != 0
-            {
-                clear(&mut out, 0, VM_ALL_FROZEN);
-            }
-        }
+        (RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT) => clear_if(
+            0,
+            XLH_INSERT_ALL_VISIBLE_CLEARED,
+            0,
+            VM_VALID_BITS,
+            "heap multi-insert",
+        )?,
+        (RM_HEAP2_ID, XLOG_HEAP2_LOCK_UPDATED) => clear_if(
+            FLAGS_AFTER_XID_AT,
+            XLH_LOCK_ALL_FROZEN_CLEARED,
+            0,
+            VM_ALL_FROZEN,
+            "heap lock updated",
+        )?,
         (RM_HEAP_ID, XLOG_HEAP_INSERT) => {
             // The offset comes first; its presence is what makes the record whole.
             u16_at(r.main, 0).ok_or(DecodeError {
                 what: "heap insert",
             })?;
-            if flag_at(INSERT_FLAGS_AT, "heap insert")? & XLH_INSERT_ALL_VISIBLE_CLEARED != 0 {
-                clear(&mut out, 0, VM_VALID_BITS);
-            }
+            clear_if(
+                INSERT_FLAGS_AT,
+                XLH_INSERT_ALL_VISIBLE_CLEARED,
+                0,
+                VM_VALID_BITS,
+                "heap insert",
+            )?
         }
-        (RM_HEAP_ID, XLOG_HEAP_DELETE) => {
-            if flag_at(FLAGS_AFTER_XID_AT, "heap delete")? & XLH_DELETE_ALL_VISIBLE_CLEARED != 0 {
-                clear(&mut out, 0, VM_VALID_BITS);
-            }
-        }
+        (RM_HEAP_ID, XLOG_HEAP_DELETE) => clear_if(
+            FLAGS_AFTER_XID_AT,
+            XLH_DELETE_ALL_VISIBLE_CLEARED,
+            0,
+            VM_VALID_BITS,
+            "heap delete",
+        )?,
         (RM_HEAP_ID, XLOG_HEAP_UPDATE | XLOG_HEAP_HOT_UPDATE) => {
-            let flags = flag_at(FLAGS_AFTER_XID_AT, "heap update")?;
-            if flags & XLH_UPDATE_OLD_ALL_VISIBLE_CLEARED != 0 {
-                // The old tuple is on reference 1 when it moved pages, else on 0.
-                let old = if r.main_fork_block(1).is_some() { 1 } else { 0 };
-                clear(&mut out, old, VM_VALID_BITS);
-            }
-            if flags & XLH_UPDATE_NEW_ALL_VISIBLE_CLEARED != 0 {
-                clear(&mut out, 0, VM_VALID_BITS);
-            }
+            // The old tuple is on reference 1 when it moved pages, else on 0.
+            let old = if r.main_fork_block(1).is_some() { 1 } else { 0 };
+            let at = FLAGS_AFTER_XID_AT;
+            let what = "heap update";
+            clear_if(
+                at,
+                XLH_UPDATE_OLD_ALL_VISIBLE_CLEARED,
+                old,
+                VM_VALID_BITS,
+                what,
+            )?;
+            clear_if(
+                at,
+                XLH_UPDATE_NEW_ALL_VISIBLE_CLEARED,
+                0,
+                VM_VALID_BITS,
+                what,
+            )?;
         }
-        (RM_HEAP_ID, XLOG_HEAP_LOCK) => {
-            if flag_at(FLAGS_AFTER_XID_AT, "heap lock")? & XLH_LOCK_ALL_FROZEN_CLEARED != 0 {
-                clear(&mut out, 0, VM_ALL_FROZEN);
-            }
-        }
+        (RM_HEAP_ID, XLOG_HEAP_LOCK) => clear_if(
+            FLAGS_AFTER_XID_AT,
+            XLH_LOCK_ALL_FROZEN_CLEARED,
+            0,
+            VM_ALL_FROZEN,
+            "heap lock",
+        )?,
         _ => {}
     }
     Ok(out)

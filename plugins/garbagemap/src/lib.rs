@@ -18,8 +18,9 @@ pub mod pending;
 pub mod published;
 pub mod svg;
 pub mod tracker;
+pub mod vismap;
 
-use decode::{decode, Block, Format, Rec, RelKey};
+use decode::{decode, visibility, Block, Format, Rec, RelKey};
 use published::Published;
 use std::sync::Mutex;
 use tracker::{Limits, Tracker};
@@ -97,7 +98,7 @@ impl Plugin for Garbagemap {
                 },
                 ViewDef {
                     name: "heatmap",
-                    description: "one row per tracked block range: dead tuples, dead line pointers, changes seen",
+                    description: "one row per tracked block range: dead tuples, dead line pointers, changes seen, blocks the WAL marked all-visible and all-frozen",
                     columns: with_rel(&[
                         ("first_block", T::INT8),
                         ("last_block", T::INT8),
@@ -109,6 +110,8 @@ impl Plugin for Garbagemap {
                         ("last_prune_lsn", T::LSN),
                         ("last_vacuum_lsn", T::LSN),
                         ("last_change_lsn", T::LSN),
+                        ("all_visible_blocks", T::INT8),
+                        ("all_frozen_blocks", T::INT8),
                     ]),
                 },
                 ViewDef {
@@ -264,18 +267,26 @@ impl Plugin for Garbagemap {
             blocks,
         };
         let mut walk = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        match decode(&rec, self.format) {
-            Ok(Some(event)) => walk.tracker.apply(event, r.lsn()),
-            Ok(None) => {}
-            Err(e) => {
-                walk.tracker.counters.undecodable += 1;
-                if walk.tracker.counters.undecodable <= 10 {
-                    host.warning(&format!(
-                        "record at {:X}/{:X}: {e}",
-                        r.lsn() >> 32,
-                        r.lsn() as u32
-                    ));
-                }
+        // The dead-tuple event and the visibility-map bits are read independently:
+        // a record one of them cannot read still gives the other (and counts once).
+        let event = decode(&rec, self.format);
+        let vm = visibility(&rec);
+        if let Ok(Some(event)) = event.clone() {
+            walk.tracker.apply(event, r.lsn());
+        }
+        if let Ok(vm) = vm {
+            for c in vm.iter() {
+                walk.tracker.apply_visibility(c, r.lsn());
+            }
+        }
+        if let Some(e) = event.err().or(vm.err()) {
+            walk.tracker.counters.undecodable += 1;
+            if walk.tracker.counters.undecodable <= 10 {
+                host.warning(&format!(
+                    "record at {:X}/{:X}: {e}",
+                    r.lsn() >> 32,
+                    r.lsn() as u32
+                ));
             }
         }
         walk.through_lsn = r.end_lsn();

@@ -82,6 +82,10 @@ pub struct PubRange {
     pub last_vacuum_lsn: u64,
     /// Last change.
     pub last_change_lsn: u64,
+    /// Blocks whose visibility-map all-visible bit the WAL set and did not clear.
+    pub all_visible: u64,
+    /// Blocks whose all-frozen bit the WAL set and did not clear.
+    pub all_frozen: u64,
 }
 
 /// The published map.
@@ -204,6 +208,8 @@ impl Published {
                         last_prune_lsn: g.last_prune_lsn,
                         last_vacuum_lsn: g.last_vacuum_lsn,
                         last_change_lsn: g.last_change_lsn,
+                        all_visible: g.all_visible(),
+                        all_frozen: g.all_frozen(),
                     };
                     ng += 1;
                 }
@@ -263,6 +269,8 @@ impl Published {
                         Cell::Lsn(g.last_prune_lsn),
                         Cell::Lsn(g.last_vacuum_lsn),
                         Cell::Lsn(g.last_change_lsn),
+                        int(g.all_visible),
+                        int(g.all_frozen),
                     ]);
                     row
                 })

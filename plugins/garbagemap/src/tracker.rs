@@ -8,8 +8,9 @@
 //! time, and counted; pending changes past their bound are counted as unattributed.
 
 use crate::blockmap::BlockMap;
-use crate::decode::{Event, Item, RelKey};
+use crate::decode::{Event, Item, RelKey, VmChange};
 use crate::pending::{Changes, Fate};
+use crate::vismap::{VisBits, VmBit};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Line pointers per heap page (`MaxHeapTuplesPerPage` for 8 kB pages is 291).
@@ -101,6 +102,19 @@ pub struct Range {
     pub last_vacuum_lsn: u64,
     /// LSN of the last change.
     pub last_change_lsn: u64,
+    /// Visibility-map bits of the range's blocks, as the WAL set and cleared them.
+    pub vm: VisBits,
+}
+
+impl Range {
+    /// Blocks marked all-visible.
+    pub fn all_visible(&self) -> u64 {
+        self.vm.count(VmBit::AllVisible)
+    }
+    /// Blocks marked all-frozen.
+    pub fn all_frozen(&self) -> u64 {
+        self.vm.count(VmBit::AllFrozen)
+    }
 }
 
 /// One relation.
@@ -325,6 +339,27 @@ impl Tracker {
         }
     }
 
+    /// Applies a visibility-map change of the record at `lsn`. Setting a bit tracks
+    /// the block's range; clearing one of a range not tracked changes nothing.
+    pub fn apply_visibility(&mut self, c: VmChange, lsn: u64) {
+        let rb = self.limits.range_blocks.max(1);
+        let offset = c.block % rb;
+        if c.set != 0 {
+            self.range_mut(c.rel, c.block, lsn)
+                .vm
+                .change(offset, rb, c.set, c.clear);
+            return;
+        }
+        let idx = self.range_of(c.block);
+        if let Some(range) = self
+            .rels
+            .get_mut(&c.rel)
+            .and_then(|r| r.ranges.get_mut(&idx))
+        {
+            range.vm.change(offset, rb, 0, c.clear);
+        }
+    }
+
     /// Applies one event of the record at `lsn`.
     pub fn apply(&mut self, e: Event, lsn: u64) {
         match e {
@@ -456,6 +491,10 @@ impl Tracker {
                     let (tuples, lps) = range.blocks.remove_from(blocks);
                     range.dead_tuples -= tuples;
                     range.dead_lps -= lps;
+                    let first = i.saturating_mul(self.limits.range_blocks.max(1));
+                    range
+                        .vm
+                        .clear_from(blocks.saturating_sub(first), self.limits.range_blocks);
                     if i * self.limits.range_blocks.max(1) >= blocks {
                         r.ranges.remove(&i);
                         self.n_ranges -= 1;
@@ -501,10 +540,12 @@ fn count(b: &Bits) -> u64 {
 // Snapshot encoding: the map, pending changes included, as little-endian integers.
 // ---------------------------------------------------------------------------------
 
-/// Version of the snapshot layout. 2 writes each block's dead items as a list of
-/// item numbers (as the map holds them), 1 wrote two bitmaps per block (84 bytes a
-/// block, so a snapshot buffer took four times the map); both are read.
-pub const SNAPSHOT_FORMAT: u32 = 2;
+/// Version of the snapshot layout. 3 adds each range's visibility-map words (a
+/// count, 0 when no bit is set, then the words); 2 writes each block's dead items
+/// as a list of item numbers (as the map holds them), 1 wrote two bitmaps per block
+/// (84 bytes a block, so a snapshot buffer took four times the map). All are read;
+/// ranges from 1 and 2 start with no visibility-map bit.
+pub const SNAPSHOT_FORMAT: u32 = 3;
 
 /// In format 2, the item count that announces a block written as its two bitmaps.
 const SNAPSHOT_BITMAPS: u16 = u16::MAX;
@@ -659,6 +700,9 @@ impl Tracker {
                         }
                     }
                 }
+                let vm = g.vm.words();
+                w.u32(vm.len() as u32);
+                vm.iter().for_each(|x| w.u64(*x));
             }
         }
         w.u32(self.pending.len() as u32);
@@ -729,6 +773,16 @@ impl Tracker {
                     g.dead_tuples += count(&items.dead_tuples);
                     g.dead_lps += count(&items.dead_lps);
                     g.blocks.set(b, &items);
+                }
+                if format >= 3 {
+                    let n = r.u32()? as usize;
+                    if n > r.0.len() / 8 {
+                        return Err("garbagemap snapshot ends early".into());
+                    }
+                    let words = (0..n)
+                        .map(|_| r.u64())
+                        .collect::<Result<Vec<u64>, String>>()?;
+                    g.vm = VisBits::from_words(words, range_blocks)?;
                 }
                 rel.ranges.insert(i, g);
                 t.n_ranges += 1;
@@ -1205,9 +1259,10 @@ mod tests {
         let mut b = Vec::new();
         t.encode(&mut b);
         // Header 8 + counters 48 + relation count 4, relation 12 + 8 + 4, range 4 + 48
-        // + 4, block 0: 4 + 2 + 6 * 2, block 1: 4 + 2 + 80, pending and prepared
-        // counts 8 (format 1: 84 bytes for each block).
-        assert_eq!(b.len(), 8 + 48 + 4 + 24 + 56 + 18 + 86 + 8);
+        // + 4, block 0: 4 + 2 + 6 * 2, block 1: 4 + 2 + 80, the range's
+        // visibility-map word count (0: no bit set) 4, pending and prepared counts 8
+        // (format 1: 84 bytes for each block).
+        assert_eq!(b.len(), 8 + 48 + 4 + 24 + 56 + 18 + 86 + 4 + 8);
         let back = Tracker::decode(&b, LIMITS).unwrap();
         assert_eq!(back.rels, t.rels);
         assert_eq!(back.rels[&A].ranges[&0].dead_tuples, 56);
@@ -1235,6 +1290,64 @@ mod tests {
         let g = &old.rels[&A].ranges[&0];
         assert_eq!((g.dead_tuples, g.dead_lps), (1, 0));
         assert!(g.blocks.get(2).dead_tuples.get(3));
+
+        // Format 2 is format 3 without the visibility-map word counts: the snapshot
+        // above, its version changed and the count (the 4 bytes before pending's
+        // and prepared's counts) taken out, reads back the same map.
+        let mut v2 = b.clone();
+        v2[0..4].copy_from_slice(&2u32.to_le_bytes());
+        let at = v2.len() - 12;
+        assert_eq!(v2[at..at + 4], [0, 0, 0, 0]);
+        v2.drain(at..at + 4);
+        assert_eq!(Tracker::decode(&v2, LIMITS).unwrap().rels, t.rels);
+    }
+
+    #[test]
+    fn visibility_bits_follow_the_wal_and_survive_snapshots() {
+        use crate::decode::VmChange;
+        let vm = |block: u32, set: u8, clear: u8| VmChange {
+            rel: A,
+            block,
+            set,
+            clear,
+        };
+        let mut t = Tracker::new(LIMITS);
+        // VACUUM marks blocks 0..=6 all-visible, 2 also all-frozen (ranges of 4).
+        for b in 0..=6 {
+            t.apply_visibility(vm(b, 1, 0), 1);
+        }
+        t.apply_visibility(vm(2, 3, 0), 1);
+        let counts = |t: &Tracker| {
+            t.rels[&A]
+                .ranges
+                .iter()
+                .map(|(i, g)| (*i, g.all_visible(), g.all_frozen()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(counts(&t), vec![(0, 4, 1), (1, 3, 0)]);
+        // A lock clears all-frozen, an insert both; a clear of an untracked
+        // relation creates nothing.
+        t.apply_visibility(vm(2, 0, 2), 2);
+        t.apply_visibility(vm(5, 0, 3), 2);
+        t.apply_visibility(
+            VmChange {
+                rel: RelKey { rel: 1, ..A },
+                ..vm(0, 0, 3)
+            },
+            2,
+        );
+        assert_eq!(counts(&t), vec![(0, 4, 0), (1, 2, 0)]);
+        assert_eq!(t.rels.len(), 1);
+        // Snapshots keep them.
+        let mut b = Vec::new();
+        t.encode(&mut b);
+        assert_eq!(counts(&Tracker::decode(&b, LIMITS).unwrap()), counts(&t));
+        // Truncation to 5 blocks keeps block 4 of range 1, drops 6.
+        t.apply(Event::Truncate { rel: A, blocks: 5 }, 3);
+        assert_eq!(counts(&t), vec![(0, 4, 0), (1, 1, 0)]);
+        // A new relfilenode (or a drop) forgets them.
+        t.apply(Event::Create { rel: A }, 4);
+        assert!(t.rels.is_empty());
     }
 
     #[test]

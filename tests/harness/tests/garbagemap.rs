@@ -337,3 +337,120 @@ fn the_relation_bound_evicts_the_least_recently_changed() {
         "each kept table has its one dead tuple: {dead:?}"
     );
 }
+
+type VmRanges = BTreeMap<i64, (i64, i64)>;
+
+/// Per range: blocks all-visible and all-frozen in the visibility map, read by
+/// `pg_visibility_map` (ranges with neither left out).
+fn vm_truth(c: &Cluster, rel: &str) -> VmRanges {
+    c.query(&format!(
+        "SELECT blkno / {RANGE}, count(*) FILTER (WHERE all_visible), count(*) FILTER (WHERE all_frozen)
+         FROM pg_visibility_map('{rel}') GROUP BY 1
+         HAVING count(*) FILTER (WHERE all_visible OR all_frozen) > 0 ORDER BY 1"
+    ))
+    .into_iter()
+    .map(|r| (r[0].parse().unwrap(), (r[1].parse().unwrap(), r[2].parse().unwrap())))
+    .collect()
+}
+
+/// garbagemap's all-visible and all-frozen blocks per range of `rel`.
+fn vm_plugin(c: &Cluster, rel: &str) -> VmRanges {
+    let (oid, filenode) = ids(c, "postgres", rel);
+    c.query(&format!(
+        "SELECT first_block / {RANGE}, all_visible_blocks, all_frozen_blocks FROM walker.garbagemap_heatmap
+         WHERE database = {oid} AND relfilenode = {filenode} AND all_visible_blocks + all_frozen_blocks > 0 ORDER BY 1"
+    ))
+    .into_iter()
+    .map(|r| (r[0].parse().unwrap(), (r[1].parse().unwrap(), r[2].parse().unwrap())))
+    .collect()
+}
+
+fn assert_vm_same(c: &Cluster, rel: &str, step: &str) -> VmRanges {
+    wait_published(c);
+    let theirs = vm_truth(c, rel);
+    assert_eq!(
+        vm_plugin(c, rel),
+        theirs,
+        "{rel} after {step}: garbagemap (left) against pg_visibility_map (right), (all-visible, all-frozen) blocks per {RANGE}-block range"
+    );
+    theirs
+}
+
+/// Blocks with `bit` per range summed over the relation.
+fn total(r: &VmRanges, frozen: bool) -> i64 {
+    r.values().map(|v| if frozen { v.1 } else { v.0 }).sum()
+}
+
+#[test]
+fn all_visible_blocks_per_range_equal_pg_visibility() {
+    let c = Cluster::builder("gmvisible")
+        .plugins("garbagemap")
+        .autovacuum(false)
+        .conf("garbagemap.range_blocks", &RANGE.to_string())
+        .start();
+    c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_visibility;");
+    c.exec(
+        "CREATE TABLE vt (id int, pad text) WITH (fillfactor = 100);
+         INSERT INTO vt SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g;
+         CREATE TABLE fz (id int, pad text);
+         INSERT INTO fz SELECT g, repeat('f', 100) FROM generate_series(1, 5000) g;",
+    );
+    // Nothing is all-visible before VACUUM.
+    assert_eq!(assert_vm_same(&c, "vt", "the inserts"), VmRanges::new());
+
+    // VACUUM sets all-visible (XLOG_HEAP2_VISIBLE), VACUUM (FREEZE) all-frozen too.
+    c.exec("VACUUM vt; VACUUM (FREEZE) fz;");
+    let vt = assert_vm_same(&c, "vt", "VACUUM");
+    assert!(vt.len() >= 10 && total(&vt, false) > 150, "{vt:?}");
+    let fz = assert_vm_same(&c, "fz", "VACUUM (FREEZE)");
+    assert!(total(&fz, true) > 40 && total(&fz, true) == total(&fz, false), "{fz:?}");
+
+    // Deletes, updates (old and new pages, HOT and not), an insert and a COPY
+    // (multi-insert) into all-visible pages clear the bits; row locks clear
+    // all-frozen only.
+    c.exec(
+        "DELETE FROM vt WHERE id BETWEEN 1000 AND 1100;
+         UPDATE vt SET pad = 'short' WHERE id BETWEEN 5000 AND 5010;
+         UPDATE vt SET id = id WHERE id = 9000;
+         INSERT INTO vt VALUES (-1, 'into the last page');
+         COPY vt (id) FROM PROGRAM 'seq 30001 30100';
+         SELECT count(*) FROM (SELECT * FROM fz WHERE id BETWEEN 100 AND 900 FOR UPDATE) l;
+         SELECT count(*) FROM (SELECT * FROM fz WHERE id BETWEEN 3000 AND 3100 FOR KEY SHARE) l;",
+    );
+    let changed = assert_vm_same(&c, "vt", "deletes, updates, inserts");
+    assert!(total(&changed, false) < total(&vt, false), "{changed:?} {vt:?}");
+    let locked = assert_vm_same(&c, "fz", "row locks");
+    assert!(
+        total(&locked, true) < total(&locked, false),
+        "locks cleared all-frozen only: {locked:?}"
+    );
+
+    // VACUUM sets them again; deleting the tail and vacuuming truncates the relation.
+    c.exec("VACUUM vt; DELETE FROM vt WHERE id > 15000; VACUUM vt;");
+    let truncated = assert_vm_same(&c, "vt", "VACUUM and truncation");
+    let blocks: i64 = c.query_one("SELECT pg_relation_size('vt') / 8192").parse().unwrap();
+    assert!(
+        truncated.keys().all(|r| r * RANGE < blocks) && blocks < 300,
+        "{truncated:?} in {blocks} blocks"
+    );
+
+    // COPY FREEZE into a table created in the same transaction marks its pages
+    // all-visible and all-frozen as it writes them.
+    c.exec(
+        "BEGIN; CREATE TABLE cf (id int); COPY cf FROM PROGRAM 'seq 1 20000' WITH (FREEZE); COMMIT;",
+    );
+    let cf = assert_vm_same(&c, "cf", "COPY FREEZE");
+    assert!(total(&cf, true) > 0, "{cf:?}");
+
+    // The bits survive a crash: the snapshot, then the WAL after it.
+    c.exec("CHECKPOINT; UPDATE vt SET pad = 'after the checkpoint' WHERE id % 500 = 0;");
+    c.crash();
+    c.start_again();
+    assert_vm_same(&c, "vt", "a crash");
+    assert_vm_same(&c, "fz", "a crash");
+    assert_vm_same(&c, "cf", "a crash");
+    assert_eq!(
+        c.query_one("SELECT undecodable_records FROM walker.garbagemap_status"),
+        "0"
+    );
+}
