@@ -151,6 +151,19 @@ impl Plugin for Garbagemap {
                     description: "an SVG heat map per relation: block ranges across, dead-tuple density as colour",
                     columns: with_rel(&[("svg", T::TEXT)]),
                 },
+                ViewDef {
+                    name: "cumulative",
+                    description: "each relation's block ranges ranked by dead tuples, with the running share of its ranges and of its dead tuples (\"10% of the ranges hold 80% of the dead tuples\")",
+                    columns: with_rel(&[
+                        ("rank", T::INT8),
+                        ("first_block", T::INT8),
+                        ("last_block", T::INT8),
+                        ("dead_tuples", T::INT8),
+                        ("cumulative_dead_tuples", T::INT8),
+                        ("ranges_pct", T::FLOAT8),
+                        ("dead_tuples_pct", T::FLOAT8),
+                    ]),
+                },
             ],
             snapshots: true,
             functions: vec![walker_abi::FunctionDef {

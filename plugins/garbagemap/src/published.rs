@@ -25,6 +25,8 @@ pub const VIEW_ADVICE: usize = 2;
 pub const VIEW_STATUS: usize = 3;
 /// `svg`.
 pub const VIEW_SVG: usize = 4;
+/// `cumulative`.
+pub const VIEW_CUMULATIVE: usize = 5;
 
 /// One relation.
 #[repr(C)]
@@ -119,6 +121,8 @@ pub enum Cell {
     Int(i64),
     /// `pg_lsn` (NULL when 0).
     Lsn(u64),
+    /// `float8`.
+    Float(f64),
     /// `text`.
     Text(String),
 }
@@ -130,6 +134,7 @@ impl Cell {
             Cell::Int(v) => Value::Int8(*v),
             Cell::Lsn(0) => Value::Null,
             Cell::Lsn(l) => Value::Lsn(*l),
+            Cell::Float(v) => Value::Float8(*v),
             Cell::Text(s) => Value::Text(s),
         }
     }
@@ -276,6 +281,7 @@ impl Published {
                 })
                 .collect(),
             VIEW_ADVICE => self.advice(),
+            VIEW_CUMULATIVE => self.cumulative(),
             VIEW_STATUS => {
                 let c = &self.counters;
                 vec![vec![
@@ -315,6 +321,51 @@ impl Published {
                 .collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// Each relation's ranges ranked by dead tuples, most first (then by first
+    /// block), with the running count and the running shares of the relation's
+    /// published ranges and of its dead tuples, in percent.
+    fn cumulative(&self) -> Vec<Vec<Cell>> {
+        let rb = self.range_blocks.max(1);
+        let mut ranges: Vec<&PubRange> = self.ranges().iter().collect();
+        ranges.sort_by_key(|g| {
+            (
+                (g.db, g.ts, g.rel),
+                std::cmp::Reverse(g.dead_tuples),
+                g.index,
+            )
+        });
+        let mut rows = Vec::with_capacity(ranges.len());
+        for group in ranges.chunk_by(|a, b| (a.db, a.ts, a.rel) == (b.db, b.ts, b.rel)) {
+            let total = group
+                .iter()
+                .fold(0u64, |t, g| t.saturating_add(g.dead_tuples));
+            let mut running = 0u64;
+            for (i, g) in group.iter().enumerate() {
+                running = running.saturating_add(g.dead_tuples);
+                let first = u64::from(g.index) * rb;
+                let ranges_pct = 100.0 * (i + 1) as f64 / group.len() as f64;
+                let dead_pct = if total == 0 {
+                    0.0
+                } else {
+                    100.0 * running as f64 / total as f64
+                };
+                rows.push(vec![
+                    int(g.db.into()),
+                    int(g.ts.into()),
+                    int(g.rel.into()),
+                    int(i as u64 + 1),
+                    int(first),
+                    int(first + rb - 1),
+                    int(g.dead_tuples),
+                    int(running),
+                    Cell::Float(ranges_pct),
+                    Cell::Float(dead_pct),
+                ]);
+            }
+        }
+        rows
     }
 
     /// Relations with dead items, most first; the block range to start with and why.
@@ -436,6 +487,69 @@ mod tests {
         assert_eq!(
             (&ra[3], &ra[5]),
             (&Cell::Int(RANGE_CAP as i64), &Cell::Int(RANGE_CAP as i64))
+        );
+    }
+
+    #[test]
+    fn cumulative_ranks_each_relations_ranges_with_running_shares() {
+        // Relation A: ranges 0..3 with 10, 0, 30 and 60 dead tuples; relation B: one
+        // range without any. By hand: 60 (1 of 4 ranges = 25%, 60 of 100 = 60%),
+        // 30 (50%, 90%), 10 (75%, 100%), 0 (100%, 100%); B: (100%, 0%).
+        let mut p = zeroed();
+        let a = |index, dead_tuples| PubRange {
+            db: 5,
+            ts: 1663,
+            rel: 100,
+            index,
+            dead_tuples,
+            ..PubRange::default()
+        };
+        for (i, g) in [
+            a(0, 10),
+            a(1, 0),
+            a(2, 30),
+            a(3, 60),
+            PubRange { rel: 7, ..a(0, 0) },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            p.ranges[i] = g;
+        }
+        p.n_ranges = 5;
+        p.range_blocks = 4;
+        let rows: Vec<(i64, i64, i64, i64, i64, f64, f64)> = p
+            .rows(VIEW_CUMULATIVE)
+            .into_iter()
+            .map(|r| {
+                let i = |c: &Cell| match c {
+                    Cell::Int(v) => *v,
+                    _ => panic!("{c:?}"),
+                };
+                let f = |c: &Cell| match c {
+                    Cell::Float(v) => *v,
+                    _ => panic!("{c:?}"),
+                };
+                (
+                    i(&r[2]),
+                    i(&r[3]),
+                    i(&r[4]),
+                    i(&r[6]),
+                    i(&r[7]),
+                    f(&r[8]),
+                    f(&r[9]),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (7, 1, 0, 0, 0, 100.0, 0.0),
+                (100, 1, 12, 60, 60, 25.0, 60.0),
+                (100, 2, 8, 30, 90, 50.0, 90.0),
+                (100, 3, 0, 10, 100, 75.0, 100.0),
+                (100, 4, 4, 0, 100, 100.0, 100.0),
+            ]
         );
     }
 

@@ -182,6 +182,35 @@ fn dead_tuples_per_range_equal_pageinspect() {
         "pruning left dead line pointers in hot: {hot:?}"
     );
     assert_same(&c, "other", "o");
+    // The cumulative view against the heat map's rows: each relation's ranges
+    // ranked by dead tuples, running sums and shares computed here by SQL window
+    // functions (no rows on either side that the other lacks).
+    let cumulative = "SELECT database, tablespace, relfilenode, rank, first_block, last_block, dead_tuples,
+               cumulative_dead_tuples, round(ranges_pct::numeric, 9), round(dead_tuples_pct::numeric, 9)
+        FROM walker.garbagemap_cumulative";
+    let from_heatmap = "SELECT database, tablespace, relfilenode, row_number() OVER w, first_block, last_block,
+               dead_tuples, sum(dead_tuples) OVER w,
+               round(100.0 * row_number() OVER w / count(*) OVER p, 9),
+               round(coalesce(100.0 * sum(dead_tuples) OVER w / nullif(sum(dead_tuples) OVER p, 0), 0), 9)
+        FROM walker.garbagemap_heatmap
+        WINDOW p AS (PARTITION BY database, tablespace, relfilenode),
+               w AS (p ORDER BY dead_tuples DESC, first_block ROWS UNBOUNDED PRECEDING)";
+    let differ = c.query(&format!(
+        "(({cumulative}) EXCEPT ({from_heatmap})) UNION ALL (({from_heatmap}) EXCEPT ({cumulative}))"
+    ));
+    assert!(differ.is_empty(), "cumulative view against the heat map: {differ:?}");
+    let ranked = c.query(&format!(
+        "SELECT rank, dead_tuples, cumulative_dead_tuples FROM walker.garbagemap_cumulative
+         WHERE database = {} AND relfilenode = {} ORDER BY rank",
+        ids(&c, "postgres", "big").0,
+        ids(&c, "postgres", "big").1
+    ));
+    let big_total: i64 = big.values().map(|v| v.0).sum();
+    assert_eq!(
+        ranked.last().map(|r| r[2].clone()),
+        Some(big_total.to_string()),
+        "the last rank holds all of big's dead tuples (pageinspect's count)"
+    );
     // The relation is resolved in the database that reads the view.
     let named = c.query_one(
         "SELECT dead_tuples FROM walker.garbagemap_relations WHERE relation = 'big'::regclass",
