@@ -33,6 +33,11 @@ use walker_abi::{
 #[global_allocator]
 static ALLOCATOR: heap::Counting = heap::Counting;
 
+/// The plugin's SQL (ABI 1.3 `sql`, idempotent): `walker.garbagemap_vacuum_plan`,
+/// the action for each relation with dead items and its cost in blocks, beside
+/// `n_dead_tup` and autovacuum's threshold (`sql/vacuum_plan.sql`).
+pub const VACUUM_PLAN_SQL: &str = include_str!("../sql/vacuum_plan.sql");
+
 /// Records between two publications while walking.
 const PUBLISH_EVERY: u64 = 4096;
 
@@ -173,7 +178,7 @@ impl Plugin for Garbagemap {
                 access: walker_abi::WalkerAccess::MONITOR,
             }],
             backend_events: false,
-            sql: None,
+            sql: Some(VACUUM_PLAN_SQL),
             role: None,
         }
     }

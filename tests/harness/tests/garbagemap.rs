@@ -486,3 +486,76 @@ fn all_visible_blocks_per_range_equal_pg_visibility() {
         "0"
     );
 }
+
+#[test]
+fn the_vacuum_plan_names_the_action_its_cost_and_what_autovacuum_would_do() {
+    let c = Cluster::builder("gmplan")
+        .plugins("garbagemap")
+        .autovacuum(false)
+        .start();
+    c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_visibility;");
+    // `few`: 10000 rows, vacuumed (reltuples 10000, every block all-visible), then
+    // 100 deleted. `mostly`: 20000 rows, vacuumed, then 18000 deleted.
+    c.exec(
+        "CREATE TABLE few (id int PRIMARY KEY, pad text) WITH (fillfactor = 100);
+         INSERT INTO few SELECT g, repeat('x', 100) FROM generate_series(1, 10000) g;
+         CREATE TABLE mostly (id int, pad text) WITH (fillfactor = 100);
+         INSERT INTO mostly SELECT g, repeat('m', 100) FROM generate_series(1, 20000) g;",
+    );
+    c.exec("VACUUM few");
+    c.exec("VACUUM mostly");
+    c.exec("DELETE FROM few WHERE id <= 100");
+    c.exec("DELETE FROM mostly WHERE id > 2000");
+    wait_published(&c);
+    // The statistics system counts the deletes once the deleting sessions flushed.
+    c.wait_until("n_dead_tup counts the deletes", std::time::Duration::from_secs(60), || {
+        c.query_one(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE (relname, n_dead_tup) IN (('few', 100), ('mostly', 18000))",
+        ) == "2"
+    });
+    let plan = |rel: &str| -> Vec<String> {
+        c.query(&format!(
+            "SELECT action, vacuum_heap_blocks, vacuum_index_blocks, repack_heap_blocks, dead_tuples,
+                    n_dead_tup, autovacuum_threshold, over_autovacuum_threshold, autovacuum_enabled, cost
+             FROM walker.garbagemap_vacuum_plan WHERE relation = '{rel}'::regclass"
+        ))
+        .pop()
+        .unwrap_or_else(|| panic!("no plan for {rel}"))
+    };
+    let blocks = |rel: &str| -> i64 {
+        c.query_one(&format!("SELECT pg_relation_size('{rel}') / 8192"))
+            .parse()
+            .unwrap()
+    };
+    // Blocks VACUUM reads: those pg_visibility_map does not show all-visible.
+    let not_visible = |rel: &str| {
+        c.query_one(&format!(
+            "SELECT count(*) FILTER (WHERE NOT all_visible) FROM pg_visibility_map('{rel}')"
+        ))
+    };
+
+    // few: 100 dead of 10000; autovacuum's trigger 50 + 0.2 * 10000 = 2050, not
+    // reached; VACUUM reads the blocks the deletes touched and the primary key.
+    let few = plan("few");
+    assert_eq!(few[0], "VACUUM", "{few:?}");
+    assert_eq!(few[1], not_visible("few"), "{few:?}");
+    assert_eq!(few[2], blocks("few_pkey").to_string(), "{few:?}");
+    assert_eq!(few[4..9], ["100", "100", "2050", "f", "f"], "{few:?}");
+    assert!(
+        few[9].contains("autovacuum is off"),
+        "the cluster runs without autovacuum: {few:?}"
+    );
+
+    // mostly: 18000 dead, 2000 live: a rewrite writes a tenth of the blocks
+    // (rounded up); autovacuum's trigger 50 + 0.2 * 20000 = 4050 is passed.
+    let mostly = plan("mostly");
+    let m = blocks("mostly");
+    assert!(mostly[0].starts_with("pg_repack or pg_squeeze"), "{mostly:?}");
+    assert_eq!(mostly[1], not_visible("mostly"), "{mostly:?}");
+    assert_eq!(mostly[3], ((m * 2000 + 19999) / 20000).to_string(), "{mostly:?}");
+    assert_eq!(mostly[4..9], ["18000", "18000", "4050", "t", "f"], "{mostly:?}");
+
+    // A relation option changes the threshold as it changes autovacuum's.
+    c.exec("ALTER TABLE few SET (autovacuum_vacuum_threshold = 10, autovacuum_vacuum_scale_factor = 0)");
+    assert_eq!(plan("few")[6..8], ["10", "t"]);
+}
