@@ -50,63 +50,111 @@ pub enum Event {
     /// Tuples inserted by `xid` (dead if it aborts). `init_page`: the page was
     /// (re)initialised first.
     Insert {
+        /// The inserting transaction.
         xid: u32,
+        /// The relation.
         rel: RelKey,
+        /// The block.
         block: u32,
+        /// Line pointers of the new tuples.
         offsets: Vec<u16>,
+        /// The page was (re)initialised first.
         init_page: bool,
     },
     /// The tuple deleted by `xid` (dead if it commits); `now`: dead at once
     /// (a speculative insertion taken back).
-    Delete { xid: u32, item: Item, now: bool },
+    Delete {
+        /// The deleting transaction.
+        xid: u32,
+        /// The tuple.
+        item: Item,
+        /// Dead at once (a speculative insertion taken back).
+        now: bool,
+    },
     /// `old` replaced by `new` by `xid`: old dead if it commits, new dead if it aborts.
     Update {
+        /// The updating transaction.
         xid: u32,
+        /// The old version.
         old: Item,
+        /// The new version.
         new: Item,
+        /// The new version's page was (re)initialised first.
         new_init_page: bool,
+        /// A heap-only update (the new version on the old one's page, no index entry).
         hot: bool,
     },
     /// Pruning of one page: redirected roots, items now dead, items now unused.
     Prune {
+        /// The relation.
         rel: RelKey,
+        /// The block.
         block: u32,
+        /// Line pointers redirected to their chain's live member.
         redirected: Vec<u16>,
+        /// Line pointers now dead (storage freed, pointer kept for the indexes).
         dead: Vec<u16>,
+        /// Line pointers now unused.
         unused: Vec<u16>,
     },
     /// VACUUM freed these dead line pointers.
     Vacuum {
+        /// The relation.
         rel: RelKey,
+        /// The block.
         block: u32,
+        /// Dead line pointers now unused.
         unused: Vec<u16>,
     },
     /// A prune or vacuum record carried the whole page instead of its offsets: the
     /// line pointer flags after it (index 0 is line pointer 1).
     PageState {
+        /// The relation.
         rel: RelKey,
+        /// The block.
         block: u32,
+        /// Line pointer flags after the record (`lp_flags`; index 0 is line pointer 1).
         flags: Vec<u8>,
+        /// The record was VACUUM freeing dead line pointers (its second pass), not a prune.
         vacuum: bool,
     },
     /// A transaction ended. `xid` is the (sub)transaction the record ends, with
     /// `subxacts`; `dropped` relations are removed on commit (and on abort, those
     /// created by the transaction).
     End {
+        /// Committed (else aborted).
         committed: bool,
+        /// The (sub)transaction the record ends.
         xid: u32,
+        /// Its subtransactions ending with it.
         subxacts: Vec<u32>,
+        /// Relations whose files go with it.
         dropped: Vec<RelKey>,
+        /// The end of a prepared transaction (COMMIT/ROLLBACK PREPARED).
         prepared: bool,
     },
     /// A transaction was prepared for two-phase commit: it stays pending.
-    Prepare { xid: u32 },
+    Prepare {
+        /// The prepared transaction.
+        xid: u32,
+    },
     /// The main fork was truncated to `blocks` blocks.
-    Truncate { rel: RelKey, blocks: u32 },
+    Truncate {
+        /// The relation.
+        rel: RelKey,
+        /// Blocks left.
+        blocks: u32,
+    },
     /// A relation file was created (a reused number starts empty).
-    Create { rel: RelKey },
+    Create {
+        /// The relation.
+        rel: RelKey,
+    },
     /// A database was dropped.
-    DropDatabase { db: u32 },
+    DropDatabase {
+        /// The database's OID.
+        db: u32,
+    },
     /// The server shut down or finished crash recovery: transactions without an end
     /// record (other than prepared ones) are aborted.
     ServerRestart,
