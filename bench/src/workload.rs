@@ -66,6 +66,8 @@ pub fn tpcb_prepared(c: &Cluster, seconds: u32, clients: u32) -> Result<f64, Str
     tpcb_with(c, &["-M", "prepared"], seconds, clients)
 }
 
+/// `pgbench -n -T <seconds> -c <clients> -j <clients>` with `extra` arguments (TPC-B
+/// unless they choose another script); returns the TPS.
 fn tpcb_with(c: &Cluster, extra: &[&str], seconds: u32, clients: u32) -> Result<f64, String> {
     let (t, n) = (seconds.to_string(), clients.to_string());
     let what = format!("pgbench {} -T {t} -c {n} on {}", extra.join(" "), c.name());
@@ -82,15 +84,7 @@ fn tpcb_with(c: &Cluster, extra: &[&str], seconds: u32, clients: u32) -> Result<
 
 /// `pgbench -n -S -T <seconds> -c <clients> -j <clients>` (select-only); returns the TPS.
 pub fn select_only(c: &Cluster, seconds: u32, clients: u32) -> Result<f64, String> {
-    let (t, n) = (seconds.to_string(), clients.to_string());
-    let what = format!("pgbench -S -T {t} -c {n} on {}", c.name());
-    let out = pgbench(
-        c,
-        &["-n", "-S", "-T", &t, "-c", &n, "-j", &n],
-        &what,
-        Duration::from_secs(u64::from(seconds) + 120),
-    )?;
-    parse_tps(&out).ok_or_else(|| format!("{what}: no tps line in its output:\n{out}"))
+    tpcb_with(c, &["-S"], seconds, clients)
 }
 
 /// `pgbench -n -f <file> -T <seconds> -c <clients> -j <clients>` with `-D name=value`
@@ -102,21 +96,13 @@ pub fn script(
     clients: u32,
     vars: &[(&str, String)],
 ) -> Result<f64, String> {
-    let (t, n) = (seconds.to_string(), clients.to_string());
     let file_arg = file.display().to_string();
     let defines: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut args = vec!["-n", "-f", &file_arg, "-T", &t, "-c", &n, "-j", &n];
+    let mut extra = vec!["-f", file_arg.as_str()];
     for d in &defines {
-        args.extend(["-D", d.as_str()]);
+        extra.extend(["-D", d.as_str()]);
     }
-    let what = format!("pgbench -f {file_arg} -T {t} -c {n} on {}", c.name());
-    let out = pgbench(
-        c,
-        &args,
-        &what,
-        Duration::from_secs(u64::from(seconds) + 120),
-    )?;
-    parse_tps(&out).ok_or_else(|| format!("{what}: no tps line in its output:\n{out}"))
+    tpcb_with(c, &extra, seconds, clients)
 }
 
 /// A pgbench script of `bench/scripts/`.
