@@ -1,7 +1,9 @@
 //! Unit tests of [`Host`] against a fake host table whose functions the tests control.
 
 use super::*;
+use crate::types::*;
 use std::cell::RefCell;
+use std::ffi::{c_char, CStr};
 
 thread_local! {
     /// The message the fake `service_result` hands out, and whether it copies a cut
