@@ -1,8 +1,10 @@
-//! Backend events ([`Plugin::on_backend`](super::Plugin::on_backend)) and the plugin's verdict on them.
+//! Backend events ([`Plugin::on_backend`](super::Plugin::on_backend)) and the plugin's
+//! verdict on them.
 
 use crate::types::*;
 
-/// An event in a server process running SQL ([`Plugin::on_backend`](super::Plugin::on_backend), ABI 1.3).
+/// An event in a server process running SQL
+/// ([`Plugin::on_backend`](super::Plugin::on_backend), ABI 1.3).
 #[derive(Debug, Clone, Copy)]
 pub struct BackendEvent<'a> {
     /// Which event.
@@ -116,7 +118,7 @@ pub enum Admission {
     Proceed,
     /// Refuse the statement (statement start only).
     Reject(Rejection),
-    /// A wait was interrupted ([`Host::pause`](super::Host::pause) returned false): the host raises the
-    /// interrupt (cancel or termination).
+    /// A wait was interrupted ([`Host::pause`](super::Host::pause) returned false):
+    /// the host raises the interrupt (cancel or termination).
     Interrupted,
 }

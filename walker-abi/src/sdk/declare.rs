@@ -40,11 +40,13 @@ pub struct PluginInfo {
     /// Views.
     pub views: Vec<ViewDef>,
     /// The plugin keeps state across restarts through snapshots: the host calls
-    /// [`Plugin::save_state`](super::Plugin::save_state) and [`Plugin::load_state`](super::Plugin::load_state) (ABI 1.1).
+    /// [`Plugin::save_state`](super::Plugin::save_state) and
+    /// [`Plugin::load_state`](super::Plugin::load_state) (ABI 1.1).
     pub snapshots: bool,
     /// SQL functions, answered by [`Plugin::call`](super::Plugin::call) (ABI 1.2).
     pub functions: Vec<FunctionDef>,
-    /// The host calls [`Plugin::on_backend`](super::Plugin::on_backend) in processes running SQL (ABI 1.3).
+    /// The host calls [`Plugin::on_backend`](super::Plugin::on_backend) in processes
+    /// running SQL (ABI 1.3).
     pub backend_events: bool,
     /// SQL the host runs after creating the plugin's views and functions; idempotent
     /// (ABI 1.3, [`WalkerPluginDescriptor::sql`]).

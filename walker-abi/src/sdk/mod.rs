@@ -3,9 +3,10 @@
 //! Implement [`Plugin`] for a type and call [`export_plugin!`](crate::export_plugin)
 //! once in the crate (a `cdylib`). The macro exports the entry symbol and the layout
 //! symbol; every callback goes through a trampoline here that catches panics, so a
-//! plugin never unwinds into the host: a panic becomes [`WalkerStatus::PANIC`](crate::WalkerStatus::PANIC) with the
-//! panic message, and the host marks the plugin failed while the others go on. A panic
-//! poisons the instance in its process: every later callback there fails at once with
+//! plugin never unwinds into the host: a panic becomes
+//! [`WalkerStatus::PANIC`](crate::WalkerStatus::PANIC) with the panic message, and the
+//! host marks the plugin failed while the others go on. A panic poisons the instance
+//! in its process: every later callback there fails at once with
 //! a message naming the callback that panicked and the panic.
 //!
 //! The SDK's modules, one concern each: errors, plugin declarations,
@@ -80,4 +81,3 @@ macro_rules! export_plugin {
 
 #[cfg(test)]
 mod tests;
-

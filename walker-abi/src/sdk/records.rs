@@ -3,7 +3,8 @@
 use super::PluginError;
 use crate::types::*;
 
-/// A run of consecutive records for [`Plugin::on_records`](super::Plugin::on_records), borrowed for the call.
+/// A run of consecutive records for [`Plugin::on_records`](super::Plugin::on_records),
+/// borrowed for the call.
 pub struct Records<'a> {
     raw: &'a [WalkerRecord],
     mask: &'a [u64; WALKER_RMGR_MASK_WORDS],
@@ -53,7 +54,8 @@ impl<'a> Records<'a> {
     }
 }
 
-/// Why [`Plugin::on_records`](super::Plugin::on_records) stopped: the record (index in the run) and the error.
+/// Why [`Plugin::on_records`](super::Plugin::on_records) stopped: the record (index in the
+/// run) and the error.
 #[derive(Debug)]
 pub struct RecordsError {
     /// Index of the failing record in the run.
