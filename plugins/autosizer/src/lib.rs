@@ -20,7 +20,9 @@ pub mod model;
 pub mod report;
 
 use decode::{decode, Event};
-use model::{Action, Algorithm, Config, Decision, Facts, HistoryEntry, Model, Restraint};
+use model::{
+    Action, Algorithm, Config, Decision, Facts, HistoryAction, HistoryEntry, Model, Restraint,
+};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use walker_abi::{
@@ -334,9 +336,9 @@ impl Autosizer {
         let mut out = report::decision(&d);
         out["applied"] = false.into();
         let reason = report::full_reason(&d);
-        let entry = |action: &str, new_mb: u64, reason: String| HistoryEntry {
+        let entry = |action: HistoryAction, new_mb: u64, reason: String| HistoryEntry {
             at_us: now,
-            action: action.to_string(),
+            action,
             old_mb: d.current_mb,
             new_mb,
             reason,
@@ -367,7 +369,7 @@ impl Autosizer {
         } else {
             format!("; set: {}", succeeded.join("; "))
         };
-        let action = d.history_action().name();
+        let action = HistoryAction::from(d.history_action());
         match (failed, unanswered) {
             (None, None) => {
                 lane.model.applied(now);
@@ -397,7 +399,7 @@ impl Autosizer {
                     Setting::MinWalSize => format!("min_wal_size: {msg}"),
                 });
                 let e = entry(
-                    "failed",
+                    HistoryAction::Failed,
                     d.recommended_mb,
                     format!("{reason}; not applied: {msg}{set_anyway}"),
                 );
@@ -413,7 +415,7 @@ impl Autosizer {
                 );
                 host.warning(&msg);
                 let e = entry(
-                    "failed",
+                    HistoryAction::Failed,
                     d.recommended_mb,
                     format!("{reason}; {msg}{set_anyway}"),
                 );
@@ -438,9 +440,9 @@ impl Autosizer {
     ) -> serde_json::Value {
         let mut out = report::decision(&d);
         out["applied"] = false.into();
-        let entry = |action: &str, new_mb: u64, reason: String| HistoryEntry {
+        let entry = |action: HistoryAction, new_mb: u64, reason: String| HistoryEntry {
             at_us: now,
-            action: action.to_string(),
+            action,
             old_mb: d.current_mb,
             new_mb,
             reason,
@@ -519,14 +521,14 @@ impl Autosizer {
                 };
                 // One entry per recommendation and cooldown, not one per window.
                 let repeat = lane.model.history.back().is_some_and(|h| {
-                    h.action == "recommend"
+                    h.action == HistoryAction::Recommend
                         && h.new_mb == d.recommended_mb
                         && now.saturating_sub(h.at_us)
                             < (cfg.cooldown_s as i64).saturating_mul(1_000_000)
                 });
                 if !repeat {
                     let e = entry(
-                        "recommend",
+                        HistoryAction::Recommend,
                         d.recommended_mb,
                         format!(
                             "{why}: would {}: {}",
@@ -991,7 +993,7 @@ impl Plugin for Autosizer {
             let m = e.measurements.to_string();
             sink.row(&[
                 Value::TimestampTz(e.at_us),
-                Value::Text(&e.action),
+                Value::Text(e.action.name()),
                 Value::Int8(e.old_mb as i64),
                 Value::Int8(e.new_mb as i64),
                 Value::Text(&e.reason),

@@ -270,6 +270,47 @@ impl Action {
     }
 }
 
+/// What a history entry records; stored (in snapshots) and shown as its lower-case
+/// name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryAction {
+    /// `max_wal_size` (or `min_wal_size` alone) was raised.
+    Grow,
+    /// It was lowered.
+    Shrink,
+    /// Neither setting changes: what [`Decision::history_action`] of a decision to
+    /// hold converts to; the autosizer records only changes, so no entry has it.
+    Hold,
+    /// A change recommended, not applied (dry run, or recommend-only).
+    Recommend,
+    /// A change that could not be applied.
+    Failed,
+}
+
+impl HistoryAction {
+    /// The word the history view, NOTIFY and the metrics use.
+    pub fn name(self) -> &'static str {
+        match self {
+            HistoryAction::Grow => "grow",
+            HistoryAction::Shrink => "shrink",
+            HistoryAction::Hold => "hold",
+            HistoryAction::Recommend => "recommend",
+            HistoryAction::Failed => "failed",
+        }
+    }
+}
+
+impl From<Action> for HistoryAction {
+    fn from(a: Action) -> Self {
+        match a {
+            Action::Grow => HistoryAction::Grow,
+            Action::Shrink => HistoryAction::Shrink,
+            Action::Hold => HistoryAction::Hold,
+        }
+    }
+}
+
 /// Why a change is not carried out now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -356,8 +397,8 @@ impl Decision {
 pub struct HistoryEntry {
     /// When (µs since the Unix epoch).
     pub at_us: i64,
-    /// `grow`, `shrink`, or `recommend` (dry run / recommend-only), or `failed`.
-    pub action: String,
+    /// What happened.
+    pub action: HistoryAction,
     /// Size before (MB).
     pub old_mb: u64,
     /// Size after, or recommended (MB).
@@ -1422,11 +1463,31 @@ mod tests {
     }
 
     #[test]
+    fn history_actions_keep_the_words_snapshots_hold() {
+        // Entries as releases that stored the action as a string wrote them.
+        for (word, action) in [
+            ("grow", HistoryAction::Grow),
+            ("shrink", HistoryAction::Shrink),
+            ("recommend", HistoryAction::Recommend),
+            ("failed", HistoryAction::Failed),
+        ] {
+            let stored = format!(
+                r#"{{"at_us":7,"action":"{word}","old_mb":1,"new_mb":2,"reason":"r","measurements":null}}"#
+            );
+            let e: HistoryEntry = serde_json::from_str(&stored).unwrap();
+            assert_eq!((e.action, e.action.name()), (action, word));
+            let back = serde_json::to_value(&e).unwrap();
+            assert_eq!(back["action"], word);
+        }
+        assert!(serde_json::from_str::<HistoryAction>(r#""resize""#).is_err());
+    }
+
+    #[test]
     fn history_keeps_retention_and_cap() {
         let mut m = Model::default();
         let e = |t: i64| HistoryEntry {
             at_us: t,
-            action: "grow".into(),
+            action: HistoryAction::Grow,
             old_mb: 1,
             new_mb: 2,
             reason: String::new(),

@@ -1,7 +1,9 @@
 //! What the SQL functions, the history view, NOTIFY and Prometheus show: JSON and text
 //! built from the model (pure).
 
-use crate::model::{Action, Config, Decision, Facts, HistoryEntry, Model, Restraint, MB};
+use crate::model::{
+    Action, Config, Decision, Facts, HistoryAction, HistoryEntry, Model, Restraint, MB,
+};
 use serde_json::{json, Value};
 
 /// Prefix of the saved state (format 1: JSON of the model follows).
@@ -218,15 +220,20 @@ fn metrics(model: &Model, facts: Option<&Facts>, rec: Option<&Decision>, mode: &
             (vec![("kind", "shutdown")], c.shutdown as f64),
         ],
     );
-    let count = |a: &str| model.history.iter().filter(|h| h.action == a).count() as f64;
+    let count = |a: HistoryAction| model.history.iter().filter(|h| h.action == a).count() as f64;
     m(
         "walker_autosizer_history_entries",
         "gauge",
         "History entries kept, by action.",
-        ["grow", "shrink", "recommend", "failed"]
-            .iter()
-            .map(|a| (vec![("action", *a)], count(a)))
-            .collect(),
+        [
+            HistoryAction::Grow,
+            HistoryAction::Shrink,
+            HistoryAction::Recommend,
+            HistoryAction::Failed,
+        ]
+        .into_iter()
+        .map(|a| (vec![("action", a.name())], count(a)))
+        .collect(),
     );
     m(
         "walker_autosizer_deferred_total",
@@ -333,7 +340,7 @@ mod tests {
     fn notification_is_json_and_short() {
         let e = HistoryEntry {
             at_us: 0,
-            action: "grow".into(),
+            action: HistoryAction::Grow,
             old_mb: 32,
             new_mb: 240,
             reason: "x".repeat(10_000),
