@@ -90,6 +90,32 @@ pub struct PubRange {
     pub all_frozen: u64,
 }
 
+/// The counters the status view shows, in its column order.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PubCounters {
+    /// Changes held for transactions not yet ended.
+    pub pending_changes: u64,
+    /// Transactions with pending changes.
+    pub pending_transactions: u64,
+    /// Relations evicted to stay within `max_relations`.
+    pub evicted_relations: u64,
+    /// Ranges evicted to stay within `max_ranges`.
+    pub evicted_ranges: u64,
+    /// Dead tuples forgotten with evicted relations and ranges.
+    pub evicted_dead_tuples: u64,
+    /// Changes not held because the pending bound was reached.
+    pub unattributed: u64,
+    /// Records that could not be decoded.
+    pub undecodable: u64,
+    /// Relations removed because they were dropped, rewritten or their database dropped.
+    pub dropped_relations: u64,
+    /// The plugin's live heap bytes.
+    pub heap_bytes: u64,
+    /// Ranges tracked but not in `ranges` (past [`RANGE_CAP`]).
+    pub unpublished_ranges: u64,
+}
+
 /// The published map.
 #[repr(C)]
 pub struct Published {
@@ -101,10 +127,8 @@ pub struct Published {
     pub n_rels: u64,
     /// Entries used in `ranges`.
     pub n_ranges: u64,
-    /// Pending changes, pending transactions, evicted relations, evicted ranges,
-    /// evicted dead tuples, unattributed changes, undecodable records, dropped relations,
-    /// the plugin's live heap bytes, ranges tracked but not in `ranges`.
-    pub counters: [u64; 10],
+    /// The tracker's counters as of the last publication (the status view).
+    pub counters: PubCounters,
     /// Relations.
     pub rels: [PubRel; REL_CAP],
     /// Ranges.
@@ -151,18 +175,18 @@ impl Published {
         let rb = u64::from(t.limits.range_blocks.max(1));
         self.range_blocks = rb;
         let c = &t.counters;
-        self.counters = [
-            t.n_pending() as u64,
-            t.n_pending_xacts() as u64,
-            c.evicted_relations,
-            c.evicted_ranges,
-            c.evicted_dead_tuples,
-            c.unattributed,
-            c.undecodable,
-            c.dropped_relations,
-            crate::heap::live_bytes() as u64,
-            0,
-        ];
+        self.counters = PubCounters {
+            pending_changes: t.n_pending() as u64,
+            pending_transactions: t.n_pending_xacts() as u64,
+            evicted_relations: c.evicted_relations,
+            evicted_ranges: c.evicted_ranges,
+            evicted_dead_tuples: c.evicted_dead_tuples,
+            unattributed: c.unattributed,
+            undecodable: c.undecodable,
+            dropped_relations: c.dropped_relations,
+            heap_bytes: crate::heap::live_bytes() as u64,
+            unpublished_ranges: 0,
+        };
         let (mut nr, mut ng) = (0usize, 0usize);
         let mut rels: Vec<(&RelKey, &Rel)> = t.rels.iter().collect();
         if t.n_ranges() > RANGE_CAP {
@@ -224,7 +248,7 @@ impl Published {
         }
         self.n_rels = nr as u64;
         self.n_ranges = ng as u64;
-        self.counters[9] = (t.n_ranges() as u64).saturating_sub(self.n_ranges);
+        self.counters.unpublished_ranges = (t.n_ranges() as u64).saturating_sub(self.n_ranges);
     }
 
     fn rels(&self) -> &[PubRel] {
@@ -288,18 +312,18 @@ impl Published {
                     Cell::Lsn(self.through_lsn),
                     int(self.n_rels),
                     // Tracked: published and not.
-                    int(self.n_ranges.saturating_add(c[9])),
+                    int(self.n_ranges.saturating_add(c.unpublished_ranges)),
                     int(rb),
-                    int(c[0]),
-                    int(c[1]),
-                    int(c[2]),
-                    int(c[3]),
-                    int(c[4]),
-                    int(c[5]),
-                    int(c[6]),
-                    int(c[7]),
-                    int(c[8]),
-                    int(c[9]),
+                    int(c.pending_changes),
+                    int(c.pending_transactions),
+                    int(c.evicted_relations),
+                    int(c.evicted_ranges),
+                    int(c.evicted_dead_tuples),
+                    int(c.unattributed),
+                    int(c.undecodable),
+                    int(c.dropped_relations),
+                    int(c.heap_bytes),
+                    int(c.unpublished_ranges),
                 ]]
             }
             VIEW_SVG => self
