@@ -180,10 +180,10 @@ mod tests {
         // 4 + 4 eight-byte fields (32) = 64; a PolicySlot is id 8 + 4 u32/i32 (16) +
         // rate and burst 16 = 40, value Name 68 = 108, n_conditions 4 = 112, 4 condition
         // kinds 16 = 128, 4 condition Names 272 = 400, the Bucket (3 eight-byte fields
-        // and a u32, padded: 32) = 432, charged Totals 24 = 456, 12 action counters 96
-        // = 552, waited_ms 8 = 560.
+        // and a u32, padded: 32) = 432, charged Totals 24 = 456, 10 action counters 80
+        // = 536, waited_ms 8 = 544.
         assert_eq!(crate::policy::NAME_BYTES, 64);
-        assert_eq!(size_of::<PolicySlot>(), 560);
+        assert_eq!(size_of::<PolicySlot>(), 544);
         assert_eq!(size_of::<Scope>(), 376);
         assert_eq!(size_of::<RoleSlot>(), 20);
         assert_eq!(size_of::<Profile>(), 64);
@@ -202,12 +202,12 @@ mod tests {
             + (3 + 128 * 20)
             + (7 + 256 * 64)
             + (7 + 16 * 64)
-            + (7 + 4 * 560);
+            + (7 + 4 * 544);
         assert_eq!(c.size(), Some(want));
         // Each capacity adds exactly its tables' bytes.
         let more = Capacities { scopes: 65, ..c };
         assert_eq!(more.size(), Some(want + 376 + 2 * 4 + 2 * 20));
         let more = Capacities { policies: 5, ..c };
-        assert_eq!(more.size(), Some(want + 560));
+        assert_eq!(more.size(), Some(want + 544));
     }
 }

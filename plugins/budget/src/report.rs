@@ -320,7 +320,7 @@ pub fn rows(s: &SharedRef, view: usize, rmgr_name: &dyn Fn(u8) -> String) -> Vec
         view::BUCKETS => {
             for p in &s.policies[..s.n_policies as usize] {
                 let pol = p.policy();
-                let a = |x: Action| n(p.actions[x as usize]);
+                let a = |x: Action| n(p.actions.get(x));
                 out.push(vec![
                     Cell::Int(p.id),
                     text(pol.kind.name()),
@@ -390,7 +390,7 @@ pub fn rows(s: &SharedRef, view: usize, rmgr_name: &dyn Fn(u8) -> String) -> Vec
         }
         view::COUNTERS => {
             let c = &s.counters;
-            let a = |x: Action| n(c.actions[x as usize]);
+            let a = |x: Action| n(c.actions.get(x));
             let mut r = totals(&c.total).to_vec();
             r.extend([
                 n(c.pending_bytes),
@@ -461,7 +461,7 @@ pub fn metrics(s: &SharedRef) -> String {
         w.sample(
             "walker_budget_statements_total",
             &[("action", name)],
-            c.actions[a as usize] as f64,
+            c.actions.get(a) as f64,
         );
     }
     w.family(

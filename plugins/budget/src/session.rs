@@ -864,8 +864,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let sh = s.borrow();
-        assert_eq!(sh.counters.actions[Action::Reject as usize], 1);
-        assert_eq!(sh.counters.actions[Action::Admit as usize], 1);
+        assert_eq!(sh.counters.actions.get(Action::Reject), 1);
+        assert_eq!(sh.counters.actions.get(Action::Admit), 1);
     }
 
     /// Runs `e`, counting the times the region was taken.
@@ -1077,14 +1077,14 @@ mod tests {
             )
             .unwrap();
         assert_eq!(a, walker_abi::Admission::Interrupted);
-        assert_eq!(s.borrow().counters.actions[Action::Cancelled as usize], 0);
+        assert_eq!(s.borrow().counters.actions.get(Action::Cancelled), 0);
         // The abort that follows takes the lock: the decision is recorded then.
         let abort = event(Kind::ABORT, 0, 0);
         assert!(sess.wants(&abort));
         run(&mut sess, &s, &abort, &clock, None);
         let sh = s.borrow();
-        assert_eq!(sh.counters.actions[Action::Cancelled as usize], 1);
-        assert_eq!(sh.policies[0].actions[Action::Cancelled as usize], 1);
+        assert_eq!(sh.counters.actions.get(Action::Cancelled), 1);
+        assert_eq!(sh.policies[0].actions.get(Action::Cancelled), 1);
         let d = *sh.recent_decisions().last().unwrap();
         assert_eq!((d.action, d.wait_ms), (Action::Cancelled as u32, 100));
         assert!(sess.unrecorded.is_none());

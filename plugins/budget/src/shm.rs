@@ -299,6 +299,67 @@ pub struct RoleSlot {
     pub tail: u32,
 }
 
+/// Statements counted per admission [`Action`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActionCounts {
+    /// [`Action::Unlimited`].
+    pub unlimited: u64,
+    /// [`Action::Admit`].
+    pub admit: u64,
+    /// [`Action::ObserveOver`].
+    pub observe_over: u64,
+    /// [`Action::ShadowBlock`].
+    pub shadow_block: u64,
+    /// [`Action::Queue`].
+    pub queue: u64,
+    /// [`Action::Reject`].
+    pub reject: u64,
+    /// [`Action::Queued`].
+    pub queued: u64,
+    /// [`Action::QueueTimeout`].
+    pub queue_timeout: u64,
+    /// [`Action::Cancelled`].
+    pub cancelled: u64,
+    /// [`Action::FailOpen`].
+    pub fail_open: u64,
+}
+
+impl ActionCounts {
+    /// Statements counted with action `a`.
+    pub fn get(&self, a: Action) -> u64 {
+        match a {
+            Action::Unlimited => self.unlimited,
+            Action::Admit => self.admit,
+            Action::ObserveOver => self.observe_over,
+            Action::ShadowBlock => self.shadow_block,
+            Action::Queue => self.queue,
+            Action::Reject => self.reject,
+            Action::Queued => self.queued,
+            Action::QueueTimeout => self.queue_timeout,
+            Action::Cancelled => self.cancelled,
+            Action::FailOpen => self.fail_open,
+        }
+    }
+
+    /// Counts one statement with action `a`.
+    pub fn count(&mut self, a: Action) {
+        let n = match a {
+            Action::Unlimited => &mut self.unlimited,
+            Action::Admit => &mut self.admit,
+            Action::ObserveOver => &mut self.observe_over,
+            Action::ShadowBlock => &mut self.shadow_block,
+            Action::Queue => &mut self.queue,
+            Action::Reject => &mut self.reject,
+            Action::Queued => &mut self.queued,
+            Action::QueueTimeout => &mut self.queue_timeout,
+            Action::Cancelled => &mut self.cancelled,
+            Action::FailOpen => &mut self.fail_open,
+        };
+        *n = n.saturating_add(1);
+    }
+}
+
 /// A loaded policy with its bucket and counters.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -329,8 +390,8 @@ pub struct PolicySlot {
     pub bucket: Bucket,
     /// WAL charged to it from the stream.
     pub charged: Totals,
-    /// Statements counted per [`Action`] number (index = number).
-    pub actions: [u64; 12],
+    /// Statements counted per [`Action`].
+    pub actions: ActionCounts,
     /// Milliseconds statements waited.
     pub waited_ms: u64,
 }
@@ -475,8 +536,8 @@ pub struct Counters {
     pub pending_bytes: u64,
     /// Statements that reached admission.
     pub statements: u64,
-    /// Per [`Action`] number.
-    pub actions: [u64; 12],
+    /// Statements counted per [`Action`].
+    pub actions: ActionCounts,
     /// Transactions that could not be mapped (map full).
     pub xid_map_full: u64,
     /// Scope lookups of sessions that found no slot (every candidate for eviction
@@ -1272,10 +1333,11 @@ impl Shared<'_> {
         let i = (self.next_decision % self.decisions.len() as u64) as usize;
         self.decisions[i] = d;
         self.next_decision = self.next_decision.wrapping_add(1);
-        let a = (d.action as usize).min(11);
-        self.counters.actions[a] = self.counters.actions[a].saturating_add(1);
-        if let Some(p) = policy {
-            self.policies[p].actions[a] = self.policies[p].actions[a].saturating_add(1);
+        if let Some(a) = Action::from_u32(d.action) {
+            self.counters.actions.count(a);
+            if let Some(p) = policy {
+                self.policies[p].actions.count(a);
+            }
         }
         if d.action == Action::Queued as u32 || d.action == Action::QueueTimeout as u32 {
             let w = d.wait_ms.max(0) as u64;
@@ -1301,7 +1363,7 @@ impl Shared<'_> {
         };
         for p in self.policies.iter_mut() {
             p.charged = Totals::default();
-            p.actions = [0; 12];
+            p.actions = ActionCounts::default();
             p.waited_ms = 0;
         }
         self.reset_at = now;
@@ -1734,9 +1796,24 @@ mod tests {
         assert_eq!(d.len(), DECISIONS);
         assert_eq!(d[0].at_micros, 5);
         assert_eq!(d[DECISIONS - 1].at_micros, DECISIONS as i64 + 4);
-        assert_eq!(
-            s.counters.actions[Action::Admit as usize],
-            DECISIONS as u64 + 5
-        );
+        assert_eq!(s.counters.actions.get(Action::Admit), DECISIONS as u64 + 5);
+    }
+
+    #[test]
+    fn each_action_has_its_own_counter() {
+        let mut c = ActionCounts::default();
+        for (i, (a, _)) in Action::ALL.iter().enumerate() {
+            for _ in 0..=i {
+                c.count(*a);
+            }
+        }
+        for (i, (a, name)) in Action::ALL.iter().enumerate() {
+            assert_eq!(c.get(*a), i as u64 + 1, "{name}");
+        }
+        // One u64 per action, nothing else.
+        assert_eq!(std::mem::size_of::<ActionCounts>(), 8 * Action::ALL.len());
+        c.admit = u64::MAX;
+        c.count(Action::Admit);
+        assert_eq!(c.admit, u64::MAX);
     }
 }
