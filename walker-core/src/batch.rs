@@ -110,43 +110,11 @@ impl BatchBuilder {
         (off, bytes.len())
     }
 
-    /// Adds a record with its main data and block references (with their data).
-    /// The full-page-image length is the sum of the blocks' image lengths, as
-    /// PostgreSQL's own statistics count it.
-    pub fn push<'a>(
-        &mut self,
-        head: RecordHead,
-        main_data: &[u8],
-        blocks: impl IntoIterator<Item = (BlockHead, &'a [u8])>,
-    ) {
-        self.push_with_images(
-            head,
-            main_data,
-            blocks.into_iter().map(|(b, d)| (b, d, &[][..])),
-        );
-    }
-
-    /// Like [`BatchBuilder::push`], with each block's restored page (empty: none).
-    /// Every page has the same size, which the records report as `page_size`.
-    pub fn push_with_images<'a>(
-        &mut self,
-        head: RecordHead,
-        main_data: &[u8],
-        blocks: impl IntoIterator<Item = (BlockHead, &'a [u8], &'a [u8])>,
-    ) {
-        self.start_record(head, main_data);
-        for (b, data, image) in blocks {
-            self.add_block(b, data, image.len(), |page| {
-                page.copy_from_slice(image);
-                true
-            });
-        }
-        self.finish_record();
-    }
-
-    /// Starts a record; its blocks follow through [`BatchBuilder::add_block`]. The
-    /// streaming form of [`BatchBuilder::push_with_images`]: the reader adds each block
-    /// straight from the server's decoded record, with no buffer of its own.
+    /// Starts a record; its blocks follow through [`BatchBuilder::add_block`], then
+    /// [`BatchBuilder::finish_record`] completes it. The reader adds each block straight
+    /// from the server's decoded record, with no buffer of its own. The record's
+    /// full-page-image length is the sum of its blocks' image lengths, as PostgreSQL's
+    /// own statistics count it.
     pub fn start_record(&mut self, head: RecordHead, main_data: &[u8]) {
         self.discard_open_record();
         self.open = true;
@@ -346,15 +314,15 @@ mod tests {
             has_data: true,
             ..Default::default()
         };
-        b.push(
-            h1,
-            b"main",
-            vec![
-                (blk(0, Some(8000)), &b"d0"[..]),
-                (blk(1, None), &b""[..]),
-                (blk(2, Some(100)), &b"d2"[..]),
-            ],
-        );
+        b.start_record(h1, b"main");
+        for (h, data) in [
+            (blk(0, Some(8000)), &b"d0"[..]),
+            (blk(1, None), &b""[..]),
+            (blk(2, Some(100)), &b"d2"[..]),
+        ] {
+            b.add_block(h, data, 0, |_| unreachable!("no page asked for"));
+        }
+        b.finish_record();
         let h2 = RecordHead {
             lsn: 152,
             end_lsn: 176,
@@ -362,7 +330,8 @@ mod tests {
             total_len: 24,
             ..Default::default()
         };
-        b.push(h2, b"", Vec::<(BlockHead, &[u8])>::new());
+        b.start_record(h2, b"");
+        b.finish_record();
         assert_eq!(b.len(), 2);
         let batch = b.finish();
         assert_eq!(batch.end_lsn, 176);

@@ -557,7 +557,7 @@ fn durable_of(slot: &PluginSlot, s: &PluginShared) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{BatchBuilder, BlockHead, RecordHead};
+    use crate::batch::{BatchBuilder, RecordHead};
     use crate::shared::PluginShared;
     use std::sync::atomic::AtomicU64;
     use walker_abi::{WalkerPlugin, WalkerPluginDescriptor, WalkerRecord, WalkerStatus};
@@ -622,7 +622,8 @@ mod tests {
                 total_len: 100,
                 ..Default::default()
             };
-            b.push(h, b"", Vec::<(BlockHead, &[u8])>::new());
+            b.start_record(h, b"");
+            b.finish_record();
         }
         Arc::new(b.finish())
     }
