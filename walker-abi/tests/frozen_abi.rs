@@ -10,12 +10,11 @@
 //! Regenerate a table (only when adding the header of a newly released minor) with
 //! `WALKER_BLESS=1 cargo test -p walker-abi --test frozen_abi`.
 
+mod c_measure;
 mod current_layout;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use walker_abi::*;
 
 /// The released minors of ABI 1, each with a frozen header.
@@ -96,40 +95,11 @@ fn c_program(header: &str, structs: &[(String, Vec<String>)]) -> String {
 
 /// Compiles and runs `program` with the frozen headers on the include path.
 fn measure(name: &str, program: &str) -> String {
-    // Tests run in parallel and measure the same headers: one file pair per call.
-    static CALLS: AtomicUsize = AtomicUsize::new(0);
-    let name = format!("{name}_{}", CALLS.fetch_add(1, Ordering::Relaxed));
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let src = dir.join(format!("{name}.c"));
-    let exe = dir.join(&name);
-    std::fs::write(&src, program).unwrap();
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let out = Command::new(&cc)
-        .args(["-std=c11", "-Wall", "-Werror", "-I"])
-        .arg(frozen_dir())
-        .arg(&src)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the C compiler {cc}: {e}"));
-    assert!(
-        out.status.success(),
-        "{name}: the frozen header does not compile: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = Command::new(&exe).output().unwrap();
-    assert!(run.status.success(), "{name} failed");
-    String::from_utf8(run.stdout).unwrap()
+    c_measure::compile_and_run(name, program, &frozen_dir())
 }
 
 fn parse_table(text: &str) -> BTreeMap<String, usize> {
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (k, v) = l.rsplit_once(' ').unwrap();
-            (k.to_string(), v.parse().unwrap())
-        })
-        .collect()
+    c_measure::parse_table(text).into_iter().collect()
 }
 
 /// Minor `minor`'s checked-in table (after checking the C compiler agrees with it).
