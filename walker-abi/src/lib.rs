@@ -5,9 +5,11 @@
 //! from them (`include/walker_plugin.h`), and a safe Rust SDK ([`sdk`]) with an
 //! export macro. A plugin needs nothing else: no PostgreSQL headers, no pgrx.
 
+pub mod dates;
 pub mod metrics;
 pub mod sdk;
 pub mod tables;
+pub mod text;
 pub mod types;
 
 pub use abi_stable;

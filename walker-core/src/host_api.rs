@@ -115,10 +115,7 @@ unsafe fn copy_out_cut(s: &str, buf: *mut u8, cap: usize, len_out: *mut usize) {
     if buf.is_null() {
         return;
     }
-    let mut n = s.len().min(cap);
-    while !s.is_char_boundary(n) {
-        n -= 1;
-    }
+    let n = walker_abi::text::cut_utf8(s, cap).len();
     // SAFETY: `buf` holds `cap >= n` bytes.
     unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), buf, n) };
 }

@@ -90,11 +90,7 @@ pub fn check_layout(plugin: &'static abi_stable::type_layout::TypeLayout) -> Res
         let full = e.to_string();
         let mut detail: String = full.split_whitespace().collect::<Vec<_>>().join(" ");
         if detail.len() > 400 {
-            let mut cut = 400;
-            while !detail.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            detail.truncate(cut);
+            detail.truncate(walker_abi::text::cut_utf8(&detail, 400).len());
             detail.push_str(" ...");
         }
         LoadError::Layout {

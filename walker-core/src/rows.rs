@@ -2,6 +2,7 @@
 //! declared column, and the text form PostgreSQL's input functions read back.
 
 use std::ffi::c_void;
+use walker_abi::dates::UtcTime;
 use walker_abi::{WalkerRowSink, WalkerStatus, WalkerType, WalkerValue};
 
 /// Formats an LSN as PostgreSQL does (`16/B374D848`).
@@ -17,34 +18,20 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
     Some(((hi as u64) << 32) | lo as u64)
 }
 
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    // Shift to an era starting 0000-03-01, so leap days fall at the end of a year.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // 0..=365, from March 1st
-    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
-    (year, month, day)
-}
-
 /// Formats microseconds since the Unix epoch as a UTC `timestamptz` literal.
 pub fn format_timestamptz(micros: i64) -> String {
-    let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let (bc, y) = if y <= 0 { (" BC", 1 - y) } else { ("", y) };
+    let t = UtcTime::from_unix_micros(micros);
+    let (bc, y) = if t.year <= 0 {
+        (" BC", 1 - t.year)
+    } else {
+        ("", t.year)
+    };
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{frac:06}+00{bc}",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
+        "{y:04}-{:02}-{:02} {}.{:06}+00{bc}",
+        t.month,
+        t.day,
+        t.time_of_day(),
+        t.micros
     )
 }
 

@@ -13,6 +13,7 @@ use crate::shared::{RwSpinLock, SharedMessage};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
+use walker_abi::text::cut_utf8;
 use walker_abi::{WalkerServiceKind, WalkerSettingField};
 
 /// Requests that can wait at once (over all plugins).
@@ -168,14 +169,6 @@ pub struct Services {
 
 // SAFETY: the byte arrays are only touched under `lock` (slots) or `facts_lock` (facts).
 unsafe impl Sync for Services {}
-
-fn cut(s: &str, max: usize) -> &str {
-    let mut n = s.len().min(max);
-    while !s.is_char_boundary(n) {
-        n -= 1;
-    }
-    &s[..n]
-}
 
 impl Services {
     /// Queues a request of `plugin` (its index) at time `now` (microseconds).
@@ -357,7 +350,7 @@ impl Services {
                 // SAFETY: the exclusive facts lock excludes every other access.
                 let text = unsafe { &mut *f.text.get() };
                 for (k, v) in fields.iter().enumerate() {
-                    let v = cut(v, FACT_TEXT);
+                    let v = cut_utf8(v, FACT_TEXT);
                     text[k][..v.len()].copy_from_slice(v.as_bytes());
                     f.lens[k].store(v.len() as u32, Ordering::Relaxed);
                 }

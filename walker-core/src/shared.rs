@@ -263,10 +263,7 @@ unsafe impl Sync for SharedMessage {}
 impl SharedMessage {
     /// Replaces the message (cut at a character boundary to fit).
     pub fn set(&self, msg: &str) {
-        let mut n = msg.len().min(MESSAGE_CAPACITY);
-        while !msg.is_char_boundary(n) {
-            n -= 1;
-        }
+        let n = walker_abi::text::cut_utf8(msg, MESSAGE_CAPACITY).len();
         self.lock.lock_exclusive();
         // SAFETY: the exclusive lock excludes every other reader and writer.
         unsafe { (&mut *self.bytes.get())[..n].copy_from_slice(&msg.as_bytes()[..n]) };

@@ -5,32 +5,16 @@ use crate::model::{
     Action, Config, Decision, Facts, HistoryAction, HistoryEntry, Model, Restraint, MB,
 };
 use serde_json::{json, Value};
+use walker_abi::dates::UtcTime;
 
 /// Prefix of the saved state (format 1: JSON of the model follows).
 pub const STATE_MAGIC: &[u8] = b"AUTOSIZER1\n";
 /// Why nothing is decided before the services worker published the server's settings.
 pub const NO_FACTS: &str = "waiting for the server's settings: the walker services worker publishes them (see walker.status.services_pid; it connects to walker.database)";
 
+/// ISO 8601 UTC to the second.
 fn at(us: i64) -> String {
-    let secs = us.div_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    UtcTime::from_unix_micros(us).iso8601()
 }
 
 fn restraint_text(r: &Option<Restraint>) -> Option<String> {

@@ -62,13 +62,8 @@ impl Default for Name {
 impl Name {
     /// Keeps up to [`NAME_BYTES`] bytes of `s`, cut at a character boundary.
     pub fn new(s: &str) -> Name {
-        let mut n = s.len().min(NAME_BYTES);
-        while !s.is_char_boundary(n) {
-            n -= 1;
-        }
         let mut out = Name::default();
-        out.bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
-        out.len = n as u32;
+        out.len = walker_abi::text::copy_cut(&mut out.bytes, s) as u32;
         out
     }
 

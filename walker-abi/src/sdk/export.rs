@@ -319,12 +319,7 @@ unsafe extern "C" fn tramp_call<P: Plugin>(
 
 /// Copies `text` into `buf`, cut at a character boundary; returns the length kept.
 fn copy_cut(buf: &mut [u8], text: &str) -> u32 {
-    let mut n = text.len().min(buf.len());
-    while !text.is_char_boundary(n) {
-        n -= 1;
-    }
-    buf[..n].copy_from_slice(&text.as_bytes()[..n]);
-    n as u32
+    crate::text::copy_cut(buf, text) as u32
 }
 
 unsafe extern "C" fn tramp_on_backend<P: Plugin>(
