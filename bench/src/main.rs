@@ -6,7 +6,6 @@
 mod args;
 mod clock;
 mod figures;
-mod json;
 mod lag;
 mod lsn;
 mod machine;
@@ -14,6 +13,7 @@ mod plugins;
 mod probe;
 mod process;
 mod report;
+mod results_json;
 mod session;
 mod sizes;
 mod stats;
@@ -49,7 +49,7 @@ fn write_results(report: &Report, out: &PathBuf) -> Result<Vec<PathBuf>, String>
     let stem = out.join(format!("{date}-{}", report.size.name));
     let md = stem.with_extension("md");
     let js = stem.with_extension("json");
-    let mut files = vec![(md, report.markdown()), (js, report.json().pretty())];
+    let mut files = vec![(md, report.markdown()), (js, results_json::pretty(report))];
     if report.size.name == "full" {
         files.push((out.join("latest.md"), report.markdown()));
     }

@@ -1,7 +1,6 @@
 //! The results: figures with their measurements, written as a table on stdout, as
 //! Markdown and as JSON.
 
-use crate::json::Json;
 use crate::machine::Machine;
 use crate::sizes::Size;
 use crate::stats::{summarize, Summary};
@@ -289,93 +288,6 @@ impl Report {
             }
         }
         out
-    }
-
-    /// The report as JSON.
-    pub fn json(&self) -> Json {
-        let m = &self.machine;
-        let num = |v: f64| Json::Num(v);
-        let figures = self.figures.iter().map(|f| {
-            let outcome = match &f.outcome {
-                Outcome::Measured(metrics) => (
-                    "metrics",
-                    Json::Arr(
-                        metrics
-                            .iter()
-                            .map(|x| {
-                                let s = x.summary();
-                                Json::obj([
-                                    ("name", Json::str(&x.name)),
-                                    ("unit", Json::str(&x.unit)),
-                                    ("median", s.map_or(Json::Null, |s| num(s.median))),
-                                    ("min", s.map_or(Json::Null, |s| num(s.min))),
-                                    ("max", s.map_or(Json::Null, |s| num(s.max))),
-                                    (
-                                        "values",
-                                        Json::Arr(x.values.iter().map(|&v| num(v)).collect()),
-                                    ),
-                                ])
-                            })
-                            .collect(),
-                    ),
-                ),
-                Outcome::NotMeasured(why) => ("not_measured", Json::str(why)),
-            };
-            Json::obj([
-                ("number", num(f64::from(f.number))),
-                ("title", Json::str(&f.title)),
-                (
-                    "method",
-                    Json::Arr(f.method.iter().map(Json::str).collect()),
-                ),
-                (
-                    "facts",
-                    Json::obj(f.facts.iter().map(|(k, v)| (k.clone(), Json::str(v)))),
-                ),
-                (outcome.0, outcome.1),
-                ("seconds", num(f.seconds)),
-            ])
-        });
-        Json::obj([
-            ("size", Json::str(self.size.name)),
-            ("repetitions", num(self.size.reps as f64)),
-            ("started", Json::str(&self.started)),
-            ("seconds", num(self.seconds)),
-            (
-                "machine",
-                Json::obj([
-                    ("cpu", Json::str(&m.cpu)),
-                    ("cores", num(m.cores as f64)),
-                    ("memory_bytes", num(m.memory_bytes as f64)),
-                    ("kernel", Json::str(&m.kernel)),
-                    ("load_at_start", Json::str(&m.load_at_start)),
-                    ("load_at_end", Json::str(&self.load_at_end)),
-                ]),
-            ),
-            ("postgres", Json::str(&m.postgres)),
-            ("commit", Json::str(&m.commit)),
-            ("dirty", Json::Bool(m.dirty)),
-            ("build_profile", Json::str(&self.build_profile)),
-            (
-                "libraries",
-                Json::Arr(self.libraries.iter().map(Json::str).collect()),
-            ),
-            (
-                "libraries_changed",
-                self.libraries_changed
-                    .as_ref()
-                    .map_or(Json::Null, Json::str),
-            ),
-            (
-                "plugins",
-                Json::Arr(self.plugins.iter().map(Json::str).collect()),
-            ),
-            (
-                "settings",
-                Json::obj(self.settings.iter().map(|(k, v)| (k.clone(), Json::str(v)))),
-            ),
-            ("figures", Json::Arr(figures.collect())),
-        ])
     }
 }
 
