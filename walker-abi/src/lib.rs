@@ -6,6 +6,7 @@
 //! export macro. A plugin needs nothing else: no PostgreSQL headers, no pgrx.
 
 pub mod dates;
+pub mod envelope;
 pub mod metrics;
 pub mod sdk;
 pub mod tables;
@@ -18,5 +19,6 @@ pub use sdk::{
     PluginResult, Record, Records, RecordsError, Rejection, RowSink, ServiceOutcome, Setting,
     SettingValue, SharedState, Value, ViewDef,
 };
+pub use envelope::{Envelope, EnvelopeError};
 pub use tables::{RegionLayout, SharedTable, Tables, TablesRef};
 pub use types::*;

@@ -954,7 +954,7 @@ impl Plugin for Autosizer {
     }
 
     fn save_state(&self, _host: &Host, out: &mut Vec<u8>) -> PluginResult {
-        out.extend_from_slice(report::STATE_MAGIC);
+        report::STATE.begin(out);
         serde_json::to_writer(&mut *out, &self.lane().model)
             .map_err(|e| PluginError::new(format!("cannot encode the state: {e}")))
     }
@@ -963,9 +963,9 @@ impl Plugin for Autosizer {
         let model = match state {
             None => Model::default(),
             Some(b) => {
-                let json = b
-                    .strip_prefix(report::STATE_MAGIC)
-                    .ok_or("the snapshot is not an autosizer state of this format")?;
+                let (_, json) = report::STATE
+                    .open(b)
+                    .map_err(|e| PluginError::new(e.to_string()))?;
                 serde_json::from_slice(json).map_err(|e| {
                     PluginError::new(format!("the snapshot's state is unreadable: {e}"))
                 })?

@@ -6,9 +6,14 @@ use crate::model::{
 };
 use serde_json::{json, Value};
 use walker_abi::dates::UtcTime;
+use walker_abi::Envelope;
 
-/// Prefix of the saved state (format 1: JSON of the model follows).
-pub const STATE_MAGIC: &[u8] = b"AUTOSIZER1\n";
+/// The saved state's envelope (format 1: JSON of the model follows, `AUTOSIZER1\n`).
+pub const STATE: Envelope = Envelope {
+    tag: "AUTOSIZER",
+    current: 1,
+    oldest: 1,
+};
 /// Why nothing is decided before the services worker published the server's settings.
 pub const NO_FACTS: &str = "waiting for the server's settings: the walker services worker publishes them (see walker.status.services_pid; it connects to walker.database)";
 
@@ -311,6 +316,16 @@ pub fn published(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_envelope_keeps_its_bytes() {
+        // What every release so far wrote before the model's JSON.
+        let mut out = Vec::new();
+        STATE.begin(&mut out);
+        assert_eq!(out, b"AUTOSIZER1\n");
+        assert_eq!(STATE.open(b"AUTOSIZER1\n{}"), Ok((1, &b"{}"[..])));
+        assert!(STATE.open(b"AUTOSIZER2\n{}").is_err());
+    }
 
     #[test]
     fn timestamps_are_iso_utc() {

@@ -12,11 +12,15 @@
 use crate::ledger::{Ledger, Parked};
 use crate::shm::{Origin, Profile, Scope, SessionKey, Shared, SharedRef, Totals};
 use serde::{Deserialize, Serialize};
+use walker_abi::Envelope;
 
-/// First line of every snapshot this version writes.
-pub const MAGIC: &str = "BUDGET2\n";
-/// First line of the snapshots of format 1 (before profiles were saved); still read.
-pub const MAGIC_V1: &str = "BUDGET1\n";
+/// The snapshot's envelope: `BUDGET2\n` (format 1, `BUDGET1\n`, from before profiles
+/// were saved, still reads); JSON of [`State`] follows.
+pub const ENVELOPE: Envelope = Envelope {
+    tag: "BUDGET",
+    current: 2,
+    oldest: 1,
+};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 struct ScopeRow {
@@ -202,17 +206,16 @@ fn capture_profiles(s: &SharedRef) -> (Vec<ProfileRow>, Vec<ScopeKey>) {
 
 /// The snapshot bytes.
 pub fn encode(st: &State) -> Vec<u8> {
-    let mut out = MAGIC.as_bytes().to_vec();
+    let mut out = Vec::new();
+    ENVELOPE.begin(&mut out);
     out.extend(serde_json::to_vec(st).unwrap_or_default());
     out
 }
 
 /// Reads snapshot bytes.
 pub fn decode(bytes: &[u8]) -> Result<State, String> {
-    let body = bytes
-        .strip_prefix(MAGIC.as_bytes())
-        .or_else(|| bytes.strip_prefix(MAGIC_V1.as_bytes()))
-        .ok_or("not a budget snapshot of format 1 or 2 (written by another walker version?)")?;
+    // Format 1 lacks fields format 2 added, which read as their defaults.
+    let (_, body) = ENVELOPE.open(bytes).map_err(|e| e.to_string())?;
     serde_json::from_slice(body).map_err(|e| format!("damaged budget snapshot: {e}"))
 }
 
@@ -398,7 +401,7 @@ mod tests {
         let mut v1 = serde_json::to_value(&st).unwrap();
         v1.as_object_mut().unwrap().remove("profiles");
         v1.as_object_mut().unwrap().remove("profile_scopes");
-        let mut old = MAGIC_V1.as_bytes().to_vec();
+        let mut old = b"BUDGET1\n".to_vec();
         old.extend(serde_json::to_vec(&v1).unwrap());
         let back = decode(&old).unwrap();
         assert!(back.profiles.is_empty());

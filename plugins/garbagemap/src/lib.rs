@@ -16,6 +16,7 @@ pub mod blockmap;
 pub mod heap;
 pub mod pending;
 pub mod published;
+pub mod snapshot;
 pub mod svg;
 pub mod tracker;
 pub mod vismap;

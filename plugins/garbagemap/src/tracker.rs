@@ -645,8 +645,8 @@ impl Reader<'_> {
 impl Tracker {
     /// Appends the snapshot bytes.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        crate::snapshot::ENVELOPE.begin(out);
         let mut w = Writer(out);
-        w.u32(SNAPSHOT_FORMAT);
         w.u32(self.limits.range_blocks);
         let c = &self.counters;
         for v in [
@@ -724,13 +724,8 @@ impl Tracker {
     /// different `garbagemap.range_blocks` makes the map start empty); the other
     /// limits apply from now on.
     pub fn decode(bytes: &[u8], limits: Limits) -> Result<Tracker, String> {
-        let mut r = Reader(bytes);
-        let format = r.u32()?;
-        if !(1..=SNAPSHOT_FORMAT).contains(&format) {
-            return Err(format!(
-                "garbagemap snapshot format {format}, this version reads 1 to {SNAPSHOT_FORMAT}"
-            ));
-        }
+        let (format, body) = crate::snapshot::open(bytes)?;
+        let mut r = Reader(body);
         let range_blocks = r.u32()?;
         if range_blocks != limits.range_blocks {
             return Err(format!(
@@ -1258,11 +1253,13 @@ mod tests {
         );
         let mut b = Vec::new();
         t.encode(&mut b);
-        // Header 8 + counters 48 + relation count 4, relation 12 + 8 + 4, range 4 + 48
-        // + 4, block 0: 4 + 2 + 6 * 2, block 1: 4 + 2 + 80, the range's
+        // Header 16 ("GARBAGEMAP3\n", range_blocks) + counters 48 + relation count 4,
+        // relation 12 + 8 + 4, range 4 + 48 + 4, block 0: 4 + 2 + 6 * 2, block 1:
+        // 4 + 2 + 80, the range's
         // visibility-map word count (0: no bit set) 4, pending and prepared counts 8
         // (format 1: 84 bytes for each block).
-        assert_eq!(b.len(), 8 + 48 + 4 + 24 + 56 + 18 + 86 + 4 + 8);
+        assert!(b.starts_with(b"GARBAGEMAP3\n"));
+        assert_eq!(b.len(), 16 + 48 + 4 + 24 + 56 + 18 + 86 + 4 + 8);
         let back = Tracker::decode(&b, LIMITS).unwrap();
         assert_eq!(back.rels, t.rels);
         assert_eq!(back.rels[&A].ranges[&0].dead_tuples, 56);
@@ -1294,8 +1291,10 @@ mod tests {
         // Format 2 is format 3 without the visibility-map word counts: the snapshot
         // above, its version changed and the count (the 4 bytes before pending's
         // and prepared's counts) taken out, reads back the same map.
-        let mut v2 = b.clone();
-        v2[0..4].copy_from_slice(&2u32.to_le_bytes());
+        let bare = |format: u32| [&format.to_le_bytes()[..], &b[12..]].concat();
+        // Format 3 as written before the envelope (a u32 header) still reads.
+        assert_eq!(Tracker::decode(&bare(3), LIMITS).unwrap().rels, t.rels);
+        let mut v2 = bare(2);
         let at = v2.len() - 12;
         assert_eq!(v2[at..at + 4], [0, 0, 0, 0]);
         v2.drain(at..at + 4);

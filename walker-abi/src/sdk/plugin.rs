@@ -54,7 +54,7 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     }
     /// Appends the whole state to `out` (called only when `describe().snapshots`).
     /// Runs between records on the dispatch thread; include a format version of your own
-    /// so a later release can read (or refuse) what this one wrote.
+    /// so a later release can read (or refuse) what this one wrote ([`crate::Envelope`]).
     fn save_state(&self, _host: &Host, _out: &mut Vec<u8>) -> PluginResult {
         Ok(())
     }
