@@ -463,13 +463,7 @@ unsafe extern "C" fn api_get_string(
     }
 }
 
-/// Microseconds since the Unix epoch.
-pub fn now_micros() -> i64 {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
-    }
-}
+pub use crate::clock::now_micros;
 
 static SERVER_VERSION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 

@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod batch;
+pub mod clock;
 pub mod crash;
 pub mod dispatch;
 pub mod functions;
@@ -24,5 +25,6 @@ pub mod services;
 pub mod settings;
 pub mod shared;
 pub mod snapshot;
+pub mod spinlock;
 pub mod timeline;
 pub mod utility_class;

@@ -260,7 +260,7 @@ pub fn acquire(lock: &RwSpinLock, exclusive: bool, wait: Duration) -> Result<(),
         let holder = lock.holder();
         // A hold already older than the bound is stuck: fail at once.
         let stuck = holder.since_micros != 0
-            && crate::host_api::now_micros().saturating_sub(holder.since_micros)
+            && crate::clock::now_micros().saturating_sub(holder.since_micros)
                 > i64::try_from(bound.as_micros()).unwrap_or(i64::MAX);
         if waited >= bound || stuck {
             return give_up(registered, LockError::TimedOut { waited, holder });

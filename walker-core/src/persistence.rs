@@ -3,7 +3,7 @@
 //! plugin's `save_state` writes. No PostgreSQL calls: the worker passes in what it
 //! knows about the server (system identifier, slot, end of WAL).
 
-use crate::host_api::now_micros;
+use crate::clock::now_micros;
 use crate::registry::PluginSlot;
 use crate::rows::{format_lsn, format_timestamptz};
 use crate::snapshot::{self, SnapshotHeader};

@@ -7,7 +7,9 @@ use crate::shared::{PluginShared, PluginState, RegionHeader};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
-use walker_abi::{WalkerPlugin, WalkerPluginDescriptor, WalkerStatus, WALKER_SHMEM_SIZE_FAILED};
+use walker_abi::{
+    WalkerHostApi, WalkerPlugin, WalkerPluginDescriptor, WalkerStatus, WALKER_SHMEM_SIZE_FAILED,
+};
 
 /// One listed plugin.
 pub struct PluginSlot {
@@ -143,15 +145,16 @@ impl PluginSlot {
         self.desc.is_some() && self.load_error().is_none()
     }
 
-    /// Calls the plugin's `init` with the host API. On failure the slot is marked failed.
-    pub fn init(&'static self) -> Result<(), String> {
+    /// Calls the plugin's `init` with the host API table `api` (the host's
+    /// `host_api::HOST_API`). On failure the slot is marked failed.
+    pub fn init(&'static self, api: &'static WalkerHostApi) -> Result<(), String> {
         let Some(desc) = self.desc.as_ref() else {
             return Err("not loaded".into());
         };
         let Some(init) = desc.init else { return Ok(()) };
         self.initialising.store(true, Ordering::SeqCst);
         // SAFETY: `init` comes from a negotiated descriptor; the API table is static.
-        let st = unsafe { init(&crate::host_api::HOST_API, self.handle()) };
+        let st = unsafe { init(api, self.handle()) };
         self.initialising.store(false, Ordering::SeqCst);
         match self.check(st, "init") {
             Ok(()) => Ok(()),

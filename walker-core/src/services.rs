@@ -9,7 +9,7 @@
 //!
 //! Everything is plain data and spin locks, valid at all-zero bytes.
 
-use crate::shared::{RwSpinLock, SharedMessage};
+use crate::spinlock::{RwSpinLock, SharedMessage};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;

@@ -47,7 +47,7 @@ pub fn load_plugins() {
         };
         let slot = registry::register(slot);
         if slot.usable() {
-            match slot.init() {
+            match slot.init(&walker_core::host_api::HOST_API) {
                 Ok(()) => {
                     gucs::reserve_prefix(&slot.name);
                     pgrx::log!(

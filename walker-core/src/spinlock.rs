@@ -1,0 +1,274 @@
+//! The spin-locked primitives of the host's shared memory: the reader-writer lock
+//! every region and message is guarded by, and the short messages kept under one.
+//! Usable from any thread of any server process (they never call PostgreSQL); valid
+//! at all-zero bytes. The layout that places them is `shared`.
+
+use crate::clock::now_micros;
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
+
+/// A reader-writer lock living in shared memory, usable from any thread of any
+/// server process (it never calls PostgreSQL).
+///
+/// State word: bit 31 is the writer, bits 16..=30 count waiting writers, bits 0..=15
+/// count readers. Writers are preferred: a reader does not enter while a writer holds
+/// the lock or waits for it, so a stream of view readers cannot starve the dispatch
+/// thread that writes. Waiters spin briefly, then yield, then sleep with exponential
+/// backoff (at most [`MAX_SLEEP`]); they never busy-wait for long.
+///
+/// The methods here are the raw lock. Plugin regions are taken through
+/// [`crate::locks`], which records every hold in the process so that a holder that
+/// errors, exits or returns from a callback still holding it cannot leave it held, and
+/// which bounds every wait.
+#[repr(C)]
+#[derive(Default)]
+pub struct RwSpinLock {
+    state: AtomicU32,
+    /// Process id of the exclusive holder (0: none), for reports.
+    owner_pid: AtomicI32,
+    /// Kernel thread id of the exclusive holder (0: none), for reports.
+    owner_tid: AtomicI32,
+    /// When the exclusive hold began, microseconds since the Unix epoch (0: none).
+    held_since: AtomicI64,
+    /// Waits that gave up at their bound.
+    pub timeouts: AtomicU64,
+    /// Holds the host released on a holder's behalf (it exited, errored, or a
+    /// callback returned still holding the lock).
+    pub forced_releases: AtomicU64,
+}
+
+const WRITER: u32 = 1 << 31;
+const WAITER_ONE: u32 = 1 << 16;
+const WAITERS: u32 = 0x7fff << 16;
+const READERS: u32 = 0xffff;
+
+/// Longest single sleep of a waiter.
+pub const MAX_SLEEP: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Who holds a lock exclusively, as far as the lock word knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    /// Process id of the exclusive holder (0: no exclusive holder).
+    pub pid: i32,
+    /// Its kernel thread id.
+    pub tid: i32,
+    /// Microseconds since the Unix epoch when the hold began (0: not held exclusively).
+    pub since_micros: i64,
+    /// Readers holding it now.
+    pub readers: u32,
+    /// Writers waiting for it now.
+    pub waiting_writers: u32,
+}
+
+/// Backoff of a waiter: a few spins, a few yields, then sleeps doubling up to
+/// [`MAX_SLEEP`].
+#[derive(Default)]
+pub struct Backoff {
+    rounds: u32,
+}
+
+impl Backoff {
+    /// Waits a little longer than last time.
+    pub fn snooze(&mut self) {
+        self.rounds = self.rounds.saturating_add(1);
+        if self.rounds < 64 {
+            std::hint::spin_loop();
+        } else if self.rounds < 72 {
+            std::thread::yield_now();
+        } else {
+            let exp = (self.rounds - 72).min(8);
+            let d = std::time::Duration::from_micros(20u64 << exp).min(MAX_SLEEP);
+            std::thread::sleep(d);
+        }
+    }
+}
+
+thread_local! {
+    /// (pid, tid) of a thread that never forks, remembered by
+    /// [`remember_thread_ids`]; (0, 0) elsewhere.
+    static THREAD_IDS: std::cell::Cell<(i32, i32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Remembers the calling thread's process and thread ids, so that taking a lock on it
+/// costs no system call. Only for threads that never fork (the worker's dispatch
+/// threads): a process's main thread may fork, and a child would inherit stale ids.
+pub fn remember_thread_ids() {
+    // SAFETY: plain system calls without arguments.
+    let ids = unsafe { (libc::getpid(), libc::gettid()) };
+    THREAD_IDS.with(|c| c.set(ids));
+}
+
+/// (pid, tid) of the calling thread.
+pub fn current_ids() -> (i32, i32) {
+    let cached = THREAD_IDS.with(|c| c.get());
+    if cached.0 != 0 {
+        return cached;
+    }
+    // SAFETY: plain system calls without arguments.
+    unsafe { (libc::getpid(), libc::gettid()) }
+}
+
+impl RwSpinLock {
+    /// One attempt at a shared hold; never waits. Fails while a writer holds the lock
+    /// or waits for it (writer preference).
+    pub fn try_lock_shared(&self) -> bool {
+        let s = self.state.load(Ordering::Relaxed);
+        s & (WRITER | WAITERS) == 0
+            && s & READERS < READERS
+            && self
+                .state
+                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// One attempt at an exclusive hold; never waits. `registered` says the caller
+    /// counted itself as a waiting writer ([`RwSpinLock::add_waiting_writer`]), which
+    /// the hold then takes back.
+    pub fn try_lock_exclusive(&self, registered: bool) -> bool {
+        let s = self.state.load(Ordering::Relaxed);
+        if s & (WRITER | READERS) != 0 {
+            return false;
+        }
+        let next = if registered {
+            (s | WRITER).wrapping_sub(WAITER_ONE)
+        } else {
+            s | WRITER
+        };
+        if self
+            .state
+            .compare_exchange(s, next, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        let (pid, tid) = current_ids();
+        self.owner_pid.store(pid, Ordering::Relaxed);
+        self.owner_tid.store(tid, Ordering::Relaxed);
+        self.held_since.store(now_micros(), Ordering::Release);
+        true
+    }
+
+    /// Counts a writer as waiting, so that new readers hold back. False when the count
+    /// is saturated (the writer then waits without preference).
+    pub fn add_waiting_writer(&self) -> bool {
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |s| {
+                (s & WAITERS != WAITERS).then(|| s + WAITER_ONE)
+            })
+            .is_ok()
+    }
+
+    /// Takes back [`RwSpinLock::add_waiting_writer`] (the writer gave up).
+    pub fn remove_waiting_writer(&self) {
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |s| {
+                (s & WAITERS != 0).then(|| s - WAITER_ONE)
+            });
+    }
+
+    /// Takes the lock in shared mode, waiting as long as it takes (host-internal
+    /// critical sections only: they are a few instructions long).
+    pub fn lock_shared(&self) {
+        let mut b = Backoff::default();
+        while !self.try_lock_shared() {
+            b.snooze();
+        }
+    }
+
+    /// Releases a shared hold (never below zero readers).
+    pub fn unlock_shared(&self) {
+        let _ = self
+            .state
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |s| {
+                (s & READERS != 0).then(|| s - 1)
+            });
+    }
+
+    /// Takes the lock in exclusive mode, waiting as long as it takes (host-internal
+    /// critical sections only).
+    pub fn lock_exclusive(&self) {
+        let mut b = Backoff::default();
+        let registered = self.add_waiting_writer();
+        while !self.try_lock_exclusive(registered) {
+            b.snooze();
+        }
+    }
+
+    /// Releases an exclusive hold (waiting writers stay counted).
+    pub fn unlock_exclusive(&self) {
+        self.owner_pid.store(0, Ordering::Relaxed);
+        self.owner_tid.store(0, Ordering::Relaxed);
+        self.held_since.store(0, Ordering::Relaxed);
+        self.state.fetch_and(!WRITER, Ordering::Release);
+    }
+
+    /// True while some writer holds the lock.
+    pub fn held_exclusively(&self) -> bool {
+        self.state.load(Ordering::Acquire) & WRITER != 0
+    }
+
+    /// Who holds the lock now.
+    pub fn holder(&self) -> Holder {
+        let s = self.state.load(Ordering::Acquire);
+        let writer = s & WRITER != 0;
+        Holder {
+            pid: if writer {
+                self.owner_pid.load(Ordering::Relaxed)
+            } else {
+                0
+            },
+            tid: if writer {
+                self.owner_tid.load(Ordering::Relaxed)
+            } else {
+                0
+            },
+            since_micros: if writer {
+                self.held_since.load(Ordering::Acquire)
+            } else {
+                0
+            },
+            readers: s & READERS,
+            waiting_writers: (s & WAITERS) >> 16,
+        }
+    }
+}
+
+/// Bytes kept of an error message in shared memory.
+pub const MESSAGE_CAPACITY: usize = 1000;
+
+/// A short message (the last error) in shared memory.
+#[repr(C)]
+pub struct SharedMessage {
+    lock: RwSpinLock,
+    len: AtomicU32,
+    bytes: std::cell::UnsafeCell<[u8; MESSAGE_CAPACITY]>,
+}
+
+// SAFETY: `bytes` is only accessed under `lock` (exclusive for writes, shared for reads).
+unsafe impl Sync for SharedMessage {}
+
+impl SharedMessage {
+    /// Replaces the message (cut at a character boundary to fit).
+    pub fn set(&self, msg: &str) {
+        let n = walker_abi::text::cut_utf8(msg, MESSAGE_CAPACITY).len();
+        self.lock.lock_exclusive();
+        // SAFETY: the exclusive lock excludes every other reader and writer.
+        unsafe { (&mut *self.bytes.get())[..n].copy_from_slice(&msg.as_bytes()[..n]) };
+        self.len.store(n as u32, Ordering::Relaxed);
+        self.lock.unlock_exclusive();
+    }
+
+    /// Reads the message; `None` when none was set.
+    pub fn get(&self) -> Option<String> {
+        self.lock.lock_shared();
+        let n = (self.len.load(Ordering::Relaxed) as usize).min(MESSAGE_CAPACITY);
+        // SAFETY: the shared lock excludes writers.
+        let s = String::from_utf8_lossy(unsafe { &(&*self.bytes.get())[..n] }).into_owned();
+        self.lock.unlock_shared();
+        if n == 0 {
+            None
+        } else {
+            Some(s)
+        }
+    }
+}
