@@ -336,16 +336,6 @@ impl Autosizer {
         let mut out = report::decision(&d);
         out["applied"] = false.into();
         let reason = report::full_reason(&d);
-        let entry = |action: HistoryAction, new_mb: u64, reason: String| HistoryEntry {
-            at_us: now,
-            action,
-            old_mb: d.current_mb,
-            new_mb,
-            reason,
-            measurements: d.measurements.clone(),
-            min_old_mb: d.min.as_ref().map(|m| m.current_mb),
-            min_new_mb: d.min.as_ref().map(|m| m.recommended_mb),
-        };
         let shown = |want: fn(&ServiceOutcome) -> Option<&String>| {
             outcomes
                 .iter()
@@ -379,9 +369,9 @@ impl Autosizer {
                         f.min_wal_size_mb = Some(m.recommended_mb);
                     }
                 }
-                let e = entry(
+                let e = d.history_entry(
+                    now,
                     action,
-                    d.recommended_mb,
                     format!("{reason}; the server now shows {}", succeeded.join("; ")),
                 );
                 host.info(&reason);
@@ -398,9 +388,9 @@ impl Autosizer {
                     Setting::MaxWalSize => msg.clone(),
                     Setting::MinWalSize => format!("min_wal_size: {msg}"),
                 });
-                let e = entry(
+                let e = d.history_entry(
+                    now,
                     HistoryAction::Failed,
-                    d.recommended_mb,
                     format!("{reason}; not applied: {msg}{set_anyway}"),
                 );
                 self.notify(host, lane, &e, false, false);
@@ -414,9 +404,9 @@ impl Autosizer {
                     setting.name()
                 );
                 host.warning(&msg);
-                let e = entry(
+                let e = d.history_entry(
+                    now,
                     HistoryAction::Failed,
-                    d.recommended_mb,
                     format!("{reason}; {msg}{set_anyway}"),
                 );
                 lane.model.remember(e, retention_s);
@@ -440,16 +430,6 @@ impl Autosizer {
     ) -> serde_json::Value {
         let mut out = report::decision(&d);
         out["applied"] = false.into();
-        let entry = |action: HistoryAction, new_mb: u64, reason: String| HistoryEntry {
-            at_us: now,
-            action,
-            old_mb: d.current_mb,
-            new_mb,
-            reason,
-            measurements: d.measurements.clone(),
-            min_old_mb: d.min.as_ref().map(|m| m.current_mb),
-            min_new_mb: d.min.as_ref().map(|m| m.recommended_mb),
-        };
         let restraint = match (&d.restraint, manual) {
             (Some(Restraint::Cooldown | Restraint::HourlyCap), true) => None,
             (r, _) => r.clone(),
@@ -527,9 +507,9 @@ impl Autosizer {
                             < (cfg.cooldown_s as i64).saturating_mul(1_000_000)
                 });
                 if !repeat {
-                    let e = entry(
+                    let e = d.history_entry(
+                        now,
                         HistoryAction::Recommend,
-                        d.recommended_mb,
                         format!(
                             "{why}: would {}: {}",
                             d.history_action().name(),

@@ -383,6 +383,21 @@ impl Decision {
         self.changes() && self.restraint.is_none()
     }
 
+    /// The history entry recording this decision at `at_us`: `action` (what became of
+    /// it), the recommended sizes as the new ones, and `reason`.
+    pub fn history_entry(&self, at_us: i64, action: HistoryAction, reason: String) -> HistoryEntry {
+        HistoryEntry {
+            at_us,
+            action,
+            old_mb: self.current_mb,
+            new_mb: self.recommended_mb,
+            reason,
+            measurements: self.measurements.clone(),
+            min_old_mb: self.min.as_ref().map(|m| m.current_mb),
+            min_new_mb: self.min.as_ref().map(|m| m.recommended_mb),
+        }
+    }
+
     /// The history's action: `max_wal_size`'s when it changes, else `min_wal_size`'s.
     pub fn history_action(&self) -> Action {
         match (&self.action, &self.min) {
@@ -1460,6 +1475,41 @@ mod tests {
             .unwrap_err()
             .0
             .contains("above autosizer.maximum"));
+    }
+
+    #[test]
+    fn a_history_entry_carries_the_decision() {
+        let d = Decision {
+            action: Action::Grow,
+            current_mb: 1024,
+            recommended_mb: 1536,
+            reason: "forced checkpoints".into(),
+            restraint: None,
+            measurements: serde_json::json!({"wal_mb": 3}),
+            min: Some(MinDecision {
+                action: Action::Grow,
+                current_mb: 80,
+                recommended_mb: 96,
+                rule_mb: 96,
+                demand_bytes: 0,
+                reason: String::new(),
+            }),
+            cap_mb: None,
+        };
+        let e = d.history_entry(42, HistoryAction::Recommend, "why".into());
+        assert_eq!(
+            e,
+            HistoryEntry {
+                at_us: 42,
+                action: HistoryAction::Recommend,
+                old_mb: 1024,
+                new_mb: 1536,
+                reason: "why".into(),
+                measurements: serde_json::json!({"wal_mb": 3}),
+                min_old_mb: Some(80),
+                min_new_mb: Some(96),
+            }
+        );
     }
 
     #[test]
