@@ -234,10 +234,30 @@ pub enum Fault {
         /// What is wrong.
         problem: ImageFault,
     },
+    /// The files end before the end position asked for.
+    #[error("the segment files end before the end position {}: a segment is missing or incomplete", fmt_lsn(*.end))]
+    EndedBefore {
+        /// The end position set.
+        end: u64,
+    },
     /// A seek position past every record.
     #[error("no record starts at or after this position in the segment files")]
     NoRecordAfter,
     /// The directory holds no segment file.
     #[error("no WAL segment files in {0}: give a pg_wal or an archive directory")]
     NoSegments(PathBuf),
+}
+
+impl Fault {
+    /// True for what the end of the written WAL looks like when reading without an
+    /// end position: a record length of 0 (the zeroed rest of the current segment)
+    /// or a page of an older position (a recycled segment not yet overwritten). The
+    /// server's own readers stop there too; with an end position set, these are
+    /// faults like any other.
+    pub fn is_end_of_wal(&self) -> bool {
+        matches!(
+            self,
+            Fault::BadRecordLength { len: 0 } | Fault::BadPageAddress { .. }
+        )
+    }
 }

@@ -336,16 +336,25 @@ impl WalReader {
         self.read_one(Some(batch))
     }
 
+    /// The files end before the record at `start`: the end, unless an end position
+    /// after it was set.
+    fn files_ended(&self, start: u64) -> Result<Option<RecordPos>, WalError> {
+        match self.end {
+            Some(end) if start < end => Err(WalError::new(start, None, Fault::EndedBefore { end })),
+            _ => Ok(None),
+        }
+    }
+
     /// Reads the next record; fills `batch` when given.
     fn read_one(&mut self, batch: Option<&mut BatchBuilder>) -> Result<Option<RecordPos>, WalError> {
         let p = Self::page_size();
         let mut start = self.next;
         let page = start - start % p;
         let Some(pi) = self.page(page)? else {
-            return Ok(None);
+            return self.files_ended(start);
         };
         if start % p < pi.header_len as u64 {
-            if start % p == 0 && pi.info & XLP_FIRST_IS_CONTRECORD != 0 {
+            if start.is_multiple_of(p) && pi.info & XLP_FIRST_IS_CONTRECORD != 0 {
                 return Err(self.err(
                     page,
                     Fault::BadContrecordLength {
@@ -384,7 +393,7 @@ impl WalReader {
                 page += p;
                 let Some(pi) = self.page(page)? else {
                     // The files end inside the record: nothing complete to read.
-                    return Ok(None);
+                    return self.files_ended(start);
                 };
                 let left = total as usize - self.buf.len();
                 if pi.info & XLP_FIRST_IS_CONTRECORD == 0 {
