@@ -14,7 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: walstats DIR START_LSN [END_LSN]".into());
     };
     let start = parse_lsn(start).ok_or("START_LSN: an LSN like 0/1500000")?;
-    let end = rest.first().map(|e| parse_lsn(e).ok_or("END_LSN: an LSN like 0/3000000")).transpose()?;
+    let end = rest
+        .first()
+        .map(|e| parse_lsn(e).ok_or("END_LSN: an LSN like 0/3000000"))
+        .transpose()?;
     let mut reader = WalReader::open(std::path::Path::new(dir), Options::default())?;
     reader.set_end(end);
     reader.seek(start)?;

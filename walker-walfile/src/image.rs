@@ -91,12 +91,24 @@ mod tests {
 
         let lz4 = lz4_flex::block::compress(&stored);
         let mut out = vec![0xEEu8; 8192];
-        restore(&lz4, &image(Some(Compression::Lz4), 100, 7900), &mut out, &mut scratch).unwrap();
+        restore(
+            &lz4,
+            &image(Some(Compression::Lz4), 100, 7900),
+            &mut out,
+            &mut scratch,
+        )
+        .unwrap();
         assert_eq!(out, p, "lz4");
 
         let zstd = zstd::bulk::compress(&stored, 3).unwrap();
         let mut out = vec![0xEEu8; 8192];
-        restore(&zstd, &image(Some(Compression::Zstd), 100, 7900), &mut out, &mut scratch).unwrap();
+        restore(
+            &zstd,
+            &image(Some(Compression::Zstd), 100, 7900),
+            &mut out,
+            &mut scratch,
+        )
+        .unwrap();
         assert_eq!(out, p, "zstd");
 
         // pglz by hand: the 192 bytes as literals (a control byte of 0 per 8).
@@ -106,7 +118,13 @@ mod tests {
             pglz.extend_from_slice(chunk);
         }
         let mut out = vec![0xEEu8; 8192];
-        restore(&pglz, &image(Some(Compression::Pglz), 100, 7900), &mut out, &mut scratch).unwrap();
+        restore(
+            &pglz,
+            &image(Some(Compression::Pglz), 100, 7900),
+            &mut out,
+            &mut scratch,
+        )
+        .unwrap();
         assert_eq!(out, p, "pglz");
     }
 
@@ -119,14 +137,31 @@ mod tests {
         let mut lz4 = lz4_flex::block::compress(&stored);
         lz4.truncate(lz4.len() / 2);
         assert_eq!(
-            restore(&lz4, &image(Some(Compression::Lz4), 100, 7900), &mut out, &mut scratch),
+            restore(
+                &lz4,
+                &image(Some(Compression::Lz4), 100, 7900),
+                &mut out,
+                &mut scratch
+            ),
             Err(ImageFault::Decompress(Compression::Lz4))
         );
         let zstd = zstd::bulk::compress(&stored, 3).unwrap();
-        assert!(restore(&zstd[..zstd.len() - 3], &image(Some(Compression::Zstd), 100, 7900), &mut out, &mut scratch).is_err());
+        assert!(restore(
+            &zstd[..zstd.len() - 3],
+            &image(Some(Compression::Zstd), 100, 7900),
+            &mut out,
+            &mut scratch
+        )
+        .is_err());
         // Decompresses fine but to a length that does not fit the hole.
         let z = zstd::bulk::compress(&stored, 3).unwrap();
-        assert!(restore(&z, &image(Some(Compression::Zstd), 100, 7000), &mut out, &mut scratch).is_err());
+        assert!(restore(
+            &z,
+            &image(Some(Compression::Zstd), 100, 7000),
+            &mut out,
+            &mut scratch
+        )
+        .is_err());
         assert_eq!(
             restore(&stored, &image(None, 8000, 7900), &mut out, &mut scratch),
             Err(ImageFault::HoleOutsidePage)

@@ -88,14 +88,26 @@ mod tests {
     fn bad_input_is_an_error_never_a_panic() {
         let mut dst = [0u8; 9];
         // A reference before the start.
-        assert_eq!(decompress(&[0b1, 0x03, 0x05], &mut dst), Err(PglzFault::BadReference));
+        assert_eq!(
+            decompress(&[0b1, 0x03, 0x05], &mut dst),
+            Err(PglzFault::BadReference)
+        );
         // Cut inside a reference.
-        assert_eq!(decompress(&[0b10, b'a', 0x03], &mut dst), Err(PglzFault::Truncated));
+        assert_eq!(
+            decompress(&[0b10, b'a', 0x03], &mut dst),
+            Err(PglzFault::Truncated)
+        );
         // Too short an output.
-        assert_eq!(decompress(&[0, b'a'], &mut dst), Err(PglzFault::WrongLength));
+        assert_eq!(
+            decompress(&[0, b'a'], &mut dst),
+            Err(PglzFault::WrongLength)
+        );
         // Input left over once the output is full.
         let mut one = [0u8; 1];
-        assert_eq!(decompress(&[0, b'a', b'b'], &mut one), Err(PglzFault::WrongLength));
+        assert_eq!(
+            decompress(&[0, b'a', b'b'], &mut one),
+            Err(PglzFault::WrongLength)
+        );
         // Every 3-byte input over a small output: no panic.
         for a in 0..=255u8 {
             for b in [0u8, 1, 0x0f, 0x10, 0xff] {

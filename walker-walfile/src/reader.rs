@@ -168,9 +168,8 @@ impl WalReader {
             bytes: Vec::new(),
         });
         seg.bytes.clear();
-        let read = std::fs::File::open(&path).and_then(|f| {
-            f.take(size).read_to_end(&mut seg.bytes)
-        });
+        let read =
+            std::fs::File::open(&path).and_then(|f| f.take(size).read_to_end(&mut seg.bytes));
         if let Err(e) = read {
             return Err(WalError::new(lsn, Some(path), e.into()));
         }
@@ -268,10 +267,12 @@ impl WalReader {
                 file_tli,
             });
         }
-        let header_len = if long { LONG_PAGE_HEADER } else { SHORT_PAGE_HEADER };
-        if info & XLP_FIRST_IS_CONTRECORD != 0
-            && u64::from(rem_len) > MAX_RECORD_SIZE as u64
-        {
+        let header_len = if long {
+            LONG_PAGE_HEADER
+        } else {
+            SHORT_PAGE_HEADER
+        };
+        if info & XLP_FIRST_IS_CONTRECORD != 0 && u64::from(rem_len) > MAX_RECORD_SIZE as u64 {
             return fault(Fault::BadContrecordLength {
                 rem_len,
                 expected: MAX_RECORD_SIZE,
@@ -346,7 +347,10 @@ impl WalReader {
     }
 
     /// Reads the next record; fills `batch` when given.
-    fn read_one(&mut self, batch: Option<&mut BatchBuilder>) -> Result<Option<RecordPos>, WalError> {
+    fn read_one(
+        &mut self,
+        batch: Option<&mut BatchBuilder>,
+    ) -> Result<Option<RecordPos>, WalError> {
         let p = Self::page_size();
         let mut start = self.next;
         let page = start - start % p;
@@ -425,8 +429,8 @@ impl WalReader {
             &self.buf
         };
         let path = || Some(seg.path.clone());
-        let h = record::check(bytes, start, self.prev)
-            .map_err(|f| WalError::new(start, path(), f))?;
+        let h =
+            record::check(bytes, start, self.prev).map_err(|f| WalError::new(start, path(), f))?;
         if h.rmid == RM_XLOG_ID && h.info & !XLR_INFO_MASK == XLOG_SWITCH {
             // The rest of the segment is unused: the next record starts the next one.
             end_lsn = end_lsn.saturating_add(size - 1) / size * size;
@@ -473,8 +477,11 @@ impl WalReader {
                     continue;
                 };
                 let scratch = &mut self.scratch;
-                batch.add_block(head, data, self.opts.block_size, |page| {
-                    match image::restore(&bytes[img.bytes.clone()], img, page, scratch) {
+                batch.add_block(
+                    head,
+                    data,
+                    self.opts.block_size,
+                    |page| match image::restore(&bytes[img.bytes.clone()], img, page, scratch) {
                         Ok(()) => true,
                         Err(problem) => {
                             failed = Some(Fault::BadImage {
@@ -483,8 +490,8 @@ impl WalReader {
                             });
                             false
                         }
-                    }
-                });
+                    },
+                );
                 if let Some(f) = failed.take() {
                     batch.discard_open_record();
                     return Err(WalError::new(start, path(), f));

@@ -348,13 +348,22 @@ mod tests {
         assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
         let r = record(10, 0, 0x100, &[255, 3, b'a', b'b', b'c']);
         assert!(check(&r, 0x200, Some(0x100)).is_ok());
-        assert!(matches!(check(&r, 0x200, Some(0x108)), Err(Fault::BadPrevLink { .. })));
+        assert!(matches!(
+            check(&r, 0x200, Some(0x108)),
+            Err(Fault::BadPrevLink { .. })
+        ));
         let mut bad = r.clone();
         bad[26] ^= 1;
-        assert!(matches!(check(&bad, 0x200, None), Err(Fault::BadCrc { .. })));
+        assert!(matches!(
+            check(&bad, 0x200, None),
+            Err(Fault::BadCrc { .. })
+        ));
         let mut rm = r;
         rm[17] = 40;
-        assert!(matches!(check(&rm, 0x200, None), Err(Fault::BadRmgr { rmid: 40 })));
+        assert!(matches!(
+            check(&rm, 0x200, None),
+            Err(Fault::BadRmgr { rmid: 40 })
+        ));
     }
 
     #[test]
@@ -388,23 +397,38 @@ mod tests {
         assert_eq!((b0.rel, b0.blkno, b0.fork), ([1663, 5, 16384], 9, 0));
         assert_eq!(&r[b0.data.clone()], b"dd");
         let i = b0.image.as_ref().unwrap();
-        assert_eq!((i.hole_offset, i.hole_length, i.apply, i.bytes.len()), (40, 100, true, 8092));
+        assert_eq!(
+            (i.hole_offset, i.hole_length, i.apply, i.bytes.len()),
+            (40, 100, true, 8092)
+        );
         let b1 = &l.blocks[1];
-        assert_eq!((b1.rel, b1.blkno, b1.fork, b1.has_data), ([1663, 5, 16384], 3, 2, false));
+        assert_eq!(
+            (b1.rel, b1.blkno, b1.fork, b1.has_data),
+            ([1663, 5, 16384], 3, 2, false)
+        );
         // One byte less of main data than announced: the lengths disagree.
         let short = record(10, 0, 0, &body[..body.len() - 1]);
-        assert!(matches!(decode(&short, 8192, &mut l), Err(Fault::LengthMismatch { .. })));
+        assert!(matches!(
+            decode(&short, 8192, &mut l),
+            Err(Fault::LengthMismatch { .. })
+        ));
         // SAME_REL on the first block.
         let lone = record(10, 0, 0, &[0, BKPBLOCK_SAME_REL, 0, 0, 1, 0, 0, 0]);
         assert!(matches!(
             decode(&lone, 8192, &mut l),
-            Err(Fault::BadBlock { problem: BlockFault::SameRelWithoutPrevious, .. })
+            Err(Fault::BadBlock {
+                problem: BlockFault::SameRelWithoutPrevious,
+                ..
+            })
         ));
         // An id between 33 and 251.
         let odd = record(10, 0, 0, &[77, 0, 0, 0]);
         assert!(matches!(
             decode(&odd, 8192, &mut l),
-            Err(Fault::BadBlock { block_id: 77, problem: BlockFault::InvalidId })
+            Err(Fault::BadBlock {
+                block_id: 77,
+                problem: BlockFault::InvalidId
+            })
         ));
     }
 }

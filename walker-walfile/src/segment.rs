@@ -46,8 +46,7 @@ impl SegmentName {
     /// one a cluster with that size writes.
     pub fn segno(&self, seg_size: u32) -> Option<u64> {
         let per_log = segments_per_log(seg_size);
-        (u64::from(self.seg) < per_log)
-            .then(|| u64::from(self.log) * per_log + u64::from(self.seg))
+        (u64::from(self.seg) < per_log).then(|| u64::from(self.log) * per_log + u64::from(self.seg))
     }
 }
 
@@ -238,7 +237,10 @@ mod tests {
         );
         // 64 MiB segments: 64 per 4 GiB, so 0xFE is no name such a cluster writes.
         assert_eq!(n.segno(64 << 20), None);
-        assert_eq!(segment_file_name(1, 65, 64 << 20), "000000010000000100000001");
+        assert_eq!(
+            segment_file_name(1, 65, 64 << 20),
+            "000000010000000100000001"
+        );
         let p = SegmentName::parse("000000010000000000000003.partial").unwrap();
         assert!(p.partial);
         for bad in [
@@ -270,19 +272,33 @@ mod tests {
             std::fs::write(dir.join(name), &first).unwrap();
         }
         // Timeline 2 branched off 1 at 0/3000100, inside segment 3.
-        std::fs::write(dir.join("00000002.history"), "1\t0/3000100\tno recovery target specified\n").unwrap();
+        std::fs::write(
+            dir.join("00000002.history"),
+            "1\t0/3000100\tno recovery target specified\n",
+        )
+        .unwrap();
         let d = WalDir::open(&dir).unwrap();
         assert_eq!(d.segment_size(), 16 << 20);
-        let tli = |s| d.locate(s).map(|(t, p)| (t, p.file_name().unwrap().to_string_lossy().into_owned()));
+        let tli = |s| {
+            d.locate(s)
+                .map(|(t, p)| (t, p.file_name().unwrap().to_string_lossy().into_owned()))
+        };
         assert_eq!(tli(2).unwrap(), (1, "000000010000000000000002".into()));
         assert_eq!(tli(3).unwrap(), (2, "000000020000000000000003".into()));
         assert_eq!(tli(4).unwrap().0, 2);
         assert!(d.has_after(3) && !d.has_after(4));
         let missing = d.locate(5).unwrap_err().to_string();
-        assert!(missing.contains("000000020000000000000005") && missing.contains("000000010000000000000005"), "{missing}");
+        assert!(
+            missing.contains("000000020000000000000005")
+                && missing.contains("000000010000000000000005"),
+            "{missing}"
+        );
         // Read along timeline 1 only: the partial switch segment is its segment 3.
         let d1 = WalDir::open_timeline(&dir, Some(1)).unwrap();
-        assert_eq!(d1.locate(3).unwrap().1.file_name().unwrap(), "000000010000000000000003.partial");
+        assert_eq!(
+            d1.locate(3).unwrap().1.file_name().unwrap(),
+            "000000010000000000000003.partial"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -95,7 +95,15 @@ fn waldump_stats(dir: &Path, tli: u32, start: u64, end: u64) -> Stats {
     let out = Command::new(walker_tests::pg_bindir().join("pg_waldump"))
         .arg("-p")
         .arg(dir)
-        .args(["-t", &tli.to_string(), "-s", &fmt_lsn(start), "-e", &fmt_lsn(end), "--stats"])
+        .args([
+            "-t",
+            &tli.to_string(),
+            "-s",
+            &fmt_lsn(start),
+            "-e",
+            &fmt_lsn(end),
+            "--stats",
+        ])
         .output()
         .expect("run pg_waldump");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -126,11 +134,18 @@ fn waldump_stats(dir: &Path, tli: u32, start: u64, end: u64) -> Stats {
         if n > 0 {
             stats.insert(
                 f[0].to_string(),
-                (n, f[2].parse().expect("bytes"), f[3].parse().expect("bytes")),
+                (
+                    n,
+                    f[2].parse().expect("bytes"),
+                    f[3].parse().expect("bytes"),
+                ),
             );
         }
     }
-    assert!(!stats.is_empty(), "pg_waldump printed no statistics:\n{text}");
+    assert!(
+        !stats.is_empty(),
+        "pg_waldump printed no statistics:\n{text}"
+    );
     stats
 }
 
@@ -164,7 +179,9 @@ fn compressions(c: &Cluster) -> Vec<&'static str> {
     // Debian's 15 and the pinned builds of 16-18 have lz4 and zstd; ask anyway.
     let mut m = vec!["off", "pglz"];
     for extra in ["lz4", "zstd"] {
-        if c.psql("postgres", &format!("SET wal_compression = {extra}")).is_ok() {
+        if c.psql("postgres", &format!("SET wal_compression = {extra}"))
+            .is_ok()
+        {
             m.push(extra);
         }
     }
@@ -199,24 +216,70 @@ fn walfile_reads_what_postgresql_reads() {
     // 1. Per-rmgr statistics over the whole range equal pg_waldump's.
     let theirs = waldump_stats(&pg_wal, 1, start, end);
     let ours = walk(&pg_wal, start, end, &[]).unwrap_or_else(|e| panic!("walker-walfile: {e}"));
-    assert_eq!(ours.stats, theirs, "walker-walfile vs pg_waldump --stats over {}..{}", fmt_lsn(start), fmt_lsn(end));
-    for rmgr in ["Heap", "Heap2", "Btree", "Gin", "Gist", "Hash", "SPGist", "Sequence", "Transaction", "Storage", "XLOG", "LogicalMessage"] {
-        assert!(ours.stats.contains_key(rmgr), "the workload wrote {rmgr} records: {:?}", ours.stats.keys());
+    assert_eq!(
+        ours.stats,
+        theirs,
+        "walker-walfile vs pg_waldump --stats over {}..{}",
+        fmt_lsn(start),
+        fmt_lsn(end)
+    );
+    for rmgr in [
+        "Heap",
+        "Heap2",
+        "Btree",
+        "Gin",
+        "Gist",
+        "Hash",
+        "SPGist",
+        "Sequence",
+        "Transaction",
+        "Storage",
+        "XLOG",
+        "LogicalMessage",
+    ] {
+        assert!(
+            ours.stats.contains_key(rmgr),
+            "the workload wrote {rmgr} records: {:?}",
+            ours.stats.keys()
+        );
     }
     // Every phase logged full-page images, each range on its own equals too.
     for (m, from, to) in &phases {
         let theirs = waldump_stats(&pg_wal, 1, *from, *to);
         let ours = walk(&pg_wal, *from, *to, &[]).unwrap().stats;
         assert_eq!(ours, theirs, "wal_compression = {m}");
-        assert!(ours.values().map(|s| s.2).sum::<i64>() > 0, "wal_compression = {m} logged images");
+        assert!(
+            ours.values().map(|s| s.2).sum::<i64>() > 0,
+            "wal_compression = {m} logged images"
+        );
     }
     // The big record crosses segment boundaries and is read whole.
     let seg = u64::from(WalDir::open(&pg_wal).unwrap().segment_size());
     let big = walk(&pg_wal, before_big, end, &[]).unwrap();
-    let big_start = big.records.iter().map(|r| r.0).find(|l| *l >= before_big).unwrap();
-    let big_end = big.records.iter().map(|r| r.0).find(|l| *l > big_start).unwrap();
-    assert!(big_end / seg >= big_start / seg + 2, "the big record spans segments: {}..{}", fmt_lsn(big_start), fmt_lsn(big_end));
-    eprintln!("walfile: {} records over {}..{}, compressions {methods:?}", ours.records.len(), fmt_lsn(start), fmt_lsn(end));
+    let big_start = big
+        .records
+        .iter()
+        .map(|r| r.0)
+        .find(|l| *l >= before_big)
+        .unwrap();
+    let big_end = big
+        .records
+        .iter()
+        .map(|r| r.0)
+        .find(|l| *l > big_start)
+        .unwrap();
+    assert!(
+        big_end / seg >= big_start / seg + 2,
+        "the big record spans segments: {}..{}",
+        fmt_lsn(big_start),
+        fmt_lsn(big_end)
+    );
+    eprintln!(
+        "walfile: {} records over {}..{}, compressions {methods:?}",
+        ours.records.len(),
+        fmt_lsn(start),
+        fmt_lsn(end)
+    );
 
     // 2. Restored pages equal pg_walinspect's block_fpi_data (16 and later), sampled
     //    per image kind (hole, compression).
@@ -237,18 +300,35 @@ fn walfile_reads_what_postgresql_reads() {
         let got = walk(&pg_wal, start, end, &want).unwrap().pages;
         let mut kinds = std::collections::BTreeSet::new();
         for (r, key) in sample.iter().zip(&want) {
-            let page = got.get(key).unwrap_or_else(|| panic!("no page for {}/{}", r[0], r[1]));
+            let page = got
+                .get(key)
+                .unwrap_or_else(|| panic!("no page for {}/{}", r[0], r[1]));
             assert_eq!(page.len(), 8192);
             let hex: String = page.iter().map(|b| format!("{b:02x}")).collect();
-            assert!(hex == r[3], "page of block {} of the record at {} ({}) differs from block_fpi_data", r[1], r[0], r[2]);
+            assert!(
+                hex == r[3],
+                "page of block {} of the record at {} ({}) differs from block_fpi_data",
+                r[1],
+                r[0],
+                r[2]
+            );
             kinds.insert(r[2].clone());
         }
         for m in &methods[1..] {
             let flag = format!("COMPRESS_{}", m.to_uppercase());
-            assert!(kinds.iter().any(|k| k.contains(&flag)), "sampled {flag} images: {kinds:?}");
+            assert!(
+                kinds.iter().any(|k| k.contains(&flag)),
+                "sampled {flag} images: {kinds:?}"
+            );
         }
-        assert!(kinds.iter().any(|k| !k.contains("COMPRESS")), "sampled uncompressed images: {kinds:?}");
-        eprintln!("walfile: {} sampled pages equal block_fpi_data ({kinds:?})", sample.len());
+        assert!(
+            kinds.iter().any(|k| !k.contains("COMPRESS")),
+            "sampled uncompressed images: {kinds:?}"
+        );
+        eprintln!(
+            "walfile: {} sampled pages equal block_fpi_data ({kinds:?})",
+            sample.len()
+        );
     }
 
     // 3. Bad bytes: a copy of one segment, bits flipped and then truncated.
@@ -257,7 +337,12 @@ fn walfile_reads_what_postgresql_reads() {
     // 4. A timeline switch: the standby is promoted and writes on timeline 2. More
     //    WAL first, so the switch lies deep inside a segment.
     p.exec("INSERT INTO fp (n, v) SELECT g, 'before the switch' FROM generate_series(1, 5000) g");
-    common::wait_reaches(&p, &standby, "the standby replays the workload", "SELECT pg_last_wal_replay_lsn()");
+    common::wait_reaches(
+        &p,
+        &standby,
+        "the standby replays the workload",
+        "SELECT pg_last_wal_replay_lsn()",
+    );
     standby.promote();
     standby.wait_until("promoted", Duration::from_secs(60), || {
         standby.query_one("SELECT pg_is_in_recovery()") == "f"
@@ -266,20 +351,45 @@ fn walfile_reads_what_postgresql_reads() {
     let end2 = record_end(&standby, "end2");
     standby.exec("SELECT pg_switch_wal()");
     let s_wal = standby.data_dir().join("pg_wal");
-    let history = std::fs::read_to_string(s_wal.join("00000002.history")).expect("timeline 2's history");
+    let history =
+        std::fs::read_to_string(s_wal.join("00000002.history")).expect("timeline 2's history");
     let switch = parse_lsn(history.split_whitespace().nth(1).expect("a switch point")).unwrap();
     let mut theirs = waldump_stats(&s_wal, 1, start, switch);
     add(&mut theirs, &waldump_stats(&s_wal, 2, switch, end2));
-    let ours = walk(&s_wal, start, end2, &[]).unwrap_or_else(|e| panic!("walker-walfile across the switch: {e}"));
-    assert_eq!(ours.stats, theirs, "across the switch at {}", fmt_lsn(switch));
+    let ours = walk(&s_wal, start, end2, &[])
+        .unwrap_or_else(|e| panic!("walker-walfile across the switch: {e}"));
+    assert_eq!(
+        ours.stats,
+        theirs,
+        "across the switch at {}",
+        fmt_lsn(switch)
+    );
     let switch_seg = switch / seg;
     for (lsn, tli) in &ours.records {
         let expect = if lsn / seg < switch_seg { 1 } else { 2 };
-        assert_eq!(*tli, expect, "timeline of the record at {} (switch at {})", fmt_lsn(*lsn), fmt_lsn(switch));
+        assert_eq!(
+            *tli,
+            expect,
+            "timeline of the record at {} (switch at {})",
+            fmt_lsn(*lsn),
+            fmt_lsn(switch)
+        );
     }
-    assert!(ours.records.iter().any(|r| r.0 >= switch + seg), "records on timeline 2 past its first segment");
-    assert!(switch % seg > seg / 64, "the switch lies inside a segment: {}", fmt_lsn(switch));
-    eprintln!("walfile: timeline switch at {}, {} records to {}", fmt_lsn(switch), ours.records.len(), fmt_lsn(end2));
+    assert!(
+        ours.records.iter().any(|r| r.0 >= switch + seg),
+        "records on timeline 2 past its first segment"
+    );
+    assert!(
+        switch % seg > seg / 64,
+        "the switch lies inside a segment: {}",
+        fmt_lsn(switch)
+    );
+    eprintln!(
+        "walfile: timeline switch at {}, {} records to {}",
+        fmt_lsn(switch),
+        ours.records.len(),
+        fmt_lsn(end2)
+    );
 }
 
 /// A seeded xorshift generator: the same flips every run.
@@ -361,7 +471,11 @@ fn corrupted_segment_copies_are_errors(pg_wal: &Path, start: u64, seg: u64) {
     };
     let flip = |at: u64, bit: u8| {
         use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().read(true).write(true).open(&file).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&file)
+            .unwrap();
         let mut one = [0u8];
         f.read_exact_at(&mut one, at - seg_start).unwrap();
         one[0] ^= 1 << bit;
@@ -370,7 +484,13 @@ fn corrupted_segment_copies_are_errors(pg_wal: &Path, start: u64, seg: u64) {
     let named = |e: &WalError, lo: u64, hi: u64| {
         let msg = e.to_string();
         // A length flipped upward is caught on the page the record would continue on.
-        assert!(e.lsn >= lo.saturating_sub(page) && e.lsn <= hi + page, "error LSN {} outside {}..{}: {msg}", fmt_lsn(e.lsn), fmt_lsn(lo), fmt_lsn(hi));
+        assert!(
+            e.lsn >= lo.saturating_sub(page) && e.lsn <= hi + page,
+            "error LSN {} outside {}..{}: {msg}",
+            fmt_lsn(e.lsn),
+            fmt_lsn(lo),
+            fmt_lsn(hi)
+        );
         assert!(msg.contains(&fmt_lsn(e.lsn)), "{msg}");
         assert!(e.file.is_none() || msg.contains(&name), "{msg}");
     };
@@ -385,12 +505,21 @@ fn corrupted_segment_copies_are_errors(pg_wal: &Path, start: u64, seg: u64) {
         flip(at, bit);
         match res {
             Err(e) => named(&e, from, to),
-            Ok(got) => panic!("bit {bit} of {} (record {} at {}) flipped, no error: {} records", fmt_lsn(at), i, fmt_lsn(clean[i].lsn), got.len()),
+            Ok(got) => panic!(
+                "bit {bit} of {} (record {} at {}) flipped, no error: {} records",
+                fmt_lsn(at),
+                i,
+                fmt_lsn(clean[i].lsn),
+                got.len()
+            ),
         }
     }
     // Flips in the checked fields of page headers: magic, flags that matter, timeline,
     // address; the continuation length where a record continues.
-    let pages: Vec<u64> = (seg_start..last_end).step_by(page as usize).filter(|p| *p > start + page).collect();
+    let pages: Vec<u64> = (seg_start..last_end)
+        .step_by(page as usize)
+        .filter(|p| *p > start + page)
+        .collect();
     for _ in 0..60 {
         let pg = pages[rng.below(pages.len() as u64) as usize];
         let off = (pg - seg_start) as usize;
@@ -399,33 +528,59 @@ fn corrupted_segment_copies_are_errors(pg_wal: &Path, start: u64, seg: u64) {
         for byte in [0u64, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
             fields.extend((0..8).map(|b| (pg + byte, b)));
         }
-        fields.extend([(pg + 2, 0), (pg + 2, 1), (pg + 2, 4), (pg + 3, 0), (pg + 3, 7)]);
+        fields.extend([
+            (pg + 2, 0),
+            (pg + 2, 1),
+            (pg + 2, 4),
+            (pg + 3, 0),
+            (pg + 3, 7),
+        ]);
         if info & 1 != 0 {
             fields.extend((0..8).map(|b| (pg + 16, b)));
         }
         let (at, bit) = fields[rng.below(fields.len() as u64) as usize];
-        let i = clean.iter().position(|r| r.end_lsn > pg).unwrap_or(clean.len() - 1);
+        let i = clean
+            .iter()
+            .position(|r| r.end_lsn > pg)
+            .unwrap_or(clean.len() - 1);
         let (from, to) = window(i);
         flip(at, bit);
         let res = read(from, to);
         flip(at, bit);
         match res {
             Err(e) => named(&e, from, to),
-            Ok(_) => panic!("bit {bit} of page header byte {} of page {} flipped, no error", at - pg, fmt_lsn(pg)),
+            Ok(_) => panic!(
+                "bit {bit} of page header byte {} of page {} flipped, no error",
+                at - pg,
+                fmt_lsn(pg)
+            ),
         }
     }
     // Flips anywhere: an error or the same records, never a panic.
     for _ in 0..100 {
         let at = seg_start + rng.below(last_end - seg_start);
         let bit = rng.below(8) as u8;
-        let i = clean.iter().position(|r| r.end_lsn > at).unwrap_or(clean.len() - 1);
+        let i = clean
+            .iter()
+            .position(|r| r.end_lsn > at)
+            .unwrap_or(clean.len() - 1);
         let (from, to) = window(i);
         flip(at, bit);
-        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(from, to))).unwrap_or_else(|_| panic!("panic with bit {bit} of {} flipped", fmt_lsn(at)));
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(from, to)))
+            .unwrap_or_else(|_| panic!("panic with bit {bit} of {} flipped", fmt_lsn(at)));
         flip(at, bit);
         match res {
             Err(e) => named(&e, from, to),
-            Ok(got) => assert_eq!(got, clean.iter().filter(|r| r.lsn >= from && r.end_lsn <= to).map(|r| r.lsn).collect::<Vec<_>>(), "flip at {} changed the records without an error", fmt_lsn(at)),
+            Ok(got) => assert_eq!(
+                got,
+                clean
+                    .iter()
+                    .filter(|r| r.lsn >= from && r.end_lsn <= to)
+                    .map(|r| r.lsn)
+                    .collect::<Vec<_>>(),
+                "flip at {} changed the records without an error",
+                fmt_lsn(at)
+            ),
         }
     }
     // Truncation inside the records read: an error naming the position.
@@ -436,10 +591,17 @@ fn corrupted_segment_copies_are_errors(pg_wal: &Path, start: u64, seg: u64) {
         let (from, to) = window(i);
         match read(from, to) {
             Err(e) => named(&e, from, to),
-            Ok(got) => panic!("segment cut at {}: no error, {} records", fmt_lsn(cut), got.len()),
+            Ok(got) => panic!(
+                "segment cut at {}: no error, {} records",
+                fmt_lsn(cut),
+                got.len()
+            ),
         }
     }
     std::fs::write(&file, &bytes).unwrap();
-    assert_eq!(read(clean[0].lsn, last_end).unwrap().len(), clean.iter().filter(|r| r.end_lsn <= last_end).count());
+    assert_eq!(
+        read(clean[0].lsn, last_end).unwrap().len(),
+        clean.iter().filter(|r| r.end_lsn <= last_end).count()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
