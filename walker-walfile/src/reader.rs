@@ -353,6 +353,9 @@ impl WalReader {
     ) -> Result<Option<RecordPos>, WalError> {
         let p = Self::page_size();
         let mut start = self.next;
+        if self.end.is_some_and(|end| start >= end) {
+            return Ok(None);
+        }
         let page = start - start % p;
         let Some(pi) = self.page(page)? else {
             return self.files_ended(start);
@@ -508,3 +511,7 @@ impl WalReader {
         }))
     }
 }
+
+#[cfg(test)]
+#[path = "synth_tests.rs"]
+mod synth_tests;
