@@ -55,7 +55,7 @@ impl Writer {
 
     /// Writes a page header at `page` with `rem` bytes of a record continuing.
     fn header(&mut self, page: u64, rem: u32) -> u64 {
-        let long = page % SEG == 0;
+        let long = page.is_multiple_of(SEG);
         let mut info = if long { XLP_LONG_HEADER } else { 0 };
         if rem > 0 {
             info |= XLP_FIRST_IS_CONTRECORD;
@@ -89,13 +89,13 @@ impl Writer {
         r[17] = rmid;
         let crc = record_crc(&r);
         r[20..24].copy_from_slice(&crc.to_le_bytes());
-        if self.pos % PAGE == 0 {
+        if self.pos.is_multiple_of(PAGE) {
             self.pos += self.header(self.pos, 0);
         }
         let start = self.pos;
         let mut written = 0usize;
         while written < r.len() {
-            if self.pos % PAGE == 0 {
+            if self.pos.is_multiple_of(PAGE) {
                 self.pos += self.header(self.pos, (r.len() - written) as u32);
             }
             let room = (PAGE - self.pos % PAGE) as usize;
