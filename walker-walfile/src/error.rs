@@ -240,6 +240,9 @@ pub enum Fault {
         /// The end position set.
         end: u64,
     },
+    /// A `.history` file that does not parse.
+    #[error("{0}")]
+    BadHistory(String),
     /// A seek position past every record.
     #[error("no record starts at or after this position in the segment files")]
     NoRecordAfter,

@@ -303,13 +303,15 @@ impl WalReader {
                 return Err(WalError::new(lsn, None, Fault::NoRecordAfter));
             };
             if pi.info & XLP_FIRST_IS_CONTRECORD == 0 {
-                break page + pi.header_len as u64;
+                break page.saturating_add(pi.header_len as u64);
             }
             if u64::from(pi.rem_len) >= p - pi.header_len as u64 {
-                page += p;
+                page = page.saturating_add(p);
                 continue;
             }
-            break page + pi.header_len as u64 + maxalign(u64::from(pi.rem_len));
+            break page
+                .saturating_add(pi.header_len as u64)
+                .saturating_add(maxalign(u64::from(pi.rem_len)));
         };
         self.prev = None;
         let end = self.end.take();
@@ -370,7 +372,7 @@ impl WalReader {
                     },
                 ));
             }
-            start = page + pi.header_len as u64;
+            start = page.saturating_add(pi.header_len as u64);
         }
         if let Some(end) = self.end {
             if start >= end {
@@ -390,14 +392,14 @@ impl WalReader {
         let contiguous = total as usize <= in_page;
         let mut end_lsn;
         if contiguous {
-            end_lsn = start + maxalign(u64::from(total));
+            end_lsn = start.saturating_add(maxalign(u64::from(total)));
         } else {
             // Gather the record over the pages it spans.
             self.buf.clear();
             self.buf.extend_from_slice(&b[..in_page]);
             let mut page = page;
             loop {
-                page += p;
+                page = page.saturating_add(p);
                 let Some(pi) = self.page(page)? else {
                     // The files end inside the record: nothing complete to read.
                     return self.files_ended(start);
@@ -420,7 +422,9 @@ impl WalReader {
                 let n = left.min(WAL_PAGE_SIZE - pi.header_len);
                 self.buf.extend_from_slice(&seg.bytes[from..from + n]);
                 if self.buf.len() == total as usize {
-                    end_lsn = page + pi.header_len as u64 + maxalign(left as u64);
+                    end_lsn = page
+                        .saturating_add(pi.header_len as u64)
+                        .saturating_add(maxalign(left as u64));
                     break;
                 }
             }

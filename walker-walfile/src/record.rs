@@ -136,6 +136,8 @@ pub struct Layout {
     pub origin: u16,
     /// Block references, by increasing id.
     pub blocks: Vec<Block>,
+    /// Scratch: each block's image and data lengths while decoding.
+    lens: Vec<(u32, u32)>,
 }
 
 /// Reads little-endian fields of the headers, failing at the record's end.
@@ -194,8 +196,9 @@ pub fn decode(record: &[u8], block_size: usize, out: &mut Layout) -> Result<(), 
     let mut data_total = 0u64;
     let mut main_len = 0u64;
     let mut last_rel: Option<[u32; 3]> = None;
-    // (block index, image length, data length) in order, to place the data after.
-    let mut lens: Vec<(u32, u32)> = Vec::new();
+    // (image length, data length) of each block, to place the data after.
+    let mut lens = std::mem::take(&mut out.lens);
+    lens.clear();
     while (total - c.at) as u64 > data_total {
         let id = c.u8(0)?;
         match id {
@@ -311,7 +314,7 @@ pub fn decode(record: &[u8], block_size: usize, out: &mut Layout) -> Result<(), 
     }
     // The data follows the headers: per block its image then its data, then main.
     let mut at = c.at;
-    for (b, (img, data)) in out.blocks.iter_mut().zip(lens) {
+    for (b, &(img, data)) in out.blocks.iter_mut().zip(&lens) {
         if let Some(i) = b.image.as_mut() {
             i.bytes = at..at + img as usize;
             at += img as usize;
@@ -320,6 +323,7 @@ pub fn decode(record: &[u8], block_size: usize, out: &mut Layout) -> Result<(), 
         at += data as usize;
     }
     out.main = at..at + main_len as usize;
+    out.lens = lens;
     Ok(())
 }
 

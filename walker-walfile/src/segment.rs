@@ -213,13 +213,8 @@ fn read_history(dir: &Path, tli: u32) -> Result<Vec<TimelineSpan>, WalError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(WalError::new(0, Some(path), e.into())),
     };
-    parse_history(tli, text.as_deref()).map_err(|msg| {
-        WalError::new(
-            0,
-            Some(path),
-            Fault::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, msg)),
-        )
-    })
+    parse_history(tli, text.as_deref())
+        .map_err(|msg| WalError::new(0, Some(path), Fault::BadHistory(msg)))
 }
 
 #[cfg(test)]
