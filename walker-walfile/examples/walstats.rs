@@ -8,7 +8,14 @@ use walker_core::batch::BatchBuilder;
 use walker_walfile::format::{parse_lsn, rmgr_name};
 use walker_walfile::{Options, WalReader};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("walstats: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, start, rest @ ..] = &args[..] else {
         return Err("usage: walstats DIR START_LSN [END_LSN]".into());

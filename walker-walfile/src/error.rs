@@ -83,8 +83,8 @@ pub enum ImageFault {
 /// What is wrong, found at a [`WalError`]'s position.
 #[derive(Debug, thiserror::Error)]
 pub enum Fault {
-    /// The file cannot be read.
-    #[error("cannot read the segment file: {0}")]
+    /// The directory or a file in it cannot be read.
+    #[error("cannot read the WAL directory or segment file: {0}")]
     Io(#[from] std::io::Error),
     /// No segment file holds this position.
     #[error("no segment file holds this position: looked for {looked_for} in {dir}; copy the missing segment into the directory or start after it")]
