@@ -44,6 +44,12 @@ struct Walk {
     records: Vec<(u64, u32)>,
     /// Restored pages of the blocks asked for, by (record LSN, block id).
     pages: BTreeMap<(u64, u8), Vec<u8>>,
+    /// Per record, as pg_get_wal_records_info prints it: start|end|xid|rmgr|
+    /// record length|main data length|FPI length.
+    lines: Vec<String>,
+    /// Per block reference, as pg_get_wal_block_info prints it: start|block id|
+    /// tablespace|database|relfilenode|fork|block|data length|image length.
+    block_lines: Vec<String>,
 }
 
 /// Reads [start, end] of `dir` with walker-walfile into batches, as a host would,
@@ -56,6 +62,8 @@ fn walk(dir: &Path, start: u64, end: u64, want_pages: &[(u64, u8)]) -> Result<Wa
         stats: Stats::new(),
         records: Vec::new(),
         pages: BTreeMap::new(),
+        lines: Vec::new(),
+        block_lines: Vec::new(),
     };
     loop {
         let mut batch = BatchBuilder::with_capacity(1024, 1 << 20);
@@ -76,6 +84,30 @@ fn walk(dir: &Path, start: u64, end: u64, want_pages: &[(u64, u8)]) -> Result<Wa
             s.1 += i64::from(r.total_len() - r.fpi_len());
             s.2 += i64::from(r.fpi_len());
             w.records.push((r.lsn(), raw.timeline));
+            w.lines.push(format!(
+                "{}|{}|{}|{}|{}|{}|{}",
+                fmt_lsn(r.lsn()),
+                fmt_lsn(r.end_lsn()),
+                r.xid(),
+                rmgr_name(r.rmid()).unwrap_or_default(),
+                r.total_len(),
+                r.main_data().len(),
+                r.fpi_len()
+            ));
+            for b in r.blocks() {
+                w.block_lines.push(format!(
+                    "{}|{}|{}|{}|{}|{}|{}|{}|{}",
+                    fmt_lsn(r.lsn()),
+                    b.block_id,
+                    b.tablespace,
+                    b.database,
+                    b.relfilenode,
+                    b.fork,
+                    b.block,
+                    r.block_data(b).len(),
+                    b.image_len
+                ));
+            }
             for (i, b) in r.blocks().iter().enumerate() {
                 if want_pages.contains(&(r.lsn(), b.block_id)) {
                     let page = r.block_image(i).expect("a restored page").to_vec();
@@ -199,6 +231,7 @@ fn walfile_reads_what_postgresql_reads() {
     p.exec(common::WORKLOAD);
     p.exec(INDEXES);
     p.exec("CREATE TABLE fp (id serial PRIMARY KEY, n int, v text); INSERT INTO fp (n, v) SELECT g, md5(g::text) FROM generate_series(1, 20000) g");
+    let varied_end = record_end(&p, "varied");
     let methods = compressions(&p);
     let mut phases = Vec::new();
     for m in &methods {
@@ -243,6 +276,58 @@ fn walfile_reads_what_postgresql_reads() {
             ours.stats.keys()
         );
     }
+    // Record by record and block by block, the batches hold what pg_walinspect
+    // decodes (over the varied workload before the image phases).
+    let records_sql = format!(
+        "SELECT start_lsn, end_lsn, xid, resource_manager, record_length, main_data_length, fpi_length
+         FROM pg_get_wal_records_info('{}', '{}')",
+        fmt_lsn(start),
+        fmt_lsn(varied_end)
+    );
+    let theirs: Vec<String> = p
+        .query(&records_sql)
+        .into_iter()
+        .map(|r| r.join("|"))
+        .collect();
+    let varied = walk(&pg_wal, start, varied_end, &[]).unwrap();
+    assert_eq!(
+        varied.lines.len(),
+        theirs.len(),
+        "records over the varied workload"
+    );
+    for (o, t) in varied.lines.iter().zip(&theirs) {
+        assert_eq!(o, t, "a record: walker-walfile vs pg_get_wal_records_info");
+    }
+    if version >= 160_000 {
+        let blocks_sql = format!(
+            "SELECT start_lsn, block_id, reltablespace, reldatabase, relfilenode, relforknumber, relblocknumber, block_data_length, coalesce(block_fpi_length, 0)
+             FROM pg_get_wal_block_info('{}', '{}', false)",
+            fmt_lsn(start),
+            fmt_lsn(varied_end)
+        );
+        let theirs: Vec<String> = p
+            .query(&blocks_sql)
+            .into_iter()
+            .map(|r| r.join("|"))
+            .collect();
+        assert_eq!(
+            varied.block_lines.len(),
+            theirs.len(),
+            "block references over the varied workload"
+        );
+        for (o, t) in varied.block_lines.iter().zip(&theirs) {
+            assert_eq!(
+                o, t,
+                "a block reference: walker-walfile vs pg_get_wal_block_info"
+            );
+        }
+    }
+    eprintln!(
+        "walfile: {} records and {} block references equal pg_walinspect's",
+        varied.lines.len(),
+        varied.block_lines.len()
+    );
+
     // Every phase logged full-page images, each range on its own equals too.
     for (m, from, to) in &phases {
         let theirs = waldump_stats(&pg_wal, 1, *from, *to);
