@@ -323,9 +323,16 @@ fn walfile_reads_what_postgresql_reads() {
         }
     }
     eprintln!(
-        "walfile: {} records and {} block references equal pg_walinspect's",
+        "walfile: {} records equal pg_get_wal_records_info's{}",
         varied.lines.len(),
-        varied.block_lines.len()
+        if version >= 160_000 {
+            format!(
+                ", {} block references pg_get_wal_block_info's",
+                varied.block_lines.len()
+            )
+        } else {
+            String::new()
+        }
     );
 
     // Every phase logged full-page images, each range on its own equals too.
