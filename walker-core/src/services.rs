@@ -31,6 +31,14 @@ pub const FACT_FIELDS: usize = 5;
 pub const UNANSWERED_AFTER_US: i64 = 15_000_000;
 /// A finished request nobody asked about is forgotten after this long (microseconds).
 pub const FORGOTTEN_AFTER_US: i64 = 600_000_000;
+/// How often the services worker publishes the facts while the server writes WAL
+/// (microseconds).
+pub const PUBLISH_BUSY_US: i64 = 1_000_000;
+/// How often it publishes them while the server writes nothing (microseconds). The
+/// watched settings change only at a reload, which publishes at once; the checkpointer's
+/// counters change at checkpoints, which write WAL, except timed checkpoints skipped for
+/// lack of activity, which PostgreSQL 15 and 16 count too.
+pub const PUBLISH_IDLE_US: i64 = 60_000_000;
 
 /// Why a request cannot be queued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -228,7 +236,23 @@ impl Services {
             }
         };
         self.lock.unlock_exclusive();
+        if result.is_ok() {
+            self.wake_worker();
+        }
         result
+    }
+
+    /// Wakes the services worker (it sleeps on its latch between looks at the queue):
+    /// SIGUSR1, which a server process connected to a database handles by setting its
+    /// latch. A plain system call, so any thread of any server process may send it. The
+    /// worker clears its process id before it exits, so the signal never reaches a
+    /// process that reused the id of a worker that is gone.
+    fn wake_worker(&self) {
+        let pid = self.worker_pid.load(Ordering::Acquire);
+        if pid > 0 {
+            // SAFETY: kill(2) with a positive pid and a signal number; no memory is shared.
+            unsafe { libc::kill(pid, libc::SIGUSR1) };
+        }
     }
 
     /// The services worker takes the oldest queued request (marking it running).
@@ -403,6 +427,43 @@ impl Services {
     }
 }
 
+/// When the services worker publishes the facts again: at once after a reload or a
+/// request (`invalidate`), every [`PUBLISH_BUSY_US`] while WAL is written, and every
+/// [`PUBLISH_IDLE_US`] otherwise. Reading `pg_settings` and the checkpointer's view in a
+/// transaction is most of what an idle server pays for walker, so it is not done every
+/// second when nothing can have changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PublishClock {
+    /// When the facts were last published (microseconds), `None` when due at once.
+    last_at: Option<i64>,
+    /// The server's WAL insert position at that publication.
+    last_lsn: u64,
+}
+
+impl PublishClock {
+    /// The facts are due at the next look, whatever the time.
+    pub fn invalidate(&mut self) {
+        self.last_at = None;
+    }
+
+    /// Whether the facts are due at time `now` with the WAL insert position at `lsn`.
+    pub fn due(&self, now: i64, lsn: u64) -> bool {
+        match self.last_at {
+            None => true,
+            Some(at) => {
+                let age = now.saturating_sub(at);
+                age >= PUBLISH_IDLE_US || (age >= PUBLISH_BUSY_US && lsn != self.last_lsn)
+            }
+        }
+    }
+
+    /// Records a publication at time `now`, WAL insert position `lsn`.
+    pub fn published(&mut self, now: i64, lsn: u64) {
+        self.last_at = Some(now);
+        self.last_lsn = lsn;
+    }
+}
+
 static SERVICES: std::sync::atomic::AtomicPtr<Services> =
     std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
 
@@ -486,6 +547,22 @@ pub fn watched_index(name: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn facts_are_published_every_second_while_wal_flows_and_every_minute_when_idle() {
+        let mut c = PublishClock::default();
+        assert!(c.due(0, 100), "due at once before the first publication");
+        c.published(10_000_000, 100);
+        assert!(!c.due(10_500_000, 200), "half a second later: not yet");
+        assert!(c.due(11_000_000, 200), "a second later, WAL written: due");
+        assert!(!c.due(11_000_000, 100), "a second later, no WAL: not due");
+        assert!(!c.due(69_999_999, 100), "59.99 s later, no WAL: not due");
+        assert!(c.due(70_000_000, 100), "a minute later: due whatever WAL did");
+        c.invalidate();
+        assert!(c.due(10_000_001, 100), "after a reload or a request: due at once");
+        c.published(i64::MAX - 5, 7);
+        assert!(!c.due(i64::MIN, 7), "a clock going backwards never panics");
+    }
 
     fn services() -> Box<Services> {
         // SAFETY: all-zero bytes are a valid Services (atomics, locks, byte arrays).

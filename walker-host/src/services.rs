@@ -16,18 +16,18 @@ use pgrx::bgworkers::{
 };
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgTryBuilder};
+use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use walker_abi::WalkerServiceKind;
 use walker_core::host_api::now_micros;
-use walker_core::services::{self, Request, Services};
+use walker_core::services::{self, PublishClock, Request, Services};
 
-/// How often the facts are published.
-const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
-/// How long the worker sleeps between looks at the queue.
-const POLL: Duration = Duration::from_millis(50);
+/// How long the worker sleeps between looks at the clock when nothing wakes it (a
+/// queued request sets its latch).
+const NAP: Duration = Duration::from_secs(1);
 
 /// Registers the services worker (from `_PG_init`), unless `walker.database` is empty.
 pub fn register() {
@@ -59,14 +59,17 @@ pub extern "C-unwind" fn walker_services_main(_arg: pg_sys::Datum) {
     // SAFETY: reading the process id global on the main thread.
     svc.worker_pid
         .store(unsafe { pg_sys::MyProcPid }, Ordering::Release);
+    // SAFETY: registering a callback on the main thread; it runs at this process's exit
+    // (FATAL included), so no other process signals a reused process id.
+    unsafe { pg_sys::before_shmem_exit(Some(forget_pid), pg_sys::Datum::from(0usize)) };
     pgrx::log!("walker: services worker started in database \"{db}\"");
-    let mut published: Option<Instant> = None;
+    let mut clock = PublishClock::default();
     let mut publish_error: Option<String> = None;
     loop {
         if BackgroundWorker::sighup_received() {
             // SAFETY: the documented way to reload settings in a background worker.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-            published = None;
+            clock.invalidate();
         }
         if BackgroundWorker::sigterm_received() {
             break;
@@ -77,9 +80,11 @@ pub extern "C-unwind" fn walker_services_main(_arg: pg_sys::Datum) {
                 pgrx::warning!("walker: service request {} failed: {message}", req.id);
             }
             svc.finish(req.id, ok, &message, now_micros());
-            published = None;
+            clock.invalidate();
         }
-        if published.is_none_or(|t| t.elapsed() >= PUBLISH_INTERVAL) {
+        // SAFETY: reads the insert position under the server's own lock; main thread.
+        let lsn = unsafe { pg_sys::GetXLogInsertRecPtr() };
+        if clock.due(now_micros(), lsn) {
             match in_transaction(|| publish(svc)) {
                 Err(e) if publish_error.as_ref() != Some(&e) => {
                     pgrx::warning!("walker: could not publish server facts: {e}");
@@ -88,14 +93,22 @@ pub extern "C-unwind" fn walker_services_main(_arg: pg_sys::Datum) {
                 Err(_) => {}
                 Ok(()) => publish_error = None,
             }
-            published = Some(Instant::now());
+            clock.published(now_micros(), lsn);
         }
         logging::drain();
-        if !BackgroundWorker::wait_latch(Some(POLL)) {
+        if !BackgroundWorker::wait_latch(Some(NAP)) {
             break;
         }
     }
     svc.worker_pid.store(0, Ordering::Release);
+}
+
+/// Clears the services worker's process id at exit (`before_shmem_exit`).
+#[pgrx::pg_guard]
+extern "C-unwind" fn forget_pid(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
+    if let Some(host) = shmem::host() {
+        host.services.worker_pid.store(0, Ordering::Release);
+    }
 }
 
 /// The `search_path` every transaction of this worker runs with: nothing a database
@@ -256,25 +269,38 @@ struct Shown {
 }
 
 fn show(name: &str) -> Result<Option<Shown>, String> {
+    Ok(show_all(&[name.to_owned()])?.remove(name))
+}
+
+/// The settings `names` (lower-case) as `pg_settings` shows them, by name, read with one
+/// query (the view builds every setting's row each time it is read).
+fn show_all(names: &[String]) -> Result<HashMap<String, Shown>, String> {
+    if names.is_empty() {
+        return Ok(HashMap::new());
+    }
     Spi::connect(|c| {
         let rows = c.select(
-            "SELECT setting, coalesce(unit, ''), source, coalesce(sourcefile, ''), sourceline, \
+            "SELECT name, setting, coalesce(unit, ''), source, coalesce(sourcefile, ''), sourceline, \
              coalesce(reset_val, ''), context FROM pg_catalog.pg_settings \
-             WHERE name OPERATOR(pg_catalog.=) $1::pg_catalog.text",
-            Some(1),
-            &[name.into()],
+             WHERE name OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])",
+            None,
+            &[names.to_vec().into()],
         )?;
-        let mut out = None;
+        let mut out = HashMap::with_capacity(names.len());
         for row in rows {
-            out = Some(Shown {
-                setting: row.get::<String>(1)?.unwrap_or_default(),
-                unit: row.get::<String>(2)?.unwrap_or_default(),
-                source: row.get::<String>(3)?.unwrap_or_default(),
-                sourcefile: row.get::<String>(4)?.unwrap_or_default(),
-                sourceline: row.get::<i32>(5)?,
-                reset_val: row.get::<String>(6)?.unwrap_or_default(),
-                context: row.get::<String>(7)?.unwrap_or_default(),
-            });
+            let name = row.get::<String>(1)?.unwrap_or_default();
+            out.insert(
+                name,
+                Shown {
+                    setting: row.get::<String>(2)?.unwrap_or_default(),
+                    unit: row.get::<String>(3)?.unwrap_or_default(),
+                    source: row.get::<String>(4)?.unwrap_or_default(),
+                    sourcefile: row.get::<String>(5)?.unwrap_or_default(),
+                    sourceline: row.get::<i32>(6)?,
+                    reset_val: row.get::<String>(7)?.unwrap_or_default(),
+                    context: row.get::<String>(8)?.unwrap_or_default(),
+                },
+            );
         }
         Ok::<_, pgrx::spi::Error>(out)
     })
@@ -283,8 +309,10 @@ fn show(name: &str) -> Result<Option<Shown>, String> {
 
 /// Publishes every watched setting and the checkpointer's counters.
 fn publish(svc: &Services) -> Result<(), String> {
-    for (i, name) in services::watched().iter().enumerate() {
-        match show(name)? {
+    let names = services::watched();
+    let mut shown = show_all(&names)?;
+    for (i, name) in names.iter().enumerate() {
+        match shown.remove(name) {
             Some(s) => svc.publish_setting(
                 i,
                 Some([&s.setting, &s.unit, &s.source, &s.sourcefile, &s.reset_val]),
