@@ -13,7 +13,7 @@
 //! transaction's dead items arrive block after block), and the words blocks left
 //! behind are reclaimed once they are a quarter of the arena.
 
-use crate::tracker::{Bits, BlockItems, MAX_ITEMS};
+use crate::tracker::{Bits, BlockItems};
 
 /// Marks a dead line pointer (else a dead tuple) in an item entry.
 const LP_FLAG: u16 = 0x8000;
@@ -100,14 +100,23 @@ impl Encoded {
             e.len = BITMAP_LEN;
             return e;
         }
-        for offset in 0..MAX_ITEMS as u16 {
-            if items.dead_tuples.get(offset) {
-                e.words[e.n] = offset;
-                e.n += 1;
-            }
-            if items.dead_lps.get(offset) {
-                e.words[e.n] = offset | LP_FLAG;
-                e.n += 1;
+        // The set bits in item order, a dead tuple before a dead line pointer of the
+        // same item: one step per dead item, not per possible item.
+        let (t, l) = (items.dead_tuples.words(), items.dead_lps.words());
+        for (w, (&tw, &lw)) in t.iter().zip(l).enumerate() {
+            let mut both = tw | lw;
+            while both != 0 {
+                let bit = both.trailing_zeros();
+                both &= both - 1;
+                let offset = (w * 64) as u16 + bit as u16;
+                if tw & (1 << bit) != 0 {
+                    e.words[e.n] = offset;
+                    e.n += 1;
+                }
+                if lw & (1 << bit) != 0 {
+                    e.words[e.n] = offset | LP_FLAG;
+                    e.n += 1;
+                }
             }
         }
         e.len = e.n as u32;
@@ -205,6 +214,11 @@ impl BlockMap {
     /// Replaces the dead items of `block`; a block without any is dropped.
     pub fn set(&mut self, block: u32, items: &BlockItems) {
         let at = self.find(block);
+        self.set_at(at, block, items);
+    }
+
+    /// [`BlockMap::set`] with `at`, what [`BlockMap::find`] gave for `block`.
+    fn set_at(&mut self, at: Result<usize, usize>, block: u32, items: &BlockItems) {
         if items.is_empty() {
             if let Ok(i) = at {
                 self.garbage += self.index[i].words();
@@ -249,14 +263,19 @@ impl BlockMap {
     /// Changes the dead items of `block` with `f`; returns the change in dead tuples
     /// and dead line pointers.
     pub fn edit(&mut self, block: u32, f: impl FnOnce(&mut BlockItems)) -> (i64, i64) {
-        let old = self.get(block);
+        let at = self.find(block);
+        let old = match at {
+            Ok(i) => self.decode(&self.index[i]),
+            Err(_) => BlockItems::default(),
+        };
         let mut b = old;
         f(&mut b);
+        if b == old {
+            return (0, 0);
+        }
         let (t0, l0) = (old.dead_tuples.count(), old.dead_lps.count());
         let (t1, l1) = (b.dead_tuples.count(), b.dead_lps.count());
-        if b != old {
-            self.set(block, &b);
-        }
+        self.set_at(at, block, &b);
         (i64::from(t1) - i64::from(t0), i64::from(l1) - i64::from(l0))
     }
 
@@ -416,5 +435,29 @@ mod tests {
         assert_eq!(m.len(), 1);
         assert_eq!(m.remove_from(0), (1, 0));
         assert!(m.is_empty() && m.arena.is_empty());
+    }
+
+    #[test]
+    fn a_list_names_each_item_in_order_a_dead_tuple_before_a_dead_line_pointer() {
+        // Items at word edges (63, 64, 127, 128, 291) and one item both ways.
+        let b = items(&[0, 5, 63, 64, 200, 291], &[5, 127, 128, 290]);
+        let e = Encoded::of(&b);
+        let want = [
+            0,
+            5,
+            5 | LP_FLAG,
+            63,
+            64,
+            127 | LP_FLAG,
+            128 | LP_FLAG,
+            200,
+            290 | LP_FLAG,
+            291,
+        ];
+        assert_eq!(e.words(), want);
+        assert_eq!(e.len, want.len() as u32);
+        let mut m = BlockMap::default();
+        m.set(1, &b);
+        assert_eq!(m.get(1), b);
     }
 }

@@ -26,7 +26,8 @@ use published::Published;
 use std::sync::Mutex;
 use tracker::{Limits, Tracker};
 use walker_abi::{
-    mask_of, Host, Plugin, PluginError, PluginInfo, PluginResult, Record, RowSink, Value, ViewDef,
+    mask_of, Host, Plugin, PluginError, PluginInfo, PluginResult, Record, Records, RecordsError,
+    RowSink, Value, ViewDef,
     WalkerSettingContext, WalkerSettingUnit, WalkerType,
 };
 
@@ -39,7 +40,8 @@ static ALLOCATOR: heap::Counting = heap::Counting;
 /// `n_dead_tup` and autovacuum's threshold (`sql/vacuum_plan.sql`).
 pub const VACUUM_PLAN_SQL: &str = include_str!("../sql/vacuum_plan.sql");
 
-/// Records between two publications while walking.
+/// Records between two publications while walking (a run of records publishes at
+/// its end once this many have passed).
 const PUBLISH_EVERY: u64 = 4096;
 
 /// The plugin. Its views are declared in `describe` in the order of
@@ -68,6 +70,69 @@ fn read_limits(host: &Host) -> PluginResult<Limits> {
 }
 
 impl Garbagemap {
+    /// Applies one record to the map. `blocks` is a buffer for the record's block
+    /// references (empty; given back empty, so a run allocates it once).
+    fn apply<'a>(
+        &self,
+        host: &Host,
+        walk: &mut Walk,
+        r: &Record<'a>,
+        mut blocks: Vec<Block<'a>>,
+    ) -> Vec<Block<'a>> {
+        blocks.extend(r.blocks().iter().enumerate().map(|(i, b)| Block {
+            id: b.block_id,
+            fork: b.fork,
+            rel: RelKey {
+                db: b.database,
+                ts: b.tablespace,
+                rel: b.relfilenode,
+            },
+            block: b.block,
+            data: r.block_data(b),
+            image: r.block_image(i),
+        }));
+        let rec = Rec {
+            rmid: r.rmid(),
+            info: r.info(),
+            xid: r.xid(),
+            main: r.main_data(),
+            blocks,
+        };
+        // The dead-tuple event and the visibility-map bits are read independently:
+        // a record one of them cannot read still gives the other (and counts once).
+        let event = decode(&rec, self.format);
+        let vm = visibility(&rec);
+        let mut failed = None;
+        match event {
+            Ok(Some(event)) => walk.tracker.apply(event, r.lsn()),
+            Ok(None) => {}
+            Err(e) => failed = Some(e),
+        }
+        match vm {
+            Ok(vm) => {
+                for c in vm.iter() {
+                    walk.tracker.apply_visibility(c, r.lsn());
+                }
+            }
+            Err(e) => failed = failed.or(Some(e)),
+        }
+        if let Some(e) = failed {
+            walk.tracker.counters.undecodable += 1;
+            if walk.tracker.counters.undecodable <= 10 {
+                host.warning(&format!(
+                    "record at {:X}/{:X}: {e}",
+                    r.lsn() >> 32,
+                    r.lsn() as u32
+                ));
+            }
+        }
+        walk.through_lsn = r.end_lsn();
+        walk.since_publish += 1;
+        let mut blocks = rec.blocks;
+        blocks.clear();
+        blocks
+    }
+
     fn publish(&self, host: &Host, walk: &mut Walk) -> PluginResult {
         walk.since_publish = 0;
         host.with_exclusive(|p: &mut Published| p.fill(&walk.tracker, walk.through_lsn))
@@ -261,57 +326,27 @@ impl Plugin for Garbagemap {
     }
 
     fn on_record(&self, host: &Host, r: &Record<'_>) -> PluginResult {
-        let blocks = r
-            .blocks()
-            .iter()
-            .enumerate()
-            .map(|(i, b)| Block {
-                id: b.block_id,
-                fork: b.fork,
-                rel: RelKey {
-                    db: b.database,
-                    ts: b.tablespace,
-                    rel: b.relfilenode,
-                },
-                block: b.block,
-                data: r.block_data(b),
-                image: r.block_image(i),
-            })
-            .collect();
-        let rec = Rec {
-            rmid: r.rmid(),
-            info: r.info(),
-            xid: r.xid(),
-            main: r.main_data(),
-            blocks,
-        };
         let mut walk = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        // The dead-tuple event and the visibility-map bits are read independently:
-        // a record one of them cannot read still gives the other (and counts once).
-        let event = decode(&rec, self.format);
-        let vm = visibility(&rec);
-        if let Ok(Some(event)) = event.clone() {
-            walk.tracker.apply(event, r.lsn());
-        }
-        if let Ok(vm) = vm {
-            for c in vm.iter() {
-                walk.tracker.apply_visibility(c, r.lsn());
-            }
-        }
-        if let Some(e) = event.err().or(vm.err()) {
-            walk.tracker.counters.undecodable += 1;
-            if walk.tracker.counters.undecodable <= 10 {
-                host.warning(&format!(
-                    "record at {:X}/{:X}: {e}",
-                    r.lsn() >> 32,
-                    r.lsn() as u32
-                ));
-            }
-        }
-        walk.through_lsn = r.end_lsn();
-        walk.since_publish += 1;
+        self.apply(host, &mut walk, r, Vec::new());
         if walk.since_publish >= PUBLISH_EVERY {
             self.publish(host, &mut walk)?;
+        }
+        Ok(())
+    }
+
+    /// The run under one lock of the map, with one block buffer, publishing at most
+    /// once, at its end (ABI 1.5).
+    fn on_records(&self, host: &Host, records: &Records<'_>) -> Result<(), RecordsError> {
+        let mut walk = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut blocks = Vec::new();
+        let mut last = None;
+        for (i, r) in records.iter() {
+            blocks = self.apply(host, &mut walk, &r, blocks);
+            last = Some(i);
+        }
+        if let Some(i) = last.filter(|_| walk.since_publish >= PUBLISH_EVERY) {
+            self.publish(host, &mut walk)
+                .map_err(|e| RecordsError::at(i, e))?;
         }
         Ok(())
     }

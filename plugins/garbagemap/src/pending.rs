@@ -49,6 +49,17 @@ impl Changes {
         ]);
     }
 
+    /// Forgets every change, keeping the vectors' capacity.
+    pub fn clear(&mut self) {
+        self.runs.clear();
+        self.items.clear();
+    }
+
+    /// Changes the vectors hold room for.
+    pub fn capacity(&self) -> usize {
+        self.items.capacity()
+    }
+
     /// Changes held.
     pub fn len(&self) -> usize {
         self.items.len()

@@ -11,7 +11,8 @@ use crate::blockmap::BlockMap;
 use crate::decode::{Event, Item, RelKey, VmChange};
 use crate::pending::{Changes, Fate};
 use crate::vismap::{VisBits, VmBit};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::BTreeMap;
 
 /// Line pointers per heap page (`MaxHeapTuplesPerPage` for 8 kB pages is 291).
 pub const MAX_ITEMS: usize = 292;
@@ -29,6 +30,11 @@ impl Bits {
     pub fn get(&self, i: u16) -> bool {
         let i = i as usize;
         i < MAX_ITEMS && self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    /// The bitmap's u64 words, line pointer `i` at bit `i % 64` of word `i / 64`.
+    pub fn words(&self) -> &[u64; WORDS] {
+        &self.0
     }
 
     /// Line pointers set.
@@ -167,16 +173,29 @@ pub struct Counters {
     pub dropped_relations: u64,
 }
 
+/// Most emptied change lists [`Tracker`] keeps for reuse.
+const SPARE_CHANGES: usize = 64;
+/// Largest change list (in changes) kept for reuse; bigger ones are freed.
+const SPARE_CAPACITY: usize = 64;
+
 /// The whole map.
 #[derive(Debug, Clone)]
 pub struct Tracker {
     /// Limits.
     pub limits: Limits,
     /// Relations.
-    pub rels: HashMap<RelKey, Rel>,
-    pending: HashMap<u32, Changes>,
+    ///
+    /// Hashed with Fx rather than SipHash: the keys are relfilenodes and
+    /// transaction ids from the WAL, and the map is looked up several times per
+    /// record (SipHash was a tenth of garbagemap's time).
+    pub rels: FxHashMap<RelKey, Rel>,
+    pending: FxHashMap<u32, Changes>,
     pending_len: usize,
-    prepared: HashSet<u32>,
+    prepared: FxHashSet<u32>,
+    /// Emptied change lists of ended transactions, kept for the next ones (at most
+    /// [`SPARE_CHANGES`]): most transactions hold a few changes, and reusing their
+    /// vectors saves two allocations and a few reallocations per transaction.
+    spare: Vec<Changes>,
     /// Counters.
     pub counters: Counters,
     n_ranges: usize,
@@ -187,10 +206,11 @@ impl Tracker {
     pub fn new(limits: Limits) -> Tracker {
         Tracker {
             limits,
-            rels: HashMap::new(),
-            pending: HashMap::new(),
+            rels: FxHashMap::default(),
+            pending: FxHashMap::default(),
             pending_len: 0,
-            prepared: HashSet::new(),
+            prepared: FxHashSet::default(),
+            spare: Vec::new(),
             counters: Counters::default(),
             n_ranges: 0,
         }
@@ -217,10 +237,22 @@ impl Tracker {
 
     /// The range of `item`, created when missing (evicting to stay within bounds).
     fn range_mut(&mut self, rel: RelKey, block: u32, lsn: u64) -> &mut Range {
-        if !self.rels.contains_key(&rel) && self.rels.len() >= self.limits.max_relations.max(1) {
+        let idx = self.range_of(block);
+        // The common case, a range already tracked: one lookup of each map.
+        let (has_rel, exists) = match self.rels.get(&rel) {
+            Some(r) => (true, r.ranges.contains_key(&idx)),
+            None => (false, false),
+        };
+        if exists {
+            let r = self.rels.get_mut(&rel).expect("looked up above");
+            r.last_change_lsn = lsn;
+            let range = r.ranges.get_mut(&idx).expect("looked up above");
+            range.last_change_lsn = lsn;
+            return range;
+        }
+        if !has_rel && self.rels.len() >= self.limits.max_relations.max(1) {
             self.evict_relations();
         }
-        let idx = self.range_of(block);
         let exists = self
             .rels
             .get(&rel)
@@ -305,12 +337,16 @@ impl Tracker {
             self.counters.unattributed += 1;
             return;
         }
-        self.pending.entry(xid).or_default().push(item, fate);
+        let spare = &mut self.spare;
+        self.pending
+            .entry(xid)
+            .or_insert_with(|| spare.pop().unwrap_or_default())
+            .push(item, fate);
         self.pending_len += 1;
     }
 
     fn settle(&mut self, xid: u32, committed: bool, lsn: u64) {
-        let Some(changes) = self.pending.remove(&xid) else {
+        let Some(mut changes) = self.pending.remove(&xid) else {
             return;
         };
         self.pending_len -= changes.len();
@@ -322,6 +358,10 @@ impl Tracker {
             if dies {
                 self.mark_dead(item, lsn);
             }
+        }
+        if self.spare.len() < SPARE_CHANGES && changes.capacity() <= SPARE_CAPACITY {
+            changes.clear();
+            self.spare.push(changes);
         }
     }
 
