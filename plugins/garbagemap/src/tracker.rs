@@ -320,11 +320,9 @@ impl Tracker {
 
     fn mark_dead(&mut self, item: Item, lsn: u64) {
         let range = self.range_mut(item.rel, item.block, lsn);
-        edit_block(range, item.block, |b| {
-            if !b.dead_tuples.get(item.offset) && !b.dead_lps.get(item.offset) {
-                b.dead_tuples.set(item.offset, true);
-            }
-        });
+        if range.blocks.add_dead_tuple(item.block, item.offset) {
+            range.dead_tuples = range.dead_tuples.saturating_add(1);
+        }
     }
 
     fn hold(&mut self, xid: u32, item: Item, fate: Fate) {
