@@ -238,7 +238,22 @@ impl Tracker {
     /// The range of `item`, created when missing (evicting to stay within bounds).
     fn range_mut(&mut self, rel: RelKey, block: u32, lsn: u64) -> &mut Range {
         let idx = self.range_of(block);
-        // The common case, a range already tracked: one lookup of each map.
+        if self.rels.len() < self.limits.max_relations.max(1)
+            && self.n_ranges < self.limits.max_ranges.max(1)
+        {
+            // Below both bounds nothing is evicted: one lookup of each map, creating
+            // what is missing.
+            let n_ranges = &mut self.n_ranges;
+            let r = self.rels.entry(rel).or_default();
+            r.last_change_lsn = lsn;
+            let range = r.ranges.entry(idx).or_insert_with(|| {
+                *n_ranges += 1;
+                Range::default()
+            });
+            range.last_change_lsn = lsn;
+            return range;
+        }
+        // At a bound, a range already tracked needs no eviction either.
         let (has_rel, exists) = match self.rels.get(&rel) {
             Some(r) => (true, r.ranges.contains_key(&idx)),
             None => (false, false),
