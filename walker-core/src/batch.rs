@@ -1,6 +1,7 @@
 //! Batches of decoded records: built on the worker's main thread from the server's
 //! reader, then shared read-only by every dispatch thread.
 
+use crate::recycle::Kept;
 use walker_abi::{WalkerBlockRef, WalkerRecord};
 
 /// Header fields of one record.
@@ -59,13 +60,56 @@ struct Pending {
 /// (offset, length) of bytes in a batch's data.
 type Span = (usize, usize);
 
-/// Accumulates records into a batch.
+/// The vectors of one batch: what the builder fills, and the ABI structs `finish`
+/// makes from them. A dropped batch gives them to the next one ([`KEPT`]).
 #[derive(Default)]
-pub struct BatchBuilder {
+struct Storage {
     records: Vec<Pending>,
     /// Each block with the (offset, length) of its data and of its page image in `data`.
     blocks: Vec<(BlockHead, Span, Span)>,
     data: Vec<u8>,
+    abi_records: Vec<WalkerRecord>,
+    abi_blocks: Vec<WalkerBlockRef>,
+    images: Vec<*const u8>,
+}
+
+// SAFETY: the raw pointers a storage holds (`images` and the ABI structs) point into
+// its own `data` and `abi_blocks`, which move with it; a batch is read-only while
+// shared, and a kept storage is emptied first.
+unsafe impl Send for Storage {}
+
+/// Emptied storage of dropped batches. A walk through a backlog builds a batch every
+/// two thousand records; fresh vectors cost page faults, zeroing and reallocations
+/// while they grow to the batch's size (a profile of a walk without plugins put
+/// several percent of the reader's time there). At most 4 are kept (a few batches are
+/// in flight at once).
+static KEPT: Kept<Storage> = Kept::new(4);
+
+/// A storage whose data grew past this (a batch of large page images) is freed rather
+/// than kept, so a caught-up worker does not hold a backlog's memory.
+const KEEP_DATA_BYTES: usize = 16 << 20;
+
+impl Storage {
+    /// Keeps the vectors, emptied, for a later batch (unless the data grew too large).
+    fn recycle(mut self) {
+        if self.data.capacity() > KEEP_DATA_BYTES {
+            return;
+        }
+        self.records.clear();
+        self.blocks.clear();
+        self.data.clear();
+        self.abi_records.clear();
+        self.abi_blocks.clear();
+        self.images.clear();
+        KEPT.give(self);
+    }
+}
+
+/// Accumulates records into a batch.
+#[derive(Default)]
+pub struct BatchBuilder {
+    /// The records, blocks and data so far (and the vectors `finish` fills).
+    st: Storage,
     page_size: u32,
     /// A record was started and not finished yet.
     open: bool,
@@ -79,11 +123,15 @@ impl BatchBuilder {
 
     /// An empty builder with room for `records` records and `bytes` bytes of data, so
     /// that filling it moves nothing.
+    /// The storage of a batch dropped earlier is reused when there is one (it grew
+    /// to its batch's size before).
     pub fn with_capacity(records: usize, bytes: usize) -> Self {
+        let mut st = KEPT.take().unwrap_or_default();
+        st.records.reserve(records);
+        st.blocks.reserve(records.saturating_mul(2));
+        st.data.reserve(bytes);
         BatchBuilder {
-            records: Vec::with_capacity(records),
-            blocks: Vec::with_capacity(records.saturating_mul(2)),
-            data: Vec::with_capacity(bytes),
+            st,
             page_size: 0,
             open: false,
         }
@@ -91,7 +139,7 @@ impl BatchBuilder {
 
     /// Complete records so far.
     pub fn len(&self) -> usize {
-        self.records.len() - usize::from(self.open)
+        self.st.records.len() - usize::from(self.open)
     }
 
     /// No complete record yet.
@@ -101,12 +149,12 @@ impl BatchBuilder {
 
     /// Bytes of copied data so far.
     pub fn data_bytes(&self) -> usize {
-        self.data.len()
+        self.st.data.len()
     }
 
     fn copy(&mut self, bytes: &[u8]) -> (usize, usize) {
-        let off = self.data.len();
-        self.data.extend_from_slice(bytes);
+        let off = self.st.data.len();
+        self.st.data.extend_from_slice(bytes);
         (off, bytes.len())
     }
 
@@ -119,11 +167,11 @@ impl BatchBuilder {
         self.discard_open_record();
         self.open = true;
         let main = self.copy(main_data);
-        self.records.push(Pending {
+        self.st.records.push(Pending {
             head,
             fpi_len: 0,
             main,
-            blocks: (self.blocks.len(), 0),
+            blocks: (self.st.blocks.len(), 0),
         });
     }
 
@@ -139,19 +187,20 @@ impl BatchBuilder {
         restore: impl FnOnce(&mut [u8]) -> bool,
     ) {
         let d = self.copy(data);
-        let mut image = (self.data.len(), 0);
+        let mut image = (self.st.data.len(), 0);
         if page_size > 0 {
-            let off = self.data.len();
-            self.data.resize(off + page_size, 0);
-            if restore(&mut self.data[off..]) {
+            let off = self.st.data.len();
+            self.st.data.resize(off + page_size, 0);
+            if restore(&mut self.st.data[off..]) {
                 image = (off, page_size);
                 self.page_size = page_size as u32;
             } else {
-                self.data.truncate(off);
+                self.st.data.truncate(off);
             }
         }
-        self.blocks.push((b, d, image));
+        self.st.blocks.push((b, d, image));
         let r = self
+            .st
             .records
             .last_mut()
             .expect("add_block follows start_record");
@@ -172,9 +221,9 @@ impl BatchBuilder {
         if !std::mem::take(&mut self.open) {
             return;
         }
-        if let Some(r) = self.records.pop() {
-            self.blocks.truncate(r.blocks.0);
-            self.data.truncate(r.main.0);
+        if let Some(r) = self.st.records.pop() {
+            self.st.blocks.truncate(r.blocks.0);
+            self.st.data.truncate(r.main.0);
         }
     }
 
@@ -182,8 +231,9 @@ impl BatchBuilder {
     /// record left unfinished is not part of it.
     pub fn finish(mut self) -> Batch {
         self.discard_open_record();
-        let data = self.data;
-        let base = data.as_ptr();
+        let page_size = self.page_size;
+        let mut st = std::mem::take(&mut self.st);
+        let base = st.data.as_ptr();
         let ptr_at = |(off, len): (usize, usize)| {
             if len == 0 {
                 std::ptr::null()
@@ -191,10 +241,9 @@ impl BatchBuilder {
                 base.wrapping_add(off)
             }
         };
-        let blocks: Vec<WalkerBlockRef> = self
-            .blocks
-            .iter()
-            .map(|(b, d, _)| WalkerBlockRef {
+        st.abi_blocks.clear();
+        st.abi_blocks
+            .extend(st.blocks.iter().map(|(b, d, _)| WalkerBlockRef {
                 block_id: b.block_id,
                 fork: b.fork,
                 has_image: b.has_image,
@@ -207,61 +256,57 @@ impl BatchBuilder {
                 image_len: if b.has_image { b.image_len } else { 0 },
                 data: ptr_at(*d),
                 data_len: d.1 as u32,
-            })
-            .collect();
-        let bbase = blocks.as_ptr();
-        let images: Vec<*const u8> = self.blocks.iter().map(|(_, _, i)| ptr_at(*i)).collect();
-        let ibase = images.as_ptr();
-        let records: Vec<WalkerRecord> = self
-            .records
-            .iter()
-            .map(|r| WalkerRecord {
-                struct_size: std::mem::size_of::<WalkerRecord>() as u32,
-                rmid: r.head.rmid,
-                info: r.head.info,
-                timeline: r.head.timeline,
-                lsn: r.head.lsn,
-                end_lsn: r.head.end_lsn,
-                xid: r.head.xid,
-                toplevel_xid: r.head.toplevel_xid,
-                total_len: r.head.total_len,
-                fpi_len: r.fpi_len,
-                main_data: ptr_at(r.main),
-                main_data_len: r.main.1 as u32,
-                blocks: if r.blocks.1 == 0 {
-                    std::ptr::null()
-                } else {
-                    bbase.wrapping_add(r.blocks.0)
-                },
-                n_blocks: r.blocks.1 as u32,
-                block_images: if r.blocks.1 == 0 {
-                    std::ptr::null()
-                } else {
-                    ibase.wrapping_add(r.blocks.0)
-                },
-                page_size: self.page_size,
-            })
-            .collect();
-        let end_lsn = self.records.last().map(|r| r.head.end_lsn).unwrap_or(0);
-        Batch {
-            records,
-            _blocks: blocks,
-            _images: images,
-            _data: data,
-            end_lsn,
-        }
+            }));
+        let bbase = st.abi_blocks.as_ptr();
+        st.images.clear();
+        st.images
+            .extend(st.blocks.iter().map(|(_, _, i)| ptr_at(*i)));
+        let ibase = st.images.as_ptr();
+        st.abi_records.clear();
+        st.abi_records.extend(st.records.iter().map(|r| WalkerRecord {
+            struct_size: std::mem::size_of::<WalkerRecord>() as u32,
+            rmid: r.head.rmid,
+            info: r.head.info,
+            timeline: r.head.timeline,
+            lsn: r.head.lsn,
+            end_lsn: r.head.end_lsn,
+            xid: r.head.xid,
+            toplevel_xid: r.head.toplevel_xid,
+            total_len: r.head.total_len,
+            fpi_len: r.fpi_len,
+            main_data: ptr_at(r.main),
+            main_data_len: r.main.1 as u32,
+            blocks: if r.blocks.1 == 0 {
+                std::ptr::null()
+            } else {
+                bbase.wrapping_add(r.blocks.0)
+            },
+            n_blocks: r.blocks.1 as u32,
+            block_images: if r.blocks.1 == 0 {
+                std::ptr::null()
+            } else {
+                ibase.wrapping_add(r.blocks.0)
+            },
+            page_size,
+        }));
+        let end_lsn = st.records.last().map(|r| r.head.end_lsn).unwrap_or(0);
+        Batch { st, end_lsn }
     }
 }
 
 /// An immutable batch of records in WAL order.
 pub struct Batch {
-    records: Vec<WalkerRecord>,
-    // The storage the records point into; never mutated after `finish`.
-    _blocks: Vec<WalkerBlockRef>,
-    _images: Vec<*const u8>,
-    _data: Vec<u8>,
+    /// The records (`abi_records`) and the storage they point into; never mutated
+    /// until the batch is dropped, when it is kept for a later batch.
+    st: Storage,
     /// End LSN of the last record (0 for an empty batch).
     pub end_lsn: u64,
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        std::mem::take(&mut self.st).recycle();
+    }
 }
 
 // SAFETY: a batch is immutable after `finish`; its raw pointers target its own heap
@@ -278,12 +323,12 @@ pub fn is_checkpoint(r: &WalkerRecord) -> bool {
 impl Batch {
     /// The records, ready to hand to plugins.
     pub fn records(&self) -> &[WalkerRecord] {
-        &self.records
+        &self.st.abi_records
     }
 
     /// True when the batch holds a checkpoint record.
     pub fn has_checkpoint(&self) -> bool {
-        self.records.iter().any(is_checkpoint)
+        self.records().iter().any(is_checkpoint)
     }
 }
 
@@ -391,5 +436,49 @@ mod tests {
         assert_eq!(r0.block_data(&r0.blocks()[0]), b"x");
         assert_eq!((r1.lsn(), r1.main_data()), (180, &b"m3"[..]));
         assert_eq!(batch.end_lsn, 220);
+    }
+
+    #[test]
+    fn a_dropped_batch_gives_its_storage_to_the_next_one_which_holds_only_its_own_records() {
+        let build = |lsn: u64, main: &[u8], data: &[u8]| {
+            let mut b = BatchBuilder::with_capacity(4, 64);
+            let blk = BlockHead {
+                has_data: true,
+                block: lsn as u32,
+                ..Default::default()
+            };
+            b.start_record(
+                RecordHead {
+                    lsn,
+                    end_lsn: lsn + 8,
+                    ..Default::default()
+                },
+                main,
+            );
+            b.add_block(blk, data, 0, |_| unreachable!("no page asked for"));
+            b.finish_record();
+            b.finish()
+        };
+        let first = build(100, &[7; 5000], &[8; 3000]);
+        drop(first);
+        // Kept for a later batch (other tests may take it first: then this one's is
+        // fresh, and what follows holds all the same).
+        let kept = KEPT.take();
+        if let Some(st) = &kept {
+            assert!(st.data.is_empty() && st.records.is_empty() && st.abi_records.is_empty());
+            assert!(st.blocks.is_empty() && st.abi_blocks.is_empty() && st.images.is_empty());
+        }
+        if let Some(st) = kept {
+            KEPT.give(st);
+        }
+        let second = build(200, b"m", b"d");
+        let r = second.records();
+        assert_eq!(r.len(), 1);
+        // SAFETY: the batch is alive.
+        let r0 = unsafe { Record::from_raw(&r[0]) };
+        assert_eq!((r0.lsn(), r0.main_data()), (200, &b"m"[..]));
+        assert_eq!(r0.blocks().len(), 1);
+        assert_eq!((r0.blocks()[0].block, r0.block_data(&r0.blocks()[0])), (200, &b"d"[..]));
+        assert_eq!(second.end_lsn, 208);
     }
 }

@@ -18,6 +18,7 @@ pub mod names;
 pub mod negotiate;
 pub mod pacing;
 pub mod persistence;
+pub mod recycle;
 pub mod registry;
 pub mod retention;
 pub mod rows;
