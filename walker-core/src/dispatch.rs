@@ -21,7 +21,7 @@ use crate::persistence::{self, keeps_state, SaveError, SnapshotConfig};
 use crate::registry::PluginSlot;
 use crate::rows::format_lsn;
 use crate::shared::{PluginShared, PluginState};
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendError};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -258,18 +258,34 @@ impl Lane {
 
     /// Moves the backlog into the queue while it has room; true when it is empty.
     fn flush(&mut self) -> bool {
+        self.flush_until(None)
+    }
+
+    /// Like [`Lane::flush`], waiting for room until `deadline` when there is one:
+    /// woken as soon as the lane takes a message, never later than the deadline.
+    fn flush_until(&mut self, deadline: Option<Instant>) -> bool {
         let Some(tx) = self.tx.as_ref() else {
             self.backlog.clear();
             return true;
         };
         while let Some(m) = self.backlog.pop_front() {
-            match tx.try_send(m) {
+            let sent = match deadline {
+                None => tx.try_send(m).map_err(|e| match e {
+                    TrySendError::Full(m) => (m, false),
+                    TrySendError::Disconnected(m) => (m, true),
+                }),
+                Some(d) => tx.send_deadline(m, d).map_err(|e| match e {
+                    SendTimeoutError::Timeout(m) => (m, false),
+                    SendTimeoutError::Disconnected(m) => (m, true),
+                }),
+            };
+            match sent {
                 Ok(()) => {}
-                Err(TrySendError::Full(m)) => {
+                Err((m, false)) => {
                     self.backlog.push_front(m);
                     return false;
                 }
-                Err(TrySendError::Disconnected(_)) => {
+                Err((_, true)) => {
                     // The thread ended (failed plugin): nothing more to hand over.
                     self.backlog.clear();
                     return true;
@@ -424,18 +440,25 @@ impl Dispatcher {
         self.lanes.iter().all(|l| l.backlog.is_empty())
     }
 
-    /// Hands backlogs over as queues make room, waiting at most `wait` in all.
+    /// Hands backlogs over as queues make room, waiting at most `wait` in all. The
+    /// wait ends as soon as every backlog is handed over: a lane taking a message
+    /// wakes it (it used to poll every 5 ms, and a lane that emptied its queue in
+    /// less sat idle for the rest, which capped a walk with plugins at a few
+    /// batches per 5 ms).
     pub fn pump(&mut self, wait: Duration) {
         let deadline = Instant::now() + wait;
         loop {
-            let mut all = true;
-            for lane in &mut self.lanes {
-                all &= lane.flush();
+            // Every lane with room takes its backlog; then wait on the first full one.
+            let mut full = None;
+            for (i, lane) in self.lanes.iter_mut().enumerate() {
+                if !lane.flush() && full.is_none() {
+                    full = Some(i);
+                }
             }
-            if all || Instant::now() >= deadline {
+            let Some(i) = full else { return };
+            if !self.lanes[i].flush_until(Some(deadline)) {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(5).min(wait));
         }
     }
 
