@@ -263,32 +263,33 @@ impl BatchBuilder {
             .extend(st.blocks.iter().map(|(_, _, i)| ptr_at(*i)));
         let ibase = st.images.as_ptr();
         st.abi_records.clear();
-        st.abi_records.extend(st.records.iter().map(|r| WalkerRecord {
-            struct_size: std::mem::size_of::<WalkerRecord>() as u32,
-            rmid: r.head.rmid,
-            info: r.head.info,
-            timeline: r.head.timeline,
-            lsn: r.head.lsn,
-            end_lsn: r.head.end_lsn,
-            xid: r.head.xid,
-            toplevel_xid: r.head.toplevel_xid,
-            total_len: r.head.total_len,
-            fpi_len: r.fpi_len,
-            main_data: ptr_at(r.main),
-            main_data_len: r.main.1 as u32,
-            blocks: if r.blocks.1 == 0 {
-                std::ptr::null()
-            } else {
-                bbase.wrapping_add(r.blocks.0)
-            },
-            n_blocks: r.blocks.1 as u32,
-            block_images: if r.blocks.1 == 0 {
-                std::ptr::null()
-            } else {
-                ibase.wrapping_add(r.blocks.0)
-            },
-            page_size,
-        }));
+        st.abi_records
+            .extend(st.records.iter().map(|r| WalkerRecord {
+                struct_size: std::mem::size_of::<WalkerRecord>() as u32,
+                rmid: r.head.rmid,
+                info: r.head.info,
+                timeline: r.head.timeline,
+                lsn: r.head.lsn,
+                end_lsn: r.head.end_lsn,
+                xid: r.head.xid,
+                toplevel_xid: r.head.toplevel_xid,
+                total_len: r.head.total_len,
+                fpi_len: r.fpi_len,
+                main_data: ptr_at(r.main),
+                main_data_len: r.main.1 as u32,
+                blocks: if r.blocks.1 == 0 {
+                    std::ptr::null()
+                } else {
+                    bbase.wrapping_add(r.blocks.0)
+                },
+                n_blocks: r.blocks.1 as u32,
+                block_images: if r.blocks.1 == 0 {
+                    std::ptr::null()
+                } else {
+                    ibase.wrapping_add(r.blocks.0)
+                },
+                page_size,
+            }));
         let end_lsn = st.records.last().map(|r| r.head.end_lsn).unwrap_or(0);
         Batch { st, end_lsn }
     }
@@ -478,7 +479,10 @@ mod tests {
         let r0 = unsafe { Record::from_raw(&r[0]) };
         assert_eq!((r0.lsn(), r0.main_data()), (200, &b"m"[..]));
         assert_eq!(r0.blocks().len(), 1);
-        assert_eq!((r0.blocks()[0].block, r0.block_data(&r0.blocks()[0])), (200, &b"d"[..]));
+        assert_eq!(
+            (r0.blocks()[0].block, r0.block_data(&r0.blocks()[0])),
+            (200, &b"d"[..])
+        );
         assert_eq!(second.end_lsn, 208);
     }
 }

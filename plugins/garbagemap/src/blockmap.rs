@@ -560,7 +560,11 @@ mod tests {
                     b.dead_tuples.set(offset, true);
                 }
             });
-            assert_eq!(fast.add_dead_tuple(block, offset), t == 1, "step {step}: {before:?}");
+            assert_eq!(
+                fast.add_dead_tuple(block, offset),
+                t == 1,
+                "step {step}: {before:?}"
+            );
             assert_eq!(fast.get(block), slow.get(block), "step {step}");
             bitmaps |= fast.index.iter().any(Slot::is_bitmap);
         }

@@ -27,8 +27,7 @@ use std::sync::Mutex;
 use tracker::{Limits, Tracker};
 use walker_abi::{
     mask_of, Host, Plugin, PluginError, PluginInfo, PluginResult, Record, Records, RecordsError,
-    RowSink, Value, ViewDef,
-    WalkerSettingContext, WalkerSettingUnit, WalkerType,
+    RowSink, Value, ViewDef, WalkerSettingContext, WalkerSettingUnit, WalkerType,
 };
 
 /// Counts the plugin's live heap bytes (`walker.garbagemap_status.heap_bytes`).
