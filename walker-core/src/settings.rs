@@ -7,6 +7,7 @@
 //! server's variables, which a reload may free and replace.
 
 use std::ffi::{c_char, CStr, CString};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use walker_abi::{WalkerSettingContext, WalkerSettingUnit};
 
@@ -203,6 +204,10 @@ pub struct Setting {
     pub def: SettingDef,
     storage: Storage,
     snapshot: Mutex<Value>,
+    /// The raw bits of the numeric value last copied into `snapshot` (see
+    /// [`Setting::raw_bits`]): an unchanged value is not copied again, without
+    /// taking the mutex (hooks refresh at every backend event). Unused for strings.
+    copied_bits: AtomicU64,
 }
 
 // SAFETY: `storage` points to process-lifetime variables that are only dereferenced in
@@ -237,10 +242,32 @@ impl Setting {
                 Value::Enum(*default),
             ),
         };
-        Setting {
+        let s = Setting {
             def,
             storage,
             snapshot: Mutex::new(value),
+            copied_bits: AtomicU64::new(0),
+        };
+        // SAFETY: the variable was just allocated with the default in the snapshot.
+        if let Some(bits) = unsafe { s.raw_bits() } {
+            s.copied_bits.store(bits, Ordering::Relaxed);
+        }
+        s
+    }
+
+    /// The variable's current value as bits, for numeric settings (`None` for strings).
+    ///
+    /// # Safety
+    /// As for [`Setting::refresh`] (or right after allocation, before the server has it).
+    unsafe fn raw_bits(&self) -> Option<u64> {
+        // SAFETY: the caller's contract: the variables are not written concurrently.
+        unsafe {
+            match self.storage {
+                Storage::Int(p) | Storage::Enum(p) => Some(u64::from(*p as u32)),
+                Storage::Real(p) => Some((*p).to_bits()),
+                Storage::Bool(p) => Some(u64::from(*p)),
+                Storage::Str(_) => None,
+            }
         }
     }
 
@@ -255,7 +282,15 @@ impl Setting {
     /// Call only on the thread that the server changes settings on, after the setting
     /// was defined with [`Setting::storage`].
     pub unsafe fn refresh(&self) {
+        // SAFETY: forwarded from the caller.
+        let bits = unsafe { self.raw_bits() };
+        if bits.is_some_and(|b| b == self.copied_bits.load(Ordering::Relaxed)) {
+            return;
+        }
         let mut snapshot = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = bits {
+            self.copied_bits.store(b, Ordering::Relaxed);
+        }
         // SAFETY: the caller guarantees we are on the thread that writes these variables.
         let v = unsafe {
             match self.storage {

@@ -83,28 +83,50 @@ impl Backoff {
 }
 
 thread_local! {
-    /// (pid, tid) of a thread that never forks, remembered by
-    /// [`remember_thread_ids`]; (0, 0) elsewhere.
+    /// (pid, tid) of the calling thread once looked up; (0, 0) before that, and again
+    /// in the child of a `fork` (see [`forget_ids_in_child`]).
     static THREAD_IDS: std::cell::Cell<(i32, i32)> = const { std::cell::Cell::new((0, 0)) };
 }
 
-/// Remembers the calling thread's process and thread ids, so that taking a lock on it
-/// costs no system call. Only for threads that never fork (the worker's dispatch
-/// threads): a process's main thread may fork, and a child would inherit stale ids.
-pub fn remember_thread_ids() {
-    // SAFETY: plain system calls without arguments.
-    let ids = unsafe { (libc::getpid(), libc::gettid()) };
-    THREAD_IDS.with(|c| c.set(ids));
+/// Runs in the child of every `fork` of a process that cached its ids (registered with
+/// `pthread_atfork`): the child's only thread is a copy of the forking one, whose
+/// cached ids are the parent's. Only a thread-local store: async-signal-safe.
+extern "C" fn forget_ids_in_child() {
+    // `try_with`: no panic if the thread-local is being torn down.
+    let _ = THREAD_IDS.try_with(|c| c.set((0, 0)));
 }
 
-/// (pid, tid) of the calling thread.
+/// Registers [`forget_ids_in_child`] once per process (and its children, which inherit
+/// the registration); false when the registration failed (then nothing is cached).
+fn fork_reset_registered() -> bool {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        // SAFETY: registers a handler that only resets a thread-local cell.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_ids_in_child)) == 0 }
+    })
+}
+
+/// Remembers the calling thread's process and thread ids now (the worker's dispatch
+/// threads, at their start); [`current_ids`] also does it on first use.
+pub fn remember_thread_ids() {
+    let _ = current_ids();
+}
+
+/// (pid, tid) of the calling thread. Looked up with two system calls once per thread
+/// and process, then cached: a backend takes plugin region locks several times per
+/// statement, and each lock records its holder. A process's main thread may fork (the
+/// postmaster forks every backend): the child drops the copy it inherited at the fork.
 pub fn current_ids() -> (i32, i32) {
     let cached = THREAD_IDS.with(|c| c.get());
     if cached.0 != 0 {
         return cached;
     }
     // SAFETY: plain system calls without arguments.
-    unsafe { (libc::getpid(), libc::gettid()) }
+    let ids = unsafe { (libc::getpid(), libc::gettid()) };
+    if fork_reset_registered() {
+        THREAD_IDS.with(|c| c.set(ids));
+    }
+    ids
 }
 
 impl RwSpinLock {
@@ -270,5 +292,38 @@ impl SharedMessage {
         } else {
             Some(s)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_ids_are_the_kernels_and_a_forked_child_gets_its_own() {
+        // SAFETY: plain system calls without arguments.
+        let kernel = || unsafe { (libc::getpid(), libc::gettid()) };
+        assert_eq!(current_ids(), kernel());
+        // Cached now: the same answer again.
+        assert_eq!(current_ids(), kernel());
+        // SAFETY: the child only reads ids and a thread-local, then `_exit`s.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            // SAFETY: a plain system call without arguments.
+            let parent = unsafe { libc::getppid() };
+            let ok = current_ids() == kernel() && current_ids().0 != parent;
+            // SAFETY: leaves the child at once, without running the test harness's code.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        let waited = unsafe { libc::waitpid(child, &mut status, 0) };
+        assert_eq!(waited, child);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child saw its parent's cached ids (status {status})"
+        );
+        assert_eq!(current_ids(), kernel());
     }
 }

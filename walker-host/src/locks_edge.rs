@@ -22,8 +22,8 @@ thread_local! {
 
 /// True on a process's main thread (the only one that may call PostgreSQL).
 fn main_thread() -> bool {
-    // SAFETY: plain system calls without arguments.
-    unsafe { libc::gettid() == libc::getpid() }
+    let (pid, tid) = walker_core::shared::current_ids();
+    pid == tid
 }
 
 /// The interrupt check of lock waits: a backend's main thread whose query was

@@ -4,7 +4,7 @@
 
 use super::{PluginError, PluginResult};
 use crate::types::*;
-use std::ffi::CString;
+use std::ffi::{c_char, CString};
 
 /// The host services, bound to this plugin.
 #[derive(Clone, Copy)]
@@ -21,6 +21,31 @@ unsafe impl Sync for Host {}
 
 pub(super) fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', " ")).expect("NUL bytes were replaced")
+}
+
+/// Longest setting name [`with_cname`] passes without allocating.
+const STACK_NAME: usize = 128;
+
+/// Calls `f` with `name` as a NUL-terminated string: copied to the stack when it is
+/// short and has no NUL byte (setting names, read at every backend event that needs
+/// them), else through [`cstring`].
+pub(super) fn with_cname<R>(name: &str, f: impl FnOnce(*const c_char) -> R) -> R {
+    let b = name.as_bytes();
+    if b.len() < STACK_NAME && !b.contains(&0) {
+        // Only the name and its NUL are written (not the whole buffer).
+        let mut buf = std::mem::MaybeUninit::<[u8; STACK_NAME]>::uninit();
+        let p = buf.as_mut_ptr() as *mut u8;
+        // SAFETY: `b.len() + 1 <= STACK_NAME` bytes are written inside the buffer, and
+        // `f` reads the string up to its NUL only.
+        unsafe {
+            std::ptr::copy_nonoverlapping(b.as_ptr(), p, b.len());
+            p.add(b.len()).write(0);
+        }
+        f(p as *const c_char)
+    } else {
+        let c = cstring(name);
+        f(c.as_ptr())
+    }
 }
 
 impl Host {

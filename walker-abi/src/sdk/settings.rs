@@ -1,7 +1,7 @@
 //! Plugin settings: the typed [`Setting`] handles and the host calls that define and
 //! read them.
 
-use super::host::cstring;
+use super::host::{cstring, with_cname};
 use super::{Host, PluginError, PluginResult};
 use crate::types::*;
 use std::ffi::{c_char, CString};
@@ -229,10 +229,9 @@ impl Host {
             .api()
             .get_int
             .ok_or_else(|| PluginError::new("host cannot read settings"))?;
-        let n = cstring(name);
         let mut out = 0i64;
         // SAFETY: valid string and out pointer.
-        let st = unsafe { f(self.plugin, n.as_ptr(), &mut out) };
+        let st = with_cname(name, |n| unsafe { f(self.plugin, n, &mut out) });
         self.status(st, "reading setting", name).map(|_| out)
     }
 
@@ -242,10 +241,9 @@ impl Host {
             .api()
             .get_real
             .ok_or_else(|| PluginError::new("host cannot read settings"))?;
-        let n = cstring(name);
         let mut out = 0f64;
         // SAFETY: valid string and out pointer.
-        let st = unsafe { f(self.plugin, n.as_ptr(), &mut out) };
+        let st = with_cname(name, |n| unsafe { f(self.plugin, n, &mut out) });
         self.status(st, "reading setting", name).map(|_| out)
     }
 
@@ -255,10 +253,9 @@ impl Host {
             .api()
             .get_bool
             .ok_or_else(|| PluginError::new("host cannot read settings"))?;
-        let n = cstring(name);
         let mut out = false;
         // SAFETY: valid string and out pointer.
-        let st = unsafe { f(self.plugin, n.as_ptr(), &mut out) };
+        let st = with_cname(name, |n| unsafe { f(self.plugin, n, &mut out) });
         self.status(st, "reading setting", name).map(|_| out)
     }
 
@@ -268,10 +265,9 @@ impl Host {
             .api()
             .get_enum
             .ok_or_else(|| PluginError::new("host cannot read settings"))?;
-        let n = cstring(name);
         let mut out = 0u32;
         // SAFETY: valid string and out pointer.
-        let st = unsafe { f(self.plugin, n.as_ptr(), &mut out) };
+        let st = with_cname(name, |n| unsafe { f(self.plugin, n, &mut out) });
         self.status(st, "reading setting", name)
             .map(|_| out as usize)
     }
