@@ -10,6 +10,7 @@
 use crate::pg_version;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr};
 use walker_abi::{
@@ -39,20 +40,26 @@ struct Names {
     roles: Vec<(u32, String)>,
 }
 
-/// The plugins that asked for backend events (fixed after `_PG_init`), and are usable.
-fn listeners() -> Vec<&'static PluginSlot> {
+/// The plugins that asked for backend events (fixed after `_PG_init`).
+fn wanting() -> &'static [&'static PluginSlot] {
     static WANTING: std::sync::OnceLock<Vec<&'static PluginSlot>> = std::sync::OnceLock::new();
-    WANTING
-        .get_or_init(|| {
-            registry::all()
-                .into_iter()
-                .filter(|s| s.wants_backend_events())
-                .collect()
-        })
-        .iter()
-        .copied()
-        .filter(|s| s.usable())
-        .collect()
+    WANTING.get_or_init(|| {
+        registry::all()
+            .into_iter()
+            .filter(|s| s.wants_backend_events())
+            .collect()
+    })
+}
+
+/// The plugins that asked for backend events and are usable: borrowed when all of them
+/// are (every event of a healthy server), a filtered copy otherwise.
+fn listeners() -> Cow<'static, [&'static PluginSlot]> {
+    let all = wanting();
+    if all.iter().all(|s| s.usable()) {
+        Cow::Borrowed(all)
+    } else {
+        Cow::Owned(all.iter().copied().filter(|s| s.usable()).collect())
+    }
 }
 
 /// Installs the hooks when a loaded plugin wants backend events, and asks the server
@@ -89,6 +96,19 @@ fn backend_type() -> WalkerBackendType {
     }
 }
 
+/// A server string borrowed as UTF-8 (copied only when it is not valid UTF-8).
+///
+/// # Safety
+/// `p` is null or a NUL-terminated string that stays valid and unchanged for `'a`.
+unsafe fn text<'a>(p: *const c_char) -> Cow<'a, str> {
+    if p.is_null() {
+        Cow::Borrowed("")
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy()
+    }
+}
+
 fn owned(p: *const c_char) -> String {
     if p.is_null() {
         String::new()
@@ -98,36 +118,38 @@ fn owned(p: *const c_char) -> String {
     }
 }
 
-/// The names of the current database and user; looked up only when `lookup` (inside
-/// a healthy transaction), else the ones already known (or empty).
-fn names(role: u32, lookup: bool) -> (String, String) {
+/// Looks up the names of the current database and of `role` when `lookup` (inside a
+/// healthy transaction) and they are not known yet; then calls `f` with the names
+/// known (empty when not), borrowed from the process's cache.
+fn with_names<R>(role: u32, lookup: bool, f: impl FnOnce(&str, &str) -> R) -> R {
     NAMES.with(|n| {
-        let mut n = n.borrow_mut();
-        if n.database.is_none() && lookup {
-            // SAFETY: catalog lookup on the main thread inside a transaction.
-            n.database = Some(owned(unsafe {
-                pg_sys::get_database_name(pg_sys::MyDatabaseId)
-            }));
-        }
-        let known = n
-            .roles
-            .iter()
-            .find(|(o, _)| *o == role)
-            .map(|(_, s)| s.clone());
-        let role_name = match known {
-            Some(s) => s,
-            None if lookup => {
+        // `try_borrow_mut`: a borrow left behind (an error unwinding through `f`) costs
+        // the lookups, never a panic.
+        if let Some(mut n) = lookup.then(|| n.try_borrow_mut().ok()).flatten() {
+            if n.database.is_none() {
+                // SAFETY: catalog lookup on the main thread inside a transaction.
+                n.database = Some(owned(unsafe {
+                    pg_sys::get_database_name(pg_sys::MyDatabaseId)
+                }));
+            }
+            if !n.roles.iter().any(|(o, _)| *o == role) {
                 // SAFETY: catalog lookup on the main thread inside a transaction; noerr.
                 let s = owned(unsafe { pg_sys::GetUserNameFromId(role.into(), true) });
                 if n.roles.len() >= 64 {
                     n.roles.clear();
                 }
-                n.roles.push((role, s.clone()));
-                s
+                n.roles.push((role, s));
             }
-            None => String::new(),
+        }
+        let Ok(n) = n.try_borrow() else {
+            return f("", "");
         };
-        (n.database.clone().unwrap_or_default(), role_name)
+        let role_name = n
+            .roles
+            .iter()
+            .find(|(o, _)| *o == role)
+            .map_or("", |(_, s)| s.as_str());
+        f(n.database.as_deref().unwrap_or(""), role_name)
     })
 }
 
@@ -139,7 +161,7 @@ struct Statement {
     never_writes: bool,
     session_reset: WalkerSessionReset,
     query_id: u64,
-    command: String,
+    command: Cow<'static, str>,
 }
 
 impl Statement {
@@ -152,7 +174,7 @@ impl Statement {
             never_writes: false,
             session_reset: WalkerSessionReset::NONE,
             query_id: 0,
-            command: String::new(),
+            command: Cow::Borrowed(""),
         }
     }
 }
@@ -165,11 +187,12 @@ fn dispatch(s: Statement, in_healthy_transaction: bool) -> Outcome {
     }
     // Only the listeners' settings: the other plugins read theirs in the worker or
     // in walker's SQL functions, which refresh them there.
-    for slot in &slots {
+    for slot in slots.iter() {
         // SAFETY: the process's main thread, where its settings change.
         unsafe { slot.refresh_settings() };
     }
-    // SAFETY: process globals read on the main thread.
+    // SAFETY: process globals read on the main thread. `application_name` is borrowed:
+    // nothing changes the setting while the plugins are called (they run no SQL).
     let (pid, database, role, top_xid, xid, wal, app) = unsafe {
         (
             pg_sys::MyProcPid,
@@ -178,39 +201,40 @@ fn dispatch(s: Statement, in_healthy_transaction: bool) -> Outcome {
             pg_sys::GetTopTransactionIdIfAny().into_inner(),
             pg_sys::GetCurrentTransactionIdIfAny().into_inner(),
             pg_sys::pgWalUsage,
-            owned(pg_sys::application_name),
+            text(pg_sys::application_name),
         )
     };
-    let (database_name, role_name) = names(role, in_healthy_transaction);
-    let event = WalkerBackendEvent {
-        struct_size: std::mem::size_of::<WalkerBackendEvent>() as u32,
-        kind: s.kind,
-        statement: s.statement,
-        backend_type: backend_type(),
-        nesting_level: nesting_depth(),
-        read_only: s.read_only,
-        pid,
-        database,
-        role,
-        query_id: s.query_id,
-        top_xid,
-        xid,
-        wal_records: wal.wal_records.max(0) as u64,
-        wal_fpi: wal.wal_fpi.max(0) as u64,
-        wal_bytes: wal.wal_bytes,
-        application_name: app.as_ptr(),
-        application_name_len: app.len(),
-        role_name: role_name.as_ptr(),
-        role_name_len: role_name.len(),
-        database_name: database_name.as_ptr(),
-        database_name_len: database_name.len(),
-        command: s.command.as_ptr(),
-        command_len: s.command.len(),
-        never_writes: s.never_writes,
-        session_reset: s.session_reset,
-    };
-    let (outcome, failures) = walker_core::services::with_waiter(crate::sql::backend_wait, || {
-        backend::dispatch(&slots, &event)
+    let (outcome, failures) = with_names(role, in_healthy_transaction, |database_name, role_name| {
+        let event = WalkerBackendEvent {
+            struct_size: std::mem::size_of::<WalkerBackendEvent>() as u32,
+            kind: s.kind,
+            statement: s.statement,
+            backend_type: backend_type(),
+            nesting_level: nesting_depth(),
+            read_only: s.read_only,
+            pid,
+            database,
+            role,
+            query_id: s.query_id,
+            top_xid,
+            xid,
+            wal_records: wal.wal_records.max(0) as u64,
+            wal_fpi: wal.wal_fpi.max(0) as u64,
+            wal_bytes: wal.wal_bytes,
+            application_name: app.as_ptr(),
+            application_name_len: app.len(),
+            role_name: role_name.as_ptr(),
+            role_name_len: role_name.len(),
+            database_name: database_name.as_ptr(),
+            database_name_len: database_name.len(),
+            command: s.command.as_ptr(),
+            command_len: s.command.len(),
+            never_writes: s.never_writes,
+            session_reset: s.session_reset,
+        };
+        walker_core::services::with_waiter(crate::sql::backend_wait, || {
+            backend::dispatch(&slots, &event)
+        })
     });
     for f in failures {
         pgrx::warning!("walker plugin \"{}\": {}", f.plugin, f.message);
@@ -304,7 +328,7 @@ fn executor_statement(qd: *mut pg_sys::QueryDesc, kind: Kind) -> Statement {
         never_writes: false,
         session_reset: WalkerSessionReset::NONE,
         query_id,
-        command: command.to_string(),
+        command: Cow::Borrowed(command),
     }
 }
 
@@ -444,8 +468,9 @@ fn utility_statement(pstmt: *mut pg_sys::PlannedStmt, kind: Kind) -> Option<Stat
     }
     // SAFETY: a valid utility parse node.
     let class = utility_class::classify(unsafe { utility_of(node) });
-    // SAFETY: the server's command tag of a valid parse node; the name is static.
-    let command = owned(unsafe { pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node)) });
+    // SAFETY: the server's command tag of a valid parse node; the name is a static
+    // string of the server's.
+    let command = unsafe { text(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node))) };
     Some(Statement {
         kind,
         statement: WalkerStatementKind::UTILITY,

@@ -159,6 +159,17 @@ fn profile_class(e: &BackendEvent<'_>) -> u32 {
 /// the bucket holds.
 const READ_PREDICTS_NOTHING: f64 = 1.0;
 
+/// True when `k` is the key [`key`] would build for `tenant` and `e` (compared field by
+/// field, without building it).
+fn key_is(k: &SessionKey, tenant: &str, e: &BackendEvent<'_>) -> bool {
+    k.role == e.role
+        && k.database == e.database
+        && k.tenant == tenant
+        && k.application == e.application_name
+        && k.role_name == e.role_name
+        && k.database_name == e.database_name
+}
+
 fn key(tenant: &str, e: &BackendEvent<'_>) -> SessionKey {
     SessionKey {
         tenant: tenant.to_string(),
@@ -173,22 +184,31 @@ fn key(tenant: &str, e: &BackendEvent<'_>) -> SessionKey {
 impl Session {
     /// The scope of this session now (its database's evicted scope when no slot
     /// could be freed for it), with the session's key.
-    fn scope(&mut self, s: &mut Shared, e: &BackendEvent<'_>) -> (u32, SessionKey) {
-        let k = key(&self.tenant, e);
+    fn scope(&mut self, s: &mut Shared, e: &BackendEvent<'_>) -> u32 {
         if let Some((ck, i, gen)) = &self.cached {
-            if *ck == k && s.scope_still(*i, *gen) {
-                return (*i, k);
+            if key_is(ck, &self.tenant, e) && s.scope_still(*i, *gen) {
+                return *i;
             }
         }
+        let k = key(&self.tenant, e);
         match s.scope(Origin::Session, &k) {
             Some(i) => {
-                self.cached = Some((k.clone(), i, s.scopes[i as usize].gen));
-                (i, k)
+                self.cached = Some((k, i, s.scopes[i as usize].gen));
+                i
             }
             None => {
                 s.counters.scopes_full = s.counters.scopes_full.saturating_add(1);
-                (s.evicted_scope(k.database), k)
+                s.evicted_scope(k.database)
             }
+        }
+    }
+
+    /// The session's key for `e`: the cached scope's when it is the same (no copy),
+    /// else a new one.
+    fn key_for(&self, e: &BackendEvent<'_>) -> std::borrow::Cow<'_, SessionKey> {
+        match &self.cached {
+            Some((ck, _, _)) if key_is(ck, &self.tenant, e) => std::borrow::Cow::Borrowed(ck),
+            _ => std::borrow::Cow::Owned(key(&self.tenant, e)),
         }
     }
 
@@ -199,8 +219,8 @@ impl Session {
         if xid == 0 || self.published.contains(&xid) {
             return;
         }
-        let (scope, k) = self.scope(s, e);
-        let policy = s.policy_for(scope, &k);
+        let scope = self.scope(s, e);
+        let policy = s.policy_for(scope, &self.key_for(e));
         if s.map_xid_with(xid, scope, e.query_id, policy) {
             self.published.push(xid);
         }
@@ -339,7 +359,7 @@ impl Session {
         // A session without a scope slot of its own (the evicted scope stands in):
         // its policy, chosen from who it is, is charged all the same.
         if t.bytes > 0 && s.scopes[r.scope as usize].origin() != Origin::Session {
-            if let Some(p) = s.policy_for(r.scope, &key(&self.tenant, e)) {
+            if let Some(p) = s.policy_for(r.scope, &self.key_for(e)) {
                 s.charge_policy(p, &t, now);
             }
         }
@@ -350,7 +370,7 @@ impl Session {
             // The previous statement ended in an error without an end event.
             release(s, &r);
         }
-        let (scope, _) = self.scope(s, e);
+        let scope = self.scope(s, e);
         self.running = Some(Running {
             wal_bytes: e.wal_bytes,
             wal_records: e.wal_records,
@@ -378,7 +398,7 @@ impl Session {
             return Verdict::Go;
         };
         let policy = if cfg.enabled && governed(e) {
-            s.policy_for(scope, &key(&self.tenant, e))
+            s.policy_for(scope, &self.key_for(e))
         } else {
             None
         };
