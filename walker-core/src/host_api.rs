@@ -7,7 +7,7 @@ use crate::locks::{self, LockError};
 use crate::registry::PluginSlot;
 use crate::settings::{Setting, SettingDef, SettingKind, Storage, Value};
 use crate::shared::RwSpinLock;
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_void, CStr};
 use std::sync::{Mutex, OnceLock, RwLock};
 use walker_abi::sdk::c_str;
 use walker_abi::*;
@@ -416,9 +416,12 @@ unsafe extern "C" fn api_define_enum(
 unsafe fn lookup(plugin: *mut WalkerPlugin, name: *const c_char) -> Option<Value> {
     // SAFETY: caller's contract.
     let slot = unsafe { PluginSlot::from_handle(plugin) }?;
-    // SAFETY: caller's contract.
-    let name = unsafe { c_str(name) }?;
-    slot.setting(name).map(|s| s.value())
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: caller's contract: a NUL-terminated name.
+    let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+    slot.setting_bytes(name).map(|s| s.value())
 }
 
 macro_rules! getter {

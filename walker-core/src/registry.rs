@@ -327,12 +327,18 @@ impl PluginSlot {
 
     /// Finds a setting by its short name.
     pub fn setting(&self, name: &str) -> Option<&'static Setting> {
+        self.setting_bytes(name.as_bytes())
+    }
+
+    /// The setting whose name is `name` (its bytes: the host API's getters compare a
+    /// plugin's C string without validating it as UTF-8 first; names are ASCII).
+    pub fn setting_bytes(&self, name: &[u8]) -> Option<&'static Setting> {
         self.settings
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .copied()
-            .find(|s| s.def.name == name)
+            .find(|s| s.def.name.as_bytes() == name)
     }
 
     /// Copies this plugin's settings' server values into their snapshots (without
