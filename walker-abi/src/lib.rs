@@ -9,6 +9,7 @@ pub mod dates;
 pub mod envelope;
 pub mod metrics;
 pub mod sdk;
+pub mod svg;
 pub mod tables;
 pub mod text;
 pub mod types;

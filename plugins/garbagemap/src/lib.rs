@@ -386,13 +386,8 @@ impl Plugin for Garbagemap {
 
     fn call(&self, host: &Host, _function: usize, args: &str) -> PluginResult<String> {
         let key = published::relation_key(args)?;
-        let rows = host.with_shared(|p: &Published| p.rows(published::VIEW_SVG))?;
-        rows.into_iter()
-            .find(|r| published::row_key(r) == Some(key))
-            .and_then(|mut r| match r.pop() {
-                Some(published::Cell::Text(svg)) => Some(svg),
-                _ => None,
-            })
+        let name = published::relation_name(args);
+        host.with_shared(|p: &Published| p.svg(key, name.as_deref()))?
             .ok_or_else(|| {
                 PluginError::new(format!(
                     "garbagemap tracks no change of relfilenode {} in database {} (none since walker started, or it was evicted)",

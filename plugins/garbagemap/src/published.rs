@@ -330,21 +330,46 @@ impl Published {
                 .rels()
                 .iter()
                 .map(|r| {
-                    let mut cells: Vec<svg::Cell> = self
-                        .ranges()
-                        .iter()
-                        .filter(|g| (g.db, g.ts, g.rel) == (r.db, r.ts, r.rel))
-                        .map(|g| svg::Cell { first_block: (u64::from(g.index) * rb) as u32, dead: g.dead_tuples + g.dead_lps })
-                        .collect();
-                    cells.sort_by_key(|c| c.first_block);
-                    let title = format!("relfilenode {} (database {}): dead tuples and line pointers per {rb}-block range", r.rel, r.db);
                     let mut row = key(r.db, r.ts, r.rel);
-                    row.push(Cell::Text(svg::render(&title, &cells, rb as u32, r.end_block as u32)));
+                    row.push(Cell::Text(self.svg_of(r, None)));
                     row
                 })
                 .collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// The heat map of relation `key` (database, tablespace, relfilenode), titled with
+    /// `name` (else its relfilenode and database); `None` when it is not published.
+    pub fn svg(&self, key: (i64, i64, i64), name: Option<&str>) -> Option<String> {
+        self.rels()
+            .iter()
+            .find(|r| (i64::from(r.db), i64::from(r.ts), i64::from(r.rel)) == key)
+            .map(|r| self.svg_of(r, name))
+    }
+
+    fn svg_of(&self, r: &PubRel, name: Option<&str>) -> String {
+        let rb = self.range_blocks.max(1);
+        let cells: Vec<svg::Cell> = self
+            .ranges()
+            .iter()
+            .filter(|g| (g.db, g.ts, g.rel) == (r.db, r.ts, r.rel))
+            .map(|g| svg::Cell {
+                first_block: u64::from(g.index).saturating_mul(rb),
+                dead_tuples: g.dead_tuples,
+                dead_lps: g.dead_lps,
+            })
+            .collect();
+        let fallback = format!("relfilenode {} (database {})", r.rel, r.db);
+        svg::render(
+            &svg::Frame {
+                name: name.unwrap_or(&fallback),
+                range_blocks: rb,
+                end_block: r.end_block,
+                through_lsn: self.through_lsn,
+            },
+            &cells,
+        )
     }
 
     /// Each relation's ranges ranked by dead tuples, most first (then by first
@@ -653,7 +678,7 @@ mod tests {
         let Cell::Text(s) = &svg.iter().find(|r| r[2] == Cell::Int(100)).unwrap()[3] else {
             panic!()
         };
-        assert!(s.contains("blocks 20..25: 1 dead"), "{s}");
+        assert!(s.contains("blocks 20..25: 1 dead tuples, 0 dead line pointers"), "{s}");
     }
 }
 
@@ -686,6 +711,13 @@ pub fn relation_key(args: &str) -> Result<(i64, i64, i64), walker_abi::PluginErr
     }
 }
 
+/// The relation as the caller named it (`{"relation": "public.t"}`), for a picture's
+/// title; `None` when the arguments name it by number only.
+pub fn relation_name(args: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(args).ok()?;
+    v.get("relation")?.as_str().map(str::to_string)
+}
+
 #[cfg(test)]
 mod key_tests {
     use super::*;
@@ -697,6 +729,9 @@ mod key_tests {
         let tricky =
             r#"{"database": 5, "relation": "tablespace", "tablespace": 1663, "relfilenode": 7}"#;
         assert_eq!(relation_key(tricky).unwrap(), (5, 1663, 7));
+        assert_eq!(relation_name(a).as_deref(), Some("t"));
+        assert_eq!(relation_name(r#"{"relation": "a\"b"}"#).as_deref(), Some("a\"b"));
+        assert_eq!(relation_name(r#"{"database": 5}"#), None);
         assert!(relation_key(r#"{"relation": "t"}"#)
             .unwrap_err()
             .0
