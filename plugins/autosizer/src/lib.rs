@@ -17,11 +17,13 @@
 pub mod decode;
 pub mod fs;
 pub mod model;
+pub mod picture;
 pub mod report;
 
 use decode::{decode, Event};
 use model::{
     Action, Algorithm, Config, Decision, Facts, HistoryAction, HistoryEntry, Model, Restraint,
+    Window,
 };
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -132,11 +134,13 @@ struct PendingApply {
 }
 
 const VIEW_HISTORY: usize = 0;
+const VIEW_WINDOWS: usize = 1;
 const FN_STATUS: usize = 0;
 const FN_RECOMMENDATION: usize = 1;
 const FN_ANALYZE: usize = 2;
 const FN_RESET: usize = 3;
 const FN_METRICS: usize = 4;
+const FN_SVG: usize = 5;
 
 /// Server settings the autosizer reads.
 const WATCHED: [&str; 6] = [
@@ -713,6 +717,15 @@ impl Autosizer {
     }
 }
 
+/// The windows in the published state (none before the first publication).
+fn windows_of(p: &serde_json::Value) -> PluginResult<Vec<Window>> {
+    match p.get("windows") {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(w) => serde_json::from_value(w.clone())
+            .map_err(|e| PluginError::new(format!("published windows unreadable: {e}"))),
+    }
+}
+
 fn write_answer(r: &mut Region, text: &str) {
     let n = text.len().min(ANSWER_CAP);
     r.answer[..n].copy_from_slice(&text.as_bytes()[..n]);
@@ -749,6 +762,19 @@ impl Plugin for Autosizer {
                     ("min_old_mb", T::INT8),
                     ("min_new_mb", T::INT8),
                 ],
+            }, ViewDef {
+                name: "windows",
+                description: "the measuring windows kept (the last 48): start, end, WAL written, demand (WAL per checkpoint_timeout), checkpoints by kind, max_wal_size when it closed",
+                columns: vec![
+                    ("start_at", T::TIMESTAMPTZ),
+                    ("end_at", T::TIMESTAMPTZ),
+                    ("bytes", T::INT8),
+                    ("demand_bytes", T::INT8),
+                    ("forced", T::INT8),
+                    ("timed", T::INT8),
+                    ("requested", T::INT8),
+                    ("max_wal_size_mb", T::INT8),
+                ],
             }],
             snapshots: true,
             functions: vec![
@@ -757,6 +783,7 @@ impl Plugin for Autosizer {
                 f("analyze", "decides now; with {\"apply\": true} also applies the decision (cooldown and hourly cap do not hold it back)", T::JSONB, true),
                 f("reset", "forgets the history, windows and recommend-only state", T::JSONB, true),
                 f("metrics", "the autosizer's metrics in the Prometheus text format", T::TEXT, false),
+                f("svg", "an SVG of the windows kept: demand per window, max_wal_size over time, forced checkpoints and changes marked", T::TEXT, false),
             ],
             backend_events: false,
             sql: None,
@@ -963,10 +990,26 @@ impl Plugin for Autosizer {
     }
 
     fn view_rows(&self, host: &Host, view: usize, sink: &mut RowSink<'_>) -> PluginResult {
+        let p = self.published(host)?;
+        if view == VIEW_WINDOWS {
+            for w in windows_of(&p)? {
+                let n = |v: u64| Value::Int8(i64::try_from(v).unwrap_or(i64::MAX));
+                sink.row(&[
+                    Value::TimestampTz(w.start_us),
+                    Value::TimestampTz(w.end_us),
+                    n(w.bytes),
+                    n(w.demand),
+                    n(w.forced.into()),
+                    n(w.timed.into()),
+                    n(w.requested.into()),
+                    w.max_wal_size_mb.map_or(Value::Null, n),
+                ])?;
+            }
+            return Ok(());
+        }
         if view != VIEW_HISTORY {
             return Ok(());
         }
-        let p = self.published(host)?;
         for h in p["history"].as_array().into_iter().flatten() {
             let e: HistoryEntry =
                 serde_json::from_value(h.clone()).map_err(|e| PluginError::new(e.to_string()))?;
@@ -1016,6 +1059,16 @@ impl Plugin for Autosizer {
                 self.ask(host, false, apply)
             }
             FN_RESET => self.ask(host, true, false),
+            FN_SVG => {
+                let p = self.published(host)?;
+                let history: Vec<HistoryEntry> = serde_json::from_value(p["history"].clone())
+                    .map_err(|e| PluginError::new(format!("published history unreadable: {e}")))?;
+                let frame = picture::Frame {
+                    max_wal_size_mb: p["status"]["max_wal_size_mb"].as_u64(),
+                    through_lsn: p["through_lsn"].as_u64().unwrap_or(0),
+                };
+                Ok(picture::render(&frame, &windows_of(&p)?, &history))
+            }
             _ => Err(PluginError::new(format!("no function number {function}"))),
         }
     }

@@ -235,6 +235,10 @@ pub struct Window {
     /// Increase of the checkpointer's requested counter, when known (it also counts
     /// CHECKPOINT, backups, CREATE DATABASE).
     pub checkpointer_requested: Option<u64>,
+    /// `max_wal_size` (MB) when the window closed (absent in windows saved before
+    /// it was recorded).
+    #[serde(default)]
+    pub max_wal_size_mb: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -640,6 +644,7 @@ impl Model {
                 .checkpointer_requested
                 .zip(facts.checkpointer.map(|c| c.1))
                 .map(|(a, b)| b.saturating_sub(a)),
+            max_wal_size_mb: Some(facts.max_wal_size_mb),
         };
         self.ewma = Some(match self.ewma {
             None => demand as f64,

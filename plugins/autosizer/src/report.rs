@@ -17,8 +17,8 @@ pub const STATE: Envelope = Envelope {
 /// Why nothing is decided before the services worker published the server's settings.
 pub const NO_FACTS: &str = "waiting for the server's settings: the walker services worker publishes them (see walker.status.services_pid; it connects to walker.database)";
 
-/// ISO 8601 UTC to the second.
-fn at(us: i64) -> String {
+/// `us` (µs since the Unix epoch) as an ISO 8601 UTC time, to the second.
+pub fn at(us: i64) -> String {
     UtcTime::from_unix_micros(us).iso8601()
 }
 
@@ -309,6 +309,8 @@ pub fn published(
         "status": status,
         "recommendation": recommendation,
         "history": model.history,
+        "windows": model.windows,
+        "through_lsn": through_lsn,
         "metrics": metrics(model, facts, rec.as_ref(), mode),
     })
 }
