@@ -23,6 +23,7 @@ pub mod capacity;
 pub mod changes;
 pub mod claim;
 pub mod ledger;
+pub mod picture;
 pub mod policy;
 pub mod policy_sql;
 pub mod predict;
@@ -70,6 +71,7 @@ const FN_RESET: usize = 5;
 const FN_METRICS: usize = 6;
 const FN_POLICY_CHANGED: usize = 7;
 const FN_POLICY_STATUS: usize = 8;
+const FN_SVG: usize = 9;
 
 /// The plugin.
 pub struct Budget {
@@ -258,6 +260,7 @@ fn functions() -> Vec<FunctionDef> {
         f("metrics", "the budget's metrics in the Prometheus text format", WalkerType::TEXT, WalkerAccess::MONITOR),
         f("policy_changed", "announces that transaction {\"xid\": n} changed walker.budget_policies (the change functions call it): the walker side loads the committed table until a load sees that transaction ended", WalkerType::JSONB, WalkerAccess::ADMIN),
         f("policy_status", "whether policies are loaded, the transactions whose changes no load covered yet, the loaded generation, and whether this transaction changed policies (walker.budget_sync() waits on it)", WalkerType::JSONB, WalkerAccess::ADMIN),
+        f("svg", "an SVG of the largest writers: WAL per scope of walker.budget_scopes, full-page images apart", WalkerType::TEXT, WalkerAccess::MONITOR),
     ]
 }
 
@@ -614,6 +617,20 @@ impl Plugin for Budget {
                     "changed_in_transaction": self.changed_in_xact.load(Ordering::Relaxed),
                 })
                 .to_string())
+            }
+            FN_SVG => {
+                let rmgr_name = |i: u8| format!("rmgr {i}");
+                let (rows, as_of) = shm::shared(host, |s| {
+                    (
+                        report::rows(s, report::view::SCOPES, &rmgr_name),
+                        s.as_of_lsn,
+                    )
+                })?;
+                let writers: Vec<picture::Writer> = rows
+                    .iter()
+                    .filter_map(|r| picture::Writer::from_row(r))
+                    .collect();
+                Ok(picture::render(&writers, as_of))
             }
             _ => Err(PluginError::new(format!("unknown function {function}"))),
         }
