@@ -38,7 +38,13 @@ fn mb_of(bytes: u64) -> f64 {
 pub fn render(frame: &Frame, windows: &[Window], history: &[HistoryEntry]) -> String {
     let title = "autosizer: WAL per checkpoint_timeout in each window against max_wal_size";
     let mut d = Doc::new(W, H, title);
-    d.text(X0, 20.0, "start", r#"font-size="14" font-weight="bold""#, title);
+    d.text(
+        X0,
+        20.0,
+        "start",
+        r#"font-size="14" font-weight="bold""#,
+        title,
+    );
     let lsn = format!(
         "{:X}/{:X}",
         frame.through_lsn >> 32,
@@ -80,7 +86,13 @@ pub fn render(frame: &Frame, windows: &[Window], history: &[HistoryEntry]) -> St
     // Axes with MB ticks.
     for t in &ticks {
         d.line(X0, y(*t), X1, y(*t), "#e5e5e5");
-        d.text(X0 - 6.0, y(*t) + 4.0, "end", "", &format!("{} MB", svg::count(*t)));
+        d.text(
+            X0 - 6.0,
+            y(*t) + 4.0,
+            "end",
+            "",
+            &format!("{} MB", svg::count(*t)),
+        );
     }
     d.line(X0, Y1, X1, Y1, "#666666");
     d.text(X0, Y1 + 16.0, "start", "", &at(t0));
@@ -148,14 +160,32 @@ pub fn render(frame: &Frame, windows: &[Window], history: &[HistoryEntry]) -> St
                 h.reason
             ))
         ));
-        d.text(hx + 3.0, Y0 + 10.0, "start", r##"fill="#31a354" font-size="11""##, &format!("{} {} MB", h.action.name(), h.new_mb));
+        d.text(
+            hx + 3.0,
+            Y0 + 10.0,
+            "start",
+            r##"fill="#31a354" font-size="11""##,
+            &format!("{} {} MB", h.action.name(), h.new_mb),
+        );
     }
     // Legend.
     let ly = Y1 + 40.0;
     d.rect(X0, ly - 10.0, 12.0, 12.0, CALM, "");
-    d.text(X0 + 16.0, ly, "start", "", "demand of a window (WAL per checkpoint_timeout)");
+    d.text(
+        X0 + 16.0,
+        ly,
+        "start",
+        "",
+        "demand of a window (WAL per checkpoint_timeout)",
+    );
     d.rect(X0, ly + 8.0, 12.0, 12.0, FORCED, "");
-    d.text(X0 + 16.0, ly + 18.0, "start", "", "a window with checkpoints forced by WAL volume (n×)");
+    d.text(
+        X0 + 16.0,
+        ly + 18.0,
+        "start",
+        "",
+        "a window with checkpoints forced by WAL volume (n×)",
+    );
     d.line(X0 + 400.0, ly - 4.0, X0 + 424.0, ly - 4.0, SIZE);
     d.text(X0 + 430.0, ly, "start", "", "max_wal_size");
     d.raw(&format!(
@@ -165,7 +195,13 @@ pub fn render(frame: &Frame, windows: &[Window], history: &[HistoryEntry]) -> St
         X0 + 424.0,
         ly + 14.0
     ));
-    d.text(X0 + 430.0, ly + 18.0, "start", "", "a change or recommendation (history)");
+    d.text(
+        X0 + 430.0,
+        ly + 18.0,
+        "start",
+        "",
+        "a change or recommendation (history)",
+    );
     d.finish()
 }
 
@@ -229,7 +265,10 @@ mod tests {
         assert!(s.contains("grow 64 MB to 240 MB: r&lt;"));
         // Ticks up to 126 MB (120 × 1.05): 0, 50, 100, 150. 64 MB is at
         // 360 - 296 × 64/150 = 233.7.
-        assert!(s.contains("<polyline points=\"72.0,233.7 466.0,233.7 466.0,233.7 860.0,233.7\""), "{s}");
+        assert!(
+            s.contains("<polyline points=\"72.0,233.7 466.0,233.7 466.0,233.7 860.0,233.7\""),
+            "{s}"
+        );
     }
 
     #[test]

@@ -678,7 +678,10 @@ mod tests {
         let Cell::Text(s) = &svg.iter().find(|r| r[2] == Cell::Int(100)).unwrap()[3] else {
             panic!()
         };
-        assert!(s.contains("blocks 20..25: 1 dead tuples, 0 dead line pointers"), "{s}");
+        assert!(
+            s.contains("blocks 20..25: 1 dead tuples, 0 dead line pointers"),
+            "{s}"
+        );
     }
 }
 
@@ -730,7 +733,10 @@ mod key_tests {
             r#"{"database": 5, "relation": "tablespace", "tablespace": 1663, "relfilenode": 7}"#;
         assert_eq!(relation_key(tricky).unwrap(), (5, 1663, 7));
         assert_eq!(relation_name(a).as_deref(), Some("t"));
-        assert_eq!(relation_name(r#"{"relation": "a\"b"}"#).as_deref(), Some("a\"b"));
+        assert_eq!(
+            relation_name(r#"{"relation": "a\"b"}"#).as_deref(),
+            Some("a\"b")
+        );
         assert_eq!(relation_name(r#"{"database": 5}"#), None);
         assert!(relation_key(r#"{"relation": "t"}"#)
             .unwrap_err()

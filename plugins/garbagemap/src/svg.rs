@@ -127,7 +127,13 @@ pub fn render(frame: &Frame<'_>, cells: &[Cell]) -> String {
         frame.name
     );
     let mut d = Doc::new(width, height, &title);
-    d.text(LEFT, 18.0, "start", r#"font-size="14" font-weight="bold""#, &title);
+    d.text(
+        LEFT,
+        18.0,
+        "start",
+        r#"font-size="14" font-weight="bold""#,
+        &title,
+    );
     let cell_words = if grid.per_cell == 1 {
         format!("one cell per {rb}-block range ({})", mb(rb))
     } else {
@@ -279,7 +285,9 @@ mod tests {
         assert!(s.contains("through LSN 1/A0"), "{s}");
         // Two cells in one row of 768 px: 384 px each, 24 px high.
         assert!(
-            s.contains(r##"<rect x="96.00" y="56.00" width="384.05" height="24.05" fill="#b30000">"##),
+            s.contains(
+                r##"<rect x="96.00" y="56.00" width="384.05" height="24.05" fill="#b30000">"##
+            ),
             "{s}"
         );
         assert!(s.contains(r#"<rect x="480.00" y="56.00" width="384.05""#));
@@ -319,7 +327,14 @@ mod tests {
         assert!(s.contains(r#"width="880" height="876""#), "{}", &s[..200]);
         let sum: u64 = t
             .iter()
-            .map(|x| x[x.find(": ").unwrap() + 2..].split(' ').next().unwrap().parse::<u64>().unwrap())
+            .map(|x| {
+                x[x.find(": ").unwrap() + 2..]
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+            })
             .sum();
         assert_eq!(sum, 10_000);
     }
