@@ -198,7 +198,10 @@ fn dead_tuples_per_range_equal_pageinspect() {
     let differ = c.query(&format!(
         "(({cumulative}) EXCEPT ({from_heatmap})) UNION ALL (({from_heatmap}) EXCEPT ({cumulative}))"
     ));
-    assert!(differ.is_empty(), "cumulative view against the heat map: {differ:?}");
+    assert!(
+        differ.is_empty(),
+        "cumulative view against the heat map: {differ:?}"
+    );
     let ranked = c.query(&format!(
         "SELECT rank, dead_tuples, cumulative_dead_tuples FROM walker.garbagemap_cumulative
          WHERE database = {} AND relfilenode = {} ORDER BY rank",
@@ -221,9 +224,16 @@ fn dead_tuples_per_range_equal_pageinspect() {
     assert!(advice[0][2].contains("dead tuples"), "{advice:?}");
     let svg = c.query_one("SELECT svg FROM walker.garbagemap_svg WHERE relation = 'big'::regclass");
     assert!(svg.starts_with("<svg") && svg.contains("<rect"), "{svg}");
-    // The same heat map from the SQL function, by relation name.
+    // The same heat map from the SQL function, by relation name, which titles it.
     let by_fn = c.query_one("SELECT walker.garbagemap_svg('{\"relation\": \"big\"}')");
-    assert_eq!(by_fn, svg);
+    let (filenode, db_oid) = (ids(&c, "postgres", "big").1, ids(&c, "postgres", "big").0);
+    assert_eq!(
+        by_fn.replace(
+            "big: ",
+            &format!("relfilenode {filenode} (database {db_oid}): ")
+        ),
+        svg
+    );
     c.exec("CREATE TABLE untouched (v int)");
     let e = c
         .psql(
@@ -432,7 +442,10 @@ fn all_visible_blocks_per_range_equal_pg_visibility() {
     let vt = assert_vm_same(&c, "vt", "VACUUM");
     assert!(vt.len() >= 10 && total(&vt, false) > 150, "{vt:?}");
     let fz = assert_vm_same(&c, "fz", "VACUUM (FREEZE)");
-    assert!(total(&fz, true) > 40 && total(&fz, true) == total(&fz, false), "{fz:?}");
+    assert!(
+        total(&fz, true) > 40 && total(&fz, true) == total(&fz, false),
+        "{fz:?}"
+    );
 
     // Deletes, updates (old and new pages, HOT and not), an insert and a COPY
     // (multi-insert) into all-visible pages clear the bits; row locks clear
@@ -447,7 +460,10 @@ fn all_visible_blocks_per_range_equal_pg_visibility() {
          SELECT count(*) FROM (SELECT * FROM fz WHERE id BETWEEN 3000 AND 3100 FOR KEY SHARE) l;",
     );
     let changed = assert_vm_same(&c, "vt", "deletes, updates, inserts");
-    assert!(total(&changed, false) < total(&vt, false), "{changed:?} {vt:?}");
+    assert!(
+        total(&changed, false) < total(&vt, false),
+        "{changed:?} {vt:?}"
+    );
     let locked = assert_vm_same(&c, "fz", "row locks");
     assert!(
         total(&locked, true) < total(&locked, false),
@@ -460,7 +476,10 @@ fn all_visible_blocks_per_range_equal_pg_visibility() {
     c.exec("DELETE FROM vt WHERE id > 15000 OR id < 0 OR id BETWEEN 5000 AND 5010 OR id = 9000");
     c.exec("VACUUM vt");
     let truncated = assert_vm_same(&c, "vt", "VACUUM and truncation");
-    let blocks: i64 = c.query_one("SELECT pg_relation_size('vt') / 8192").parse().unwrap();
+    let blocks: i64 = c
+        .query_one("SELECT pg_relation_size('vt') / 8192")
+        .parse()
+        .unwrap();
     assert!(
         truncated.keys().all(|r| r * RANGE < blocks) && blocks < 300,
         "{truncated:?} in {blocks} blocks"
@@ -550,10 +569,21 @@ fn the_vacuum_plan_names_the_action_its_cost_and_what_autovacuum_would_do() {
     // (rounded up); autovacuum's trigger 50 + 0.2 * 20000 = 4050 is passed.
     let mostly = plan("mostly");
     let m = blocks("mostly");
-    assert!(mostly[0].starts_with("pg_repack or pg_squeeze"), "{mostly:?}");
+    assert!(
+        mostly[0].starts_with("pg_repack or pg_squeeze"),
+        "{mostly:?}"
+    );
     assert_eq!(mostly[1], not_visible("mostly"), "{mostly:?}");
-    assert_eq!(mostly[3], ((m * 2000 + 19999) / 20000).to_string(), "{mostly:?}");
-    assert_eq!(mostly[4..9], ["18000", "18000", "4050", "t", "f"], "{mostly:?}");
+    assert_eq!(
+        mostly[3],
+        ((m * 2000 + 19999) / 20000).to_string(),
+        "{mostly:?}"
+    );
+    assert_eq!(
+        mostly[4..9],
+        ["18000", "18000", "4050", "t", "f"],
+        "{mostly:?}"
+    );
 
     // A relation option changes the threshold as it changes autovacuum's.
     c.exec("ALTER TABLE few SET (autovacuum_vacuum_threshold = 10, autovacuum_vacuum_scale_factor = 0)");
