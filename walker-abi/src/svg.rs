@@ -83,6 +83,19 @@ pub fn ticks(max: f64, n: usize) -> Vec<f64> {
     out
 }
 
+/// Round tick values for a byte axis up to at least `max`: round in the binary unit
+/// [`bytes`] labels them with (so `1.0 MB`, `2.0 MB`, not `977 kB`).
+pub fn byte_ticks(max: u64, n: usize) -> Vec<u64> {
+    let unit = [1u64 << 30, 1 << 20, 1 << 10, 1]
+        .into_iter()
+        .find(|u| max >= *u)
+        .unwrap_or(1);
+    ticks(max as f64 / unit as f64, n)
+        .into_iter()
+        .map(|t| (t * unit as f64).round() as u64)
+        .collect()
+}
+
 /// A count in few characters: `950`, `12.5k`, `3.2M`, `1.1G`.
 pub fn count(v: f64) -> String {
     let a = v.abs();
@@ -196,7 +209,9 @@ impl Doc {
             r##"<rect x="{gx:.1}" y="{y:.1}" width="{gw:.1}" height="12" fill="url(#heat)" stroke="#999999" stroke-width="0.5"/>"##
         );
         let max_f = max.max(1) as f64;
-        for t in ticks(max_f, 4) {
+        // The gradient starts just above 0 (0 is the swatch): its ticks start at the
+        // first round value above 0.
+        for t in ticks(max_f, 4).into_iter().skip(1) {
             if t > max_f {
                 break;
             }
@@ -244,6 +259,13 @@ mod tests {
         assert_eq!(ticks(7.0, 4), vec![0.0, 2.0, 4.0, 6.0, 8.0]);
         assert_eq!(ticks(0.0, 4), vec![0.0, 1.0]);
         assert_eq!(ticks(1000.0, 4), vec![0.0, 500.0, 1000.0]);
+        // 4.6 MB: ticks at whole MB (binary), not at 977 kB.
+        let mb = 1u64 << 20;
+        assert_eq!(
+            byte_ticks(46 * mb / 10, 5),
+            vec![0, mb, 2 * mb, 3 * mb, 4 * mb, 5 * mb]
+        );
+        assert_eq!(byte_ticks(0, 5), vec![0, 1]);
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub fn render(frame: &Frame, windows: &[Window], history: &[HistoryEntry]) -> St
         "start",
         r##"fill="#444444""##,
         &format!(
-            "{} windows, {} .. {}; {forced} checkpoints forced by WAL volume; through LSN {lsn}",
+            "{} windows, {} .. {}; checkpoints forced by WAL volume: {forced}; through LSN {lsn}",
             windows.len(),
             at(first.start_us),
             at(last.end_us)
@@ -260,7 +260,7 @@ mod tests {
             ]
         );
         assert!(s.contains("through LSN 2/10"));
-        assert!(s.contains("2 checkpoints forced by WAL volume"));
+        assert!(s.contains("checkpoints forced by WAL volume: 2;"));
         assert!(s.contains(">2×</text>"));
         assert!(s.contains("grow 64 MB to 240 MB: r&lt;"));
         // Ticks up to 126 MB (120 × 1.05): 0, 50, 100, 150. 64 MB is at

@@ -57,9 +57,19 @@ impl Writer {
         })
     }
 
-    /// `session: role alice, database shop, application pgbench, tenant acme`.
+    /// `session: tenant acme, role alice, database shop, application pgbench`.
     pub fn label(&self) -> String {
-        let parts: Vec<String> = ["tenant", "role", "database", "application"]
+        self.named(["tenant", "role", "database", "application"])
+    }
+
+    /// The same in fewer characters, for the axis: `session: role alice, db shop, app
+    /// pgbench`.
+    pub fn short_label(&self) -> String {
+        self.named(["tenant", "role", "db", "app"])
+    }
+
+    fn named(&self, keys: [&str; 4]) -> String {
+        let parts: Vec<String> = keys
             .iter()
             .zip(&self.names)
             .filter(|(_, v)| !v.is_empty())
@@ -131,14 +141,14 @@ pub fn render(writers: &[Writer], as_of_lsn: u64) -> String {
         return d.finish();
     }
     let max = shown.first().map_or(1, |w| w.bytes).max(rest_bytes).max(1);
-    let ticks = svg::ticks(max as f64, 5);
-    let x_max = *ticks.last().unwrap_or(&1.0);
+    let ticks = svg::byte_ticks(max, 5);
+    let x_max = ticks.last().copied().unwrap_or(1).max(1) as f64;
     let x = |b: u64| X0 + (X1 - X0) * (b as f64 / x_max).clamp(0.0, 1.0);
     let y_axis = Y0 + plot_h;
     for t in &ticks {
-        let tx = X0 + (X1 - X0) * t / x_max;
+        let tx = x(*t);
         d.line(tx, Y0 - 4.0, tx, y_axis, "#e5e5e5");
-        d.text(tx, y_axis + 14.0, "middle", "", &svg::bytes(*t as u64));
+        d.text(tx, y_axis + 14.0, "middle", "", &svg::bytes(*t));
     }
     for (i, w) in shown.iter().enumerate() {
         let y = Y0 + i as f64 * (BAR_H + GAP);
@@ -151,7 +161,7 @@ pub fn render(writers: &[Writer], as_of_lsn: u64) -> String {
             w.records,
             w.transactions
         );
-        d.text(X0 - 6.0, y + 14.0, "end", "", &clip(&w.label(), 48));
+        d.text(X0 - 6.0, y + 14.0, "end", "", &clip(&w.short_label(), 50));
         d.rect(X0, y, x(w.bytes - fpi) - X0, BAR_H, REST, &hover);
         d.rect(
             x(w.bytes - fpi),
@@ -274,9 +284,10 @@ mod tests {
         assert_eq!(h[2 * TOP], "3 other scopes: 303 bytes of WAL");
         assert!(s.contains("18 scopes, 6 kB of WAL in all"), "{s}");
         assert!(s.contains("as of LSN 1/0"));
-        // Ticks to 4000: 0, 1000, .., 4000; the big bar's rest part ends at 3000 of
-        // 4000 (X0 336 + 444 × 0.75 = 669).
-        assert!(s.contains(r#"x="336.00" y="64.00" width="333.00""#), "{s}");
+        // Ticks at whole kB to 4 kB (4096 bytes): the big bar's part without images,
+        // 3000 bytes, is 444 × 3000 / 4096 = 325.2 px wide.
+        assert!(s.contains(r#"x="336.00" y="64.00" width="325.20""#), "{s}");
+        assert!(s.contains(">4 kB</text>"), "{s}");
     }
 
     #[test]

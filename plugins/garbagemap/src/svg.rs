@@ -29,7 +29,7 @@ const GRID_W: f64 = 768.0;
 /// Left margin (row labels).
 const LEFT: f64 = 96.0;
 /// Top margin (title lines).
-const TOP: f64 = 56.0;
+const TOP: f64 = 60.0;
 /// Height of a cell when the row is wide (few cells).
 const MAX_CELL_H: f64 = 24.0;
 
@@ -145,16 +145,23 @@ pub fn render(frame: &Frame<'_>, cells: &[Cell]) -> String {
     };
     d.text(
         LEFT,
-        36.0,
+        34.0,
         "start",
         r##"fill="#444444""##,
         &format!(
-            "blocks 0..{} ({}), {cell_words}, {} per row; {} dead tuples, {} dead line pointers; through LSN {:X}/{:X}",
+            "blocks 0..{} ({}), {cell_words}, {} per row",
             end - 1,
             mb(end),
             grid.cols,
-            total_t,
-            total_l,
+        ),
+    );
+    d.text(
+        LEFT,
+        48.0,
+        "start",
+        r##"fill="#444444""##,
+        &format!(
+            "{total_t} dead tuples, {total_l} dead line pointers; through LSN {:X}/{:X}",
             frame.through_lsn >> 32,
             frame.through_lsn as u32
         ),
@@ -286,11 +293,11 @@ mod tests {
         // Two cells in one row of 768 px: 384 px each, 24 px high.
         assert!(
             s.contains(
-                r##"<rect x="96.00" y="56.00" width="384.05" height="24.05" fill="#b30000">"##
+                r##"<rect x="96.00" y="60.00" width="384.05" height="24.05" fill="#b30000">"##
             ),
             "{s}"
         );
-        assert!(s.contains(r#"<rect x="480.00" y="56.00" width="384.05""#));
+        assert!(s.contains(r#"<rect x="480.00" y="60.00" width="384.05""#));
         assert_eq!(
             titles(&s),
             [
@@ -324,7 +331,7 @@ mod tests {
         );
         assert!(s.contains("one cell per 25 ranges of 128 blocks"));
         // 64 cells of 12 px per row, 63 rows: a rectangle, not a strip.
-        assert!(s.contains(r#"width="880" height="876""#), "{}", &s[..200]);
+        assert!(s.contains(r#"width="880" height="880""#), "{}", &s[..200]);
         let sum: u64 = t
             .iter()
             .map(|x| {
