@@ -28,6 +28,7 @@ BEGIN; SELECT walker.budget_create_policy('role', 'w', 1000, 1000); SELECT walke
 -- Who may do what.
 SET ROLE walker_monitor; SELECT count(*) >= 0 FROM walker.status
 SET ROLE walker_monitor; SELECT count(*) >= 0 FROM walker.rmgr_stats_rmgrs
+SET ROLE walker_monitor; SELECT walker.budget_svg() LIKE '<svg %</svg>'
 SET ROLE walker_monitor; SELECT walker.refresh_views()
 SET ROLE walker_monitor; SELECT walker.drop_slot()
 SET ROLE walker_monitor; SELECT walker.budget_create_policy('role', 'w', 1000, 1000)
@@ -36,3 +37,4 @@ SET ROLE surface_nobody; SELECT count(*) FROM walker.status
 SET ROLE surface_nobody; SELECT walker.prometheus()
 SET ROLE surface_nobody; SELECT walker.plugin_call('budget', 'policy_status', '{}')
 SET ROLE surface_nobody; SELECT walker.budget_sync()
+SET ROLE surface_nobody; SELECT walker.budget_svg()
