@@ -1,5 +1,6 @@
 //! The SVG heat map of one relation: its block ranges wrap into rows (block 0 at the
-//! top left, reading like text), so a large relation is a rectangle; colour is the
+//! top left, reading like text) about twice as wide as the grid is high, so a large
+//! relation is a rectangle; colour is the
 //! dead tuples plus dead line pointers of a cell on a scale from 0 to the densest
 //! cell, with a legend; hovering a cell names its blocks and counts.
 //!
@@ -31,7 +32,7 @@ const LEFT: f64 = 96.0;
 /// Top margin (title lines).
 const TOP: f64 = 60.0;
 /// Height of a cell when the row is wide (few cells).
-const MAX_CELL_H: f64 = 24.0;
+const MAX_CELL_H: f64 = 40.0;
 
 /// What the picture says about one relation besides its ranges.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +68,8 @@ impl Grid {
         let ranges = ranges.max(1);
         let per_cell = ranges.div_ceil(MAX_CELLS);
         let cells = ranges.div_ceil(per_cell);
-        let cols = cells.min(MAX_COLS);
+        // About twice as wide as high: sqrt(2 × cells) columns, at most MAX_COLS.
+        let cols = ((2.0 * cells as f64).sqrt().ceil() as u64).clamp(1, MAX_COLS.min(cells));
         Grid {
             ranges,
             per_cell,
@@ -168,11 +170,20 @@ pub fn render(frame: &Frame<'_>, cells: &[Cell]) -> String {
     );
     // The relation's extent: full rows, then the last row's cells.
     let last_row_cells = grid.cells - (grid.rows - 1) * grid.cols;
-    d.raw(&format!(
-        r##"<g fill="#ffffff" stroke="#cccccc" stroke-width="0.5"><rect x="{LEFT}" y="{TOP}" width="{GRID_W}" height="{:.2}"/><rect x="{LEFT}" y="{:.2}" width="{:.2}" height="{cell_h:.2}"/></g>"##,
-        cell_h * (grid.rows - 1) as f64,
+    let mut extent = String::new();
+    if grid.rows > 1 {
+        extent.push_str(&format!(
+            r#"<rect x="{LEFT}" y="{TOP}" width="{GRID_W}" height="{:.2}"/>"#,
+            cell_h * (grid.rows - 1) as f64
+        ));
+    }
+    extent.push_str(&format!(
+        r#"<rect x="{LEFT}" y="{:.2}" width="{:.2}" height="{cell_h:.2}"/>"#,
         TOP + cell_h * (grid.rows - 1) as f64,
         cell_w * last_row_cells as f64,
+    ));
+    d.raw(&format!(
+        r##"<g fill="#ffffff" stroke="#cccccc" stroke-width="0.5">{extent}</g>"##
     ));
     for (i, s) in sums.iter().enumerate() {
         if s.tracked == 0 {
@@ -263,9 +274,12 @@ mod tests {
                 rows: 1
             }
         );
-        // 100 ranges: 64 in the first row, 36 in the second.
+        // 100 ranges: sqrt(200) = 14.1, so 15 per row, 7 rows (the last holds 10).
         let g = Grid::for_ranges(100);
-        assert_eq!((g.per_cell, g.cols, g.rows), (1, 64, 2));
+        assert_eq!((g.per_cell, g.cols, g.rows), (1, 15, 7));
+        // 26 ranges (pgbench_accounts at scale 2): 8 per row, 4 rows.
+        let g = Grid::for_ranges(26);
+        assert_eq!((g.cols, g.rows), (8, 4));
         // 100,000 ranges: 25 per cell (100000 / 4096 = 24.4), 4000 cells, 63 rows.
         let g = Grid::for_ranges(100_000);
         assert_eq!((g.per_cell, g.cells, g.cols, g.rows), (25, 4000, 64, 63));
@@ -290,10 +304,10 @@ mod tests {
         assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
         assert!(s.contains("public.t &lt;x&gt;: dead tuples"));
         assert!(s.contains("through LSN 1/A0"), "{s}");
-        // Two cells in one row of 768 px: 384 px each, 24 px high.
+        // Two cells in one row of 768 px: 384 px each, 40 px high.
         assert!(
             s.contains(
-                r##"<rect x="96.00" y="60.00" width="384.05" height="24.05" fill="#b30000">"##
+                r##"<rect x="96.00" y="60.00" width="384.05" height="40.05" fill="#b30000">"##
             ),
             "{s}"
         );
