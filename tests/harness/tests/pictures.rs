@@ -109,11 +109,11 @@ fn cluster(name: &str) -> Cluster {
     let c = Cluster::builder(name)
         .plugins("garbagemap, autosizer, budget")
         .autovacuum(false)
-        .conf("max_wal_size", "32MB")
+        .conf("max_wal_size", "96MB")
         .conf("min_wal_size", "32MB")
         .conf("checkpoint_timeout", "30s")
         .conf("autosizer.window", "1s")
-        // Recommend only: max_wal_size stays 32MB, so the burst below forces
+        // Recommend only: max_wal_size stays 96MB, so the burst below forces
         // checkpoints whatever the earlier windows measured.
         .conf("autosizer.dry_run", "on")
         .conf("walker.naptime", "50ms")
@@ -230,10 +230,15 @@ fn autosizer_windows(c: &Cluster) -> PathBuf {
     c.wait_until(
         "the autosizer knows max_wal_size",
         Duration::from_secs(60),
-        || c.query_one("SELECT walker.autosizer_status()->>'max_wal_size_mb'") == "32",
+        || c.query_one("SELECT walker.autosizer_status()->>'max_wal_size_mb'") == "96",
     );
-    // A burst of about 60 MB against max_wal_size = 32MB: checkpoints forced by WAL.
-    c.exec("CREATE TABLE burst (id int, pad text); INSERT INTO burst SELECT g, repeat('y', 200) FROM generate_series(1, 200000) g;");
+    // A checkpoint the next ones are measured from (the first one seen has no
+    // distance), then a burst of 120 MB and more against max_wal_size = 96MB: 6
+    // segments, CheckPointSegments 3 (6 / 1.9), so the server forces a checkpoint
+    // every 2 segments or so (32 MB), and the autosizer counts one as forced from 1
+    // segment of redo distance (3 - 2).
+    c.exec("CHECKPOINT");
+    c.exec("CREATE TABLE burst (id int, pad text); INSERT INTO burst SELECT g, repeat('y', 200) FROM generate_series(1, 400000) g;");
     c.wait_until(
         "the autosizer closes a window with a checkpoint forced by WAL",
         Duration::from_secs(120),
