@@ -27,8 +27,8 @@ pub const MAX_COLS: u64 = 64;
 pub const MAX_CELLS: u64 = MAX_COLS * MAX_COLS;
 /// Width of the grid in pixels.
 const GRID_W: f64 = 768.0;
-/// Left margin (row labels).
-const LEFT: f64 = 96.0;
+/// Left margin (row labels up to `block 134217727`).
+const LEFT: f64 = 112.0;
 /// Top margin (title lines).
 const TOP: f64 = 60.0;
 /// Height of a cell when the row is wide (few cells).
@@ -307,11 +307,11 @@ mod tests {
         // Two cells in one row of 768 px: 384 px each, 40 px high.
         assert!(
             s.contains(
-                r##"<rect x="96.00" y="60.00" width="384.05" height="40.05" fill="#b30000">"##
+                r##"<rect x="112.00" y="60.00" width="384.05" height="40.05" fill="#b30000">"##
             ),
             "{s}"
         );
-        assert!(s.contains(r#"<rect x="480.00" y="60.00" width="384.05""#));
+        assert!(s.contains(r#"<rect x="496.00" y="60.00" width="384.05""#));
         assert_eq!(
             titles(&s),
             [
@@ -345,7 +345,7 @@ mod tests {
         );
         assert!(s.contains("one cell per 25 ranges of 128 blocks"));
         // 64 cells of 12 px per row, 63 rows: a rectangle, not a strip.
-        assert!(s.contains(r#"width="880" height="880""#), "{}", &s[..200]);
+        assert!(s.contains(r#"width="896" height="880""#), "{}", &s[..200]);
         let sum: u64 = t
             .iter()
             .map(|x| {
