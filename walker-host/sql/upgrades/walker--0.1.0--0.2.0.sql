@@ -1,0 +1,13 @@
+-- ALTER EXTENSION walker UPDATE from 0.1.0 (walker-host/sql/releases/walker--0.1.0.sql)
+-- to 0.2.0. Whatever 0.2.0's install script (pgrx's generated walker--0.2.0.sql:
+-- the #[pg_extern] functions, sql/roles.sql, sql/views.sql) has that 0.1.0's had not
+-- goes here, so that an updated database equals a fresh CREATE EXTENSION walker: the
+-- upgrade suite (tests/harness/tests/upgrade.rs) compares the two with pg_dump and the
+-- extension's members, and names what differs.
+--
+-- 0.2.0 changes none of the host's own objects. The plugins' views and functions
+-- (e.g. autosizer_svg, budget_svg, autosizer_windows) come from the plugins that are
+-- loaded, not from this file: refresh_views() (re)creates them, runs the plugins' own
+-- SQL and adds what they made to the extension, as CREATE EXTENSION does. Every
+-- update script ends with it.
+SELECT @extschema@.refresh_views();
