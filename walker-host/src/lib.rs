@@ -27,9 +27,9 @@ pub use worker::walker_worker_main;
 pgrx::pg_module_magic!();
 
 /// Called when the library is loaded. Under `shared_preload_libraries` (in the
-/// postmaster) it loads the plugins, reserves shared memory and registers the worker;
-/// loaded any other way it only defines the settings, and the SQL functions explain
-/// that walker must be preloaded.
+/// postmaster) it loads the plugins, reserves shared memory and registers the worker,
+/// except in pg_upgrade's binary-upgrade mode; loaded any other way it only defines
+/// the settings, and the SQL functions explain that walker must be preloaded.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     never_capture_backtraces();
@@ -39,6 +39,17 @@ pub extern "C-unwind" fn _PG_init() {
     removal::install_hook();
     // SAFETY: reading a server global in _PG_init, on the main thread.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    // pg_upgrade starts both clusters in binary-upgrade mode (`postgres -b`) to dump
+    // the old one and restore into the new one; a worker connected to
+    // walker.database there makes pg_restore's DROP DATABASE fail. walker walks the
+    // upgraded cluster's WAL once it is started normally.
+    // SAFETY: reading a server global in _PG_init, on the main thread.
+    if unsafe { pg_sys::IsBinaryUpgrade } {
+        pgrx::log!(
+            "walker: binary-upgrade mode (pg_upgrade): no plugins, hooks or workers in this server; walker starts when the cluster is started normally"
+        );
         return;
     }
     // The crash ledger is mapped here, in the postmaster, so that it outlives crash
