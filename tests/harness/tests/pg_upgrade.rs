@@ -108,6 +108,12 @@ fn server_dir(name: &str) -> PathBuf {
 /// walker preloaded: pg_upgrade's check LOADs the old cluster's libraries in the new
 /// one, and a library defining postmaster settings loads only when preloaded.
 fn initdb(bindir: &Path, dir: &Path, port: u16) {
+    // 18 turns data checksums on by default; pg_upgrade needs both clusters alike.
+    let checksums: &[&str] = if major_of(bindir) >= 18 {
+        &["--no-data-checksums"]
+    } else {
+        &[]
+    };
     let mut cmd = server(bindir, "initdb", Path::new("/"));
     cmd.args([
         "-A",
@@ -118,8 +124,9 @@ fn initdb(bindir: &Path, dir: &Path, port: u16) {
         "-E",
         "UTF8",
         "--locale=C",
-        "-D",
     ])
+    .args(checksums)
+    .arg("-D")
     .arg(dir);
     run(&mut cmd, "initdb");
     let conf = format!(
