@@ -1164,8 +1164,9 @@ typedef struct WalkerPluginDescriptor {
    */
   WalkerStatus (*on_record)(WalkerPlugin *plugin, const struct WalkerRecord *record);
   /*
-   Called on the dispatch thread whenever the walker has caught up with the WAL
-   written so far; `lsn` is the end of the last record delivered.
+   Called on the dispatch thread when the walker has caught up with the WAL
+   written so far: at once when WAL stops flowing, at most every 100 ms while it
+   flows; `lsn` is the end of the last record delivered.
    */
   WalkerStatus (*on_idle)(WalkerPlugin *plugin, uint64_t lsn);
   /*

@@ -724,8 +724,9 @@ pub struct WalkerPluginDescriptor {
             record: *const WalkerRecord,
         ) -> WalkerStatus,
     >,
-    /// Called on the dispatch thread whenever the walker has caught up with the WAL
-    /// written so far; `lsn` is the end of the last record delivered.
+    /// Called on the dispatch thread when the walker has caught up with the WAL
+    /// written so far: at once when WAL stops flowing, at most every 100 ms while it
+    /// flows; `lsn` is the end of the last record delivered.
     pub on_idle: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin, lsn: u64) -> WalkerStatus>,
     /// Called on the dispatch thread when the worker stops.
     pub shutdown: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin) -> WalkerStatus>,

@@ -4,9 +4,25 @@
 //! flush position stays within a few milliseconds; each nap that finds nothing new
 //! doubles, up to `walker.naptime`, so an idle server costs a handful of wake-ups per
 //! second.
+//!
+//! Plugins hear that the walker caught up (`on_idle`, where they publish, settle and
+//! tick) at once when WAL stops flowing, but at most every [`IDLE_WHILE_FLOWING_MS`]
+//! while it flows: each batch already reaches them, and a publication of their whole
+//! state after every 5 ms nap cost more than the records themselves.
 
 /// The nap while WAL is flowing (ms).
 pub const FLOWING_NAP_MS: u64 = 5;
+
+/// While WAL flows, plugins hear that the walker caught up at most this often (ms).
+pub const IDLE_WHILE_FLOWING_MS: u64 = 100;
+
+/// Whether plugins are told the walker caught up, after a read that found records
+/// (`found_records`) or not, `since_last_ms` after they were last told (`None`: never).
+/// Always when the read found nothing (WAL stopped flowing), else when
+/// [`IDLE_WHILE_FLOWING_MS`] passed.
+pub fn idle_due(found_records: bool, since_last_ms: Option<u64>) -> bool {
+    !found_records || since_last_ms.is_none_or(|ms| ms >= IDLE_WHILE_FLOWING_MS)
+}
 
 /// The next nap (ms) after one that lasted `previous_ms`: the short one when the last
 /// read found records, else twice the previous, between [`FLOWING_NAP_MS`] and
@@ -23,6 +39,26 @@ pub fn next_nap_ms(previous_ms: u64, found_records: bool, longest_ms: u64) -> u6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caught_up_at_once_when_wal_stops_at_most_every_100_ms_while_it_flows() {
+        assert!(idle_due(false, Some(0)), "nothing new: told at once");
+        assert!(idle_due(false, None));
+        assert!(idle_due(true, None), "never told before: told");
+        assert!(!idle_due(true, Some(5)), "flowing, 5 ms after the last: not yet");
+        assert!(!idle_due(true, Some(99)));
+        assert!(idle_due(true, Some(100)), "flowing, 100 ms after: told");
+        // Naps of 5 ms while WAL flows for a second: told 10 times, not 200.
+        let (mut since, mut told) = (None::<u64>, 0);
+        for _ in 0..200 {
+            if idle_due(true, since) {
+                told += 1;
+                since = Some(0);
+            }
+            since = since.map(|s| s + 5);
+        }
+        assert_eq!(told, 10);
+    }
 
     #[test]
     fn short_while_flowing_doubling_to_the_naptime_when_idle() {

@@ -160,6 +160,8 @@ struct Walk {
     bad_wal_reported: Option<Instant>,
     /// The last nap once caught up (ms; see `walker_core::pacing`).
     idle_nap_ms: u64,
+    /// When plugins were last told the walker caught up.
+    idle_told: Option<Instant>,
 }
 
 impl Walk {
@@ -453,7 +455,11 @@ impl Walk {
         self.maybe_save();
         self.publish();
         if caught_up && !self.stopping {
-            self.dispatcher.idle(self.reader.position());
+            let since = self.idle_told.map(|t| t.elapsed().as_millis() as u64);
+            if walker_core::pacing::idle_due(found, since) {
+                self.dispatcher.idle(self.reader.position());
+                self.idle_told = Some(Instant::now());
+            }
             // Short naps while WAL flows, the long one only when idle.
             self.idle_nap_ms =
                 walker_core::pacing::next_nap_ms(self.idle_nap_ms, found, naptime_ms());
@@ -601,6 +607,7 @@ fn run(host: &'static HostShared) {
         skipped,
         bad_wal_reported: None,
         idle_nap_ms: 0,
+        idle_told: None,
     };
     while !walk.stopping {
         walk.step();
