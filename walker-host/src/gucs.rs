@@ -59,8 +59,15 @@ pub fn debug_error_holding_lock() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Defines the `walker.*` settings.
+/// Defines the `walker.*` settings: all of them under `shared_preload_libraries`; the
+/// ones a reload may change when the library is loaded any other way (`LOAD`, `CREATE
+/// EXTENSION` in a server that does not preload walker), because the server ends the
+/// session (FATAL) of a library that defines a server-start setting after startup.
 pub fn define() {
+    // SAFETY: reading a server global on the main thread, in _PG_init.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        define_server_start();
+    }
     GucRegistry::define_int_guc(
         c"walker.lock_timeout",
         c"Longest wait for a plugin's shared-memory lock.",
@@ -78,22 +85,6 @@ pub fn define() {
         &DEBUG_ERROR_HOLDING_LOCK,
         GucContext::Sighup,
         GucFlags::NO_SHOW_ALL,
-    );
-    GucRegistry::define_string_guc(
-        c"walker.database",
-        c"Database the walker services worker connects to (empty: no services worker).",
-        c"The services worker carries out what plugins ask of the server (ALTER SYSTEM and a reload, NOTIFY) and publishes the settings and checkpointer counters they read. Notifications are sent in this database.",
-        &DATABASE,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
-    GucRegistry::define_string_guc(
-        c"walker.plugins",
-        c"Plugins the walker loads at server start (library names, comma-separated).",
-        c"Each name is a shared library in dynamic_library_path ($libdir by default); names with a path separator are refused.",
-        &PLUGINS,
-        GucContext::Postmaster,
-        GucFlags::default(),
     );
     GucRegistry::define_bool_guc(
         c"walker.enabled",
@@ -121,16 +112,6 @@ pub fn define() {
         1,
         1_000_000,
         GucContext::Sighup,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
-        c"walker.queue_batches",
-        c"Batches each plugin's queue holds before the WAL reader waits for it.",
-        c"",
-        &QUEUE_BATCHES,
-        1,
-        1024,
-        GucContext::Postmaster,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -162,6 +143,36 @@ pub fn define() {
         86_400,
         GucContext::Sighup,
         GucFlags::UNIT_S,
+    );
+}
+
+/// The settings that change only at a server start.
+fn define_server_start() {
+    GucRegistry::define_string_guc(
+        c"walker.database",
+        c"Database the walker services worker connects to (empty: no services worker).",
+        c"The services worker carries out what plugins ask of the server (ALTER SYSTEM and a reload, NOTIFY) and publishes the settings and checkpointer counters they read. Notifications are sent in this database.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"walker.plugins",
+        c"Plugins the walker loads at server start (library names, comma-separated).",
+        c"Each name is a shared library in dynamic_library_path ($libdir by default); names with a path separator are refused.",
+        &PLUGINS,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"walker.queue_batches",
+        c"Batches each plugin's queue holds before the WAL reader waits for it.",
+        c"",
+        &QUEUE_BATCHES,
+        1,
+        1024,
+        GucContext::Postmaster,
+        GucFlags::default(),
     );
 }
 

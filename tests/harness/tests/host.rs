@@ -280,3 +280,34 @@ fn slot_keeps_unread_wal_and_the_bound_releases_it() {
     c.exec("ALTER SYSTEM SET walker.enabled = on; SELECT pg_reload_conf();");
     wait_caught_up(&c);
 }
+
+/// A server that does not preload walker: `LOAD 'walker'` and `CREATE EXTENSION walker`
+/// must not end the session (the server raised FATAL "cannot create PGC_POSTMASTER
+/// variables after startup" for walker's server-start settings, dropping the
+/// connection), and what cannot work says to preload walker. Compared with the same
+/// server's answer to a plain query in the same session.
+#[test]
+fn without_preload_the_session_lives_and_is_told_to_preload() {
+    let c = Cluster::builder("nopreload").preload_walker(false).start();
+    let loaded = c.psql("postgres", "LOAD 'walker'; SELECT 'session lives'");
+    assert_eq!(loaded, Ok("session lives".to_string()), "LOAD 'walker'");
+    let created = c.psql(
+        "postgres",
+        "CREATE EXTENSION walker; SELECT 'session lives'",
+    );
+    assert_eq!(
+        created,
+        Ok("session lives".to_string()),
+        "CREATE EXTENSION walker"
+    );
+    let status = c
+        .psql("postgres", "SELECT * FROM walker.status")
+        .expect_err("walker.status cannot answer without the worker");
+    assert!(
+        status.starts_with("ERROR:")
+            && status.contains("not loaded through shared_preload_libraries")
+            && status.contains("HINT:  Add walker to shared_preload_libraries"),
+        "{status}"
+    );
+    assert_eq!(c.query_one("SELECT 'server lives'"), "server lives");
+}
