@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod functions;
 pub mod host_api;
 pub mod loader;
+pub mod local;
 pub mod locks;
 pub mod names;
 pub mod negotiate;

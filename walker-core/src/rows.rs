@@ -194,6 +194,31 @@ unsafe extern "C" fn emit(ctx: *mut c_void, values: *const WalkerValue, n: u32) 
     }
 }
 
+/// Calls view `index` of `slot` and collects its rows, each as the text form of its
+/// columns (what the server's SQL views read back). `Err`: the plugin's callback
+/// failed, or a row did not match the declared columns (the message says which).
+/// A plugin without a `view_rows` callback has no rows.
+pub fn collect_view(
+    slot: &'static crate::registry::PluginSlot,
+    index: usize,
+) -> Result<Vec<Vec<Option<String>>>, String> {
+    let Some(view) = slot.views.get(index) else {
+        return Err(format!("plugin \"{}\" has no view number {index}", slot.name));
+    };
+    let Some(view_rows) = slot.desc.as_ref().and_then(|d| d.view_rows) else {
+        return Ok(Vec::new());
+    };
+    let mut collector = RowCollector::new(view.columns.clone());
+    let sink = collector.sink();
+    // SAFETY: negotiated callback; the sink and its collector outlive the call.
+    let st = unsafe { view_rows(slot.handle(), index as u32, &sink) };
+    slot.check(st, "view_rows")?;
+    match collector.error.take() {
+        Some(e) => Err(e.to_string()),
+        None => Ok(collector.rows),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

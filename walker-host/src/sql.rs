@@ -10,7 +10,7 @@ use walker_abi::metrics::MetricsWriter;
 use walker_core::negotiate::{sql_type, Access};
 use walker_core::persistence::keeps_state;
 use walker_core::registry;
-use walker_core::rows::{format_lsn, format_timestamptz, RowCollector};
+use walker_core::rows::{format_lsn, format_timestamptz};
 use walker_core::shared::PluginState;
 
 fn host() -> &'static walker_core::shared::HostShared {
@@ -226,33 +226,24 @@ fn plugin_view_rows(plugin: &str, view: &str) -> SetOfIterator<'static, Vec<Opti
         }
         .raise()
     };
-    let Some(view_rows) = desc.view_rows else {
+    if desc.view_rows.is_none() {
         return SetOfIterator::new(Vec::new());
-    };
+    }
     // SAFETY: this backend's main thread is where its settings change.
     unsafe { registry::refresh_settings() };
     walker_core::host_api::set_rmgr_names(wal::rmgr_names());
     crate::locks_edge::wait_for_region(slot);
-    let mut collector = RowCollector::new(slot.views[index].columns.clone());
-    let sink = collector.sink();
-    // SAFETY: negotiated callback; the sink and its collector outlive the call.
-    let st = unsafe { view_rows(slot.handle(), index as u32, &sink) };
+    let rows = walker_core::rows::collect_view(slot, index);
     logging::drain();
-    let fail = |reason: String| -> ! {
-        WalkerError::ViewFailed {
+    match rows {
+        Ok(rows) => SetOfIterator::new(rows),
+        Err(reason) => WalkerError::ViewFailed {
             plugin: plugin.to_string(),
             view: view.to_string(),
             reason,
         }
-        .raise()
-    };
-    if let Err(m) = slot.check(st, "view_rows") {
-        fail(m);
+        .raise(),
     }
-    if let Some(e) = collector.error.take() {
-        fail(e.to_string());
-    }
-    SetOfIterator::new(collector.rows)
 }
 
 /// Every SQL function the loaded plugins declare (used to create the wrappers).

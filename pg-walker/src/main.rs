@@ -1,0 +1,74 @@
+//! `pg_walker`: walker's plugins run outside the server. `walk` reads WAL files (a
+//! pg_wal, an archive) and hands every record to the plugins named, loaded and
+//! negotiated exactly as the server does; their state is kept in a state directory in
+//! walker's snapshot format, so the next walk resumes where this one stopped. `show`
+//! prints any plugin view from that state.
+
+mod args;
+mod config;
+mod host;
+mod position;
+mod show;
+mod walk;
+
+use args::Command;
+use walker_core::rows::format_lsn;
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args::parse(&argv) {
+        Err(e) => {
+            eprintln!("pg_walker: {e}\n{}", args::USAGE);
+            2
+        }
+        Ok(Command::Help) => {
+            println!("{}", args::USAGE);
+            0
+        }
+        Ok(Command::Walk {
+            wal_dir,
+            start,
+            end,
+            plugins,
+            common,
+        }) => match walk::run(&wal_dir, start, end, &plugins, &common) {
+            Ok(o) => {
+                eprintln!(
+                    "pg_walker: walked {} records from {} to {}; state in {}",
+                    o.records,
+                    format_lsn(o.start),
+                    format_lsn(o.end),
+                    common.state_dir.display()
+                );
+                for (name, why) in &o.failed {
+                    eprintln!("pg_walker: plugin \"{name}\" failed: {why}");
+                }
+                if o.failed.is_empty() {
+                    0
+                } else {
+                    3
+                }
+            }
+            Err(e) => {
+                eprintln!("pg_walker: {e}");
+                1
+            }
+        },
+        Ok(Command::Show {
+            plugin,
+            view,
+            format,
+            common,
+        }) => match show::collect(&plugin, &view, &common) {
+            Ok(t) => {
+                print!("{}", show::render(&t, format));
+                0
+            }
+            Err(e) => {
+                eprintln!("pg_walker: {e}");
+                1
+            }
+        },
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,212 @@
+//! `pg_walker walk`: the WAL files of a directory read into record batches by
+//! walker-walfile and dispatched to the plugins by walker-core's dispatcher, as the
+//! server's worker does; plugin state saved in the state directory as it goes and at
+//! the end, with the position the walk stopped at.
+
+use crate::args::Common;
+use crate::host;
+use crate::position::{self, Position};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use walker_core::batch::BatchBuilder;
+use walker_core::dispatch::Dispatcher;
+use walker_core::persistence::{self, SnapshotConfig, Started};
+use walker_core::rows::format_lsn;
+use walker_core::shared::PluginState;
+use walker_walfile::{Options, WalReader};
+
+/// Records per batch.
+const BATCH_RECORDS: usize = 4096;
+/// Bytes of record data a batch reserves at first.
+const BATCH_BYTES: usize = 1 << 22;
+/// Batches queued per plugin.
+const QUEUE_BATCHES: usize = 4;
+/// How often plugin state is saved during a walk (a killed walk resumes from there).
+const SAVE_EVERY: Duration = Duration::from_secs(10);
+/// A plugin callback running this long is cut off (as `walker.plugin_timeout`).
+const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a walk did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Where it started.
+    pub start: u64,
+    /// End of the last record read.
+    pub end: u64,
+    /// Records read.
+    pub records: u64,
+    /// Plugins that failed or were cut off, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Runs a walk.
+pub fn run(
+    wal_dir: &Path,
+    start: Option<u64>,
+    end: Option<u64>,
+    plugins: &[String],
+    common: &Common,
+) -> Result<Outcome, String> {
+    crate::config::install(crate::config::load(common.config.as_deref(), &common.sets)?);
+    std::fs::create_dir_all(&common.state_dir).map_err(|e| {
+        format!("cannot create the state directory {}: {e}", common.state_dir.display())
+    })?;
+    let saved = position::read(&common.state_dir)?;
+    let mut reader = WalReader::open(wal_dir, Options::default()).map_err(|e| e.to_string())?;
+    // The first record the files hold (and, from its page, the cluster and major).
+    let first_lsn = reader
+        .first_lsn()
+        .ok_or_else(|| format!("{} holds no WAL segment files", wal_dir.display()))?;
+    let first = reader.seek(first_lsn).map_err(|e| {
+        format!("no record found in the first segment of {}: {e}", wal_dir.display())
+    })?;
+    let (Some(system_id), Some(major)) = (reader.system_identifier(), reader.major()) else {
+        return Err(format!("{} begins with no long page header", wal_dir.display()));
+    };
+    if let Some(p) = saved.filter(|p| p.system_id != system_id) {
+        return Err(format!(
+            "the state in {} belongs to the cluster with system identifier {}, the WAL in {} to {system_id}: use another --state-dir",
+            common.state_dir.display(),
+            p.system_id,
+            wal_dir.display()
+        ));
+    }
+    persistence::set_history(reader.dir().history().to_vec());
+    let dir = host::plugin_dir(common.plugin_dir.as_deref())?;
+    let slots = host::load(plugins, &dir, major)?;
+    let cfg = SnapshotConfig {
+        dir: common.state_dir.clone(),
+        system_id,
+    };
+    let started = host::restore(&slots, &cfg);
+    // Plugins starting empty read from --start, else from the first record.
+    let fallback = start.unwrap_or(first);
+    if let Some(s) = start {
+        for (slot, how) in slots.iter().zip(&started) {
+            if let Some(after) = how.resume_after().filter(|&a| a < s) {
+                return Err(format!(
+                    "plugin \"{}\" state in {} reflects the WAL up to {}, and --start {} would skip the records between: omit --start to resume, or use a new --state-dir",
+                    slot.name,
+                    common.state_dir.display(),
+                    format_lsn(after),
+                    format_lsn(s)
+                ));
+            }
+        }
+    }
+    let begin = persistence::walk_start(&started, fallback);
+    for (s, how) in slots.iter().zip(&started) {
+        if let (Started::Empty, Some(sh)) = (how, s.shared()) {
+            sh.durable_lsn.store(begin, Ordering::Release);
+        }
+    }
+    if let Some(e) = end.filter(|&e| e < begin) {
+        return Err(format!(
+            "--end {} is before where this walk resumes, {} (the state directory's position)",
+            format_lsn(e),
+            format_lsn(begin)
+        ));
+    }
+    reader.set_end(end);
+    let at = reader.seek(begin).map_err(|e| {
+        format!(
+            "cannot start at {} in {}: {e} (the WAL from there is not in the directory)",
+            format_lsn(begin),
+            wal_dir.display()
+        )
+    })?;
+    let mut dispatcher =
+        Dispatcher::start(&slots, QUEUE_BATCHES, Some(Arc::new(cfg))).map_err(|e| {
+            format!("could not start dispatch threads: {e}")
+        })?;
+    let mut records = 0u64;
+    let mut last_end = begin;
+    let mut saved_at = Instant::now();
+    let mut read_error = None;
+    'walk: loop {
+        let mut batch = BatchBuilder::with_capacity(BATCH_RECORDS, BATCH_BYTES);
+        let mut done = false;
+        while batch.len() < BATCH_RECORDS {
+            match reader.read_into(&mut batch) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    done = true;
+                    break;
+                }
+                Err(e) if e.fault.is_end_of_wal() && end.is_none() => {
+                    done = true;
+                    break;
+                }
+                Err(e) => {
+                    read_error = Some(e.to_string());
+                    done = true;
+                    break;
+                }
+            }
+        }
+        let batch = batch.finish();
+        if !batch.records().is_empty() {
+            records = records.saturating_add(batch.records().len() as u64);
+            last_end = last_end.max(batch.end_lsn);
+            dispatcher.send(Arc::new(batch));
+        }
+        loop {
+            for m in dispatcher.watch(PLUGIN_TIMEOUT) {
+                eprintln!("pg_walker: {m}");
+            }
+            host::drain_logs();
+            if dispatcher.ready() {
+                break;
+            }
+            if dispatcher.is_empty() {
+                break 'walk;
+            }
+            dispatcher.pump(Duration::from_millis(100));
+        }
+        if saved_at.elapsed() >= SAVE_EVERY {
+            dispatcher.save();
+            saved_at = Instant::now();
+        }
+        if done || dispatcher.is_empty() {
+            break;
+        }
+    }
+    let (durable, cut) = dispatcher.stop(PLUGIN_TIMEOUT);
+    for m in cut {
+        eprintln!("pg_walker: {m}");
+    }
+    host::drain_logs();
+    let failed: Vec<(String, String)> = slots
+        .iter()
+        .filter(|s| {
+            s.shared()
+                .is_some_and(|sh| matches!(sh.state(), PluginState::Failed | PluginState::Stalled))
+        })
+        .map(|s| (s.name.clone(), s.last_error().unwrap_or_default()))
+        .collect();
+    // The position is where every plugin that is still good has its state.
+    if let Some(lsn) = durable {
+        position::write(
+            &common.state_dir,
+            &Position {
+                system_id,
+                version_num: host::version_num(major),
+                lsn,
+            },
+        )?;
+    }
+    if let Some(e) = read_error {
+        return Err(format!(
+            "reading stopped at {}: {e} (the state up to there is saved)",
+            format_lsn(last_end)
+        ));
+    }
+    Ok(Outcome {
+        start: at,
+        end: last_end,
+        records,
+        failed,
+    })
+}
