@@ -15,7 +15,7 @@ use walker_core::dispatch::Dispatcher;
 use walker_core::persistence::{self, SnapshotConfig, Started};
 use walker_core::rows::format_lsn;
 use walker_core::shared::PluginState;
-use walker_walfile::{Options, WalReader};
+use walker_walfile::{Fault, Options, WalReader};
 
 /// Records per batch.
 const BATCH_RECORDS: usize = 4096;
@@ -110,13 +110,26 @@ pub fn run(
         ));
     }
     reader.set_end(end);
-    let at = reader.seek(begin).map_err(|e| {
-        format!(
-            "cannot start at {} in {}: {e} (the WAL from there is not in the directory)",
-            format_lsn(begin),
-            wal_dir.display()
-        )
-    })?;
+    let every_restored = started.iter().all(|s| matches!(s, Started::Restored(_)));
+    let at = match reader.seek(begin) {
+        Ok(at) => at,
+        // The state already reflects every record the files hold.
+        Err(e) if every_restored && matches!(e.fault, Fault::NoRecordAfter) => {
+            return Ok(Outcome {
+                start: begin,
+                end: begin,
+                records: 0,
+                failed: Vec::new(),
+            });
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot start at {} in {}: {e} (the WAL from there is not in the directory)",
+                format_lsn(begin),
+                wal_dir.display()
+            ))
+        }
+    };
     let mut dispatcher =
         Dispatcher::start(&slots, QUEUE_BATCHES, Some(Arc::new(cfg))).map_err(|e| {
             format!("could not start dispatch threads: {e}")
@@ -172,6 +185,20 @@ pub fn run(
         if done || dispatcher.is_empty() {
             break;
         }
+    }
+    if read_error.is_none() {
+        // Caught up with the files: once the lanes applied every batch, they hear it
+        // (`on_idle`) as they do from the server's worker when it reaches the end of WAL.
+        while dispatcher
+            .processed_lsn()
+            .is_some_and(|p| p < last_end)
+        {
+            for m in dispatcher.watch(PLUGIN_TIMEOUT) {
+                eprintln!("pg_walker: {m}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        dispatcher.idle(reader.position());
     }
     let (durable, cut) = dispatcher.stop(PLUGIN_TIMEOUT);
     for m in cut {
