@@ -17,6 +17,9 @@ use walker_core::persistence::{self, SnapshotConfig, StartFacts, Started};
 use walker_core::registry::{self, PluginSlot};
 use walker_walfile::format::{rmgr_name, Major};
 
+/// What a plugin's service request (ALTER SYSTEM, NOTIFY) is told: there is no server.
+const NO_SERVICES: &str = "pg_walker runs without a server: ALTER SYSTEM and NOTIFY are not available here (the request is not carried out)";
+
 /// The plugin directory: the one given, else the `pkglibdir` of the `pg_config`
 /// found on PATH.
 pub fn plugin_dir(given: Option<&Path>) -> Result<PathBuf, String> {
@@ -61,6 +64,7 @@ pub fn drain_logs() {
 /// WAL of `major`. Every plugin must load: a failure is an error naming it.
 pub fn load(names: &[String], dir: &Path, major: Major) -> Result<Vec<&'static PluginSlot>, String> {
     host_api::set_server_version(version_num(major));
+    host_api::set_no_services_reason(NO_SERVICES);
     host_api::set_rmgr_names((0..=255u8).map(rmgr_name).collect());
     let paths = LibraryPaths {
         dynamic_library_path: "$libdir".into(),

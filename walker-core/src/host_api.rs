@@ -581,7 +581,13 @@ unsafe extern "C" fn api_request_service(
         )
     };
     let Some(services) = crate::services::get() else {
-        slot.set_pending_error("service requests need walker in shared_preload_libraries".into());
+        slot.set_pending_error(
+            NO_SERVICES
+                .get()
+                .copied()
+                .unwrap_or("service requests need walker in shared_preload_libraries")
+                .into(),
+        );
         return WalkerStatus::ERROR;
     };
     match services.submit(slot.index as u32, req.kind, &name, &value, now_micros()) {
@@ -607,6 +613,14 @@ unsafe extern "C" fn api_request_service(
             }
         }
     }
+}
+
+static NO_SERVICES: OnceLock<&'static str> = OnceLock::new();
+
+/// Sets what `request_service` tells a plugin when this process has no services queue
+/// (a host without a server says why; the default says walker is not preloaded).
+pub fn set_no_services_reason(why: &'static str) {
+    let _ = NO_SERVICES.set(why);
 }
 
 /// The reason a request fails when no services worker takes it.
