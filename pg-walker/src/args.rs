@@ -201,8 +201,12 @@ mod tests {
     #[test]
     fn errors_name_the_fix() {
         assert!(p("walk --plugins a").unwrap_err().contains("--wal-dir"));
-        assert!(p("walk --wal-dir d --plugins a --start zz").unwrap_err().contains("LSN"));
+        assert!(p("walk --wal-dir d --plugins a --start zz")
+            .unwrap_err()
+            .contains("LSN"));
         assert!(p("show a").unwrap_err().contains("PLUGIN and VIEW"));
-        assert!(p("show a b --format xml").unwrap_err().contains("table, csv or json"));
+        assert!(p("show a b --format xml")
+            .unwrap_err()
+            .contains("table, csv or json"));
     }
 }

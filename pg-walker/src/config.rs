@@ -12,16 +12,25 @@ use walker_core::settings::{SettingDef, SettingKind, Storage};
 static VALUES: OnceLock<BTreeMap<String, String>> = OnceLock::new();
 
 /// Reads the TOML file (if any) and applies the `--set` overrides.
-pub fn load(file: Option<&Path>, sets: &[(String, String)]) -> Result<BTreeMap<String, String>, String> {
+pub fn load(
+    file: Option<&Path>,
+    sets: &[(String, String)],
+) -> Result<BTreeMap<String, String>, String> {
     let mut values = BTreeMap::new();
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the settings file {}: {e}", path.display()))?;
-        let doc: toml::Value = text
-            .parse()
-            .map_err(|e| format!("the settings file {} is not valid TOML: {e}", path.display()))?;
+        let doc: toml::Value = text.parse().map_err(|e| {
+            format!(
+                "the settings file {} is not valid TOML: {e}",
+                path.display()
+            )
+        })?;
         let toml::Value::Table(plugins) = doc else {
-            return Err(format!("the settings file {} holds no table", path.display()));
+            return Err(format!(
+                "the settings file {} holds no table",
+                path.display()
+            ));
         };
         for (plugin, table) in plugins {
             let toml::Value::Table(table) = table else {
@@ -36,12 +45,10 @@ pub fn load(file: Option<&Path>, sets: &[(String, String)]) -> Result<BTreeMap<S
                     toml::Value::Integer(i) => i.to_string(),
                     toml::Value::Float(f) => f.to_string(),
                     toml::Value::Boolean(b) => b.to_string(),
-                    other => {
-                        return Err(format!(
-                            "{}: {plugin}.{name} = {other}: a setting is a string, number or boolean",
-                            path.display()
-                        ))
-                    }
+                    other => return Err(format!(
+                        "{}: {plugin}.{name} = {other}: a setting is a string, number or boolean",
+                        path.display()
+                    )),
                 };
                 values.insert(format!("{plugin}.{name}"), text);
             }
@@ -145,14 +152,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pgw-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("c.toml");
-        std::fs::write(&f, "[garbagemap]\ntop = 5\nname = \"x\"\n[budget]\non = true\n").unwrap();
+        std::fs::write(
+            &f,
+            "[garbagemap]\ntop = 5\nname = \"x\"\n[budget]\non = true\n",
+        )
+        .unwrap();
         let v = load(Some(&f), &[("garbagemap.top".into(), "7".into())]).unwrap();
         assert_eq!(v["garbagemap.top"], "7");
         assert_eq!(v["garbagemap.name"], "x");
         assert_eq!(v["budget.on"], "true");
         std::fs::write(&f, "top = 5\n").unwrap();
         assert!(load(Some(&f), &[]).unwrap_err().contains("must be a table"));
-        assert!(load(None, &[("x".into(), "1".into())]).unwrap_err().contains("PLUGIN.NAME"));
+        assert!(load(None, &[("x".into(), "1".into())])
+            .unwrap_err()
+            .contains("PLUGIN.NAME"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

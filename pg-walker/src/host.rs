@@ -62,7 +62,11 @@ pub fn drain_logs() {
 
 /// Loads, initialises and attaches the plugins `names` (in order) from `dir`, for
 /// WAL of `major`. Every plugin must load: a failure is an error naming it.
-pub fn load(names: &[String], dir: &Path, major: Major) -> Result<Vec<&'static PluginSlot>, String> {
+pub fn load(
+    names: &[String],
+    dir: &Path,
+    major: Major,
+) -> Result<Vec<&'static PluginSlot>, String> {
     host_api::set_server_version(version_num(major));
     host_api::set_no_services_reason(NO_SERVICES);
     host_api::set_rmgr_names((0..=255u8).map(rmgr_name).collect());
@@ -87,7 +91,12 @@ pub fn load(names: &[String], dir: &Path, major: Major) -> Result<Vec<&'static P
     unsafe { registry::refresh_settings() };
     let defined: Vec<(String, Vec<String>)> = slots
         .iter()
-        .map(|s| (s.name.clone(), s.settings().iter().map(|x| x.def.name.clone()).collect()))
+        .map(|s| {
+            (
+                s.name.clone(),
+                s.settings().iter().map(|x| x.def.name.clone()).collect(),
+            )
+        })
         .collect();
     if let Some(u) = crate::config::unknown(&defined).first() {
         let (p, _) = u.split_once('.').unwrap_or((u, ""));

@@ -30,12 +30,22 @@ pub fn read(dir: &Path) -> Result<Option<Position>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", p.display())),
     };
-    let bad = |why: &str| format!("{} is damaged ({why}): remove the state directory to start over", p.display());
+    let bad = |why: &str| {
+        format!(
+            "{} is damaged ({why}): remove the state directory to start over",
+            p.display()
+        )
+    };
     let mut system_id = None;
     let mut version_num = None;
     let mut lsn = None;
-    for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
-        let (k, v) = line.split_once('=').ok_or_else(|| bad("a line without ="))?;
+    for line in text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| bad("a line without ="))?;
         let v = v.trim();
         match k.trim() {
             "system_identifier" => system_id = v.parse().ok(),
@@ -60,8 +70,12 @@ pub fn write(dir: &Path, p: &Position) -> Result<(), String> {
         format_lsn(p.lsn)
     );
     let path = path(dir);
-    snapshot::write_atomic(&path, text.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e} (check the state directory's space and permissions)", path.display()))
+    snapshot::write_atomic(&path, text.as_bytes()).map_err(|e| {
+        format!(
+            "cannot write {}: {e} (check the state directory's space and permissions)",
+            path.display()
+        )
+    })
 }
 
 #[cfg(test)]

@@ -29,17 +29,30 @@ pub fn collect(plugin: &str, view: &str, common: &Common) -> Result<Table, Strin
     let major = Major::ALL
         .into_iter()
         .find(|&m| host::version_num(m) == pos.version_num)
-        .ok_or_else(|| format!("the state directory names version {}, which pg_walker does not read", pos.version_num))?;
+        .ok_or_else(|| {
+            format!(
+                "the state directory names version {}, which pg_walker does not read",
+                pos.version_num
+            )
+        })?;
     let dir = host::plugin_dir(common.plugin_dir.as_deref())?;
     let slots = host::load(&[plugin.to_string()], &dir, major)?;
     let slot = slots[0];
-    let index = slot.views.iter().position(|v| v.name == view).ok_or_else(|| {
-        let names: Vec<&str> = slot.views.iter().map(|v| v.name.as_str()).collect();
-        format!(
-            "plugin \"{plugin}\" has no view \"{view}\" (its views: {})",
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
-        )
-    })?;
+    let index = slot
+        .views
+        .iter()
+        .position(|v| v.name == view)
+        .ok_or_else(|| {
+            let names: Vec<&str> = slot.views.iter().map(|v| v.name.as_str()).collect();
+            format!(
+                "plugin \"{plugin}\" has no view \"{view}\" (its views: {})",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )
+        })?;
     let cfg = SnapshotConfig {
         dir: common.state_dir.clone(),
         system_id: pos.system_id,
@@ -93,7 +106,13 @@ fn aligned(t: &Table) -> String {
         .collect();
     out.push_str(head.join(" | ").trim_end());
     out.push('\n');
-    out.push_str(&width.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
+    out.push_str(
+        &width
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("-+-"),
+    );
     out.push('\n');
     for r in &t.rows {
         let cells: Vec<String> = r
@@ -186,7 +205,9 @@ fn json(t: &Table) -> String {
                 .iter()
                 .zip(&t.columns)
                 .map(|(v, (n, ty))| {
-                    let v = v.as_deref().map_or("null".to_string(), |v| json_value(v, *ty));
+                    let v = v
+                        .as_deref()
+                        .map_or("null".to_string(), |v| json_value(v, *ty));
                     format!("{}:{v}", json_string(n))
                 })
                 .collect();

@@ -51,7 +51,10 @@ pub fn run(
 ) -> Result<Outcome, String> {
     crate::config::install(crate::config::load(common.config.as_deref(), &common.sets)?);
     std::fs::create_dir_all(&common.state_dir).map_err(|e| {
-        format!("cannot create the state directory {}: {e}", common.state_dir.display())
+        format!(
+            "cannot create the state directory {}: {e}",
+            common.state_dir.display()
+        )
     })?;
     let saved = position::read(&common.state_dir)?;
     let mut reader = WalReader::open(wal_dir, Options::default()).map_err(|e| e.to_string())?;
@@ -60,10 +63,16 @@ pub fn run(
         .first_lsn()
         .ok_or_else(|| format!("{} holds no WAL segment files", wal_dir.display()))?;
     let first = reader.seek(first_lsn).map_err(|e| {
-        format!("no record found in the first segment of {}: {e}", wal_dir.display())
+        format!(
+            "no record found in the first segment of {}: {e}",
+            wal_dir.display()
+        )
     })?;
     let (Some(system_id), Some(major)) = (reader.system_identifier(), reader.major()) else {
-        return Err(format!("{} begins with no long page header", wal_dir.display()));
+        return Err(format!(
+            "{} begins with no long page header",
+            wal_dir.display()
+        ));
     };
     if let Some(p) = saved.filter(|p| p.system_id != system_id) {
         return Err(format!(
@@ -130,10 +139,8 @@ pub fn run(
             ))
         }
     };
-    let mut dispatcher =
-        Dispatcher::start(&slots, QUEUE_BATCHES, Some(Arc::new(cfg))).map_err(|e| {
-            format!("could not start dispatch threads: {e}")
-        })?;
+    let mut dispatcher = Dispatcher::start(&slots, QUEUE_BATCHES, Some(Arc::new(cfg)))
+        .map_err(|e| format!("could not start dispatch threads: {e}"))?;
     let mut records = 0u64;
     let mut last_end = begin;
     let mut saved_at = Instant::now();
@@ -189,10 +196,7 @@ pub fn run(
     if read_error.is_none() {
         // Caught up with the files: once the lanes applied every batch, they hear it
         // (`on_idle`) as they do from the server's worker when it reaches the end of WAL.
-        while dispatcher
-            .processed_lsn()
-            .is_some_and(|p| p < last_end)
-        {
+        while dispatcher.processed_lsn().is_some_and(|p| p < last_end) {
             for m in dispatcher.watch(PLUGIN_TIMEOUT) {
                 eprintln!("pg_walker: {m}");
             }

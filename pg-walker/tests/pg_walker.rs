@@ -159,23 +159,27 @@ fn walk(wal: &Path, state: &Path, plugins: &str, range: &[&str]) {
 fn settled_server_views(c: &Cluster) -> BTreeMap<String, Rows> {
     let mut last: Option<(String, BTreeMap<String, Rows>)> = None;
     let mut result = None;
-    c.wait_until("walker's views stand still", Duration::from_secs(120), || {
-        let before = c.query_one("SELECT processed_lsn FROM walker.status");
-        let views: BTreeMap<String, Rows> = VIEWS
-            .iter()
-            .map(|(p, v)| (format!("{p}.{v}"), server_rows(c, p, v)))
-            .collect();
-        let after = c.query_one("SELECT processed_lsn FROM walker.status");
-        let now = (after.clone(), views);
-        let same = before == after && last.as_ref() == Some(&now);
-        last = Some(now);
-        if same {
-            result = last.clone();
-        } else {
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        same
-    });
+    c.wait_until(
+        "walker's views stand still",
+        Duration::from_secs(120),
+        || {
+            let before = c.query_one("SELECT processed_lsn FROM walker.status");
+            let views: BTreeMap<String, Rows> = VIEWS
+                .iter()
+                .map(|(p, v)| (format!("{p}.{v}"), server_rows(c, p, v)))
+                .collect();
+            let after = c.query_one("SELECT processed_lsn FROM walker.status");
+            let now = (after.clone(), views);
+            let same = before == after && last.as_ref() == Some(&now);
+            last = Some(now);
+            if same {
+                result = last.clone();
+            } else {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            same
+        },
+    );
     result.expect("settled").1
 }
 
@@ -185,47 +189,14 @@ fn rmgr_totals(rows: &Rows) -> common::Stats {
         .map(|r| {
             (
                 r[1].clone(),
-                (r[2].parse().unwrap(), r[3].parse().unwrap(), r[4].parse().unwrap()),
+                (
+                    r[2].parse().unwrap(),
+                    r[3].parse().unwrap(),
+                    r[4].parse().unwrap(),
+                ),
             )
         })
         .collect()
-}
-
-/// `pg_waldump --stats` over [start, end] of `dir` (timeline 1): records, record
-/// bytes and full-page-image bytes per rmgr with records.
-fn waldump_stats(dir: &Path, start: &str, end: &str) -> common::Stats {
-    let out = Command::new(walker_tests::pg_bindir().join("pg_waldump"))
-        .arg("-p")
-        .arg(dir)
-        .args(["-s", start, "-e", end, "--stats"])
-        .output()
-        .expect("run pg_waldump");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "pg_waldump failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-    let mut stats = common::Stats::new();
-    for line in text.lines().skip(3) {
-        // Rows: `Name  N (%)  record size (%)  FPI size (%)  combined (%)`.
-        let mut clean = String::new();
-        let mut depth = 0;
-        for ch in line.chars() {
-            match ch {
-                '(' => depth += 1,
-                ')' => depth -= 1,
-                c if depth == 0 => clean.push(c),
-                _ => {}
-            }
-        }
-        let f: Vec<&str> = clean.split_whitespace().collect();
-        if f.len() < 4 || f[0] == "Total" || f[0].starts_with('-') {
-            continue;
-        }
-        let n: i64 = f[1].parse().expect("a count");
-        if n > 0 {
-            stats.insert(f[0].to_string(), (n, f[2].parse().unwrap(), f[3].parse().unwrap()));
-        }
-    }
-    assert!(!stats.is_empty(), "pg_waldump printed no statistics:\n{text}");
-    stats
 }
 
 #[test]
@@ -241,16 +212,27 @@ fn pg_walker_gives_the_servers_rows_resumes_and_crashes_alone() {
     common::wait_caught_up(&c);
     let server = settled_server_views(&c);
     let rmgrs = &server["rmgr_stats.rmgrs"];
-    assert!(rmgrs.iter().any(|r| r[1] == "Heap"), "the workload's Heap records: {rmgrs:?}");
+    assert!(
+        rmgrs.iter().any(|r| r[1] == "Heap"),
+        "the workload's Heap records: {rmgrs:?}"
+    );
     let (since, through) = (rmgrs[0][6].clone(), rmgrs[0][7].clone());
-    assert!(!server["garbagemap.relations"].is_empty(), "garbagemap saw relations");
+    assert!(
+        !server["garbagemap.relations"].is_empty(),
+        "garbagemap saw relations"
+    );
 
     let wal = scratch("pgw-wal");
     copy_wal(&c.data_dir().join("pg_wal"), &wal);
 
     // 1. The range walker's slot started at, walked by pg_walker: the same rows.
     let full = scratch("pgw-full");
-    walk(&wal, &full, "rmgr_stats,garbagemap", &["--start", &since, "--end", &through]);
+    walk(
+        &wal,
+        &full,
+        "rmgr_stats,garbagemap",
+        &["--start", &since, "--end", &through],
+    );
     for (p, v) in VIEWS {
         assert_eq!(
             walker_rows(&full, p, v),
@@ -264,16 +246,24 @@ fn pg_walker_gives_the_servers_rows_resumes_and_crashes_alone() {
     let mid = c.query_one(&format!(
         "SELECT '{since}'::pg_lsn + ('{through}'::pg_lsn - '{since}'::pg_lsn) / 2"
     ));
-    walk(&wal, &halves, "rmgr_stats", &["--start", &since, "--end", &mid]);
+    walk(
+        &wal,
+        &halves,
+        "rmgr_stats",
+        &["--start", &since, "--end", &mid],
+    );
     let first_half = rmgr_totals(&walker_rows(&halves, "rmgr_stats", "rmgrs"));
     walk(&wal, &halves, "rmgr_stats", &["--end", &through]);
     let resumed = rmgr_totals(&walker_rows(&halves, "rmgr_stats", "rmgrs"));
     let once = rmgr_totals(&walker_rows(&full, "rmgr_stats", "rmgrs"));
     assert_ne!(first_half, resumed, "the second half added records");
-    assert_eq!(resumed, once, "two halves differ from one walk over {since}..{through}");
+    assert_eq!(
+        resumed, once,
+        "two halves differ from one walk over {since}..{through}"
+    );
     assert_eq!(
         resumed,
-        waldump_stats(&wal, &since, &through),
+        common::waldump_stats(&wal, &["-s", &since, "-e", &through]),
         "pg_walker (in two halves) vs pg_waldump --stats over {since}..{through}"
     );
 

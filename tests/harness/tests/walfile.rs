@@ -11,7 +11,6 @@ mod common;
 use common::Stats;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 use walker_abi::Record;
 use walker_core::batch::BatchBuilder;
@@ -124,61 +123,8 @@ fn walk(dir: &Path, start: u64, end: u64, want_pages: &[(u64, u8)]) -> Result<Wa
 /// `pg_waldump --stats` over [start, end] of `dir` on timeline `tli`, per rmgr with
 /// records: (records, record bytes, full-page-image bytes).
 fn waldump_stats(dir: &Path, tli: u32, start: u64, end: u64) -> Stats {
-    let out = Command::new(walker_tests::pg_bindir().join("pg_waldump"))
-        .arg("-p")
-        .arg(dir)
-        .args([
-            "-t",
-            &tli.to_string(),
-            "-s",
-            &fmt_lsn(start),
-            "-e",
-            &fmt_lsn(end),
-            "--stats",
-        ])
-        .output()
-        .expect("run pg_waldump");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pg_waldump failed: {}{}",
-        text,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Rows: `Name  N (%)  record size (%)  FPI size (%)  combined (%)`.
-    let mut stats = Stats::new();
-    for line in text.lines().skip(3) {
-        let mut clean = String::new();
-        let mut depth = 0;
-        for ch in line.chars() {
-            match ch {
-                '(' => depth += 1,
-                ')' => depth -= 1,
-                c if depth == 0 => clean.push(c),
-                _ => {}
-            }
-        }
-        let f: Vec<&str> = clean.split_whitespace().collect();
-        if f.len() < 4 || f[0] == "Total" || f[0].starts_with('-') {
-            continue;
-        }
-        let n: i64 = f[1].parse().expect("a count");
-        if n > 0 {
-            stats.insert(
-                f[0].to_string(),
-                (
-                    n,
-                    f[2].parse().expect("bytes"),
-                    f[3].parse().expect("bytes"),
-                ),
-            );
-        }
-    }
-    assert!(
-        !stats.is_empty(),
-        "pg_waldump printed no statistics:\n{text}"
-    );
-    stats
+    let (tli, start, end) = (tli.to_string(), fmt_lsn(start), fmt_lsn(end));
+    common::waldump_stats(dir, &["-t", &tli, "-s", &start, "-e", &end])
 }
 
 fn add(into: &mut Stats, from: &Stats) {

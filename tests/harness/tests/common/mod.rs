@@ -274,3 +274,56 @@ pub fn checkpoints_requested(c: &Cluster) -> i64 {
     };
     c.query_one(sql).parse().expect("a count")
 }
+
+/// `pg_waldump --stats` over `dir` with the range arguments `range` (`-s`, `-e`, `-t`):
+/// per rmgr with records, (records, record bytes, full-page-image bytes).
+pub fn waldump_stats(dir: &std::path::Path, range: &[&str]) -> Stats {
+    let out = std::process::Command::new(walker_tests::pg_bindir().join("pg_waldump"))
+        .arg("-p")
+        .arg(dir)
+        .args(range)
+        .arg("--stats")
+        .output()
+        .expect("run pg_waldump");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pg_waldump failed: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Rows: `Name  N (%)  record size (%)  FPI size (%)  combined (%)`.
+    let mut stats = Stats::new();
+    for line in text.lines().skip(3) {
+        let mut clean = String::new();
+        let mut depth = 0;
+        for ch in line.chars() {
+            match ch {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                c if depth == 0 => clean.push(c),
+                _ => {}
+            }
+        }
+        let f: Vec<&str> = clean.split_whitespace().collect();
+        if f.len() < 4 || f[0] == "Total" || f[0].starts_with('-') {
+            continue;
+        }
+        let n: i64 = f[1].parse().expect("a count");
+        if n > 0 {
+            stats.insert(
+                f[0].to_string(),
+                (
+                    n,
+                    f[2].parse().expect("bytes"),
+                    f[3].parse().expect("bytes"),
+                ),
+            );
+        }
+    }
+    assert!(
+        !stats.is_empty(),
+        "pg_waldump printed no statistics:\n{text}"
+    );
+    stats
+}
