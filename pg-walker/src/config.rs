@@ -45,10 +45,12 @@ pub fn load(
                     toml::Value::Integer(i) => i.to_string(),
                     toml::Value::Float(f) => f.to_string(),
                     toml::Value::Boolean(b) => b.to_string(),
-                    other => return Err(format!(
+                    other => {
+                        return Err(format!(
                         "{}: {plugin}.{name} = {other}: a setting is a string, number or boolean",
                         path.display()
-                    )),
+                    ))
+                    }
                 };
                 values.insert(format!("{plugin}.{name}"), text);
             }

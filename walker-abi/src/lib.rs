@@ -15,11 +15,11 @@ pub mod text;
 pub mod types;
 
 pub use abi_stable;
+pub use envelope::{Envelope, EnvelopeError};
 pub use sdk::{
     Admission, BackendEvent, ErrorKind, FunctionDef, Host, Plugin, PluginError, PluginInfo,
     PluginResult, Record, Records, RecordsError, Rejection, RowSink, ServiceOutcome, Setting,
     SettingValue, SharedState, Value, ViewDef,
 };
-pub use envelope::{Envelope, EnvelopeError};
 pub use tables::{RegionLayout, SharedTable, Tables, TablesRef};
 pub use types::*;

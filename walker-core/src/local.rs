@@ -22,8 +22,12 @@ pub fn attach(slots: &[&'static PluginSlot]) -> Result<Vec<String>, String> {
         }
     }
     let layout = Layout::compute(&sizes);
-    let alloc = AllocLayout::from_size_align(layout.total.max(ALIGN), ALIGN)
-        .map_err(|e| format!("host memory of {} bytes cannot be laid out: {e}", layout.total))?;
+    let alloc = AllocLayout::from_size_align(layout.total.max(ALIGN), ALIGN).map_err(|e| {
+        format!(
+            "host memory of {} bytes cannot be laid out: {e}",
+            layout.total
+        )
+    })?;
     // SAFETY: the layout has a non-zero size; the allocation is never freed (the
     // slots keep pointers into it for the life of the process).
     let base = unsafe { alloc_zeroed(alloc) };

@@ -45,7 +45,10 @@ mod tests {
         assert!(idle_due(false, Some(0)), "nothing new: told at once");
         assert!(idle_due(false, None));
         assert!(idle_due(true, None), "never told before: told");
-        assert!(!idle_due(true, Some(5)), "flowing, 5 ms after the last: not yet");
+        assert!(
+            !idle_due(true, Some(5)),
+            "flowing, 5 ms after the last: not yet"
+        );
         assert!(!idle_due(true, Some(99)));
         assert!(idle_due(true, Some(100)), "flowing, 100 ms after: told");
         // Naps of 5 ms while WAL flows for a second: told 10 times, not 200.

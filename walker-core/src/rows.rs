@@ -203,7 +203,10 @@ pub fn collect_view(
     index: usize,
 ) -> Result<Vec<Vec<Option<String>>>, String> {
     let Some(view) = slot.views.get(index) else {
-        return Err(format!("plugin \"{}\" has no view number {index}", slot.name));
+        return Err(format!(
+            "plugin \"{}\" has no view number {index}",
+            slot.name
+        ));
     };
     let Some(view_rows) = slot.desc.as_ref().and_then(|d| d.view_rows) else {
         return Ok(Vec::new());

@@ -557,9 +557,15 @@ mod tests {
         assert!(c.due(11_000_000, 200), "a second later, WAL written: due");
         assert!(!c.due(11_000_000, 100), "a second later, no WAL: not due");
         assert!(!c.due(69_999_999, 100), "59.99 s later, no WAL: not due");
-        assert!(c.due(70_000_000, 100), "a minute later: due whatever WAL did");
+        assert!(
+            c.due(70_000_000, 100),
+            "a minute later: due whatever WAL did"
+        );
         c.invalidate();
-        assert!(c.due(10_000_001, 100), "after a reload or a request: due at once");
+        assert!(
+            c.due(10_000_001, 100),
+            "after a reload or a request: due at once"
+        );
         c.published(i64::MAX - 5, 7);
         assert!(!c.due(i64::MIN, 7), "a clock going backwards never panics");
     }

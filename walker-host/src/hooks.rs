@@ -204,38 +204,39 @@ fn dispatch(s: Statement, in_healthy_transaction: bool) -> Outcome {
             text(pg_sys::application_name),
         )
     };
-    let (outcome, failures) = with_names(role, in_healthy_transaction, |database_name, role_name| {
-        let event = WalkerBackendEvent {
-            struct_size: std::mem::size_of::<WalkerBackendEvent>() as u32,
-            kind: s.kind,
-            statement: s.statement,
-            backend_type: backend_type(),
-            nesting_level: nesting_depth(),
-            read_only: s.read_only,
-            pid,
-            database,
-            role,
-            query_id: s.query_id,
-            top_xid,
-            xid,
-            wal_records: wal.wal_records.max(0) as u64,
-            wal_fpi: wal.wal_fpi.max(0) as u64,
-            wal_bytes: wal.wal_bytes,
-            application_name: app.as_ptr(),
-            application_name_len: app.len(),
-            role_name: role_name.as_ptr(),
-            role_name_len: role_name.len(),
-            database_name: database_name.as_ptr(),
-            database_name_len: database_name.len(),
-            command: s.command.as_ptr(),
-            command_len: s.command.len(),
-            never_writes: s.never_writes,
-            session_reset: s.session_reset,
-        };
-        walker_core::services::with_waiter(crate::sql::backend_wait, || {
-            backend::dispatch(&slots, &event)
-        })
-    });
+    let (outcome, failures) =
+        with_names(role, in_healthy_transaction, |database_name, role_name| {
+            let event = WalkerBackendEvent {
+                struct_size: std::mem::size_of::<WalkerBackendEvent>() as u32,
+                kind: s.kind,
+                statement: s.statement,
+                backend_type: backend_type(),
+                nesting_level: nesting_depth(),
+                read_only: s.read_only,
+                pid,
+                database,
+                role,
+                query_id: s.query_id,
+                top_xid,
+                xid,
+                wal_records: wal.wal_records.max(0) as u64,
+                wal_fpi: wal.wal_fpi.max(0) as u64,
+                wal_bytes: wal.wal_bytes,
+                application_name: app.as_ptr(),
+                application_name_len: app.len(),
+                role_name: role_name.as_ptr(),
+                role_name_len: role_name.len(),
+                database_name: database_name.as_ptr(),
+                database_name_len: database_name.len(),
+                command: s.command.as_ptr(),
+                command_len: s.command.len(),
+                never_writes: s.never_writes,
+                session_reset: s.session_reset,
+            };
+            walker_core::services::with_waiter(crate::sql::backend_wait, || {
+                backend::dispatch(&slots, &event)
+            })
+        });
     for f in failures {
         pgrx::warning!("walker plugin \"{}\": {}", f.plugin, f.message);
     }
