@@ -401,8 +401,26 @@ pub fn create() -> Result<&'static Ledger, String> {
     // every field is an atomic, valid at all-zero bytes.
     let l: &'static Ledger = unsafe { &*l };
     l.magic.store(Ledger::MAGIC, Ordering::Release);
-    LEDGER.store(l as *const Ledger as *mut Ledger, Ordering::Release);
-    Ok(l)
+    let mine = l as *const Ledger as *mut Ledger;
+    // Two threads may map at once: the first to publish wins and the other gives its
+    // mapping back, so every caller (and every child forked later) sees one ledger.
+    match LEDGER.compare_exchange(
+        std::ptr::null_mut(),
+        mine,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => Ok(l),
+        Err(theirs) => {
+            // SAFETY: `mine` is the mapping made above, of `size` bytes, never published
+            // and so referenced by nobody else; `theirs` is a published mapping that is
+            // never unmapped.
+            unsafe {
+                libc::munmap(mine as *mut libc::c_void, size);
+                Ok(&*theirs)
+            }
+        }
+    }
 }
 
 /// The entry a lane of plugin `index` writes: the ledger's, else a process-local one
@@ -684,6 +702,30 @@ mod tests {
         assert_eq!(r.crashes.load(Ordering::Relaxed), 2);
         r.passed(0x301);
         assert_eq!(r.crashes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn threads_creating_the_ledger_at_once_all_get_the_same_one() {
+        // Before the fix, each racing caller could publish its own mapping: a lane
+        // bound in one was blamed in another (a crash test failed one run in fifty).
+        let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let got: Vec<usize> = (0..8)
+            .map(|_| {
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    create().expect("mmap") as *const Ledger as usize
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        let published = ledger().unwrap() as *const Ledger as usize;
+        assert!(
+            got.iter().all(|&p| p == published),
+            "{got:x?} vs {published:x}"
+        );
     }
 
     #[test]
