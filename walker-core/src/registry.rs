@@ -5,7 +5,7 @@ use crate::negotiate::{FunctionInfo, ViewInfo};
 use crate::settings::Setting;
 use crate::shared::{PluginShared, PluginState, RegionHeader};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 use walker_abi::{
     WalkerHostApi, WalkerPlugin, WalkerPluginDescriptor, WalkerStatus, WALKER_SHMEM_SIZE_FAILED,
@@ -42,6 +42,8 @@ pub struct PluginSlot {
     shared: AtomicPtr<PluginShared>,
     pending_error: Mutex<Option<String>>,
     settings: Mutex<Vec<&'static Setting>>,
+    /// [`crate::settings::assignments`] when the settings were last refreshed.
+    refreshed_at: AtomicU64,
     _library: Option<libloading::Library>,
 }
 
@@ -96,6 +98,7 @@ impl PluginSlot {
             shared: AtomicPtr::new(std::ptr::null_mut()),
             pending_error: Mutex::new(None),
             settings: Mutex::new(Vec::new()),
+            refreshed_at: AtomicU64::new(0),
             _library: library,
         }
     }
@@ -347,6 +350,12 @@ impl PluginSlot {
     /// # Safety
     /// Call only on the thread the server changes settings on.
     pub unsafe fn refresh_settings(&self) {
+        // Nothing was assigned since the last refresh: the snapshots hold the values
+        // (hooks call this at every backend event).
+        let now = crate::settings::assignments();
+        if self.refreshed_at.load(Ordering::Acquire) == now {
+            return;
+        }
         for s in self
             .settings
             .lock()
@@ -356,6 +365,7 @@ impl PluginSlot {
             // SAFETY: forwarded from the caller.
             unsafe { s.refresh() };
         }
+        self.refreshed_at.store(now, Ordering::Release);
     }
 
     /// All settings.

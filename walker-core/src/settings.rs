@@ -198,6 +198,23 @@ pub enum Value {
     Enum(u32),
 }
 
+/// How often a plugin setting of this process was created or assigned by the server
+/// (the host's assign hooks call [`note_assigned`]). Starts at 1 so that a plugin
+/// that never refreshed (its count is 0) refreshes once.
+static ASSIGNED: AtomicU64 = AtomicU64::new(1);
+
+/// Records that the server assigned a plugin setting (`SET`, `RESET`, a reload, the end
+/// of a transaction that set one, its definition): the next
+/// [`crate::registry::PluginSlot::refresh_settings`] copies the values again.
+pub fn note_assigned() {
+    ASSIGNED.fetch_add(1, Ordering::Release);
+}
+
+/// The count [`note_assigned`] advances.
+pub fn assignments() -> u64 {
+    ASSIGNED.load(Ordering::Acquire)
+}
+
 /// A defined setting.
 pub struct Setting {
     /// Its definition.
@@ -248,6 +265,9 @@ impl Setting {
             snapshot: Mutex::new(value),
             copied_bits: AtomicU64::new(0),
         };
+        // A host that writes the variable itself (not through the server) does so
+        // right after this: the next refresh must look.
+        note_assigned();
         // SAFETY: the variable was just allocated with the default in the snapshot.
         if let Some(bits) = unsafe { s.raw_bits() } {
             s.copied_bits.store(bits, Ordering::Relaxed);

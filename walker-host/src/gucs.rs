@@ -240,6 +240,26 @@ fn unit_flags(u: WalkerSettingUnit) -> i32 {
 /// Defines a plugin setting in the server. Installed as walker-core's definer; runs
 /// in the postmaster during a plugin's `init`. A server error becomes `Err`, so a
 /// plugin's bad definition cannot stop the server.
+// The server calls a setting's assign hook whenever it gives the variable a value
+// (its definition, SET, RESET, a reload, the end of a transaction that changed it):
+// each tells walker-core, so the per-event refresh of the plugins' settings copies
+// values only after a change.
+unsafe extern "C-unwind" fn assigned_int(_new: std::ffi::c_int, _extra: *mut std::ffi::c_void) {
+    walker_core::settings::note_assigned();
+}
+unsafe extern "C-unwind" fn assigned_real(_new: f64, _extra: *mut std::ffi::c_void) {
+    walker_core::settings::note_assigned();
+}
+unsafe extern "C-unwind" fn assigned_bool(_new: bool, _extra: *mut std::ffi::c_void) {
+    walker_core::settings::note_assigned();
+}
+unsafe extern "C-unwind" fn assigned_string(_new: *const c_char, _extra: *mut std::ffi::c_void) {
+    walker_core::settings::note_assigned();
+}
+unsafe extern "C-unwind" fn assigned_enum(_new: std::ffi::c_int, _extra: *mut std::ffi::c_void) {
+    walker_core::settings::note_assigned();
+}
+
 pub fn define_plugin_setting(def: &SettingDef, storage: Storage) -> Result<(), String> {
     let def = def.clone();
     PgTryBuilder::new(move || {
@@ -269,7 +289,7 @@ pub fn define_plugin_setting(def: &SettingDef, storage: Storage) -> Result<(), S
                     ctx,
                     unit_flags(*unit),
                     None,
-                    None,
+                    Some(assigned_int),
                     None,
                 ),
                 (SettingKind::Real { default, min, max }, Storage::Real(p)) => {
@@ -284,7 +304,7 @@ pub fn define_plugin_setting(def: &SettingDef, storage: Storage) -> Result<(), S
                         ctx,
                         0,
                         None,
-                        None,
+                        Some(assigned_real),
                         None,
                     )
                 }
@@ -298,7 +318,7 @@ pub fn define_plugin_setting(def: &SettingDef, storage: Storage) -> Result<(), S
                         ctx,
                         0,
                         None,
-                        None,
+                        Some(assigned_bool),
                         None,
                     )
                 }
@@ -315,7 +335,7 @@ pub fn define_plugin_setting(def: &SettingDef, storage: Storage) -> Result<(), S
                         ctx,
                         0,
                         None,
-                        None,
+                        Some(assigned_string),
                         None,
                     )
                 }
@@ -346,7 +366,7 @@ pub fn define_plugin_setting(def: &SettingDef, storage: Storage) -> Result<(), S
                         ctx,
                         0,
                         None,
-                        None,
+                        Some(assigned_enum),
                         None,
                     )
                 }

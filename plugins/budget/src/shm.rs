@@ -67,6 +67,11 @@ impl Name {
         out
     }
 
+    /// The stored bytes (valid UTF-8: [`Name::new`] cuts at a character boundary).
+    fn stored(&self) -> &[u8] {
+        &self.bytes[..(self.len as usize).min(NAME_BYTES)]
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         let n = (self.len as usize).min(NAME_BYTES);
@@ -76,7 +81,9 @@ impl Name {
 
 impl PartialEq for Name {
     fn eq(&self, o: &Name) -> bool {
-        self.as_str() == o.as_str()
+        // The bytes, without validating them as text on every comparison (scopes are
+        // looked up by name at each admission).
+        self.stored() == o.stored()
     }
 }
 
