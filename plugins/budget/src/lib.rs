@@ -27,6 +27,7 @@ pub mod picture;
 pub mod policy;
 pub mod policy_sql;
 pub mod predict;
+pub mod probe;
 pub mod report;
 pub mod scope_table;
 pub mod session;

@@ -17,39 +17,10 @@
 //!
 //! Every operation is O(1) (bounded by the table's lengths), under the region lock.
 
+use crate::probe::{self, shift_delete, Look, Probe};
 use crate::shm::{
     mix, Capacities, Name, Origin, RoleSlot, Scope, SessionKey, Shared, EVICT_PROBES,
 };
-
-/// Removes the entry at `hole` from an open-addressing table with linear probing and
-/// moves later entries of the probe chain back, so every chain stays intact without
-/// tombstones. `home` is an entry's home slot, `None` for an empty slot.
-pub(crate) fn shift_delete<T: Copy + Default>(
-    t: &mut [T],
-    mut hole: usize,
-    home: impl Fn(&T) -> Option<usize>,
-) {
-    let n = t.len();
-    t[hole] = T::default();
-    let mut j = hole;
-    loop {
-        j = (j + 1) % n;
-        let Some(h) = home(&t[j]) else {
-            return;
-        };
-        // Move the entry into the hole unless its home lies in (hole, j].
-        let between = if hole <= j {
-            hole < h && h <= j
-        } else {
-            hole < h || h <= j
-        };
-        if !between {
-            t[hole] = t[j];
-            t[j] = T::default();
-            hole = j;
-        }
-    }
-}
 
 /// The hash of what identifies a scope (non-session scopes: origin and database).
 fn scope_hash(origin: Origin, database: u32, role: u32, tenant: &Name, app: &Name) -> u64 {
@@ -136,79 +107,95 @@ impl Shared<'_> {
         }
     }
 
-    fn role_find(&self, role: u32) -> Result<usize, usize> {
-        let mut i = (mix(role as u64 ^ 0x5eed) as usize) % self.roles.len();
-        loop {
-            let r = &self.roles[i];
+    fn role_find(&self, role: u32) -> Probe {
+        let n = self.roles.len();
+        probe::find(self.roles, Shared::role_home(role, n), n, |r| {
             if r.used == 0 {
-                return Err(i);
+                Look::Empty
+            } else if r.role == role {
+                Look::Same
+            } else {
+                Look::Other
             }
-            if r.role == role {
-                return Ok(i);
-            }
-            i = (i + 1) % self.roles.len();
-        }
+        })
     }
 
     fn role_home(role: u32, slots: usize) -> usize {
-        (mix(role as u64 ^ 0x5eed) as usize) % slots
+        probe::home(mix(role as u64 ^ 0x5eed), slots)
     }
 
     /// The role's slot, added when missing (the table has twice as many slots as
-    /// there can be roles with scopes, so there is always an empty one).
-    fn role_slot(&mut self, role: u32) -> usize {
+    /// there can be roles with scopes, so there is always an empty one; `None` only
+    /// if that were ever untrue).
+    fn role_slot(&mut self, role: u32) -> Option<usize> {
         match self.role_find(role) {
-            Ok(i) => i,
-            Err(i) => {
+            Probe::Found(i) => Some(i),
+            Probe::Vacant(i) => {
                 self.roles[i] = RoleSlot {
                     used: 1,
                     role,
                     ..RoleSlot::default()
                 };
-                i
+                Some(i)
             }
+            Probe::Full => None,
         }
     }
 
-    fn index_find(&self, h: u64, same: impl Fn(&Scope) -> bool) -> Result<usize, usize> {
-        let mut pos = (h as usize) % self.scope_index.len();
-        loop {
-            match self.scope_index[pos] {
-                0 => return Err(pos),
-                e => {
-                    let s = &self.scopes[e as usize - 1];
-                    if s.hash == h && same(s) {
-                        return Ok(pos);
-                    }
-                }
-            }
-            pos = (pos + 1) % self.scope_index.len();
+    /// The slot of the scope index that points to the scope hashed `h` for which
+    /// `same` holds.
+    fn index_find(&self, h: u64, same: impl Fn(&Scope) -> bool) -> Option<usize> {
+        let n = self.scope_index.len();
+        let scopes = &self.scopes;
+        match probe::find(self.scope_index, probe::home(h, n), n, |e| match *e {
+            0 => Look::Empty,
+            e if scopes[e as usize - 1].hash == h && same(&scopes[e as usize - 1]) => Look::Same,
+            _ => Look::Other,
+        }) {
+            Probe::Found(pos) => Some(pos),
+            Probe::Vacant(_) | Probe::Full => None,
         }
     }
 
+    /// Points the index at scope `i` (the index has more slots than there are scopes,
+    /// so there is always an empty one).
     fn index_insert(&mut self, i: usize) {
-        let mut pos = (self.scopes[i].hash as usize) % self.scope_index.len();
-        while self.scope_index[pos] != 0 {
-            pos = (pos + 1) % self.scope_index.len();
+        let n = self.scope_index.len();
+        let at = probe::find(
+            self.scope_index,
+            probe::home(self.scopes[i].hash, n),
+            n,
+            |e| {
+                if *e == 0 {
+                    Look::Empty
+                } else {
+                    Look::Other
+                }
+            },
+        );
+        if let Probe::Vacant(pos) = at {
+            self.scope_index[pos] = i as u32 + 1;
         }
-        self.scope_index[pos] = i as u32 + 1;
     }
 
     fn index_remove(&mut self, i: usize) {
-        let mut pos = (self.scopes[i].hash as usize) % self.scope_index.len();
-        for _ in 0..self.scope_index.len() {
-            match self.scope_index[pos] {
-                0 => return,
-                e if e as usize == i + 1 => {
-                    let scopes = &self.scopes;
-                    let slots = self.scope_index.len();
-                    shift_delete(self.scope_index, pos, |e| {
-                        (*e != 0).then(|| (scopes[*e as usize - 1].hash as usize) % slots)
-                    });
-                    return;
-                }
-                _ => pos = (pos + 1) % self.scope_index.len(),
-            }
+        let n = self.scope_index.len();
+        let me = i as u32 + 1;
+        let at = probe::find(
+            self.scope_index,
+            probe::home(self.scopes[i].hash, n),
+            n,
+            |e| match *e {
+                0 => Look::Empty,
+                e if e == me => Look::Same,
+                _ => Look::Other,
+            },
+        );
+        if let Probe::Found(pos) = at {
+            let scopes = &self.scopes;
+            shift_delete(self.scope_index, pos, |e| {
+                (*e != 0).then(|| probe::home(scopes[*e as usize - 1].hash, n))
+            });
         }
     }
 
@@ -234,7 +221,7 @@ impl Shared<'_> {
                 && s.tenant == tenant
                 && s.application == app
         });
-        if let Ok(pos) = found {
+        if let Some(pos) = found {
             let i = self.scope_index[pos] as usize - 1;
             self.touch_scope(i);
             return Some(i as u32);
@@ -259,9 +246,10 @@ impl Shared<'_> {
         };
         self.index_insert(i);
         if session {
-            let r = self.role_slot(role);
-            self.roles[r].count += 1;
-            self.push_front(List::Role(r), i);
+            if let Some(r) = self.role_slot(role) {
+                self.roles[r].count += 1;
+                self.push_front(List::Role(r), i);
+            }
             self.push_front(List::All, i);
         }
         Some(i as u32)
@@ -286,7 +274,7 @@ impl Shared<'_> {
         if s.origin != Origin::Session as u32 || self.lru_head == i as u32 + 1 {
             return;
         }
-        let Ok(r) = self.role_find(s.role) else {
+        let Probe::Found(r) = self.role_find(s.role) else {
             return;
         };
         self.unlink(List::All, i);
@@ -322,7 +310,7 @@ impl Shared<'_> {
     /// A slot for a new scope (of `role` for a session scope).
     fn free_slot(&mut self, role: Option<u32>) -> Option<usize> {
         if let Some(role) = role {
-            if let Ok(r) = self.role_find(role) {
+            if let Probe::Found(r) = self.role_find(role) {
                 if self.roles[r].count as usize >= Capacities::per_role(self.scopes.len()) {
                     let v = self.victim(List::Role(r))?;
                     if let Some(i) = self.evict(v) {
@@ -351,7 +339,7 @@ impl Shared<'_> {
         self.counters.scopes_evicted = self.counters.scopes_evicted.saturating_add(1);
         let old = self.scopes[v];
         self.unlink(List::All, v);
-        if let Ok(r) = self.role_find(old.role) {
+        if let Probe::Found(r) = self.role_find(old.role) {
             self.unlink(List::Role(r), v);
             self.roles[r].count = self.roles[r].count.saturating_sub(1);
             if self.roles[r].count == 0 {
@@ -368,7 +356,7 @@ impl Shared<'_> {
             s.origin == Origin::Evicted as u32 && s.database == old.database
         });
         match found {
-            Ok(pos) => {
+            Some(pos) => {
                 let e = &mut self.scopes[self.scope_index[pos] as usize - 1];
                 e.totals.add(&old.totals);
                 e.transactions = e.transactions.saturating_add(old.transactions);
@@ -378,7 +366,7 @@ impl Shared<'_> {
                 };
                 Some(v)
             }
-            Err(_) => {
+            None => {
                 self.scopes[v] = Scope {
                     origin: Origin::Evicted as u32,
                     database: old.database,
@@ -429,18 +417,6 @@ mod tests {
             bytes: b,
             fpi_bytes: 0,
         }
-    }
-
-    #[test]
-    fn shift_delete_keeps_probe_chains() {
-        // Home of a value: value % 8; 0 is empty. 9 and 17 probe past 1.
-        let mut t = [0u32, 1, 9, 17, 4, 0, 0, 0];
-        shift_delete(&mut t, 1, |v| (*v != 0).then_some(*v as usize % 8));
-        assert_eq!(t, [0, 9, 17, 0, 4, 0, 0, 0]);
-        // A chain that wraps: 7 at home 7, 15 and 23 at 0 and 1.
-        let mut t = [15u32, 23, 0, 0, 0, 0, 0, 7];
-        shift_delete(&mut t, 7, |v| (*v != 0).then_some(*v as usize % 8));
-        assert_eq!(t, [23, 0, 0, 0, 0, 0, 0, 15]);
     }
 
     #[test]
@@ -530,7 +506,10 @@ mod tests {
         assert!(s.scopes.iter().any(|x| x.application.as_str() == "app50"));
         assert_eq!(s.scopes[other as usize].application.as_str(), "keep");
         assert_eq!(
-            s.roles[s.role_find(9).unwrap()].count as usize,
+            match s.role_find(9) {
+                Probe::Found(r) => s.roles[r].count as usize,
+                other => panic!("role 9 has no slot: {other:?}"),
+            },
             MAX_SCOPES_PER_ROLE
         );
     }

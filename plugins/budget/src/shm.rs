@@ -21,6 +21,7 @@
 use crate::bucket::{Action, Bucket};
 pub use crate::capacity::Capacities;
 use crate::policy::{Mode, Policy, PolicyError, ScopeKind, Who, NAME_BYTES};
+use crate::probe::{self, Look, Probe};
 use std::ops::{Deref, DerefMut};
 
 /// Session scopes one role keeps at most, whatever `budget.max_scopes` (a role keeps an
@@ -827,6 +828,15 @@ pub fn shared<R>(
     host.with_shared_tables::<Header, _>(|h, t| SharedRef::carve(h, t).map(|s| f(&s)))?
 }
 
+/// Slots a profile lookup looks at from its home: when all are taken, the least
+/// recently updated of them gives its place.
+const PROFILE_PROBES: usize = 64;
+
+/// The hash of a profile's key.
+fn profile_hash(class: u32, query_id: u64, scope: u32) -> u64 {
+    mix(query_id ^ ((class as u64) << 56) ^ ((scope as u64) << 24))
+}
+
 pub(crate) fn mix(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -891,16 +901,17 @@ impl Shared<'_> {
         }
     }
 
-    fn xid_slot(&self, xid: u32) -> Result<usize, usize> {
-        let mut i = (mix(xid as u64) as usize) % MAX_XIDS;
-        for _ in 0..MAX_XIDS {
-            match self.xids[i].xid {
-                0 => return Err(i),
-                x if x == xid => return Ok(i),
-                _ => i = (i + 1) % MAX_XIDS,
-            }
-        }
-        Err(usize::MAX)
+    fn xid_slot(&self, xid: u32) -> Probe {
+        probe::find(
+            &self.xids,
+            probe::home(mix(xid as u64), MAX_XIDS),
+            MAX_XIDS,
+            |e: &XidEntry| match e.xid {
+                0 => Look::Empty,
+                x if x == xid => Look::Same,
+                _ => Look::Other,
+            },
+        )
     }
 
     /// Maps `xid` to `scope` and the policy of that scope (a later publication of the
@@ -923,14 +934,16 @@ impl Shared<'_> {
         if xid == 0 {
             return true;
         }
-        if (self.n_xids as usize) >= MAX_XIDS * 3 / 4 && self.xid_slot(xid).is_err() {
+        if (self.n_xids as usize) >= MAX_XIDS * 3 / 4
+            && !matches!(self.xid_slot(xid), Probe::Found(_))
+        {
             // Running transactions come first: make room by dropping the entry of
             // the transaction that ended first.
             self.retire_ended_xids(0, 1);
         }
         match self.xid_slot(xid) {
-            Ok(_) => true,
-            Err(i) if i != usize::MAX && (self.n_xids as usize) < MAX_XIDS * 3 / 4 => {
+            Probe::Found(_) => true,
+            Probe::Vacant(i) if (self.n_xids as usize) < MAX_XIDS * 3 / 4 => {
                 self.xids[i] = XidEntry {
                     xid,
                     scope,
@@ -945,7 +958,7 @@ impl Shared<'_> {
                 }
                 true
             }
-            Err(_) => {
+            Probe::Vacant(_) | Probe::Full => {
                 self.counters.xid_map_full = self.counters.xid_map_full.saturating_add(1);
                 false
             }
@@ -962,7 +975,10 @@ impl Shared<'_> {
         if xid == 0 {
             return None;
         }
-        self.xid_slot(xid).ok().map(|i| self.xids[i])
+        match self.xid_slot(xid) {
+            Probe::Found(i) => Some(self.xids[i]),
+            Probe::Vacant(_) | Probe::Full => None,
+        }
     }
 
     /// The walker side read the end of `xid` (the last record read then ends at
@@ -970,7 +986,7 @@ impl Shared<'_> {
     /// a snapshot covers `lsn` ([`Shared::retire_ended_xids`]) or a running
     /// transaction needs its place. The scope no longer waits for it.
     pub fn end_xid(&mut self, xid: u32, lsn: u64) {
-        let Ok(i) = self.xid_slot(xid) else {
+        let Probe::Found(i) = self.xid_slot(xid) else {
             return;
         };
         if self.xids[i].ended_lsn != 0 {
@@ -1013,7 +1029,7 @@ impl Shared<'_> {
 
     /// Removes `xid` (backward-shift deletion keeps every probe chain intact).
     pub fn unmap_xid(&mut self, xid: u32) {
-        let Ok(hole) = self.xid_slot(xid) else {
+        let Probe::Found(hole) = self.xid_slot(xid) else {
             return;
         };
         let e = self.xids[hole];
@@ -1025,8 +1041,8 @@ impl Shared<'_> {
             self.n_ended_xids = self.n_ended_xids.saturating_sub(1);
         }
         self.n_xids = self.n_xids.saturating_sub(1);
-        crate::scope_table::shift_delete(&mut self.xids, hole, |e| {
-            (e.xid != 0).then(|| (mix(e.xid as u64) as usize) % MAX_XIDS)
+        probe::shift_delete(&mut self.xids, hole, |e| {
+            (e.xid != 0).then(|| probe::home(mix(e.xid as u64), MAX_XIDS))
         });
     }
 
@@ -1283,10 +1299,9 @@ impl Shared<'_> {
     /// or when the probe chain is full over its least recently used profile).
     fn profile_entry(&mut self, class: u32, query_id: u64, scope: u32, tag: u64) -> Option<usize> {
         let slot = match self.profile_slot(class, query_id, scope) {
-            Ok(i) if self.profiles[i].scope_tag == tag => return Some(i),
-            Ok(i) => i,
-            Err(Some(i)) => i,
-            Err(None) => self.least_recent_profile(class, query_id, scope)?,
+            Probe::Found(i) if self.profiles[i].scope_tag == tag => return Some(i),
+            Probe::Found(i) | Probe::Vacant(i) => i,
+            Probe::Full => self.least_recent_profile(class, query_id, scope)?,
         };
         self.profiles[slot] = Profile {
             used: 1,
@@ -1301,11 +1316,13 @@ impl Shared<'_> {
 
     /// The least recently updated profile of the (full) probe chain of the key.
     fn least_recent_profile(&self, class: u32, query_id: u64, scope: u32) -> Option<usize> {
-        let h = mix(query_id ^ ((class as u64) << 56) ^ ((scope as u64) << 24));
-        let start = (h as usize) % self.profiles.len();
-        (0..64)
-            .map(|k| (start + k) % self.profiles.len())
-            .min_by_key(|i| self.profiles[*i].last_micros)
+        let n = self.profiles.len();
+        probe::chain(
+            probe::home(profile_hash(class, query_id, scope), n),
+            n,
+            PROFILE_PROBES,
+        )
+        .min_by_key(|i| self.profiles[*i].last_micros)
     }
 
     /// Puts back a saved profile (`scope` is the scope index + 1, 0 for every scope)
@@ -1313,12 +1330,12 @@ impl Shared<'_> {
     /// started, so newer). False when it did not fit.
     pub fn restore_profile(&mut self, p: &Profile) -> bool {
         let tag = self.scope_tag(p.scope);
-        if matches!(self.profile_slot(p.class, p.query_id, p.scope), Ok(i) if self.profiles[i].scope_tag == tag)
+        if matches!(self.profile_slot(p.class, p.query_id, p.scope), Probe::Found(i) if self.profiles[i].scope_tag == tag)
         {
             return true;
         }
         match self.profile_slot(p.class, p.query_id, p.scope) {
-            Ok(i) | Err(Some(i)) => {
+            Probe::Found(i) | Probe::Vacant(i) => {
                 self.profiles[i] = Profile {
                     used: 1,
                     scope_tag: tag,
@@ -1326,7 +1343,7 @@ impl Shared<'_> {
                 };
                 true
             }
-            Err(None) => false,
+            Probe::Full => false,
         }
     }
 
@@ -1373,20 +1390,18 @@ impl Shared<'_> {
 }
 
 impl SharedRef<'_> {
-    fn profile_slot(&self, class: u32, query_id: u64, scope: u32) -> Result<usize, Option<usize>> {
-        let h = mix(query_id ^ ((class as u64) << 56) ^ ((scope as u64) << 24));
-        let mut i = (h as usize) % self.profiles.len();
-        for _ in 0..64 {
-            let p = &self.profiles[i];
+    fn profile_slot(&self, class: u32, query_id: u64, scope: u32) -> Probe {
+        let n = self.profiles.len();
+        let h = probe::home(profile_hash(class, query_id, scope), n);
+        probe::find(self.profiles, h, PROFILE_PROBES, |p| {
             if p.used == 0 {
-                return Err(Some(i));
+                Look::Empty
+            } else if p.class == class && p.query_id == query_id && p.scope == scope {
+                Look::Same
+            } else {
+                Look::Other
             }
-            if p.class == class && p.query_id == query_id && p.scope == scope {
-                return Ok(i);
-            }
-            i = (i + 1) % self.profiles.len();
-        }
-        Err(None)
+        })
     }
 
     /// Who the scope in slot `scope - 1` is, as a number (0 for `scope` 0, every
@@ -1425,7 +1440,7 @@ impl SharedRef<'_> {
             if i == 0 && (q == 0 || !use_query) {
                 continue;
             }
-            if let Ok(slot) = self.profile_slot(class, q, s) {
+            if let Probe::Found(slot) = self.profile_slot(class, q, s) {
                 if self.profiles[slot].scope_tag == self.scope_tag(s) {
                     return cfg.capped(self.profiles[slot].avg_bytes);
                 }
@@ -1447,9 +1462,11 @@ impl SharedRef<'_> {
             .into_iter()
             .chain([0])
             .find_map(|q| {
-                self.profile_slot(class, q, scope + 1)
-                    .ok()
-                    .filter(|i| self.profiles[*i].scope_tag == tag)
+                match self.profile_slot(class, q, scope + 1) {
+                    Probe::Found(i) => Some(i),
+                    Probe::Vacant(_) | Probe::Full => None,
+                }
+                .filter(|i| self.profiles[*i].scope_tag == tag)
             })
             .map_or(0.0, |slot| self.profiles[slot].avg_bytes);
         cfg.capped(found)
@@ -1477,7 +1494,7 @@ impl Shared<'_> {
         self.view().profile_is_current(p)
     }
 
-    fn profile_slot(&self, class: u32, query_id: u64, scope: u32) -> Result<usize, Option<usize>> {
+    fn profile_slot(&self, class: u32, query_id: u64, scope: u32) -> Probe {
         self.view().profile_slot(class, query_id, scope)
     }
 
