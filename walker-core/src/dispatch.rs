@@ -351,7 +351,7 @@ fn save_lane(slot: &'static PluginSlot, cfg: &SnapshotConfig) -> bool {
             let m = e.to_string();
             shared.errors.fetch_add(1, Ordering::Relaxed);
             shared.last_error.set(&m);
-            crate::host_api::queue_log(crate::host_api::LogLine {
+            slot.host().queue_log(crate::host_api::LogLine {
                 plugin: slot.name.clone(),
                 level: walker_abi::WalkerLogLevel::WARNING,
                 message: m,

@@ -8,6 +8,7 @@ use crate::registry::PluginSlot;
 use crate::settings::{Setting, SettingDef, SettingKind, Storage, Value};
 use crate::shared::RwSpinLock;
 use std::ffi::{c_char, c_void, CStr};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock, RwLock};
 use walker_abi::sdk::c_str;
 use walker_abi::*;
@@ -15,13 +16,6 @@ use walker_abi::*;
 /// Defines a setting in the server (installed by the host; runs on the main thread
 /// during `init`).
 pub type Definer = fn(&SettingDef, Storage) -> Result<(), String>;
-
-static DEFINER: OnceLock<Definer> = OnceLock::new();
-
-/// Installs the server-side setting definer.
-pub fn set_definer(d: Definer) {
-    let _ = DEFINER.set(d);
-}
 
 /// A message a plugin logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,44 +36,129 @@ struct LogQueue {
     dropped: u64,
 }
 
-static LOG_QUEUE: Mutex<LogQueue> = Mutex::new(LogQueue {
-    lines: Vec::new(),
-    dropped: 0,
-});
+/// What the host that runs the plugins gives them, in one place: how settings are
+/// defined, where logged lines wait, the resource-manager names, the server version,
+/// and why service requests fail when nothing takes them. Each plugin slot points to
+/// its host's context ([`PluginSlot::host`]); a process has one, [`PROCESS_HOST`]
+/// (the server's processes, or `pg_walker`), and tests make their own.
+pub struct HostContext {
+    definer: OnceLock<Definer>,
+    log: Mutex<LogQueue>,
+    rmgr_names: RwLock<Vec<Option<String>>>,
+    server_version: AtomicU32,
+    no_services: OnceLock<&'static str>,
+}
 
-/// Queues a log line (any thread).
-pub fn queue_log(line: LogLine) {
-    let mut q = LOG_QUEUE.lock().unwrap_or_else(|e| e.into_inner());
-    if q.lines.len() >= LOG_QUEUE_CAPACITY {
-        q.lines.remove(0);
-        q.dropped = q.dropped.saturating_add(1);
+impl HostContext {
+    /// A context with nothing installed yet.
+    pub const fn new() -> HostContext {
+        HostContext {
+            definer: OnceLock::new(),
+            log: Mutex::new(LogQueue {
+                lines: Vec::new(),
+                dropped: 0,
+            }),
+            rmgr_names: RwLock::new(Vec::new()),
+            server_version: AtomicU32::new(0),
+            no_services: OnceLock::new(),
+        }
     }
-    q.lines.push(line);
+
+    /// Installs the setting definer (once; later calls change nothing).
+    pub fn set_definer(&self, d: Definer) {
+        let _ = self.definer.set(d);
+    }
+
+    /// Queues a log line (any thread).
+    pub fn queue_log(&self, line: LogLine) {
+        let mut q = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if q.lines.len() >= LOG_QUEUE_CAPACITY {
+            q.lines.remove(0);
+            q.dropped = q.dropped.saturating_add(1);
+        }
+        q.lines.push(line);
+    }
+
+    /// Takes the queued lines and the count of lines dropped since the last call.
+    pub fn drain_logs(&self) -> (Vec<LogLine>, u64) {
+        let mut q = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let dropped = std::mem::take(&mut q.dropped);
+        (std::mem::take(&mut q.lines), dropped)
+    }
+
+    /// Sets the resource-manager names.
+    pub fn set_rmgr_names(&self, names: Vec<Option<String>>) {
+        *self.rmgr_names.write().unwrap_or_else(|e| e.into_inner()) = names;
+    }
+
+    /// Name of `rmid`, when known.
+    pub fn rmgr_name_of(&self, rmid: u8) -> Option<String> {
+        self.rmgr_names
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(rmid as usize)
+            .cloned()
+            .flatten()
+    }
+
+    /// Records the server's `PG_VERSION_NUM`.
+    pub fn set_server_version(&self, v: u32) {
+        self.server_version.store(v, Ordering::Relaxed);
+    }
+
+    /// The recorded `PG_VERSION_NUM` (0 before the host set it).
+    pub fn server_version(&self) -> u32 {
+        self.server_version.load(Ordering::Relaxed)
+    }
+
+    /// Sets what `request_service` tells a plugin when there is no services queue
+    /// (once; the default says walker is not preloaded).
+    pub fn set_no_services_reason(&self, why: &'static str) {
+        let _ = self.no_services.set(why);
+    }
+
+    fn no_services_reason(&self) -> &'static str {
+        self.no_services
+            .get()
+            .copied()
+            .unwrap_or("service requests need walker in shared_preload_libraries")
+    }
 }
 
-/// Takes the queued lines and the count of lines dropped since the last call
-/// (main thread: it writes them to the server log).
+impl Default for HostContext {
+    fn default() -> Self {
+        HostContext::new()
+    }
+}
+
+/// This process's host context: every plugin slot's unless a test gives it another.
+pub static PROCESS_HOST: HostContext = HostContext::new();
+
+/// Installs the server-side setting definer in [`PROCESS_HOST`].
+pub fn set_definer(d: Definer) {
+    PROCESS_HOST.set_definer(d);
+}
+
+/// Queues a log line in [`PROCESS_HOST`] (any thread).
+pub fn queue_log(line: LogLine) {
+    PROCESS_HOST.queue_log(line);
+}
+
+/// Takes [`PROCESS_HOST`]'s queued lines and the count of lines dropped since the last
+/// call (main thread: it writes them to the server log).
 pub fn drain_logs() -> (Vec<LogLine>, u64) {
-    let mut q = LOG_QUEUE.lock().unwrap_or_else(|e| e.into_inner());
-    let dropped = std::mem::take(&mut q.dropped);
-    (std::mem::take(&mut q.lines), dropped)
+    PROCESS_HOST.drain_logs()
 }
 
-static RMGR_NAMES: RwLock<Vec<Option<String>>> = RwLock::new(Vec::new());
-
-/// Sets the resource-manager names (the host reads them from the server on its main thread).
+/// Sets [`PROCESS_HOST`]'s resource-manager names (the host reads them from the server
+/// on its main thread).
 pub fn set_rmgr_names(names: Vec<Option<String>>) {
-    *RMGR_NAMES.write().unwrap_or_else(|e| e.into_inner()) = names;
+    PROCESS_HOST.set_rmgr_names(names);
 }
 
-/// Name of `rmid`, when known.
+/// Name of `rmid` in [`PROCESS_HOST`], when known.
 pub fn rmgr_name_of(rmid: u8) -> Option<String> {
-    RMGR_NAMES
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(rmid as usize)
-        .cloned()
-        .flatten()
+    PROCESS_HOST.rmgr_name_of(rmid)
 }
 
 /// Copies `s` into a caller's buffer; `INVALID` when it does not fit.
@@ -143,8 +222,9 @@ unsafe extern "C" fn api_log(
 ) {
     // SAFETY: handles come from the host; `msg` is valid for `len` per the ABI.
     let (slot, message) = unsafe { (PluginSlot::from_handle(plugin), str_from(msg, len)) };
+    let host = slot.map_or(&PROCESS_HOST, |s| s.host());
     let plugin = slot.map(|s| s.name.clone()).unwrap_or_else(|| "?".into());
-    queue_log(LogLine {
+    host.queue_log(LogLine {
         plugin,
         level,
         message,
@@ -204,7 +284,7 @@ pub fn report_lock_failure(slot: &PluginSlot, e: &LockError) {
         sh.lock_reported_at
             .store(now, std::sync::atomic::Ordering::Relaxed);
     }
-    queue_log(LogLine {
+    slot.host().queue_log(LogLine {
         plugin: slot.name.clone(),
         level: WalkerLogLevel::WARNING,
         message: msg,
@@ -292,7 +372,7 @@ unsafe fn define(
         Err(e) => return fail(e.to_string()),
     };
     let setting: &'static Setting = Box::leak(Box::new(Setting::new(def)));
-    if let Some(definer) = DEFINER.get() {
+    if let Some(definer) = slot.host().definer.get() {
         if let Err(e) = definer(&setting.def, setting.storage()) {
             return fail(
                 crate::settings::SettingError::Server(setting.def.full_name.clone(), e).to_string(),
@@ -468,15 +548,14 @@ unsafe extern "C" fn api_get_string(
 
 pub use crate::clock::now_micros;
 
-static SERVER_VERSION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// Records the server's `PG_VERSION_NUM` (the host, at load).
+/// Records the server's `PG_VERSION_NUM` in [`PROCESS_HOST`] (the host, at load).
 pub fn set_server_version(v: u32) {
-    SERVER_VERSION.store(v, std::sync::atomic::Ordering::Relaxed);
+    PROCESS_HOST.set_server_version(v);
 }
 
+// The ABI's function has no plugin handle: the process's host answers.
 unsafe extern "C" fn api_server_version_num() -> u32 {
-    SERVER_VERSION.load(std::sync::atomic::Ordering::Relaxed)
+    PROCESS_HOST.server_version()
 }
 
 unsafe extern "C" fn api_now_micros() -> i64 {
@@ -489,7 +568,8 @@ unsafe extern "C" fn api_rmgr_name(
     cap: usize,
     len_out: *mut usize,
 ) -> WalkerStatus {
-    match rmgr_name_of(rmid) {
+    // The ABI's function has no plugin handle: the process's host answers.
+    match PROCESS_HOST.rmgr_name_of(rmid) {
         // SAFETY: ABI contract on `buf`/`len_out`.
         Some(n) => unsafe { copy_out(&n, buf, cap, len_out) },
         None => WalkerStatus::NOT_FOUND,
@@ -581,13 +661,7 @@ unsafe extern "C" fn api_request_service(
         )
     };
     let Some(services) = crate::services::get() else {
-        slot.set_pending_error(
-            NO_SERVICES
-                .get()
-                .copied()
-                .unwrap_or("service requests need walker in shared_preload_libraries")
-                .into(),
-        );
+        slot.set_pending_error(slot.host().no_services_reason().into());
         return WalkerStatus::ERROR;
     };
     match services.submit(slot.index as u32, req.kind, &name, &value, now_micros()) {
@@ -600,7 +674,7 @@ unsafe extern "C" fn api_request_service(
         }
         Err(e) => {
             let invalid = !matches!(e, crate::services::ServiceError::Full);
-            queue_log(LogLine {
+            slot.host().queue_log(LogLine {
                 plugin: slot.name.clone(),
                 level: WalkerLogLevel::WARNING,
                 message: format!("service request refused: {e}"),
@@ -615,12 +689,11 @@ unsafe extern "C" fn api_request_service(
     }
 }
 
-static NO_SERVICES: OnceLock<&'static str> = OnceLock::new();
-
-/// Sets what `request_service` tells a plugin when this process has no services queue
-/// (a host without a server says why; the default says walker is not preloaded).
+/// Sets what `request_service` tells a plugin of [`PROCESS_HOST`] when this process has
+/// no services queue (a host without a server says why; the default says walker is not
+/// preloaded).
 pub fn set_no_services_reason(why: &'static str) {
-    let _ = NO_SERVICES.set(why);
+    PROCESS_HOST.set_no_services_reason(why);
 }
 
 /// The reason a request fails when no services worker takes it.
@@ -753,18 +826,70 @@ mod tests {
 
     #[test]
     fn log_queue_is_bounded() {
+        let host = HostContext::new();
         for i in 0..LOG_QUEUE_CAPACITY + 5 {
-            queue_log(LogLine {
+            host.queue_log(LogLine {
                 plugin: "p".into(),
                 level: WalkerLogLevel::INFO,
                 message: i.to_string(),
             });
         }
-        let (lines, dropped) = drain_logs();
+        let (lines, dropped) = host.drain_logs();
         assert_eq!(lines.len(), LOG_QUEUE_CAPACITY);
         assert_eq!(dropped, 5);
         assert_eq!(lines[0].message, "5");
-        assert!(drain_logs().0.is_empty());
+        assert!(host.drain_logs().0.is_empty());
+    }
+
+    fn refuse(def: &SettingDef, _: Storage) -> Result<(), String> {
+        Err(format!("{} refused", def.full_name))
+    }
+
+    #[test]
+    fn a_plugin_logs_and_defines_through_its_own_host() {
+        let host: &'static HostContext = Box::leak(Box::new(HostContext::new()));
+        host.set_definer(refuse);
+        host.set_no_services_reason("no server here");
+        let slot: &'static PluginSlot = Box::leak(Box::new(
+            PluginSlot::new(0, "own", None, None, Vec::new(), "1".into(), None).in_host(host),
+        ));
+        let msg = "hello";
+        // SAFETY: a slot's handle and a message valid for its length.
+        unsafe { api_log(slot.handle(), WalkerLogLevel::INFO, msg.as_ptr(), msg.len()) };
+        let (lines, _) = host.drain_logs();
+        assert_eq!(
+            lines,
+            vec![LogLine {
+                plugin: "own".into(),
+                level: WalkerLogLevel::INFO,
+                message: "hello".into()
+            }]
+        );
+        assert!(
+            !PROCESS_HOST
+                .drain_logs()
+                .0
+                .iter()
+                .any(|l| l.plugin == "own"),
+            "nothing reached the process's queue"
+        );
+        // Its host's definer answers (and refuses) the definition.
+        slot.set_initialising(true);
+        // SAFETY: a slot's handle and NUL-terminated strings.
+        let st = unsafe {
+            api_define_bool(
+                slot.handle(),
+                c"flag".as_ptr(),
+                c"a flag".as_ptr(),
+                false,
+                WalkerSettingContext::SIGHUP,
+            )
+        };
+        slot.set_initialising(false);
+        let err = slot.check(st, "init").unwrap_err();
+        assert!(err.contains("own.flag refused"), "{err}");
+        assert_eq!(host.no_services_reason(), "no server here");
+        assert_ne!(PROCESS_HOST.no_services_reason(), "no server here");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The process-local list of plugins: one slot per `walker.plugins` entry, created in
 //! the postmaster and inherited by every server process it forks.
 
+use crate::host_api::{HostContext, PROCESS_HOST};
 use crate::negotiate::{FunctionInfo, ViewInfo};
 use crate::settings::Setting;
 use crate::shared::{PluginShared, PluginState, RegionHeader};
@@ -44,6 +45,8 @@ pub struct PluginSlot {
     settings: Mutex<Vec<&'static Setting>>,
     /// [`crate::settings::assignments`] when the settings were last refreshed.
     refreshed_at: AtomicU64,
+    /// The host that runs it.
+    host: &'static HostContext,
     _library: Option<libloading::Library>,
 }
 
@@ -99,6 +102,7 @@ impl PluginSlot {
             pending_error: Mutex::new(None),
             settings: Mutex::new(Vec::new()),
             refreshed_at: AtomicU64::new(0),
+            host: &PROCESS_HOST,
             _library: library,
         }
     }
@@ -133,6 +137,18 @@ impl PluginSlot {
     pub unsafe fn from_handle(h: *mut WalkerPlugin) -> Option<&'static PluginSlot> {
         // SAFETY: handles are addresses of leaked, never-freed slots.
         unsafe { (h as *const PluginSlot).as_ref() }
+    }
+
+    /// The context of the host that runs this plugin.
+    pub fn host(&self) -> &'static HostContext {
+        self.host
+    }
+
+    /// Runs this plugin in `host` instead of the process's (tests: each its own log
+    /// queue, definer and names). Only before it is registered or initialised.
+    pub fn in_host(mut self, host: &'static HostContext) -> PluginSlot {
+        self.host = host;
+        self
     }
 
     /// The load or init error, when the plugin is unusable.
@@ -199,6 +215,12 @@ impl PluginSlot {
     /// True while `init` runs (settings may be defined only then).
     pub fn initialising(&self) -> bool {
         self.initialising.load(Ordering::SeqCst)
+    }
+
+    /// Marks the slot as inside `init` or not (tests that call the host API directly).
+    #[cfg(test)]
+    pub(crate) fn set_initialising(&self, on: bool) {
+        self.initialising.store(on, Ordering::SeqCst);
     }
 
     /// Stores the message a callback reports with `set_error`.
