@@ -12,6 +12,7 @@ pub mod crash;
 pub mod dispatch;
 pub mod functions;
 pub mod host_api;
+pub mod host_context;
 pub mod loader;
 pub mod local;
 pub mod locks;

@@ -1,7 +1,7 @@
 //! The process-local list of plugins: one slot per `walker.plugins` entry, created in
 //! the postmaster and inherited by every server process it forks.
 
-use crate::host_api::{HostContext, PROCESS_HOST};
+use crate::host_context::{HostContext, PROCESS_HOST};
 use crate::negotiate::{FunctionInfo, ViewInfo};
 use crate::settings::Setting;
 use crate::shared::{PluginShared, PluginState, RegionHeader};
