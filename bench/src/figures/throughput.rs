@@ -242,6 +242,84 @@ fn waldump(b: &Backlog) -> Result<(f64, u64), String> {
     Ok((secs, records))
 }
 
+/// The plugins `pg_walker` walks the backlog with (issue 19's figure: against
+/// `pg_waldump --stats` over the same files).
+pub const PG_WALKER_PLUGINS: &str = "rmgr_stats";
+
+/// The `pg_walker` binary the bench runs (`WALKER_PG_WALKER`, set by `./walker bench`),
+/// when there is one.
+fn pg_walker_binary() -> Option<std::path::PathBuf> {
+    std::env::var_os("WALKER_PG_WALKER")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_file())
+}
+
+/// `pg_walker walk` over the stopped backlog cluster's `pg_wal` from START to END with
+/// [`PG_WALKER_PLUGINS`], in a fresh state directory (so it walks it all): seconds.
+/// Then its rmgr_stats totals must count the same records as `pg_waldump`.
+fn pg_walker_walk(bin: &std::path::Path, b: &Backlog, records: u64) -> Result<f64, String> {
+    let state = b
+        .source
+        .data_dir()
+        .with_file_name(format!("pg_walker-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut cmd = Command::new(bin);
+    cmd.arg("walk")
+        .arg("--wal-dir")
+        .arg(b.source.data_dir().join("pg_wal"))
+        .args([
+            "--start",
+            &lsn::format(b.start),
+            "--end",
+            &lsn::format(b.end),
+        ])
+        .args(["--plugins", PG_WALKER_PLUGINS])
+        .arg("--plugin-dir")
+        .arg(pkglibdir()?)
+        .arg("--state-dir")
+        .arg(&state);
+    let t0 = Instant::now();
+    process::run(cmd, "pg_walker walk", Duration::from_secs(600))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let mut show = Command::new(bin);
+    show.args(["show", "rmgr_stats", "rmgrs", "--format", "csv"])
+        .arg("--plugin-dir")
+        .arg(pkglibdir()?)
+        .arg("--state-dir")
+        .arg(&state);
+    let out = process::run(show, "pg_walker show", Duration::from_secs(60))?;
+    let _ = std::fs::remove_dir_all(&state);
+    let counted = count_column_sum(&out, "records")
+        .ok_or_else(|| format!("pg_walker show rmgr_stats printed no records column:\n{out}"))?;
+    if counted != records {
+        return Err(format!(
+            "pg_walker counted {counted} records over the backlog, pg_waldump {records}"
+        ));
+    }
+    Ok(secs)
+}
+
+/// The sum of column `name` of a CSV table with a header line.
+pub fn count_column_sum(csv: &str, name: &str) -> Option<u64> {
+    let mut lines = csv.lines();
+    let col = lines.next()?.split(',').position(|h| h.trim() == name)?;
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(',').nth(col)?.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// The server's plugin directory (`pg_config --pkglibdir`), where `./walker` installed
+/// the plugins.
+fn pkglibdir() -> Result<std::path::PathBuf, String> {
+    let mut cmd = Command::new(pg_bindir().join("pg_config"));
+    cmd.arg("--pkglibdir");
+    Ok(std::path::PathBuf::from(
+        process::run(cmd, "pg_config --pkglibdir", Duration::from_secs(30))?.trim(),
+    ))
+}
+
 /// `pg_get_wal_stats` over the backlog on a running copy: (seconds, records).
 fn walinspect(s: &mut Session, b: &Backlog) -> Result<(f64, u64), String> {
     let sql = format!(
@@ -280,11 +358,17 @@ pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
     // Each repetition runs every variant (the extra ones in the first EXTRA_REPS
     // repetitions) and both tools once; the order rotates by one place per repetition
     // so none always goes first.
-    let (dump_task, insp_task) = (variants.len(), variants.len() + 1);
+    let (dump_task, insp_task, walker_cli_task) =
+        (variants.len(), variants.len() + 1, variants.len() + 2);
+    let cli = pg_walker_binary();
+    let mut cli_t = Vec::new();
+    // pg_walker's check needs pg_waldump's count: its walk follows pg_waldump's first run.
+    let mut pending_cli = 0usize;
     for rep in 0..reps {
         let tasks: Vec<usize> = (0..variants.len())
             .filter(|&i| !variants[i].extra || rep < EXTRA_REPS)
             .chain([dump_task, insp_task])
+            .chain(cli.as_ref().map(|_| walker_cli_task))
             .collect();
         for k in 0..tasks.len() {
             match tasks[(k + rep) % tasks.len()] {
@@ -292,7 +376,18 @@ pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
                     let (t, n) = waldump(&b)?;
                     dump.push(t);
                     dump_records = n;
+                    if let Some(bin) = cli.as_ref() {
+                        for _ in 0..std::mem::take(&mut pending_cli) {
+                            cli_t.push(pg_walker_walk(bin, &b, dump_records)?);
+                        }
+                    }
                 }
+                i if i == walker_cli_task => match cli.as_ref() {
+                    Some(bin) if dump_records > 0 => {
+                        cli_t.push(pg_walker_walk(bin, &b, dump_records)?)
+                    }
+                    _ => pending_cli += 1,
+                },
                 i if i == insp_task => {
                     let (t, n) = walinspect(&mut insp, &b)?;
                     insp_t.push(t);
@@ -327,6 +422,10 @@ pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
     for (v, times) in variants.iter().zip(&walks) {
         add_rates(&v.name, times, dump_records);
     }
+    let cli_name = format!("pg_walker walk + {PG_WALKER_PLUGINS}");
+    if !cli_t.is_empty() {
+        add_rates(&cli_name, &cli_t, dump_records);
+    }
     add_rates("pg_waldump --stats", &dump, dump_records);
     add_rates("pg_get_wal_stats", &insp_t, insp_records);
     // Same byte range, so the throughput ratio is the inverse ratio of the times,
@@ -349,6 +448,14 @@ pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
             format!("{name} / pg_get_wal_stats"),
             "ratio",
             ratio(times, &insp_t),
+        ));
+    }
+    if !cli_t.is_empty() {
+        // Each pg_walker walk is paired with the pg_waldump run of its repetition.
+        metrics.push(Metric::new(
+            format!("{cli_name} / pg_waldump"),
+            "ratio",
+            ratio(&cli_t, &dump),
         ));
     }
 
@@ -378,6 +485,14 @@ pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
              A ratio is walker's throughput over the reference tool's, per repetition (> 1: \
              walker is faster). All WAL is in the page cache (copied or read just before)."
                 .to_string(),
+            format!(
+                "`pg_walker walk --plugins {PG_WALKER_PLUGINS}` (issue 19: the plugins outside \
+                 the server) reads the same files as pg_waldump (the stopped cluster's \
+                 `pg_wal`, `--start START --end END`), in a fresh state directory each time, \
+                 once per repetition; its time is the whole process (plugin loading included), \
+                 and its rmgr_stats totals must count pg_waldump's records. pg_walker needs at \
+                 least one plugin, so there is no pg_walker walk without one."
+            ),
             "Budget alone is the catch-up after a pause (issue 16 item 3): the backlog's \
              transactions ran while budget was not loaded, so none was published to it; on the \
              walk each one waits, ends unpublished and is settled to its database's \
@@ -418,6 +533,14 @@ pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_csv_column_is_summed_by_its_header() {
+        let csv = "rmgr_id,rmgr,records,record_bytes\n0,XLOG,12,300\n10,Heap,30,900\n\n";
+        assert_eq!(count_column_sum(csv, "records"), Some(42));
+        assert_eq!(count_column_sum(csv, "nope"), None);
+        assert_eq!(count_column_sum("records\n1\nx\n", "records"), None);
+    }
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
