@@ -126,6 +126,69 @@ fn every_release_has_an_update_path_to_the_current_version() {
     }
 }
 
+/// `releases/SHA256SUMS` as (file name, SHA-256 in hex), in `sha256sum`'s format.
+fn frozen_sums() -> BTreeMap<String, String> {
+    let path = sql_dir().join("releases").join("SHA256SUMS");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("cannot read {}: {e} (one `sha256sum walker--<version>.sql` line per release)", path.display())
+    });
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (sum, name) = l.split_once("  ").unwrap_or_else(|| {
+                panic!("{}: {l:?} is not a `sha256sum` line (<hex>  <file>)", path.display())
+            });
+            (name.to_string(), sum.to_string())
+        })
+        .collect()
+}
+
+/// The SHA-256 of `file`, by coreutils' `sha256sum` (nothing of walker's).
+fn sha256(file: &std::path::Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run sha256sum: {e} (install coreutils)"));
+    assert!(
+        out.status.success(),
+        "sha256sum {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn released_scripts_are_never_edited() {
+    let sums = frozen_sums();
+    let releases = releases();
+    for r in &releases {
+        let name = format!("walker--{r}.sql");
+        let want = sums.get(&name).unwrap_or_else(|| {
+            panic!(
+                "releases/{name} has no line in releases/SHA256SUMS: when freezing a release, add it (cd walker-host/sql/releases && sha256sum {name} >> SHA256SUMS)"
+            )
+        });
+        let got = sha256(&sql_dir().join("releases").join(&name));
+        assert_eq!(
+            &got, want,
+            "releases/{name} changed after its release (SHA-256 {got}, frozen as {want}): released scripts are frozen: add an upgrade script instead (walker-host/sql/upgrades/walker--<from>--<to>.sql, README \"Upgrades\") and restore the file (git checkout -- walker-host/sql/releases/{name})"
+        );
+    }
+    let stale: Vec<&String> = sums
+        .keys()
+        .filter(|n| !releases.iter().any(|r| format!("walker--{r}.sql") == **n))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "releases/SHA256SUMS names {stale:?}, which releases/ does not hold: a released script is never removed"
+    );
+}
+
 /// A cluster with the shipped plugins loaded.
 fn cluster(name: &str) -> Cluster {
     Cluster::builder(name)
