@@ -36,15 +36,22 @@ static ALLOCATOR: heap::Counting = heap::Counting;
 
 /// The plugin's SQL (ABI 1.3 `sql`, idempotent): `walker.garbagemap_vacuum_plan`,
 /// the action for each relation with dead items and its cost in blocks, beside
-/// `n_dead_tup` and autovacuum's threshold (`sql/vacuum_plan.sql`).
-pub const VACUUM_PLAN_SQL: &str = include_str!("../sql/vacuum_plan.sql");
+/// `n_dead_tup` and autovacuum's threshold (`sql/vacuum_plan.sql`); and
+/// `walker.garbagemap_svg`, each relation's heat map titled with its name
+/// (`sql/svg.sql`).
+pub const PLUGIN_SQL: &str = concat!(
+    include_str!("../sql/vacuum_plan.sql"),
+    include_str!("../sql/svg.sql")
+);
 
 /// Records between two publications while walking (a run of records publishes at
 /// its end once this many have passed).
 const PUBLISH_EVERY: u64 = 4096;
 
 /// The plugin. Its views are declared in `describe` in the order of
-/// [`published::VIEW_RELATIONS`] .. [`published::VIEW_SVG`].
+/// [`published::VIEW_RELATIONS`] .. [`published::VIEW_CUMULATIVE`]; the
+/// per-relation heat maps are the function `svg` (and the view over it in
+/// [`PLUGIN_SQL`], which names each relation).
 pub struct Garbagemap {
     /// Read from the settings in `shmem_init` (settings are not final during `init`).
     limits: Mutex<Limits>,
@@ -217,11 +224,6 @@ impl Plugin for Garbagemap {
                     ],
                 },
                 ViewDef {
-                    name: "svg",
-                    description: "an SVG heat map per relation: block ranges across, dead-tuple density as colour",
-                    columns: with_rel(&[("svg", T::TEXT)]),
-                },
-                ViewDef {
                     name: "cumulative",
                     description: "each relation's block ranges ranked by dead tuples, with the running share of its ranges and of its dead tuples (\"10% of the ranges hold 80% of the dead tuples\")",
                     columns: with_rel(&[
@@ -243,7 +245,7 @@ impl Plugin for Garbagemap {
                 access: walker_abi::WalkerAccess::MONITOR,
             }],
             backend_events: false,
-            sql: Some(VACUUM_PLAN_SQL),
+            sql: Some(PLUGIN_SQL),
             role: None,
         }
     }

@@ -23,10 +23,8 @@ pub const VIEW_HEATMAP: usize = 1;
 pub const VIEW_ADVICE: usize = 2;
 /// `status`.
 pub const VIEW_STATUS: usize = 3;
-/// `svg`.
-pub const VIEW_SVG: usize = 4;
 /// `cumulative`.
-pub const VIEW_CUMULATIVE: usize = 5;
+pub const VIEW_CUMULATIVE: usize = 4;
 
 /// One relation.
 #[repr(C)]
@@ -326,15 +324,6 @@ impl Published {
                     int(c.unpublished_ranges),
                 ]]
             }
-            VIEW_SVG => self
-                .rels()
-                .iter()
-                .map(|r| {
-                    let mut row = key(r.db, r.ts, r.rel);
-                    row.push(Cell::Text(self.svg_of(r, None)));
-                    row
-                })
-                .collect(),
             _ => Vec::new(),
         }
     }
@@ -674,14 +663,25 @@ mod tests {
         );
         let heat = p.rows(VIEW_HEATMAP);
         assert_eq!(heat.len(), 3);
-        let svg = p.rows(VIEW_SVG);
-        let Cell::Text(s) = &svg.iter().find(|r| r[2] == Cell::Int(100)).unwrap()[3] else {
-            panic!()
+        let (db, ts, rel) = (ra[0].clone(), ra[1].clone(), ra[2].clone());
+        let (Cell::Int(db), Cell::Int(ts), Cell::Int(rel)) = (db, ts, rel) else {
+            panic!("{ra:?}")
         };
+        let s = p.svg((db, ts, rel), Some("public.t")).unwrap();
         assert!(
             s.contains("blocks 20..25: 1 dead tuples, 0 dead line pointers"),
             "{s}"
         );
+        assert!(
+            s.contains("<title>public.t: dead tuples"),
+            "titled with the name given: {s}"
+        );
+        let unnamed = p.svg((db, ts, rel), None).unwrap();
+        assert!(
+            unnamed.contains(&format!("<title>relfilenode {rel} (database {db}): ")),
+            "{unnamed}"
+        );
+        assert_eq!(p.svg((db, ts, rel + 1), None), None);
     }
 }
 

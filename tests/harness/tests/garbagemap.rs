@@ -224,17 +224,32 @@ fn dead_tuples_per_range_equal_pageinspect() {
     assert!(advice[0][2].contains("dead tuples"), "{advice:?}");
     let svg = c.query_one("SELECT svg FROM walker.garbagemap_svg WHERE relation = 'big'::regclass");
     assert!(svg.starts_with("<svg") && svg.contains("<rect"), "{svg}");
+    // The view titles each picture with the relation's name as the catalog gives it
+    // (qualified: the view reads with an empty search_path), never its relfilenode.
+    assert!(
+        svg.contains(
+            "<title>public.big: dead tuples and dead line pointers per block range</title>"
+        ),
+        "the view's picture names the relation: {}",
+        &svg[..300.min(svg.len())]
+    );
     // The same heat map from the SQL function, by relation name, which titles it.
     let by_fn = c.query_one("SELECT walker.garbagemap_svg('{\"relation\": \"big\"}')");
-    let (filenode, db_oid) = (ids(&c, "postgres", "big").1, ids(&c, "postgres", "big").0);
     // The LSN the map is exact to may move between the two reads (the server writes
     // WAL of its own, e.g. running-transaction records); the rest must be equal.
     assert_eq!(
-        without_lsn(&by_fn.replace(
-            "big: ",
-            &format!("relfilenode {filenode} (database {db_oid}): ")
-        )),
+        without_lsn(&by_fn.replace("big: ", "public.big: ")),
         without_lsn(&svg)
+    );
+    // A relation of another database has no name here: its relfilenode and database.
+    let (o_db, o_rfn) = ids(&c, "other", "o");
+    let other = c.query_one(&format!(
+        "SELECT svg FROM walker.garbagemap_svg WHERE database = {o_db} AND relfilenode = {o_rfn} AND relation IS NULL"
+    ));
+    assert!(
+        other.contains(&format!("<title>relfilenode {o_rfn} (database {o_db}): ")),
+        "{}",
+        &other[..300.min(other.len())]
     );
     c.exec("CREATE TABLE untouched (v int)");
     let e = c
@@ -604,5 +619,168 @@ fn without_lsn(svg: &str) -> String {
             format!("{}{}", &svg[..start], &svg[end..])
         }
         None => svg.to_string(),
+    }
+}
+
+/// The fewest ranges holding 80% of `per_range`'s dead tuples (most first), as
+/// integers: k with 5 × (sum of the k largest) ≥ 4 × total.
+fn ranges_for_80pct(per_range: &[i64]) -> i64 {
+    let mut v = per_range.to_vec();
+    v.sort_unstable_by(|a, b| b.cmp(a));
+    let total: i64 = v.iter().sum();
+    let mut running = 0;
+    for (i, n) in v.iter().enumerate() {
+        running += n;
+        if running * 5 >= total * 4 {
+            return i as i64 + 1;
+        }
+    }
+    panic!("no dead tuples in {per_range:?}")
+}
+
+/// `part` of `whole` in percent, rounded half up to one decimal, as numeric prints it.
+fn pct(part: i64, whole: i64) -> String {
+    let tenths = (2000 * part + whole) / (2 * whole);
+    format!("{}.{}", tenths / 10, tenths % 10)
+}
+
+#[test]
+fn the_vacuum_plan_says_when_vacuum_reads_only_the_ranges_with_dead_tuples() {
+    let c = Cluster::builder("gmranges")
+        .plugins("garbagemap")
+        .autovacuum(false)
+        .conf("garbagemap.range_blocks", &RANGE.to_string())
+        .start();
+    c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_visibility;");
+    // An earlier garbagemap's plan had fewer columns: refresh_views() replaces its
+    // function and view (members of the extension) and they stay members.
+    c.exec(
+        "ALTER EXTENSION walker DROP VIEW walker.garbagemap_vacuum_plan;
+         ALTER EXTENSION walker DROP FUNCTION walker.garbagemap_vacuum_plan_rows();
+         DROP VIEW walker.garbagemap_vacuum_plan;
+         DROP FUNCTION walker.garbagemap_vacuum_plan_rows();
+         CREATE FUNCTION walker.garbagemap_vacuum_plan_rows() RETURNS TABLE (relation regclass, action text)
+             LANGUAGE sql AS 'SELECT NULL::regclass, NULL::text';
+         CREATE VIEW walker.garbagemap_vacuum_plan AS SELECT * FROM walker.garbagemap_vacuum_plan_rows();
+         ALTER EXTENSION walker ADD FUNCTION walker.garbagemap_vacuum_plan_rows();
+         ALTER EXTENSION walker ADD VIEW walker.garbagemap_vacuum_plan;",
+    );
+    c.query("SELECT walker.refresh_views()");
+    assert_eq!(
+        c.query_one(
+            "SELECT count(*) FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+             WHERE e.extname = 'walker' AND d.deptype = 'e'
+               AND (d.objid = 'walker.garbagemap_vacuum_plan'::regclass
+                    OR d.objid = 'walker.garbagemap_vacuum_plan_rows()'::regprocedure)"
+        ),
+        "2",
+        "the replaced plan's view and function belong to the extension"
+    );
+    // Three tables of 20,000 rows of about 130 bytes (about 330 blocks, 21 ranges of
+    // 16 blocks). `conc`: vacuumed (every block all-visible), then its first 1,500
+    // rows deleted: the dead tuples and the only blocks that are not all-visible sit
+    // in the first two ranges. `late`: the same deletes, never vacuumed: nothing is
+    // all-visible. `spread`: every tenth row deleted, never vacuumed.
+    for t in ["conc", "late", "spread"] {
+        c.exec(&format!(
+            "CREATE TABLE {t} (id int, pad text) WITH (fillfactor = 100);
+             INSERT INTO {t} SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g;"
+        ));
+    }
+    c.exec("VACUUM conc");
+    let doomed = [
+        ("conc", "id <= 1500"),
+        ("late", "id <= 1500"),
+        ("spread", "id % 10 = 0"),
+    ];
+    // The rows each delete kills per range, read from their ctids before it.
+    let mut dead_per_range = BTreeMap::new();
+    for (t, cond) in doomed {
+        let counts: Vec<i64> = c
+            .query(&format!(
+                "SELECT count(*) FROM {t} WHERE {cond} GROUP BY (ctid::text::point)[0]::bigint / {RANGE}"
+            ))
+            .iter()
+            .map(|r| r[0].parse().unwrap())
+            .collect();
+        dead_per_range.insert(t, counts);
+        c.exec(&format!("DELETE FROM {t} WHERE {cond}"));
+    }
+    wait_published(&c);
+    c.wait_until(
+        "n_dead_tup counts the deletes",
+        std::time::Duration::from_secs(60),
+        || {
+            c.query_one(
+                "SELECT count(*) FROM pg_stat_user_tables
+                 WHERE (relname, n_dead_tup) IN (('conc', 1500), ('late', 1500), ('spread', 2000))",
+            ) == "3"
+        },
+    );
+    let int = |sql: &str| -> i64 { c.query_one(sql).parse().unwrap() };
+    for (t, _) in doomed {
+        let blocks = int(&format!("SELECT pg_relation_size('{t}') / 8192"));
+        // What VACUUM reads: the blocks pg_visibility_map does not show all-visible,
+        // and the ranges they fall in.
+        let not_visible = int(&format!(
+            "SELECT count(*) FROM pg_visibility_map('{t}') WHERE NOT all_visible"
+        ));
+        let vacuum_ranges = int(&format!(
+            "SELECT count(DISTINCT blkno / {RANGE}) FROM pg_visibility_map('{t}') WHERE NOT all_visible"
+        ));
+        let ranges = (blocks + RANGE - 1) / RANGE;
+        let counts = &dead_per_range[t];
+        let top = ranges_for_80pct(counts);
+        let share = pct(not_visible, blocks);
+        let got = c
+            .query(&format!(
+                "SELECT action, ranges, dead_ranges, ranges_for_80pct, vacuum_ranges, vacuum_heap_blocks,
+                        vacuum_heap_pct, concentrated, n_dead_tup, range_advice
+                 FROM walker.garbagemap_vacuum_plan WHERE relation = '{t}'::regclass"
+            ))
+            .pop()
+            .unwrap_or_else(|| panic!("no plan for {t}"));
+        let want = [
+            "VACUUM".to_string(),
+            ranges.to_string(),
+            counts.len().to_string(),
+            top.to_string(),
+            vacuum_ranges.to_string(),
+            not_visible.to_string(),
+            share.clone(),
+            if top * 5 <= ranges { "t" } else { "f" }.to_string(),
+            counts.iter().sum::<i64>().to_string(),
+        ];
+        assert_eq!(
+            got[..9],
+            want,
+            "{t}: the plan (left) against the table (right)"
+        );
+        let advice = &got[9];
+        let expected = match t {
+            "conc" => {
+                assert!(top <= 2 && vacuum_ranges <= 2, "{t}: {got:?}");
+                format!(
+                    "range-limited already: 80% of the dead tuples sit in {top} of {ranges} ranges and the rest is all-visible, so a plain VACUUM reads only {vacuum_ranges} ranges ({not_visible} blocks, {share}% of the relation)"
+                )
+            }
+            "late" => {
+                assert_eq!(
+                    (not_visible, vacuum_ranges),
+                    (blocks, ranges),
+                    "{t}: {got:?}"
+                );
+                format!(
+                    "80% of the dead tuples sit in {top} of {ranges} ranges, but {vacuum_ranges} ranges ({not_visible} blocks, {share}% of the relation) are not all-visible and VACUUM reads them all; once it has set them all-visible, the next VACUUM reads only the ranges changed since"
+                )
+            }
+            _ => {
+                assert!(top * 5 > ranges && not_visible == blocks, "{t}: {got:?}");
+                format!(
+                    "spread: 80% of the dead tuples take {top} of {ranges} ranges and {share}% of the relation is not all-visible ({not_visible} blocks in {vacuum_ranges} ranges): VACUUM reads most of it and no range-limited approach helps"
+                )
+            }
+        };
+        assert_eq!(*advice, expected, "{t}");
     }
 }

@@ -199,10 +199,17 @@ fn garbagemap_heat_map(c: &Cluster) -> PathBuf {
         (last_first..last_first + 128).contains(&last_block),
         "the extent ends at block {last_block}, the last range starts at {last_first}"
     );
-    // The view draws the same cells, titled by relfilenode (it has no catalog).
+    // The view draws the same cells, titled with the relation's qualified name.
     let view =
         c.query_one("SELECT svg FROM walker.garbagemap_svg WHERE relation = 'pic'::regclass");
     assert_eq!(hovers(&view), hovers(&svg));
+    assert!(
+        view.contains(
+            "<title>public.pic: dead tuples and dead line pointers per block range</title>"
+        ),
+        "the view's picture names the relation: {}",
+        &view[..300.min(view.len())]
+    );
     render("garbagemap", &svg)
 }
 

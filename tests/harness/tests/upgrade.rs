@@ -130,13 +130,19 @@ fn every_release_has_an_update_path_to_the_current_version() {
 fn frozen_sums() -> BTreeMap<String, String> {
     let path = sql_dir().join("releases").join("SHA256SUMS");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("cannot read {}: {e} (one `sha256sum walker--<version>.sql` line per release)", path.display())
+        panic!(
+            "cannot read {}: {e} (one `sha256sum walker--<version>.sql` line per release)",
+            path.display()
+        )
     });
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let (sum, name) = l.split_once("  ").unwrap_or_else(|| {
-                panic!("{}: {l:?} is not a `sha256sum` line (<hex>  <file>)", path.display())
+                panic!(
+                    "{}: {l:?} is not a `sha256sum` line (<hex>  <file>)",
+                    path.display()
+                )
             });
             (name.to_string(), sum.to_string())
         })
