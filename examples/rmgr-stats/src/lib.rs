@@ -11,8 +11,8 @@
 //! `pg_get_wal_stats(since_lsn, through_lsn)` exactly.
 
 use walker_abi::{
-    Host, Plugin, PluginInfo, PluginResult, Record, Records, RecordsError, RowSink, SharedState,
-    Value, ViewDef, WalkerType, ALL_RMGRS,
+    Envelope, Host, Plugin, PluginInfo, PluginResult, Record, Records, RecordsError, RowSink,
+    SharedState, Value, ViewDef, WalkerType, ALL_RMGRS,
 };
 
 /// Counters of one resource manager.
@@ -45,6 +45,15 @@ unsafe impl SharedState for State {}
 /// Version of the snapshot layout [`State::encode`] writes.
 pub const SNAPSHOT_FORMAT: u32 = 1;
 
+/// The snapshot's envelope, as the shipped plugins start theirs: `RMGRSTATS<format>\n`
+/// names the plugin and the layout that follows, so a later release can change the
+/// layout and still read this one, and a damaged or foreign file is refused by name.
+pub const ENVELOPE: Envelope = Envelope {
+    tag: "RMGRSTATS",
+    current: SNAPSHOT_FORMAT,
+    oldest: 1,
+};
+
 impl State {
     /// An empty state.
     pub fn empty() -> State {
@@ -55,10 +64,11 @@ impl State {
         }
     }
 
-    /// Snapshot bytes: format, since, through, the number of rmgrs with records, then
-    /// for each its id (1 byte) and records, record bytes, FPI bytes (little-endian u64).
+    /// Snapshot bytes: the envelope (`RMGRSTATS1\n`), then since, through, the number
+    /// of rmgrs with records (u16), then for each its id (1 byte) and records, record
+    /// bytes, FPI bytes (little-endian u64).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
+        ENVELOPE.begin(out);
         out.extend_from_slice(&self.since_lsn.to_le_bytes());
         out.extend_from_slice(&self.through_lsn.to_le_bytes());
         let used: Vec<(usize, &Counters)> = self
@@ -76,8 +86,27 @@ impl State {
         }
     }
 
-    /// Reads what [`State::encode`] wrote.
-    pub fn decode(mut b: &[u8]) -> Result<State, String> {
+    /// Reads what [`State::encode`] wrote, and the snapshots of releases before the
+    /// envelope, which started with the format as a little-endian u32 (1) instead.
+    pub fn decode(b: &[u8]) -> Result<State, String> {
+        let body =
+            if ENVELOPE.is_enveloped(b) {
+                ENVELOPE.open(b).map_err(|e| e.to_string())?.1
+            } else {
+                match b.split_first_chunk::<4>() {
+                    Some((head, body)) if u32::from_le_bytes(*head) == SNAPSHOT_FORMAT => body,
+                    _ => return Err(
+                        "not an rmgr_stats snapshot (no RMGRSTATS<format> line, nor the format 1 \
+                         header of earlier releases): the counts start empty"
+                            .into(),
+                    ),
+                }
+            };
+        State::decode_body(body)
+    }
+
+    /// Reads the body of format 1 (what follows the envelope).
+    fn decode_body(mut b: &[u8]) -> Result<State, String> {
         fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
             if b.len() < n {
                 return Err("snapshot ends early".into());
@@ -87,12 +116,6 @@ impl State {
             Ok(head)
         }
         let u64_of = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("8 bytes"));
-        let format = u32::from_le_bytes(take(&mut b, 4)?.try_into().expect("4 bytes"));
-        if format != SNAPSHOT_FORMAT {
-            return Err(format!(
-                "snapshot format {format}, this version reads {SNAPSHOT_FORMAT}"
-            ));
-        }
         let mut s = State::empty();
         s.since_lsn = u64_of(take(&mut b, 8)?);
         s.through_lsn = u64_of(take(&mut b, 8)?);
@@ -246,11 +269,16 @@ mod tests {
         s.count(0x100, 0x180, 10, 80, 0);
         let mut b = Vec::new();
         s.encode(&mut b);
-        // 4 format + 8 since + 8 through + 2 count + (1 id + 24 counters).
-        assert_eq!(b.len(), 4 + 8 + 8 + 2 + 25);
-        assert_eq!(&b[..4], &[1, 0, 0, 0]);
-        assert_eq!(&b[4..6], &[0x00, 0x01]);
-        assert_eq!(&b[20..23], &[1, 0, 10]);
+        // Golden bytes, written out by hand from the layout in `encode`'s comment.
+        let mut golden: Vec<u8> = b"RMGRSTATS1\n".to_vec();
+        golden.extend([0x00, 0x01, 0, 0, 0, 0, 0, 0]); // since 0x100
+        golden.extend([0x80, 0x01, 0, 0, 0, 0, 0, 0]); // through 0x180
+        golden.extend([1, 0]); // one rmgr with records
+        golden.push(10); // Heap
+        golden.extend([1, 0, 0, 0, 0, 0, 0, 0]); // 1 record
+        golden.extend([80, 0, 0, 0, 0, 0, 0, 0]); // 80 record bytes
+        golden.extend([0; 8]); // no FPI bytes
+        assert_eq!(b, golden);
         let back = State::decode(&b).unwrap();
         assert_eq!(
             (
@@ -265,9 +293,18 @@ mod tests {
         let mut extra = b.clone();
         extra.push(0);
         assert!(State::decode(&extra).is_err());
-        b[0] = 2;
-        assert!(State::decode(&b)
+        // A snapshot of a release before the envelope: the same body after a u32 1.
+        let mut bare = vec![1, 0, 0, 0];
+        bare.extend_from_slice(&golden[b"RMGRSTATS1\n".len()..]);
+        assert_eq!(State::decode(&bare).unwrap().rmgrs[10].record_bytes, 80);
+        bare[0] = 2;
+        assert!(State::decode(&bare)
             .err()
-            .is_some_and(|e| e.contains("format 2")));
+            .is_some_and(|e| e.contains("not an rmgr_stats snapshot")));
+        let mut newer = b"RMGRSTATS2\n".to_vec();
+        newer.extend_from_slice(&golden[b"RMGRSTATS1\n".len()..]);
+        assert!(State::decode(&newer)
+            .err()
+            .is_some_and(|e| e.contains("newer release")));
     }
 }
