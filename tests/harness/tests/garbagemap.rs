@@ -437,14 +437,21 @@ fn total(r: &VmRanges, frozen: bool) -> i64 {
     r.values().map(|v| if frozen { v.1 } else { v.0 }).sum()
 }
 
-#[test]
-fn all_visible_blocks_per_range_equal_pg_visibility() {
-    let c = Cluster::builder("gmvisible")
+/// A cluster with garbagemap in ranges of [`RANGE`] blocks, no autovacuum, walker and
+/// pg_visibility created.
+fn visibility_cluster(name: &str) -> Cluster {
+    let c = Cluster::builder(name)
         .plugins("garbagemap")
         .autovacuum(false)
         .conf("garbagemap.range_blocks", &RANGE.to_string())
         .start();
     c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_visibility;");
+    c
+}
+
+#[test]
+fn all_visible_blocks_per_range_equal_pg_visibility() {
+    let c = visibility_cluster("gmvisible");
     c.exec(
         "CREATE TABLE vt (id int, pad text) WITH (fillfactor = 100);
          INSERT INTO vt SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g;
@@ -605,6 +612,32 @@ fn the_vacuum_plan_names_the_action_its_cost_and_what_autovacuum_would_do() {
     // A relation option changes the threshold as it changes autovacuum's.
     c.exec("ALTER TABLE few SET (autovacuum_vacuum_threshold = 10, autovacuum_vacuum_scale_factor = 0)");
     assert_eq!(plan("few")[6..8], ["10", "t"]);
+
+    // An anti-wraparound VACUUM due (age(relfrozenxid) past the relation's
+    // autovacuum_freeze_max_age, at its least, 100,000) with the primary key larger
+    // than the blocks to read: VACUUM (INDEX_CLEANUP off) reads no index block.
+    c.exec(
+        "ALTER TABLE few SET (autovacuum_freeze_max_age = 100000);
+         CREATE PROCEDURE burn(n int) LANGUAGE plpgsql AS $$
+         BEGIN FOR i IN 1..n LOOP PERFORM pg_current_xact_id(); COMMIT; END LOOP; END $$;
+         SET synchronous_commit = off; CALL burn(100100);",
+    );
+    assert_eq!(
+        c.query_one("SELECT age(relfrozenxid) >= 100000 FROM pg_class WHERE relname = 'few'"),
+        "t"
+    );
+    wait_published(&c);
+    let (heap, index) = (not_visible("few"), blocks("few_pkey"));
+    assert!(index > heap.parse::<i64>().unwrap(), "{heap} {index}");
+    let due = plan("few");
+    assert_eq!(due[0], "VACUUM (INDEX_CLEANUP off)", "{due:?}");
+    assert_eq!(due[1..3], [heap.clone(), index.to_string()], "{due:?}");
+    assert!(
+        due[9].starts_with(&format!(
+            "reads {heap} heap blocks and no index block; leaves the dead line pointers until a VACUUM that reads the {index} index blocks"
+        )),
+        "{due:?}"
+    );
 }
 
 /// `svg` with the LSN of its "through LSN X/Y" subtitle blanked.
@@ -646,12 +679,7 @@ fn pct(part: i64, whole: i64) -> String {
 
 #[test]
 fn the_vacuum_plan_says_when_vacuum_reads_only_the_ranges_with_dead_tuples() {
-    let c = Cluster::builder("gmranges")
-        .plugins("garbagemap")
-        .autovacuum(false)
-        .conf("garbagemap.range_blocks", &RANGE.to_string())
-        .start();
-    c.exec("CREATE EXTENSION walker; CREATE EXTENSION pg_visibility;");
+    let c = visibility_cluster("gmranges");
     // An earlier garbagemap's plan had fewer columns: refresh_views() replaces its
     // function and view (members of the extension) and they stay members.
     c.exec(
