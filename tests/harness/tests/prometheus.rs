@@ -200,6 +200,35 @@ fn run_promtool(args: &[&str], dir: &Path) {
     );
 }
 
+/// `promtool check metrics` (Prometheus's own linter of metric names, units, types
+/// and help) finds nothing to say about `text`, the exposition of `what`.
+fn assert_promtool_lints_clean(what: &str, text: &str) {
+    let mut child = Command::new(binary(PROMTOOL))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("could not run promtool");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(text.as_bytes()).expect("write to promtool");
+        stdin.write_all(b"\n").expect("write to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool check metrics");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics on {what} (exit {:?}):\n{said}\n--- the exposition:\n{text}",
+        out.status.code()
+    );
+}
+
 /// The shipped rules are valid and every alert's unit test passes.
 #[test]
 fn promtool_checks_and_tests_the_alert_rules() {
@@ -321,6 +350,25 @@ fn exporter_and_prometheus_scrape_what_the_views_show() {
     assert!(
         missing.is_empty(),
         "walker.prometheus() families the exporter lacks: {missing:?}"
+    );
+    // Names, units, types and help follow Prometheus's conventions, as its own
+    // linter reads them: walker.prometheus(), and walker's families as the exporter
+    // serves them from walker-queries.yaml.
+    assert_promtool_lints_clean(
+        "SELECT walker.prometheus()",
+        &c.query_one("SELECT walker.prometheus()"),
+    );
+    let walker_families: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("walker_")
+                || l.starts_with("# HELP walker_")
+                || l.starts_with("# TYPE walker_")
+        })
+        .collect();
+    assert_promtool_lints_clean(
+        "the exporter's walker_* families",
+        &walker_families.join("\n"),
     );
 
     let prom_port = free_port();
