@@ -29,6 +29,8 @@ BEGIN; SELECT walker.budget_create_policy('role', 'w', 1000, 1000); SELECT walke
 SET ROLE walker_monitor; SELECT count(*) >= 0 FROM walker.status
 SET ROLE walker_monitor; SELECT count(*) >= 0 FROM walker.rmgr_stats_rmgrs
 SET ROLE walker_monitor; SELECT walker.budget_svg() LIKE '<svg %</svg>'
+SET ROLE walker_monitor; SELECT count(*) > 0, bool_and(svg LIKE '<svg %</svg>') FROM walker.garbagemap_svg
+SET ROLE walker_monitor; SELECT count(*) >= 0 FROM walker.garbagemap_vacuum_plan
 SET ROLE walker_monitor; SELECT walker.refresh_views()
 SET ROLE walker_monitor; SELECT walker.drop_slot()
 SET ROLE walker_monitor; SELECT walker.budget_create_policy('role', 'w', 1000, 1000)
@@ -38,3 +40,4 @@ SET ROLE surface_nobody; SELECT walker.prometheus()
 SET ROLE surface_nobody; SELECT walker.plugin_call('budget', 'policy_status', '{}')
 SET ROLE surface_nobody; SELECT walker.budget_sync()
 SET ROLE surface_nobody; SELECT walker.budget_svg()
+SET ROLE surface_nobody; SELECT count(*) FROM walker.garbagemap_svg
