@@ -708,18 +708,26 @@ fn the_vacuum_plan_says_when_vacuum_reads_only_the_ranges_with_dead_tuples() {
     // 16 blocks). `conc`: vacuumed (every block all-visible), then its first 1,500
     // rows deleted: the dead tuples and the only blocks that are not all-visible sit
     // in the first two ranges. `late`: the same deletes, never vacuumed: nothing is
-    // all-visible. `spread`: every tenth row deleted, never vacuumed.
-    for t in ["conc", "late", "spread"] {
+    // all-visible. `spread`: every tenth row deleted, never vacuumed. `wide`:
+    // vacuumed, then every fifth row of every third range deleted: spread over a
+    // third of the ranges, the rest all-visible.
+    for t in ["conc", "late", "spread", "wide"] {
         c.exec(&format!(
             "CREATE TABLE {t} (id int, pad text) WITH (fillfactor = 100);
              INSERT INTO {t} SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g;"
         ));
     }
     c.exec("VACUUM conc");
+    c.exec("VACUUM wide");
     let doomed = [
         ("conc", "id <= 1500"),
         ("late", "id <= 1500"),
         ("spread", "id % 10 = 0"),
+        (
+            "wide",
+            // (16: RANGE)
+            "id % 5 = 0 AND (ctid::text::point)[0]::bigint / 16 % 3 = 0",
+        ),
     ];
     // The rows each delete kills per range, read from their ctids before it.
     let mut dead_per_range = BTreeMap::new();
@@ -741,8 +749,9 @@ fn the_vacuum_plan_says_when_vacuum_reads_only_the_ranges_with_dead_tuples() {
         || {
             c.query_one(
                 "SELECT count(*) FROM pg_stat_user_tables
-                 WHERE (relname, n_dead_tup) IN (('conc', 1500), ('late', 1500), ('spread', 2000))",
-            ) == "3"
+                 WHERE (relname, n_dead_tup) IN (('conc', 1500), ('late', 1500), ('spread', 2000))
+                    OR (relname = 'wide' AND n_dead_tup > 0)",
+            ) == "4"
         },
     );
     let int = |sql: &str| -> i64 { c.query_one(sql).parse().unwrap() };
@@ -784,6 +793,7 @@ fn the_vacuum_plan_says_when_vacuum_reads_only_the_ranges_with_dead_tuples() {
             want,
             "{t}: the plan (left) against the table (right)"
         );
+        println!("{t}: {got:?}");
         let advice = &got[9];
         let expected = match t {
             "conc" => {
@@ -800,6 +810,15 @@ fn the_vacuum_plan_says_when_vacuum_reads_only_the_ranges_with_dead_tuples() {
                 );
                 format!(
                     "80% of the dead tuples sit in {top} of {ranges} ranges, but {vacuum_ranges} ranges ({not_visible} blocks, {share}% of the relation) are not all-visible and VACUUM reads them all; once it has set them all-visible, the next VACUUM reads only the ranges changed since"
+                )
+            }
+            "wide" => {
+                assert!(
+                    top * 5 > ranges && not_visible * 2 <= blocks,
+                    "{t}: {got:?}"
+                );
+                format!(
+                    "spread: 80% of the dead tuples take {top} of {ranges} ranges; VACUUM reads the {vacuum_ranges} ranges that are not all-visible ({not_visible} blocks, {share}% of the relation)"
                 )
             }
             _ => {
