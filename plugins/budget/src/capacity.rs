@@ -175,7 +175,7 @@ mod tests {
         // (align 4); a Scope is 3 u32 (12) + 4 Names (272) = 284, padded to 288 for
         // the Totals (3 u64, 24) = 312, transactions 8 = 320, policy 4 + pad 4 = 328,
         // policy_gen 8 = 336, last_micros 8 = 344, hash 8 = 352, then 6 u32 (24) =
-        // 376; a RoleSlot is 5 u32 = 20; a Profile is 2 u32 (8) + query_id 8 + scope 4
+        // 376, sampled_bytes 8 = 384; a RoleSlot is 5 u32 = 20; a Profile is 2 u32 (8) + query_id 8 + scope 4
         // + pad 4 + 5 eight-byte fields (40) = 64; a Decision is 8 + 4 + 4 + 8 + 4 + pad
         // 4 + 4 eight-byte fields (32) = 64; a PolicySlot is id 8 + 4 u32/i32 (16) +
         // rate and burst 16 = 40, value Name 68 = 108, n_conditions 4 = 112, 4 condition
@@ -184,7 +184,7 @@ mod tests {
         // = 536, waited_ms 8 = 544.
         assert_eq!(crate::policy::NAME_BYTES, 64);
         assert_eq!(size_of::<PolicySlot>(), 544);
-        assert_eq!(size_of::<Scope>(), 376);
+        assert_eq!(size_of::<Scope>(), 384);
         assert_eq!(size_of::<RoleSlot>(), 20);
         assert_eq!(size_of::<Profile>(), 64);
         assert_eq!(size_of::<Decision>(), 64);
@@ -197,7 +197,7 @@ mod tests {
         };
         let head = size_of::<Header>();
         let want = head
-            + (7 + 64 * 376)
+            + (7 + 64 * 384)
             + (3 + 128 * 4)
             + (3 + 128 * 20)
             + (7 + 256 * 64)
@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(c.size(), Some(want));
         // Each capacity adds exactly its tables' bytes.
         let more = Capacities { scopes: 65, ..c };
-        assert_eq!(more.size(), Some(want + 376 + 2 * 4 + 2 * 20));
+        assert_eq!(more.size(), Some(want + 384 + 2 * 4 + 2 * 20));
         let more = Capacities { policies: 5, ..c };
         assert_eq!(more.size(), Some(want + 544));
     }

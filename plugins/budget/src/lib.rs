@@ -78,6 +78,10 @@ const FN_METRICS: usize = 6;
 const FN_POLICY_CHANGED: usize = 7;
 const FN_POLICY_STATUS: usize = 8;
 const FN_SVG: usize = 9;
+const FN_HISTORY_SVG: usize = 10;
+
+/// `budget.history_interval`'s default, in seconds.
+const DEFAULT_HISTORY_INTERVAL_S: i64 = 60;
 
 /// The plugin.
 pub struct Budget {
@@ -267,6 +271,7 @@ fn functions() -> Vec<FunctionDef> {
         f("policy_changed", "announces that transaction {\"xid\": n} changed walker.budget_policies (the change functions call it): the walker side loads the committed table until a load sees that transaction ended", WalkerType::JSONB, WalkerAccess::ADMIN),
         f("policy_status", "whether policies are loaded, the transactions whose changes no load covered yet, the loaded generation, and whether this transaction changed policies (walker.budget_sync() waits on it)", WalkerType::JSONB, WalkerAccess::ADMIN),
         f("svg", "an SVG of the largest writers: WAL per scope of walker.budget_scopes, full-page images apart", WalkerType::TEXT, WalkerAccess::MONITOR),
+        f("history_svg", "an SVG of WAL per scope over time: walker.budget_history's intervals, one line per scope that was among the largest writers, and every scope together", WalkerType::TEXT, WalkerAccess::MONITOR),
     ]
 }
 
@@ -347,6 +352,15 @@ impl Plugin for Budget {
             WalkerSettingUnit::MS,
             ctx,
         )?;
+        host.define_int(
+            "history_interval",
+            "Length of one interval of walker.budget_history: every interval the largest writers of its WAL are kept (the last 60 intervals).",
+            DEFAULT_HISTORY_INTERVAL_S,
+            1,
+            86_400,
+            WalkerSettingUnit::S,
+            ctx,
+        )?;
         host.define_string(
             "tenant_roles",
             "Which roles may claim which tenants: 'tenant:role, tenant:role' (empty: any tenant setter may claim any tenant).",
@@ -417,9 +431,17 @@ impl Plugin for Budget {
 
     fn on_idle(&self, host: &Host, _lsn: u64) -> PluginResult {
         let now = host.now_micros();
+        let interval_us = host
+            .get_int("history_interval")
+            .unwrap_or(DEFAULT_HISTORY_INTERVAL_S)
+            .clamp(1, 86_400)
+            .saturating_mul(1_000_000);
         {
             let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-            shm::exclusive(host, |s| ledger.settle(s, now))?;
+            shm::exclusive(host, |s| {
+                ledger.settle(s, now);
+                s.sample_history(now, interval_us);
+            })?;
         }
         self.load_policies_if_needed(host);
         Ok(())
@@ -642,6 +664,12 @@ impl Plugin for Budget {
                     .filter_map(|r| picture::Writer::from_row(r))
                     .collect();
                 Ok(picture::render(&writers, as_of))
+            }
+            FN_HISTORY_SVG => {
+                let rmgr_name = |i: u8| format!("rmgr {i}");
+                let rows =
+                    shm::shared(host, |s| report::rows(s, report::view::HISTORY, &rmgr_name))?;
+                Ok(picture::render_history(&picture::History::from_rows(&rows)))
             }
             _ => Err(PluginError::new(format!("unknown function {function}"))),
         }

@@ -23,6 +23,8 @@ pub mod view {
     pub const PROFILES: usize = 6;
     /// Counters.
     pub const COUNTERS: usize = 7;
+    /// WAL per scope over time.
+    pub const HISTORY: usize = 8;
 }
 
 /// The names of a scope in the decisions and profiles views.
@@ -202,6 +204,21 @@ pub fn views() -> Vec<walker_abi::ViewDef> {
                     ("as_of_lsn", T::LSN),
                 ],
             ),
+        ),
+        v(
+            "history",
+            "WAL per scope over time: per interval of budget.history_interval (the last 60), the largest writers (up to 8, rank 1 first) with the WAL charged to them in it, and a row of rank 0 for every scope together; kept in memory since the server started or the last reset",
+            vec![
+                ("sampled_at", T::TIMESTAMPTZ),
+                ("rank", T::INT8),
+                ("origin", T::TEXT),
+                ("tenant", T::TEXT),
+                ("role_name", T::TEXT),
+                ("database_name", T::TEXT),
+                ("application", T::TEXT),
+                ("bytes", T::INT8),
+                ("as_of_lsn", T::LSN),
+            ],
         ),
     ]
 }
@@ -428,6 +445,42 @@ pub fn rows(s: &SharedRef, view: usize, rmgr_name: &dyn Fn(u8) -> String) -> Vec
                 as_of,
             ]);
             out.push(r);
+        }
+        view::HISTORY => {
+            for h in s.recent_history() {
+                let at = Cell::Time(h.at_micros);
+                let lsn = Cell::Lsn(h.as_of_lsn);
+                out.push(vec![
+                    at.clone(),
+                    n(0),
+                    text("all"),
+                    Cell::Null,
+                    Cell::Null,
+                    Cell::Null,
+                    Cell::Null,
+                    n(h.bytes),
+                    lsn.clone(),
+                ]);
+                for (rank, e) in h.top.iter().enumerate().filter(|(_, e)| e.scope != 0) {
+                    let sc = s
+                        .scopes
+                        .get(e.scope as usize - 1)
+                        .filter(|sc| sc.gen == e.gen && sc.origin != 0);
+                    let [tenant, role, database, app] = scope_names(sc);
+                    out.push(vec![
+                        at.clone(),
+                        n(rank as u64 + 1),
+                        // The slot went to another scope since: its names are gone.
+                        text(sc.map_or("evicted", |x| x.origin().name())),
+                        tenant,
+                        role,
+                        database,
+                        app,
+                        n(e.bytes),
+                        lsn.clone(),
+                    ]);
+                }
+            }
         }
         _ => {}
     }

@@ -359,6 +359,9 @@ impl Shared<'_> {
             Some(pos) => {
                 let e = &mut self.scopes[self.scope_index[pos] as usize - 1];
                 e.totals.add(&old.totals);
+                // What the history already counted for the victim is not counted again
+                // as the evicted scope's growth.
+                e.sampled_bytes = e.sampled_bytes.saturating_add(old.sampled_bytes);
                 e.transactions = e.transactions.saturating_add(old.transactions);
                 self.scopes[v] = Scope {
                     gen: old.gen.wrapping_add(1),
@@ -372,6 +375,7 @@ impl Shared<'_> {
                     database: old.database,
                     database_name: old.database_name,
                     totals: old.totals,
+                    sampled_bytes: old.sampled_bytes,
                     transactions: old.transactions,
                     last_micros: old.last_micros,
                     hash: h,
@@ -454,6 +458,88 @@ mod tests {
         // Found again, scopes are not duplicated.
         let n = s.scopes.iter().filter(|x| x.origin != 0).count();
         assert_eq!(n, MAX_SCOPES);
+    }
+
+    #[test]
+    fn the_history_keeps_each_intervals_largest_writers() {
+        use crate::shm::{HISTORY_SAMPLES, HISTORY_SCOPES};
+        let mut s = Shared::zeroed();
+        let sec = 1_000_000;
+        let a = s.scope(Origin::Session, &key(1, "a")).unwrap();
+        s.charge_scope(a, &one(500), 1, 0);
+        // The first call starts the first interval: what came before is not in it.
+        s.sample_history(10 * sec, 60 * sec);
+        assert!(s.view().recent_history().is_empty());
+        let b = s.scope(Origin::Session, &key(2, "b")).unwrap();
+        s.charge_scope(a, &one(100), 1, 0);
+        s.charge_scope(b, &one(50), 1, 0);
+        // Not due yet.
+        s.sample_history(69 * sec, 60 * sec);
+        assert!(s.view().recent_history().is_empty());
+        s.sample_history(70 * sec, 60 * sec);
+        s.charge_scope(b, &one(30), 1, 0);
+        s.sample_history(130 * sec, 60 * sec);
+        let h = s.view().recent_history();
+        assert_eq!(h.len(), 2);
+        assert_eq!((h[0].at_micros, h[0].bytes), (70 * sec, 150));
+        let top: Vec<(u32, u64)> = h[0].top.iter().map(|e| (e.scope, e.bytes)).collect();
+        assert_eq!(&top[..3], &[(a + 1, 100), (b + 1, 50), (0, 0)]);
+        assert_eq!(
+            (h[1].bytes, h[1].top[0].scope, h[1].top[0].bytes),
+            (30, b + 1, 30)
+        );
+        // More writers than a sample names: the largest, and all of them in the total.
+        for r in 0..20u32 {
+            let i = s.scope(Origin::Session, &key(100 + r, "w")).unwrap();
+            s.charge_scope(i, &one(10 + r as u64), 1, 0);
+        }
+        s.sample_history(190 * sec, 60 * sec);
+        let last = *s.view().recent_history().last().unwrap();
+        assert_eq!(last.bytes, (10..30).sum::<u64>());
+        let named: Vec<u64> = last.top.iter().map(|e| e.bytes).collect();
+        assert_eq!(
+            named,
+            (29 - HISTORY_SCOPES as u64 + 1..=29)
+                .rev()
+                .collect::<Vec<_>>()
+        );
+        // The ring keeps the last HISTORY_SAMPLES, oldest first.
+        for k in 0..HISTORY_SAMPLES as i64 {
+            s.charge_scope(a, &one(1), 1, 0);
+            s.sample_history((250 + 60 * k) * sec, 60 * sec);
+        }
+        let h = s.view().recent_history();
+        assert_eq!(h.len(), HISTORY_SAMPLES);
+        assert!(h.windows(2).all(|w| w[0].at_micros < w[1].at_micros));
+        // A reset empties it and starts again.
+        s.reset_totals(0);
+        assert!(s.view().recent_history().is_empty());
+    }
+
+    #[test]
+    fn an_evicted_scope_adds_only_its_unsampled_bytes_to_the_history() {
+        let mut s = Shared::zeroed();
+        let sec = 1_000_000;
+        s.sample_history(0, sec);
+        for r in 0..MAX_SCOPES as u32 {
+            let i = s.scope(Origin::Session, &key(100 + r, "a")).unwrap();
+            s.charge_scope(i, &one(10), 1, 0);
+        }
+        s.sample_history(sec, sec);
+        // The least recently used gets 7 more bytes, then is evicted by a new scope.
+        let first = s.scope(Origin::Session, &key(100, "a")).unwrap();
+        s.charge_scope(first, &one(7), 1, 0);
+        for r in 0..MAX_SCOPES as u32 - 1 {
+            s.scope(Origin::Session, &key(101 + r, "a")).unwrap();
+        }
+        s.scope(Origin::Session, &key(9000, "new")).unwrap();
+        s.scope(Origin::Session, &key(9001, "new")).unwrap();
+        assert!(s.counters.scopes_evicted > 0);
+        s.sample_history(2 * sec, sec);
+        let last = *s.view().recent_history().last().unwrap();
+        // Only the 7 bytes written since the last sample; the evicted 10-byte totals
+        // were counted in the interval they were written in.
+        assert_eq!(last.bytes, 7);
     }
 
     #[test]

@@ -216,6 +216,8 @@ pub struct Scope {
     pub role_prev: u32,
     /// See `role_prev`.
     pub role_next: u32,
+    /// `totals.bytes` when the history last sampled it ([`Shared::sample_history`]).
+    pub sampled_bytes: u64,
 }
 
 impl Scope {
@@ -571,6 +573,38 @@ pub struct Counters {
     pub claim_owed: Totals,
 }
 
+/// Samples the history keeps (one per `budget.history_interval`; the oldest goes).
+pub const HISTORY_SAMPLES: usize = 60;
+/// Scopes one sample names: the largest writers of its interval.
+pub const HISTORY_SCOPES: usize = 8;
+
+/// One scope's WAL in a sampled interval.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Scope index + 1 (0: an unused entry).
+    pub scope: u32,
+    /// The scope slot's [`Scope::gen`] then (a slot given to another scope since no
+    /// longer names it).
+    pub gen: u32,
+    /// WAL bytes charged to it in the interval.
+    pub bytes: u64,
+}
+
+/// WAL per scope over one interval, ending at `at_micros`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistorySample {
+    /// End of the interval (0: an unused sample).
+    pub at_micros: i64,
+    /// Every record before it was counted.
+    pub as_of_lsn: u64,
+    /// WAL bytes charged to all scopes in the interval.
+    pub bytes: u64,
+    /// The largest writers of the interval, most first.
+    pub top: [HistoryEntry; HISTORY_SCOPES],
+}
+
 /// The fixed part of the region, before the tables.
 #[repr(C)]
 pub struct Header {
@@ -633,6 +667,12 @@ pub struct Header {
     pub charged_lsn: u64,
     /// When the totals were last reset.
     pub reset_at: i64,
+    /// WAL per scope over time: the last [`HISTORY_SAMPLES`] intervals (a ring).
+    pub history: [HistorySample; HISTORY_SAMPLES],
+    /// Samples ever written (the next goes to `history_written % HISTORY_SAMPLES`).
+    pub history_written: u64,
+    /// When the next sample is due (0: not started; the first call starts it).
+    pub history_due: i64,
 }
 
 // SAFETY: repr(C), plain numbers and byte arrays only; all-zero bytes are valid (empty
@@ -1122,6 +1162,7 @@ impl Shared<'_> {
         for s in self.scopes.iter_mut() {
             s.totals = Totals::default();
             s.transactions = 0;
+            s.sampled_bytes = 0;
         }
         self.dbs = [DbEntry::default(); MAX_DBS];
         self.rels = [RelEntry::default(); MAX_RELS];
@@ -1367,11 +1408,57 @@ impl Shared<'_> {
         }
     }
 
+    /// Ends the interval when it is due (`interval_us` after the last sample): its
+    /// WAL per scope (what each scope's total grew by since the last sample), the
+    /// [`HISTORY_SCOPES`] largest named, goes into the history. The first call only
+    /// starts the first interval.
+    pub fn sample_history(&mut self, now: i64, interval_us: i64) {
+        let interval_us = interval_us.max(1);
+        if self.history_due != 0 && now < self.history_due {
+            return;
+        }
+        let mut sample = HistorySample {
+            at_micros: now,
+            as_of_lsn: self.as_of_lsn,
+            ..HistorySample::default()
+        };
+        let mut top: Vec<HistoryEntry> = Vec::new();
+        for (i, sc) in self.scopes.iter_mut().enumerate() {
+            let grew = sc.totals.bytes.saturating_sub(sc.sampled_bytes);
+            sc.sampled_bytes = sc.totals.bytes;
+            if grew == 0 || sc.origin == 0 {
+                continue;
+            }
+            sample.bytes = sample.bytes.saturating_add(grew);
+            top.push(HistoryEntry {
+                scope: i as u32 + 1,
+                gen: sc.gen,
+                bytes: grew,
+            });
+        }
+        if self.history_due == 0 {
+            self.history_due = now.saturating_add(interval_us);
+            return;
+        }
+        top.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.scope.cmp(&b.scope)));
+        for (slot, e) in sample.top.iter_mut().zip(top) {
+            *slot = e;
+        }
+        let at = (self.history_written % HISTORY_SAMPLES as u64) as usize;
+        self.history[at] = sample;
+        self.history_written = self.history_written.wrapping_add(1);
+        // A late call (no WAL for a while) starts the next interval now.
+        self.history_due = now.saturating_add(interval_us);
+    }
+
     /// Zeroes every total and counter (scopes, databases, relations, rmgrs, profiles,
-    /// decisions); keeps policies with their buckets, and the transaction map.
+    /// decisions, the history); keeps policies with their buckets, and the transaction map.
     pub fn reset_totals(&mut self, now: i64) {
         let pending = self.counters.pending_bytes;
         self.clear_totals();
+        self.history = [HistorySample::default(); HISTORY_SAMPLES];
+        self.history_written = 0;
+        self.history_due = 0;
         self.profiles.fill(Profile::default());
         self.decisions.fill(Decision::default());
         self.next_decision = 0;
@@ -1470,6 +1557,17 @@ impl SharedRef<'_> {
             })
             .map_or(0.0, |slot| self.profiles[slot].avg_bytes);
         cfg.capped(found)
+    }
+
+    /// The history's samples, oldest first.
+    pub fn recent_history(&self) -> Vec<HistorySample> {
+        let n = self.history_written.min(HISTORY_SAMPLES as u64);
+        (0..n)
+            .map(|k| {
+                let i = (self.history_written - n + k) % HISTORY_SAMPLES as u64;
+                self.history[i as usize]
+            })
+            .collect()
     }
 
     /// The decisions in the ring, oldest first.

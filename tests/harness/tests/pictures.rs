@@ -117,6 +117,7 @@ fn cluster(name: &str) -> Cluster {
         // checkpoints whatever the earlier windows measured.
         .conf("autosizer.dry_run", "on")
         .conf("walker.naptime", "50ms")
+        .conf("budget.history_interval", "1s")
         .start();
     c.exec("CREATE EXTENSION walker");
     c
@@ -337,12 +338,63 @@ fn budget_writers(c: &Cluster) -> PathBuf {
     render("budget", &svg)
 }
 
+/// The hover texts of an SVG's points (`<circle>` with a `<title>`).
+fn point_hovers(svg: &str) -> Vec<String> {
+    svg.split("<circle")
+        .skip(1)
+        .filter_map(|r| {
+            let head = r.split("</circle>").next()?;
+            let t = head.split("<title>").nth(1)?;
+            Some(unescape(t.split("</title>").next()?))
+        })
+        .collect()
+}
+
+/// After `budget_writers`: painter's WAL over the history's intervals adds up to its
+/// scope's bytes in `walker.budget_scopes` (checked against pg_walinspect by the
+/// budget suites), in the view and in the picture's points.
+fn budget_history(c: &Cluster) -> PathBuf {
+    let scope_bytes: u64 = c
+        .query_one("SELECT bytes FROM walker.budget_scopes WHERE role_name = 'painter' AND application = 'pictures'")
+        .parse()
+        .unwrap();
+    let in_history = "SELECT coalesce(sum(bytes), 0) FROM walker.budget_history WHERE role_name = 'painter' AND application = 'pictures'";
+    // An interval ends every second while the walker runs: painter's last one soon.
+    c.wait_until(
+        "painter's WAL in the budget's history",
+        Duration::from_secs(60),
+        || c.query_one(in_history).parse::<u64>().unwrap() == scope_bytes,
+    );
+    // Each interval's `all` row is at least what it names.
+    let short = c.query_one(
+        "SELECT count(*) FROM (SELECT sampled_at, sum(bytes) FILTER (WHERE rank = 0) AS every, sum(bytes) FILTER (WHERE rank > 0) AS named FROM walker.budget_history GROUP BY sampled_at) x WHERE named > every",
+    );
+    assert_eq!(short, "0", "an interval names more WAL than it holds");
+    let (_, svg) = between(
+        c,
+        "painter's history",
+        || c.query_one(in_history),
+        "SELECT walker.budget_history_svg()",
+    );
+    let drawn: u64 = point_hovers(&svg)
+        .iter()
+        .filter(|h| h.starts_with("session: role painter, db postgres, app pictures: "))
+        .map(|h| number_after(h, "pictures: "))
+        .sum();
+    assert_eq!(
+        drawn, scope_bytes,
+        "painter's points (left) against its scope's bytes (right)"
+    );
+    render("budget-history", &svg)
+}
+
 #[test]
 fn each_picture_renders_and_draws_the_rows_of_its_view() {
     let c = cluster("pictures");
     let pngs = [
         garbagemap_heat_map(&c),
         budget_writers(&c),
+        budget_history(&c),
         autosizer_windows(&c),
     ];
     for p in pngs {
