@@ -399,39 +399,121 @@ impl PluginSlot {
     }
 }
 
-static REGISTRY: RwLock<Vec<&'static PluginSlot>> = RwLock::new(Vec::new());
+/// A host's plugins, in `walker.plugins` order. A process has one,
+/// [`PROCESS_REGISTRY`] (what the free functions below use); tests make their own.
+pub struct Registry {
+    slots: RwLock<Vec<&'static PluginSlot>>,
+}
 
-/// Adds a slot for the life of the process.
+impl Registry {
+    /// An empty registry.
+    pub const fn new() -> Registry {
+        Registry {
+            slots: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Adds a slot for the life of the process.
+    pub fn register(&self, slot: PluginSlot) -> &'static PluginSlot {
+        let s: &'static PluginSlot = Box::leak(Box::new(slot));
+        self.slots
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(s);
+        s
+    }
+
+    /// Every slot, in registration order.
+    pub fn all(&self) -> Vec<&'static PluginSlot> {
+        self.slots.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The slot of plugin `name`.
+    pub fn find(&self, name: &str) -> Option<&'static PluginSlot> {
+        self.all().into_iter().find(|s| s.name == name)
+    }
+
+    /// Copies every setting's server value into its snapshot.
+    ///
+    /// # Safety
+    /// Call only on the thread the server changes settings on.
+    pub unsafe fn refresh_settings(&self) {
+        for slot in self.all() {
+            // SAFETY: forwarded from the caller.
+            unsafe { slot.refresh_settings() };
+        }
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
+/// This process's plugins.
+pub static PROCESS_REGISTRY: Registry = Registry::new();
+
+/// Adds a slot to [`PROCESS_REGISTRY`] for the life of the process.
 pub fn register(slot: PluginSlot) -> &'static PluginSlot {
-    let s: &'static PluginSlot = Box::leak(Box::new(slot));
-    REGISTRY.write().unwrap_or_else(|e| e.into_inner()).push(s);
-    s
+    PROCESS_REGISTRY.register(slot)
 }
 
-/// Every slot, in `walker.plugins` order.
+/// Every slot of [`PROCESS_REGISTRY`], in `walker.plugins` order.
 pub fn all() -> Vec<&'static PluginSlot> {
-    REGISTRY.read().unwrap_or_else(|e| e.into_inner()).clone()
+    PROCESS_REGISTRY.all()
 }
 
-/// The slot of plugin `name`.
+/// The slot of plugin `name` in [`PROCESS_REGISTRY`].
 pub fn find(name: &str) -> Option<&'static PluginSlot> {
-    all().into_iter().find(|s| s.name == name)
+    PROCESS_REGISTRY.find(name)
 }
 
-/// Copies every setting's server value into its snapshot.
+/// Copies every setting's server value into its snapshot, for [`PROCESS_REGISTRY`].
 ///
 /// # Safety
 /// Call only on the thread the server changes settings on.
 pub unsafe fn refresh_settings() {
-    for slot in all() {
-        // SAFETY: forwarded from the caller.
-        unsafe { slot.refresh_settings() };
-    }
+    // SAFETY: forwarded from the caller.
+    unsafe { PROCESS_REGISTRY.refresh_settings() };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registries_are_separate() {
+        let (a, b) = (Registry::new(), Registry::new());
+        a.register(PluginSlot::new(
+            0,
+            "one",
+            None,
+            None,
+            Vec::new(),
+            "1".into(),
+            None,
+        ));
+        b.register(PluginSlot::new(
+            0,
+            "two",
+            None,
+            None,
+            Vec::new(),
+            "1".into(),
+            None,
+        ));
+        assert_eq!(
+            a.all().iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["one"]
+        );
+        assert!(a.find("two").is_none());
+        assert!(b.find("two").is_some());
+        assert!(
+            find("one").is_none() && find("two").is_none(),
+            "nothing in the process's"
+        );
+    }
 
     /// A plugin's `shmem_size` that fails the way the SDK reports a caught panic.
     unsafe extern "C" fn panicking_shmem_size(plugin: *mut WalkerPlugin) -> usize {
