@@ -75,6 +75,9 @@ pub struct WalReader {
     prev: Option<u64>,
     /// Stop before records ending after this (`None`: at the end of the files).
     end: Option<u64>,
+    /// Streaming: the WAL is written up to here and no further yet (`None`: files
+    /// hold whole segments or end for good).
+    available: Option<u64>,
     /// A record spanning pages, assembled.
     buf: Vec<u8>,
     layout: Layout,
@@ -101,6 +104,7 @@ impl WalReader {
             next: 0,
             prev: None,
             end: None,
+            available: None,
             buf: Vec::new(),
             layout: Layout::default(),
             scratch: Vec::new(),
@@ -131,6 +135,58 @@ impl WalReader {
     /// files).
     pub fn set_end(&mut self, end: Option<u64>) {
         self.end = end;
+    }
+
+    /// Streaming (the files are being written as the WAL arrives): the bytes up to
+    /// `available` are written, nothing after them yet. A record needing bytes past it
+    /// reads as `Ok(None)`, to be read again once more arrived (after
+    /// [`WalReader::refresh`]); the last `.partial` file may end anywhere up to it.
+    pub fn set_available(&mut self, available: Option<u64>) {
+        self.available = available;
+    }
+
+    /// Streaming: rescans the directory (new segment files, a new timeline's history
+    /// file: it then reads along the newest timeline) and reads what was appended to
+    /// the segment file in memory since it was loaded.
+    pub fn refresh(&mut self) -> Result<(), WalError> {
+        self.dir = WalDir::open_timeline(self.dir.path(), None)?;
+        self.checked = None;
+        let Some(seg) = self.seg.as_mut() else {
+            return Ok(());
+        };
+        match self.dir.locate(seg.segno) {
+            Ok((tli, path)) if tli == seg.tli && path == seg.path => {
+                let size = u64::from(self.dir.segment_size());
+                let have = seg.bytes.len() as u64;
+                let read = std::fs::File::open(&seg.path).and_then(|mut f| {
+                    use std::io::Seek;
+                    f.seek(std::io::SeekFrom::Start(have))?;
+                    f.take(size.saturating_sub(have)).read_to_end(&mut seg.bytes)
+                });
+                if let Err(e) = read {
+                    let lsn = seg.segno.saturating_mul(size).saturating_add(have);
+                    return Err(WalError::new(lsn, Some(seg.path.clone()), e.into()));
+                }
+            }
+            // Another file holds the segment now (the `.partial` completed, or a new
+            // timeline's copy): load it afresh when next needed.
+            _ => seg.segno = u64::MAX,
+        }
+        Ok(())
+    }
+
+    /// True when the bytes up to `lsn` are not written yet (streaming).
+    fn beyond_available(&self, lsn: u64) -> bool {
+        self.available.is_some_and(|a| lsn > a)
+    }
+
+    /// The length of the header of the page at `page`: long at a segment's start.
+    fn header_len_at(&self, page: u64) -> u64 {
+        if page.is_multiple_of(u64::from(self.dir.segment_size())) {
+            LONG_PAGE_HEADER as u64
+        } else {
+            SHORT_PAGE_HEADER as u64
+        }
     }
 
     /// The first LSN the directory's oldest segment holds.
@@ -195,12 +251,23 @@ impl WalReader {
         let size = u64::from(self.dir.segment_size());
         let seg = self.seg.as_ref().expect("loaded");
         let off = (page % size) as usize;
-        let Some(h) = seg.bytes.get(off..off + WAL_PAGE_SIZE) else {
+        // Streaming, the last page may be partly written: its header is enough here
+        // (record reads check the bytes they need).
+        let need = if self.available.is_some() {
+            if off == 0 {
+                LONG_PAGE_HEADER
+            } else {
+                SHORT_PAGE_HEADER
+            }
+        } else {
+            WAL_PAGE_SIZE
+        };
+        let Some(h) = seg.bytes.get(off..off + need) else {
             return Err(self.err(
                 page,
                 Fault::Truncated {
                     len: seg.bytes.len() as u64,
-                    need: (off + WAL_PAGE_SIZE) as u64,
+                    need: (off + need) as u64,
                 },
             ));
         };
@@ -299,6 +366,9 @@ impl WalReader {
         self.latest_page = (0, 0);
         // Past the rest of a record continued from the page before.
         let mut at = loop {
+            if self.beyond_available(page.saturating_add(self.header_len_at(page))) {
+                return Err(WalError::new(lsn, None, Fault::NoRecordAfter));
+            }
             let Some(pi) = self.page(page)? else {
                 return Err(WalError::new(lsn, None, Fault::NoRecordAfter));
             };
@@ -359,6 +429,9 @@ impl WalReader {
             return Ok(None);
         }
         let page = start - start % p;
+        if self.beyond_available(page.saturating_add(self.header_len_at(page))) {
+            return Ok(None);
+        }
         let Some(pi) = self.page(page)? else {
             return self.files_ended(start);
         };
@@ -381,15 +454,33 @@ impl WalReader {
         }
         let size = u64::from(self.dir.segment_size());
         let in_page = (p - start % p) as usize;
+        if self.beyond_available(start.saturating_add(4)) {
+            return Ok(None);
+        }
         let seg = self.seg.as_ref().expect("page loaded");
         let off = (start % size) as usize;
-        let b = &seg.bytes[off..];
+        let have = seg.bytes.len();
+        let truncated = |need: usize| Fault::Truncated {
+            len: have as u64,
+            need: need as u64,
+        };
+        let Some(b) = seg.bytes.get(off..off + 4) else {
+            return Err(self.err(start, truncated(off + 4)));
+        };
         let total = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         if (total as usize) < RECORD_HEADER || total > MAX_RECORD_SIZE {
             return Err(self.err(start, Fault::BadRecordLength { len: total }));
         }
         let tli = seg.tli;
         let contiguous = total as usize <= in_page;
+        let first_part = if contiguous { total as usize } else { in_page };
+        if self.beyond_available(start.saturating_add(first_part as u64)) {
+            return Ok(None);
+        }
+        if off + first_part > have {
+            return Err(self.err(start, truncated(off + first_part)));
+        }
+        let b = &seg.bytes[off..];
         let mut end_lsn;
         if contiguous {
             end_lsn = start.saturating_add(maxalign(u64::from(total)));
@@ -400,6 +491,9 @@ impl WalReader {
             let mut page = page;
             loop {
                 page = page.saturating_add(p);
+                if self.beyond_available(page.saturating_add(self.header_len_at(page))) {
+                    return Ok(None);
+                }
                 let Some(pi) = self.page(page)? else {
                     // The files end inside the record: nothing complete to read.
                     return self.files_ended(start);
@@ -420,7 +514,17 @@ impl WalReader {
                 let seg = self.seg.as_ref().expect("page loaded");
                 let from = (page % size) as usize + pi.header_len;
                 let n = left.min(WAL_PAGE_SIZE - pi.header_len);
-                self.buf.extend_from_slice(&seg.bytes[from..from + n]);
+                if self.beyond_available(page.saturating_add((pi.header_len + n) as u64)) {
+                    return Ok(None);
+                }
+                let Some(part) = seg.bytes.get(from..from + n) else {
+                    let need = Fault::Truncated {
+                        len: seg.bytes.len() as u64,
+                        need: (from + n) as u64,
+                    };
+                    return Err(self.err(page, need));
+                };
+                self.buf.extend_from_slice(part);
                 if self.buf.len() == total as usize {
                     end_lsn = page
                         .saturating_add(pi.header_len as u64)
