@@ -1,4 +1,4 @@
-//! The command line: `pg_walker walk ...` and `pg_walker show ...`.
+//! The command line: `pg_walker walk ...`, `pg_walker follow ...` and `pg_walker show ...`.
 
 use std::path::PathBuf;
 use walker_walfile::format::parse_lsn;
@@ -7,6 +7,9 @@ use walker_walfile::format::parse_lsn;
 pub const USAGE: &str = "usage:
   pg_walker walk --wal-dir DIR --plugins NAME[,NAME...] [--start LSN] [--end LSN]
                  [--plugin-dir DIR] [--state-dir DIR] [--config FILE.toml] [--set PLUGIN.NAME=VALUE]...
+  pg_walker follow 'host=... port=... user=...' --plugins NAME[,NAME...] [--slot NAME] [--create-slot]
+                 [--start LSN] [--end LSN] [--plugin-dir DIR] [--state-dir DIR] [--config FILE.toml]
+                 [--set PLUGIN.NAME=VALUE]...
   pg_walker show PLUGIN VIEW [--format table|csv|json] [--state-dir DIR]
                  [--plugin-dir DIR] [--config FILE.toml] [--set PLUGIN.NAME=VALUE]...";
 
@@ -50,6 +53,15 @@ pub enum Command {
         /// Shared options.
         common: Common,
     },
+    /// Follow a server over the replication protocol.
+    Follow {
+        /// What to follow and how far.
+        request: crate::follow::Request,
+        /// Plugin names, in order.
+        plugins: Vec<String>,
+        /// Shared options.
+        common: Common,
+    },
     /// Print a view.
     Show {
         /// Plugin name.
@@ -72,7 +84,7 @@ fn lsn(flag: &str, v: &str) -> Result<u64, String> {
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let Some(cmd) = args.first() else {
-        return Err("no command given (walk or show)".into());
+        return Err("no command given (walk, follow or show)".into());
     };
     if cmd == "--help" || cmd == "-h" || cmd == "help" {
         return Ok(Command::Help);
@@ -83,6 +95,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     };
     let (mut wal_dir, mut start, mut end, mut plugins) = (None, None, None, Vec::new());
     let mut format = Format::Table;
+    let (mut slot, mut create_slot) = (None, false);
     let mut positional = Vec::new();
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
@@ -97,6 +110,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         if flag == "--help" {
             return Ok(Command::Help);
         }
+        if (cmd.as_str(), flag) == ("follow", "--create-slot") {
+            create_slot = true;
+            continue;
+        }
         let value = match inline {
             Some(v) => v,
             None => it
@@ -106,9 +123,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         };
         match (cmd.as_str(), flag) {
             ("walk", "--wal-dir") => wal_dir = Some(PathBuf::from(value)),
-            ("walk", "--start") => start = Some(lsn(flag, &value)?),
-            ("walk", "--end") => end = Some(lsn(flag, &value)?),
-            ("walk", "--plugins") => plugins.extend(
+            ("walk" | "follow", "--start") => start = Some(lsn(flag, &value)?),
+            ("walk" | "follow", "--end") => end = Some(lsn(flag, &value)?),
+            ("follow", "--slot") => slot = Some(value),
+            ("walk" | "follow", "--plugins") => plugins.extend(
                 value
                     .split(',')
                     .map(str::trim)
@@ -159,6 +177,36 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 common,
             })
         }
+        "follow" => {
+            let [conninfo] = &positional[..] else {
+                return Err(
+                    "follow: give one connection string, e.g. 'host=db1 port=5432 user=walker'"
+                        .into(),
+                );
+            };
+            if plugins.is_empty() {
+                return Err("follow: --plugins NAME[,NAME...] is required".into());
+            }
+            if create_slot && slot.is_none() {
+                return Err("follow: --create-slot needs --slot NAME".into());
+            }
+            if let (Some(s), Some(e)) = (start, end) {
+                if e < s {
+                    return Err("follow: --end is before --start".into());
+                }
+            }
+            Ok(Command::Follow {
+                request: crate::follow::Request {
+                    conninfo: conninfo.clone(),
+                    slot,
+                    create_slot,
+                    start,
+                    end,
+                },
+                plugins,
+                common,
+            })
+        }
         "show" => match &positional[..] {
             [plugin, view] => Ok(Command::Show {
                 plugin: plugin.clone(),
@@ -168,7 +216,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             }),
             _ => Err("show: give PLUGIN and VIEW".into()),
         },
-        other => Err(format!("unknown command {other} (walk or show)")),
+        other => Err(format!("unknown command {other} (walk, follow or show)")),
     }
 }
 
@@ -196,6 +244,25 @@ mod tests {
         assert_eq!((start, end), (Some(0x10), Some(1 << 32)));
         assert_eq!(plugins, ["a", "b"]);
         assert_eq!(common.sets, [("a.x".to_string(), "1".to_string())]);
+    }
+
+    #[test]
+    fn follow_options() {
+        let Command::Follow {
+            request, plugins, ..
+        } = p("follow host=/tmp --plugins rmgr_stats --slot s1 --create-slot --end 0/20").unwrap()
+        else {
+            panic!("not follow")
+        };
+        assert_eq!(request.conninfo, "host=/tmp");
+        assert_eq!(request.slot.as_deref(), Some("s1"));
+        assert!(request.create_slot);
+        assert_eq!(request.end, Some(0x20));
+        assert_eq!(plugins, ["rmgr_stats"]);
+        assert!(p("follow host=x --plugins a --create-slot")
+            .unwrap_err()
+            .contains("--slot"));
+        assert!(p("follow --plugins a").unwrap_err().contains("connection string"));
     }
 
     #[test]

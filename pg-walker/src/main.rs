@@ -2,13 +2,19 @@
 //! pg_wal, an archive) and hands every record to the plugins named, loaded and
 //! negotiated exactly as the server does; their state is kept in a state directory in
 //! walker's snapshot format, so the next walk resumes where this one stopped. `show`
-//! prints any plugin view from that state.
+//! prints any plugin view from that state. `follow` feeds the plugins from a server's
+//! WAL as it is written, over the physical replication protocol.
 
 mod args;
 mod config;
+mod conninfo;
+mod follow;
 mod host;
+mod pgwire;
 mod position;
+mod received;
 mod show;
+mod stream;
 mod walk;
 
 use args::Command;
@@ -38,6 +44,34 @@ fn main() {
                     o.records,
                     format_lsn(o.start),
                     format_lsn(o.end),
+                    common.state_dir.display()
+                );
+                for (name, why) in &o.failed {
+                    eprintln!("pg_walker: plugin \"{name}\" failed: {why}");
+                }
+                if o.failed.is_empty() {
+                    0
+                } else {
+                    3
+                }
+            }
+            Err(e) => {
+                eprintln!("pg_walker: {e}");
+                1
+            }
+        },
+        Ok(Command::Follow {
+            request,
+            plugins,
+            common,
+        }) => match follow::run(&request, &plugins, &common) {
+            Ok(o) => {
+                eprintln!(
+                    "pg_walker: followed {} records from {} to {} ({} timeline switches); state in {}",
+                    o.records,
+                    format_lsn(o.start),
+                    format_lsn(o.end),
+                    o.switches,
                     common.state_dir.display()
                 );
                 for (name, why) in &o.failed {

@@ -64,7 +64,7 @@ pub fn read(dir: &Path) -> Result<Option<Position>, String> {
 /// Writes the position atomically.
 pub fn write(dir: &Path, p: &Position) -> Result<(), String> {
     let text = format!(
-        "# written by pg_walker walk: the state in this directory reflects the WAL up to lsn\nsystem_identifier = {}\nversion_num = {}\nlsn = {}\n",
+        "# written by pg_walker (walk or follow): the state in this directory reflects the WAL up to lsn\nsystem_identifier = {}\nversion_num = {}\nlsn = {}\n",
         p.system_id,
         p.version_num,
         format_lsn(p.lsn)

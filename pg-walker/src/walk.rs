@@ -41,6 +41,28 @@ pub struct Outcome {
     pub failed: Vec<(String, String)>,
 }
 
+/// Refuses a `--start` after the WAL some plugin's restored state reflects: the
+/// records between would be skipped.
+pub fn refuse_skip(
+    slots: &[&'static walker_core::registry::PluginSlot],
+    started: &[Started],
+    s: u64,
+    state_dir: &Path,
+) -> Result<(), String> {
+    for (slot, how) in slots.iter().zip(started) {
+        if let Some(after) = how.resume_after().filter(|&a| a < s) {
+            return Err(format!(
+                "plugin \"{}\" state in {} reflects the WAL up to {}, and --start {} would skip the records between: omit --start to resume, or use a new --state-dir",
+                slot.name,
+                state_dir.display(),
+                format_lsn(after),
+                format_lsn(s)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a walk.
 pub fn run(
     wal_dir: &Path,
@@ -93,17 +115,7 @@ pub fn run(
     // Plugins starting empty read from --start, else from the first record.
     let fallback = start.unwrap_or(first);
     if let Some(s) = start {
-        for (slot, how) in slots.iter().zip(&started) {
-            if let Some(after) = how.resume_after().filter(|&a| a < s) {
-                return Err(format!(
-                    "plugin \"{}\" state in {} reflects the WAL up to {}, and --start {} would skip the records between: omit --start to resume, or use a new --state-dir",
-                    slot.name,
-                    common.state_dir.display(),
-                    format_lsn(after),
-                    format_lsn(s)
-                ));
-            }
-        }
+        refuse_skip(&slots, &started, s, &common.state_dir)?;
     }
     let begin = persistence::walk_start(&started, fallback);
     for (s, how) in slots.iter().zip(&started) {
