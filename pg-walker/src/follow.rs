@@ -374,10 +374,9 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
             if start_at.is_none() {
                 match r.seek(begin) {
                     Ok(at) => {
-                        if r.system_identifier() != Some(system_id) {
+                        if let Some(other) = r.system_identifier().filter(|&s| s != system_id) {
                             failure = Some(format!(
-                                "the WAL streamed carries system identifier {:?}, IDENTIFY_SYSTEM said {system_id}",
-                                r.system_identifier()
+                                "the WAL streamed carries system identifier {other}, IDENTIFY_SYSTEM said {system_id}: the server is not what it claims"
                             ));
                             break 'run;
                         }

@@ -3,7 +3,11 @@
 //! pg_wal gives equal view rows (rmgr_stats and garbagemap, compared with the server's
 //! SQL views); a walk in two halves gives the same totals as one walk, equal to
 //! `pg_waldump --stats`; a plugin that dereferences NULL kills pg_walker only, while
-//! the server keeps answering.
+//! the server keeps answering. `pg_walker follow` over the replication protocol:
+//! a live cluster under pgbench, pg_walker killed midway and restarted, gives the
+//! totals of `pg_get_wal_stats` over the whole range; a followed standby's promotion
+//! is followed onto the new timeline; wrong conninfo, a missing slot and a server
+//! that allows no replication are clear errors.
 
 #[path = "../../tests/harness/tests/common/mod.rs"]
 mod common;
@@ -311,4 +315,246 @@ fn pg_walker_gives_the_servers_rows_resumes_and_crashes_alone() {
 /// SIGSEGV's number (11 on Linux, every architecture walker builds on).
 fn libc_sigsegv() -> i32 {
     11
+}
+
+/// `pg_walker follow` against the cluster on `port`, with `args` after the plugins
+/// and state directory options.
+fn follow_command(port: u16, state: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pg_walker"));
+    cmd.arg("follow")
+        .arg(format!("host=127.0.0.1 port={port} user=postgres"))
+        .args(["--plugins", "rmgr_stats", "--plugin-dir", &pkglibdir()])
+        .arg("--state-dir")
+        .arg(state)
+        .args(args);
+    cmd
+}
+
+/// The LSN of the state directory's position file, once there is one.
+fn saved_lsn(state: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(state.join("pg_walker.position")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("lsn = ").map(|v| v.trim().to_string()))
+}
+
+/// rmgr_stats' rows in `state`, with the range they cover (since, through).
+fn followed_stats(state: &Path) -> (String, String, common::Stats) {
+    let rows = walker_rows(state, "rmgr_stats", "rmgrs");
+    assert!(!rows.is_empty(), "pg_walker's rmgr_stats saw no records");
+    let (since, through) = (rows[0][6].clone(), rows[0][7].clone());
+    (since, through, rmgr_totals(&rows))
+}
+
+/// Runs pgbench against `c` for `seconds` in the background.
+fn pgbench(c: &Cluster, seconds: u32) -> std::process::Child {
+    walker_tests::client_command("pgbench", c.port(), "postgres")
+        .args(["-n", "-c", "2", "-j", "1", "-T", &seconds.to_string(), "postgres"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run pgbench")
+}
+
+fn pgbench_init(c: &Cluster) {
+    let out = walker_tests::client_command("pgbench", c.port(), "postgres")
+        .args(["-i", "-q", "-s", "2", "postgres"])
+        .output()
+        .expect("run pgbench -i");
+    assert!(
+        out.status.success(),
+        "pgbench -i: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn follow_resumes_exactly_after_kill_9() {
+    let c = Cluster::builder("pgw_follow")
+        .preload_walker(false)
+        .conf("max_wal_size", "4GB")
+        .start();
+    c.exec("CREATE EXTENSION pg_walinspect");
+    pgbench_init(&c);
+    let state = scratch("pgw-follow");
+    let load = pgbench(&c, 40);
+    let mut first = follow_command(c.port(), &state, &["--slot", "pgw", "--create-slot"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run pg_walker follow");
+    // Midway: once the plugin's state was saved once (every 10 s) and more WAL came.
+    c.wait_until(
+        "pg_walker follow saves rmgr_stats' state",
+        Duration::from_secs(180),
+        || state.join("rmgr_stats.snapshot").exists(),
+    );
+    let saved = saved_lsn(&state);
+    first.kill().expect("kill -9 pg_walker");
+    let status = first.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "pg_walker was killed, not finished");
+    // The slot keeps what the state directory does not reflect yet.
+    let restart = c.query_one("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgw'");
+    if let Some(saved) = &saved {
+        assert_eq!(
+            c.query_one(&format!("SELECT '{restart}'::pg_lsn <= '{saved}'::pg_lsn")),
+            "t",
+            "the slot's restart_lsn {restart} is past the saved position {saved}"
+        );
+    }
+    let mut load = load;
+    assert!(load.wait().unwrap().success(), "pgbench ran");
+    let end = c.query_one("SELECT pg_current_wal_flush_lsn()");
+    let out = follow_command(c.port(), &state, &["--slot", "pgw", "--end", &end])
+        .output()
+        .expect("run pg_walker follow again");
+    ok("follow (resumed)", out);
+    let (since, through, ours) = followed_stats(&state);
+    assert!(
+        ours.get("Heap").is_some_and(|h| h.0 > 1000),
+        "pgbench's Heap records: {ours:?}"
+    );
+    assert_eq!(
+        c.query_one(&format!("SELECT '{through}'::pg_lsn <= '{end}'::pg_lsn AND '{end}'::pg_lsn - '{through}'::pg_lsn < 65536")),
+        "t",
+        "the records processed end at --end {end} (through {through})"
+    );
+    assert_eq!(
+        ours,
+        common::walinspect_stats(&c, &since, &through),
+        "pg_walker follow, killed and resumed, over {since}..{through} differs from pg_get_wal_stats"
+    );
+    // The slot let go of what the state reflects.
+    assert_eq!(
+        c.query_one("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgw'"),
+        saved_lsn(&state).unwrap(),
+        "the slot's restart_lsn is the saved position"
+    );
+    let _ = std::fs::remove_dir_all(state);
+}
+
+#[test]
+fn follow_errors_name_cause_and_fix() {
+    let c = Cluster::builder("pgw_follow_err")
+        .preload_walker(false)
+        .start();
+    let state = scratch("pgw-follow-err");
+    let err = |cmd: &mut Command| {
+        let out = cmd.output().expect("run pg_walker follow");
+        assert_eq!(out.status.code(), Some(1), "pg_walker follow fails: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Nothing listens there: a port just released.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = err(&mut follow_command(free, &state, &[]));
+    assert!(
+        e.contains(&format!("cannot connect to 127.0.0.1:{free}")) && e.contains("check host and port"),
+        "{e}"
+    );
+    let e = err(&mut follow_command(c.port(), &state, &["--slot", "nosuch"]));
+    assert!(
+        e.contains("\"nosuch\" does not exist") && e.contains("--create-slot"),
+        "{e}"
+    );
+    // A role without REPLICATION.
+    c.exec("CREATE ROLE plain LOGIN");
+    let e = err(Command::new(env!("CARGO_BIN_EXE_pg_walker")).args([
+        "follow",
+        &format!("host=127.0.0.1 port={} user=plain", c.port()),
+        "--plugins",
+        "rmgr_stats",
+        "--plugin-dir",
+        &pkglibdir(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]));
+    assert!(e.contains("REPLICATION"), "{e}");
+    // A server that allows no replication connection at all.
+    c.set_conf("max_wal_senders", "0");
+    c.restart();
+    let e = err(&mut follow_command(c.port(), &state, &[]));
+    assert!(e.contains("max_wal_senders"), "{e}");
+    let _ = std::fs::remove_dir_all(state);
+}
+
+#[test]
+fn follow_continues_on_the_promoted_standbys_timeline() {
+    let primary = Cluster::builder("pgw_tl_primary")
+        .preload_walker(false)
+        .conf("max_wal_size", "4GB")
+        .start();
+    primary.exec("CREATE EXTENSION pg_walinspect");
+    primary.exec("CREATE TABLE t (id int, v text)");
+    let standby = Cluster::builder("pgw_tl_standby")
+        .preload_walker(false)
+        .standby_of(&primary)
+        .start();
+    let state = scratch("pgw-follow-tl");
+    let log = state.join("first-run.log");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut first = follow_command(standby.port(), &state, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("run pg_walker follow");
+    standby.wait_until(
+        "pg_walker follows the standby",
+        Duration::from_secs(60),
+        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("following")),
+    );
+    primary.exec("INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 50000) g");
+    let flushed = primary.query_one("SELECT pg_current_wal_flush_lsn()");
+    standby.wait_until("the standby replays the primary's WAL", Duration::from_secs(120), || {
+        standby.query_one(&format!("SELECT pg_last_wal_replay_lsn() >= '{flushed}'")) == "t"
+    });
+    drop(primary);
+    standby.promote();
+    standby.exec("INSERT INTO t SELECT g, repeat('y', 100) FROM generate_series(1, 50000) g");
+    standby.exec("CHECKPOINT");
+    let end = standby.query_one("SELECT pg_current_wal_flush_lsn()");
+    standby.wait_until(
+        "pg_walker follows the new timeline",
+        Duration::from_secs(120),
+        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("following timeline 2")),
+    );
+    // The first run goes on past the switch (still running): stop it (kill -9); the
+    // second resumes from its saved state and stops at --end.
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first run ended at the switch:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    first.kill().unwrap();
+    let _ = first.wait();
+    let out = follow_command(standby.port(), &state, &["--end", &end])
+        .output()
+        .expect("run pg_walker follow again");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok("follow (after the promotion)", out);
+    let (since, through, ours) = followed_stats(&state);
+    // The range spans the switch the promoted server's history file records.
+    let history =
+        std::fs::read_to_string(standby.data_dir().join("pg_wal/00000002.history")).unwrap();
+    let switch = history.split('\t').nth(1).expect("a switch point").to_string();
+    assert_eq!(
+        standby.query_one(&format!(
+            "SELECT '{since}'::pg_lsn < '{switch}'::pg_lsn AND '{switch}'::pg_lsn < '{through}'::pg_lsn"
+        )),
+        "t",
+        "the range {since}..{through} spans the switch at {switch}"
+    );
+    assert!(
+        ours.get("Heap").is_some_and(|h| h.0 >= 100_000),
+        "both timelines' inserts: {ours:?}\n{stderr}"
+    );
+    assert_eq!(
+        ours,
+        common::walinspect_stats(&standby, &since, &through),
+        "pg_walker follow across the promotion over {since}..{through} differs from pg_get_wal_stats on the promoted server"
+    );
+    let _ = std::fs::remove_dir_all(state);
 }
