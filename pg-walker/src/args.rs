@@ -262,7 +262,9 @@ mod tests {
         assert!(p("follow host=x --plugins a --create-slot")
             .unwrap_err()
             .contains("--slot"));
-        assert!(p("follow --plugins a").unwrap_err().contains("connection string"));
+        assert!(p("follow --plugins a")
+            .unwrap_err()
+            .contains("connection string"));
     }
 
     #[test]

@@ -148,7 +148,9 @@ pub fn parse_with(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnI
             "/tmp".into()
         }
     });
-    let port_text = port.or_else(|| env("PGPORT")).unwrap_or_else(|| "5432".into());
+    let port_text = port
+        .or_else(|| env("PGPORT"))
+        .unwrap_or_else(|| "5432".into());
     let port = port_text
         .parse::<u16>()
         .map_err(|_| format!("conninfo: port={port_text} is not a port number"))?;

@@ -147,7 +147,9 @@ fn fetch_history(conn: &mut Conn, tli: u32, wal_dir: &Path) -> Result<Vec<Timeli
     let name = column(&rows, 0, &what)?.unwrap_or_default();
     let text = column(&rows, 1, &what)?.unwrap_or_default();
     if name.contains('/') || !name.ends_with(".history") {
-        return Err(format!("the server named timeline {tli}'s history \"{name}\""));
+        return Err(format!(
+            "the server named timeline {tli}'s history \"{name}\""
+        ));
     }
     let path = wal_dir.join(&name);
     walker_core::snapshot::write_atomic(&path, text.as_bytes())
@@ -238,7 +240,10 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
     let state = &common.state_dir;
     let wal_dir = state.join("wal");
     std::fs::create_dir_all(&wal_dir).map_err(|e| {
-        format!("cannot create {}: {e} (check the path and permissions)", wal_dir.display())
+        format!(
+            "cannot create {}: {e} (check the path and permissions)",
+            wal_dir.display()
+        )
     })?;
     let saved = position::read(state)?;
     if let Some(s) = &req.slot {
@@ -287,7 +292,13 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
         system_id,
     };
     let started = host::restore(&slots, &cfg);
-    let fallback = req.start.or(slot_start).unwrap_or(flushed);
+    // A plugin with no state yet starts where the state directory stands (a run
+    // killed before its first save), else as asked.
+    let fallback = req
+        .start
+        .or(saved.map(|p| p.lsn))
+        .or(slot_start)
+        .unwrap_or(flushed);
     if let Some(s) = req.start {
         crate::walk::refuse_skip(&slots, &started, s, state)?;
     }
@@ -305,8 +316,19 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
         ));
     }
     received::clear_segments(&wal_dir)?;
-    let tli = timeline_at(&history, received::segment_start(begin, seg_size), server_tli);
-    let mut stream = start_stream(&mut conn, req.slot.as_deref(), &wal_dir, seg_size, tli, begin)?;
+    let tli = timeline_at(
+        &history,
+        received::segment_start(begin, seg_size),
+        server_tli,
+    );
+    let mut stream = start_stream(
+        &mut conn,
+        req.slot.as_deref(),
+        &wal_dir,
+        seg_size,
+        tli,
+        begin,
+    )?;
     let first_byte = stream.writer.end();
     eprintln!(
         "pg_walker: following {} from {} on timeline {tli} (streaming from {}); state in {}",
@@ -322,7 +344,8 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
     let mut reader: Option<WalReader> = None;
     let mut start_at = None;
     let (mut records, mut switches) = (0u64, 0u32);
-    let mut last_end = begin;
+    // End of the last record handed to the plugins.
+    let mut last_end: Option<u64> = None;
     let mut saved_at = Instant::now();
     let mut status_at = Instant::now();
     let mut written = saved.map(|p| p.lsn).unwrap_or(0);
@@ -413,10 +436,16 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
                     let batch = batch.finish();
                     if !batch.records().is_empty() {
                         records = records.saturating_add(batch.records().len() as u64);
-                        last_end = last_end.max(batch.end_lsn);
+                        last_end = Some(last_end.unwrap_or(0).max(batch.end_lsn));
                         dispatcher.send(Arc::new(batch));
                     }
-                    if !pump(&mut dispatcher, &mut conn, &mut status_at, available, written) {
+                    if !pump(
+                        &mut dispatcher,
+                        &mut conn,
+                        &mut status_at,
+                        available,
+                        written,
+                    ) {
                         break 'run;
                     }
                     if failure.is_some() {
@@ -449,7 +478,12 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
         }
         if reply || status_at.elapsed() >= STATUS_EVERY {
             let apply = dispatcher.processed_lsn().unwrap_or(written);
-            if let Err(e) = conn.copy_data(&stream::status_update(available, written, apply, SystemTime::now())) {
+            if let Err(e) = conn.copy_data(&stream::status_update(
+                available,
+                written,
+                apply,
+                SystemTime::now(),
+            )) {
                 failure = Some(e);
                 break 'run;
             }
@@ -496,7 +530,14 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
                 }
             };
             persistence::set_history(history.clone());
-            stream = match start_stream(&mut conn, req.slot.as_deref(), &wal_dir, seg_size, next_tli, next_start) {
+            stream = match start_stream(
+                &mut conn,
+                req.slot.as_deref(),
+                &wal_dir,
+                seg_size,
+                next_tli,
+                next_start,
+            ) {
                 Ok(s) => s,
                 Err(e) => {
                     failure = Some(e);
@@ -508,7 +549,10 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
     }
     // Every batch handed over is applied, then the lanes hear the run caught up.
     if failure.is_none() {
-        while dispatcher.processed_lsn().is_some_and(|p| p < last_end) {
+        while let (Some(p), Some(e)) = (dispatcher.processed_lsn(), last_end) {
+            if p >= e {
+                break;
+            }
             for m in dispatcher.watch(PLUGIN_TIMEOUT) {
                 eprintln!("pg_walker: {m}");
             }
@@ -536,7 +580,12 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
     }
     if failure.is_none() {
         // The slot may let go of what the state now reflects.
-        let _ = conn.copy_data(&stream::status_update(stream.writer.end(), written, written, SystemTime::now()));
+        let _ = conn.copy_data(&stream::status_update(
+            stream.writer.end(),
+            written,
+            written,
+            SystemTime::now(),
+        ));
         let _ = conn.end_copy(stream.ended);
         conn.terminate();
     }
@@ -553,7 +602,7 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
     }
     Ok(Outcome {
         start: start_at.unwrap_or(begin),
-        end: last_end,
+        end: last_end.unwrap_or(begin),
         records,
         switches,
         failed,
@@ -631,7 +680,12 @@ fn pump(
         dispatcher.pump(Duration::from_millis(100));
         if status_at.elapsed() >= STATUS_EVERY {
             let apply = dispatcher.processed_lsn().unwrap_or(written);
-            let _ = conn.copy_data(&stream::status_update(received, written, apply, SystemTime::now()));
+            let _ = conn.copy_data(&stream::status_update(
+                received,
+                written,
+                apply,
+                SystemTime::now(),
+            ));
             *status_at = Instant::now();
         }
     }
@@ -643,7 +697,10 @@ mod tests {
 
     #[test]
     fn versions_sizes_and_slot_names() {
-        assert_eq!(major_of("17.2 (Debian 17.2-1.pgdg120+1)").unwrap(), Major::Pg17);
+        assert_eq!(
+            major_of("17.2 (Debian 17.2-1.pgdg120+1)").unwrap(),
+            Major::Pg17
+        );
         assert_eq!(major_of("18beta1").unwrap(), Major::Pg18);
         assert!(major_of("14.9").unwrap_err().contains("15 to 18"));
         assert_eq!(parse_size("16MB"), Some(16 << 20));
@@ -651,7 +708,9 @@ mod tests {
         assert_eq!(parse_size("1024kB"), Some(1 << 20));
         assert_eq!(parse_size("16 parsecs"), None);
         assert!(check_slot_name("pg_walker_1").is_ok());
-        assert!(check_slot_name("Bad-Name").unwrap_err().contains("lower-case"));
+        assert!(check_slot_name("Bad-Name")
+            .unwrap_err()
+            .contains("lower-case"));
     }
 
     #[test]

@@ -152,7 +152,10 @@ impl std::fmt::Display for ServerError {
 /// The columns of a DataRow body (`None`: NULL).
 pub fn data_row(body: &[u8]) -> Result<Vec<Option<String>>, String> {
     let bad = || "the server sent a malformed DataRow".to_string();
-    let n = u16::from_be_bytes([*body.first().ok_or_else(bad)?, *body.get(1).ok_or_else(bad)?]);
+    let n = u16::from_be_bytes([
+        *body.first().ok_or_else(bad)?,
+        *body.get(1).ok_or_else(bad)?,
+    ]);
     let mut at = 2usize;
     let mut out = Vec::with_capacity(n as usize);
     for _ in 0..n {
@@ -331,14 +334,19 @@ impl Conn {
     }
 
     fn send(&mut self) -> Result<(), String> {
-        let r = self.sock.write_all(&self.out).and_then(|_| self.sock.flush());
+        let r = self
+            .sock
+            .write_all(&self.out)
+            .and_then(|_| self.sock.flush());
         self.out.clear();
         r.map_err(|e| format!("lost the connection to {}: {e}", self.what))
     }
 
     /// The next message, waiting as long as it takes.
     fn recv(&mut self) -> Result<Message, String> {
-        self.sock.set_read_timeout(None).map_err(|e| e.to_string())?;
+        self.sock
+            .set_read_timeout(None)
+            .map_err(|e| e.to_string())?;
         loop {
             if let Some(m) = self.try_frame()? {
                 return Ok(m);
@@ -516,7 +524,9 @@ mod tests {
             }
         }
         // Not PostgreSQL: an HTTP server's "HTTP/1.1" reads as a huge length.
-        assert!(frame(b"HTTP/1.1 400").unwrap_err().contains("host and port"));
+        assert!(frame(b"HTTP/1.1 400")
+            .unwrap_err()
+            .contains("host and port"));
         assert!(frame(&[b'Z', 0, 0, 0, 3]).is_err());
     }
 
@@ -527,14 +537,21 @@ mod tests {
         assert_eq!(data_row(&body).unwrap(), [Some("6".into()), None]);
         assert!(data_row(&body[..8]).is_err());
         let mut e = Vec::new();
-        for (c, v) in [(b'S', "FATAL"), (b'C', "28000"), (b'M', "no pg_hba.conf entry")] {
+        for (c, v) in [
+            (b'S', "FATAL"),
+            (b'C', "28000"),
+            (b'M', "no pg_hba.conf entry"),
+        ] {
             e.push(c);
             e.extend_from_slice(v.as_bytes());
             e.push(0);
         }
         e.push(0);
         let se = ServerError::parse(&e);
-        assert_eq!((se.code.as_str(), se.message.as_str()), ("28000", "no pg_hba.conf entry"));
+        assert_eq!(
+            (se.code.as_str(), se.message.as_str()),
+            ("28000", "no pg_hba.conf entry")
+        );
         assert!(startup_fix(&se).contains("replication"));
     }
 }

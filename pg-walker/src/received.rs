@@ -74,7 +74,11 @@ impl SegmentWriter {
 
     fn path(&self, segno: u64, partial: bool) -> PathBuf {
         let name = segment_file_name(self.tli, segno, self.seg_size);
-        self.dir.join(if partial { format!("{name}.partial") } else { name })
+        self.dir.join(if partial {
+            format!("{name}.partial")
+        } else {
+            name
+        })
     }
 
     /// Appends `data`, which the server sent as starting at `start`.
@@ -96,7 +100,12 @@ impl SegmentWriter {
                     .write(true)
                     .truncate(true)
                     .open(&p)
-                    .map_err(|e| format!("cannot create {}: {e} (check the state directory)", p.display()))?;
+                    .map_err(|e| {
+                        format!(
+                            "cannot create {}: {e} (check the state directory)",
+                            p.display()
+                        )
+                    })?;
                 self.file = Some((segno, f));
             }
             let room = (size - self.next % size) as usize;

@@ -348,7 +348,16 @@ fn followed_stats(state: &Path) -> (String, String, common::Stats) {
 /// Runs pgbench against `c` for `seconds` in the background.
 fn pgbench(c: &Cluster, seconds: u32) -> std::process::Child {
     walker_tests::client_command("pgbench", c.port(), "postgres")
-        .args(["-n", "-c", "2", "-j", "1", "-T", &seconds.to_string(), "postgres"])
+        .args([
+            "-n",
+            "-c",
+            "2",
+            "-j",
+            "1",
+            "-T",
+            &seconds.to_string(),
+            "postgres",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -392,9 +401,14 @@ fn follow_resumes_exactly_after_kill_9() {
     first.kill().expect("kill -9 pg_walker");
     let status = first.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(9), "pg_walker was killed, not finished");
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "pg_walker was killed, not finished"
+    );
     // The slot keeps what the state directory does not reflect yet.
-    let restart = c.query_one("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgw'");
+    let restart =
+        c.query_one("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgw'");
     if let Some(saved) = &saved {
         assert_eq!(
             c.query_one(&format!("SELECT '{restart}'::pg_lsn <= '{saved}'::pg_lsn")),
@@ -441,7 +455,11 @@ fn follow_errors_name_cause_and_fix() {
     let state = scratch("pgw-follow-err");
     let err = |cmd: &mut Command| {
         let out = cmd.output().expect("run pg_walker follow");
-        assert_eq!(out.status.code(), Some(1), "pg_walker follow fails: {out:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "pg_walker follow fails: {out:?}"
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     // Nothing listens there: a port just released.
@@ -452,7 +470,8 @@ fn follow_errors_name_cause_and_fix() {
         .port();
     let e = err(&mut follow_command(free, &state, &[]));
     assert!(
-        e.contains(&format!("cannot connect to 127.0.0.1:{free}")) && e.contains("check host and port"),
+        e.contains(&format!("cannot connect to 127.0.0.1:{free}"))
+            && e.contains("check host and port"),
         "{e}"
     );
     let e = err(&mut follow_command(c.port(), &state, &["--slot", "nosuch"]));
@@ -508,9 +527,11 @@ fn follow_continues_on_the_promoted_standbys_timeline() {
     );
     primary.exec("INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 50000) g");
     let flushed = primary.query_one("SELECT pg_current_wal_flush_lsn()");
-    standby.wait_until("the standby replays the primary's WAL", Duration::from_secs(120), || {
-        standby.query_one(&format!("SELECT pg_last_wal_replay_lsn() >= '{flushed}'")) == "t"
-    });
+    standby.wait_until(
+        "the standby replays the primary's WAL",
+        Duration::from_secs(120),
+        || standby.query_one(&format!("SELECT pg_last_wal_replay_lsn() >= '{flushed}'")) == "t",
+    );
     drop(primary);
     standby.promote();
     standby.exec("INSERT INTO t SELECT g, repeat('y', 100) FROM generate_series(1, 50000) g");
@@ -539,7 +560,11 @@ fn follow_continues_on_the_promoted_standbys_timeline() {
     // The range spans the switch the promoted server's history file records.
     let history =
         std::fs::read_to_string(standby.data_dir().join("pg_wal/00000002.history")).unwrap();
-    let switch = history.split('\t').nth(1).expect("a switch point").to_string();
+    let switch = history
+        .split('\t')
+        .nth(1)
+        .expect("a switch point")
+        .to_string();
     assert_eq!(
         standby.query_one(&format!(
             "SELECT '{since}'::pg_lsn < '{switch}'::pg_lsn AND '{switch}'::pg_lsn < '{through}'::pg_lsn"

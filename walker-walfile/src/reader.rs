@@ -161,7 +161,8 @@ impl WalReader {
                 let read = std::fs::File::open(&seg.path).and_then(|mut f| {
                     use std::io::Seek;
                     f.seek(std::io::SeekFrom::Start(have))?;
-                    f.take(size.saturating_sub(have)).read_to_end(&mut seg.bytes)
+                    f.take(size.saturating_sub(have))
+                        .read_to_end(&mut seg.bytes)
                 });
                 if let Err(e) = read {
                     let lsn = seg.segno.saturating_mul(size).saturating_add(have);
