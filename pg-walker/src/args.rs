@@ -8,9 +8,9 @@ pub const USAGE: &str = "usage:
   pg_walker walk --wal-dir DIR --plugins NAME[,NAME...] [--start LSN] [--end LSN]
                  [--plugin-dir DIR] [--state-dir DIR] [--config FILE.toml] [--set PLUGIN.NAME=VALUE]...
   pg_walker follow 'host=... port=... user=...' --plugins NAME[,NAME...] [--slot NAME] [--create-slot]
-                 [--start LSN] [--end LSN] [--plugin-dir DIR] [--state-dir DIR] [--config FILE.toml]
+                 [--start LSN] [--end LSN] [--metrics-addr HOST:PORT] [--plugin-dir DIR] [--state-dir DIR] [--config FILE.toml]
                  [--set PLUGIN.NAME=VALUE]...
-  pg_walker show PLUGIN VIEW [--format table|csv|json] [--state-dir DIR]
+  pg_walker show PLUGIN VIEW [--format table|csv|json] [--svg-dir DIR] [--state-dir DIR]
                  [--plugin-dir DIR] [--config FILE.toml] [--set PLUGIN.NAME=VALUE]...";
 
 /// How `show` prints rows.
@@ -70,6 +70,8 @@ pub enum Command {
         view: String,
         /// Output format.
         format: Format,
+        /// Write the view's `svg` column into files here (one per row).
+        svg_dir: Option<PathBuf>,
         /// Shared options.
         common: Common,
     },
@@ -96,6 +98,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let (mut wal_dir, mut start, mut end, mut plugins) = (None, None, None, Vec::new());
     let mut format = Format::Table;
     let (mut slot, mut create_slot) = (None, false);
+    let (mut metrics_addr, mut svg_dir) = (None, None);
     let mut positional = Vec::new();
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
@@ -126,6 +129,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             ("walk" | "follow", "--start") => start = Some(lsn(flag, &value)?),
             ("walk" | "follow", "--end") => end = Some(lsn(flag, &value)?),
             ("follow", "--slot") => slot = Some(value),
+            ("follow", "--metrics-addr") => metrics_addr = Some(value),
+            ("show", "--svg-dir") => svg_dir = Some(PathBuf::from(value)),
             ("walk" | "follow", "--plugins") => plugins.extend(
                 value
                     .split(',')
@@ -202,6 +207,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                     create_slot,
                     start,
                     end,
+                    metrics_addr,
                 },
                 plugins,
                 common,
@@ -212,6 +218,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 plugin: plugin.clone(),
                 view: view.clone(),
                 format,
+                svg_dir,
                 common,
             }),
             _ => Err("show: give PLUGIN and VIEW".into()),

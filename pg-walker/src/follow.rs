@@ -61,6 +61,8 @@ pub struct Request {
     pub start: Option<u64>,
     /// Stop once every record ending at or before this is processed (default: never).
     pub end: Option<u64>,
+    /// Serve the Prometheus text here (`HOST:PORT`).
+    pub metrics_addr: Option<String>,
 }
 
 /// What a run did.
@@ -338,6 +340,13 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
         state.display()
     );
 
+    let counters = Arc::new(crate::metrics::Counters::default());
+    counters.timeline.store(tli, Ordering::Relaxed);
+    if let Some(addr) = &req.metrics_addr {
+        crate::metrics::serve(addr, counters.clone(), slots.clone())?;
+        eprintln!("pg_walker: metrics at http://{addr}/metrics");
+    }
+    let mut progress = crate::progress::Progress::new();
     let mut dispatcher = Dispatcher::start(&slots, QUEUE_BATCHES, Some(Arc::new(cfg)))
         .map_err(|e| format!("could not start dispatch threads: {e}"))?;
     let version_num = host::version_num(major);
@@ -367,7 +376,10 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
                 }
             };
             match handle(&m, &mut stream) {
-                Ok(Got::Wal(n)) => got = got.saturating_add(n),
+                Ok(Got::Wal(n)) => {
+                    got = got.saturating_add(n);
+                    counters.received_bytes.fetch_add(n, Ordering::Relaxed);
+                }
                 Ok(Got::ReplyRequested) => reply = true,
                 Ok(Got::Nothing) => {}
                 Err(e) => {
@@ -377,6 +389,7 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
             }
         }
         let available = stream.writer.end();
+        counters.received_lsn.store(available, Ordering::Relaxed);
         // 2. Read what arrived.
         if reader.is_none() && available >= first_byte.saturating_add(LONG_PAGE_HEADER as u64) {
             match WalReader::open(&wal_dir, Options::default()) {
@@ -456,6 +469,9 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
                     }
                 }
                 caught_up = true;
+                counters.records.store(records, Ordering::Relaxed);
+                counters.read_lsn.store(r.position(), Ordering::Relaxed);
+                progress.update(records, r.position());
             }
         }
         // 3. Save state, then the position; tell the server.
@@ -473,6 +489,7 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
                 },
             )?;
             written = d;
+            counters.saved_lsn.store(d, Ordering::Relaxed);
             let keep = received::segment_start(d, seg_size) / u64::from(seg_size);
             received::remove_before(&wal_dir, keep.saturating_sub(1), seg_size);
         }
@@ -545,8 +562,11 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
                 }
             };
             switches = switches.saturating_add(1);
+            counters.timeline.store(next_tli, Ordering::Relaxed);
+            counters.switches.fetch_add(1, Ordering::Relaxed);
         }
     }
+    progress.finish();
     // Every batch handed over is applied, then the lanes hear the run caught up.
     if failure.is_none() {
         while let (Some(p), Some(e)) = (dispatcher.processed_lsn(), last_end) {

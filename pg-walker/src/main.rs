@@ -10,8 +10,10 @@ mod config;
 mod conninfo;
 mod follow;
 mod host;
+mod metrics;
 mod pgwire;
 mod position;
+mod progress;
 mod received;
 mod show;
 mod stream;
@@ -92,8 +94,12 @@ fn main() {
             plugin,
             view,
             format,
+            svg_dir,
             common,
-        }) => match show::collect(&plugin, &view, &common) {
+        }) => match show::collect(&plugin, &view, &common).and_then(|t| match &svg_dir {
+            Some(d) => show::write_svgs(&t, d),
+            None => Ok(t),
+        }) {
             Ok(t) => {
                 print!("{}", show::render(&t, format));
                 0

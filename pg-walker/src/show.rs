@@ -4,11 +4,13 @@
 use crate::args::{Common, Format};
 use crate::host;
 use crate::position;
+use std::path::Path;
 use walker_abi::WalkerType;
 use walker_core::persistence::{SnapshotConfig, Started};
 use walker_walfile::format::Major;
 
 /// A view's column names and types, and its rows as text (`None`: NULL).
+#[derive(Debug)]
 pub struct Table {
     /// Columns: name and type.
     pub columns: Vec<(String, WalkerType)>,
@@ -21,7 +23,7 @@ pub fn collect(plugin: &str, view: &str, common: &Common) -> Result<Table, Strin
     crate::config::install(crate::config::load(common.config.as_deref(), &common.sets)?);
     let pos = position::read(&common.state_dir)?.ok_or_else(|| {
         format!(
-            "no walk saved its state in {}: run `pg_walker walk --state-dir {}` first",
+            "no walk or follow saved its state in {}: run `pg_walker walk --state-dir {}` (or follow) first",
             common.state_dir.display(),
             common.state_dir.display()
         )
@@ -78,6 +80,64 @@ pub fn collect(plugin: &str, view: &str, common: &Common) -> Result<Table, Strin
         columns: slot.views[index].columns.clone(),
         rows,
     })
+}
+
+/// Writes each row's `svg` column (a view such as garbagemap's `svg`, drawn by the
+/// plugin's own code) into `dir` as `<the row's other columns joined by _>.svg`, and
+/// returns those columns with the file written, for printing.
+pub fn write_svgs(t: &Table, dir: &Path) -> Result<Table, String> {
+    let Some(col) = t
+        .columns
+        .iter()
+        .position(|(n, ty)| n == "svg" && *ty == WalkerType::TEXT)
+    else {
+        return Err(
+            "--svg-dir: this view has no svg column (garbagemap's view svg has one)".into(),
+        );
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("--svg-dir {}: cannot create it: {e}", dir.display()))?;
+    let mut columns: Vec<(String, WalkerType)> = t
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != col)
+        .map(|(_, c)| c.clone())
+        .collect();
+    columns.push(("file".into(), WalkerType::TEXT));
+    let mut rows = Vec::new();
+    for r in &t.rows {
+        let rest: Vec<Option<String>> = r
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != col)
+            .map(|(_, v)| v.clone())
+            .collect();
+        let stem: String = rest
+            .iter()
+            .map(|v| v.as_deref().unwrap_or("null"))
+            .collect::<Vec<_>>()
+            .join("_")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = dir.join(format!(
+            "{}.svg",
+            if stem.is_empty() { "view".into() } else { stem }
+        ));
+        let svg = r.get(col).cloned().flatten().unwrap_or_default();
+        std::fs::write(&path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let mut row = rest;
+        row.push(Some(path.display().to_string()));
+        rows.push(row);
+    }
+    Ok(Table { columns, rows })
 }
 
 /// Formats a table.
@@ -233,6 +293,44 @@ mod tests {
                 vec![Some("a,\"b\"".into()), None, Some("f".into())],
             ],
         }
+    }
+
+    #[test]
+    fn svg_column_to_files() {
+        let t = Table {
+            columns: vec![
+                ("database".into(), WalkerType::INT8),
+                ("relfilenode".into(), WalkerType::INT8),
+                ("svg".into(), WalkerType::TEXT),
+            ],
+            rows: vec![
+                vec![
+                    Some("5".into()),
+                    Some("16384".into()),
+                    Some("<svg>a</svg>".into()),
+                ],
+                vec![Some("5".into()), None, Some("<svg>b</svg>".into())],
+            ],
+        };
+        let dir = std::env::temp_dir().join(format!("pgw-svg-{}", std::process::id()));
+        let out = write_svgs(&t, &dir).unwrap();
+        assert_eq!(out.columns.last().unwrap().0, "file");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("5_16384.svg")).unwrap(),
+            "<svg>a</svg>"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("5_null.svg")).unwrap(),
+            "<svg>b</svg>"
+        );
+        assert_eq!(
+            out.rows[0][2].as_deref(),
+            Some(dir.join("5_16384.svg").to_str().unwrap())
+        );
+        assert!(write_svgs(&super::tests::t(), &dir)
+            .unwrap_err()
+            .contains("no svg column"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -157,6 +157,7 @@ pub fn run(
     let mut last_end = begin;
     let mut saved_at = Instant::now();
     let mut read_error = None;
+    let mut progress = crate::progress::Progress::new();
     'walk: loop {
         let mut batch = BatchBuilder::with_capacity(BATCH_RECORDS, BATCH_BYTES);
         let mut done = false;
@@ -184,6 +185,7 @@ pub fn run(
             last_end = last_end.max(batch.end_lsn);
             dispatcher.send(Arc::new(batch));
         }
+        progress.update(records, reader.position());
         loop {
             for m in dispatcher.watch(PLUGIN_TIMEOUT) {
                 eprintln!("pg_walker: {m}");
@@ -205,6 +207,7 @@ pub fn run(
             break;
         }
     }
+    progress.finish();
     if read_error.is_none() {
         // Caught up with the files: once the lanes applied every batch, they hear it
         // (`on_idle`) as they do from the server's worker when it reaches the end of WAL.

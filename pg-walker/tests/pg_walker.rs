@@ -245,6 +245,43 @@ fn pg_walker_gives_the_servers_rows_resumes_and_crashes_alone() {
         );
     }
 
+    // garbagemap's SVG heat maps, drawn by the plugin, written to files: one per row
+    // of the server's svg view.
+    let svgs = full.join("svg");
+    let listed = parse_csv(&ok(
+        "show garbagemap svg --svg-dir",
+        pg_walker(&[
+            "show",
+            "garbagemap",
+            "svg",
+            "--svg-dir",
+            svgs.to_str().unwrap(),
+            "--format",
+            "csv",
+            "--state-dir",
+            full.to_str().unwrap(),
+            "--plugin-dir",
+            &pkglibdir(),
+        ]),
+    ));
+    let server_svgs =
+        c.query("SELECT database, tablespace, relfilenode FROM walker.garbagemap_svg");
+    assert!(!server_svgs.is_empty(), "the server draws heat maps");
+    assert_eq!(
+        listed.len() - 1,
+        server_svgs.len(),
+        "a file per relation: {listed:?}"
+    );
+    for r in &server_svgs {
+        let f = svgs.join(format!("{}_{}_{}.svg", r[0], r[1], r[2]));
+        let svg = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{}",
+            f.display()
+        );
+    }
+
     // 2. Half, then the rest: the same totals as one walk, and as pg_waldump's.
     let halves = scratch("pgw-halves");
     let mid = c.query_one(&format!(
@@ -376,6 +413,29 @@ fn pgbench_init(c: &Cluster) {
     );
 }
 
+/// The body of `GET path` from `addr` (empty when nothing answers yet).
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// The value of the sample `name` (with its labels) in a Prometheus text (0 when absent).
+fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 #[test]
 fn follow_resumes_exactly_after_kill_9() {
     let c = Cluster::builder("pgw_follow")
@@ -386,16 +446,48 @@ fn follow_resumes_exactly_after_kill_9() {
     pgbench_init(&c);
     let state = scratch("pgw-follow");
     let load = pgbench(&c, 40);
-    let mut first = follow_command(c.port(), &state, &["--slot", "pgw", "--create-slot"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run pg_walker follow");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let mut first = follow_command(
+        c.port(),
+        &state,
+        &[
+            "--slot",
+            "pgw",
+            "--create-slot",
+            "--metrics-addr",
+            &metrics_addr,
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("run pg_walker follow");
     // Midway: once the plugin's state was saved once (every 10 s) and more WAL came.
     c.wait_until(
         "pg_walker follow saves rmgr_stats' state",
         Duration::from_secs(180),
         || state.join("rmgr_stats.snapshot").exists(),
+    );
+    // The Prometheus text over HTTP: the host's counters and the plugin's.
+    let mut text = String::new();
+    c.wait_until(
+        "pg_walker serves its metrics",
+        Duration::from_secs(60),
+        || {
+            text = http_get(&metrics_addr, "/metrics");
+            metric_value(&text, "walker_plugin_records_total{plugin=\"rmgr_stats\"}") > 0.0
+        },
+    );
+    assert!(
+        metric_value(&text, "pg_walker_received_bytes_total") > 0.0
+            && metric_value(&text, "pg_walker_records_total") > 0.0
+            && text.contains("# TYPE pg_walker_saved_lsn gauge"),
+        "{text}"
     );
     let saved = saved_lsn(&state);
     first.kill().expect("kill -9 pg_walker");
