@@ -317,6 +317,19 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
             format_lsn(begin)
         ));
     }
+    if req.end == Some(begin) {
+        eprintln!(
+            "pg_walker: the state already reflects the WAL up to --end {}",
+            format_lsn(begin)
+        );
+        return Ok(Outcome {
+            start: begin,
+            end: begin,
+            records: 0,
+            switches: 0,
+            failed: Vec::new(),
+        });
+    }
     received::clear_segments(&wal_dir)?;
     let tli = timeline_at(
         &history,

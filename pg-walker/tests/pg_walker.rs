@@ -584,6 +584,58 @@ fn follow_errors_name_cause_and_fix() {
         state.to_str().unwrap(),
     ]));
     assert!(e.contains("REPLICATION"), "{e}");
+    // Password authentication: SCRAM-SHA-256 and MD5 for replication connections
+    // (pg_hba.conf lines ahead of the harness's trust lines), a wrong password.
+    c.exec("CREATE EXTENSION pg_walinspect");
+    c.exec("CREATE ROLE scram_user LOGIN REPLICATION PASSWORD 'sesame'");
+    c.exec(
+        "SET password_encryption = 'md5'; CREATE ROLE md5_user LOGIN REPLICATION PASSWORD 'sesame'",
+    );
+    let hba = c.data_dir().join("pg_hba.conf");
+    let trust = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("host replication scram_user 127.0.0.1/32 scram-sha-256\nhost replication md5_user 127.0.0.1/32 md5\n{trust}"),
+    )
+    .unwrap();
+    c.reload();
+    let as_user = |user: &str, password: &str, dir: &Path, range: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pg_walker"));
+        cmd.arg("follow")
+            .arg(format!(
+                "host=127.0.0.1 port={} user={user} password='{password}'",
+                c.port()
+            ))
+            .args(["--plugins", "rmgr_stats", "--plugin-dir", &pkglibdir()])
+            .arg("--state-dir")
+            .arg(dir)
+            .args(range);
+        cmd
+    };
+    let e = err(&mut as_user("scram_user", "wrong", &state, &[]));
+    assert!(
+        e.contains("password authentication failed") && e.contains("check the password"),
+        "{e}"
+    );
+    for user in ["scram_user", "md5_user"] {
+        let from = c.query_one("SELECT pg_current_wal_flush_lsn()");
+        c.exec("CREATE TABLE IF NOT EXISTS auth_check (a int); INSERT INTO auth_check SELECT generate_series(1, 1000)");
+        let to = c.query_one("SELECT pg_current_wal_flush_lsn()");
+        let dir = scratch(&format!("pgw-auth-{user}"));
+        ok(
+            &format!("follow as {user}"),
+            as_user(user, "sesame", &dir, &["--start", &from, "--end", &to])
+                .output()
+                .unwrap(),
+        );
+        let (since, through, ours) = followed_stats(&dir);
+        assert_eq!(
+            ours,
+            common::walinspect_stats(&c, &since, &through),
+            "follow as {user} over {since}..{through} differs from pg_get_wal_stats"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
     // A server that allows no replication connection at all.
     c.set_conf("max_wal_senders", "0");
     c.restart();
