@@ -7,6 +7,7 @@
 //! A run killed at any point resumes exactly: it streams again from the start of the
 //! segment holding the saved position and each plugin skips what its state has.
 //! When the server ends the timeline (a promotion), the next one is followed.
+//! SIGINT and SIGTERM stop it as `--end` does, saving first.
 
 use crate::args::Common;
 use crate::conninfo;
@@ -359,6 +360,7 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
         crate::metrics::serve(addr, counters.clone(), slots.clone())?;
         eprintln!("pg_walker: metrics at http://{addr}/metrics");
     }
+    crate::stop::install()?;
     let mut progress = crate::progress::Progress::new();
     let mut dispatcher = Dispatcher::start(&slots, QUEUE_BATCHES, Some(Arc::new(cfg)))
         .map_err(|e| format!("could not start dispatch threads: {e}"))?;
@@ -519,7 +521,12 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
             }
             status_at = Instant::now();
         }
-        // 4. Reached --end?
+        // 4. Asked to stop (SIGINT, SIGTERM), or reached --end?
+        if crate::stop::requested() {
+            progress.finish();
+            eprintln!("pg_walker: stopping (signal received): saving the plugins' state");
+            break 'run;
+        }
         if let (Some(e), Some(r)) = (end, reader.as_ref()) {
             if caught_up && (r.position() >= e || available >= e) {
                 break 'run;

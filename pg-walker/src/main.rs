@@ -16,6 +16,7 @@ mod position;
 mod progress;
 mod received;
 mod show;
+mod stop;
 mod stream;
 mod walk;
 

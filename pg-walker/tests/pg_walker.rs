@@ -536,6 +536,57 @@ fn follow_resumes_exactly_after_kill_9() {
         saved_lsn(&state).unwrap(),
         "the slot's restart_lsn is the saved position"
     );
+
+    // A third run with no --end follows new WAL until SIGTERM, then saves and exits 0.
+    let third = follow_command(
+        c.port(),
+        &state,
+        &["--slot", "pgw", "--metrics-addr", &metrics_addr],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("run pg_walker follow a third time");
+    c.exec("INSERT INTO pgbench_history SELECT 1, 1, 1, 1, now() FROM generate_series(1, 5000)");
+    let flushed = c.query_one("SELECT pg_current_wal_flush_lsn() - '0/0'::pg_lsn");
+    c.wait_until(
+        "the third run reads the new WAL",
+        Duration::from_secs(120),
+        || {
+            metric_value(&http_get(&metrics_addr, "/metrics"), "pg_walker_read_lsn")
+                >= flushed.parse::<f64>().unwrap()
+        },
+    );
+    let pid = third.id().to_string();
+    let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(kill.success());
+    let out = third.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "SIGTERM ends follow cleanly: {}\n{stderr}",
+        out.status
+    );
+    assert!(stderr.contains("stopping (signal received)"), "{stderr}");
+    let (since2, through2, all) = followed_stats(&state);
+    assert_eq!(since2, since, "the same plugin state, continued");
+    assert_eq!(
+        c.query_one(&format!(
+            "SELECT '{through2}'::pg_lsn - '0/0'::pg_lsn >= {flushed}"
+        )),
+        "t",
+        "the state reflects the new WAL"
+    );
+    assert_eq!(
+        all,
+        common::walinspect_stats(&c, &since2, &through2),
+        "three runs (one killed, one to --end, one stopped by SIGTERM) over {since2}..{through2} differ from pg_get_wal_stats"
+    );
+    assert_eq!(
+        c.query_one("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgw'"),
+        saved_lsn(&state).unwrap(),
+        "after SIGTERM the slot's restart_lsn is the saved position"
+    );
     let _ = std::fs::remove_dir_all(state);
 }
 
