@@ -70,7 +70,8 @@ pub enum Command {
         view: String,
         /// Output format.
         format: Format,
-        /// Write the view's `svg` column into files here (one per row).
+        /// Draw each relation of the view with the plugin's `svg` function into
+        /// files here (one per row).
         svg_dir: Option<PathBuf>,
         /// Shared options.
         common: Common,

@@ -97,10 +97,7 @@ fn main() {
             format,
             svg_dir,
             common,
-        }) => match show::collect(&plugin, &view, &common).and_then(|t| match &svg_dir {
-            Some(d) => show::write_svgs(&t, d),
-            None => Ok(t),
-        }) {
+        }) => match show::collect(&plugin, &view, &common, svg_dir.as_deref()) {
             Ok(t) => {
                 print!("{}", show::render(&t, format));
                 0

@@ -19,7 +19,12 @@ pub struct Table {
 }
 
 /// Loads `plugin`, restores its saved state and collects `view`.
-pub fn collect(plugin: &str, view: &str, common: &Common) -> Result<Table, String> {
+pub fn collect(
+    plugin: &str,
+    view: &str,
+    common: &Common,
+    svg_dir: Option<&Path>,
+) -> Result<Table, String> {
     crate::config::install(crate::config::load(common.config.as_deref(), &common.sets)?);
     let pos = position::read(&common.state_dir)?.ok_or_else(|| {
         format!(
@@ -76,66 +81,72 @@ pub fn collect(plugin: &str, view: &str, common: &Common) -> Result<Table, Strin
     let rows = walker_core::rows::collect_view(slot, index)
         .map_err(|m| format!("view {plugin}.{view} failed: {m}"))?;
     host::drain_logs();
-    Ok(Table {
+    let table = Table {
         columns: slot.views[index].columns.clone(),
         rows,
-    })
+    };
+    let Some(dir) = svg_dir else {
+        return Ok(table);
+    };
+    let svg = slot
+        .functions
+        .iter()
+        .position(|f| f.name == "svg" && f.result == WalkerType::TEXT)
+        .ok_or_else(|| {
+            format!("--svg-dir: plugin \"{plugin}\" has no svg function to draw with (garbagemap has one)")
+        })?;
+    let out = write_svgs(&table, dir, |args| {
+        walker_core::functions::call(slot, svg, args)
+            .map_err(|e| format!("{plugin}.svg({args}) failed: {e}"))
+    });
+    host::drain_logs();
+    out
 }
 
-/// Writes each row's `svg` column (a view such as garbagemap's `svg`, drawn by the
-/// plugin's own code) into `dir` as `<the row's other columns joined by _>.svg`, and
-/// returns those columns with the file written, for printing.
-pub fn write_svgs(t: &Table, dir: &Path) -> Result<Table, String> {
-    let Some(col) = t
-        .columns
-        .iter()
-        .position(|(n, ty)| n == "svg" && *ty == WalkerType::TEXT)
+/// Draws a picture per row of `t` (a view whose rows name relations by `database`,
+/// `tablespace` and `relfilenode`, such as garbagemap's `relations`) with `draw` (the
+/// plugin's `svg` function, as the server's `walker.garbagemap_svg` view calls it), into
+/// `dir` as `<database>_<tablespace>_<relfilenode>.svg`; returns those columns with the
+/// file written, for printing.
+pub fn write_svgs(
+    t: &Table,
+    dir: &Path,
+    mut draw: impl FnMut(&str) -> Result<String, String>,
+) -> Result<Table, String> {
+    let col = |name: &str| t.columns.iter().position(|(n, _)| n == name);
+    let (Some(d), Some(ts), Some(r)) = (col("database"), col("tablespace"), col("relfilenode"))
     else {
         return Err(
-            "--svg-dir: this view has no svg column (garbagemap's view svg has one)".into(),
+            "--svg-dir needs a view whose rows name relations (columns database, tablespace, relfilenode), e.g. garbagemap relations".into(),
         );
     };
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("--svg-dir {}: cannot create it: {e}", dir.display()))?;
-    let mut columns: Vec<(String, WalkerType)> = t
-        .columns
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != col)
-        .map(|(_, c)| c.clone())
-        .collect();
+    let mut columns: Vec<(String, WalkerType)> =
+        [d, ts, r].iter().map(|&i| t.columns[i].clone()).collect();
     columns.push(("file".into(), WalkerType::TEXT));
     let mut rows = Vec::new();
-    for r in &t.rows {
-        let rest: Vec<Option<String>> = r
+    for row in &t.rows {
+        let key: Vec<String> = [d, ts, r]
             .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != col)
-            .map(|(_, v)| v.clone())
+            .map(|&i| row.get(i).cloned().flatten().unwrap_or_default())
             .collect();
-        let stem: String = rest
+        if key
             .iter()
-            .map(|v| v.as_deref().unwrap_or("null"))
-            .collect::<Vec<_>>()
-            .join("_")
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = dir.join(format!(
-            "{}.svg",
-            if stem.is_empty() { "view".into() } else { stem }
-        ));
-        let svg = r.get(col).cloned().flatten().unwrap_or_default();
+            .any(|k| k.is_empty() || k.parse::<i64>().is_err())
+        {
+            continue;
+        }
+        let args = format!(
+            "{{\"database\": {}, \"tablespace\": {}, \"relfilenode\": {}}}",
+            key[0], key[1], key[2]
+        );
+        let svg = draw(&args)?;
+        let path = dir.join(format!("{}_{}_{}.svg", key[0], key[1], key[2]));
         std::fs::write(&path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        let mut row = rest;
-        row.push(Some(path.display().to_string()));
-        rows.push(row);
+        let mut out: Vec<Option<String>> = key.into_iter().map(Some).collect();
+        out.push(Some(path.display().to_string()));
+        rows.push(out);
     }
     Ok(Table { columns, rows })
 }
@@ -296,40 +307,58 @@ mod tests {
     }
 
     #[test]
-    fn svg_column_to_files() {
+    fn a_picture_per_relation_row() {
         let t = Table {
             columns: vec![
                 ("database".into(), WalkerType::INT8),
+                ("tablespace".into(), WalkerType::INT8),
                 ("relfilenode".into(), WalkerType::INT8),
-                ("svg".into(), WalkerType::TEXT),
+                ("dead".into(), WalkerType::INT8),
             ],
             rows: vec![
                 vec![
                     Some("5".into()),
+                    Some("1663".into()),
                     Some("16384".into()),
-                    Some("<svg>a</svg>".into()),
+                    Some("9".into()),
                 ],
-                vec![Some("5".into()), None, Some("<svg>b</svg>".into())],
+                vec![
+                    Some("5".into()),
+                    Some("1663".into()),
+                    None,
+                    Some("1".into()),
+                ],
             ],
         };
         let dir = std::env::temp_dir().join(format!("pgw-svg-{}", std::process::id()));
-        let out = write_svgs(&t, &dir).unwrap();
-        assert_eq!(out.columns.last().unwrap().0, "file");
+        let mut asked = Vec::new();
+        let out = write_svgs(&t, &dir, |a| {
+            asked.push(a.to_string());
+            Ok("<svg/>".into())
+        })
+        .unwrap();
         assert_eq!(
-            std::fs::read_to_string(dir.join("5_16384.svg")).unwrap(),
-            "<svg>a</svg>"
+            asked,
+            [r#"{"database": 5, "tablespace": 1663, "relfilenode": 16384}"#]
         );
+        let f = dir.join("5_1663_16384.svg");
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "<svg/>");
         assert_eq!(
-            std::fs::read_to_string(dir.join("5_null.svg")).unwrap(),
-            "<svg>b</svg>"
+            out.rows,
+            [vec![
+                Some("5".into()),
+                Some("1663".into()),
+                Some("16384".into()),
+                Some(f.display().to_string())
+            ]]
         );
-        assert_eq!(
-            out.rows[0][2].as_deref(),
-            Some(dir.join("5_16384.svg").to_str().unwrap())
-        );
-        assert!(write_svgs(&super::tests::t(), &dir)
+        assert!(write_svgs(&tests::t(), &dir, |_| Ok(String::new()))
             .unwrap_err()
-            .contains("no svg column"));
+            .contains("database, tablespace, relfilenode"));
+        assert_eq!(
+            write_svgs(&t, &dir, |_| Err("evicted".into())).unwrap_err(),
+            "evicted"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
