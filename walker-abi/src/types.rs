@@ -463,7 +463,10 @@ pub struct WalkerHostApi {
         ) -> WalkerStatus,
     >,
 
-    /// Wall-clock time in microseconds since the Unix epoch.
+    /// The host's clock in microseconds since the Unix epoch: the wall clock, except in
+    /// a host replaying WAL written earlier (`pg_walker walk`), where it is the newest
+    /// commit, abort or checkpoint time read so far (0 before the first), so that what
+    /// a plugin measures by it is measured in the WAL's own time.
     pub now_micros: Option<unsafe extern "C" fn() -> i64>,
     /// Name of resource manager `rmid` as the server knows it (`Heap`, `Transaction`,
     /// ...), into `buf`; its length goes to `len_out`. `NOT_FOUND` for an unused id.

@@ -414,7 +414,7 @@ unsafe extern "C" fn api_server_version_num() -> u32 {
 }
 
 unsafe extern "C" fn api_now_micros() -> i64 {
-    now_micros()
+    crate::host_context::PROCESS_HOST.now_micros()
 }
 
 unsafe extern "C" fn api_rmgr_name(
@@ -453,7 +453,7 @@ unsafe extern "C" fn api_watch_setting(
 }
 
 unsafe extern "C" fn api_server_setting(
-    _plugin: *mut WalkerPlugin,
+    plugin: *mut WalkerPlugin,
     name: *const c_char,
     field: WalkerSettingField,
     buf: *mut u8,
@@ -464,13 +464,38 @@ unsafe extern "C" fn api_server_setting(
     let Some(name) = (unsafe { c_str(name) }) else {
         return WalkerStatus::INVALID;
     };
-    let value = crate::services::watched_index(name)
-        .zip(crate::services::get())
-        .and_then(|(i, s)| s.setting_field(i, field));
+    let value = match crate::services::get() {
+        Some(s) => crate::services::watched_index(name).and_then(|i| s.setting_field(i, field)),
+        // No server publishes settings: those the host was given stand in for them.
+        // SAFETY: ABI contract on `plugin`.
+        None => unsafe { PluginSlot::from_handle(plugin) }
+            .and_then(|slot| given_setting_field(slot.host(), name, field)),
+    };
     match value {
         // SAFETY: ABI contract on `buf`/`len_out`.
         Some(v) => unsafe { copy_out(&v, buf, cap, len_out) },
         None => WalkerStatus::NOT_FOUND,
+    }
+}
+
+/// The source (`pg_settings.source`) of a server setting a host without a server was
+/// given: plugins that change settings through ALTER SYSTEM see that they cannot.
+pub const GIVEN_SOURCE: &str = "pg_walker (no server)";
+
+/// Field `field` of server setting `name` from those `host` was given (a host without
+/// a server): the value, its source [`GIVEN_SOURCE`]; no unit (values are given in the
+/// base unit), no file.
+fn given_setting_field(
+    host: &HostContext,
+    name: &str,
+    field: WalkerSettingField,
+) -> Option<String> {
+    let value = host.given_setting(name)?;
+    match field {
+        WalkerSettingField::VALUE | WalkerSettingField::RESET_VALUE => Some(value.to_string()),
+        WalkerSettingField::SOURCE => Some(GIVEN_SOURCE.to_string()),
+        WalkerSettingField::UNIT | WalkerSettingField::SOURCE_FILE => Some(String::new()),
+        _ => None,
     }
 }
 
@@ -694,6 +719,62 @@ mod tests {
         assert_eq!(dropped, 5);
         assert_eq!(lines[0].message, "5");
         assert!(host.drain_logs().0.is_empty());
+    }
+
+    #[test]
+    fn without_a_server_the_given_settings_answer_and_the_clock_can_be_the_wals() {
+        let host: &'static HostContext = Box::leak(Box::new(HostContext::new()));
+        host.set_given_settings(
+            [("max_wal_size".to_string(), "1024".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let slot: &'static PluginSlot = Box::leak(Box::new(
+            PluginSlot::new(0, "given", None, None, Vec::new(), "1".into(), None).in_host(host),
+        ));
+        let read = |name: &std::ffi::CStr, field| {
+            let mut buf = [0u8; 64];
+            let mut len = 0usize;
+            // SAFETY: a slot's handle, a NUL-terminated name, a buffer and its length.
+            let st = unsafe {
+                api_server_setting(
+                    slot.handle(),
+                    name.as_ptr(),
+                    field,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut len,
+                )
+            };
+            (st, String::from_utf8_lossy(&buf[..len]).into_owned())
+        };
+        assert!(crate::services::get().is_none(), "no server in unit tests");
+        assert_eq!(
+            read(c"MAX_WAL_SIZE", WalkerSettingField::VALUE),
+            (WalkerStatus::OK, "1024".to_string())
+        );
+        assert_eq!(
+            read(c"max_wal_size", WalkerSettingField::SOURCE),
+            (WalkerStatus::OK, GIVEN_SOURCE.to_string())
+        );
+        assert_eq!(
+            read(c"checkpoint_timeout", WalkerSettingField::VALUE).0,
+            WalkerStatus::NOT_FOUND
+        );
+        // The process's host was given nothing.
+        assert_eq!(PROCESS_HOST.given_setting("max_wal_size"), None);
+
+        let wall = crate::clock::now_micros();
+        assert!(host.now_micros() >= wall, "the wall clock by default");
+        host.use_wal_clock();
+        assert_eq!(host.now_micros(), 0, "no record time read yet");
+        host.note_wal_time(1_700_000_000_000_000);
+        host.note_wal_time(1_600_000_000_000_000);
+        assert_eq!(
+            host.now_micros(),
+            1_700_000_000_000_000,
+            "the WAL clock never goes back"
+        );
     }
 
     fn refuse(def: &SettingDef, _: crate::settings::Storage) -> Result<(), String> {

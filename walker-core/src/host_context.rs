@@ -6,7 +6,8 @@
 //! registry and the host API both use it without importing each other.
 
 use crate::settings::{SettingDef, Storage};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock, RwLock};
 use walker_abi::WalkerLogLevel;
 
@@ -44,6 +45,9 @@ pub struct HostContext {
     rmgr_names: RwLock<Vec<Option<String>>>,
     server_version: AtomicU32,
     no_services: OnceLock<&'static str>,
+    given_settings: OnceLock<BTreeMap<String, String>>,
+    wal_clock: AtomicBool,
+    wal_time_us: AtomicI64,
 }
 
 impl HostContext {
@@ -58,6 +62,9 @@ impl HostContext {
             rmgr_names: RwLock::new(Vec::new()),
             server_version: AtomicU32::new(0),
             no_services: OnceLock::new(),
+            given_settings: OnceLock::new(),
+            wal_clock: AtomicBool::new(false),
+            wal_time_us: AtomicI64::new(0),
         }
     }
 
@@ -125,6 +132,42 @@ impl HostContext {
             .get()
             .copied()
             .unwrap_or("service requests need walker in shared_preload_libraries")
+    }
+
+    /// Gives the server settings plugins read with `server_setting` when no server
+    /// publishes them (a host without a server: `pg_walker --set server.NAME=VALUE`),
+    /// by lower-case name, each value in the setting's base unit (once).
+    pub fn set_given_settings(&self, settings: BTreeMap<String, String>) {
+        let _ = self.given_settings.set(settings);
+    }
+
+    /// A server setting the host was given (see [`HostContext::set_given_settings`]).
+    pub fn given_setting(&self, name: &str) -> Option<&str> {
+        let name = name.trim().to_ascii_lowercase();
+        self.given_settings.get()?.get(&name).map(String::as_str)
+    }
+
+    /// Makes the plugins' clock the WAL's (a host replaying WAL that was written
+    /// earlier): from then on [`HostContext::now_micros`] is the newest record time
+    /// noted ([`HostContext::note_wal_time`]), so what plugins measure by the clock
+    /// (windows, intervals, cool-downs) is measured in the WAL's time.
+    pub fn use_wal_clock(&self) {
+        self.wal_clock.store(true, Ordering::Release);
+    }
+
+    /// Notes a record's time (µs since the Unix epoch): the WAL clock never goes back.
+    pub fn note_wal_time(&self, time_us: i64) {
+        self.wal_time_us.fetch_max(time_us, Ordering::AcqRel);
+    }
+
+    /// The plugins' clock (µs since the Unix epoch): the wall clock, or with
+    /// [`HostContext::use_wal_clock`] the newest record time noted (0 before one was).
+    pub fn now_micros(&self) -> i64 {
+        if self.wal_clock.load(Ordering::Acquire) {
+            self.wal_time_us.load(Ordering::Acquire)
+        } else {
+            crate::clock::now_micros()
+        }
     }
 }
 

@@ -410,6 +410,13 @@ pub fn checkpoint(rmid: u8, info: u8, main: &[u8], _fmt: Format) -> Option<Check
     })
 }
 
+/// The time a record carries (µs since the Unix epoch): a commit's or abort's end time,
+/// or a checkpoint's time (whole seconds); `None` for every other record.
+pub fn record_time_us(rmid: u8, info: u8, main: &[u8], fmt: Format) -> Option<i64> {
+    xact_end_time_us(rmid, info, main)
+        .or_else(|| checkpoint(rmid, info, main, fmt).map(|c| c.time_s.saturating_mul(1_000_000)))
+}
+
 /// `XLOG_RUNNING_XACTS` (standby rmgr).
 const XLOG_RUNNING_XACTS: u8 = 0x10;
 
@@ -1532,5 +1539,24 @@ mod tests {
                 None
             );
         }
+    }
+
+    #[test]
+    fn a_records_time_is_its_commit_or_checkpoint_time() {
+        // A checkpoint at 1,700,000,000 s after 1970; a commit 1 s after 2000-01-01
+        // (946,684,801 s after 1970); a heap insert has no time.
+        let mut cp = vec![0u8; 88];
+        cp[64..72].copy_from_slice(&1_700_000_000i64.to_le_bytes());
+        let commit = 1_000_000i64.to_le_bytes();
+        assert_eq!(
+            record_time_us(RM_XLOG_ID, 0x10, &cp, PG15),
+            Some(1_700_000_000_000_000)
+        );
+        assert_eq!(
+            record_time_us(RM_XACT_ID, 0x00, &commit, PG15),
+            Some(946_684_801_000_000)
+        );
+        assert_eq!(record_time_us(RM_HEAP_ID, 0x00, &commit, PG15), None);
+        assert_eq!(record_time_us(RM_XLOG_ID, 0x40, &cp, PG15), None);
     }
 }

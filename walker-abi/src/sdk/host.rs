@@ -87,7 +87,9 @@ impl Host {
         }
     }
 
-    /// Wall-clock time in microseconds since the Unix epoch.
+    /// The host's clock in microseconds since the Unix epoch: the wall clock, or in a
+    /// host replaying WAL written earlier (`pg_walker walk`) the newest record time it
+    /// read (see `WalkerHostApi::now_micros`).
     pub fn now_micros(&self) -> i64 {
         match self.api().now_micros {
             // SAFETY: no arguments.
