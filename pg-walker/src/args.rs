@@ -5,13 +5,16 @@ use walker_walfile::format::parse_lsn;
 
 /// Usage text, printed with `--help` and after a usage error.
 pub const USAGE: &str = "usage:
-  pg_walker walk --wal-dir DIR --plugins NAME[,NAME...] [--start LSN] [--end LSN]
+  pg_walker walk --wal-dir DIR [--plugins NAME[,NAME...]] [--start LSN] [--end LSN]
                  [--plugin-dir DIR] [--state-dir DIR] [--config FILE.toml] [--set PLUGIN.NAME=VALUE]...
   pg_walker follow 'host=... port=... user=...' --plugins NAME[,NAME...] [--slot NAME] [--create-slot]
                  [--start LSN] [--end LSN] [--metrics-addr HOST:PORT] [--plugin-dir DIR] [--state-dir DIR] [--config FILE.toml]
                  [--set PLUGIN.NAME=VALUE]...
   pg_walker show PLUGIN VIEW [--format table|csv|json] [--svg-dir DIR] [--state-dir DIR]
-                 [--plugin-dir DIR] [--config FILE.toml] [--set PLUGIN.NAME=VALUE]...";
+                 [--plugin-dir DIR] [--config FILE.toml] [--set PLUGIN.NAME=VALUE]...
+walk without --plugins reads and counts the records (records, bytes, page-image bytes),
+keeping no state. --set server.NAME=VALUE gives a server setting plugins would read from
+a server (server.max_wal_size=1GB, server.checkpoint_timeout=5min, ...).";
 
 /// How `show` prints rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,9 +170,6 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 return Err(format!("walk: unexpected argument {p}"));
             }
             let wal_dir = wal_dir.ok_or("walk: --wal-dir DIR is required")?;
-            if plugins.is_empty() {
-                return Err("walk: --plugins NAME[,NAME...] is required".into());
-            }
             if let (Some(s), Some(e)) = (start, end) {
                 if e < s {
                     return Err("walk: --end is before --start".into());

@@ -1,6 +1,9 @@
 //! Plugin settings outside a server: read from a TOML file (`[plugin]` tables of
 //! `name = value`) and `--set plugin.name=value` (later wins), and handed to each
-//! setting as the plugin defines it, in place of the server's configuration.
+//! setting as the plugin defines it, in place of the server's configuration. Names
+//! under `server.` (a `[server]` table) are the server settings plugins would read from
+//! a server (`max_wal_size`, `checkpoint_timeout`, ...): the host hands them to
+//! plugins' `server_setting` in the setting's base unit.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -65,11 +68,43 @@ pub fn load(
     Ok(values)
 }
 
-/// Makes `values` the settings every plugin sees (once, before plugins load).
-pub fn install(values: BTreeMap<String, String>) {
-    let _ = VALUES.set(values);
+/// The prefix of server settings given in place of a server's.
+pub const SERVER: &str = "server.";
+
+/// Makes `values` the settings every plugin sees (once, before plugins load), and
+/// returns the `server.` ones (by lower-case name, without the prefix) for
+/// `server_setting`, converted to their base unit (`server.max_wal_size = 1GB` is
+/// handed on as 1024, in MB).
+pub fn install(values: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    let (server, plugins) = split(values)?;
+    let _ = VALUES.set(plugins);
     walker_core::host_api::set_definer(define);
+    Ok(server)
 }
+
+/// Separates the `server.` settings (converted to their base unit, by lower-case name
+/// without the prefix) from the plugins' (as given).
+fn split(values: BTreeMap<String, String>) -> Result<Settings, String> {
+    let (server, plugins): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        values.into_iter().partition(|(k, _)| k.starts_with(SERVER));
+    let mut given = BTreeMap::new();
+    for (k, v) in server {
+        let name = k[SERVER.len()..].to_ascii_lowercase();
+        let unit = crate::units::server_setting_unit(&name);
+        let value = if unit == walker_abi::WalkerSettingUnit::NONE {
+            v
+        } else {
+            crate::units::parse_int(&v, unit)
+                .map_err(|e| format!("{k}: {e}"))?
+                .to_string()
+        };
+        given.insert(name, value);
+    }
+    Ok((given, plugins))
+}
+
+/// Server settings and plugin settings, each by name.
+type Settings = (BTreeMap<String, String>, BTreeMap<String, String>);
 
 /// The names given that no loaded plugin defined (`plugins`: the loaded plugin names
 /// with their settings).
@@ -108,15 +143,12 @@ fn define(def: &SettingDef, storage: Storage) -> Result<(), String> {
     // it is written here, on the main thread, before any thread reads it.
     unsafe {
         match (&def.kind, storage) {
-            (SettingKind::Int { min, max, .. }, Storage::Int(p)) => {
-                let v: i32 = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad("not an integer (units are not read here: give the number in the setting's base unit)"))?;
-                if v < *min || v > *max {
+            (SettingKind::Int { min, max, unit, .. }, Storage::Int(p)) => {
+                let v = crate::units::parse_int(text, *unit).map_err(|e| bad(&e))?;
+                if v < i64::from(*min) || v > i64::from(*max) {
                     return Err(bad(&format!("outside {min}..{max}")));
                 }
-                *p = v;
+                *p = v as i32;
             }
             (SettingKind::Real { min, max, .. }, Storage::Real(p)) => {
                 let v: f64 = text.trim().parse().map_err(|_| bad("not a number"))?;
@@ -169,5 +201,32 @@ mod tests {
             .unwrap_err()
             .contains("PLUGIN.NAME"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn server_settings_are_given_in_their_base_unit() {
+        let v: BTreeMap<String, String> = [
+            ("server.max_wal_size", "1GB"),
+            ("server.Checkpoint_Timeout", "5min"),
+            ("server.checkpoint_completion_target", "0.9"),
+            ("server.wal_segment_size", "16MB"),
+            ("garbagemap.top", "5"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let (server, plugins) = split(v).unwrap();
+        assert_eq!(server["max_wal_size"], "1024");
+        assert_eq!(server["checkpoint_timeout"], "300");
+        assert_eq!(server["checkpoint_completion_target"], "0.9");
+        assert_eq!(server["wal_segment_size"], "16777216");
+        assert_eq!(plugins.keys().collect::<Vec<_>>(), ["garbagemap.top"]);
+        let bad: BTreeMap<String, String> =
+            [("server.max_wal_size".to_string(), "1 gigabyte".to_string())].into();
+        let e = split(bad).unwrap_err();
+        assert!(
+            e.starts_with("server.max_wal_size: ") && e.contains("\"GB\""),
+            "{e}"
+        );
     }
 }

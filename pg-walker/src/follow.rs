@@ -239,7 +239,8 @@ fn start_stream(
 
 /// Runs `follow`.
 pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome, String> {
-    crate::config::install(crate::config::load(common.config.as_deref(), &common.sets)?);
+    let server =
+        crate::config::install(crate::config::load(common.config.as_deref(), &common.sets)?)?;
     let state = &common.state_dir;
     let wal_dir = state.join("wal");
     std::fs::create_dir_all(&wal_dir).map_err(|e| {
@@ -288,7 +289,7 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
     };
 
     let dir = host::plugin_dir(common.plugin_dir.as_deref())?;
-    let slots = host::load(plugins, &dir, major)?;
+    let slots = host::load(plugins, &dir, major, server, Some(u64::from(seg_size)))?;
     persistence::set_history(history.clone());
     let cfg = SnapshotConfig {
         dir: state.clone(),

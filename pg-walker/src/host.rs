@@ -8,6 +8,7 @@
 //! `ERROR`, server settings and checkpointer counters are `NOT_FOUND`, and no backend
 //! events are ever dispatched.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use walker_core::host_api::{self, HOST_API};
@@ -61,12 +62,22 @@ pub fn drain_logs() {
 }
 
 /// Loads, initialises and attaches the plugins `names` (in order) from `dir`, for
-/// WAL of `major`. Every plugin must load: a failure is an error naming it.
+/// WAL of `major`. Every plugin must load: a failure is an error naming it. `server`:
+/// the server settings given (`--set server.NAME=VALUE`), which plugins read in place
+/// of a server's, with `wal_segment_size` from the WAL (`segment_bytes`) unless given.
 pub fn load(
     names: &[String],
     dir: &Path,
     major: Major,
+    mut server: BTreeMap<String, String>,
+    segment_bytes: Option<u64>,
 ) -> Result<Vec<&'static PluginSlot>, String> {
+    if let Some(b) = segment_bytes {
+        server
+            .entry("wal_segment_size".to_string())
+            .or_insert_with(|| b.to_string());
+    }
+    host_api::PROCESS_HOST.set_given_settings(server);
     host_api::set_server_version(version_num(major));
     host_api::set_no_services_reason(NO_SERVICES);
     host_api::set_rmgr_names((0..=255u8).map(rmgr_name).collect());

@@ -18,6 +18,7 @@ mod received;
 mod show;
 mod stop;
 mod stream;
+mod units;
 mod walk;
 
 use args::Command;
@@ -34,6 +35,29 @@ fn main() {
             println!("{}", args::USAGE);
             0
         }
+        Ok(Command::Walk {
+            wal_dir,
+            start,
+            end,
+            plugins,
+            ..
+        }) if plugins.is_empty() => match walk::count(&wal_dir, start, end) {
+            Ok(c) => {
+                println!(
+                    "{} records, {} bytes of which {} bytes of full-page images, from {} to {}",
+                    c.records,
+                    c.bytes,
+                    c.fpi_bytes,
+                    format_lsn(c.start),
+                    format_lsn(c.end)
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("pg_walker: {e}");
+                1
+            }
+        },
         Ok(Command::Walk {
             wal_dir,
             start,

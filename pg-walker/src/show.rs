@@ -25,7 +25,8 @@ pub fn collect(
     common: &Common,
     svg_dir: Option<&Path>,
 ) -> Result<Table, String> {
-    crate::config::install(crate::config::load(common.config.as_deref(), &common.sets)?);
+    let server =
+        crate::config::install(crate::config::load(common.config.as_deref(), &common.sets)?)?;
     let pos = position::read(&common.state_dir)?.ok_or_else(|| {
         format!(
             "no walk or follow saved its state in {}: run `pg_walker walk --state-dir {}` (or follow) first",
@@ -43,7 +44,7 @@ pub fn collect(
             )
         })?;
     let dir = host::plugin_dir(common.plugin_dir.as_deref())?;
-    let slots = host::load(&[plugin.to_string()], &dir, major)?;
+    let slots = host::load(&[plugin.to_string()], &dir, major, server, None)?;
     let slot = slots[0];
     let index = slot
         .views

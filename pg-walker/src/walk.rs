@@ -63,6 +63,87 @@ pub fn refuse_skip(
     Ok(())
 }
 
+/// Moves the plugins' clock to the newest commit, abort or checkpoint time in
+/// `batch`, before the plugins see its records.
+fn note_wal_times(batch: &walker_core::batch::Batch, major: walker_walfile::format::Major) {
+    let Ok(fmt) = walker_decode::Format::for_server(host::version_num(major)) else {
+        return;
+    };
+    let newest = batch.records().iter().rev().find_map(|r| {
+        // SAFETY: `r` is a record of `batch`, which owns its data and outlives this use.
+        let rec = unsafe { walker_abi::sdk::Record::from_raw(r) };
+        walker_decode::record_time_us(r.rmid, r.info, rec.main_data(), fmt)
+    });
+    if let Some(t) = newest {
+        walker_core::host_api::PROCESS_HOST.note_wal_time(t);
+    }
+}
+
+/// What a walk without plugins counted.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Count {
+    /// Where it started.
+    pub start: u64,
+    /// End of the last record read.
+    pub end: u64,
+    /// Records read.
+    pub records: u64,
+    /// Their total length (headers, data, images), as pg_waldump's record totals.
+    pub bytes: u64,
+    /// Of which full-page images.
+    pub fpi_bytes: u64,
+}
+
+/// Reads the records of `wal_dir` from `start` (default: the first) to `end` (default:
+/// the end of the files) into batches as a walk with plugins does, and counts them:
+/// the reader's own cost, and a check of the files. Keeps no state.
+pub fn count(wal_dir: &Path, start: Option<u64>, end: Option<u64>) -> Result<Count, String> {
+    let mut reader = WalReader::open(wal_dir, Options::default()).map_err(|e| e.to_string())?;
+    let first = reader
+        .first_lsn()
+        .ok_or_else(|| format!("{} holds no WAL segment files", wal_dir.display()))?;
+    reader.set_end(end);
+    let at = reader
+        .seek(start.unwrap_or(first))
+        .map_err(|e| format!("cannot start in {}: {e}", wal_dir.display()))?;
+    let mut c = Count {
+        start: at,
+        end: at,
+        ..Count::default()
+    };
+    let mut progress = crate::progress::Progress::new();
+    let mut batch = BatchBuilder::with_capacity(BATCH_RECORDS, BATCH_BYTES);
+    loop {
+        let step = reader.read_into(&mut batch);
+        let more = matches!(step, Ok(Some(_)));
+        if !more || batch.len() >= BATCH_RECORDS {
+            let full = std::mem::replace(
+                &mut batch,
+                BatchBuilder::with_capacity(BATCH_RECORDS, BATCH_BYTES),
+            )
+            .finish();
+            for r in full.records() {
+                c.records += 1;
+                c.bytes = c.bytes.saturating_add(u64::from(r.total_len));
+                c.fpi_bytes = c.fpi_bytes.saturating_add(u64::from(r.fpi_len));
+            }
+            c.end = c.end.max(full.end_lsn);
+            progress.update(c.records, reader.position());
+        }
+        match step {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) if e.fault.is_end_of_wal() && end.is_none() => break,
+            Err(e) => {
+                progress.finish();
+                return Err(format!("reading stopped at {}: {e}", format_lsn(c.end)));
+            }
+        }
+    }
+    progress.finish();
+    Ok(c)
+}
+
 /// Runs a walk.
 pub fn run(
     wal_dir: &Path,
@@ -71,7 +152,8 @@ pub fn run(
     plugins: &[String],
     common: &Common,
 ) -> Result<Outcome, String> {
-    crate::config::install(crate::config::load(common.config.as_deref(), &common.sets)?);
+    let server =
+        crate::config::install(crate::config::load(common.config.as_deref(), &common.sets)?)?;
     std::fs::create_dir_all(&common.state_dir).map_err(|e| {
         format!(
             "cannot create the state directory {}: {e}",
@@ -106,7 +188,10 @@ pub fn run(
     }
     persistence::set_history(reader.dir().history().to_vec());
     let dir = host::plugin_dir(common.plugin_dir.as_deref())?;
-    let slots = host::load(plugins, &dir, major)?;
+    let segment = u64::from(reader.dir().segment_size());
+    let slots = host::load(plugins, &dir, major, server, Some(segment))?;
+    // The WAL was written earlier: plugins measure time by its records' times.
+    walker_core::host_api::PROCESS_HOST.use_wal_clock();
     let cfg = SnapshotConfig {
         dir: common.state_dir.clone(),
         system_id,
@@ -180,6 +265,7 @@ pub fn run(
             }
         }
         let batch = batch.finish();
+        note_wal_times(&batch, major);
         if !batch.records().is_empty() {
             records = records.saturating_add(batch.records().len() as u64);
             last_end = last_end.max(batch.end_lsn);
