@@ -331,6 +331,20 @@ pub enum Restraint {
     HourlyCap,
 }
 
+/// Why `max_wal_size` cannot be changed by ALTER SYSTEM when it comes from `source`
+/// (`pg_settings.source`): ALTER SYSTEM writes `postgresql.auto.conf`, which a value
+/// from a source of higher priority (the server's command line) or from a host without
+/// a server (`pg_walker`) overrides. `None` for the default, a configuration file or an
+/// unknown (empty) source.
+pub fn fixed_source(source: &str) -> Option<String> {
+    match source {
+        "" | "default" | "configuration file" => None,
+        other => Some(format!(
+            "max_wal_size is set by \"{other}\", which ALTER SYSTEM does not override"
+        )),
+    }
+}
+
 /// What a decision does to `min_wal_size`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MinDecision {
@@ -748,7 +762,7 @@ impl Model {
             });
         }
         if d.changes() {
-            d.restraint = self.restraint(cfg, now_us);
+            d.restraint = self.restraint(cfg, facts, now_us);
         }
         d
     }
@@ -811,12 +825,21 @@ impl Model {
         })
     }
 
+    /// Why the autosizer only recommends, if it does: an earlier change failed
+    /// ([`Model::blocked`]), or `max_wal_size` comes from a source ALTER SYSTEM does not
+    /// override ([`fixed_source`]), so no change is tried.
+    pub fn recommend_only(&self, facts: Option<&Facts>) -> Option<String> {
+        self.blocked
+            .clone()
+            .or_else(|| facts.and_then(|f| fixed_source(&f.source)))
+    }
+
     /// What keeps a change from being applied now, if anything.
-    fn restraint(&self, cfg: &Config, now_us: i64) -> Option<Restraint> {
+    fn restraint(&self, cfg: &Config, facts: &Facts, now_us: i64) -> Option<Restraint> {
         if !cfg.enabled {
             Some(Restraint::Disabled)
-        } else if let Some(why) = &self.blocked {
-            Some(Restraint::RecommendOnly(why.clone()))
+        } else if let Some(why) = self.recommend_only(Some(facts)) {
+            Some(Restraint::RecommendOnly(why))
         } else if cfg.dry_run {
             Some(Restraint::DryRun)
         } else if self.changes.back().is_some_and(|&t| {
@@ -1425,6 +1448,38 @@ mod tests {
             m.decide(&c, &f, 4_000 * S).restraint,
             Some(Restraint::RecommendOnly(_))
         ));
+    }
+
+    #[test]
+    fn a_size_alter_system_cannot_override_is_only_recommended_from_the_start() {
+        let c = cfg();
+        let mut f = facts(256);
+        let mut m = Model::default();
+        m.note_facts(&f);
+        let mut lsn = 0;
+        // A window whose demand needs more than 256 MB: a change is due.
+        window(&mut m, &c, &f, 10 * S, &mut lsn, 600, 3);
+        assert!(m.decide(&c, &f, 20 * S).changes());
+        assert_eq!(
+            m.decide(&c, &f, 20 * S).restraint,
+            None,
+            "a configuration file"
+        );
+        f.source = "command line".into();
+        assert_eq!(
+            m.decide(&c, &f, 20 * S).restraint,
+            Some(Restraint::RecommendOnly(
+                "max_wal_size is set by \"command line\", which ALTER SYSTEM does not override"
+                    .into()
+            ))
+        );
+        f.source = "pg_walker (no server)".into();
+        assert!(matches!(
+            m.decide(&c, &f, 20 * S).restraint,
+            Some(Restraint::RecommendOnly(ref w)) if w.contains("pg_walker")
+        ));
+        f.source = "default".into();
+        assert_eq!(m.decide(&c, &f, 20 * S).restraint, None);
     }
 
     #[test]

@@ -139,13 +139,15 @@ pub fn notification(e: &HistoryEntry, applied: bool, dry_run: bool) -> String {
 fn mode(
     model: &Model,
     cfg: Option<&Config>,
+    facts: Option<&Facts>,
     config_error: Option<&str>,
 ) -> (&'static str, Option<String>) {
+    let recommend_only = model.recommend_only(facts);
     match (cfg, config_error) {
         (_, Some(e)) => ("misconfigured", Some(e.to_string())),
         (None, None) => ("misconfigured", None),
         (Some(c), None) if !c.enabled => ("disabled", Some("autosizer.enabled is off".into())),
-        (Some(_), None) if model.blocked.is_some() => ("recommend-only", model.blocked.clone()),
+        (Some(_), None) if recommend_only.is_some() => ("recommend-only", recommend_only),
         (Some(c), None) if c.dry_run => ("dry run", Some("autosizer.dry_run is on".into())),
         _ => ("apply", None),
     }
@@ -270,7 +272,7 @@ pub fn published(
     through_lsn: u64,
     now: i64,
 ) -> Value {
-    let (mode, mode_reason) = mode(model, cfg, config_error);
+    let (mode, mode_reason) = mode(model, cfg, facts, config_error);
     let rec = cfg.zip(facts).map(|(c, f)| model.decide(c, f, now));
     let recommendation = match (&rec, facts) {
         (Some(d), _) => decision(d),
