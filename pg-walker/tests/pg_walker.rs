@@ -1,8 +1,10 @@
 //! `pg_walker walk` and `show` against a real cluster (issue 19 item 2): the same LSN
 //! range walked by the in-server walker and by pg_walker over a copy of the cluster's
-//! pg_wal gives equal view rows (rmgr_stats and garbagemap, compared with the server's
-//! SQL views); a walk in two halves gives the same totals as one walk, equal to
-//! `pg_waldump --stats`; a plugin that dereferences NULL kills pg_walker only, while
+//! pg_wal gives equal view rows (rmgr_stats, garbagemap and budget's accounting by
+//! database, relation and rmgr, compared with the server's SQL views); a walk in two
+//! halves gives the same totals as one walk, equal to `pg_waldump --stats`, as does a
+//! walk without plugins; the autosizer recommends from the WAL's clock and the server
+//! settings given; a plugin that dereferences NULL kills pg_walker only, while
 //! the server keeps answering. `pg_walker follow` over the replication protocol:
 //! a live cluster under pgbench, pg_walker killed midway and restarted, gives the
 //! totals of `pg_get_wal_stats` over the whole range; a followed standby's promotion
@@ -29,6 +31,10 @@ const VIEWS: &[(&str, &str)] = &[
     ("garbagemap", "relations"),
     ("garbagemap", "heatmap"),
     ("garbagemap", "status"),
+    // budget's accounting by the WAL alone (sessions name scopes only in a server).
+    ("budget", "databases"),
+    ("budget", "relations"),
+    ("budget", "rmgrs"),
 ];
 
 type Rows = Vec<Vec<String>>;
@@ -206,7 +212,7 @@ fn rmgr_totals(rows: &Rows) -> common::Stats {
 #[test]
 fn pg_walker_gives_the_servers_rows_resumes_and_crashes_alone() {
     let c = Cluster::builder("pg_walker")
-        .plugins("rmgr_stats, garbagemap")
+        .plugins("rmgr_stats, garbagemap, budget")
         .autovacuum(false)
         .conf("wal_keep_size", "4GB")
         .conf("max_wal_size", "4GB")
@@ -234,7 +240,7 @@ fn pg_walker_gives_the_servers_rows_resumes_and_crashes_alone() {
     walk(
         &wal,
         &full,
-        "rmgr_stats,garbagemap",
+        "rmgr_stats,garbagemap,budget",
         &["--start", &since, "--end", &through],
     );
     for (p, v) in VIEWS {
@@ -320,6 +326,32 @@ fn pg_walker_gives_the_servers_rows_resumes_and_crashes_alone() {
         "pg_walker (in two halves) vs pg_waldump --stats over {since}..{through}"
     );
 
+    // Without plugins the records are only read and counted: pg_waldump's totals.
+    let counted = ok(
+        "walk without plugins",
+        pg_walker(&[
+            "walk",
+            "--wal-dir",
+            wal.to_str().unwrap(),
+            "--start",
+            &since,
+            "--end",
+            &through,
+        ]),
+    );
+    let dumped = common::waldump_stats(&wal, &["-s", &since, "-e", &through]);
+    let (records, rec, fpi) = dumped
+        .values()
+        .fold((0, 0, 0), |t, v| (t.0 + v.0, t.1 + v.1, t.2 + v.2));
+    assert_eq!(
+        counted.trim(),
+        format!(
+            "{records} records, {} bytes of which {fpi} bytes of full-page images, from {since} to {through}",
+            rec + fpi
+        ),
+        "pg_walker walk without plugins vs pg_waldump --stats over {since}..{through}"
+    );
+
     // 3. A plugin that dereferences NULL kills pg_walker, not the server.
     let started = c.query_one("SELECT pg_postmaster_start_time()");
     let crash_state = scratch("pgw-crash");
@@ -356,7 +388,73 @@ fn pg_walker_gives_the_servers_rows_resumes_and_crashes_alone() {
         "running",
         "the server's walker keeps running"
     );
-    for d in [wal, full, halves, crash_state] {
+    // 4. The autosizer outside a server: the server settings it reads are given with
+    // units (--set server.NAME=VALUE), its windows are timed by the WAL's clock (within
+    // the server's lifetime, not at the time of the walk), and it only recommends.
+    let upto = c.query_one("SELECT clock_timestamp()");
+    std::thread::sleep(Duration::from_secs(2));
+    let sizer = scratch("pgw-sizer");
+    let facts = [
+        "--set",
+        "server.max_wal_size=32MB",
+        "--set",
+        "server.min_wal_size=32MB",
+        "--set",
+        "server.checkpoint_timeout=5min",
+        "--set",
+        "server.checkpoint_completion_target=0.9",
+        "--set",
+        "autosizer.window=1s",
+    ];
+    let mut range = vec!["--start", &since, "--end", &through];
+    range.extend(facts);
+    walk(&wal, &sizer, "autosizer", &range);
+    let show = |view: &str| {
+        let mut args = vec![
+            "show",
+            "autosizer",
+            view,
+            "--format",
+            "csv",
+            "--state-dir",
+            sizer.to_str().unwrap(),
+        ];
+        let dir = pkglibdir();
+        args.extend(["--plugin-dir", &dir]);
+        args.extend(facts);
+        let mut rows = parse_csv(&ok(&format!("show autosizer {view}"), pg_walker(&args)));
+        let header = rows.remove(0);
+        (header, rows)
+    };
+    let (header, windows) = show("windows");
+    let col = |h: &[String], n: &str| h.iter().position(|x| x == n).unwrap();
+    assert!(!windows.is_empty(), "the workload spans 1 s windows");
+    let (end_at, mb) = (col(&header, "end_at"), col(&header, "max_wal_size_mb"));
+    for w in &windows {
+        assert_eq!(w[mb], "32", "server.max_wal_size=32MB is 32 MB: {w:?}");
+        assert_eq!(
+            c.query_one(&format!(
+                "SELECT '{}'::timestamptz BETWEEN pg_postmaster_start_time() AND '{upto}'",
+                w[end_at]
+            )),
+            "t",
+            "a window ends at a time of the WAL, before {upto}: {w:?}"
+        );
+    }
+    let (header, history) = show("history");
+    let (action, reason) = (col(&header, "action"), col(&header, "reason"));
+    assert!(
+        history.iter().all(|h| h[action] != "failed"),
+        "no change tried without a server: {history:?}"
+    );
+    assert!(
+        history
+            .iter()
+            .any(|h| h[action] == "recommend" && h[reason].contains("pg_walker")),
+        "32 MB is too small for the workload: a recommendation that names why it is not applied: {history:?}"
+    );
+
+    for d in [wal, full, halves, crash_state, sizer] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

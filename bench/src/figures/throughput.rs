@@ -300,6 +300,40 @@ fn pg_walker_walk(bin: &std::path::Path, b: &Backlog, records: u64) -> Result<f6
     Ok(secs)
 }
 
+/// `pg_walker walk` without plugins over the same files: it reads and counts the records
+/// (the reader's own cost); seconds. Its count must be pg_waldump's.
+fn pg_walker_count(bin: &std::path::Path, b: &Backlog, records: u64) -> Result<f64, String> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("walk")
+        .arg("--wal-dir")
+        .arg(b.source.data_dir().join("pg_wal"))
+        .args([
+            "--start",
+            &lsn::format(b.start),
+            "--end",
+            &lsn::format(b.end),
+        ]);
+    let t0 = Instant::now();
+    let out = process::run(cmd, "pg_walker walk (no plugin)", Duration::from_secs(600))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let counted: Option<u64> = out.split_whitespace().next().and_then(|n| n.parse().ok());
+    if counted != Some(records) {
+        return Err(format!(
+            "pg_walker walk without plugins printed {out:?} over the backlog; pg_waldump counted {records} records"
+        ));
+    }
+    Ok(secs)
+}
+
+/// Both pg_walker walks of a repetition: without plugins, then with
+/// [`PG_WALKER_PLUGINS`]; seconds each.
+fn pg_walker_walks(bin: &std::path::Path, b: &Backlog, records: u64) -> Result<(f64, f64), String> {
+    Ok((
+        pg_walker_count(bin, b, records)?,
+        pg_walker_walk(bin, b, records)?,
+    ))
+}
+
 /// The sum of column `name` of a CSV table with a header line.
 pub fn count_column_sum(csv: &str, name: &str) -> Option<u64> {
     let mut lines = csv.lines();
@@ -361,7 +395,7 @@ pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
     let (dump_task, insp_task, walker_cli_task) =
         (variants.len(), variants.len() + 1, variants.len() + 2);
     let cli = pg_walker_binary();
-    let mut cli_t = Vec::new();
+    let (mut cli0_t, mut cli_t) = (Vec::new(), Vec::new());
     // pg_walker's check needs pg_waldump's count: its walk follows pg_waldump's first run.
     let mut pending_cli = 0usize;
     for rep in 0..reps {
@@ -378,13 +412,17 @@ pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
                     dump_records = n;
                     if let Some(bin) = cli.as_ref() {
                         for _ in 0..std::mem::take(&mut pending_cli) {
-                            cli_t.push(pg_walker_walk(bin, &b, dump_records)?);
+                            let (bare, with) = pg_walker_walks(bin, &b, dump_records)?;
+                            cli0_t.push(bare);
+                            cli_t.push(with);
                         }
                     }
                 }
                 i if i == walker_cli_task => match cli.as_ref() {
                     Some(bin) if dump_records > 0 => {
-                        cli_t.push(pg_walker_walk(bin, &b, dump_records)?)
+                        let (bare, with) = pg_walker_walks(bin, &b, dump_records)?;
+                        cli0_t.push(bare);
+                        cli_t.push(with);
                     }
                     _ => pending_cli += 1,
                 },
@@ -422,8 +460,10 @@ pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
     for (v, times) in variants.iter().zip(&walks) {
         add_rates(&v.name, times, dump_records);
     }
+    let cli0_name = "pg_walker walk, no plugin";
     let cli_name = format!("pg_walker walk + {PG_WALKER_PLUGINS}");
     if !cli_t.is_empty() {
+        add_rates(cli0_name, &cli0_t, dump_records);
         add_rates(&cli_name, &cli_t, dump_records);
     }
     add_rates("pg_waldump --stats", &dump, dump_records);
@@ -452,6 +492,11 @@ pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
     }
     if !cli_t.is_empty() {
         // Each pg_walker walk is paired with the pg_waldump run of its repetition.
+        metrics.push(Metric::new(
+            format!("{cli0_name} / pg_waldump"),
+            "ratio",
+            ratio(&cli0_t, &dump),
+        ));
         metrics.push(Metric::new(
             format!("{cli_name} / pg_waldump"),
             "ratio",
@@ -486,12 +531,13 @@ pub fn run(ctx: &Context) -> Result<(Figure, Vec<Metric>), String> {
              walker is faster). All WAL is in the page cache (copied or read just before)."
                 .to_string(),
             format!(
-                "`pg_walker walk --plugins {PG_WALKER_PLUGINS}` (issue 19: the plugins outside \
-                 the server) reads the same files as pg_waldump (the stopped cluster's \
-                 `pg_wal`, `--start START --end END`), in a fresh state directory each time, \
-                 once per repetition; its time is the whole process (plugin loading included), \
-                 and its rmgr_stats totals must count pg_waldump's records. pg_walker needs at \
-                 least one plugin, so there is no pg_walker walk without one."
+                "`pg_walker walk` (issue 19: the plugins outside the server) reads the same \
+                 files as pg_waldump (the stopped cluster's `pg_wal`, `--start START --end \
+                 END`) once per repetition without plugins (it reads and counts the records, \
+                 which must be pg_waldump's count) and then with `--plugins \
+                 {PG_WALKER_PLUGINS}` in a fresh state directory (its rmgr_stats totals must \
+                 count pg_waldump's records); each time is the whole process (plugin loading \
+                 included)."
             ),
             "Budget alone is the catch-up after a pause (issue 16 item 3): the backlog's \
              transactions ran while budget was not loaded, so none was published to it; on the \
