@@ -520,7 +520,10 @@ typedef struct WalkerHostApi {
    */
   WalkerStatus (*get_string)(WalkerPlugin *plugin, const char *name, uint8_t *buf, size_t cap, size_t *len_out);
   /*
-   Wall-clock time in microseconds since the Unix epoch.
+   The host's clock in microseconds since the Unix epoch: the wall clock, except in
+   a host replaying WAL written earlier (`pg_walker walk`), where it is the newest
+   commit, abort or checkpoint time read so far (0 before the first), so that what
+   a plugin measures by it is measured in the WAL's own time.
    */
   int64_t (*now_micros)(void);
   /*
