@@ -95,10 +95,16 @@ pub struct Count {
 }
 
 /// Reads the records of `wal_dir` from `start` (default: the first) to `end` (default:
-/// the end of the files) into batches as a walk with plugins does, and counts them:
+/// the end of the files) into batches as a walk with plugins does, but for the page
+/// images, which no plugin reads here (their lengths are counted), and counts them:
 /// the reader's own cost, and a check of the files. Keeps no state.
 pub fn count(wal_dir: &Path, start: Option<u64>, end: Option<u64>) -> Result<Count, String> {
-    let mut reader = WalReader::open(wal_dir, Options::default()).map_err(|e| e.to_string())?;
+    // No plugin reads pages: the images are measured, not restored (as pg_waldump does).
+    let opts = Options {
+        restore_images: false,
+        ..Options::default()
+    };
+    let mut reader = WalReader::open(wal_dir, opts).map_err(|e| e.to_string())?;
     let first = reader
         .first_lsn()
         .ok_or_else(|| format!("{} holds no WAL segment files", wal_dir.display()))?;

@@ -6,7 +6,6 @@ use crate::format::*;
 use crate::image;
 use crate::record::{self, Layout};
 use crate::segment::WalDir;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use walker_core::batch::{BatchBuilder, BlockHead, RecordHead};
 
@@ -47,7 +46,89 @@ struct Segment {
     segno: u64,
     tli: u32,
     path: PathBuf,
-    bytes: Vec<u8>,
+    /// The open file.
+    file: Option<std::fs::File>,
+    /// Where in the segment [`Segment::window`] starts.
+    base: usize,
+    /// Bytes of the file from `base`, [`READ_CHUNK`] at most: the page being read and
+    /// those after it. A small buffer read again and again stays in the processor's
+    /// cache, as pg_waldump's page buffer does; a whole 16 MiB segment read at once
+    /// does not, and reading it cost several times more.
+    window: Vec<u8>,
+    /// How much of `window` holds bytes of the file.
+    filled: usize,
+    /// The file's length, once a read reached its end.
+    eof_len: Option<usize>,
+}
+
+/// Bytes of a segment file read at a time.
+const READ_CHUNK: usize = 32 * 1024;
+
+impl Segment {
+    fn new(segno: u64, tli: u32, path: PathBuf, file: std::fs::File) -> Segment {
+        Segment {
+            segno,
+            tli,
+            path,
+            file: Some(file),
+            base: 0,
+            window: Vec::new(),
+            filled: 0,
+            eof_len: None,
+        }
+    }
+
+    /// The end of what the file is known to hold (the file's length once a read
+    /// reached its end).
+    fn end(&self) -> usize {
+        self.eof_len.unwrap_or(self.base + self.filled)
+    }
+
+    /// `n` bytes at segment offset `off`, when they are in the window.
+    fn get(&self, off: usize, n: usize) -> Option<&[u8]> {
+        let from = off.checked_sub(self.base)?;
+        self.window[..self.filled].get(from..from.checked_add(n)?)
+    }
+
+    /// Makes the window hold `need` bytes at `off` (of a segment of `size`), reading
+    /// [`READ_CHUNK`] bytes from `off` when it does not; fewer when the file ends
+    /// (then [`Segment::get`] finds less, and the callers report the truncation).
+    fn load(&mut self, off: usize, need: usize, size: usize) -> std::io::Result<()> {
+        if self.get(off, need).is_some() {
+            return Ok(());
+        }
+        let Some(f) = self.file.as_ref() else {
+            return Ok(());
+        };
+        if self.window.len() < READ_CHUNK {
+            self.window.resize(READ_CHUNK, 0);
+        }
+        let want = READ_CHUNK.min(size.saturating_sub(off));
+        let mut got = 0;
+        while got < want {
+            use std::os::unix::fs::FileExt;
+            match f.read_at(&mut self.window[got..want], (off + got) as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.base = off;
+        self.filled = got;
+        self.eof_len = if got < want {
+            Some(f.metadata()?.len() as usize)
+        } else {
+            None
+        };
+        Ok(())
+    }
+
+    /// Forgets the window (the file may have grown since it was read).
+    fn forget(&mut self) {
+        self.filled = 0;
+        self.eof_len = None;
+    }
 }
 
 /// A page header's fields the record layer needs.
@@ -155,20 +236,8 @@ impl WalReader {
             return Ok(());
         };
         match self.dir.locate(seg.segno) {
-            Ok((tli, path)) if tli == seg.tli && path == seg.path => {
-                let size = u64::from(self.dir.segment_size());
-                let have = seg.bytes.len() as u64;
-                let read = std::fs::File::open(&seg.path).and_then(|mut f| {
-                    use std::io::Seek;
-                    f.seek(std::io::SeekFrom::Start(have))?;
-                    f.take(size.saturating_sub(have))
-                        .read_to_end(&mut seg.bytes)
-                });
-                if let Err(e) = read {
-                    let lsn = seg.segno.saturating_mul(size).saturating_add(have);
-                    return Err(WalError::new(lsn, Some(seg.path.clone()), e.into()));
-                }
-            }
+            // What was appended is read when its page is next reached.
+            Ok((tli, path)) if tli == seg.tli && path == seg.path => seg.forget(),
             // Another file holds the segment now (the `.partial` completed, or a new
             // timeline's copy): load it afresh when next needed.
             _ => seg.segno = u64::MAX,
@@ -218,21 +287,20 @@ impl WalReader {
             Err(_) if !self.dir.has_after(segno) => return Ok(false),
             Err(f) => return Err(WalError::new(lsn, None, f)),
         };
-        let mut seg = self.seg.take().unwrap_or(Segment {
-            segno,
-            tli,
-            path: path.clone(),
-            bytes: Vec::new(),
-        });
-        seg.bytes.clear();
-        let read =
-            std::fs::File::open(&path).and_then(|f| f.take(size).read_to_end(&mut seg.bytes));
-        if let Err(e) = read {
-            return Err(WalError::new(lsn, Some(path), e.into()));
-        }
-        seg.segno = segno;
-        seg.tli = tli;
-        seg.path = path;
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => return Err(WalError::new(lsn, Some(path), e.into())),
+        };
+        // The window's buffer is kept from segment to segment.
+        let mut seg = match self.seg.take() {
+            Some(mut old) => {
+                (old.segno, old.tli, old.path, old.file) = (segno, tli, path, Some(file));
+                old.forget();
+                old
+            }
+            None => Segment::new(segno, tli, path, file),
+        };
+        seg.base = 0;
         self.seg = Some(seg);
         self.checked = None;
         Ok(true)
@@ -241,17 +309,28 @@ impl WalReader {
     /// Checks the header of the page at `page` (`XLogReaderValidatePageHeader`).
     /// `Ok(None)`: the end of the files.
     fn page(&mut self, page: u64) -> Result<Option<PageInfo>, WalError> {
+        let size = u64::from(self.dir.segment_size());
+        let off = (page % size) as usize;
         if let Some((p, info)) = self.checked {
-            if p == page {
+            let in_window = self
+                .seg
+                .as_ref()
+                .is_some_and(|s| s.get(off, WAL_PAGE_SIZE).is_some());
+            if p == page && in_window {
                 return Ok(Some(info));
             }
         }
         if !self.load_segment(page)? {
             return Ok(None);
         }
-        let size = u64::from(self.dir.segment_size());
+        {
+            // The whole page (records are read through the pages they are on).
+            let seg = self.seg.as_mut().expect("loaded");
+            if let Err(e) = seg.load(off, WAL_PAGE_SIZE, size as usize) {
+                return Err(WalError::new(page, Some(seg.path.clone()), e.into()));
+            }
+        }
         let seg = self.seg.as_ref().expect("loaded");
-        let off = (page % size) as usize;
         // Streaming, the last page may be partly written: its header is enough here
         // (record reads check the bytes they need).
         let need = if self.available.is_some() {
@@ -263,11 +342,11 @@ impl WalReader {
         } else {
             WAL_PAGE_SIZE
         };
-        let Some(h) = seg.bytes.get(off..off + need) else {
+        let Some(h) = seg.get(off, need) else {
             return Err(self.err(
                 page,
                 Fault::Truncated {
-                    len: seg.bytes.len() as u64,
+                    len: seg.end() as u64,
                     need: (off + need) as u64,
                 },
             ));
@@ -460,12 +539,12 @@ impl WalReader {
         }
         let seg = self.seg.as_ref().expect("page loaded");
         let off = (start % size) as usize;
-        let have = seg.bytes.len();
+        let have = seg.end();
         let truncated = |need: usize| Fault::Truncated {
             len: have as u64,
             need: need as u64,
         };
-        let Some(b) = seg.bytes.get(off..off + 4) else {
+        let Some(b) = seg.get(off, 4) else {
             return Err(self.err(start, truncated(off + 4)));
         };
         let total = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -481,14 +560,16 @@ impl WalReader {
         if off + first_part > have {
             return Err(self.err(start, truncated(off + first_part)));
         }
-        let b = &seg.bytes[off..];
+        let Some(b) = seg.get(off, first_part) else {
+            return Err(self.err(start, truncated(off + first_part)));
+        };
         let mut end_lsn;
         if contiguous {
             end_lsn = start.saturating_add(maxalign(u64::from(total)));
         } else {
             // Gather the record over the pages it spans.
             self.buf.clear();
-            self.buf.extend_from_slice(&b[..in_page]);
+            self.buf.extend_from_slice(b);
             let mut page = page;
             loop {
                 page = page.saturating_add(p);
@@ -518,9 +599,9 @@ impl WalReader {
                 if self.beyond_available(page.saturating_add((pi.header_len + n) as u64)) {
                     return Ok(None);
                 }
-                let Some(part) = seg.bytes.get(from..from + n) else {
+                let Some(part) = seg.get(from, n) else {
                     let need = Fault::Truncated {
-                        len: seg.bytes.len() as u64,
+                        len: seg.end() as u64,
                         need: (from + n) as u64,
                     };
                     return Err(self.err(page, need));
@@ -536,7 +617,7 @@ impl WalReader {
         }
         let seg = self.seg.as_ref().expect("page loaded");
         let bytes: &[u8] = if contiguous {
-            &seg.bytes[off..off + total as usize]
+            seg.get(off, total as usize).expect("checked above")
         } else {
             &self.buf
         };
