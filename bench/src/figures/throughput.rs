@@ -255,15 +255,8 @@ fn pg_walker_binary() -> Option<std::path::PathBuf> {
         .filter(|p| p.is_file())
 }
 
-/// `pg_walker walk` over the stopped backlog cluster's `pg_wal` from START to END with
-/// [`PG_WALKER_PLUGINS`], in a fresh state directory (so it walks it all): seconds.
-/// Then its rmgr_stats totals must count the same records as `pg_waldump`.
-fn pg_walker_walk(bin: &std::path::Path, b: &Backlog, records: u64) -> Result<f64, String> {
-    let state = b
-        .source
-        .data_dir()
-        .with_file_name(format!("pg_walker-state-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
+/// `pg_walker walk` over the stopped backlog cluster's `pg_wal` from START to END.
+fn walk_command(bin: &std::path::Path, b: &Backlog) -> Command {
     let mut cmd = Command::new(bin);
     cmd.arg("walk")
         .arg("--wal-dir")
@@ -273,8 +266,21 @@ fn pg_walker_walk(bin: &std::path::Path, b: &Backlog, records: u64) -> Result<f6
             &lsn::format(b.start),
             "--end",
             &lsn::format(b.end),
-        ])
-        .args(["--plugins", PG_WALKER_PLUGINS])
+        ]);
+    cmd
+}
+
+/// `pg_walker walk` over the stopped backlog cluster's `pg_wal` from START to END with
+/// [`PG_WALKER_PLUGINS`], in a fresh state directory (so it walks it all): seconds.
+/// Then its rmgr_stats totals must count the same records as `pg_waldump`.
+fn pg_walker_walk(bin: &std::path::Path, b: &Backlog, records: u64) -> Result<f64, String> {
+    let state = b
+        .source
+        .data_dir()
+        .with_file_name(format!("pg_walker-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut cmd = walk_command(bin, b);
+    cmd.args(["--plugins", PG_WALKER_PLUGINS])
         .arg("--plugin-dir")
         .arg(pkglibdir()?)
         .arg("--state-dir")
@@ -303,16 +309,7 @@ fn pg_walker_walk(bin: &std::path::Path, b: &Backlog, records: u64) -> Result<f6
 /// `pg_walker walk` without plugins over the same files: it reads and counts the records
 /// (the reader's own cost); seconds. Its count must be pg_waldump's.
 fn pg_walker_count(bin: &std::path::Path, b: &Backlog, records: u64) -> Result<f64, String> {
-    let mut cmd = Command::new(bin);
-    cmd.arg("walk")
-        .arg("--wal-dir")
-        .arg(b.source.data_dir().join("pg_wal"))
-        .args([
-            "--start",
-            &lsn::format(b.start),
-            "--end",
-            &lsn::format(b.end),
-        ]);
+    let cmd = walk_command(bin, b);
     let t0 = Instant::now();
     let out = process::run(cmd, "pg_walker walk (no plugin)", Duration::from_secs(600))?;
     let secs = t0.elapsed().as_secs_f64();
