@@ -5,8 +5,9 @@
 //!
 //! Host services that need a server are not attached here, so the host API answers
 //! them with its status codes: service requests (ALTER SYSTEM, NOTIFY) fail with
-//! `ERROR`, server settings and checkpointer counters are `NOT_FOUND`, and no backend
-//! events are ever dispatched.
+//! `ERROR`, server settings are the ones given (`--set server.NAME=VALUE`, and
+//! `wal_segment_size` from the WAL) and `NOT_FOUND` otherwise, checkpointer counters
+//! are `NOT_FOUND`, and no backend events are ever dispatched.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
