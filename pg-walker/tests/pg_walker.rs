@@ -219,6 +219,10 @@ fn pg_walker_gives_the_servers_rows_resumes_and_crashes_alone() {
         .start();
     c.exec("CREATE EXTENSION walker");
     c.exec(common::WORKLOAD);
+    // A commit 1.5 s after the workload's: the WAL's times span more than the
+    // autosizer's 1 s window of step 4, however fast the workload ran.
+    c.exec("SELECT pg_sleep(1.5)");
+    c.exec("CREATE TABLE pgw_tick(i int); INSERT INTO pgw_tick VALUES (1)");
     common::wait_caught_up(&c);
     let server = settled_server_views(&c);
     let rmgrs = &server["rmgr_stats.rmgrs"];
