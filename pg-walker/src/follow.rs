@@ -24,7 +24,6 @@ use walker_core::batch::BatchBuilder;
 use walker_core::dispatch::Dispatcher;
 use walker_core::persistence::{self, SnapshotConfig, Started};
 use walker_core::rows::{format_lsn, parse_lsn};
-use walker_core::shared::PluginState;
 use walker_core::timeline::{parse_history, TimelineSpan};
 use walker_walfile::format::{Major, LONG_PAGE_HEADER};
 use walker_walfile::{Fault, Options, WalReader};
@@ -630,14 +629,7 @@ pub fn run(req: &Request, plugins: &[String], common: &Common) -> Result<Outcome
         let _ = conn.end_copy(stream.ended);
         conn.terminate();
     }
-    let failed: Vec<(String, String)> = slots
-        .iter()
-        .filter(|s| {
-            s.shared()
-                .is_some_and(|sh| matches!(sh.state(), PluginState::Failed | PluginState::Stalled))
-        })
-        .map(|s| (s.name.clone(), s.last_error().unwrap_or_default()))
-        .collect();
+    let failed = host::failed(&slots);
     if let Some(e) = failure {
         return Err(format!("{e} (state saved up to {})", format_lsn(written)));
     }

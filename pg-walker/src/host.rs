@@ -17,6 +17,7 @@ use walker_core::loader::{self, LibraryPaths};
 use walker_core::names::parse_plugin_list;
 use walker_core::persistence::{self, SnapshotConfig, StartFacts, Started};
 use walker_core::registry::{self, PluginSlot};
+use walker_core::shared::PluginState;
 use walker_walfile::format::{rmgr_name, Major};
 
 /// What a plugin's service request (ALTER SYSTEM, NOTIFY) is told: there is no server.
@@ -143,4 +144,16 @@ pub fn restore(slots: &[&'static PluginSlot], cfg: &SnapshotConfig) -> Vec<Start
         .collect();
     drain_logs();
     started
+}
+
+/// The plugins that failed or were cut off, each with why.
+pub fn failed(slots: &[&'static PluginSlot]) -> Vec<(String, String)> {
+    slots
+        .iter()
+        .filter(|s| {
+            s.shared()
+                .is_some_and(|sh| matches!(sh.state(), PluginState::Failed | PluginState::Stalled))
+        })
+        .map(|s| (s.name.clone(), s.last_error().unwrap_or_default()))
+        .collect()
 }

@@ -24,6 +24,18 @@ mod walk;
 use args::Command;
 use walker_core::rows::format_lsn;
 
+/// Prints each failed plugin with why; the exit status: 0, or 3 when one failed.
+fn failures_code(failed: &[(String, String)]) -> i32 {
+    for (name, why) in failed {
+        eprintln!("pg_walker: plugin \"{name}\" failed: {why}");
+    }
+    if failed.is_empty() {
+        0
+    } else {
+        3
+    }
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let code = match args::parse(&argv) {
@@ -73,14 +85,7 @@ fn main() {
                     format_lsn(o.end),
                     common.state_dir.display()
                 );
-                for (name, why) in &o.failed {
-                    eprintln!("pg_walker: plugin \"{name}\" failed: {why}");
-                }
-                if o.failed.is_empty() {
-                    0
-                } else {
-                    3
-                }
+                failures_code(&o.failed)
             }
             Err(e) => {
                 eprintln!("pg_walker: {e}");
@@ -101,14 +106,7 @@ fn main() {
                     o.switches,
                     common.state_dir.display()
                 );
-                for (name, why) in &o.failed {
-                    eprintln!("pg_walker: plugin \"{name}\" failed: {why}");
-                }
-                if o.failed.is_empty() {
-                    0
-                } else {
-                    3
-                }
+                failures_code(&o.failed)
             }
             Err(e) => {
                 eprintln!("pg_walker: {e}");

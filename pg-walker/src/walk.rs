@@ -14,7 +14,6 @@ use walker_core::batch::BatchBuilder;
 use walker_core::dispatch::Dispatcher;
 use walker_core::persistence::{self, SnapshotConfig, Started};
 use walker_core::rows::format_lsn;
-use walker_core::shared::PluginState;
 use walker_walfile::{Fault, Options, WalReader};
 
 /// Records per batch.
@@ -316,14 +315,7 @@ pub fn run(
         eprintln!("pg_walker: {m}");
     }
     host::drain_logs();
-    let failed: Vec<(String, String)> = slots
-        .iter()
-        .filter(|s| {
-            s.shared()
-                .is_some_and(|sh| matches!(sh.state(), PluginState::Failed | PluginState::Stalled))
-        })
-        .map(|s| (s.name.clone(), s.last_error().unwrap_or_default()))
-        .collect();
+    let failed = host::failed(&slots);
     // The position is where every plugin that is still good has its state.
     if let Some(lsn) = durable {
         position::write(
