@@ -199,6 +199,9 @@ fn read_facts(host: &Host) -> Option<Facts> {
         fs_total_bytes: fs.map(|s| s.total_bytes),
         fs_error,
         min_wal_size_mb: num("min_wal_size").map(|v| v as u64),
+        min_source: host
+            .server_setting("min_wal_size", WalkerSettingField::SOURCE)
+            .unwrap_or_default(),
         checkpointer: host.checkpointer_stats().map(|c| (c.timed, c.requested)),
     })
 }

@@ -145,6 +145,9 @@ pub struct Facts {
     /// `min_wal_size` in MB, when the server published it.
     #[serde(default)]
     pub min_wal_size_mb: Option<u64>,
+    /// `pg_settings.source` of `min_wal_size` (empty when unknown).
+    #[serde(default)]
+    pub min_source: String,
     /// The checkpointer's (timed, requested) counters, when published.
     pub checkpointer: Option<(u64, u64)>,
 }
@@ -331,16 +334,16 @@ pub enum Restraint {
     HourlyCap,
 }
 
-/// Why `max_wal_size` cannot be changed by ALTER SYSTEM when it comes from `source`
+/// Why `setting` cannot be changed by ALTER SYSTEM when it comes from `source`
 /// (`pg_settings.source`): ALTER SYSTEM writes `postgresql.auto.conf`, which a value
 /// from a source of higher priority (the server's command line) or from a host without
 /// a server (`pg_walker`) overrides. `None` for the default, a configuration file or an
 /// unknown (empty) source.
-pub fn fixed_source(source: &str) -> Option<String> {
+pub fn fixed_source(setting: &str, source: &str) -> Option<String> {
     match source {
         "" | "default" | "configuration file" => None,
         other => Some(format!(
-            "max_wal_size is set by \"{other}\", which ALTER SYSTEM does not override"
+            "{setting} is set by \"{other}\", which ALTER SYSTEM does not override"
         )),
     }
 }
@@ -360,6 +363,17 @@ pub struct MinDecision {
     pub demand_bytes: u64,
     /// Why.
     pub reason: String,
+    /// Why a change is only recommended, never applied: `min_wal_size` comes from a
+    /// source ALTER SYSTEM does not override ([`fixed_source`]). `max_wal_size` is
+    /// still applied.
+    pub fixed: Option<String>,
+}
+
+impl MinDecision {
+    /// True when `min_wal_size` should change, whether or not it can be.
+    pub fn wants_change(&self) -> bool {
+        self.action != Action::Hold
+    }
 }
 
 /// A decision and the numbers behind it.
@@ -386,9 +400,20 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// True when `min_wal_size` is to change.
+    /// True when `min_wal_size` is to change (it should, and its source lets ALTER
+    /// SYSTEM change it).
     pub fn changes_min(&self) -> bool {
-        self.min.as_ref().is_some_and(|m| m.action != Action::Hold)
+        self.min
+            .as_ref()
+            .is_some_and(|m| m.wants_change() && m.fixed.is_none())
+    }
+
+    /// The change of `min_wal_size` that is only recommended, if any: it should change
+    /// but its source does not let ALTER SYSTEM change it.
+    pub fn recommended_min(&self) -> Option<&MinDecision> {
+        self.min
+            .as_ref()
+            .filter(|m| m.wants_change() && m.fixed.is_some())
     }
 
     /// True when either setting is to change.
@@ -402,7 +427,8 @@ impl Decision {
     }
 
     /// The history entry recording this decision at `at_us`: `action` (what became of
-    /// it), the recommended sizes as the new ones, and `reason`.
+    /// it), the recommended sizes as the new ones (`min_wal_size` as it is when only
+    /// recommended, since no change of it is tried), and `reason`.
     pub fn history_entry(&self, at_us: i64, action: HistoryAction, reason: String) -> HistoryEntry {
         HistoryEntry {
             at_us,
@@ -412,14 +438,21 @@ impl Decision {
             reason,
             measurements: self.measurements.clone(),
             min_old_mb: self.min.as_ref().map(|m| m.current_mb),
-            min_new_mb: self.min.as_ref().map(|m| m.recommended_mb),
+            min_new_mb: self.min.as_ref().map(|m| {
+                if m.fixed.is_some() {
+                    m.current_mb
+                } else {
+                    m.recommended_mb
+                }
+            }),
         }
     }
 
-    /// The history's action: `max_wal_size`'s when it changes, else `min_wal_size`'s.
+    /// The history's action: `max_wal_size`'s when it changes, else `min_wal_size`'s
+    /// when that is to change.
     pub fn history_action(&self) -> Action {
         match (&self.action, &self.min) {
-            (Action::Hold, Some(m)) => m.action,
+            (Action::Hold, Some(m)) if self.changes_min() => m.action,
             (a, _) => *a,
         }
     }
@@ -759,6 +792,7 @@ impl Model {
                 "rule_mb": m.rule_mb,
                 "demand_bytes": m.demand_bytes,
                 "action": m.action.name(),
+                "held_back_by": m.fixed,
             });
         }
         if d.changes() {
@@ -822,6 +856,7 @@ impl Model {
             rule_mb: rule,
             demand_bytes: basis,
             reason,
+            fixed: fixed_source("min_wal_size", &facts.min_source),
         })
     }
 
@@ -831,7 +866,7 @@ impl Model {
     pub fn recommend_only(&self, facts: Option<&Facts>) -> Option<String> {
         self.blocked
             .clone()
-            .or_else(|| facts.and_then(|f| fixed_source(&f.source)))
+            .or_else(|| facts.and_then(|f| fixed_source("max_wal_size", &f.source)))
     }
 
     /// What keeps a change from being applied now, if anything.
@@ -1055,6 +1090,7 @@ mod tests {
             fs_total_bytes: None,
             fs_error: None,
             min_wal_size_mb: None,
+            min_source: "configuration file".into(),
             checkpointer: None,
         }
     }
@@ -1214,6 +1250,43 @@ mod tests {
         // Unknown min_wal_size: nothing said about it.
         f.min_wal_size_mb = None;
         assert_eq!(m.decide(&c, &f, 10 * S).min, None);
+    }
+
+    #[test]
+    fn a_min_wal_size_from_the_command_line_is_only_recommended() {
+        let (c, mut f) = (cfg(), facts(32));
+        f.min_wal_size_mb = Some(32);
+        f.min_source = "command line".into();
+        let mut m = Model::default();
+        m.note_facts(&f);
+        let mut lsn = 0;
+        window(&mut m, &c, &f, 0, &mut lsn, 20, 0); // demand 60 MB per 30 s
+        let d = m.decide(&c, &f, 10 * S);
+        // max_wal_size (configuration file) still grows and is applied: 240 MB.
+        assert_eq!((d.action, d.recommended_mb), (Action::Grow, 240));
+        assert_eq!(m.recommend_only(Some(&f)), None);
+        assert!(d.applies() && !d.changes_min());
+        // min_wal_size: 160 MB recommended, held back by its source.
+        let min = d.recommended_min().unwrap();
+        assert_eq!((min.action, min.recommended_mb), (Action::Grow, 160));
+        assert_eq!(
+            min.fixed.as_deref(),
+            Some("min_wal_size is set by \"command line\", which ALTER SYSTEM does not override")
+        );
+        // The history of the applied change keeps min_wal_size as it is.
+        let e = d.history_entry(10 * S, HistoryAction::Grow, String::new());
+        assert_eq!((e.old_mb, e.new_mb), (32, 240));
+        assert_eq!((e.min_old_mb, e.min_new_mb), (Some(32), Some(32)));
+        // With max_wal_size large enough, nothing is applied at all: the history's
+        // action is max_wal_size's hold, and the min recommendation stays.
+        f.max_wal_size_mb = 1024;
+        let d = m.decide(&c, &f, 10 * S);
+        assert!(!d.changes() && !d.applies());
+        assert_eq!(d.history_action(), Action::Hold);
+        assert_eq!(d.recommended_min().unwrap().recommended_mb, 160);
+        // From a configuration file, the same demand changes it.
+        f.min_source = "configuration file".into();
+        assert!(m.decide(&c, &f, 10 * S).changes_min());
     }
 
     #[test]
@@ -1553,6 +1626,7 @@ mod tests {
                 rule_mb: 96,
                 demand_bytes: 0,
                 reason: String::new(),
+                fixed: None,
             }),
             cap_mb: None,
         };

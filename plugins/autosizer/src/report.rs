@@ -49,6 +49,15 @@ pub fn full_reason(d: &Decision) -> String {
             m.current_mb, m.recommended_mb, m.reason
         ));
     }
+    if let Some(m) = d.recommended_min() {
+        s.push_str(&format!(
+            "; min_wal_size {} MB -> {} MB recommended, not set ({}): {}",
+            m.current_mb,
+            m.recommended_mb,
+            m.fixed.as_deref().unwrap_or_default(),
+            m.reason
+        ));
+    }
     s
 }
 
@@ -67,6 +76,7 @@ pub fn decision(d: &Decision) -> Value {
             "demand_bytes": m.demand_bytes,
             "action": m.action.name(),
             "reason": m.reason,
+            "held_back_by": m.fixed,
         })),
         "cap_mb": d.cap_mb,
         "held_back_by": restraint_text(&d.restraint),

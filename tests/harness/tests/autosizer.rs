@@ -656,3 +656,63 @@ fn min_wal_size_grows_beside_max_wal_size() {
         "demand {demand} bytes per checkpoint_timeout"
     );
 }
+
+#[test]
+fn a_min_wal_size_on_the_command_line_is_recommended_while_max_wal_size_grows() {
+    // min_wal_size from the server's command line: ALTER SYSTEM cannot change it, so
+    // the autosizer recommends it and still applies max_wal_size (from the file).
+    let c = cluster(
+        "sizer-min-fixed",
+        &[("max_wal_size", "32MB"), ("autosizer.cooldown", "0")],
+        &[("min_wal_size", "32MB")],
+    );
+    let load = Background::start_with(&c, FORCING);
+    c.wait_until("max_wal_size grows", Duration::from_secs(90), || {
+        max_wal_mb(&c) > 32
+    });
+    c.wait_until(
+        "min_wal_size is recommended above 32 MB",
+        Duration::from_secs(60),
+        || {
+            c.query_one(
+                "SELECT coalesce((walker.autosizer_recommendation()->'min_wal_size'->>'recommended_mb')::int8, 0) > 32",
+            ) == "t"
+        },
+    );
+    let rounds = load.stop();
+    assert!(rounds > 0);
+    let held =
+        c.query_one("SELECT walker.autosizer_recommendation()->'min_wal_size'->>'held_back_by'");
+    assert_eq!(
+        held,
+        "min_wal_size is set by \"command line\", which ALTER SYSTEM does not override"
+    );
+    // The server's own view: min_wal_size unchanged, from the command line, and never
+    // written to postgresql.auto.conf; max_wal_size was.
+    assert_eq!(
+        c.query_one("SELECT setting || ' ' || source FROM pg_settings WHERE name = 'min_wal_size'"),
+        "32 command line"
+    );
+    let conf = auto_conf(&c);
+    assert!(
+        !conf.contains("min_wal_size") && conf.contains("max_wal_size"),
+        "{conf}"
+    );
+    // Nothing failed: no failed change, no service failure, the autosizer still applies.
+    assert_eq!(history(&c, "failed").len(), 0);
+    assert_eq!(
+        c.query_one("SELECT service_failures FROM walker.status"),
+        "0"
+    );
+    assert_eq!(
+        c.query_one("SELECT walker.autosizer_status()->>'mode'"),
+        "apply"
+    );
+    // The applied changes keep min_wal_size as it was.
+    assert_eq!(
+        c.query_one(
+            "SELECT count(*) FROM walker.autosizer_history WHERE action = 'grow' AND min_new_mb IS DISTINCT FROM min_old_mb"
+        ),
+        "0"
+    );
+}
