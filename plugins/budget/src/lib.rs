@@ -96,6 +96,21 @@ pub struct Budget {
     /// The tables' lengths (`budget.max_scopes` …), read once in the postmaster when
     /// it sizes shared memory (settings are read after `init`).
     capacity: std::sync::OnceLock<shm::Capacities>,
+    /// The settings this backend's current top-level statement reads (see
+    /// [`StatementSettings`]).
+    statement_settings: Mutex<StatementSettings>,
+}
+
+/// The admission and predictor settings of one top-level statement: read from the
+/// host when an event of the statement first needs them, kept for its other events
+/// (its end, the nested statements it runs and the transaction's end), and forgotten
+/// at the next top-level statement start. A reload or a `SET` therefore applies from
+/// the next statement on, and a statement reads its eight settings once instead of at
+/// each of its events.
+#[derive(Debug, Default, Clone, Copy)]
+struct StatementSettings {
+    admission: Option<session::Admission>,
+    predictor: Option<predict::Config>,
 }
 
 /// Loading the committed policies table through the services worker.
@@ -376,6 +391,7 @@ impl Plugin for Budget {
             changed_in_xact: AtomicBool::new(false),
             next_look: AtomicI64::new(0),
             capacity: std::sync::OnceLock::new(),
+            statement_settings: Mutex::new(StatementSettings::default()),
         })
     }
 
@@ -490,10 +506,24 @@ impl Plugin for Budget {
             self.changed_in_xact.store(false, Ordering::Relaxed);
         }
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let cfg = || settings(host);
+        let mut kept = self
+            .statement_settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if e.kind == walker_abi::WalkerBackendEventKind::STATEMENT_START && e.nesting_level == 0 {
+            *kept = StatementSettings::default();
+        }
+        let admission = std::cell::Cell::new(kept.admission);
+        let cfg = || {
+            admission.get().unwrap_or_else(|| {
+                let a = settings(host);
+                admission.set(Some(a));
+                a
+            })
+        };
         // The predictor's settings go with every use of the region, so predictions and
-        // learning follow a reload of the configuration at once.
-        let mut predictor = None;
+        // learning follow a reload of the configuration from the next statement on.
+        let mut predictor = kept.predictor;
         let mut with = |f: &mut dyn FnMut(&mut Shared)| {
             let p = *predictor.get_or_insert_with(|| predictor_settings(host));
             shm::exclusive(host, |s| {
@@ -504,7 +534,13 @@ impl Plugin for Budget {
         };
         let mut pause = |ms: u64| host.pause(ms.min(u32::MAX as u64) as u32);
         let now = || host.now_micros();
-        match session.on_event(e, &cfg, &mut with, &mut pause, &now) {
+        let outcome = session.on_event(e, &cfg, &mut with, &mut pause, &now);
+        *kept = StatementSettings {
+            admission: admission.get(),
+            predictor,
+        };
+        drop(kept);
+        match outcome {
             Ok(a) => Ok(a),
             Err(why) if !self.fail_closed(host) => {
                 let _ = shm::exclusive(host, Session::failed);

@@ -1217,8 +1217,12 @@ impl Shared<'_> {
         Ok(())
     }
 
-    /// Index of the policy governing `scope` (cached per policy generation).
+    /// Index of the policy governing `scope` (cached per policy generation; none
+    /// without looking at the scope when no policy is loaded).
     pub fn policy_of(&mut self, scope: u32) -> Option<usize> {
+        if self.n_policies == 0 {
+            return None;
+        }
         let gen = self.policy_gen;
         let s = self.scopes.get(scope as usize)?;
         if s.origin != Origin::Session as u32 {
