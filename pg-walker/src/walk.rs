@@ -20,6 +20,8 @@ use walker_walfile::{Fault, Options, WalReader};
 const BATCH_RECORDS: usize = 4096;
 /// Bytes of record data a batch reserves at first.
 const BATCH_BYTES: usize = 1 << 22;
+/// Records between two updates of the progress line of a walk without plugins.
+const PROGRESS_EVERY: u64 = 4096;
 /// Batches queued per plugin.
 const QUEUE_BATCHES: usize = 4;
 /// How often plugin state is saved during a walk (a killed walk resumes from there).
@@ -94,9 +96,11 @@ pub struct Count {
 }
 
 /// Reads the records of `wal_dir` from `start` (default: the first) to `end` (default:
-/// the end of the files) into batches as a walk with plugins does, but for the page
-/// images, which no plugin reads here (their lengths are counted), and counts them:
-/// the reader's own cost, and a check of the files. Keeps no state.
+/// the end of the files), checks and decodes each as a walk with plugins does, and
+/// counts them (records, bytes, page-image bytes: what `pg_waldump --stats` totals):
+/// the reader's own cost, and a check of the files. With no plugin to hand them to,
+/// records are not gathered into batches and page images are measured, not restored.
+/// Keeps no state.
 pub fn count(wal_dir: &Path, start: Option<u64>, end: Option<u64>) -> Result<Count, String> {
     // No plugin reads pages: the images are measured, not restored (as pg_waldump does).
     let opts = Options {
@@ -117,26 +121,17 @@ pub fn count(wal_dir: &Path, start: Option<u64>, end: Option<u64>) -> Result<Cou
         ..Count::default()
     };
     let mut progress = crate::progress::Progress::new();
-    let mut batch = BatchBuilder::with_capacity(BATCH_RECORDS, BATCH_BYTES);
     loop {
-        let step = reader.read_into(&mut batch);
-        let more = matches!(step, Ok(Some(_)));
-        if !more || batch.len() >= BATCH_RECORDS {
-            let full = std::mem::replace(
-                &mut batch,
-                BatchBuilder::with_capacity(BATCH_RECORDS, BATCH_BYTES),
-            )
-            .finish();
-            for r in full.records() {
+        match reader.read_measured() {
+            Ok(Some(r)) => {
                 c.records += 1;
                 c.bytes = c.bytes.saturating_add(u64::from(r.total_len));
                 c.fpi_bytes = c.fpi_bytes.saturating_add(u64::from(r.fpi_len));
+                c.end = r.end_lsn;
+                if c.records.is_multiple_of(PROGRESS_EVERY) {
+                    progress.update(c.records, reader.position());
+                }
             }
-            c.end = c.end.max(full.end_lsn);
-            progress.update(c.records, reader.position());
-        }
-        match step {
-            Ok(Some(_)) => {}
             Ok(None) => break,
             Err(e) if e.fault.is_end_of_wal() && end.is_none() => break,
             Err(e) => {
@@ -145,6 +140,7 @@ pub fn count(wal_dir: &Path, start: Option<u64>, end: Option<u64>) -> Result<Cou
             }
         }
     }
+    progress.update(c.records, reader.position());
     progress.finish();
     Ok(c)
 }

@@ -10,6 +10,7 @@
 //! the in-server host fills, so plugins see the same `WalkerRecord`s. Bad bytes are
 //! [`WalError`]s naming the WAL position and the file, never panics.
 
+pub mod crc;
 pub mod error;
 pub mod format;
 pub mod image;

@@ -39,6 +39,20 @@ pub struct RecordPos {
     pub end_lsn: u64,
     /// The timeline of the file it was read from.
     pub timeline: u32,
+    /// Its length (`xl_tot_len`).
+    pub total_len: u32,
+    /// The stored bytes of its page images, when it was decoded (0 otherwise).
+    pub fpi_len: u32,
+}
+
+/// What reading a record does besides checking it.
+enum Target<'a> {
+    /// Nothing: its header and CRC are checked (seeking).
+    Check,
+    /// Decode it too, and measure its page images.
+    Measure,
+    /// Decode it into a batch.
+    Batch(&'a mut BatchBuilder),
 }
 
 /// The segment file in memory.
@@ -467,7 +481,7 @@ impl WalReader {
         let end = self.end.take();
         let found = loop {
             self.next = at;
-            match self.read_one(None) {
+            match self.read_one(Target::Check) {
                 Ok(Some(r)) if r.lsn >= lsn => break Ok(r.lsn),
                 Ok(Some(r)) => at = r.end_lsn,
                 Ok(None) => break Err(WalError::new(lsn, None, Fault::NoRecordAfter)),
@@ -486,7 +500,14 @@ impl WalReader {
     /// end after the end set, or the files end). A fault leaves the reader where it
     /// was and nothing in the batch.
     pub fn read_into(&mut self, batch: &mut BatchBuilder) -> Result<Option<RecordPos>, WalError> {
-        self.read_one(Some(batch))
+        self.read_one(Target::Batch(batch))
+    }
+
+    /// Reads and decodes the next record as [`WalReader::read_into`] does, without
+    /// gathering it anywhere: its position, length and page-image bytes (what
+    /// `pg_waldump --stats` counts). `Ok(None)` and faults as there.
+    pub fn read_measured(&mut self) -> Result<Option<RecordPos>, WalError> {
+        self.read_one(Target::Measure)
     }
 
     /// The files end before the record at `start`: the end, unless an end position
@@ -498,11 +519,8 @@ impl WalReader {
         }
     }
 
-    /// Reads the next record; fills `batch` when given.
-    fn read_one(
-        &mut self,
-        batch: Option<&mut BatchBuilder>,
-    ) -> Result<Option<RecordPos>, WalError> {
+    /// Reads the next record; decodes it and fills a batch as `target` says.
+    fn read_one(&mut self, target: Target<'_>) -> Result<Option<RecordPos>, WalError> {
         let p = Self::page_size();
         let mut start = self.next;
         if self.end.is_some_and(|end| start >= end) {
@@ -633,10 +651,17 @@ impl WalReader {
                 return Ok(None);
             }
         }
-        if let Some(batch) = batch {
+        let mut fpi_len = 0u32;
+        if let Target::Measure = target {
+            record::decode(bytes, self.opts.block_size, &mut self.layout)
+                .map_err(|f| WalError::new(start, path(), f))?;
+            fpi_len = self.layout.image_bytes();
+        }
+        if let Target::Batch(batch) = target {
             record::decode(bytes, self.opts.block_size, &mut self.layout)
                 .map_err(|f| WalError::new(start, path(), f))?;
             let l = &self.layout;
+            fpi_len = l.image_bytes();
             batch.start_record(
                 RecordHead {
                     lsn: start,
@@ -698,6 +723,8 @@ impl WalReader {
             lsn: start,
             end_lsn,
             timeline: tli,
+            total_len: h.total_len,
+            fpi_len,
         }))
     }
 }

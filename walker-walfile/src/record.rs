@@ -54,8 +54,8 @@ impl Header {
 /// The CRC-32C PostgreSQL stores in `xl_crc`: over the bytes after the header, then
 /// over the header up to the CRC field.
 pub fn record_crc(record: &[u8]) -> u32 {
-    let body = crc32c::crc32c(&record[RECORD_HEADER..]);
-    crc32c::crc32c_append(body, &record[..RECORD_CRC_OFFSET])
+    let body = crate::crc::append(0, &record[RECORD_HEADER..]);
+    crate::crc::append(body, &record[..RECORD_CRC_OFFSET])
 }
 
 /// Checks a whole record's header and CRC (`record` is `xl_tot_len` bytes long).
@@ -138,6 +138,17 @@ pub struct Layout {
     pub blocks: Vec<Block>,
     /// Scratch: each block's image and data lengths while decoding.
     lens: Vec<(u32, u32)>,
+}
+
+impl Layout {
+    /// The stored bytes of the record's page images (as a batch sums its blocks'
+    /// `image_len`).
+    pub fn image_bytes(&self) -> u32 {
+        self.blocks
+            .iter()
+            .filter_map(|b| b.image.as_ref())
+            .fold(0u32, |n, i| n.saturating_add(i.bytes.len() as u32))
+    }
 }
 
 /// Reads little-endian fields of the headers, failing at the record's end.
