@@ -268,7 +268,7 @@ pub fn acquire(lock: &RwSpinLock, exclusive: bool, wait: Duration) -> Result<(),
         if interrupted() {
             return give_up(registered, LockError::Interrupted);
         }
-        backoff.snooze();
+        backoff.snooze(lock, exclusive);
     }
 }
 

@@ -12,8 +12,11 @@ use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 /// State word: bit 31 is the writer, bits 16..=30 count waiting writers, bits 0..=15
 /// count readers. Writers are preferred: a reader does not enter while a writer holds
 /// the lock or waits for it, so a stream of view readers cannot starve the dispatch
-/// thread that writes. Waiters spin briefly, then yield, then sleep with exponential
-/// backoff (at most [`MAX_SLEEP`]); they never busy-wait for long.
+/// thread that writes. Waiters spin briefly, then sleep in the kernel on the lock word
+/// (a futex, shared between processes) until a release wakes them, at most
+/// [`MAX_SLEEP`] at a time; they never busy-wait for long, and a released lock does not
+/// wait out a sleep: on a machine with fewer cores than busy processes, yielding and
+/// timed sleeps left waiters behind a lock that had long been free.
 ///
 /// The methods here are the raw lock. Plugin regions are taken through
 /// [`crate::locks`], which records every hold in the process so that a holder that
@@ -34,12 +37,25 @@ pub struct RwSpinLock {
     /// Holds the host released on a holder's behalf (it exited, errored, or a
     /// callback returned still holding the lock).
     pub forced_releases: AtomicU64,
+    /// Waiters asleep on `state` now (a release wakes them only when there are some).
+    sleepers: AtomicU32,
 }
 
 const WRITER: u32 = 1 << 31;
 const WAITER_ONE: u32 = 1 << 16;
 const WAITERS: u32 = 0x7fff << 16;
 const READERS: u32 = 0xffff;
+
+/// True when a lock word `s` keeps a waiter for `exclusive` (or shared) mode out: a
+/// writer needs no holder at all, a reader no writer holding or waiting and room in
+/// the reader count.
+fn blocks(s: u32, exclusive: bool) -> bool {
+    if exclusive {
+        s & (WRITER | READERS) != 0
+    } else {
+        s & (WRITER | WAITERS) != 0 || s & READERS == READERS
+    }
+}
 
 /// Longest single sleep of a waiter.
 pub const MAX_SLEEP: std::time::Duration = std::time::Duration::from_millis(5);
@@ -59,28 +75,72 @@ pub struct Holder {
     pub waiting_writers: u32,
 }
 
-/// Backoff of a waiter: a few spins, a few yields, then sleeps doubling up to
-/// [`MAX_SLEEP`].
+/// Backoff of a waiter: a few spins, then sleeps on the lock word until it changes
+/// (at most [`MAX_SLEEP`] each).
 #[derive(Default)]
 pub struct Backoff {
     rounds: u32,
 }
 
+/// Spins before a waiter sleeps.
+const SPINS: u32 = 64;
+
 impl Backoff {
-    /// Waits a little longer than last time.
-    pub fn snooze(&mut self) {
+    /// Waits for `lock` (in `exclusive` mode or not) a little: spins at first, then
+    /// sleeps until a release changes its word or [`MAX_SLEEP`] passed. Returns early
+    /// whenever the word changed, so the caller tries again and checks its own bounds.
+    pub fn snooze(&mut self, lock: &RwSpinLock, exclusive: bool) {
         self.rounds = self.rounds.saturating_add(1);
-        if self.rounds < 64 {
+        if self.rounds < SPINS {
             std::hint::spin_loop();
-        } else if self.rounds < 72 {
-            std::thread::yield_now();
         } else {
-            let exp = (self.rounds - 72).min(8);
-            let d = std::time::Duration::from_micros(20u64 << exp).min(MAX_SLEEP);
-            std::thread::sleep(d);
+            lock.sleep_while_unavailable(exclusive, MAX_SLEEP);
         }
     }
 }
+
+/// Sleeps while `word` holds `seen`, at most `timeout` (Linux futex; the word may be
+/// in memory shared between processes). Returns at once if it no longer holds `seen`;
+/// may return early for no reason.
+#[cfg(target_os = "linux")]
+fn futex_wait(word: &AtomicU32, seen: u32, timeout: std::time::Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a live, aligned 32-bit atomic for the call; FUTEX_WAIT only
+    // reads it (compared with `seen` in the kernel) and `ts` outlives the call. Not
+    // FUTEX_PRIVATE: the word may be shared with other processes.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            seen,
+            &ts as *const libc::timespec,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn futex_wait(word: &AtomicU32, seen: u32, timeout: std::time::Duration) {
+    if word.load(Ordering::SeqCst) == seen {
+        std::thread::sleep(timeout.min(std::time::Duration::from_micros(50)));
+    }
+}
+
+/// Wakes every thread of any process asleep in [`futex_wait`] on `word`.
+#[cfg(target_os = "linux")]
+fn futex_wake_all(word: &AtomicU32) {
+    // SAFETY: `word` is a live, aligned 32-bit atomic; FUTEX_WAKE only uses its
+    // address to find the sleepers.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn futex_wake_all(_word: &AtomicU32) {}
 
 thread_local! {
     /// (pid, tid) of the calling thread once looked up; (0, 0) before that, and again
@@ -183,9 +243,11 @@ impl RwSpinLock {
     pub fn remove_waiting_writer(&self) {
         let _ = self
             .state
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |s| {
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |s| {
                 (s & WAITERS != 0).then(|| s - WAITER_ONE)
             });
+        // Readers held back by this writer's preference may go now.
+        self.wake_sleepers();
     }
 
     /// Takes the lock in shared mode, waiting as long as it takes (host-internal
@@ -193,7 +255,7 @@ impl RwSpinLock {
     pub fn lock_shared(&self) {
         let mut b = Backoff::default();
         while !self.try_lock_shared() {
-            b.snooze();
+            b.snooze(self, false);
         }
     }
 
@@ -201,9 +263,33 @@ impl RwSpinLock {
     pub fn unlock_shared(&self) {
         let _ = self
             .state
-            .fetch_update(Ordering::Release, Ordering::Relaxed, |s| {
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |s| {
                 (s & READERS != 0).then(|| s - 1)
             });
+        self.wake_sleepers();
+    }
+
+    /// Sleeps while the lock is not available in `exclusive` mode (or shared) and its
+    /// word does not change, at most `timeout`; a release (or a writer giving up)
+    /// wakes it.
+    pub fn sleep_while_unavailable(&self, exclusive: bool, timeout: std::time::Duration) {
+        // Counted before the word is read, and every release changes the word before
+        // it reads the count (both sequentially consistent): either this sees the
+        // release's word (and the kernel refuses to sleep on a stale one), or the
+        // release sees this sleeper and wakes it.
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let seen = self.state.load(Ordering::SeqCst);
+        if blocks(seen, exclusive) {
+            futex_wait(&self.state, seen, timeout);
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wakes the waiters asleep on the lock word, if any (after every release).
+    fn wake_sleepers(&self) {
+        if self.sleepers.load(Ordering::SeqCst) != 0 {
+            futex_wake_all(&self.state);
+        }
     }
 
     /// Takes the lock in exclusive mode, waiting as long as it takes (host-internal
@@ -212,7 +298,7 @@ impl RwSpinLock {
         let mut b = Backoff::default();
         let registered = self.add_waiting_writer();
         while !self.try_lock_exclusive(registered) {
-            b.snooze();
+            b.snooze(self, true);
         }
     }
 
@@ -221,7 +307,8 @@ impl RwSpinLock {
         self.owner_pid.store(0, Ordering::Relaxed);
         self.owner_tid.store(0, Ordering::Relaxed);
         self.held_since.store(0, Ordering::Relaxed);
-        self.state.fetch_and(!WRITER, Ordering::Release);
+        self.state.fetch_and(!WRITER, Ordering::SeqCst);
+        self.wake_sleepers();
     }
 
     /// True while some writer holds the lock.
@@ -298,6 +385,108 @@ impl SharedMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An hour: a waiter that only its timeout could end would hang the test.
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+    #[test]
+    fn a_waiter_does_not_sleep_on_a_lock_it_may_take() {
+        let l = RwSpinLock::default();
+        // Free: neither mode sleeps (an hour's timeout would hang the test).
+        l.sleep_while_unavailable(true, HOUR);
+        l.sleep_while_unavailable(false, HOUR);
+        // A reader holds it: another reader may enter, so it does not sleep either.
+        assert!(l.try_lock_shared());
+        l.sleep_while_unavailable(false, HOUR);
+        l.unlock_shared();
+        // A waiting writer alone does not keep a writer out.
+        assert!(l.add_waiting_writer());
+        l.sleep_while_unavailable(true, HOUR);
+        l.remove_waiting_writer();
+        assert_eq!(l.sleepers.load(Ordering::SeqCst), 0);
+    }
+
+    /// Starts a thread that sleeps on `l` with an hour's timeout and returns, once it
+    /// is asleep, a receiver that hears when it woke.
+    fn sleeper(l: &'static RwSpinLock, exclusive: bool) -> std::sync::mpsc::Receiver<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            l.sleep_while_unavailable(exclusive, HOUR);
+            let _ = tx.send(());
+        });
+        while l.sleepers.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        rx
+    }
+
+    #[test]
+    fn releases_wake_the_waiters_asleep_on_the_lock() {
+        let ended = |rx: &std::sync::mpsc::Receiver<()>| {
+            rx.recv_timeout(std::time::Duration::from_secs(60)).is_ok()
+        };
+        // A writer holds it: a reader sleeps until the writer's release.
+        let l: &'static RwSpinLock = Box::leak(Box::default());
+        assert!(l.try_lock_exclusive(false));
+        let r = sleeper(l, false);
+        l.unlock_exclusive();
+        assert!(ended(&r), "the reader was not woken by the release");
+        // Readers hold it: a writer sleeps until the last reader's release.
+        assert!(l.try_lock_shared() && l.try_lock_shared());
+        let w = sleeper(l, true);
+        l.unlock_shared();
+        l.unlock_shared();
+        assert!(ended(&w), "the writer was not woken by the last release");
+        // A waiting writer holds readers back: it gives up, and they wake.
+        assert!(l.add_waiting_writer());
+        let r = sleeper(l, false);
+        l.remove_waiting_writer();
+        assert!(
+            ended(&r),
+            "the reader was not woken when the writer gave up"
+        );
+    }
+
+    #[test]
+    fn a_release_wakes_a_waiter_of_another_process() {
+        // SAFETY: a fresh anonymous shared mapping of one lock, unmapped below; all
+        // zero bytes are a free lock.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                std::mem::size_of::<RwSpinLock>(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        // SAFETY: the mapping is live, aligned (page) and large enough.
+        let l = unsafe { &*(map as *const RwSpinLock) };
+        assert!(l.try_lock_exclusive(false));
+        // SAFETY: the child only sleeps on the shared lock word and `_exit`s.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            l.sleep_while_unavailable(false, HOUR);
+            let free = !l.held_exclusively();
+            // SAFETY: leaves the child at once, without the test harness's code.
+            unsafe { libc::_exit(if free { 0 } else { 1 }) };
+        }
+        while l.sleepers.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        l.unlock_exclusive();
+        let mut status = 0;
+        // SAFETY: waits for the child just forked (woken by the release, not by its
+        // hour-long timeout, or this test hangs).
+        let waited = unsafe { libc::waitpid(child, &mut status, 0) };
+        assert_eq!(waited, child);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        // SAFETY: unmaps the mapping made above; `l` is not used after.
+        unsafe { libc::munmap(map, std::mem::size_of::<RwSpinLock>()) };
+    }
 
     #[test]
     fn cached_ids_are_the_kernels_and_a_forked_child_gets_its_own() {
