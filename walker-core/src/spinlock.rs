@@ -99,10 +99,10 @@ impl Backoff {
     }
 }
 
-/// Sleeps while `word` holds `seen`, at most `timeout` (Linux futex; the word may be
-/// in memory shared between processes). Returns at once if it no longer holds `seen`;
-/// may return early for no reason.
-#[cfg(target_os = "linux")]
+/// Sleeps while `word` holds `seen`, at most `timeout` (Linux futex, like
+/// [`current_ids`]'s `gettid`: walker runs on Linux only; the word may be in memory
+/// shared between processes). Returns at once if it no longer holds `seen`; may return early for no
+/// reason.
 fn futex_wait(word: &AtomicU32, seen: u32, timeout: std::time::Duration) {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
@@ -122,15 +122,7 @@ fn futex_wait(word: &AtomicU32, seen: u32, timeout: std::time::Duration) {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-fn futex_wait(word: &AtomicU32, seen: u32, timeout: std::time::Duration) {
-    if word.load(Ordering::SeqCst) == seen {
-        std::thread::sleep(timeout.min(std::time::Duration::from_micros(50)));
-    }
-}
-
 /// Wakes every thread of any process asleep in [`futex_wait`] on `word`.
-#[cfg(target_os = "linux")]
 fn futex_wake_all(word: &AtomicU32) {
     // SAFETY: `word` is a live, aligned 32-bit atomic; FUTEX_WAKE only uses its
     // address to find the sleepers.
@@ -138,9 +130,6 @@ fn futex_wake_all(word: &AtomicU32) {
         libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
     }
 }
-
-#[cfg(not(target_os = "linux"))]
-fn futex_wake_all(_word: &AtomicU32) {}
 
 thread_local! {
     /// (pid, tid) of the calling thread once looked up; (0, 0) before that, and again
@@ -194,8 +183,7 @@ impl RwSpinLock {
     /// or waits for it (writer preference).
     pub fn try_lock_shared(&self) -> bool {
         let s = self.state.load(Ordering::Relaxed);
-        s & (WRITER | WAITERS) == 0
-            && s & READERS < READERS
+        !blocks(s, false)
             && self
                 .state
                 .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
@@ -207,7 +195,7 @@ impl RwSpinLock {
     /// the hold then takes back.
     pub fn try_lock_exclusive(&self, registered: bool) -> bool {
         let s = self.state.load(Ordering::Relaxed);
-        if s & (WRITER | READERS) != 0 {
+        if blocks(s, true) {
             return false;
         }
         let next = if registered {
@@ -291,7 +279,8 @@ impl RwSpinLock {
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Wakes the waiters asleep on the lock word, if any (after every release).
+    /// Wakes the waiters asleep on the lock word, if any (after a release that may let
+    /// one in).
     fn wake_sleepers(&self) {
         if self.sleepers.load(Ordering::SeqCst) != 0 {
             futex_wake_all(&self.state);
@@ -396,7 +385,6 @@ mod tests {
     const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn a_waiter_does_not_sleep_on_a_lock_it_may_take() {
         let l = RwSpinLock::default();
         // Free: neither mode sleeps (an hour's timeout would hang the test).
@@ -429,7 +417,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn releases_wake_the_waiters_asleep_on_the_lock() {
         let ended = |rx: &std::sync::mpsc::Receiver<()>| {
             rx.recv_timeout(std::time::Duration::from_secs(60)).is_ok()
@@ -457,7 +444,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn a_release_wakes_a_waiter_of_another_process() {
         // SAFETY: a fresh anonymous shared mapping of one lock, unmapped below; all
         // zero bytes are a free lock.
