@@ -25,7 +25,7 @@ typedef struct WalkerPlugin WalkerPlugin;
 /*
  Minor version of the ABI. The host loads plugins whose minor is at most its own.
  */
-#define WALKER_ABI_MINOR 5
+#define WALKER_ABI_MINOR 6
 
 /*
  Number of 64-bit words in a resource-manager subscription mask (256 rmgr ids:
@@ -82,7 +82,7 @@ typedef struct WalkerPlugin WalkerPlugin;
 #define WALKER_DESCRIPTOR_V1_3_SIZE 200
 
 /*
- Size of ABI 1.5's descriptor (with `on_records`).
+ Size of ABI 1.5's (and 1.6's) descriptor (with `on_records`).
  */
 #define WALKER_DESCRIPTOR_V1_5_SIZE 208
 
@@ -92,7 +92,7 @@ typedef struct WalkerPlugin WalkerPlugin;
 #define WALKER_RECORD_V1_0_SIZE 80
 
 /*
- Size of ABI 1.1's (to 1.5's) record struct (with `block_images` and `page_size`).
+ Size of ABI 1.1's (to 1.6's) record struct (with `block_images` and `page_size`).
  */
 #define WALKER_RECORD_V1_1_SIZE 96
 
@@ -117,17 +117,22 @@ typedef struct WalkerPlugin WalkerPlugin;
 #define WALKER_HOST_API_V1_4_SIZE 232
 
 /*
+ Size of ABI 1.6's host API table (with `settings_generation`).
+ */
+#define WALKER_HOST_API_V1_6_SIZE 240
+
+/*
  Size of ABI 1.3's (and 1.4's) backend event (up to `command_len`).
  */
 #define WALKER_BACKEND_EVENT_V1_3_SIZE 144
 
 /*
- Size of ABI 1.5's backend event (with `never_writes` and `session_reset`).
+ Size of ABI 1.5's (and 1.6's) backend event (with `never_writes` and `session_reset`).
  */
 #define WALKER_BACKEND_EVENT_V1_5_SIZE 152
 
 /*
- Size of ABI 1.3's (to 1.5's) verdict.
+ Size of ABI 1.3's (to 1.6's) verdict.
  */
 #define WALKER_VERDICT_V1_3_SIZE 2072
 
@@ -593,6 +598,15 @@ typedef struct WalkerHostApi {
    held in any status but `OK`. The rule of `lock_shared` applies.
    */
   WalkerStatus (*lock_timed)(WalkerPlugin *plugin, bool exclusive, uint32_t wait_ms);
+  /*
+   ABI 1.6. A number that changes whenever the values this process's getters
+   (`get_int` ...) return for the plugin's settings may have changed (a reload,
+   `SET`, `RESET`, the end of a transaction that set one): while it stays the same,
+   settings read before read the same. A plugin that reads its settings on a hot
+   path (every statement) keeps them with the number and reads them again only when
+   it differs. Read it before the settings. 0: the host cannot tell; read them.
+   */
+  uint64_t (*settings_generation)(WalkerPlugin *plugin);
 } WalkerHostApi;
 
 /*

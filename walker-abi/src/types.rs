@@ -17,7 +17,7 @@ use std::ffi::{c_char, c_void};
 /// Major version of the ABI. The host loads only plugins with the same major.
 pub const WALKER_ABI_MAJOR: u32 = 1;
 /// Minor version of the ABI. The host loads plugins whose minor is at most its own.
-pub const WALKER_ABI_MINOR: u32 = 5;
+pub const WALKER_ABI_MINOR: u32 = 6;
 
 /// Name of the symbol every plugin exports: `const WalkerPluginDescriptor *walker_plugin_entry(void)`.
 pub const WALKER_PLUGIN_ENTRY_SYMBOL: &str = "walker_plugin_entry";
@@ -567,6 +567,15 @@ pub struct WalkerHostApi {
             wait_ms: u32,
         ) -> WalkerStatus,
     >,
+
+    // ---- ABI 1.6 ----
+    /// ABI 1.6. A number that changes whenever the values this process's getters
+    /// (`get_int` ...) return for the plugin's settings may have changed (a reload,
+    /// `SET`, `RESET`, the end of a transaction that set one): while it stays the same,
+    /// settings read before read the same. A plugin that reads its settings on a hot
+    /// path (every statement) keeps them with the number and reads them again only when
+    /// it differs. Read it before the settings. 0: the host cannot tell; read them.
+    pub settings_generation: Option<unsafe extern "C" fn(plugin: *mut WalkerPlugin) -> u64>,
 }
 
 /// ABI 1.2. Which field of a server setting [`WalkerHostApi::server_setting`] reads.
@@ -1056,13 +1065,13 @@ pub const WALKER_DESCRIPTOR_V1_2_SIZE: u32 = 176;
 /// Size of ABI 1.3's (and 1.4's) descriptor (with `on_backend`, `sql` and `role`).
 pub const WALKER_DESCRIPTOR_V1_3_SIZE: u32 = 200;
 
-/// Size of ABI 1.5's descriptor (with `on_records`).
+/// Size of ABI 1.5's (and 1.6's) descriptor (with `on_records`).
 pub const WALKER_DESCRIPTOR_V1_5_SIZE: u32 = 208;
 
 /// Size of ABI 1.0's record struct.
 pub const WALKER_RECORD_V1_0_SIZE: u32 = 80;
 
-/// Size of ABI 1.1's (to 1.5's) record struct (with `block_images` and `page_size`).
+/// Size of ABI 1.1's (to 1.6's) record struct (with `block_images` and `page_size`).
 pub const WALKER_RECORD_V1_1_SIZE: u32 = 96;
 
 /// Size of ABI 1.0's host API table.
@@ -1077,13 +1086,16 @@ pub const WALKER_HOST_API_V1_2_SIZE: u32 = 224;
 /// Size of ABI 1.4's (and 1.5's) host API table (with `lock_timed`).
 pub const WALKER_HOST_API_V1_4_SIZE: u32 = 232;
 
+/// Size of ABI 1.6's host API table (with `settings_generation`).
+pub const WALKER_HOST_API_V1_6_SIZE: u32 = 240;
+
 /// Size of ABI 1.3's (and 1.4's) backend event (up to `command_len`).
 pub const WALKER_BACKEND_EVENT_V1_3_SIZE: u32 = 144;
 
-/// Size of ABI 1.5's backend event (with `never_writes` and `session_reset`).
+/// Size of ABI 1.5's (and 1.6's) backend event (with `never_writes` and `session_reset`).
 pub const WALKER_BACKEND_EVENT_V1_5_SIZE: u32 = 152;
 
-/// Size of ABI 1.3's (to 1.5's) verdict.
+/// Size of ABI 1.3's (to 1.6's) verdict.
 pub const WALKER_VERDICT_V1_3_SIZE: u32 = 2072;
 
 #[cfg(not(target_pointer_width = "64"))]

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use walker_abi::*;
 
 /// The released minors of ABI 1, each with a frozen header.
-const MINORS: [u32; 6] = [0, 1, 2, 3, 4, 5];
+const MINORS: [u32; 7] = [0, 1, 2, 3, 4, 5, 6];
 
 /// Fields renamed since the minor that froze them: (struct, old name, today's name).
 /// A rename keeps the offset and the size; the test checks both.
@@ -234,6 +234,7 @@ fn size_constants_equal_the_frozen_sizes() {
         size(&t[5], h),
         "1.5 kept 1.4's host table"
     );
+    assert_eq!(WALKER_HOST_API_V1_6_SIZE, size(&t[6], h));
     let r = "WalkerRecord";
     assert_eq!(WALKER_RECORD_V1_0_SIZE, size(&t[0], r));
     for table in &t[1..] {
@@ -247,6 +248,16 @@ fn size_constants_equal_the_frozen_sizes() {
         "1.4 kept 1.3's event"
     );
     assert_eq!(WALKER_BACKEND_EVENT_V1_5_SIZE, size(&t[5], e));
+    assert_eq!(
+        WALKER_BACKEND_EVENT_V1_5_SIZE,
+        size(&t[6], e),
+        "1.6 kept 1.5's event"
+    );
+    assert_eq!(
+        WALKER_DESCRIPTOR_V1_5_SIZE,
+        size(&t[6], d),
+        "1.6 kept 1.5's descriptor"
+    );
     for table in &t[3..] {
         assert_eq!(WALKER_VERDICT_V1_3_SIZE, size(table, "WalkerVerdict"));
     }

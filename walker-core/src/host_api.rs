@@ -631,6 +631,13 @@ unsafe extern "C" fn api_pause(ms: u32) -> WalkerStatus {
     }
 }
 
+/// The generation of the plugin's settings snapshots in this process: it advances
+/// each time they are copied again from the server's values (after an assignment).
+unsafe extern "C" fn api_settings_generation(plugin: *mut WalkerPlugin) -> u64 {
+    // SAFETY: ABI contract: a host handle.
+    unsafe { PluginSlot::from_handle(plugin) }.map_or(0, |slot| slot.settings_generation())
+}
+
 /// The table every plugin receives.
 pub static HOST_API: WalkerHostApi = WalkerHostApi {
     struct_size: std::mem::size_of::<WalkerHostApi>() as u32,
@@ -663,6 +670,7 @@ pub static HOST_API: WalkerHostApi = WalkerHostApi {
     service_result: Some(api_service_result),
     pause: Some(api_pause),
     lock_timed: Some(api_lock_timed),
+    settings_generation: Some(api_settings_generation),
 };
 
 #[cfg(test)]

@@ -390,6 +390,13 @@ impl PluginSlot {
         self.refreshed_at.store(now, Ordering::Release);
     }
 
+    /// Which copy of the server's values the settings' snapshots hold: the assignment
+    /// count at the last [`PluginSlot::refresh_settings`] that copied them (0: never
+    /// refreshed). While it stays the same, the snapshots are unchanged.
+    pub fn settings_generation(&self) -> u64 {
+        self.refreshed_at.load(Ordering::Acquire)
+    }
+
     /// All settings.
     pub fn settings(&self) -> Vec<&'static Setting> {
         self.settings
@@ -481,6 +488,41 @@ pub unsafe fn refresh_settings() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_settings_generation_moves_with_each_copy_of_the_values() {
+        use crate::settings::{note_assigned, Setting, SettingDef, Storage, Value};
+        use walker_abi::{WalkerSettingContext, WalkerSettingUnit};
+        let slot = PluginSlot::new(0, "p", None, None, Vec::new(), "1".into(), None);
+        let def = SettingDef::int(
+            "p",
+            "n",
+            "",
+            (5, 0, 10),
+            WalkerSettingUnit::NONE,
+            WalkerSettingContext::SIGHUP,
+        );
+        let setting: &'static Setting = Box::leak(Box::new(Setting::new(def.unwrap())));
+        slot.add_setting(setting);
+        assert_eq!(slot.settings_generation(), 0, "never copied");
+        // SAFETY: this test thread is the only writer of the setting's variable.
+        unsafe { slot.refresh_settings() };
+        let first = slot.settings_generation();
+        assert_ne!(first, 0);
+        // The server assigns a new value: the next copy has a later generation (other
+        // tests assign theirs concurrently, which only moves it further).
+        let Storage::Int(p) = setting.storage() else {
+            panic!("an int setting's storage")
+        };
+        // SAFETY: as above.
+        unsafe { *p = 8 };
+        note_assigned();
+        // SAFETY: as above.
+        unsafe { slot.refresh_settings() };
+        let second = slot.settings_generation();
+        assert!(second > first, "{second} after {first}");
+        assert_eq!(setting.value(), Value::Int(8));
+    }
 
     #[test]
     fn registries_are_separate() {

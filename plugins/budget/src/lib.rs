@@ -104,13 +104,31 @@ pub struct Budget {
 /// The admission and predictor settings of one top-level statement: read from the
 /// host when an event of the statement first needs them, kept for its other events
 /// (its end, the nested statements it runs and the transaction's end), and forgotten
-/// at the next top-level statement start. A reload or a `SET` therefore applies from
-/// the next statement on, and a statement reads its eight settings once instead of at
-/// each of its events.
+/// at the next top-level statement start unless the host's settings generation says
+/// they cannot have changed since they were read. A reload therefore applies from the
+/// next statement on, and a backend reads its eight settings once per reload instead
+/// of at each statement (once per statement from a host older than ABI 1.6).
 #[derive(Debug, Default, Clone, Copy)]
 struct StatementSettings {
+    /// The host's settings generation when they were read (`None`: unknown).
+    generation: Option<u64>,
     admission: Option<session::Admission>,
     predictor: Option<predict::Config>,
+}
+
+impl StatementSettings {
+    /// At a top-level statement start: the settings kept, or none when the host's
+    /// generation `now` differs from theirs or is unknown.
+    fn at_statement_start(self, now: Option<u64>) -> StatementSettings {
+        if now.is_some() && now == self.generation {
+            self
+        } else {
+            StatementSettings {
+                generation: now,
+                ..StatementSettings::default()
+            }
+        }
+    }
 }
 
 /// Loading the committed policies table through the services worker.
@@ -511,7 +529,7 @@ impl Plugin for Budget {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if e.kind == walker_abi::WalkerBackendEventKind::STATEMENT_START && e.nesting_level == 0 {
-            *kept = StatementSettings::default();
+            *kept = kept.at_statement_start(host.settings_generation());
         }
         let admission = std::cell::Cell::new(kept.admission);
         let cfg = || {
@@ -536,6 +554,7 @@ impl Plugin for Budget {
         let now = || host.now_micros();
         let outcome = session.on_event(e, &cfg, &mut with, &mut pause, &now);
         *kept = StatementSettings {
+            generation: kept.generation,
             admission: admission.get(),
             predictor,
         };
@@ -796,6 +815,37 @@ mod tests {
         // The periodic refresh.
         l.next_try = 0;
         assert_eq!(load_need(&l, true, &[], 1000), LoadNeed::Load);
+    }
+
+    #[test]
+    fn statement_settings_are_kept_only_while_the_generation_holds() {
+        let read = StatementSettings {
+            generation: Some(5),
+            admission: Some(session::Admission {
+                enabled: false,
+                max_queue_wait_ms: 7,
+            }),
+            predictor: Some(predict::Config::default()),
+        };
+        // Same generation: nothing can have changed, the values stay.
+        let kept = read.at_statement_start(Some(5));
+        assert_eq!(kept.generation, Some(5));
+        assert!(kept
+            .admission
+            .is_some_and(|a| !a.enabled && a.max_queue_wait_ms == 7));
+        assert!(kept.predictor.is_some());
+        // A reload since: read again, under the new generation.
+        let fresh = read.at_statement_start(Some(6));
+        assert_eq!(fresh.generation, Some(6));
+        assert!(fresh.admission.is_none() && fresh.predictor.is_none());
+        // A host that cannot tell (older than ABI 1.6): read at every statement.
+        let unknown = StatementSettings {
+            generation: None,
+            ..read
+        };
+        let again = unknown.at_statement_start(None);
+        assert!(again.generation.is_none() && again.admission.is_none());
+        assert!(again.predictor.is_none());
     }
 
     #[test]

@@ -26,7 +26,7 @@ fn cluster_with(name: &str, plugin: &str) -> Cluster {
     let p = c.query(&format!(
         "SELECT state, abi_version, errors FROM walker.plugins WHERE name = '{plugin}'"
     ));
-    assert_eq!(p[0], ["running", "1.5", "0"], "{plugin} in walker.plugins");
+    assert_eq!(p[0], ["running", "1.6", "0"], "{plugin} in walker.plugins");
     c
 }
 

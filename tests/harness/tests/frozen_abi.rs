@@ -4,14 +4,15 @@
 //! Each one's record counts equal pg_walinspect's over the range it covers, before
 //! and after a restart (snapshots from 1.1 on), and what its minor added works:
 //! the server version (1.1), its SQL function (1.2), backend events (1.3), runs of
-//! records (1.5); and what its minor lacks stays off.
+//! records (1.5), the settings generation (1.6, checked by the fixture at each of its
+//! backend events); and what its minor lacks stays off.
 
 mod common;
 
 use common::{wait_caught_up, WORKLOAD};
 use walker_tests::Cluster;
 
-const MINORS: [u32; 6] = [0, 1, 2, 3, 4, 5];
+const MINORS: [u32; 7] = [0, 1, 2, 3, 4, 5, 6];
 
 fn name(minor: u32) -> String {
     format!("fx_abi_1_{minor}")

@@ -39,7 +39,7 @@ fn rmgr_stats_equals_pg_walinspect() {
     let st = c.query("SELECT state, pid IS NOT NULL, lag_bytes >= 0, records > 0, start_lsn <= processed_lsn FROM walker.status");
     assert_eq!(st[0][1..], ["t", "t", "t", "t"], "{st:?}");
     let p = c.query("SELECT state, records > 0, errors, abi_version, views::text FROM walker.plugins WHERE name = 'rmgr_stats'");
-    assert_eq!(p[0], ["running", "t", "0", "1.5", "{rmgr_stats_rmgrs}"]);
+    assert_eq!(p[0], ["running", "t", "0", "1.6", "{rmgr_stats_rmgrs}"]);
 }
 
 #[test]
@@ -111,13 +111,13 @@ fn bad_plugins_never_stop_the_server() {
     expect(
         "fx_wrong_major",
         "not loaded",
-        &["ABI 2.0", "ABI 1.5", "rebuild"],
+        &["ABI 2.0", "ABI 1.6", "rebuild"],
     );
     expect("fx_too_small", "not loaded", &["16 bytes", "rebuild"]);
     expect(
         "fixture_bad_layout",
         "not loaded",
-        &["layout check", "rebuild the plugin against walker-abi 1.5"],
+        &["layout check", "rebuild the plugin against walker-abi 1.6"],
     );
     expect(
         "fx_init_error",

@@ -98,6 +98,19 @@ impl Host {
         }
     }
 
+    /// A number that changes whenever this plugin's settings may read differently in
+    /// this process (ABI 1.6): keep values read on a hot path with it, and read them
+    /// again when it differs. `None` when the host cannot tell (read them each time).
+    /// Read it before the settings it guards.
+    pub fn settings_generation(&self) -> Option<u64> {
+        let end = std::mem::offset_of!(WalkerHostApi, settings_generation)
+            + std::mem::size_of::<Option<unsafe extern "C" fn(*mut WalkerPlugin) -> u64>>();
+        let f = self.api().settings_generation.filter(|_| self.has(end))?;
+        // SAFETY: the handle is the one the host gave this plugin.
+        let g = unsafe { f(self.plugin) };
+        (g != 0).then_some(g)
+    }
+
     /// The server's `PG_VERSION_NUM` (e.g. 150008), when the host tells it (ABI 1.1).
     pub fn server_version_num(&self) -> Option<u32> {
         let end = std::mem::offset_of!(WalkerHostApi, server_version_num)

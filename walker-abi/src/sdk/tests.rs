@@ -197,3 +197,31 @@ fn a_defined_setting_is_read_through_its_handle() {
         .unwrap_err();
     assert!(err.message().contains("bad.name"), "{}", err.message());
 }
+
+unsafe extern "C" fn fake_generation(_plugin: *mut WalkerPlugin) -> u64 {
+    GENERATION.with(|g| *g.borrow())
+}
+
+thread_local! {
+    /// What the fake `settings_generation` answers.
+    static GENERATION: RefCell<u64> = const { RefCell::new(0) };
+}
+
+#[test]
+fn settings_generation_is_known_only_from_a_host_that_tells_it() {
+    let host = fake_host("", false);
+    // SAFETY: the fake table was leaked by `fake_host` and nothing else reads it now.
+    let api = unsafe { &mut *(host.api as *mut WalkerHostApi) };
+    api.settings_generation = Some(fake_generation);
+    GENERATION.with(|g| *g.borrow_mut() = 9);
+    assert_eq!(host.settings_generation(), Some(9));
+    // 0: the host cannot tell.
+    GENERATION.with(|g| *g.borrow_mut() = 0);
+    assert_eq!(host.settings_generation(), None);
+    // A 1.5 host's table ends before the field: not read, whatever lies past the end.
+    GENERATION.with(|g| *g.borrow_mut() = 9);
+    api.struct_size = WALKER_HOST_API_V1_4_SIZE;
+    assert_eq!(host.settings_generation(), None);
+    api.struct_size = WALKER_HOST_API_V1_6_SIZE;
+    assert_eq!(host.settings_generation(), Some(9));
+}

@@ -125,7 +125,8 @@ pub fn current() -> (Vec<(String, usize)>, String) {
             request_service,
             service_result,
             pause,
-            lock_timed
+            lock_timed,
+            settings_generation
         },
         WalkerValue {
             ty,
