@@ -2,7 +2,7 @@
 //! reader, then shared read-only by every dispatch thread.
 
 use crate::recycle::Kept;
-use walker_abi::{WalkerBlockRef, WalkerRecord};
+use walker_abi::{mask_has, WalkerBlockRef, WalkerRecord, WALKER_RMGR_MASK_WORDS};
 
 /// Header fields of one record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,14 +105,39 @@ impl Storage {
     }
 }
 
+/// Records read but not copied because no plugin asked for their resource manager
+/// ([`BatchBuilder::pass_record`]): counted, and their end carried, so the walk's
+/// position, counters and snapshot triggers do not depend on what plugins read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Passed {
+    records: u64,
+    bytes: u64,
+    end_lsn: u64,
+    checkpoint: bool,
+}
+
 /// Accumulates records into a batch.
-#[derive(Default)]
 pub struct BatchBuilder {
     /// The records, blocks and data so far (and the vectors `finish` fills).
     st: Storage,
     page_size: u32,
     /// A record was started and not finished yet.
     open: bool,
+    /// The resource managers whose records are copied (every one by default).
+    wanted: [u64; WALKER_RMGR_MASK_WORDS],
+    passed: Passed,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        BatchBuilder {
+            st: Storage::default(),
+            page_size: 0,
+            open: false,
+            wanted: [u64::MAX; WALKER_RMGR_MASK_WORDS],
+            passed: Passed::default(),
+        }
+    }
 }
 
 impl BatchBuilder {
@@ -132,17 +157,39 @@ impl BatchBuilder {
         st.data.reserve(bytes);
         BatchBuilder {
             st,
-            page_size: 0,
-            open: false,
+            ..BatchBuilder::default()
         }
     }
 
-    /// Complete records so far.
-    pub fn len(&self) -> usize {
-        self.st.records.len() - usize::from(self.open)
+    /// Copies only the records of the resource managers in `mask` (the union of the
+    /// loaded plugins' masks); the others are passed: counted, not copied.
+    pub fn wanting(mut self, mask: [u64; WALKER_RMGR_MASK_WORDS]) -> Self {
+        self.wanted = mask;
+        self
     }
 
-    /// No complete record yet.
+    /// Whether a record of resource manager `rmid` is copied (else the reader passes
+    /// it with [`BatchBuilder::pass_record`]).
+    pub fn wants(&self, rmid: u8) -> bool {
+        mask_has(&self.wanted, rmid)
+    }
+
+    /// Counts a complete record no plugin asked for, without copying anything of it.
+    pub fn pass_record(&mut self, head: &RecordHead) {
+        self.discard_open_record();
+        let p = &mut self.passed;
+        p.records += 1;
+        p.bytes = p.bytes.saturating_add(head.total_len as u64);
+        p.end_lsn = p.end_lsn.max(head.end_lsn);
+        p.checkpoint |= walker_decode::is_checkpoint(head.rmid, head.info);
+    }
+
+    /// Complete records read so far, copied or passed.
+    pub fn len(&self) -> usize {
+        self.st.records.len() - usize::from(self.open) + self.passed.records as usize
+    }
+
+    /// No complete record read yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -290,8 +337,20 @@ impl BatchBuilder {
                 },
                 page_size,
             }));
-        let end_lsn = st.records.last().map(|r| r.head.end_lsn).unwrap_or(0);
-        Batch { st, end_lsn }
+        let passed = self.passed;
+        let copied_end = st.records.last().map_or(0, |r| r.head.end_lsn);
+        let read_bytes = st
+            .records
+            .iter()
+            .map(|r| r.head.total_len as u64)
+            .fold(passed.bytes, u64::saturating_add);
+        Batch {
+            end_lsn: copied_end.max(passed.end_lsn),
+            read_records: st.records.len() as u64 + passed.records,
+            read_bytes,
+            passed_checkpoint: passed.checkpoint,
+            st,
+        }
     }
 }
 
@@ -300,8 +359,14 @@ pub struct Batch {
     /// The records (`abi_records`) and the storage they point into; never mutated
     /// until the batch is dropped, when it is kept for a later batch.
     st: Storage,
-    /// End LSN of the last record (0 for an empty batch).
+    /// End LSN of the last record read, copied or passed (0 for an empty batch).
     pub end_lsn: u64,
+    /// Records read, copied or passed.
+    pub read_records: u64,
+    /// Their `xl_tot_len` bytes.
+    pub read_bytes: u64,
+    /// A passed record was a checkpoint.
+    passed_checkpoint: bool,
 }
 
 impl Drop for Batch {
@@ -327,9 +392,9 @@ impl Batch {
         &self.st.abi_records
     }
 
-    /// True when the batch holds a checkpoint record.
+    /// True when a checkpoint record was read into the batch (copied or passed).
     pub fn has_checkpoint(&self) -> bool {
-        self.records().iter().any(is_checkpoint)
+        self.passed_checkpoint || self.records().iter().any(is_checkpoint)
     }
 }
 
@@ -484,5 +549,35 @@ mod tests {
             (200, &b"d"[..])
         );
         assert_eq!(second.end_lsn, 208);
+    }
+
+    #[test]
+    fn passed_records_are_counted_not_copied() {
+        // Only Heap (rmid 10) is wanted.
+        let mut b = BatchBuilder::new().wanting([1 << 10, 0, 0, 0]);
+        assert!(b.wants(10) && !b.wants(0) && !b.wants(1));
+        let head = |lsn: u64, rmid: u8, info: u8, total_len: u32| RecordHead {
+            lsn,
+            end_lsn: lsn + total_len as u64,
+            rmid,
+            info,
+            total_len,
+            ..Default::default()
+        };
+        b.start_record(head(0x100, 10, 0, 60), b"heap");
+        b.finish_record();
+        // An online checkpoint (XLOG, info 0x10) and a commit, passed.
+        b.pass_record(&head(0x140, 0, 0x10, 114));
+        b.pass_record(&head(0x1b8, 1, 0, 34));
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.data_bytes(), 4, "only the heap record's main data");
+        let batch = b.finish();
+        assert_eq!(batch.records().len(), 1);
+        assert_eq!(batch.records()[0].lsn, 0x100);
+        assert_eq!((batch.read_records, batch.read_bytes), (3, 60 + 114 + 34));
+        assert_eq!(batch.end_lsn, 0x1b8 + 34);
+        assert!(batch.has_checkpoint(), "the passed checkpoint");
+        // By default every record is copied.
+        assert!((0..=255).all(|r| BatchBuilder::new().wants(r)));
     }
 }

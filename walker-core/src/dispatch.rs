@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use walker_abi::mask_has;
+use walker_abi::{mask_has, WALKER_RMGR_MASK_WORDS};
 
 /// A message to a dispatch thread.
 enum Msg {
@@ -499,6 +499,19 @@ impl Dispatcher {
         cut
     }
 
+    /// The resource managers some lane's plugin asked for (the union of their
+    /// masks): the reader copies only their records into batches. Lanes cut off or
+    /// failed still count (the mask only ever narrows at a restart).
+    pub fn wanted_rmgrs(&self) -> [u64; WALKER_RMGR_MASK_WORDS] {
+        let mut mask = [0u64; WALKER_RMGR_MASK_WORDS];
+        for d in self.lanes.iter().filter_map(|l| l.slot.desc.as_ref()) {
+            for (m, w) in mask.iter_mut().zip(d.rmgr_mask) {
+                *m |= w;
+            }
+        }
+        mask
+    }
+
     /// Lowest processed LSN among running lanes; `None` when no lane is running.
     pub fn processed_lsn(&self) -> Option<u64> {
         self.lanes
@@ -620,10 +633,20 @@ mod tests {
         f: OnRecord,
         runs: Option<OnRecords>,
     ) -> &'static PluginSlot {
+        slot_with_mask(index, name, f, runs, [u64::MAX; 4])
+    }
+
+    fn slot_with_mask(
+        index: usize,
+        name: &str,
+        f: OnRecord,
+        runs: Option<OnRecords>,
+        mask: [u64; 4],
+    ) -> &'static PluginSlot {
         // SAFETY: every descriptor field is an integer, a pointer or an Option of a
         // function pointer: all-zero is "nothing declared".
         let mut d: WalkerPluginDescriptor = unsafe { std::mem::zeroed() };
-        d.rmgr_mask = [u64::MAX; 4];
+        d.rmgr_mask = mask;
         d.on_record = Some(f);
         d.on_records = runs;
         let s = PluginSlot::new(index, name, None, Some(d), Vec::new(), "1".into(), None);
@@ -777,6 +800,61 @@ mod tests {
         assert_eq!(sh.records.load(Ordering::SeqCst), 24);
         let err = s.last_error().unwrap();
         assert!(err.starts_with("on_record at LSN 0/512C failed"), "{err}");
+    }
+
+    /// Records the heap-only plugin saw.
+    static HEAP_SEEN: AtomicU64 = AtomicU64::new(0);
+
+    unsafe extern "C" fn heap_only(_: *mut WalkerPlugin, r: *const WalkerRecord) -> WalkerStatus {
+        // SAFETY: the host passes a valid record.
+        assert_eq!(unsafe { (*r).rmid }, 10, "only its resource manager");
+        HEAP_SEEN.fetch_add(1, Ordering::SeqCst);
+        WalkerStatus::OK
+    }
+
+    #[test]
+    fn records_no_plugin_asked_for_are_passed_and_the_lane_still_reaches_their_end() {
+        // Heap (10) and, from a second plugin, Transaction (1): the union.
+        let s = slot_with_mask(1004, "heap-only", heap_only, None, [1 << 10, 0, 0, 0]);
+        let other = slot_with_mask(1005, "xact-only", good, None, [1 << 1, 0, 0, 0]);
+        let both = Dispatcher::start(&[s, other], 1, None).unwrap();
+        assert_eq!(both.wanted_rmgrs(), [(1 << 10) | (1 << 1), 0, 0, 0]);
+        both.stop(Duration::from_secs(5));
+
+        let mut disp = Dispatcher::start(&[s], 1, None).unwrap();
+        let mut b = BatchBuilder::new().wanting(disp.wanted_rmgrs());
+        // A heap record, then an XLOG checkpoint (rmid 0, info 0x10) and a
+        // Transaction record that no loaded plugin reads.
+        for (lsn, rmid, info) in [(0x1000u64, 10u8, 0u8), (0x1064, 0, 0x10), (0x10c8, 1, 0)] {
+            let h = RecordHead {
+                lsn,
+                end_lsn: lsn + 100,
+                rmid,
+                info,
+                total_len: 100,
+                ..Default::default()
+            };
+            if b.wants(rmid) {
+                b.start_record(h, b"");
+                b.finish_record();
+            } else {
+                b.pass_record(&h);
+            }
+        }
+        let batch = Arc::new(b.finish());
+        assert_eq!(batch.records().len(), 1);
+        assert!(batch.has_checkpoint());
+        disp.send(batch);
+        let (_, cut) = disp.stop(Duration::from_secs(5));
+        assert!(cut.is_empty());
+        assert_eq!(HEAP_SEEN.load(Ordering::SeqCst), 1);
+        let sh = s.shared().unwrap();
+        assert_eq!(sh.records.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            sh.processed_lsn.load(Ordering::SeqCst),
+            0x10c8 + 100,
+            "processed up to the end of the last record read, passed or not"
+        );
     }
 
     static STOP_RELEASE: AtomicBool = AtomicBool::new(false);

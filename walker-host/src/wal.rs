@@ -190,6 +190,16 @@ impl WalReader {
                 info: d.header.xl_info,
                 total_len: d.header.xl_tot_len,
             };
+            if !batch.wants(head.rmid) {
+                // No plugin reads this resource manager: counted, nothing copied.
+                batch.pass_record(&head);
+                self.next = st.EndRecPtr;
+                if let Some(r) = ledger {
+                    r.done_reading();
+                    r.passed(start);
+                }
+                return Read::Record;
+            }
             let main = slice(d.main_data as *const u8, d.main_data_len as usize);
             // Straight from the server's decoded record into the batch: no buffer of
             // our own, each page image restored in place.

@@ -296,7 +296,8 @@ impl Walk {
     fn read_batch(&mut self) -> (BatchBuilder, bool) {
         let max_records = gucs::BATCH_RECORDS.get().max(1) as usize;
         let mut batch =
-            BatchBuilder::with_capacity(max_records.min(PRESIZED_RECORDS), PRESIZED_BYTES);
+            BatchBuilder::with_capacity(max_records.min(PRESIZED_RECORDS), PRESIZED_BYTES)
+                .wanting(self.dispatcher.wanted_rmgrs());
         // One error trap for the whole batch, not one per record.
         let filled = {
             let b = &mut batch;
@@ -432,8 +433,7 @@ impl Walk {
         let found = !batch.is_empty();
         if found {
             let batch = Arc::new(batch.finish());
-            let bytes: u64 = batch.records().iter().map(|r| r.total_len as u64).sum();
-            let n = batch.records().len() as u64;
+            let (bytes, n) = (batch.read_bytes, batch.read_records);
             self.snapshot_due |= batch.has_checkpoint();
             self.host.set_worker_state(WorkerState::Walking);
             self.dispatcher.send(batch);
