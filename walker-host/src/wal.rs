@@ -190,56 +190,12 @@ impl WalReader {
                 info: d.header.xl_info,
                 total_len: d.header.xl_tot_len,
             };
-            if !batch.wants(head.rmid) {
+            if batch.wants(head.rmid) {
+                copy_record(batch, self.state, d, head);
+            } else {
                 // No plugin reads this resource manager: counted, nothing copied.
                 batch.pass_record(&head);
-                self.next = st.EndRecPtr;
-                if let Some(r) = ledger {
-                    r.done_reading();
-                    r.passed(start);
-                }
-                return Read::Record;
             }
-            let main = slice(d.main_data as *const u8, d.main_data_len as usize);
-            // Straight from the server's decoded record into the batch: no buffer of
-            // our own, each page image restored in place.
-            batch.start_record(head, main);
-            for i in 0..=d.max_block_id {
-                let b = &*d.blocks.as_ptr().add(i as usize);
-                if !b.in_use {
-                    continue;
-                }
-                let (tablespace, database, relfilenode) = block_relation(b);
-                let data = if b.has_data {
-                    slice(b.data as *const u8, b.data_len as usize)
-                } else {
-                    &[][..]
-                };
-                let head = BlockHead {
-                    block_id: i as u8,
-                    fork: b.forknum as u8,
-                    has_image: b.has_image,
-                    apply_image: b.apply_image,
-                    has_data: b.has_data,
-                    tablespace,
-                    database,
-                    relfilenode,
-                    block: b.blkno,
-                    image_len: b.bimg_len as u32,
-                };
-                // The page the image restores, for plugins reading page state.
-                let page_size = if b.has_image {
-                    pg_sys::BLCKSZ as usize
-                } else {
-                    0
-                };
-                let state = self.state;
-                batch.add_block(head, data, page_size, |page| {
-                    // SAFETY: `page` is BLCKSZ writable bytes; block `i` has an image.
-                    pg_sys::RestoreBlockImage(state, i as u8, page.as_mut_ptr() as *mut c_char)
-                });
-            }
-            batch.finish_record();
             self.next = st.EndRecPtr;
         }
         if let Some(r) = ledger {
@@ -248,6 +204,61 @@ impl WalReader {
         }
         Read::Record
     }
+}
+
+/// Copies the decoded record `d` into `batch`, straight from the server's reader: no
+/// buffer of our own, each page image restored in place.
+///
+/// # Safety
+/// `d` is the record `state` decoded last, and `state` is not read again before this
+/// returns.
+unsafe fn copy_record(
+    batch: &mut BatchBuilder,
+    state: *mut pg_sys::XLogReaderState,
+    d: &pg_sys::DecodedXLogRecord,
+    head: RecordHead,
+) {
+    // SAFETY: the caller's contract: `d` and its blocks' data and images are the
+    // reader's current record, valid and unchanged until the next read.
+    unsafe {
+        let main = slice(d.main_data as *const u8, d.main_data_len as usize);
+        batch.start_record(head, main);
+        for i in 0..=d.max_block_id {
+            let b = &*d.blocks.as_ptr().add(i as usize);
+            if !b.in_use {
+                continue;
+            }
+            let (tablespace, database, relfilenode) = block_relation(b);
+            let data = if b.has_data {
+                slice(b.data as *const u8, b.data_len as usize)
+            } else {
+                &[][..]
+            };
+            let head = BlockHead {
+                block_id: i as u8,
+                fork: b.forknum as u8,
+                has_image: b.has_image,
+                apply_image: b.apply_image,
+                has_data: b.has_data,
+                tablespace,
+                database,
+                relfilenode,
+                block: b.blkno,
+                image_len: b.bimg_len as u32,
+            };
+            // The page the image restores, for plugins reading page state.
+            let page_size = if b.has_image {
+                pg_sys::BLCKSZ as usize
+            } else {
+                0
+            };
+            batch.add_block(head, data, page_size, |page| {
+                // SAFETY: `page` is BLCKSZ writable bytes; block `i` has an image.
+                pg_sys::RestoreBlockImage(state, i as u8, page.as_mut_ptr() as *mut c_char)
+            });
+        }
+    }
+    batch.finish_record();
 }
 
 /// # Safety
