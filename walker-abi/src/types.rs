@@ -834,10 +834,11 @@ pub struct WalkerPluginDescriptor {
     /// consecutive records in WAL order (a batch the reader read): `records[0..n]`.
     /// The run holds the records of every resource manager some loaded plugin asked
     /// for, so also records outside this plugin's `rmgr_mask`: the plugin skips those
-    /// (the SDK does). Records no loaded plugin asked for are not in any run. It lets a plugin take its lock, or publish, once
-    /// per run instead of once per record. On failure the plugin stores the index of
-    /// the record that failed in `failed_at` (the host names its LSN) and returns the
-    /// error as `on_record` would. `walker.plugin_timeout` applies to the whole call;
+    /// (the SDK does). Records no loaded plugin asked for are not in any run. It lets
+    /// a plugin take its lock, or publish, once per run instead of once per record. On
+    /// failure the plugin stores the index of the record that failed in `failed_at`
+    /// (the host names its LSN) and returns the error as `on_record` would.
+    /// `walker.plugin_timeout` applies to the whole call;
     /// a run holds at most `walker.batch_records` records. May be null.
     pub on_records: Option<
         unsafe extern "C" fn(

@@ -103,9 +103,10 @@ impl Host {
     /// again when it differs. `None` when the host cannot tell (read them each time).
     /// Read it before the settings it guards.
     pub fn settings_generation(&self) -> Option<u64> {
-        let end = std::mem::offset_of!(WalkerHostApi, settings_generation)
-            + std::mem::size_of::<Option<unsafe extern "C" fn(*mut WalkerPlugin) -> u64>>();
-        let f = self.api().settings_generation.filter(|_| self.has(end))?;
+        let f = self
+            .api()
+            .settings_generation
+            .filter(|_| self.has(WALKER_HOST_API_V1_6_SIZE as usize))?;
         // SAFETY: the handle is the one the host gave this plugin.
         let g = unsafe { f(self.plugin) };
         (g != 0).then_some(g)
